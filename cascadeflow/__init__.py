@@ -1,0 +1,45 @@
+"""cascadeflow: tracing, budgets, policies, cascades and guardrails around every LLM call.
+
+The public names are those of the API contract; everything else is internal.
+"""
+
+from cascadeflow.agents import agent, current_session, run
+from cascadeflow.errors import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    CascadeflowError,
+    ComplianceViolation,
+    ConfigError,
+    GuardrailBlocked,
+    PolicyStop,
+    StepLimitReached,
+    ToolDenied,
+)
+from cascadeflow.runtime import InitReport, init, shutdown
+from cascadeflow.session import LoadedSession, Session, load_session
+from cascadeflow.tools import tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllProvidersFailed",
+    "BudgetExceeded",
+    "CascadeflowError",
+    "ComplianceViolation",
+    "ConfigError",
+    "GuardrailBlocked",
+    "InitReport",
+    "LoadedSession",
+    "PolicyStop",
+    "Session",
+    "StepLimitReached",
+    "ToolDenied",
+    "__version__",
+    "agent",
+    "current_session",
+    "init",
+    "load_session",
+    "run",
+    "shutdown",
+    "tool",
+]

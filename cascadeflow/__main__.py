@@ -1,0 +1,5 @@
+"""`python -m cascadeflow` is the `cascadeflow` command."""
+
+from cascadeflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Reading `cascadeflow.toml` / JSON / `[tool.cascadeflow]`, with errors that name file, key and line."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cascadeflow.errors import ConfigError
+
+
+def has_tool_section(pyproject: Path) -> bool:
+    """True when pyproject.toml has a `[tool.cascadeflow]` table (cheap text check first)."""
+    text = pyproject.read_text(encoding="utf-8")
+    return "tool.cascadeflow" in text and "cascadeflow" in _parse(text, pyproject).get("tool", {})
+
+
+def load(path: Path, origin: str) -> dict[str, Any]:
+    """Parse the file into a plain dict; `[tool.cascadeflow]` when it is a pyproject.toml."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config", str(path), origin, f"cannot read: {exc}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config", str(path), f"file {path} line {exc.lineno}",
+                              f"invalid JSON: {exc.msg}") from None
+    else:
+        data = _parse(text, path)
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("cascadeflow", {})
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(path), f"file {path}", "top level must be a table/object")
+    return data
+
+
+def _parse(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", str(path), f"file {path}", f"invalid TOML: {exc}") from None
+
+
+def error_at(exc: ValidationError, path: Path) -> ConfigError:
+    """Turn a pydantic error on file data into a ConfigError naming the key and, if found, the line."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    line = find_line(path, loc)
+    where = f"file {path}" + (f" line {line}" if line else "")
+    problem = err["msg"].removeprefix("Value error, ")
+    return ConfigError(".".join(loc) or "?", err.get("input"), where, problem)
+
+
+def find_line(path: Path, loc: list[str]) -> int | None:
+    """Best-effort line of the key at `loc`: each part is searched after the previous one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    pos, found = 0, None
+    for part in loc:
+        if part.isdigit():
+            continue
+        pattern = re.compile(r'(^|[\[.\s{,"\'])' + re.escape(part) + r'["\']?\s*(=|\]|\.|:)', re.M)
+        match = pattern.search(text, pos)
+        if match is None:
+            break
+        pos, found = match.end(), match.start()
+    if found is None:
+        return None
+    return text.count("\n", 0, found + 1) + 1

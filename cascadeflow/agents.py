@@ -1,0 +1,173 @@
+"""`run()` and `@agent`: both open a session; an agent opens a fresh child session per call."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar, cast
+
+from cascadeflow import runtime
+from cascadeflow.config import RunLimits, limits
+from cascadeflow.session import Session, current, reset_current, set_current
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _merge(base: RunLimits, given: dict[str, Any], source: str) -> RunLimits:
+    explicit = {k: v for k, v in given.items() if v is not None}
+    return limits({**base.model_dump(exclude_defaults=True), **explicit}, source)
+
+
+def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_steps: int | None = None,
+        max_latency_ms: float | None = None, compliance: str | None = None,
+        kpi_weights: dict[str, float] | None = None, guardrails: str | None = None,
+        tools_allow: list[str] | None = None, tools_deny: list[str] | None = None,
+        user: str | None = None, agent: str | None = None, project: str | None = None,
+        metadata: dict[str, Any] | None = None) -> Session:
+    """A session to use as `with` or `async with`; values not given come from `init`/config."""
+    rt = runtime.state()
+    given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
+             "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
+             "guardrails": guardrails,
+             "tools_allow": None if tools_allow is None else tuple(tools_allow),
+             "tools_deny": None if tools_deny is None else tuple(tools_deny)}
+    base = rt.config.run
+    if agent is not None and agent in rt.config.agents:
+        base = _merge(base, rt.config.agents[agent].model_dump(exclude_defaults=True),
+                      f"config agents.{agent}")
+    merged = _merge(base, given, "run()")
+    rt.config.check_compliance(merged.compliance, "compliance",
+                               "run()" if compliance is not None else "config")
+    return Session(merged, agent=agent, user=user, project=project, metadata=metadata)
+
+
+def agent(name: str | None = None, *, budget: float | None = None, max_tool_calls: int | None = None,
+          max_steps: int | None = None, max_latency_ms: float | None = None,
+          compliance: str | None = None, kpi_weights: dict[str, float] | None = None,
+          guardrails: str | None = None, tools_allow: list[str] | None = None,
+          tools_deny: list[str] | None = None) -> Callable[[F], F]:
+    """Give a function its own policy: each call opens a child session under the open one.
+
+    Works on sync and async functions, generators and async generators; keeps the signature.
+    Limits given here win over `[agents.<name>]` in the config, as code wins everywhere.
+    """
+    given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
+             "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
+             "guardrails": guardrails,
+             "tools_allow": None if tools_allow is None else tuple(tools_allow),
+             "tools_deny": None if tools_deny is None else tuple(tools_deny)}
+
+    def decorate(fn: F) -> F:
+        agent_name = name or fn.__name__
+        source = f"@agent({agent_name!r})"
+        _merge(RunLimits(), given, source)  # fail at decoration time on a bad value
+
+        def open_session() -> Session:
+            rt = runtime.state()
+            base = rt.config.agents.get(agent_name, RunLimits())
+            merged = _merge(base, given, source)
+            rt.config.check_compliance(merged.compliance, "compliance", source)
+            return Session(merged, agent=agent_name)
+
+        if inspect.isasyncgenfunction(fn):
+            return cast(F, _wrap_async_gen(fn, open_session))
+        if inspect.isgeneratorfunction(fn):
+            return cast(F, _wrap_gen(fn, open_session))
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_call(*args: Any, **kwargs: Any) -> Any:
+                async with open_session():
+                    return await fn(*args, **kwargs)
+            return cast(F, async_call)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with open_session():
+                return fn(*args, **kwargs)
+        return cast(F, call)
+
+    return decorate
+
+
+def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session]
+              ) -> Callable[..., Generator[Any, Any, Any]]:
+    @functools.wraps(fn)
+    def gen(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        session = open_session()
+        session.attach(current())
+        token = set_current(session)
+        try:
+            inner = fn(*args, **kwargs)
+        finally:
+            reset_current(token)
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                token = set_current(session)
+                try:
+                    item = inner.throw(thrown) if thrown is not None else inner.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    reset_current(token)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+        finally:
+            token = set_current(session)
+            try:
+                inner.close()
+            finally:
+                reset_current(token)
+                session.close()
+    return gen
+
+
+def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: Callable[[], Session]
+                    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+    @functools.wraps(fn)
+    async def agen(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        session = open_session()
+        session.attach(current())
+        token = set_current(session)
+        try:
+            inner = fn(*args, **kwargs)
+        finally:
+            reset_current(token)
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                token = set_current(session)
+                try:
+                    item = await (inner.athrow(thrown) if thrown is not None else inner.asend(sent))
+                except StopAsyncIteration:
+                    return
+                finally:
+                    reset_current(token)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+        finally:
+            token = set_current(session)
+            try:
+                await inner.aclose()
+            finally:
+                reset_current(token)
+                session.close()
+    return agen
+
+
+def current_session() -> Session:
+    """The innermost open session here, or the process-wide ambient session when none is open."""
+    return current() or runtime.state().ambient

@@ -1,0 +1,32 @@
+"""The `cascadeflow` command: `demo` runs the triage demo, `trace` prints a saved session."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cascadeflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the support-triage demo (built-in provider, no keys)")
+    demo.add_argument("--live", action="store_true", help="use a real provider (OPENAI_API_KEY)")
+    show = sub.add_parser("trace", help="print a session saved with session.save(path)")
+    show.add_argument("path")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from cascadeflow.demo.run import main as run_demo
+
+        run_demo(live=args.live)
+        return 0
+    from cascadeflow.demo.run import print_summary, print_trace
+    from cascadeflow.session import load_session
+
+    loaded = load_session(args.path)
+    print(json.dumps({k: loaded.summary().get(k) for k in ("run_id", "mode", "steps", "cost_total")}))
+    print_trace(loaded, sys.stdout)
+    if loaded.summary().get("budget") is not None:
+        print_summary(loaded, sys.stdout)
+    return 0

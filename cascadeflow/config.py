@@ -1,0 +1,325 @@
+"""Settings as pydantic models, resolved keyword > environment > file > default.
+
+Every value that reaches the runtime went through one of these models, so a bad value is a
+`ConfigError` naming the setting, the value and where it came from, never a crash later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cascadeflow import _configfile
+from cascadeflow.errors import ConfigError
+
+Mode = Literal["off", "observe", "enforce"]
+MODES: tuple[str, ...] = ("off", "observe", "enforce")
+KPI_KEYS: frozenset[str] = frozenset({"quality", "cost", "latency"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunLimits(_Strict):
+    """The limits a run, an agent or the config defaults can set."""
+
+    budget: float | None = Field(default=None, ge=0, description="USD for the session")
+    max_steps: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    compliance: str | None = None
+    kpi_weights: dict[str, float] | None = None
+    guardrails: str | None = None
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
+
+    @field_validator("kpi_weights")
+    @classmethod
+    def _check_kpi(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - KPI_KEYS)
+        if unknown:
+            raise ValueError(f"unknown KPI key(s) {unknown}; allowed: {sorted(KPI_KEYS)}")
+        if any(w < 0 for w in value.values()):
+            raise ValueError("KPI weights must be >= 0")
+        if not any(w > 0 for w in value.values()):
+            raise ValueError("at least one KPI weight must be > 0")
+        return dict(value)
+
+
+class ModelSpec(_Strict):
+    """A model in the candidate pool; prices override litellm's map (per token, USD)."""
+
+    quality: float | None = Field(default=None, ge=0, le=1)
+    latency_ms: float | None = Field(default=None, gt=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    tags: tuple[str, ...] = ()
+
+
+class ComplianceProfile(_Strict):
+    """Which models and tools a profile allows, and whether prompt content may be captured."""
+
+    models: tuple[str, ...] = ()
+    model_tags: tuple[str, ...] = ()
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
+    capture_content: bool = False
+    guardrails: str | None = None
+    description: str = ""
+
+
+# Self-hosted providers keep data on the user's own machines, so every built-in profile allows them.
+_SELF_HOSTED = ("ollama/*", "ollama_chat/*", "hosted_vllm/*", "local/*")
+
+BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
+    "gdpr": ComplianceProfile(
+        models=_SELF_HOSTED, model_tags=("gdpr", "eu"), guardrails="pii",
+        description="Models tagged gdpr or eu in [models], or self-hosted; no content capture.",
+    ),
+    "hipaa": ComplianceProfile(
+        models=_SELF_HOSTED, model_tags=("hipaa",), guardrails="pii",
+        description="Models tagged hipaa (covered by a BAA), or self-hosted; no content capture.",
+    ),
+    "pci": ComplianceProfile(
+        models=_SELF_HOSTED, model_tags=("pci",), guardrails="pci",
+        description="Models tagged pci, or self-hosted; card data redacted; no content capture.",
+    ),
+    "strict": ComplianceProfile(
+        models=_SELF_HOSTED, model_tags=("strict",), guardrails="strict", tools_allow=(),
+        description="Only models tagged strict or self-hosted; no tools unless allowed; no capture.",
+    ),
+}
+
+
+class FileConfig(_Strict):
+    """The shape of `cascadeflow.toml` (or `[tool.cascadeflow]` in pyproject.toml)."""
+
+    version: str | None = None
+    mode: Mode | None = None
+    capture_content: bool | None = None
+    instrument: tuple[Literal["litellm", "openai"], ...] | None = None
+    budget_pressure: float | None = Field(default=None, gt=0, lt=1)
+    budget_alert: float | None = Field(default=None, gt=0, le=1)
+    kpi_hysteresis: float | None = Field(default=None, ge=0)
+    ambient_max_entries: int | None = Field(default=None, ge=1)
+    run: RunLimits = RunLimits()
+    models: dict[str, ModelSpec] = {}
+    compliance: dict[str, ComplianceProfile] = {}
+    agents: dict[str, RunLimits] = {}
+
+
+# (setting, environment variable, parser name)
+ENV_VARS: dict[str, str] = {
+    "mode": "CASCADEFLOW_MODE",
+    "budget": "CASCADEFLOW_BUDGET",
+    "max_steps": "CASCADEFLOW_MAX_STEPS",
+    "max_tool_calls": "CASCADEFLOW_MAX_TOOL_CALLS",
+    "max_latency_ms": "CASCADEFLOW_MAX_LATENCY_MS",
+    "compliance": "CASCADEFLOW_COMPLIANCE",
+    "kpi_weights": "CASCADEFLOW_KPI_WEIGHTS",
+    "capture_content": "CASCADEFLOW_CAPTURE_CONTENT",
+}
+RUN_SETTINGS = ("budget", "max_steps", "max_tool_calls", "max_latency_ms", "compliance", "kpi_weights")
+DEFAULTS: dict[str, Any] = {
+    "mode": "off",
+    "capture_content": False,
+    "instrument": ("litellm", "openai"),
+    "budget_pressure": 0.2,
+    "budget_alert": 0.8,
+    "kpi_hysteresis": 0.05,
+    "ambient_max_entries": 10_000,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Fully resolved settings, plus where each one came from."""
+
+    mode: Mode = "off"
+    capture_content: bool = False
+    instrument: tuple[str, ...] = ("litellm", "openai")
+    budget_pressure: float = 0.2
+    budget_alert: float = 0.8
+    kpi_hysteresis: float = 0.05
+    ambient_max_entries: int = 10_000
+    run: RunLimits = field(default_factory=RunLimits)
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    compliance: Mapping[str, ComplianceProfile] = field(default_factory=lambda: dict(BUILTIN_COMPLIANCE))
+    agents: Mapping[str, RunLimits] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    config_file: str | None = None
+    version: str | None = None
+
+    def check_compliance(self, name: str | None, setting: str, source: str) -> None:
+        """Raise when `name` is not a known compliance profile."""
+        if name is not None and name not in self.compliance:
+            raise ConfigError(setting, name, source,
+                              f"unknown compliance profile; known: {sorted(self.compliance)}")
+
+
+def limits(values: Mapping[str, Any], source: str) -> RunLimits:
+    """Validate run/agent keyword arguments into `RunLimits`, naming the source on error."""
+    try:
+        return RunLimits(**values)
+    except ValidationError as exc:
+        raise _from_validation(exc, source, values) from None
+
+
+def _from_validation(exc: ValidationError, source: str, values: Mapping[str, Any] | None = None
+                     ) -> ConfigError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    setting = loc[0] if loc else "?"
+    value: Any = err.get("input")
+    if values is not None and setting in values:
+        value = values[setting]
+    problem = err["msg"].removeprefix("Value error, ")
+    if len(loc) > 1:
+        problem = f"at {'.'.join(loc)}: {problem}"
+    return ConfigError(setting, value, source, problem)
+
+
+def _parse_env(setting: str, var: str, raw: str) -> Any:
+    source = f"env {var}"
+    text = raw.strip()
+    try:
+        if setting in ("budget", "max_latency_ms"):
+            return float(text)
+        if setting in ("max_steps", "max_tool_calls"):
+            return int(text)
+        if setting == "capture_content":
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if setting == "kpi_weights":
+            if text.startswith("{"):
+                parsed = json.loads(text)
+                if not isinstance(parsed, dict):
+                    raise ValueError("expected a JSON object")
+                return {str(k): float(v) for k, v in parsed.items()}
+            pairs = [p for p in text.split(",") if p.strip()]
+            out: dict[str, float] = {}
+            for pair in pairs:
+                key, sep, val = pair.partition("=")
+                if not sep:
+                    raise ValueError("expected key=value pairs such as quality=0.6,cost=0.4")
+                out[key.strip()] = float(val)
+            return out
+    except ValueError as exc:
+        raise ConfigError(setting, raw, source, f"cannot parse: {exc}") from None
+    return text
+
+
+def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+            cwd: Path | None = None) -> Config:
+    """Resolve settings: keyword arguments, then environment, then the config file, then defaults."""
+    env = os.environ if environ is None else environ
+    code = {k: v for k, v in code.items() if v is not None}
+    config_path, config_source = _locate(code, env, cwd or Path.cwd())
+    file_cfg = FileConfig()
+    file_data: dict[str, Any] = {}
+    if config_path is not None:
+        file_data = _configfile.load(config_path, config_source)
+        try:
+            file_cfg = FileConfig(**file_data)
+        except ValidationError as exc:
+            raise _configfile.error_at(exc, config_path) from None
+
+    sources: dict[str, str] = {}
+    chosen: dict[str, Any] = {}
+    env_values = {s: _parse_env(s, var, env[var]) for s, var in ENV_VARS.items() if env.get(var)}
+    file_top = {k: getattr(file_cfg, k) for k in DEFAULTS if getattr(file_cfg, k) is not None}
+    file_run = file_cfg.run.model_dump(exclude_defaults=True)
+    for setting in (*DEFAULTS, *RUN_SETTINGS):
+        if setting in code:
+            chosen[setting], sources[setting] = code[setting], "code"
+        elif setting in env_values:
+            chosen[setting], sources[setting] = env_values[setting], "env"
+        elif setting in file_top or setting in file_run:
+            chosen[setting] = file_top.get(setting, file_run.get(setting))
+            sources[setting] = "file"
+        elif setting in DEFAULTS:
+            chosen[setting], sources[setting] = DEFAULTS[setting], "default"
+        else:
+            sources[setting] = "default"
+
+    def where(setting: str) -> str:
+        origin = sources.get(setting, "default")
+        if origin == "env":
+            return f"env {ENV_VARS[setting]}"
+        if origin == "file":
+            return f"file {config_path}"
+        return {"code": "init()", "default": "default"}[origin]
+
+    mode = chosen["mode"]
+    if mode not in MODES:
+        raise ConfigError("mode", mode, where("mode"), f"expected one of {list(MODES)}")
+    for key in ("capture_content",):
+        if not isinstance(chosen[key], bool):
+            raise ConfigError(key, chosen[key], where(key), "expected true or false")
+    run_values = {**file_cfg.run.model_dump(exclude_defaults=True),
+                  **{s: chosen[s] for s in RUN_SETTINGS if s in chosen}}
+    try:
+        run_limits = RunLimits(**run_values)
+    except ValidationError as exc:
+        bad = str(exc.errors()[0]["loc"][0])
+        raise _from_validation(exc, where(bad), run_values) from None
+    try:
+        FileConfig(**{k: chosen[k] for k in DEFAULTS if k not in ("mode", "capture_content")})
+    except ValidationError as exc:
+        bad = str(exc.errors()[0]["loc"][0])
+        raise _from_validation(exc, where(bad)) from None
+
+    compliance = {**BUILTIN_COMPLIANCE, **file_cfg.compliance}
+    cfg = Config(
+        mode=mode,
+        capture_content=chosen["capture_content"],
+        instrument=tuple(chosen["instrument"]),
+        budget_pressure=float(chosen["budget_pressure"]),
+        budget_alert=float(chosen["budget_alert"]),
+        kpi_hysteresis=float(chosen["kpi_hysteresis"]),
+        ambient_max_entries=int(chosen["ambient_max_entries"]),
+        run=run_limits,
+        models=dict(file_cfg.models),
+        compliance=compliance,
+        agents=dict(file_cfg.agents),
+        sources=dict(sources, config=config_source if config_path else "default"),
+        config_file=str(config_path) if config_path else None,
+        version=file_cfg.version,
+    )
+    cfg.check_compliance(run_limits.compliance, "compliance", where("compliance"))
+    for name, agent in cfg.agents.items():
+        cfg.check_compliance(agent.compliance, f"agents.{name}.compliance", f"file {config_path}")
+    return cfg
+
+
+def _locate(code: Mapping[str, Any], env: Mapping[str, str], cwd: Path) -> tuple[Path | None, str]:
+    """Find the config file: `config=` argument, CASCADEFLOW_CONFIG, ./cascadeflow.toml, pyproject."""
+    if "config" in code:
+        path, source = Path(code["config"]), "code"
+    elif env.get("CASCADEFLOW_CONFIG"):
+        path, source = Path(env["CASCADEFLOW_CONFIG"]), "env"
+    else:
+        for candidate in (cwd / "cascadeflow.toml", cwd / "pyproject.toml"):
+            if candidate.is_file() and (candidate.name != "pyproject.toml"
+                                        or _configfile.has_tool_section(candidate)):
+                return candidate, "file"
+        return None, "default"
+    if not path.is_file():
+        where = "init(config=...)" if source == "code" else "env CASCADEFLOW_CONFIG"
+        raise ConfigError("config", str(path), where, "file not found")
+    return path, source

@@ -1,0 +1,1 @@
+"""The support-triage demo: classify a thread, plan retrieval, fetch similar tickets, draft a reply."""

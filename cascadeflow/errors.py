@@ -1,0 +1,64 @@
+"""The exception hierarchy: everything cascadeflow raises derives from `CascadeflowError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CascadeflowError(Exception):
+    """Base class of every error raised by cascadeflow."""
+
+
+class ConfigError(CascadeflowError, ValueError):
+    """A setting has a bad value. Names the setting, the value and where it came from."""
+
+    def __init__(self, setting: str, value: Any, source: str, problem: str) -> None:
+        self.setting = setting
+        self.value = value
+        self.source = source
+        self.problem = problem
+        super().__init__(f"invalid setting {setting}={value!r} (from {source}): {problem}")
+
+
+class PolicyStop(CascadeflowError):
+    """Enforcement stopped a step before anything was sent.
+
+    Carries the stable `reason` code, the `run_id` and `step` of the session that decided,
+    and the trace entry (a dict, as `session.trace()` returns it).
+    """
+
+    def __init__(self, message: str, *, reason: str, run_id: str, step: int,
+                 entry: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.run_id = run_id
+        self.step = step
+        self.entry = entry or {}
+
+
+class BudgetExceeded(PolicyStop):
+    """The step's worst-case cost does not fit in the remaining budget."""
+
+
+class StepLimitReached(PolicyStop):
+    """`max_steps` was reached: a runaway loop is cut off."""
+
+
+class ComplianceViolation(PolicyStop):
+    """No model allowed by the compliance profile can serve the step."""
+
+
+class ToolDenied(PolicyStop):
+    """A tool execution was denied (tool cap, allow/deny lists, missing approval)."""
+
+
+class GuardrailBlocked(PolicyStop):
+    """A guardrail rule with action `block` matched."""
+
+
+class AllProvidersFailed(CascadeflowError):
+    """Every tier of a cascade failed; `attempts` holds each one."""
+
+    def __init__(self, message: str, attempts: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts

@@ -1,0 +1,64 @@
+"""litellm: completion, text_completion and embedding, sync and async, streams and the Router.
+
+The functions are replaced on the `litellm` module, which is where the Router and user code
+look them up. Code that ran `from litellm import completion` before `init()` keeps the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cascadeflow.interceptors.base import maker as _maker
+from cascadeflow.interceptors.base import patch
+from cascadeflow.request import Request
+
+# entry point -> (operation, names of its leading positional parameters, is async)
+ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "completion": ("chat", ("model", "messages"), False),
+    "acompletion": ("chat", ("model", "messages"), True),
+    "text_completion": ("text_completion", ("prompt", "model"), False),
+    "atext_completion": ("text_completion", ("prompt", "model"), True),
+    "embedding": ("embeddings", ("model", "input"), False),
+    "aembedding": ("embeddings", ("model", "input"), True),
+}
+
+
+def _provider(model: str, kwargs: dict[str, Any]) -> str | None:
+    explicit = kwargs.get("custom_llm_provider")
+    if isinstance(explicit, str):
+        return explicit
+    if "/" in model:
+        return model.split("/", 1)[0]
+    return None
+
+
+def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
+    def to_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        if len(args) > len(positional):
+            return None  # an unusual call shape: let it through untouched rather than guess
+        merged = dict(zip(positional, args, strict=False))
+        if any(k in kwargs for k in merged):
+            return None
+        call = {**merged, **kwargs} if merged else kwargs
+        model = call.get("model")
+        if not isinstance(model, str):
+            return None
+        # positional arguments travel as keywords: the same call for litellm, and editable
+        return Request(operation=operation, client="litellm", model=model, kwargs=call,
+                       provider=_provider(model, call), stream=call.get("stream") is True,
+                       api_base=call.get("api_base") or call.get("base_url"))
+
+    return to_request
+
+
+def instrument() -> bool:
+    """Patch litellm; False when it is not installed."""
+    try:
+        import litellm
+    except ImportError:
+        return False
+    for name, (operation, positional, is_async) in ENTRY_POINTS.items():
+        if not hasattr(litellm, name):
+            continue
+        patch(litellm, name, _maker(_adapter(operation, positional), is_async))
+    return True

@@ -1,0 +1,233 @@
+"""The step pipeline: the one path every intercepted call walks, whatever client made it.
+
+`begin` finds the session chain, asks the policy engine, records the decision, reserves budget
+and (in enforce mode only) rewrites the request. The returned `Step` is settled exactly once,
+by `finish` or `fail`, when the response, the stream or the error is known.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cascadeflow import runtime
+from cascadeflow.errors import (
+    BudgetExceeded,
+    ComplianceViolation,
+    PolicyStop,
+    StepLimitReached,
+    ToolDenied,
+)
+from cascadeflow.policy.decision import Decision
+from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, tool_name
+from cascadeflow.secrets import scrub
+from cascadeflow.session import Entry, Session, current
+
+_STOPS: dict[str, type[PolicyStop]] = {
+    "budget_exceeded": BudgetExceeded,
+    "max_steps_reached": StepLimitReached,
+    "compliance_no_allowed_model": ComplianceViolation,
+}
+
+
+class Step:
+    """One call between decision and settlement."""
+
+    __slots__ = ("_settled", "_t0", "args", "chain", "decision", "entry", "kwargs", "model",
+                 "request", "rt", "session", "step_no")
+
+    def __init__(self, rt: runtime.Runtime, request: Request, session: Session, step_no: int,
+                 decision: Decision, entry: Entry) -> None:
+        self.rt = rt
+        self.request = request
+        self.session = session
+        self.chain = session.chain
+        self.step_no = step_no
+        self.decision = decision
+        self.entry = entry
+        self.model = entry.model or request.model
+        self.kwargs = request.kwargs
+        self.args: tuple[Any, ...] = request.args
+        self._settled = False
+        self._t0 = time.perf_counter()
+
+    @property
+    def applied(self) -> bool:
+        return self.entry.applied
+
+    def finish(self, usage: Usage) -> None:
+        """Settle with the call's usage: cost replaces the reservation on every enclosing session."""
+        if self._settled:
+            return
+        entry = self.entry
+        entry.latency_ms = (time.perf_counter() - self._t0) * 1000.0
+        entry.tokens_in = usage.tokens_in
+        entry.tokens_out = usage.tokens_out
+        entry.cached_tokens = usage.cached_tokens
+        entry.reasoning_tokens = usage.reasoning_tokens
+        entry.usage_estimated = usage.estimated
+        entry.tool_calls = usage.tool_calls
+        entry.finish_reason = usage.finish_reason
+        if entry.status == "pending":
+            entry.status = "ok"
+        if self.request.operation != "tool":
+            price = self.rt.engine.prices.price(self.model, entry.provider)
+            if price is None and usage.model:
+                price = self.rt.engine.prices.price(usage.model, entry.provider)
+            entry.price_known = price is not None
+            entry.cost = None if price is None else price.cost(usage.tokens_in, usage.tokens_out,
+                                                               usage.cached_tokens)
+            self.rt.engine.latency.observe(self.rt.engine.names(self.model, entry.provider)[2],
+                                           entry.latency_ms)
+            if self.rt.capture_content(self.chain):
+                entry.content = {"prompt": scrub(self.request.prompt), "completion": scrub(usage.text)}
+        self._settle()
+
+    def fail(self, exc: BaseException, usage: Usage | None = None, status: str = "error") -> None:
+        """Settle a call that raised (or a stream that broke): the error type is recorded."""
+        if self._settled:
+            return
+        self.entry.error = type(exc).__name__
+        self.entry.status = status
+        if usage is not None:
+            self.finish(usage)
+        else:
+            self.entry.latency_ms = (time.perf_counter() - self._t0) * 1000.0
+            self.entry.cost = 0.0
+            self._settle()
+
+    def _settle(self) -> None:
+        self._settled = True
+        entry = self.entry
+        reservation = self.decision.reservation
+        with self.session.lock:
+            for session in self.chain:
+                if reservation and session.limits.budget is not None:
+                    session.reserved -= reservation
+                session.settle(entry)
+
+
+def begin(request: Request) -> Step | None:
+    """Decide and record one step; raise the stop in enforce mode; None when mode is off."""
+    rt = runtime.state()
+    if rt.mode == "off":
+        return None
+    session = current() or rt.ambient
+    enforce = rt.mode == "enforce"
+    if request.irreversible and rt.engine.approver is not None:
+        args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
+        request.kwargs["approved"] = bool(rt.engine.approver(request.model, tuple(args), dict(kwargs)))
+    agent = next((s.agent for s in session.chain if s.agent), None)
+    with session.lock:
+        decisions = rt.engine.decide(request, session.chain)
+        primary = decisions[0]
+        stopped = primary.action == "stop" or (request.operation == "tool"
+                                               and primary.action == "deny_tool")
+        steps = [s.next_step() for s in session.chain]
+        remaining = _remaining(session.chain)
+        entries = [_entry(rt, request, d, enforce, agent, session.run_id, remaining) for d in decisions]
+        for extra_entry in entries[1:]:
+            extra_entry.status = "ok"
+        for s, step_no in zip(session.chain, steps, strict=True):
+            for entry in entries:
+                s.add_entry(step_no, entry)
+            if stopped and enforce:
+                s.stopped = True
+        if stopped and enforce:
+            for entry in entries:
+                entry.status = "stopped"
+                entry.cost = 0.0
+        elif primary.reservation:
+            for s in session.chain:
+                if s.limits.budget is not None:
+                    s.reserved += primary.reservation
+        if request.operation == "tool" and not (stopped and enforce):
+            for s in session.chain:
+                s.tool_executions += 1
+    entry = entries[0]
+    if stopped and enforce:
+        raise _stop_error(primary, session, steps[0], entry)
+    step = Step(rt, request, session, steps[0], primary if not stopped else _no_reservation(primary),
+                entry)
+    if enforce:
+        step.kwargs = _apply(request, decisions)
+    return step
+
+
+def _no_reservation(decision: Decision) -> Decision:
+    return Decision(decision.action, decision.reason, price_known=decision.price_known)
+
+
+def _remaining(chain: tuple[Session, ...]) -> float | None:
+    lefts = [s.limits.budget - s.spent for s in chain if s.limits.budget is not None]
+    return min(lefts) if lefts else None
+
+
+def _entry(rt: runtime.Runtime, request: Request, decision: Decision, enforce: bool,
+           agent: str | None, run_id: str, remaining: float | None) -> Entry:
+    applied = enforce and (decision.action != "allow" or decision.max_tokens is not None)
+    target = decision.target_model
+    called = target if (target and enforce) else request.model
+    provider = request.provider
+    if called != request.model:
+        provider = rt.engine.names(called, None)[0]
+    entry = Entry(
+        action=decision.action, reason=decision.reason, applied=applied, mode=rt.mode,
+        requested_model=request.model if request.operation != "tool" else None,
+        model=called if request.operation != "tool" else None, target_model=target,
+        provider=provider, agent=agent, operation=request.operation, run_id=run_id,
+        tools_denied=decision.tools_denied, budget_remaining=remaining,
+        price_known=decision.price_known,
+        tool=request.tool,
+    )
+    extra: dict[str, Any] = {}
+    if decision.message:
+        extra["message"] = decision.message
+    if decision.max_tokens is not None:
+        extra["max_tokens"] = decision.max_tokens
+    if extra:
+        entry.extra = extra
+    return entry
+
+
+def _stop_error(decision: Decision, session: Session, step_no: int, entry: Entry) -> PolicyStop:
+    kind = ToolDenied if decision.action == "deny_tool" else _STOPS.get(decision.reason, PolicyStop)
+    message = decision.message or decision.reason
+    return kind(f"cascadeflow stopped step {step_no}: {message} ({decision.reason})",
+                reason=decision.reason, run_id=session.run_id, step=step_no,
+                entry=entry.as_dict(step_no))
+
+
+def _apply(request: Request, decisions: list[Decision]) -> dict[str, Any]:
+    """The kwargs to send in enforce mode: a copy with switches, clamps and tool removals applied."""
+    kwargs = request.kwargs
+    changed: dict[str, Any] | None = None
+    for decision in decisions:
+        if decision.action == "switch_model" and decision.target_model:
+            changed = changed or dict(kwargs)
+            target = decision.target_model
+            if request.client == "openai" and "/" in target:
+                target = target.split("/", 1)[1]
+            changed["model"] = target
+        if decision.max_tokens is not None:
+            changed = changed or dict(kwargs)
+            key = next((k for k in MAX_TOKEN_KEYS if k in kwargs),
+                       "max_output_tokens" if request.operation == "responses" else "max_tokens")
+            changed[key] = decision.max_tokens
+        if decision.action == "deny_tool" and decision.tools_denied:
+            changed = changed or dict(kwargs)
+            _strip_tools(changed, set(decision.tools_denied))
+    return kwargs if changed is None else changed
+
+
+def _strip_tools(kwargs: dict[str, Any], denied: set[str]) -> None:
+    tools = [t for t in kwargs.get("tools") or () if tool_name(t) not in denied]
+    choice = kwargs.get("tool_choice")
+    if tools:
+        kwargs["tools"] = tools
+        named = choice.get("function", choice) if isinstance(choice, dict) else None
+        if isinstance(named, dict) and named.get("name") in denied:
+            kwargs.pop("tool_choice", None)
+    else:
+        for key in ("tools", "tool_choice", "parallel_tool_calls"):
+            kwargs.pop(key, None)

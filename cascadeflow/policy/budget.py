@@ -1,0 +1,103 @@
+"""Budgets that cannot be overrun: worst-case pre-flight cost, clamping, pressure switches.
+
+The worst case is input tokens times the input price plus `max_tokens` times the output price.
+The input bound starts from the prompt's UTF-8 length (free); only when that bound does not fit
+is the prompt tokenized, and only for models whose tokenizer tiktoken knows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cascadeflow import tokens
+from cascadeflow.policy.candidates import score
+from cascadeflow.policy.decision import Decision
+from cascadeflow.pricing import Price
+from cascadeflow.request import Request
+from cascadeflow.session import Session
+
+if TYPE_CHECKING:
+    from cascadeflow.policy.engine import Engine
+
+DEFAULT_MAX_OUTPUT = 4096  # assumed when neither the request nor the price map bounds the answer
+MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
+_TIKTOKEN_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", None})
+
+
+def check(engine: Engine, request: Request, chain: Sequence[Session], model: str) -> Decision:
+    """Reserve, clamp, switch under pressure, or stop; `allow` with the reservation otherwise."""
+    budgeted = [s for s in chain if s.limits.budget is not None]
+    if not budgeted:
+        return Decision("allow", "ok")
+    remaining = min(s.budget_left() or 0.0 for s in budgeted)
+    pressured = [s for s in budgeted
+                 if s.limits.budget and remaining / s.limits.budget < engine.config.budget_pressure]
+    if pressured and remaining > 0:
+        cheaper = _cheaper(engine, request, chain, model)
+        if cheaper is not None:
+            fit = _fit(engine, request, cheaper, remaining)
+            if fit.action == "allow":
+                return Decision("switch_model", "budget_pressure", target_model=cheaper,
+                                max_tokens=fit.max_tokens, reservation=fit.reservation,
+                                message=f"{remaining:.6f} USD left of "
+                                        f"{pressured[0].limits.budget}; using cheaper {cheaper}")
+    return _fit(engine, request, model, remaining)
+
+
+def _fit(engine: Engine, request: Request, model: str, remaining: float) -> Decision:
+    provider = request.provider if model == request.model else None
+    provider, _bare, _name = engine.names(model, provider)
+    price = engine.prices.price(model, provider)
+    if price is None:
+        return Decision("allow", "price_unknown", price_known=False)
+    embeddings = request.operation == "embeddings"
+    asked = request.max_tokens
+    max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
+    bounded = embeddings or asked is not None or price.max_output_tokens is not None
+    text = request.prompt_text()
+    overhead = tokens.message_overhead(request.prompt)
+    worst = (tokens.upper_bound(text) + overhead) * price.input + max_out * price.output
+    if bounded and worst <= remaining:
+        return Decision("allow", "ok", reservation=worst)
+    tokens_in = overhead + (tokens.count(text, model) if provider in _TIKTOKEN_PROVIDERS
+                            else tokens.upper_bound(text))
+    in_cost = tokens_in * price.input
+    if embeddings or price.output <= 0:
+        worst = in_cost + max_out * price.output
+        if worst <= remaining:
+            return Decision("allow", "ok", reservation=worst)
+        return _stop(worst, remaining, model)
+    affordable = math.floor((remaining - in_cost) / price.output) if remaining > in_cost else 0
+    if bounded and max_out <= affordable:
+        return Decision("allow", "ok", reservation=in_cost + max_out * price.output)
+    if affordable < MIN_ANSWER_TOKENS:
+        return _stop(in_cost + MIN_ANSWER_TOKENS * price.output, remaining, model)
+    clamp = min(affordable, max_out)
+    return Decision("allow", "max_tokens_clamped", max_tokens=clamp,
+                    reservation=in_cost + clamp * price.output,
+                    message=f"max_tokens clamped to {clamp} so the worst case fits "
+                            f"{remaining:.6f} USD")
+
+
+def _stop(needed: float, remaining: float, model: str) -> Decision:
+    return Decision("stop", "budget_exceeded",
+                    message=f"{model} needs at least {needed:.6f} USD; {max(remaining, 0):.6f} left")
+
+
+def _cheaper(engine: Engine, request: Request, chain: Sequence[Session], model: str) -> str | None:
+    """The best allowed candidate cheaper than `model`, by KPI weights (or quality)."""
+    provider, _bare, _name = engine.names(model, request.provider if model == request.model else None)
+    current: Price | None = engine.prices.price(model, provider)
+    if current is None:
+        return None
+    embedding = request.operation == "embeddings"
+    reference = current.cost(1000, 300)
+    options = [c for c in engine.candidates(request, chain)
+               if ("embedding" in c.spec.tags) == embedding
+               and (cost := c.unit_cost()) is not None and cost < reference]
+    if not options:
+        return None
+    scores = score(options, engine.weights(chain) or {"quality": 1.0}, engine.latency)
+    return max(options, key=lambda c: (scores[c.name], -(c.unit_cost() or 0.0))).name

@@ -1,0 +1,77 @@
+"""Tool rules: the tool-call cap, allow and deny lists, and approval of irreversible tools."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cascadeflow.policy.decision import Decision
+from cascadeflow.request import Request
+from cascadeflow.session import Session
+
+if TYPE_CHECKING:
+    from cascadeflow.policy.engine import Engine
+
+
+def cap_reached(chain: Sequence[Session], executed: bool) -> Session | None:
+    """The first session whose `max_tool_calls` is used up.
+
+    Model requests are checked against the tool calls models asked for, `@tool` executions
+    against the executions, so a requested call that is then executed counts once.
+    """
+    for session in chain:
+        cap = session.limits.max_tool_calls
+        used = session.tool_executions if executed else session.tool_calls
+        if cap is not None and used >= cap:
+            return session
+    return None
+
+
+def _listed(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def not_allowed(engine: Engine, name: str, chain: Sequence[Session]) -> bool:
+    """True when any session's or compliance profile's lists forbid the tool."""
+    lists = [(s.limits.tools_allow, s.limits.tools_deny) for s in chain]
+    lists += [(p.tools_allow, p.tools_deny) for p in engine.profiles(chain)]
+    for allow, deny in lists:
+        if _listed(name, deny):
+            return True
+        if allow is not None and not _listed(name, allow):
+            return True
+    return False
+
+
+def check_request(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+    """Tools to strip from a model request."""
+    names = request.tool_names()
+    if not names:
+        return None
+    full = cap_reached(chain, executed=False)
+    if full is not None:
+        return Decision("deny_tool", "max_tool_calls_reached", tools_denied=tuple(names),
+                        message=f"max_tool_calls={full.limits.max_tool_calls} reached")
+    denied = tuple(n for n in names if not_allowed(engine, n, chain))
+    if denied:
+        return Decision("deny_tool", "tool_not_allowed", tools_denied=denied,
+                        message=f"tools not allowed here: {', '.join(denied)}")
+    return None
+
+
+def check_execution(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+    """Whether a `@tool` function may run."""
+    name = request.tool or request.model
+    full = cap_reached(chain, executed=True)
+    if full is not None:
+        return Decision("deny_tool", "max_tool_calls_reached", tools_denied=(name,),
+                        message=f"max_tool_calls={full.limits.max_tool_calls} reached")
+    if not_allowed(engine, name, chain):
+        return Decision("deny_tool", "tool_not_allowed", tools_denied=(name,),
+                        message=f"tool {name!r} is not allowed here")
+    if request.irreversible and request.kwargs.get("approved") is not True:
+        why = "no approver is configured" if engine.approver is None else "the approver declined"
+        return Decision("deny_tool", "tool_requires_approval", tools_denied=(name,),
+                        message=f"irreversible tool {name!r} needs approval: {why}")
+    return None

@@ -1,0 +1,114 @@
+"""Prices per token from litellm's model map, with overrides from `[models]` in the config.
+
+The map is read from the JSON file litellm ships (or from `litellm.model_cost` once litellm is
+imported, so models registered with `litellm.register_model` count), never fetched. A model
+with no known price gets `None`: costs are never guessed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascadeflow.config import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per token."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    max_output_tokens: int | None = None
+
+    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
+        """Cost of a call; cached input tokens use the cache-read price when the map has one."""
+        cached = min(max(cached, 0), tokens_in)
+        cache_price = self.input if self.cache_read is None else self.cache_read
+        return (tokens_in - cached) * self.input + cached * cache_price + tokens_out * self.output
+
+
+_lock = threading.Lock()
+_file_map: dict[str, Any] | None = None
+
+
+def _model_map() -> Mapping[str, Any]:
+    litellm = sys.modules.get("litellm")
+    live = getattr(litellm, "model_cost", None) if litellm is not None else None
+    if isinstance(live, dict) and live:
+        return live
+    global _file_map
+    if _file_map is None:
+        with _lock:
+            if _file_map is None:
+                _file_map = _read_bundled_map()
+    return _file_map
+
+
+def _read_bundled_map() -> dict[str, Any]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "model_prices_and_context_window_backup.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def _candidates(model: str, provider: str | None) -> list[str]:
+    keys = [model]
+    bare = model.split("/", 1)[1] if "/" in model else model
+    if provider:
+        keys.append(f"{provider}/{bare}")
+    keys.append(bare)
+    return keys
+
+
+class PriceBook:
+    """Resolves a model to a `Price`, caching the answer per (model, provider)."""
+
+    def __init__(self, overrides: Mapping[str, ModelSpec] | None = None) -> None:
+        self._overrides = dict(overrides or {})
+        self._cache: dict[tuple[str, str | None], Price | None] = {}
+
+    def price(self, model: str, provider: str | None = None) -> Price | None:
+        key = (model, provider)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = self._lookup(model, provider)
+        self._cache[key] = found
+        return found
+
+    def _lookup(self, model: str, provider: str | None) -> Price | None:
+        keys = _candidates(model, provider)
+        table = _model_map()
+        entry: Mapping[str, Any] = next((table[k] for k in keys if isinstance(table.get(k), dict)), {})
+        spec = next((self._overrides[k] for k in keys if k in self._overrides), None)
+        inp = spec.input_cost_per_token if spec and spec.input_cost_per_token is not None \
+            else entry.get("input_cost_per_token")
+        out = spec.output_cost_per_token if spec and spec.output_cost_per_token is not None \
+            else entry.get("output_cost_per_token")
+        if inp is None:
+            return None
+        cache_read = spec.cache_read_input_token_cost if spec and spec.cache_read_input_token_cost \
+            is not None else entry.get("cache_read_input_token_cost")
+        max_out = spec.max_output_tokens if spec and spec.max_output_tokens else \
+            entry.get("max_output_tokens")
+        return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
+                     int(max_out) if isinstance(max_out, int | float) else None)
+
+    def provider_of(self, model: str) -> str | None:
+        """The provider litellm's map names for a model without a provider prefix."""
+        entry = _model_map().get(model)
+        return entry.get("litellm_provider") if isinstance(entry, dict) else None

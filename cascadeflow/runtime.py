@@ -1,0 +1,112 @@
+"""Process-wide state: the resolved config, the policy engine, the ambient session; `init`/`shutdown`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cascadeflow import config as config_mod
+from cascadeflow.config import Config
+from cascadeflow.session import Session
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What `init` did: the mode, the instrumented libraries, where each setting came from."""
+
+    mode: str
+    instrumented: list[str]
+    sources: dict[str, str]
+    config_file: str | None
+    policy_versions: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class Runtime:
+    """Everything a step needs besides its request and its sessions."""
+
+    def __init__(self, config: Config, approver: Any = None) -> None:
+        from cascadeflow.policy.engine import Engine
+
+        self.config = config
+        self.mode = config.mode
+        self.engine = Engine(config, approver=approver)
+        self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None}),
+                               max_entries=config.ambient_max_entries, ambient=True)
+        self.ambient.mode = config.mode
+        self.instrumented: list[str] = []
+
+    def capture_content(self, chain: Sequence[Session]) -> bool:
+        """Opted in, and no enclosing compliance profile forbids it."""
+        if not self.config.capture_content:
+            return False
+        return all(p.capture_content for p in self.engine.profiles(chain))
+
+
+_lock = threading.RLock()
+_state = Runtime(Config())
+
+
+def state() -> Runtime:
+    return _state
+
+
+def mode() -> str:
+    return _state.mode
+
+
+def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
+         budget: float | None = None, max_steps: int | None = None, max_tool_calls: int | None = None,
+         max_latency_ms: float | None = None, compliance: str | None = None,
+         kpi_weights: dict[str, float] | None = None, capture_content: bool | None = None,
+         instrument: Sequence[str] | None = None, approver: Any = None,
+         ambient_max_entries: int | None = None, budget_pressure: float | None = None,
+         budget_alert: float | None = None, kpi_hysteresis: float | None = None) -> InitReport:
+    """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
+    from cascadeflow import interceptors
+
+    global _state
+    code: dict[str, Any] = {
+        "mode": mode, "config": None if config is None else os.fspath(config), "budget": budget,
+        "max_steps": max_steps, "max_tool_calls": max_tool_calls, "max_latency_ms": max_latency_ms,
+        "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
+        "instrument": None if instrument is None else tuple(instrument),
+        "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
+        "budget_alert": budget_alert, "kpi_hysteresis": kpi_hysteresis,
+    }
+    resolved = config_mod.resolve(code)
+    if approver is not None and not callable(approver):
+        from cascadeflow.errors import ConfigError
+
+        raise ConfigError("approver", approver, "init()", "expected a callable(tool, args, kwargs) -> bool")
+    with _lock:
+        runtime = Runtime(resolved, approver=approver)
+        if resolved.mode == "off":
+            interceptors.uninstrument()
+        else:
+            runtime.instrumented = interceptors.instrument(resolved.instrument)
+        _state = runtime
+    versions = {"config": resolved.version} if resolved.version else {}
+    return InitReport(mode=resolved.mode, instrumented=list(runtime.instrumented),
+                      sources=dict(resolved.sources), config_file=resolved.config_file,
+                      policy_versions=versions)
+
+
+def shutdown() -> None:
+    """Restore every patched function and go back to mode `off`."""
+    from cascadeflow import interceptors
+
+    global _state
+    with _lock:
+        interceptors.uninstrument()
+        _state = Runtime(Config())

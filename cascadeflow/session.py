@@ -1,0 +1,315 @@
+"""Sessions: nesting through contextvars, spend that rolls up, summary, trace, save and load.
+
+A session is what `run()` and each `@agent` call open. Calls count against the session they run
+in and every enclosing one; the ambient session takes calls made outside any run and keeps a
+bounded window of its trace, so a long-lived process never grows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cascadeflow.config import RunLimits
+from cascadeflow.errors import CascadeflowError
+
+_current: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
+
+# The keys of a trace entry, in the order `trace()` gives them.
+TRACE_KEYS = (
+    "step", "action", "reason", "applied", "mode", "model", "requested_model", "target_model",
+    "provider", "agent", "operation", "cost", "latency_ms", "tokens_in", "tokens_out",
+    "cached_tokens", "reasoning_tokens", "usage_estimated", "price_known", "tool_calls", "tool",
+    "tools_denied", "budget_remaining", "error", "status", "finish_reason", "run_id", "ts",
+)
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One decision on one step. Filled in as the step goes: decided, sent, settled."""
+
+    action: str
+    reason: str
+    applied: bool
+    mode: str
+    requested_model: str | None
+    model: str | None
+    target_model: str | None = None
+    provider: str | None = None
+    agent: str | None = None
+    operation: str = "chat"
+    run_id: str = ""
+    cost: float | None = 0.0
+    latency_ms: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    price_known: bool = True
+    tool_calls: int = 0
+    tool: str | None = None
+    tools_denied: tuple[str, ...] = ()
+    budget_remaining: float | None = None
+    error: str | None = None
+    status: str = "pending"
+    finish_reason: str | None = None
+    ts: float = field(default_factory=time.time)
+    content: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+
+    def as_dict(self, step: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": step}
+        for key in TRACE_KEYS[1:]:
+            value = getattr(self, key)
+            out[key] = list(value) if isinstance(value, tuple) else value
+        if self.content is not None:
+            out["content"] = self.content
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+
+class Session:
+    """A traced unit of work with its own limits, nested under whatever session was open."""
+
+    def __init__(self, limits: RunLimits | None = None, *, agent: str | None = None,
+                 user: str | None = None, project: str | None = None,
+                 metadata: dict[str, Any] | None = None, max_entries: int | None = None,
+                 ambient: bool = False) -> None:
+        self.run_id = uuid.uuid4().hex
+        self.limits = limits or RunLimits()
+        self.agent = agent
+        self.user = user
+        self.project = project
+        self.metadata = dict(metadata or {})
+        self.ambient = ambient
+        self.parent: Session | None = None
+        self.chain: tuple[Session, ...] = (self,)
+        self.lock = threading.Lock()
+        self.mode = "off"
+        self._token: Token[Session | None] | None = None
+        self._entries: deque[tuple[int, Entry]] | list[tuple[int, Entry]] = (
+            deque(maxlen=max_entries) if max_entries else [])
+        self.steps = 0
+        self.spent = 0.0
+        self.reserved = 0.0
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cached_tokens = 0
+        self.latency_total_ms = 0.0
+        self.tool_calls = 0
+        self.tool_executions = 0
+        self.cost_unknown_steps = 0
+        self.errors = 0
+        self.fallbacks = 0
+        self.retries = 0
+        self.degraded = False
+        self.stopped = False
+        self.actions: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+        self.ended: float | None = None
+        self._t0 = time.perf_counter()
+        self._t1: float | None = None
+
+    # -- context management ---------------------------------------------------------------
+    def __enter__(self) -> Session:
+        self.attach(_current.get())
+        self._token = _current.set(self)
+        return self
+
+    def attach(self, parent: Session | None) -> None:
+        """Open under `parent` without touching the context (generators step in and out)."""
+        if self._token is not None or self._t1 is not None or self.parent is not None:
+            raise CascadeflowError(f"session {self.run_id} was already opened; open a new run()")
+        from cascadeflow import runtime
+
+        self.mode = runtime.mode()
+        if parent is not None:
+            self.parent = parent
+            self.chain = (self, *parent.chain)
+            self.lock = parent.lock
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the session: later calls in this context go to the enclosing one."""
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # closed from another context (a generator finalised elsewhere)
+                _current.set(self.parent)
+            self._token = None
+        if self._t1 is None:
+            self._t1 = time.perf_counter()
+            self.ended = time.time()
+
+    # -- accounting (called by the pipeline, under `self.lock`) -----------------------------
+    def next_step(self) -> int:
+        self.steps += 1
+        return self.steps
+
+    def add_entry(self, step: int, entry: Entry) -> None:
+        self._entries.append((step, entry))
+        self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
+        if entry.action != "allow":
+            self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
+
+    def settle(self, entry: Entry) -> None:
+        """Add a finished step's usage to the totals."""
+        self.tokens_in += entry.tokens_in
+        self.tokens_out += entry.tokens_out
+        self.cached_tokens += entry.cached_tokens
+        self.tool_calls += entry.tool_calls
+        if entry.latency_ms is not None:
+            self.latency_total_ms += entry.latency_ms
+        if entry.error is not None:
+            self.errors += 1
+        if entry.cost is None:
+            self.cost_unknown_steps += 1
+        else:
+            self.spent += entry.cost
+        if entry.model is not None and entry.operation != "tool":
+            stats = self.models.get(entry.model)
+            if stats is None:
+                stats = self.models[entry.model] = {"calls": 0, "cost": 0.0, "tokens_in": 0,
+                                                    "tokens_out": 0, "cost_unknown": 0}
+            stats["calls"] += 1
+            stats["tokens_in"] += entry.tokens_in
+            stats["tokens_out"] += entry.tokens_out
+            if entry.cost is None:
+                stats["cost_unknown"] += 1
+            else:
+                stats["cost"] += entry.cost
+
+    def budget_left(self) -> float | None:
+        """Budget minus spend and open reservations; None when the session has no budget."""
+        if self.limits.budget is None:
+            return None
+        return self.limits.budget - self.spent - self.reserved
+
+    # -- review ---------------------------------------------------------------------------
+    def trace(self) -> list[dict[str, Any]]:
+        """One dict per decision, in step order (the ambient session keeps the latest window)."""
+        with self.lock:
+            entries = list(self._entries)
+        return [entry.as_dict(step) for step, entry in entries]
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for the session, including every nested session's steps."""
+        with self.lock:
+            budget = self.limits.budget
+            end = self._t1 if self._t1 is not None else time.perf_counter()
+            return {
+                "run_id": self.run_id,
+                "mode": self.mode,
+                "agent": self.agent,
+                "user": self.user,
+                "project": self.project,
+                "steps": self.steps,
+                "cost_total": self.spent,
+                "cost_unknown_steps": self.cost_unknown_steps,
+                "latency_total_ms": self.latency_total_ms,
+                "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out,
+                "cached_tokens": self.cached_tokens,
+                "tool_calls": max(self.tool_calls, self.tool_executions),
+                "tool_calls_requested": self.tool_calls,
+                "tool_executions": self.tool_executions,
+                "budget": budget,
+                "budget_remaining": None if budget is None else budget - self.spent,
+                "actions": dict(self.actions),
+                "reasons": dict(self.reasons),
+                "models": {k: dict(v) for k, v in self.models.items()},
+                "fallbacks": self.fallbacks,
+                "retries": self.retries,
+                "errors": self.errors,
+                "degraded": self.degraded,
+                "stopped": self.stopped,
+                "duration_ms": (end - self._t0) * 1000.0,
+                "metadata": dict(self.metadata),
+            }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the summary and the trace as JSON Lines (one header line, then one per entry)."""
+        target = Path(path)
+        lines = [json.dumps({"type": "summary", **self.summary()}, default=str)]
+        lines.extend(json.dumps({"type": "entry", **entry}, default=str) for entry in self.trace())
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return target
+
+    def __repr__(self) -> str:
+        name = "ambient" if self.ambient else (self.agent or "run")
+        return f"<Session {name} {self.run_id[:8]} steps={self.steps} cost={self.spent:.6f}>"
+
+
+class LoadedSession:
+    """A session read back from `save()`: the same `summary()` and `trace()`, read-only."""
+
+    def __init__(self, summary: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+        self._summary = summary
+        self._entries = entries
+        self.run_id: str = summary.get("run_id", "")
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self._summary)
+
+    def trace(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._entries]
+
+
+def load_session(path: str | Path) -> LoadedSession:
+    """Read a file written by `Session.save`."""
+    summary: dict[str, Any] = {}
+    entries: list[dict[str, Any]] = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CascadeflowError(f"{path} line {number}: not a cascadeflow session file ({exc.msg})"
+                                   ) from None
+        kind = item.pop("type", None)
+        if kind == "summary":
+            summary = item
+        elif kind == "entry":
+            entries.append(item)
+        else:
+            raise CascadeflowError(f"{path} line {number}: unknown record type {kind!r}")
+    return LoadedSession(summary, entries)
+
+
+def current() -> Session | None:
+    """The innermost open session in this context, or None."""
+    return _current.get()
+
+
+
+def set_current(session: Session | None) -> Token[Session | None]:
+    """Make `session` current in this context; pass the token to `reset_current`."""
+    return _current.set(session)
+
+
+def reset_current(token: Token[Session | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,258 @@
+"""Deterministic OpenAI-shaped bodies for the built-in provider: chat, text, responses, embeddings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cascadeflow import tokens
+
+
+@dataclass
+class Reply:
+    """A canned answer: used for requests whose prompt contains `when` (and model, if given)."""
+
+    content: str | None = None
+    when: str | None = None
+    model: str | None = None
+    tool_call: tuple[str, dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    times: int | None = None
+
+    def matches(self, model: str, prompt: str) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.model is not None and self.model != model:
+            return False
+        return self.when is None or self.when in prompt
+
+
+@dataclass
+class Answer:
+    """What the server will say: text or one tool call, with the usage it reports."""
+
+    text: str
+    tool_call: tuple[str, str] | None  # (name, JSON arguments)
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+def _schema_args(schema: dict[str, Any], hint: str) -> dict[str, Any]:
+    """Arguments that satisfy a JSON schema's required properties, made from the prompt."""
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    out: dict[str, Any] = {}
+    for key in schema.get("required", list(props)) if isinstance(schema, dict) else []:
+        kind = props.get(key, {}).get("type", "string")
+        out[key] = {"string": hint[:80] or key, "integer": 1, "number": 1.0, "boolean": True,
+                    "array": [], "object": {}}.get(kind, hint[:80])
+    return out
+
+
+def _default_text(model: str, prompt: str) -> str:
+    words = prompt.split()
+    snippet = " ".join(words[-12:]) if words else "(empty prompt)"
+    return f"Reply from {model}: received {len(words)} words, ending with \"{snippet}\"."
+
+
+def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Reply],
+           seen_prefixes: set[tuple[str, str]]) -> Answer:
+    """Decide the reply: a matching canned one, a tool call when tools are offered, or default text."""
+    prompt = tokens.message_text(messages)
+    last_user = _last_user_text(messages) or prompt
+    prompt_tokens = tokens.count(prompt, model) + tokens.message_overhead(messages)
+    cached = 0
+    if isinstance(messages, list) and len(messages) > 1:
+        first = tokens.message_text(messages[:1])
+        key = (model, first)
+        if key in seen_prefixes:
+            cached = tokens.count(first, model)
+        seen_prefixes.add(key)
+    rule = next((r for r in replies if r.matches(model, prompt)), None)
+    if rule is not None and rule.times is not None:
+        rule.times -= 1
+    tool_call: tuple[str, str] | None = None
+    text = ""
+    finish = "stop"
+    if rule is not None and rule.tool_call is not None:
+        tool_call = (rule.tool_call[0], json.dumps(rule.tool_call[1]))
+    elif rule is not None:
+        text = rule.content or ""
+    elif _wants_tool(messages, kwargs):
+        fn = _pick_tool(kwargs)
+        tool_call = (fn.get("name", "tool"), json.dumps(_schema_args(fn.get("parameters", {}), last_user)))
+    else:
+        text = _default_text(model, last_user)
+    if tool_call is not None:
+        finish = "tool_calls"
+    limit = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or kwargs.get(
+        "max_output_tokens")
+    if text and isinstance(limit, int) and tokens.count(text, model) > limit:
+        enc_text = text.split(" ")
+        while enc_text and tokens.count(" ".join(enc_text), model) > limit:
+            enc_text.pop()
+        text = " ".join(enc_text)
+        finish = "length"
+    if rule is not None and rule.finish_reason:
+        finish = rule.finish_reason
+    out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model)
+    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached)
+
+
+def _last_user_text(messages: Any) -> str:
+    if isinstance(messages, str):
+        return messages
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") in ("user", None):
+            return tokens.message_text([message])
+    return ""
+
+
+def _wants_tool(messages: Any, kwargs: dict[str, Any]) -> bool:
+    if not kwargs.get("tools") or kwargs.get("tool_choice") == "none":
+        return False
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return messages[-1].get("role") not in ("tool", "function")
+    return True
+
+
+def _pick_tool(kwargs: dict[str, Any]) -> dict[str, Any]:
+    tools = kwargs.get("tools") or []
+    choice = kwargs.get("tool_choice")
+    wanted = None
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or choice).get("name")
+    for item in tools:
+        fn = item.get("function", item) if isinstance(item, dict) else {}
+        if wanted is None or fn.get("name") == wanted:
+            return dict(fn)
+    return {"name": "tool", "parameters": {}}
+
+
+def _usage(a: Answer) -> dict[str, Any]:
+    return {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+            "total_tokens": a.prompt_tokens + a.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": a.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0}}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def chat_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
+    if a.tool_call:
+        message["tool_calls"] = [{"id": f"call_{rid[-12:]}", "type": "function",
+                                  "function": {"name": a.tool_call[0], "arguments": a.tool_call[1]}}]
+    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "system_fingerprint": "fp_cascadeflow",
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": a.finish_reason}],
+            "usage": _usage(a)}
+
+
+def chat_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[dict[str, Any]]:
+    base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "system_fingerprint": "fp_cascadeflow"}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "logprobs": None, "finish_reason": None}]}]
+    if a.tool_call:
+        name, args = a.tool_call
+        chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
+                                            "delta": {"tool_calls": [{"index": 0, "id": f"call_{rid[-12:]}",
+                                                                      "type": "function",
+                                                                      "function": {"name": name,
+                                                                                   "arguments": ""}}]}}]})
+        for piece in _pieces(args):
+            chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
+                                                "delta": {"tool_calls": [{"index": 0, "function": {
+                                                    "arguments": piece}}]}}]})
+    for piece in _pieces(a.text):
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                                            "finish_reason": None}]})
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                        "finish_reason": a.finish_reason}]})
+    if include_usage:
+        chunks.append({**base, "choices": [], "usage": _usage(a)})
+    return chunks
+
+
+def text_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
+    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"text": a.text, "index": 0, "logprobs": None, "finish_reason": a.finish_reason}],
+            "usage": _usage(a)}
+
+
+def text_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[dict[str, Any]]:
+    base = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model}
+    chunks = [{**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]}
+              for p in _pieces(a.text)]
+    chunks.append({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
+                                        "finish_reason": a.finish_reason}]})
+    if include_usage:
+        chunks.append({**base, "choices": [], "usage": _usage(a)})
+    return chunks
+
+
+def responses_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    if a.tool_call:
+        output.append({"type": "function_call", "id": f"fc_{rid[-12:]}", "call_id": f"call_{rid[-12:]}",
+                       "name": a.tool_call[0], "arguments": a.tool_call[1], "status": "completed"})
+    else:
+        output.append({"type": "message", "id": f"msg_{rid[-12:]}", "status": "completed",
+                       "role": "assistant",
+                       "content": [{"type": "output_text", "text": a.text, "annotations": []}]})
+    return {"id": rid, "object": "response", "created_at": int(time.time()), "model": model,
+            "status": "completed" if a.finish_reason != "length" else "incomplete",
+            "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens,
+                      "total_tokens": a.prompt_tokens + a.completion_tokens,
+                      "input_tokens_details": {"cached_tokens": a.cached_tokens},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def responses_events(model: str, a: Answer, rid: str) -> list[dict[str, Any]]:
+    final = responses_body(model, a, rid)
+    events: list[dict[str, Any]] = [{"type": "response.created", "sequence_number": 0,
+                                     "response": {**final, "status": "in_progress", "output": []}}]
+    for piece in _pieces(a.text):
+        events.append({"type": "response.output_text.delta", "sequence_number": len(events),
+                       "item_id": f"msg_{rid[-12:]}", "output_index": 0, "content_index": 0,
+                       "delta": piece, "logprobs": []})
+    events.append({"type": "response.completed", "sequence_number": len(events), "response": final})
+    return events
+
+
+def embedding_body(model: str, inputs: Any, dimensions: int, encoding: str | None) -> dict[str, Any]:
+    items = inputs if isinstance(inputs, list) else [inputs]
+    data = []
+    total = 0
+    for index, item in enumerate(items):
+        text = item if isinstance(item, str) else json.dumps(item)
+        total += tokens.count(text, model)
+        digest = hashlib.sha256(text.encode()).digest()
+        vector = [((digest[i % len(digest)] / 255.0) * 2 - 1) for i in range(dimensions)]
+        if encoding == "base64":
+            packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": packed})
+        else:
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+    return {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": total, "total_tokens": total}}
+
+
+def _pieces(text: str, size: int = 12) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)]

@@ -1,0 +1,62 @@
+"""`@tool`: each execution is a traced step that counts toward `max_tool_calls`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from cascadeflow import pipeline
+from cascadeflow.request import Request, Usage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = False) -> Any:
+    """Trace each execution; in enforce mode a denied tool raises `ToolDenied` and does not run.
+
+    `irreversible=True` tools run only when the approver given to `init(approver=...)` says yes.
+    Usable bare (`@tool`) or with arguments (`@tool(name="refund", irreversible=True)`).
+    """
+    if callable(name):
+        return tool()(name)
+
+    def decorate(fn: F) -> F:
+        tool_name = name or fn.__name__
+
+        def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> pipeline.Step | None:
+            request = Request(operation="tool", client="tool", model=tool_name, tool=tool_name,
+                              irreversible=irreversible, kwargs={"args": args, "kwargs": kwargs})
+            return pipeline.begin(request)
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_call(*args: Any, **kwargs: Any) -> Any:
+                step = begin(args, kwargs)
+                if step is None:
+                    return await fn(*args, **kwargs)
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    step.fail(exc)
+                    raise
+                step.finish(Usage())
+                return result
+            return cast(F, async_call)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            step = begin(args, kwargs)
+            if step is None:
+                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                step.fail(exc)
+                raise
+            step.finish(Usage())
+            return result
+        return cast(F, call)
+
+    return decorate

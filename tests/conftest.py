@@ -1,0 +1,37 @@
+"""Every test starts from mode `off`, no cascadeflow env vars and an empty working directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import cascadeflow
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(autouse=True)
+def _clean_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("CASCADEFLOW_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    cascadeflow.shutdown()
+    yield
+    cascadeflow.shutdown()
+
+
+@pytest.fixture
+def provider(cascadeflow_provider: Any) -> Any:
+    """The built-in provider (the plugin's fixture under a short name)."""
+    return cascadeflow_provider
+
+
+def chat_kwargs(provider: Any, content: str = "hello", model: str = "openai/gpt-4o-mini",
+                **extra: Any) -> dict[str, Any]:
+    """Arguments for a litellm chat call against the built-in provider."""
+    return {"model": model, "messages": [{"role": "user", "content": content}],
+            "api_base": provider.url, "api_key": "sk-test-not-a-real-key-0000", **extra}

@@ -1,0 +1,167 @@
+"""Settings resolve keyword > env > file > default, and every bad value is a clear ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cascadeflow
+from cascadeflow import ConfigError
+
+
+def test_defaults_are_off_and_reported() -> None:
+    report = cascadeflow.init()
+    assert report.mode == "off"
+    assert report.instrumented == []
+    assert report.sources["mode"] == "default"
+    assert report.config_file is None
+
+
+def test_keyword_beats_env_beats_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('mode = "observe"\n[run]\nbudget = 3.0\nmax_steps = 7\n')
+    monkeypatch.setenv("CASCADEFLOW_BUDGET", "2.5")
+    report = cascadeflow.init(mode="enforce")
+    assert report.mode == "enforce"
+    assert report.sources["mode"] == "code"
+    assert report.sources["budget"] == "env"
+    assert report.sources["max_steps"] == "file"
+    assert report.sources["max_tool_calls"] == "default"
+    assert report.config_file == str(tmp_path / "cascadeflow.toml")
+    with cascadeflow.run() as session:
+        pass
+    assert session.summary()["budget"] == 2.5
+    assert session.limits.max_steps == 7
+
+
+def test_env_mode_switches_without_code_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADEFLOW_MODE", "observe")
+    report = cascadeflow.init()
+    assert report.mode == "observe"
+    assert report.sources["mode"] == "env"
+    assert "litellm" in report.instrumented and "openai" in report.instrumented
+
+
+def test_pyproject_tool_section(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\n[tool.cascadeflow]\nmode = "observe"\n')
+    report = cascadeflow.init()
+    assert report.mode == "observe"
+    assert report.sources["mode"] == "file"
+
+
+def test_json_config_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "cf.json"
+    path.write_text('{"version": "2026-11-01.2", "mode": "observe"}')
+    report = cascadeflow.init(config=path)
+    assert report.policy_versions == {"config": "2026-11-01.2"}
+    assert report.sources["config"] == "code"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "setting", "where"),
+    [
+        ({"mode": "enforced"}, {}, "mode", "init()"),
+        ({}, {"CASCADEFLOW_MODE": "loud"}, "mode", "env CASCADEFLOW_MODE"),
+        ({"budget": -1.0}, {}, "budget", "init()"),
+        ({}, {"CASCADEFLOW_BUDGET": "lots"}, "budget", "env CASCADEFLOW_BUDGET"),
+        ({}, {"CASCADEFLOW_MAX_STEPS": "1.5"}, "max_steps", "env CASCADEFLOW_MAX_STEPS"),
+        ({"compliance": "sox"}, {}, "compliance", "init()"),
+        ({}, {"CASCADEFLOW_COMPLIANCE": "sox"}, "compliance", "env CASCADEFLOW_COMPLIANCE"),
+        ({"kpi_weights": {"speed": 1.0}}, {}, "kpi_weights", "init()"),
+        ({}, {"CASCADEFLOW_KPI_WEIGHTS": "quality:1"}, "kpi_weights", "env CASCADEFLOW_KPI_WEIGHTS"),
+        ({}, {"CASCADEFLOW_CAPTURE_CONTENT": "maybe"}, "capture_content",
+         "env CASCADEFLOW_CAPTURE_CONTENT"),
+        ({"budget_pressure": 2.0}, {}, "budget_pressure", "init()"),
+    ],
+)
+def test_bad_values_name_setting_value_and_source(monkeypatch: pytest.MonkeyPatch, kwargs: dict,
+                                                  env: dict, setting: str, where: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init(**kwargs)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.setting == setting
+    assert err.source == where
+    assert setting in str(err) and where in str(err)
+
+
+def test_env_kpi_weights_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADEFLOW_KPI_WEIGHTS", "quality=0.6, cost=0.4")
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        assert session.limits.kpi_weights == {"quality": 0.6, "cost": 0.4}
+
+
+def test_invalid_toml_names_file(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('mode = "observe"\nbudget = = 1\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    assert "cascadeflow.toml" in str(info.value)
+    assert "invalid TOML" in str(info.value)
+    assert "line 2" in str(info.value)
+
+
+def test_invalid_key_names_key_and_line(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        'mode = "observe"\n\n[models."openai/gpt-4o"]\nquality = 0.9\n\n[models."openai/gpt-4o-mini"]\n'
+        'quality = 7\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    err = info.value
+    assert err.setting == "models.openai/gpt-4o-mini.quality"
+    assert err.value == 7
+    assert err.source.endswith("cascadeflow.toml line 7")
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('mode = "observe"\nbugdet = 1.0\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    assert info.value.setting == "bugdet"
+    assert "line 2" in info.value.source
+
+
+def test_unknown_compliance_in_agent_section(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[agents.triage]\ncompliance = "sox"\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init(mode="observe")
+    assert info.value.setting == "agents.triage.compliance"
+
+
+def test_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CASCADEFLOW_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    assert info.value.source == "env CASCADEFLOW_CONFIG"
+    assert "not found" in str(info.value)
+
+
+def test_bad_run_and_agent_arguments() -> None:
+    cascadeflow.init(mode="observe")
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.run(budget=-2)
+    assert info.value.source == "run()" and info.value.setting == "budget"
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.run(compliance="nope")
+    assert info.value.setting == "compliance"
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.agent(name="a", kpi_weights={"cost": 1, "vibes": 2})(lambda: None)
+    assert info.value.source == "@agent('a')"
+    with pytest.raises(ConfigError):
+        cascadeflow.run(max_steps=0)
+
+
+def test_bad_config_keeps_previous_state() -> None:
+    cascadeflow.init(mode="observe")
+    with pytest.raises(ConfigError):
+        cascadeflow.init(mode="nonsense")
+    assert cascadeflow.current_session().mode == "observe"
+
+
+def test_custom_compliance_profile_from_file(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[compliance.internal]\nmodels = ["openai/*"]\n')
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run(compliance="internal") as session:
+        assert session.limits.compliance == "internal"
