@@ -123,6 +123,8 @@ def read_usage(operation: str, response: Any) -> Usage:
         out.reasoning_tokens = _int(get(get(usage, "output_tokens_details"), "reasoning_tokens"))
         items = get(response, "output") or []
         out.tool_calls = sum(1 for item in items if get(item, "type") == "function_call")
+        out.text = "".join(str(get(part, "text") or "") for item in items
+                           for part in (get(item, "content") or ()))
         out.finish_reason = get(response, "status")
         return out
     out.tokens_in = _int(get(usage, "prompt_tokens"))
@@ -133,6 +135,8 @@ def read_usage(operation: str, response: Any) -> Usage:
     if choices:
         first = choices[0]
         out.finish_reason = get(first, "finish_reason")
+        message = get(first, "message")
+        out.text = str((get(message, "content") if message is not None else get(first, "text")) or "")
         for choice in choices:
             calls = get(get(choice, "message"), "tool_calls")
             out.tool_calls += len(calls) if calls else 0

@@ -5,12 +5,20 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from cascadeflow import pipeline
 from cascadeflow.request import Request, Usage
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def tool(name: F, *, irreversible: bool = False) -> F: ...
+
+
+@overload
+def tool(name: str | None = None, *, irreversible: bool = False) -> Callable[[F], F]: ...
 
 
 def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = False) -> Any:

@@ -33,7 +33,8 @@ def check(engine: Engine, request: Request, chain: Sequence[Session], model: str
         return Decision("allow", "ok")
     remaining = min(s.budget_left() or 0.0 for s in budgeted)
     pressured = [s for s in budgeted
-                 if s.limits.budget and remaining / s.limits.budget < engine.config.budget_pressure]
+                 if s.limits.budget and (s.budget_left() or 0.0) / s.limits.budget
+                 < engine.config.budget_pressure]
     if pressured and remaining > 0:
         cheaper = _cheaper(engine, request, chain, model)
         if cheaper is not None:

@@ -94,8 +94,7 @@ class ProviderServer:
         if self._httpd is not None:
             return self
         handler = type("Handler", (_Handler,), {"provider": self})
-        self._httpd = ThreadingHTTPServer((self._host, self._port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((self._host, self._port), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="cascadeflow-provider",
                                         daemon=True)
         self._thread.start()
@@ -182,6 +181,18 @@ class ProviderServer:
 
 
 _MASKED = {"authorization", "api-key", "x-api-key"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up mid-stream are normal here (closed and abandoned streams)."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

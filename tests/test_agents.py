@@ -1,0 +1,181 @@
+"""@agent opens a child session per call (sync, async, generators); @tool executions are steps."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import litellm
+import pytest
+
+import cascadeflow
+from tests.conftest import chat_kwargs
+
+
+def test_sync_agent_opens_a_child_session(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+    seen: list[Any] = []
+
+    @cascadeflow.agent(name="triage", budget=0.10)
+    def triage(query: str) -> str:
+        seen.append(cascadeflow.current_session())
+        litellm.completion(**chat_kwargs(provider, query))
+        return "ok"
+
+    with cascadeflow.run(budget=1.0) as outer:
+        assert triage("a") == "ok"
+        assert triage("b") == "ok"
+    first, second = seen
+    assert first is not second  # a fresh session per call
+    assert first.agent == "triage" and first.parent is outer
+    assert first.limits.budget == 0.10
+    assert outer.summary()["steps"] == 2
+    assert [e["agent"] for e in outer.trace()] == ["triage", "triage"]
+
+
+async def test_async_agent_and_signature(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.agent(budget=2.0, compliance="hipaa")
+    async def medical_agent(query: str, *, urgent: bool = False) -> str:
+        """Answers medical questions."""
+        await litellm.acompletion(**chat_kwargs(provider, query))
+        return cascadeflow.current_session().agent or ""
+
+    assert medical_agent.__name__ == "medical_agent"
+    assert medical_agent.__doc__ == "Answers medical questions."
+    assert str(inspect.signature(medical_agent)) == "(query: 'str', *, urgent: 'bool' = False) -> 'str'"
+    assert inspect.iscoroutinefunction(medical_agent)
+    async with cascadeflow.run() as outer:
+        assert await medical_agent("x") == "medical_agent"
+    assert outer.trace()[0]["agent"] == "medical_agent"
+
+
+async def test_async_generator_agent_keeps_its_session_across_yields(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.agent(name="streamer")
+    async def streamer(n: int) -> AsyncIterator[str]:
+        for i in range(n):
+            await litellm.acompletion(**chat_kwargs(provider, str(i)))
+            yield cascadeflow.current_session().agent or ""
+
+    async with cascadeflow.run() as outer:
+        names = []
+        async for name in streamer(3):
+            names.append(name)
+            # between yields the caller is back in its own session
+            assert cascadeflow.current_session() is outer
+    assert names == ["streamer"] * 3
+    assert [e["agent"] for e in outer.trace()] == ["streamer"] * 3
+
+
+def test_generator_agent(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.agent(name="gen")
+    def gen() -> Iterator[int]:
+        for i in range(2):
+            litellm.completion(**chat_kwargs(provider))
+            yield i
+
+    with cascadeflow.run() as outer:
+        assert list(gen()) == [0, 1]
+    assert outer.summary()["steps"] == 2
+
+
+def test_agent_limits_from_config(tmp_path: Any, provider: Any) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[agents.triage]\nbudget = 0.25\nmax_steps = 4\n')
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.agent(name="triage", max_steps=2)
+    def triage() -> Any:
+        return cascadeflow.current_session().limits
+
+    limits = triage()
+    assert limits.budget == 0.25  # from the file
+    assert limits.max_steps == 2  # code wins over the file
+
+
+def test_tool_executions_are_traced_steps() -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.tool(name="fetch_similar_tickets")
+    def fetch(issue: str) -> list[str]:
+        return [issue.upper()]
+
+    with cascadeflow.run() as session:
+        assert fetch("refund") == ["REFUND"]
+    [entry] = session.trace()
+    assert entry["operation"] == "tool" and entry["tool"] == "fetch_similar_tickets"
+    assert entry["status"] == "ok" and entry["latency_ms"] is not None
+    assert session.summary()["tool_executions"] == 1
+
+
+async def test_async_tool_error_is_recorded() -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.tool
+    async def flaky() -> None:
+        raise TimeoutError("backend down")
+
+    async with cascadeflow.run() as session:
+        with pytest.raises(TimeoutError):
+            await flaky()
+    assert session.trace()[0]["error"] == "TimeoutError"
+
+
+def test_denied_tool_does_not_run_in_enforce() -> None:
+    cascadeflow.init(mode="enforce")
+    ran: list[int] = []
+
+    @cascadeflow.tool
+    def lookup() -> None:
+        ran.append(1)
+
+    with cascadeflow.run(max_tool_calls=1) as session:
+        lookup()
+        with pytest.raises(cascadeflow.ToolDenied) as info:
+            lookup()
+    assert ran == [1]
+    err = info.value
+    assert isinstance(err, cascadeflow.PolicyStop)
+    assert err.reason == "max_tool_calls_reached" and err.step == 2 and err.run_id == session.run_id
+    assert err.entry["action"] == "deny_tool" and err.entry["applied"] is True
+    assert session.summary()["stopped"] is True
+
+
+def test_irreversible_tool_needs_an_approver() -> None:
+    cascadeflow.init(mode="enforce")
+
+    @cascadeflow.tool(irreversible=True)
+    def refund(order_id: str, amount: float) -> str:
+        return f"refunded {order_id}"
+
+    with cascadeflow.run(), pytest.raises(cascadeflow.ToolDenied) as info:
+        refund("A-1", 10.0)
+    assert info.value.reason == "tool_requires_approval"
+
+    asked: list[Any] = []
+
+    def approver(tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        asked.append((tool, args, kwargs))
+        return args[1] < 50
+
+    cascadeflow.init(mode="enforce", approver=approver)
+    with cascadeflow.run():
+        assert refund("A-1", 10.0) == "refunded A-1"
+        with pytest.raises(cascadeflow.ToolDenied):
+            refund("A-2", 500.0)
+    assert asked == [("refund", ("A-1", 10.0), {}), ("refund", ("A-2", 500.0), {})]
+
+
+def test_tools_in_mode_off_just_run() -> None:
+    @cascadeflow.tool
+    def plain() -> int:
+        return 3
+
+    with cascadeflow.run() as session:
+        assert plain() == 3
+    assert session.trace() == []

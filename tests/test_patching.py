@@ -1,0 +1,81 @@
+"""Patching is idempotent, thread-safe, and `off` / `shutdown` restore the originals exactly."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import litellm
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.resources.embeddings import Embeddings
+from openai.resources.responses import Responses
+
+import cascadeflow
+
+NAMES = ("completion", "acompletion", "text_completion", "atext_completion", "embedding", "aembedding")
+
+
+def _originals() -> dict[str, Any]:
+    out = {name: getattr(litellm, name) for name in NAMES}
+    for cls in (Completions, AsyncCompletions, Embeddings, Responses):
+        out[cls.__name__] = cls.__dict__["create"]
+    return out
+
+
+def test_init_patches_and_shutdown_restores_exactly() -> None:
+    before = _originals()
+    cascadeflow.init(mode="observe")
+    during = _originals()
+    assert all(during[k] is not before[k] for k in before)
+    assert litellm.completion.__wrapped__ is before["completion"]
+    assert litellm.completion.__name__ == "completion"
+    cascadeflow.shutdown()
+    after = _originals()
+    assert all(after[k] is before[k] for k in before)
+
+
+def test_init_off_restores_and_is_idempotent() -> None:
+    before = _originals()
+    cascadeflow.init(mode="observe")
+    first = _originals()
+    cascadeflow.init(mode="enforce")
+    cascadeflow.init(mode="observe")
+    assert _originals() == first  # no double wrapping
+    cascadeflow.init(mode="off")
+    assert _originals() == before
+
+
+def test_concurrent_init_patches_once() -> None:
+    before = _originals()
+    barrier = threading.Barrier(8)
+
+    def go() -> None:
+        barrier.wait()
+        cascadeflow.init(mode="observe")
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert litellm.completion.__wrapped__ is before["completion"]
+    cascadeflow.shutdown()
+    assert _originals() == before
+
+
+def test_stale_wrapper_passes_through_after_shutdown(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+    kept = litellm.completion  # a reference taken while patched
+    cascadeflow.shutdown()
+    cascadeflow.init(mode="off")
+    with cascadeflow.run() as session:
+        kept(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+             api_base=provider.url, api_key="sk-test")
+    assert session.trace() == []
+    assert len(provider.requests) == 1
+
+
+def test_instrument_selection() -> None:
+    report = cascadeflow.init(mode="observe", instrument=["openai"])
+    assert report.instrumented == ["openai"]
+    assert not hasattr(litellm.completion, "__cascadeflow_original__")

@@ -1,0 +1,54 @@
+"""Costs come from litellm's price map or config overrides; unknown prices are None, never guessed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+
+import cascadeflow
+from cascadeflow.pricing import Price
+from tests.conftest import chat_kwargs
+
+
+def test_cached_tokens_use_the_cache_read_price(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+    system = {"role": "system", "content": "You are a support triage assistant. " * 40}
+    messages = [system, {"role": "user", "content": "first"}]
+    with cascadeflow.run() as session:
+        litellm.completion(model="openai/gpt-4o-mini", messages=messages, api_base=provider.url,
+                           api_key="sk-test")
+        messages[1] = {"role": "user", "content": "second"}
+        litellm.completion(model="openai/gpt-4o-mini", messages=messages, api_base=provider.url,
+                           api_key="sk-test")
+    first, second = session.trace()
+    assert first["cached_tokens"] == 0
+    assert second["cached_tokens"] > 200
+    price = Price(1.5e-7, 6e-7, 7.5e-8)
+    assert second["cost"] == pytest.approx(price.cost(second["tokens_in"], second["tokens_out"],
+                                                      second["cached_tokens"]))
+    assert second["cost"] < price.cost(second["tokens_in"], second["tokens_out"])
+    assert session.summary()["cached_tokens"] == second["cached_tokens"]
+
+
+def test_unknown_model_has_no_cost(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        litellm.completion(**chat_kwargs(provider, model="openai/our-private-model"))
+    [entry] = session.trace()
+    assert entry["cost"] is None and entry["price_known"] is False
+    summary = session.summary()
+    assert summary["cost_unknown_steps"] == 1 and summary["cost_total"] == 0.0
+    assert summary["models"]["openai/our-private-model"]["cost_unknown"] == 1
+
+
+def test_price_override_from_config(provider: Any, tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[models."openai/our-private-model"]\ninput_cost_per_token = 0.001\noutput_cost_per_token = 0.002\n')
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        litellm.completion(**chat_kwargs(provider, model="openai/our-private-model"))
+    [entry] = session.trace()
+    assert entry["cost"] == pytest.approx(entry["tokens_in"] * 0.001 + entry["tokens_out"] * 0.002)
