@@ -8,9 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from cascadeflow.errors import ConfigError
+from pydantic import ValidationError
 
 
 def has_tool_section(pyproject: Path) -> bool:

@@ -21,7 +21,7 @@ def _merge(base: RunLimits, given: dict[str, Any], source: str) -> RunLimits:
 
 def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_steps: int | None = None,
         max_latency_ms: float | None = None, compliance: str | None = None,
-        kpi_weights: dict[str, float] | None = None, guardrails: str | None = None,
+        kpi_weights: dict[str, float] | None = None,
         tools_allow: list[str] | None = None, tools_deny: list[str] | None = None,
         user: str | None = None, agent: str | None = None, project: str | None = None,
         metadata: dict[str, Any] | None = None) -> Session:
@@ -29,7 +29,6 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     rt = runtime.state()
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
-             "guardrails": guardrails,
              "tools_allow": None if tools_allow is None else tuple(tools_allow),
              "tools_deny": None if tools_deny is None else tuple(tools_deny)}
     base = rt.config.run
@@ -45,7 +44,7 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
 def agent(name: str | None = None, *, budget: float | None = None, max_tool_calls: int | None = None,
           max_steps: int | None = None, max_latency_ms: float | None = None,
           compliance: str | None = None, kpi_weights: dict[str, float] | None = None,
-          guardrails: str | None = None, tools_allow: list[str] | None = None,
+          tools_allow: list[str] | None = None,
           tools_deny: list[str] | None = None) -> Callable[[F], F]:
     """Give a function its own policy: each call opens a child session under the open one.
 
@@ -54,7 +53,6 @@ def agent(name: str | None = None, *, budget: float | None = None, max_tool_call
     """
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
-             "guardrails": guardrails,
              "tools_allow": None if tools_allow is None else tuple(tools_allow),
              "tools_deny": None if tools_deny is None else tuple(tools_deny)}
 

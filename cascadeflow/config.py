@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from cascadeflow import _configfile
 from cascadeflow.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Mode = Literal["off", "observe", "enforce"]
 MODES: tuple[str, ...] = ("off", "observe", "enforce")
@@ -36,7 +35,6 @@ class RunLimits(_Strict):
     max_latency_ms: float | None = Field(default=None, gt=0)
     compliance: str | None = None
     kpi_weights: dict[str, float] | None = None
-    guardrails: str | None = None
     tools_allow: tuple[str, ...] | None = None
     tools_deny: tuple[str, ...] = ()
 
@@ -75,7 +73,6 @@ class ComplianceProfile(_Strict):
     tools_allow: tuple[str, ...] | None = None
     tools_deny: tuple[str, ...] = ()
     capture_content: bool = False
-    guardrails: str | None = None
     description: str = ""
 
 
@@ -84,19 +81,19 @@ _SELF_HOSTED = ("ollama/*", "ollama_chat/*", "hosted_vllm/*", "local/*")
 
 BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
     "gdpr": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("gdpr", "eu"), guardrails="pii",
+        models=_SELF_HOSTED, model_tags=("gdpr", "eu"),
         description="Models tagged gdpr or eu in [models], or self-hosted; no content capture.",
     ),
     "hipaa": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("hipaa",), guardrails="pii",
+        models=_SELF_HOSTED, model_tags=("hipaa",),
         description="Models tagged hipaa (covered by a BAA), or self-hosted; no content capture.",
     ),
     "pci": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("pci",), guardrails="pci",
-        description="Models tagged pci, or self-hosted; card data redacted; no content capture.",
+        models=_SELF_HOSTED, model_tags=("pci",),
+        description="Models tagged pci, or self-hosted; no content capture.",
     ),
     "strict": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("strict",), guardrails="strict", tools_allow=(),
+        models=_SELF_HOSTED, model_tags=("strict",), tools_allow=(),
         description="Only models tagged strict or self-hosted; no tools unless allowed; no capture.",
     ),
 }
@@ -110,7 +107,6 @@ class FileConfig(_Strict):
     capture_content: bool | None = None
     instrument: tuple[Literal["litellm", "openai"], ...] | None = None
     budget_pressure: float | None = Field(default=None, gt=0, lt=1)
-    budget_alert: float | None = Field(default=None, gt=0, le=1)
     kpi_hysteresis: float | None = Field(default=None, ge=0)
     ambient_max_entries: int | None = Field(default=None, ge=1)
     run: RunLimits = RunLimits()
@@ -136,7 +132,6 @@ DEFAULTS: dict[str, Any] = {
     "capture_content": False,
     "instrument": ("litellm", "openai"),
     "budget_pressure": 0.2,
-    "budget_alert": 0.8,
     "kpi_hysteresis": 0.05,
     "ambient_max_entries": 10_000,
 }
@@ -150,7 +145,6 @@ class Config:
     capture_content: bool = False
     instrument: tuple[str, ...] = ("litellm", "openai")
     budget_pressure: float = 0.2
-    budget_alert: float = 0.8
     kpi_hysteresis: float = 0.05
     ambient_max_entries: int = 10_000
     run: RunLimits = field(default_factory=RunLimits)
@@ -290,7 +284,6 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         capture_content=chosen["capture_content"],
         instrument=tuple(chosen["instrument"]),
         budget_pressure=float(chosen["budget_pressure"]),
-        budget_alert=float(chosen["budget_alert"]),
         kpi_hysteresis=float(chosen["kpi_hysteresis"]),
         ambient_max_entries=int(chosen["ambient_max_entries"]),
         run=run_limits,

@@ -41,7 +41,8 @@ class Runtime:
         self.config = config
         self.mode = config.mode
         self.engine = Engine(config, approver=approver)
-        self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None}),
+        self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
+                                                             "max_tool_calls": None}),
                                max_entries=config.ambient_max_entries, ambient=True)
         self.ambient.mode = config.mode
         self.instrumented: list[str] = []
@@ -71,7 +72,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          kpi_weights: dict[str, float] | None = None, capture_content: bool | None = None,
          instrument: Sequence[str] | None = None, approver: Any = None,
          ambient_max_entries: int | None = None, budget_pressure: float | None = None,
-         budget_alert: float | None = None, kpi_hysteresis: float | None = None) -> InitReport:
+         kpi_hysteresis: float | None = None) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     from cascadeflow import interceptors
 
@@ -82,7 +83,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
         "instrument": None if instrument is None else tuple(instrument),
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
-        "budget_alert": budget_alert, "kpi_hysteresis": kpi_hysteresis,
+        "kpi_hysteresis": kpi_hysteresis,
     }
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):

@@ -6,9 +6,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 import cascadeflow
+import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

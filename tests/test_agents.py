@@ -6,10 +6,10 @@ import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import cascadeflow
 import litellm
 import pytest
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 

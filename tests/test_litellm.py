@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import cascadeflow
 import litellm
 import pytest
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"

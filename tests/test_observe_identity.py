@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import cascadeflow
 import litellm
 import openai
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import cascadeflow
 import litellm
 import openai
 import pytest
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"

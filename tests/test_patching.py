@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import cascadeflow
 import litellm
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.resources.embeddings import Embeddings
 from openai.resources.responses import Responses
-
-import cascadeflow
 
 NAMES = ("completion", "acompletion", "text_completion", "atext_completion", "embedding", "aembedding")
 

@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import cascadeflow
 import litellm
 import openai
 import pytest
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cascadeflow import config as cfg
 from cascadeflow.config import RunLimits
 from cascadeflow.policy import Engine

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cascadeflow
 import litellm
 import pytest
-
-import cascadeflow
 from cascadeflow.pricing import Price
+
 from tests.conftest import chat_kwargs
 
 

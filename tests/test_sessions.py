@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cascadeflow
 import litellm
 import openai
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 SUMMARY_KEYS = {"run_id", "mode", "steps", "cost_total", "latency_total_ms", "tokens_in", "tokens_out",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import cascadeflow
 import litellm
 import openai
 import pytest
 
-import cascadeflow
 from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"

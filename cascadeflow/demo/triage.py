@@ -10,9 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import litellm
-
 import cascadeflow
+import litellm
 
 THREAD = """\
 From: Dana Whitfield <dana.whitfield@example.com>

@@ -80,7 +80,7 @@ def allowed(profile: ComplianceProfile, model: str, provider: str | None, spec: 
 
 def score(candidates: Iterable[Candidate], weights: Mapping[str, float], latency: LatencyStats
           ) -> dict[str, float]:
-    """Weighted KPI score in [0, 1] per candidate; costs and latencies are min-max normalised."""
+    """Weighted KPI score in [0, 1] per candidate; cost and latency score best/value."""
     pool = list(candidates)
     costs = {c.name: c.unit_cost() for c in pool}
     lats = {c.name: latency.expected(c.key, c.spec.latency_ms) for c in pool}
@@ -98,8 +98,10 @@ def score(candidates: Iterable[Candidate], weights: Mapping[str, float], latency
 
 
 def _inverse(value: float | None, known: list[float]) -> float:
-    """1 for the best (lowest) value, 0 for the worst; unknown values score as the worst."""
+    """best / value: 1 for the cheapest (fastest), 0.5 for one twice as costly; unknown scores 0."""
     if value is None or not known:
         return 0.0
-    low, high = min(known), max(known)
-    return 1.0 if high == low else (high - value) / (high - low)
+    best = min(known)
+    if value <= 0:
+        return 1.0
+    return best / value

@@ -1,0 +1,80 @@
+"""Every example runs as a user would run it, and the demo does what the README says."""
+
+from __future__ import annotations
+
+import io
+import runpy
+import sys
+from pathlib import Path
+
+import cascadeflow
+import pytest
+from cascadeflow.demo.run import main as demo_main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py") if p.stem != "support"))
+def test_example_runs(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+                      ) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.chdir(EXAMPLES)
+    monkeypatch.setattr(sys, "argv", [name])
+    runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.strip()
+    assert "Traceback" not in out
+
+
+def test_rollout_guide_does_what_the_guide_says(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.delenv("CASCADEFLOW_CONFIG", raising=False)
+    runpy.run_path(str(EXAMPLES / "rollout_guide.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "stage 1: {'cascadeflow.cost'" in out
+    assert "Would-be enforcement actions: 2" in out  # gpt-4o is outside the gdpr profile
+    assert "Step 1: switch_model — compliance_model_not_allowed" in out
+    assert "stage 3: 2 steps, stopped=False" in out
+    assert "stage 4, week 3: [('switch_model', 'openai/gpt-4o-mini'), ('switch_model', " \
+           "'openai/gpt-4o-mini')]" in out
+    assert "medical_agent stopped: compliance_no_allowed_model" in out
+    assert "('triage_agent', 'switch_model', 'kpi_better_model')" in out
+    assert "CASCADEFLOW_MODE=enforce: mode=enforce" in out
+
+
+def test_demo_observe_then_enforce() -> None:
+    out = io.StringIO()
+    summaries = demo_main(out=out)
+    text = out.getvalue()
+    observe, enforce = summaries["observe"], summaries["enforce"]
+    assert "=== mode=observe" in text and "=== mode=enforce" in text
+    # observe: nothing applied, every would-be stop visible, the runaway loop runs to the end
+    assert observe["stopped"] is False
+    assert observe["actions"]["stop"] == 3
+    assert observe["reasons"]["kpi_better_model"] == 1
+    # enforce: the switch is applied (cheaper classify), the loop is cut off at max_steps
+    assert enforce["stopped"] is True
+    assert enforce["actions"]["stop"] == 1
+    assert enforce["cost_total"] < observe["cost_total"]
+    assert enforce["steps"] < observe["steps"]
+    assert "stopped by max_steps_reached" in text
+    assert cascadeflow.current_session().mode == "off"  # the demo shuts down after itself
+
+
+def test_cli_demo_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cascadeflow.cli import main
+
+    assert main(["demo"]) == 0
+    assert "summary:" in capsys.readouterr().out
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.tool
+    def ping() -> None:
+        return None
+
+    with cascadeflow.run(budget=1.0) as session:
+        ping()
+    path = session.save(tmp_path / "s.jsonl")
+    assert main(["trace", str(path)]) == 0
+    assert "ping" in capsys.readouterr().out
