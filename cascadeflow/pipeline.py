@@ -117,18 +117,19 @@ def begin(request: Request) -> Step | None:
     if request.irreversible and rt.engine.approver is not None:
         args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
         request.kwargs["approved"] = bool(rt.engine.approver(request.model, tuple(args), dict(kwargs)))
-    agent = next((s.agent for s in session.chain if s.agent), None)
+    agent = session.agent_in_chain
+    chain = session.chain
     with session.lock:
         decisions = rt.engine.decide(request, session.chain)
         primary = decisions[0]
         stopped = primary.action == "stop" or (request.operation == "tool"
                                                and primary.action == "deny_tool")
-        steps = [s.next_step() for s in session.chain]
-        remaining = _remaining(session.chain)
+        steps = [s.next_step() for s in chain]
+        remaining = _remaining(chain)
         entries = [_entry(rt, request, d, enforce, agent, session.run_id, remaining) for d in decisions]
         for extra_entry in entries[1:]:
             extra_entry.status = "ok"
-        for s, step_no in zip(session.chain, steps, strict=True):
+        for s, step_no in zip(chain, steps, strict=True):
             for entry in entries:
                 s.add_entry(step_no, entry)
             if stopped and enforce:
@@ -138,11 +139,11 @@ def begin(request: Request) -> Step | None:
                 entry.status = "stopped"
                 entry.cost = 0.0
         elif primary.reservation:
-            for s in session.chain:
+            for s in chain:
                 if s.limits.budget is not None:
                     s.reserved += primary.reservation
         if request.operation == "tool" and not (stopped and enforce):
-            for s in session.chain:
+            for s in chain:
                 s.tool_executions += 1
     entry = entries[0]
     if stopped and enforce:

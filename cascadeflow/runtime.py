@@ -51,7 +51,8 @@ class Runtime:
         """Opted in, and no enclosing compliance profile forbids it."""
         if not self.config.capture_content:
             return False
-        return all(p.capture_content for p in self.engine.profiles(chain))
+        profiles = self.engine.view(chain).profiles
+        return all(self.config.compliance[p].capture_content for p in profiles)
 
 
 _lock = threading.RLock()

@@ -96,10 +96,13 @@ class Session:
         self.parent: Session | None = None
         self.chain: tuple[Session, ...] = (self,)
         self.lock = threading.Lock()
+        self.policy_view: Any = None  # the policy engine's cached view of the chain
         self.mode = "off"
         self._token: Token[Session | None] | None = None
-        self._entries: deque[tuple[int, Entry]] | list[tuple[int, Entry]] = (
-            deque(maxlen=max_entries) if max_entries else [])
+        # two parallel sequences (no tuple per entry: fewer objects for the GC to walk)
+        self._steps: deque[int] | list[int] = deque(maxlen=max_entries) if max_entries else []
+        self._entries: deque[Entry] | list[Entry] = deque(maxlen=max_entries) if max_entries else []
+        self.agent_in_chain = agent
         self.steps = 0
         self.spent = 0.0
         self.reserved = 0.0
@@ -140,6 +143,7 @@ class Session:
             self.parent = parent
             self.chain = (self, *parent.chain)
             self.lock = parent.lock
+            self.agent_in_chain = self.agent or parent.agent_in_chain
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -170,7 +174,8 @@ class Session:
         return self.steps
 
     def add_entry(self, step: int, entry: Entry) -> None:
-        self._entries.append((step, entry))
+        self._steps.append(step)
+        self._entries.append(entry)
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
         if entry.action != "allow":
             self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
@@ -212,8 +217,8 @@ class Session:
     def trace(self) -> list[dict[str, Any]]:
         """One dict per decision, in step order (the ambient session keeps the latest window)."""
         with self.lock:
-            entries = list(self._entries)
-        return [entry.as_dict(step) for step, entry in entries]
+            steps, entries = list(self._steps), list(self._entries)
+        return [entry.as_dict(step) for step, entry in zip(steps, entries, strict=True)]
 
     def summary(self) -> dict[str, Any]:
         """Totals for the session, including every nested session's steps."""

@@ -8,12 +8,11 @@ is the prompt tokenized, and only for models whose tokenizer tiktoken knows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cascadeflow import tokens
-from cascadeflow.policy.candidates import score
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.pricing import Price
 from cascadeflow.request import Request
 from cascadeflow.session import Session
@@ -26,24 +25,29 @@ MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
 _TIKTOKEN_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", None})
 
 
-def check(engine: Engine, request: Request, chain: Sequence[Session], model: str) -> Decision:
+def check(engine: Engine, request: Request, view: ChainView, model: str) -> Decision:
     """Reserve, clamp, switch under pressure, or stop; `allow` with the reservation otherwise."""
-    budgeted = [s for s in chain if s.limits.budget is not None]
+    budgeted = view.budgeted
     if not budgeted:
         return Decision("allow", "ok")
-    remaining = min(s.budget_left() or 0.0 for s in budgeted)
-    pressured = [s for s in budgeted
-                 if s.limits.budget and (s.budget_left() or 0.0) / s.limits.budget
-                 < engine.config.budget_pressure]
-    if pressured and remaining > 0:
-        cheaper = _cheaper(engine, request, chain, model)
+    remaining = math.inf
+    pressured: Session | None = None
+    share = engine.config.budget_pressure
+    for session in budgeted:
+        cap = session.limits.budget or 0.0
+        left = cap - session.spent - session.reserved
+        remaining = min(remaining, left)
+        if pressured is None and cap and left / cap < share:
+            pressured = session
+    if pressured is not None and remaining > 0:
+        cheaper = _cheaper(engine, request, view, model)
         if cheaper is not None:
             fit = _fit(engine, request, cheaper, remaining)
             if fit.action == "allow":
                 return Decision("switch_model", "budget_pressure", target_model=cheaper,
                                 max_tokens=fit.max_tokens, reservation=fit.reservation,
                                 message=f"{remaining:.6f} USD left of "
-                                        f"{pressured[0].limits.budget}; using cheaper {cheaper}")
+                                        f"{pressured.limits.budget}; using cheaper {cheaper}")
     return _fit(engine, request, model, remaining)
 
 
@@ -87,18 +91,16 @@ def _stop(needed: float, remaining: float, model: str) -> Decision:
                     message=f"{model} needs at least {needed:.6f} USD; {max(remaining, 0):.6f} left")
 
 
-def _cheaper(engine: Engine, request: Request, chain: Sequence[Session], model: str) -> str | None:
+def _cheaper(engine: Engine, request: Request, view: ChainView, model: str) -> str | None:
     """The best allowed candidate cheaper than `model`, by KPI weights (or quality)."""
     provider, _bare, _name = engine.names(model, request.provider if model == request.model else None)
     current: Price | None = engine.prices.price(model, provider)
     if current is None:
         return None
-    embedding = request.operation == "embeddings"
     reference = current.cost(1000, 300)
-    options = [c for c in engine.candidates(request, chain)
-               if ("embedding" in c.spec.tags) == embedding
-               and (cost := c.unit_cost()) is not None and cost < reference]
+    options = [c for c in engine.candidates(request, view)
+               if (cost := c.unit_cost()) is not None and cost < reference]
     if not options:
         return None
-    scores = score(options, engine.weights(chain) or {"quality": 1.0}, engine.latency)
+    scores = engine.scores(options, view.weights or {"quality": 1.0})
     return max(options, key=lambda c: (scores[c.name], -(c.unit_cost() or 0.0))).name

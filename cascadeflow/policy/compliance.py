@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cascadeflow.config import ComplianceProfile, ModelSpec
-from cascadeflow.policy.candidates import allowed, score
+from cascadeflow.policy.candidates import allowed
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
-from cascadeflow.session import Session
 
 if TYPE_CHECKING:
     from cascadeflow.policy.engine import Engine
@@ -19,27 +18,25 @@ def allows(profile: ComplianceProfile, model: str, provider: str | None, spec: M
     return allowed(profile, model, provider, spec)
 
 
-def check(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
-    profiles = engine.profiles(chain)
-    if not profiles:
+def check(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+    if not view.profiles:
         return None
+    return engine.memo(("compliance", *engine.switch_key(request, view)),
+                       lambda: _decide(engine, request, view))
+
+
+def _decide(engine: Engine, request: Request, view: ChainView) -> Decision | None:
     provider, bare, name = engine.names(request.model, request.provider)
     configured = engine.pool.lookup(request.model, provider)
-    spec = configured.spec if configured else None
-    if all(allows(p, bare, provider, spec) for p in profiles):
+    if engine.allowed(view.profiles, bare, provider, configured.spec if configured else None):
         return None
-    options = engine.candidates(request, chain)
-    if request.operation == "embeddings":
-        options = [c for c in options if "embedding" in c.spec.tags]
-    else:
-        options = [c for c in options if "embedding" not in c.spec.tags]
-    names = sorted(n for s in chain if (n := s.limits.compliance))
+    options = engine.candidates(request, view)
+    names = list(view.profiles)
     if not options:
         return Decision("stop", "compliance_no_allowed_model",
                         message=f"{name} is not allowed by compliance {names} and no configured "
                                 "model that this client can reach is")
-    weights = engine.weights(chain) or {"quality": 1.0}
-    scores = score(options, weights, engine.latency)
+    scores = engine.scores(options, view.weights or {"quality": 1.0})
     best = max(options, key=lambda c: (scores[c.name], c.name))
     return Decision("switch_model", "compliance_model_not_allowed", target_model=best.name,
                     message=f"{name} is not allowed by compliance {names}; using {best.name}")

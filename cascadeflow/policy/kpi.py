@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from cascadeflow.policy.candidates import Candidate, score
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
-from cascadeflow.session import Session
 
 if TYPE_CHECKING:
     from cascadeflow.policy.engine import Engine
 
 
-def _same_kind(request: Request, options: list[Candidate]) -> list[Candidate]:
-    embedding = request.operation == "embeddings"
-    return [c for c in options if ("embedding" in c.spec.tags) == embedding]
-
-
-def check_weights(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+def check_weights(engine: Engine, request: Request, view: ChainView) -> Decision | None:
     """`kpi_better_model`: the best-scoring candidate beats the requested model by the hysteresis."""
-    weights = engine.weights(chain)
-    if not weights:
+    if not view.weights:
         return None
-    options = _same_kind(request, engine.candidates(request, chain))
+    return engine.memo(("kpi", *engine.switch_key(request, view)), lambda: _better(engine, request, view))
+
+
+def _better(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+    weights = view.weights or {}
+    options = engine.candidates(request, view)
     provider, _bare, name = engine.names(request.model, request.provider)
     current = engine.pool.lookup(request.model, provider)
     if current is None or current not in options:
         return None  # the requested model is not in the pool: nothing to compare it with
-    scores = score(options, weights, engine.latency)
+    scores = engine.scores(options, weights)
     best = max(options, key=lambda c: (scores[c.name], c.name))
     gain = scores[best.name] - scores[current.name]
     if best is current or gain <= engine.config.kpi_hysteresis:
@@ -39,24 +36,27 @@ def check_weights(engine: Engine, request: Request, chain: Sequence[Session]) ->
                             f"for {name} under {weights}")
 
 
-def check_latency(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+def check_latency(engine: Engine, request: Request, view: ChainView) -> Decision | None:
     """`latency_target_exceeded`: the requested model is observed slower than `max_latency_ms`."""
-    targets = [s.limits.max_latency_ms for s in chain if s.limits.max_latency_ms is not None]
-    if not targets:
+    if view.latency_target is None:
         return None
-    target = min(targets)
+    return engine.memo(("latency", view.latency_target, *engine.switch_key(request, view)),
+                       lambda: _faster(engine, request, view))
+
+
+def _faster(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+    target = view.latency_target or 0.0
     provider, _bare, name = engine.names(request.model, request.provider)
     current = engine.pool.lookup(request.model, provider)
     observed = engine.latency.expected(name, current.spec.latency_ms if current else None)
     if observed is None or observed <= target:
         return None
-    options = [c for c in _same_kind(request, engine.candidates(request, chain)) if c is not current]
+    options = [c for c in engine.candidates(request, view) if c is not current]
     fast = [(c, lat) for c in options
             if (lat := engine.latency.expected(c.key, c.spec.latency_ms)) is not None and lat <= target]
     if not fast:
         return None
-    weights = engine.weights(chain) or {"quality": 1.0}
-    scores = score([c for c, _ in fast], weights, engine.latency)
+    scores = engine.scores([c for c, _ in fast], view.weights or {"quality": 1.0})
     best = max(fast, key=lambda item: (scores[item[0].name], -item[1]))[0]
     return Decision("switch_model", "latency_target_exceeded", target_model=best.name,
                     message=f"{name} observed {observed:.0f} ms > max_latency_ms={target:.0f}; "

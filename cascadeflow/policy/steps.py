@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from cascadeflow.policy.decision import Decision
-from cascadeflow.request import Request
-from cascadeflow.session import Session
+from cascadeflow.policy.view import ChainView
 
 
-def check(request: Request, chain: Sequence[Session]) -> Decision | None:
-    for session in chain:
+def check(view: ChainView) -> Decision | None:
+    for session in view.step_capped:
         cap = session.limits.max_steps
         if cap is not None and session.steps >= cap:
             who = session.agent or "run"
-            return Decision("stop", "max_steps_reached",
-                            message=f"{who} reached max_steps={cap}")
+            return Decision("stop", "max_steps_reached", message=f"{who} reached max_steps={cap}")
     return None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 from cascadeflow.session import Session
 
@@ -14,13 +15,13 @@ if TYPE_CHECKING:
     from cascadeflow.policy.engine import Engine
 
 
-def cap_reached(chain: Sequence[Session], executed: bool) -> Session | None:
+def cap_reached(view: ChainView, executed: bool) -> Session | None:
     """The first session whose `max_tool_calls` is used up.
 
     Model requests are checked against the tool calls models asked for, `@tool` executions
     against the executions, so a requested call that is then executed counts once.
     """
-    for session in chain:
+    for session in view.tool_capped:
         cap = session.limits.max_tool_calls
         used = session.tool_executions if executed else session.tool_calls
         if cap is not None and used >= cap:
@@ -32,11 +33,9 @@ def _listed(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def not_allowed(engine: Engine, name: str, chain: Sequence[Session]) -> bool:
+def not_allowed(name: str, view: ChainView) -> bool:
     """True when any session's or compliance profile's lists forbid the tool."""
-    lists = [(s.limits.tools_allow, s.limits.tools_deny) for s in chain]
-    lists += [(p.tools_allow, p.tools_deny) for p in engine.profiles(chain)]
-    for allow, deny in lists:
+    for allow, deny in view.tool_lists:
         if _listed(name, deny):
             return True
         if allow is not None and not _listed(name, allow):
@@ -44,30 +43,30 @@ def not_allowed(engine: Engine, name: str, chain: Sequence[Session]) -> bool:
     return False
 
 
-def check_request(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+def check_request(engine: Engine, request: Request, view: ChainView) -> Decision | None:
     """Tools to strip from a model request."""
-    names = request.tool_names()
-    if not names:
+    if not request.kwargs.get("tools"):
         return None
-    full = cap_reached(chain, executed=False)
+    names = request.tool_names()
+    full = cap_reached(view, executed=False)
     if full is not None:
         return Decision("deny_tool", "max_tool_calls_reached", tools_denied=tuple(names),
                         message=f"max_tool_calls={full.limits.max_tool_calls} reached")
-    denied = tuple(n for n in names if not_allowed(engine, n, chain))
+    denied = tuple(n for n in names if not_allowed(n, view))
     if denied:
         return Decision("deny_tool", "tool_not_allowed", tools_denied=denied,
                         message=f"tools not allowed here: {', '.join(denied)}")
     return None
 
 
-def check_execution(engine: Engine, request: Request, chain: Sequence[Session]) -> Decision | None:
+def check_execution(engine: Engine, request: Request, view: ChainView) -> Decision | None:
     """Whether a `@tool` function may run."""
     name = request.tool or request.model
-    full = cap_reached(chain, executed=True)
+    full = cap_reached(view, executed=True)
     if full is not None:
         return Decision("deny_tool", "max_tool_calls_reached", tools_denied=(name,),
                         message=f"max_tool_calls={full.limits.max_tool_calls} reached")
-    if not_allowed(engine, name, chain):
+    if view.tool_lists and not_allowed(name, view):
         return Decision("deny_tool", "tool_not_allowed", tools_denied=(name,),
                         message=f"tool {name!r} is not allowed here")
     if request.irreversible and request.kwargs.get("approved") is not True:

@@ -1,0 +1,1 @@
+"""cascadeflow's benchmark suite: `python -m benchmarks` (`make bench`), `--quick` for CI."""
