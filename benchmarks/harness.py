@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,31 @@ def interleaved(variants: dict[str, tuple[Setup, Callable[[], Any]]], rounds: in
                 for _ in range(batch):
                     t0 = time.perf_counter_ns()
                     call()
+                    out.append(time.perf_counter_ns() - t0)
+                samples[name].extend(out)
+                per_round[name].append(out)
+    return {name: Stats.of(s, per_round[name]) for name, s in samples.items()}
+
+
+async def interleaved_async(variants: dict[str, tuple[Setup, Callable[[], Awaitable[Any]]]], rounds: int,
+                            batch: int, warmup: int = 3) -> dict[str, Stats]:
+    """`interleaved` for coroutines, run inside one event loop (`asyncio.run`)."""
+    samples: dict[str, list[int]] = {name: [] for name in variants}
+    per_round: dict[str, list[list[int]]] = {name: [] for name in variants}
+    names = list(variants)
+    for name in names:
+        setup, call = variants[name]
+        with setup():
+            for _ in range(warmup):
+                await call()
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            setup, call = variants[name]
+            with setup():
+                out: list[int] = []
+                for _ in range(batch):
+                    t0 = time.perf_counter_ns()
+                    await call()
                     out.append(time.perf_counter_ns() - t0)
                 samples[name].extend(out)
                 per_round[name].append(out)

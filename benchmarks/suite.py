@@ -29,7 +29,7 @@ from cascadeflow.request import Request
 from cascadeflow.session import Session
 from cascadeflow.testing import ProviderServer
 
-from benchmarks.harness import Stats, interleaved, timed
+from benchmarks.harness import Stats, interleaved, interleaved_async, timed
 
 POOL = """
 [models."openai/gpt-4o-mini"]
@@ -75,7 +75,34 @@ def _modes(config: Path) -> dict[str, Callable[[], contextlib.AbstractContextMan
         with cascadeflow.run(**ENFORCE_RUN):
             yield
 
-    return {"off": off, "observe": observe, "enforce (budget+compliance+kpi)": enforce}
+    tracer_provider, meter_provider = _telemetry_providers()
+
+    @contextlib.contextmanager
+    def enforce_otel() -> Iterator[None]:
+        cascadeflow.init(mode="enforce", config=config, tracer_provider=tracer_provider,
+                         meter_provider=meter_provider)
+        with cascadeflow.run(**ENFORCE_RUN):
+            yield
+
+    return {"off": off, "observe": observe, "enforce (budget+compliance+kpi)": enforce,
+            "enforce + telemetry (batch)": enforce_otel}
+
+
+def _telemetry_providers() -> tuple[Any, Any]:
+    """An SDK tracer provider with a batch processor (spans exported off the call path, then
+    dropped) and a meter provider whose reader is never collected during the measurement."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
 def _overhead_rows(name: str, stats: dict[str, Stats]) -> list[Row]:
@@ -100,15 +127,13 @@ def overhead(quick: bool, provider: ProviderServer, config: Path) -> list[Row]:
     rows += _overhead_rows("litellm completion (mock_response)",
                            interleaved({m: (setup, mock) for m, setup in modes.items()}, rounds, batch))
 
-    loop = asyncio.new_event_loop()
+    async def amock() -> Any:
+        return await litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
+                                         mock_response="billing")
 
-    def amock() -> Any:
-        return loop.run_until_complete(litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
-                                                           mock_response="billing"))
-
-    rows += _overhead_rows("litellm acompletion (mock_response)",
-                           interleaved({m: (setup, amock) for m, setup in modes.items()}, rounds, batch))
-    loop.close()
+    # one asyncio.run for the whole measurement: litellm crashes at exit after a hand-closed loop
+    rows += _overhead_rows("litellm acompletion (mock_response)", asyncio.run(
+        interleaved_async({m: (setup, amock) for m, setup in modes.items()}, rounds, batch)))
 
     http_rounds, http_batch = (4, 10) if quick else (20, 25)
 
@@ -141,10 +166,8 @@ def pipeline_alone(quick: bool, config: Path) -> list[Row]:
 
     traced = cascadeflow.tool(name="plain")(plain)
     modes = _modes(config)
-    stats = interleaved({"off": (modes["off"], plain),
-                         "observe": (modes["observe"], traced),
-                         "enforce (budget+compliance+kpi)": (modes["enforce (budget+compliance+kpi)"],
-                                                             traced)}, rounds, batch)
+    stats = interleaved({name: (setup, plain if name == "off" else traced) for name, setup in modes.items()},
+                        rounds, batch)
     cascadeflow.init(mode="off")
     return _overhead_rows("pipeline step alone (@tool, no I/O)", stats)
 

@@ -105,8 +105,10 @@ class FileConfig(_Strict):
     version: str | None = None
     mode: Mode | None = None
     capture_content: bool | None = None
+    otel: bool | None = None
     instrument: tuple[Literal["litellm", "openai"], ...] | None = None
     budget_pressure: float | None = Field(default=None, gt=0, lt=1)
+    budget_alert: float | None = Field(default=None, gt=0, le=1)
     kpi_hysteresis: float | None = Field(default=None, ge=0)
     ambient_max_entries: int | None = Field(default=None, ge=1)
     run: RunLimits = RunLimits()
@@ -130,8 +132,10 @@ RUN_SETTINGS = ("budget", "max_steps", "max_tool_calls", "max_latency_ms", "comp
 DEFAULTS: dict[str, Any] = {
     "mode": "off",
     "capture_content": False,
+    "otel": False,
     "instrument": ("litellm", "openai"),
     "budget_pressure": 0.2,
+    "budget_alert": 0.8,
     "kpi_hysteresis": 0.05,
     "ambient_max_entries": 10_000,
 }
@@ -143,8 +147,10 @@ class Config:
 
     mode: Mode = "off"
     capture_content: bool = False
+    otel: bool = False
     instrument: tuple[str, ...] = ("litellm", "openai")
     budget_pressure: float = 0.2
+    budget_alert: float = 0.8
     kpi_hysteresis: float = 0.05
     ambient_max_entries: int = 10_000
     run: RunLimits = field(default_factory=RunLimits)
@@ -262,7 +268,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     mode = chosen["mode"]
     if mode not in MODES:
         raise ConfigError("mode", mode, where("mode"), f"expected one of {list(MODES)}")
-    for key in ("capture_content",):
+    for key in ("capture_content", "otel"):
         if not isinstance(chosen[key], bool):
             raise ConfigError(key, chosen[key], where(key), "expected true or false")
     run_values = {**file_cfg.run.model_dump(exclude_defaults=True),
@@ -273,7 +279,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         bad = str(exc.errors()[0]["loc"][0])
         raise _from_validation(exc, where(bad), run_values) from None
     try:
-        FileConfig(**{k: chosen[k] for k in DEFAULTS if k not in ("mode", "capture_content")})
+        FileConfig(**{k: chosen[k] for k in DEFAULTS if k not in ("mode", "capture_content", "otel")})
     except ValidationError as exc:
         bad = str(exc.errors()[0]["loc"][0])
         raise _from_validation(exc, where(bad)) from None
@@ -282,8 +288,10 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     cfg = Config(
         mode=mode,
         capture_content=chosen["capture_content"],
+        otel=chosen["otel"],
         instrument=tuple(chosen["instrument"]),
         budget_pressure=float(chosen["budget_pressure"]),
+        budget_alert=float(chosen["budget_alert"]),
         kpi_hysteresis=float(chosen["kpi_hysteresis"]),
         ambient_max_entries=int(chosen["ambient_max_entries"]),
         run=run_limits,

@@ -22,6 +22,7 @@ from cascadeflow.policy.decision import Decision
 from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, tool_name
 from cascadeflow.secrets import scrub
 from cascadeflow.session import Entry, Session, current
+from cascadeflow.telemetry.alerts import Alert
 
 _STOPS: dict[str, type[PolicyStop]] = {
     "budget_exceeded": BudgetExceeded,
@@ -34,7 +35,7 @@ class Step:
     """One call between decision and settlement."""
 
     __slots__ = ("_settled", "_t0", "args", "chain", "decision", "entry", "kwargs", "model",
-                 "request", "rt", "session", "step_no")
+                 "request", "rt", "session", "span", "step_no")
 
     def __init__(self, rt: runtime.Runtime, request: Request, session: Session, step_no: int,
                  decision: Decision, entry: Entry) -> None:
@@ -48,6 +49,7 @@ class Step:
         self.model = entry.model or request.model
         self.kwargs = request.kwargs
         self.args: tuple[Any, ...] = request.args
+        self.span: Any = None
         self._settled = False
         self._t0 = time.perf_counter()
 
@@ -81,7 +83,7 @@ class Step:
                                            entry.latency_ms)
             if self.rt.capture_content(self.chain):
                 entry.content = {"prompt": scrub(self.request.prompt), "completion": scrub(usage.text)}
-        self._settle()
+        self._settle(usage)
 
     def fail(self, exc: BaseException, usage: Usage | None = None, status: str = "error") -> None:
         """Settle a call that raised (or a stream that broke): the error type is recorded."""
@@ -94,17 +96,33 @@ class Step:
         else:
             self.entry.latency_ms = (time.perf_counter() - self._t0) * 1000.0
             self.entry.cost = 0.0
-            self._settle()
+            self._settle(None)
 
-    def _settle(self) -> None:
+    def _settle(self, usage: Usage | None) -> None:
         self._settled = True
         entry = self.entry
         reservation = self.decision.reservation
+        crossed: list[Session] = []
+        threshold = self.rt.config.budget_alert
         with self.session.lock:
             for session in self.chain:
-                if reservation and session.limits.budget is not None:
+                budget = session.limits.budget
+                if reservation and budget is not None:
                     session.reserved -= reservation
                 session.settle(entry)
+                if budget and not session.alerted and session.spent >= threshold * budget:
+                    session.alerted = True
+                    crossed.append(session)
+        if self.span is not None and self.rt.telemetry is not None:
+            self.rt.telemetry.step_finished(self, self.span, usage)
+            self.span = None
+        for session in crossed:
+            self.rt.alerts.emit(Alert(
+                "budget_threshold", f"{session.agent or 'run'} {session.run_id[:8]} spent "
+                f"{session.spent:.6f} of {session.limits.budget} USD ({threshold:.0%} threshold)",
+                run_id=session.run_id, step=self.step_no,
+                attributes={"budget": session.limits.budget, "spent": session.spent,
+                            "agent": session.agent}))
 
 
 def begin(request: Request) -> Step | None:
@@ -146,12 +164,22 @@ def begin(request: Request) -> Step | None:
             for s in chain:
                 s.tool_executions += 1
     entry = entries[0]
-    if stopped and enforce:
-        raise _stop_error(primary, session, steps[0], entry)
     step = Step(rt, request, session, steps[0], primary if not stopped else _no_reservation(primary),
                 entry)
+    telemetry = rt.telemetry
+    if telemetry is not None:
+        telemetry.decisions_made(entries)
+    if stopped and enforce:
+        error = _stop_error(primary, session, steps[0], entry)
+        if telemetry is not None:
+            entry.error = type(error).__name__
+            telemetry.step_finished(step, telemetry.step_started(step), None)
+            entry.error = None
+        raise error
     if enforce:
         step.kwargs = _apply(request, decisions)
+    if telemetry is not None:
+        step.span = telemetry.step_started(step)
     return step
 
 

@@ -91,6 +91,7 @@ class Usage:
     tokens_out: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     tool_calls: int = 0
     finish_reason: str | None = None
     model: str | None = None
@@ -131,6 +132,7 @@ def read_usage(operation: str, response: Any) -> Usage:
     out.tokens_out = _int(get(usage, "completion_tokens"))
     out.cached_tokens = _int(get(get(usage, "prompt_tokens_details"), "cached_tokens"))
     out.reasoning_tokens = _int(get(get(usage, "completion_tokens_details"), "reasoning_tokens"))
+    out.cache_write_tokens = _int(get(usage, "cache_creation_input_tokens"))
     choices = get(response, "choices") or []
     if choices:
         first = choices[0]

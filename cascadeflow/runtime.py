@@ -11,6 +11,8 @@ from typing import Any
 from cascadeflow import config as config_mod
 from cascadeflow.config import Config
 from cascadeflow.session import Session
+from cascadeflow.telemetry import Alert, AlertSink, Dispatcher, Providers, Telemetry
+from cascadeflow.telemetry import resolve as resolve_telemetry
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
 
@@ -24,6 +26,7 @@ class InitReport:
     sources: dict[str, str]
     config_file: str | None
     policy_versions: dict[str, str] = field(default_factory=dict)
+    telemetry: str | None = None  # "code" | "app" | "otlp", or None when off
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,10 +38,14 @@ class InitReport:
 class Runtime:
     """Everything a step needs besides its request and its sessions."""
 
-    def __init__(self, config: Config, approver: Any = None) -> None:
+    def __init__(self, config: Config, approver: Any = None, providers: Providers | None = None,
+                 sinks: Sequence[AlertSink] = ()) -> None:
         from cascadeflow.policy.engine import Engine
 
         self.config = config
+        self.providers = providers
+        self.telemetry = None if providers is None else Telemetry(providers, _otel_capture(config))
+        self.alerts = Dispatcher(sinks, on_alert=self._count_alert)
         self.mode = config.mode
         self.engine = Engine(config, approver=approver)
         self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
@@ -47,12 +54,30 @@ class Runtime:
         self.ambient.mode = config.mode
         self.instrumented: list[str] = []
 
-    def capture_content(self, chain: Sequence[Session]) -> bool:
-        """Opted in, and no enclosing compliance profile forbids it."""
-        if not self.config.capture_content:
-            return False
+    def capture_allowed(self, chain: Sequence[Session]) -> bool:
+        """No enclosing compliance profile forbids storing prompt content."""
         profiles = self.engine.view(chain).profiles
         return all(self.config.compliance[p].capture_content for p in profiles)
+
+    def capture_content(self, chain: Sequence[Session]) -> bool:
+        """Content goes into the trace: opted in, and allowed here."""
+        return self.config.capture_content and self.capture_allowed(chain)
+
+    def _count_alert(self, alert: Alert) -> None:
+        if self.telemetry is not None:
+            self.telemetry.alert_raised(alert.kind)
+
+    def close(self) -> None:
+        """Deliver pending alerts and flush (and, if cascadeflow made them, shut down) exporters."""
+        self.alerts.close()
+        if self.providers is not None:
+            self.providers.close()
+
+
+def _otel_capture(config: Config) -> bool:
+    """Content on spans: the cascadeflow setting or the conventional OpenTelemetry variable."""
+    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower()
+    return config.capture_content or flag in ("1", "true", "yes")
 
 
 _lock = threading.RLock()
@@ -73,7 +98,9 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          kpi_weights: dict[str, float] | None = None, capture_content: bool | None = None,
          instrument: Sequence[str] | None = None, approver: Any = None,
          ambient_max_entries: int | None = None, budget_pressure: float | None = None,
-         kpi_hysteresis: float | None = None) -> InitReport:
+         budget_alert: float | None = None, kpi_hysteresis: float | None = None,
+         otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
+         alerts: Sequence[AlertSink] | None = None) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     from cascadeflow import interceptors
 
@@ -84,24 +111,37 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
         "instrument": None if instrument is None else tuple(instrument),
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
-        "kpi_hysteresis": kpi_hysteresis,
+        "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
     }
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):
         from cascadeflow.errors import ConfigError
 
         raise ConfigError("approver", approver, "init()", "expected a callable(tool, args, kwargs) -> bool")
+    sinks = list(alerts or ())
+    for sink in sinks:
+        if not callable(sink):
+            from cascadeflow.errors import ConfigError
+
+            raise ConfigError("alerts", sink, "init()", "each alert sink must be a callable(Alert)")
+    providers = None
+    if resolved.mode != "off":
+        providers = resolve_telemetry(resolved.otel if resolved.sources.get("otel") != "default"
+                                      else None, tracer_provider, meter_provider,
+                                      "init()" if otel is not None else "config")
     with _lock:
-        runtime = Runtime(resolved, approver=approver)
+        runtime = Runtime(resolved, approver=approver, providers=providers, sinks=sinks)
         if resolved.mode == "off":
             interceptors.uninstrument()
         else:
             runtime.instrumented = interceptors.instrument(resolved.instrument)
-        _state = runtime
+        previous, _state = _state, runtime
+    previous.close()
     versions = {"config": resolved.version} if resolved.version else {}
     return InitReport(mode=resolved.mode, instrumented=list(runtime.instrumented),
                       sources=dict(resolved.sources), config_file=resolved.config_file,
-                      policy_versions=versions)
+                      policy_versions=versions,
+                      telemetry=None if providers is None else providers.origin)
 
 
 def shutdown() -> None:
@@ -111,4 +151,5 @@ def shutdown() -> None:
     global _state
     with _lock:
         interceptors.uninstrument()
-        _state = Runtime(Config())
+        previous, _state = _state, Runtime(Config())
+    previous.close()

@@ -97,6 +97,8 @@ class Session:
         self.chain: tuple[Session, ...] = (self,)
         self.lock = threading.Lock()
         self.policy_view: Any = None  # the policy engine's cached view of the chain
+        self.span: Any = None  # the OpenTelemetry span while the session is open
+        self.alerted = False  # the budget-threshold alert went out
         self.mode = "off"
         self._token: Token[Session | None] | None = None
         # two parallel sequences (no tuple per entry: fewer objects for the GC to walk)
@@ -138,12 +140,15 @@ class Session:
             raise CascadeflowError(f"session {self.run_id} was already opened; open a new run()")
         from cascadeflow import runtime
 
-        self.mode = runtime.mode()
+        rt = runtime.state()
+        self.mode = rt.mode
         if parent is not None:
             self.parent = parent
             self.chain = (self, *parent.chain)
             self.lock = parent.lock
             self.agent_in_chain = self.agent or parent.agent_in_chain
+        if rt.telemetry is not None and not self.ambient:
+            rt.telemetry.session_opened(self)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -167,6 +172,12 @@ class Session:
         if self._t1 is None:
             self._t1 = time.perf_counter()
             self.ended = time.time()
+            if self.span is not None:
+                from cascadeflow import runtime
+
+                telemetry = runtime.state().telemetry
+                if telemetry is not None:
+                    telemetry.session_closed(self)
 
     # -- accounting (called by the pipeline, under `self.lock`) -----------------------------
     def next_step(self) -> int:

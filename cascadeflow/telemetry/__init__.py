@@ -1,0 +1,8 @@
+"""OpenTelemetry spans and metrics (GenAI conventions) and alert sinks."""
+
+from cascadeflow.telemetry.alerts import Alert, AlertSink, Dispatcher, LogSink, WebhookSink
+from cascadeflow.telemetry.recorder import Telemetry
+from cascadeflow.telemetry.setup import Providers, resolve
+
+__all__ = ["Alert", "AlertSink", "Dispatcher", "LogSink", "Providers", "Telemetry", "WebhookSink",
+           "resolve"]

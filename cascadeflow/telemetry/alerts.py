@@ -1,0 +1,133 @@
+"""Alerts: budget thresholds, fallbacks, guardrail `alert` actions, breaker openings.
+
+An alert sink is any callable taking an `Alert`. Sinks run on one background thread, so a slow
+webhook never slows the call that raised the alert; a full queue drops alerts and counts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cascadeflow.secrets import scrub
+
+log = logging.getLogger("cascadeflow.alerts")
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # budget_threshold | fallback | guardrail | breaker_open
+    message: str
+    severity: str = "warning"
+    run_id: str | None = None
+    step: int | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["attributes"] = dict(self.attributes)
+        return out
+
+
+AlertSink = Callable[[Alert], None]
+
+
+class LogSink:
+    """Writes each alert to the `cascadeflow.alerts` logger."""
+
+    def __init__(self, level: int = logging.WARNING) -> None:
+        self.level = level
+
+    def __call__(self, alert: Alert) -> None:
+        log.log(self.level, "cascadeflow alert %s: %s", alert.kind, alert.message,
+                extra={"cascadeflow_alert": alert.as_dict()})
+
+
+class WebhookSink:
+    """POSTs each alert as JSON; `text` makes it readable as a Slack incoming-webhook message."""
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0,
+                 payload: Callable[[Alert], Mapping[str, Any]] | None = None) -> None:
+        self.url = url
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.timeout = timeout
+        self.payload = payload or (lambda a: {"text": f"[cascadeflow] {a.kind}: {a.message}",
+                                              **a.as_dict()})
+
+    def __call__(self, alert: Alert) -> None:
+        body = json.dumps(scrub(dict(self.payload(alert))), default=str).encode()
+        request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            response.read()
+
+
+class Dispatcher:
+    """Delivers alerts to the sinks off the call path, in order, on one daemon thread."""
+
+    def __init__(self, sinks: Iterable[AlertSink], capacity: int = 1000,
+                 on_alert: Callable[[Alert], None] | None = None) -> None:
+        self.sinks = list(sinks)
+        self.dropped = 0
+        self.failed = 0
+        self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=capacity)
+        self._on_alert = on_alert
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def emit(self, alert: Alert) -> None:
+        if self._on_alert is not None:
+            self._on_alert(alert)
+        if not self.sinks:
+            return
+        self._start()
+        try:
+            self._queue.put_nowait(alert)
+        except queue.Full:
+            self.dropped += 1
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cascadeflow-alerts", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            alert = self._queue.get()
+            try:
+                if alert is None:
+                    return
+                for sink in self.sinks:
+                    try:
+                        sink(alert)
+                    except Exception:  # a broken sink must not stop the others
+                        self.failed += 1
+                        log.exception("cascadeflow alert sink %r failed", sink)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until queued alerts are delivered (or `timeout` passes)."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.flush()
+        if self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            self._thread = None

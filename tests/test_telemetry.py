@@ -1,0 +1,251 @@
+"""OpenTelemetry: span names, structure and attributes, metrics, content off by default, OTLP export."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import cascadeflow
+import litellm
+import openai
+import pytest
+from cascadeflow.telemetry import Alert, WebhookSink
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.conftest import chat_kwargs
+
+KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.fixture
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader, dict[str, Any]]]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield exporter, reader, {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+
+
+def spans_by_name(exporter: InMemorySpanExporter) -> dict[str, Any]:
+    return {s.name: s for s in exporter.get_finished_spans()}
+
+
+def metrics(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                out.setdefault(metric.name, []).extend(metric.data.data_points)
+    return out
+
+
+def test_span_structure_and_attributes(provider: Any, otel: Any) -> None:
+    exporter, _reader, providers = otel
+    report = cascadeflow.init(mode="observe", **providers)
+    assert report.telemetry == "code"
+
+    @cascadeflow.tool(name="fetch_similar_tickets")
+    def fetch(issue: str) -> list[str]:
+        return [issue]
+
+    @cascadeflow.agent(name="triage")
+    def triage() -> None:
+        litellm.completion(**chat_kwargs(provider, "classify me", api_key=KEY), max_tokens=30,
+                           temperature=0.2, top_p=0.9, seed=7)
+        fetch("refund")
+
+    with cascadeflow.run(budget=1.0, project="support") as session:
+        triage()
+    spans = spans_by_name(exporter)
+    run, agent = spans["invoke_agent run"], spans["invoke_agent triage"]
+    chat, tool = spans["chat openai/gpt-4o-mini"], spans["execute_tool fetch_similar_tickets"]
+    assert run.kind == SpanKind.INTERNAL and chat.kind == SpanKind.CLIENT
+    assert agent.parent.span_id == run.context.span_id
+    assert chat.parent.span_id == agent.context.span_id
+    assert tool.parent.span_id == agent.context.span_id
+    assert len({s.context.trace_id for s in spans.values()}) == 1
+    a = chat.attributes
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.provider.name"] == "openai"
+    assert a["gen_ai.request.model"] == "openai/gpt-4o-mini"
+    assert a["gen_ai.response.model"] == "gpt-4o-mini"
+    assert a["gen_ai.request.max_tokens"] == 30 and a["gen_ai.request.temperature"] == 0.2
+    assert a["gen_ai.request.top_p"] == 0.9 and a["gen_ai.request.seed"] == 7
+    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    assert tuple(a["gen_ai.response.finish_reasons"]) == ("stop",)
+    assert a["gen_ai.response.id"].startswith("chatcmpl-")
+    assert a["gen_ai.conversation.id"] == session.run_id
+    assert a["gen_ai.agent.name"] == "triage"
+    assert a["server.address"] == "127.0.0.1" and a["server.port"] == provider.port
+    assert a["cascadeflow.action"] == "allow" and a["cascadeflow.applied"] is False
+    assert a["cascadeflow.mode"] == "observe"
+    assert a["cascadeflow.cost_usd"] == pytest.approx(session.trace()[0]["cost"])
+    assert a["cascadeflow.budget_remaining"] == 1.0
+    assert tool.attributes["gen_ai.tool.name"] == "fetch_similar_tickets"
+    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert agent.attributes["gen_ai.agent.name"] == "triage"
+    assert run.attributes["cascadeflow.steps"] == 2 and run.attributes["cascadeflow.project"] == "support"
+    # content and secrets are absent by default
+    dump = json.dumps([dict(s.attributes) for s in spans.values()], default=str)
+    assert "classify me" not in dump and "abcdefghijklmnop" not in dump
+    assert "gen_ai.input.messages" not in a
+
+
+def test_metrics(provider: Any, otel: Any) -> None:
+    exporter, reader, providers = otel
+    cascadeflow.init(mode="enforce", **providers)
+    with cascadeflow.run(budget=1.0, max_steps=1):
+        litellm.completion(**chat_kwargs(provider), max_tokens=10)
+        with pytest.raises(cascadeflow.StepLimitReached):
+            litellm.completion(**chat_kwargs(provider), max_tokens=10)
+    found = metrics(reader)
+    [duration] = found["gen_ai.client.operation.duration"]
+    assert duration.count == 1 and duration.attributes["gen_ai.request.model"] == "openai/gpt-4o-mini"
+    assert list(duration.explicit_bounds)[:3] == [0.01, 0.02, 0.04]
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in found["gen_ai.client.token.usage"]}
+    assert tokens["input"].sum > 0 and tokens["output"].sum > 0
+    assert found["cascadeflow.cost"][0].value > 0
+    decisions = {(p.attributes["cascadeflow.action"], p.attributes["cascadeflow.applied"]): p.value
+                 for p in found["cascadeflow.decisions"]}
+    assert decisions == {("stop", True): 1}  # plain allow/ok steps are counted by the duration
+    assert found["cascadeflow.budget.utilization"][0].count == 1
+    stopped = spans_by_name(exporter)["chat openai/gpt-4o-mini"]
+    errors = [s for s in exporter.get_finished_spans() if s.status.status_code == StatusCode.ERROR]
+    assert [s.attributes["error.type"] for s in errors] == ["StepLimitReached"]
+    assert stopped is not None
+
+
+def test_error_type_from_the_provider(provider: Any, otel: Any) -> None:
+    exporter, _reader, providers = otel
+    cascadeflow.init(mode="observe", **providers)
+    provider.inject(status=503)
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    [span] = exporter.get_finished_spans()  # the ambient session has no span: the call is a root
+    assert span.parent is None
+    assert span.attributes["error.type"] == "InternalServerError"
+
+
+def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_path: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter, _reader, providers = otel
+    (tmp_path / "cascadeflow.toml").write_text('[models."openai/gpt-4o-mini"]\ntags = ["gdpr"]\n')
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    cascadeflow.init(mode="observe", **providers)
+    litellm.completion(**chat_kwargs(provider, f"my key is {KEY}"))
+    [span] = exporter.get_finished_spans()
+    messages = span.attributes["gen_ai.input.messages"]
+    assert "my key is [SECRET]" in messages and KEY not in messages
+    assert "Reply from" in span.attributes["gen_ai.output.messages"]
+    # a compliance profile that forbids capture wins
+    exporter.clear()
+    with cascadeflow.run(compliance="gdpr"):
+        litellm.completion(**chat_kwargs(provider, "private"))
+    assert all("gen_ai.input.messages" not in s.attributes for s in exporter.get_finished_spans())
+
+
+def test_telemetry_off_costs_nothing() -> None:
+    report = cascadeflow.init(mode="observe")
+    assert report.telemetry is None
+    assert cascadeflow.init(mode="observe", otel=False).telemetry is None
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[str, bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_spans_arrive_through_the_real_otlp_exporter(provider: Any, monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "triage-service")
+        report = cascadeflow.init(mode="observe")
+        assert report.telemetry == "otlp"
+        with cascadeflow.run():
+            litellm.completion(**chat_kwargs(provider))
+        cascadeflow.shutdown()  # flushes the batch processor
+    finally:
+        server.shutdown()
+        server.server_close()
+    traces = [body for path, body in handler.received if path == "/v1/traces"]
+    assert traces, handler.received
+    names, services = set(), set()
+    for body in traces:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for attr in resource_spans.resource.attributes:
+                if attr.key == "service.name":
+                    services.add(attr.value.string_value)
+            for scope in resource_spans.scope_spans:
+                names.update(span.name for span in scope.spans)
+    assert {"invoke_agent run", "chat openai/gpt-4o-mini"} <= names
+    assert services == {"triage-service"}
+    assert any(path == "/v1/metrics" for path, _ in handler.received)
+
+
+def test_budget_threshold_alert_reaches_sinks(provider: Any) -> None:
+    received: list[Alert] = []
+    cascadeflow.init(mode="observe", alerts=[received.append], budget_alert=0.5)
+    with cascadeflow.run(budget=0.00003) as session:
+        for _ in range(4):
+            litellm.completion(**chat_kwargs(provider), max_tokens=20)
+    cascadeflow.shutdown()  # delivers pending alerts
+    [alert] = received
+    assert alert.kind == "budget_threshold" and alert.run_id == session.run_id
+    assert alert.attributes["spent"] >= 0.5 * 0.00003
+
+
+def test_webhook_sink_posts_json() -> None:
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/hook")
+        sink(Alert("fallback", f"tier 0 failed with key {KEY}", run_id="r1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(path, body)] = handler.received
+    payload = json.loads(body)
+    assert path == "/hook" and payload["kind"] == "fallback"
+    assert payload["text"].startswith("[cascadeflow] fallback:")
+    assert KEY not in body.decode()
+
+
+def test_a_failing_sink_never_fails_the_call(provider: Any) -> None:
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("pager down")
+
+    cascadeflow.init(mode="observe", alerts=[broken], budget_alert=0.01)
+    with cascadeflow.run(budget=0.001):
+        litellm.completion(**chat_kwargs(provider))
+    cascadeflow.shutdown()
