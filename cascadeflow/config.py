@@ -99,6 +99,40 @@ BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
 }
 
 
+class TierSpec(_Strict):
+    """One tier of a configured cascade."""
+
+    model: str | None = None
+    static: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    degraded: bool = False
+    api_base: str | None = None
+    api_key_env: str | None = None  # the environment variable holding the key: never the key
+
+
+class BreakerSpec(_Strict):
+    failure_threshold: int = Field(default=5, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=10, ge=1)
+    recovery_timeout_s: float = Field(default=30.0, gt=0)
+    half_open_max_calls: int = Field(default=1, ge=1)
+
+
+class CascadeSpec(_Strict):
+    """`[cascades.<name>]`: a fallback chain callable by its logical name."""
+
+    tiers: tuple[TierSpec, ...] = Field(min_length=1)
+    deadline_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_initial_s: float = Field(default=0.25, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    require_content: bool = True
+    whole_answers: bool = True
+    refusal_patterns: tuple[str, ...] | None = None
+    breaker: BreakerSpec = BreakerSpec()
+
+
 class FileConfig(_Strict):
     """The shape of `cascadeflow.toml` (or `[tool.cascadeflow]` in pyproject.toml)."""
 
@@ -115,6 +149,7 @@ class FileConfig(_Strict):
     models: dict[str, ModelSpec] = {}
     compliance: dict[str, ComplianceProfile] = {}
     agents: dict[str, RunLimits] = {}
+    cascades: dict[str, CascadeSpec] = {}
 
 
 # (setting, environment variable, parser name)
@@ -157,6 +192,7 @@ class Config:
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     compliance: Mapping[str, ComplianceProfile] = field(default_factory=lambda: dict(BUILTIN_COMPLIANCE))
     agents: Mapping[str, RunLimits] = field(default_factory=dict)
+    cascades: Mapping[str, CascadeSpec] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: str | None = None
     version: str | None = None
@@ -298,6 +334,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         models=dict(file_cfg.models),
         compliance=compliance,
         agents=dict(file_cfg.agents),
+        cascades=dict(file_cfg.cascades),
         sources=dict(sources, config=config_source if config_path else "default"),
         config_file=str(config_path) if config_path else None,
         version=file_cfg.version,

@@ -48,6 +48,9 @@ class Runtime:
         self.alerts = Dispatcher(sinks, on_alert=self._count_alert)
         self.mode = config.mode
         self.engine = Engine(config, approver=approver)
+        from cascadeflow.cascade.routing import build
+
+        self.cascades = build(config.cascades, f"file {config.config_file}") if config.cascades else {}
         self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
                                                              "max_tool_calls": None}),
                                max_entries=config.ambient_max_entries, ambient=True)

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from cascadeflow import pipeline
+from cascadeflow import pipeline, runtime
 from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy
 from cascadeflow.request import Request, StreamAccumulator, read_usage
 
@@ -96,20 +96,29 @@ def _response(step: pipeline.Step, result: Any, is_async: bool) -> Any:
     return result
 
 
-def _prepare(to_request: ToRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
-             ) -> pipeline.Step | None:
+def _intercept(to_request: ToRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
     if not _active or _inside.get():
         return None
-    request = to_request(args, kwargs)
-    if request is None:
-        return None
-    return pipeline.begin(request)
+    return to_request(args, kwargs)
+
+
+def _cascade(request: Request) -> Any:
+    """The configured cascade when the requested model is a logical cascade name."""
+    cascades = runtime.state().cascades
+    return cascades.get(request.model) if cascades else None
 
 
 def sync_wrapper(original: Callable[..., Any], to_request: ToRequest) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        step = _prepare(to_request, args, kwargs)
+        request = _intercept(to_request, args, kwargs)
+        if request is None:
+            return original(*args, **kwargs)
+        cascade = _cascade(request)
+        if cascade is not None:  # each tier's attempt comes back through this wrapper
+            return cascade.run(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
+                               request.client, request.reachable)
+        step = pipeline.begin(request)
         if step is None:
             return original(*args, **kwargs)
         token = _inside.set(True)
@@ -130,7 +139,14 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
                   ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        step = _prepare(to_request, args, kwargs)
+        request = _intercept(to_request, args, kwargs)
+        if request is None:
+            return await original(*args, **kwargs)
+        cascade = _cascade(request)
+        if cascade is not None:
+            return await cascade.arun(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
+                                      request.client, request.reachable)
+        step = pipeline.begin(request)
         if step is None:
             return await original(*args, **kwargs)
         token = _inside.set(True)

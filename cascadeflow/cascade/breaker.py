@@ -1,0 +1,175 @@
+"""Circuit breakers per deployment (`provider/model` at an api_base): closed, open, half-open.
+
+A breaker opens after `failure_threshold` consecutive failures, or when the failure rate over the
+last `window` calls reaches `failure_rate` (once `min_calls` are in the window). While open, the
+cascade skips the tier without sending anything. After `recovery_timeout` seconds it lets exactly
+`half_open_max_calls` probe calls through: if they all succeed it closes, if one fails it opens
+again. State lives behind `BreakerStore`, so a shared store can replace the in-process one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+Listener = Callable[[str, str, str], None]  # (deployment, old state, new state)
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    recovery_timeout: float = 30.0
+    half_open_max_calls: int = 1
+
+
+@dataclass
+class BreakerState:
+    state: str = CLOSED
+    opened_at: float = 0.0
+    consecutive: int = 0
+    outcomes: deque[bool] = field(default_factory=deque)  # True = failure
+    probes_started: int = 0
+    probes_succeeded: int = 0
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives; the in-process store is the default."""
+
+    def load(self, key: str) -> BreakerState: ...
+
+    def save(self, key: str, state: BreakerState) -> None: ...
+
+
+class InMemoryBreakerStore:
+    def __init__(self) -> None:
+        self._states: dict[str, BreakerState] = {}
+
+    def load(self, key: str) -> BreakerState:
+        return self._states.setdefault(key, BreakerState())
+
+    def save(self, key: str, state: BreakerState) -> None:
+        self._states[key] = state
+
+
+class CircuitBreaker:
+    """Thread- and asyncio-safe: every transition happens under one short lock, never awaiting."""
+
+    def __init__(self, key: str, settings: BreakerSettings, store: BreakerStore,
+                 clock: Callable[[], float] = time.monotonic,
+                 listeners: list[Listener] | None = None) -> None:
+        self.key = key
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.listeners = listeners if listeners is not None else []
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._current().state
+
+    def _current(self) -> BreakerState:
+        s = self.store.load(self.key)
+        if s.state == OPEN and self.clock() - s.opened_at >= self.settings.recovery_timeout:
+            self._move(s, HALF_OPEN)
+            s.probes_started = s.probes_succeeded = 0
+        return s
+
+    def _move(self, s: BreakerState, new: str) -> None:
+        old, s.state = s.state, new
+        if new == OPEN:
+            s.opened_at = self.clock()
+        for listener in self.listeners:
+            listener(self.key, old, new)
+
+    def acquire(self) -> bool:
+        """May a call go to this deployment now? Half-open hands out exactly the probe slots."""
+        with self._lock:
+            s = self._current()
+            if s.state == CLOSED:
+                return True
+            if s.state == HALF_OPEN and s.probes_started < self.settings.half_open_max_calls:
+                s.probes_started += 1
+                self.store.save(self.key, s)
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            s = self._current()
+            if s.state == HALF_OPEN:
+                s.probes_succeeded += 1
+                if s.probes_succeeded >= self.settings.half_open_max_calls:
+                    self._move(s, CLOSED)
+                    s.consecutive = 0
+                    s.outcomes.clear()
+            else:
+                s.consecutive = 0
+                self._note(s, failed=False)
+            self.store.save(self.key, s)
+
+    def failure(self) -> None:
+        with self._lock:
+            s = self._current()
+            if s.state == HALF_OPEN:
+                self._move(s, OPEN)
+            elif s.state == CLOSED:
+                s.consecutive += 1
+                self._note(s, failed=True)
+                cfg = self.settings
+                failures = sum(s.outcomes)
+                if s.consecutive >= cfg.failure_threshold or (
+                        len(s.outcomes) >= cfg.min_calls and failures / len(s.outcomes) >= cfg.failure_rate):
+                    self._move(s, OPEN)
+            self.store.save(self.key, s)
+
+    def release(self) -> None:
+        """A call that acquired a slot ended without saying anything about the deployment."""
+        with self._lock:
+            s = self._current()
+            if s.state == HALF_OPEN and s.probes_started > s.probes_succeeded:
+                s.probes_started -= 1
+                self.store.save(self.key, s)
+
+    def _note(self, s: BreakerState, failed: bool) -> None:
+        s.outcomes.append(failed)
+        while len(s.outcomes) > self.settings.window:
+            s.outcomes.popleft()
+
+
+class BreakerRegistry:
+    """One breaker per deployment key, shared by every cascade in the process."""
+
+    def __init__(self, store: BreakerStore | None = None) -> None:
+        self.store: BreakerStore = store or InMemoryBreakerStore()
+        self.listeners: list[Listener] = []
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, settings: BreakerSettings,
+            clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
+        with self._lock:
+            breaker = self._breakers.get(key)
+            if breaker is None:
+                breaker = CircuitBreaker(key, settings, self.store, clock, self.listeners)
+                self._breakers[key] = breaker
+            return breaker
+
+    def reset(self) -> None:
+        """Forget every breaker (tests, or after a deploy that fixed the provider)."""
+        with self._lock:
+            self._breakers.clear()
+            if isinstance(self.store, InMemoryBreakerStore):
+                self.store = InMemoryBreakerStore()
+
+
+breakers = BreakerRegistry()
