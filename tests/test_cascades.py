@@ -31,6 +31,7 @@ from cascadeflow.cascade import (
     wait_full_jitter,
 )
 from cascadeflow.telemetry import Alert
+from cascadeflow.testing import Fault
 
 KEY = "sk-test-not-a-real-key-0000"
 FAST = RetryPolicy(stop=stop_after_attempt(2), wait=wait_fixed(0.001))
@@ -227,7 +228,8 @@ def test_fatal_failures_stop_at_once(provider: Any) -> None:
 def test_semantic_failure_falls_through(provider: Any) -> None:
     provider.reply("not json at all", model="gpt-4o")
     provider.reply('{"category": "billing"}', model="gpt-4o-mini")
-    cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o-mini"), retry=FAST, expect=Expectations(schema=Verdict))
+    cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o-mini"), retry=FAST,
+                      expect=Expectations(schema=Verdict))
     response = cascade.complete(messages=MESSAGES)  # cascades work with cascadeflow off, too
     assert Verdict.model_validate_json(response.choices[0].message.content).category == "billing"
     assert response.degraded is False
@@ -370,9 +372,7 @@ async def test_chaos_primary_failing_30_percent(provider: Any, fault: str) -> No
     if fault == "schema":
         provider.reply("no json here", model="gpt-4o", times=150)
     else:
-        provider.inject(model="gpt-4o", rate=0.3, **{k: (float(v) if "." in v else int(v)) if v else True
-                                                     for k, _, v in (p.partition("=") for p in fault.split(","))
-                                                     for k, v in [(k, v)]})
+        provider.inject(Fault.parse(f"{fault},rate=0.3,model=gpt-4o"))
     provider.reply('{"category": "billing"}', model="gpt-4o-mini")
     if fault != "schema":
         provider.reply('{"category": "billing"}', model="gpt-4o")
@@ -424,7 +424,8 @@ def test_breaker_saves_requests_to_a_dead_primary(provider: Any) -> None:
     clock = Clock()
     cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o-mini"),
                       retry=RetryPolicy(stop=stop_after_attempt(1)), clock=clock,
-                      breaker=BreakerSettings(failure_threshold=3, recovery_timeout=30, half_open_max_calls=2))
+                      breaker=BreakerSettings(failure_threshold=3, recovery_timeout=30,
+                                              half_open_max_calls=2))
     with cascadeflow.run() as session:
         for _ in range(20):
             cascade.complete(messages=MESSAGES)
