@@ -311,3 +311,13 @@ def compliance_excludes(model: str) -> bool:
     provider, bare, _name = rt.engine.names(model, None)
     configured = rt.engine.pool.lookup(model, provider)
     return not rt.engine.allowed(view.profiles, bare, provider, configured.spec if configured else None)
+
+
+def breaker_changed(deployment: str, old: str, new: str) -> None:
+    """A circuit breaker moved: count it, and alert when one opens."""
+    rt = runtime.state()
+    if rt.telemetry is not None:
+        rt.telemetry.breaker_changed(deployment, old, new)
+    if new == "open":
+        alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
+              {"deployment": deployment, "from": old})

@@ -448,3 +448,25 @@ def test_breaker_saves_requests_to_a_dead_primary(provider: Any) -> None:
     primary = [r for r in provider.requests if r.model == "gpt-4o"]
     assert len(primary) == 3 + 2 + 3  # three failures, exactly two probes, then closed again
     assert json.loads(provider.requests[-1].body)["model"] == "gpt-4o"
+
+
+def test_breaker_opening_alerts_and_is_counted(provider: Any) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    alerts: list[Alert] = []
+    cascadeflow.init(mode="observe", alerts=[alerts.append],
+                     meter_provider=MeterProvider(metric_readers=[reader]))
+    provider.inject(model="gpt-4o", status=503)
+    cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o-mini"), retry=RetryPolicy(stop=stop_after_attempt(1)),
+                      breaker=BreakerSettings(failure_threshold=2))
+    for _ in range(3):
+        cascade.complete(messages=MESSAGES)
+    metrics = [m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+               for m in sm.metrics]
+    points = [p for m in metrics if m.name == "cascadeflow.breaker.state_changes" for p in m.data.data_points]
+    assert [(p.attributes["cascadeflow.breaker.to"], p.value) for p in points] == [("open", 1)]
+    cascadeflow.shutdown()
+    assert [a.kind for a in alerts].count("breaker_open") == 1
+    assert [a.kind for a in alerts].count("fallback") == 3

@@ -26,6 +26,7 @@ from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError
 from cascadeflow.request import read_usage
 
 Alert = Callable[[dict[str, Any]], None]
+breakers.listeners.append(pipeline.breaker_changed)  # metrics and a `breaker_open` alert
 
 
 @dataclass(frozen=True)

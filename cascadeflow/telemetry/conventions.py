@@ -80,6 +80,7 @@ METRIC_COST = "cascadeflow.cost"
 METRIC_DECISIONS = "cascadeflow.decisions"
 METRIC_BUDGET_UTILIZATION = "cascadeflow.budget.utilization"
 METRIC_ALERTS = "cascadeflow.alerts"
+METRIC_BREAKER_CHANGES = "cascadeflow.breaker.state_changes"
 
 # bucket boundaries recommended by the GenAI conventions
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)

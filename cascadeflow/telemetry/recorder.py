@@ -48,6 +48,8 @@ class Telemetry:
         self.utilization = meter.create_histogram(
             cv.METRIC_BUDGET_UTILIZATION, unit="1", description="Share of the budget a session spent.")
         self.alerts = meter.create_counter(cv.METRIC_ALERTS, unit="{alert}", description="Alerts raised.")
+        self.breakers = meter.create_counter(cv.METRIC_BREAKER_CHANGES, unit="{change}",
+                                             description="Circuit breaker state changes.")
 
     # -- sessions ------------------------------------------------------------------------
     def session_opened(self, session: Session) -> None:
@@ -200,6 +202,10 @@ class Telemetry:
                 self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
                                            cv.AGENT_NAME: entry.agent or "",
                                            cv.CF_PROJECT: step.chain[-1].project or ""})
+
+    def breaker_changed(self, deployment: str, old: str, new: str) -> None:
+        self.breakers.add(1, {"cascadeflow.deployment": deployment, "cascadeflow.breaker.from": old,
+                              "cascadeflow.breaker.to": new})
 
     def alert_raised(self, kind: str) -> None:
         self.alerts.add(1, {"cascadeflow.alert.kind": kind})
