@@ -21,7 +21,7 @@ def _merge(base: RunLimits, given: dict[str, Any], source: str) -> RunLimits:
 
 def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_steps: int | None = None,
         max_latency_ms: float | None = None, compliance: str | None = None,
-        kpi_weights: dict[str, float] | None = None,
+        kpi_weights: dict[str, float] | None = None, guardrails: str | None = None,
         tools_allow: list[str] | None = None, tools_deny: list[str] | None = None,
         user: str | None = None, agent: str | None = None, project: str | None = None,
         metadata: dict[str, Any] | None = None) -> Session:
@@ -29,6 +29,7 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     rt = runtime.state()
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
+             "guardrails": guardrails,
              "tools_allow": None if tools_allow is None else tuple(tools_allow),
              "tools_deny": None if tools_deny is None else tuple(tools_deny)}
     base = rt.config.run
@@ -38,13 +39,14 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     merged = _merge(base, given, "run()")
     rt.config.check_compliance(merged.compliance, "compliance",
                                "run()" if compliance is not None else "config")
+    _check_guardrails(rt, merged.guardrails, "run()")
     return Session(merged, agent=agent, user=user, project=project, metadata=metadata)
 
 
 def agent(name: str | None = None, *, budget: float | None = None, max_tool_calls: int | None = None,
           max_steps: int | None = None, max_latency_ms: float | None = None,
           compliance: str | None = None, kpi_weights: dict[str, float] | None = None,
-          tools_allow: list[str] | None = None,
+          guardrails: str | None = None, tools_allow: list[str] | None = None,
           tools_deny: list[str] | None = None) -> Callable[[F], F]:
     """Give a function its own policy: each call opens a child session under the open one.
 
@@ -53,6 +55,7 @@ def agent(name: str | None = None, *, budget: float | None = None, max_tool_call
     """
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
+             "guardrails": guardrails,
              "tools_allow": None if tools_allow is None else tuple(tools_allow),
              "tools_deny": None if tools_deny is None else tuple(tools_deny)}
 
@@ -66,6 +69,7 @@ def agent(name: str | None = None, *, budget: float | None = None, max_tool_call
             base = rt.config.agents.get(agent_name, RunLimits())
             merged = _merge(base, given, source)
             rt.config.check_compliance(merged.compliance, "compliance", source)
+            _check_guardrails(rt, merged.guardrails, source)
             return Session(merged, agent=agent_name)
 
         if inspect.isasyncgenfunction(fn):
@@ -164,6 +168,17 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
                 reset_current(token)
                 session.close()
     return agen
+
+
+def _check_guardrails(rt: runtime.Runtime, name: str | None, source: str) -> None:
+    if name is None or rt.guardrails is None:
+        return
+    policy = rt.guardrails.current()
+    if name not in policy.profiles:
+        from cascadeflow.errors import ConfigError
+
+        raise ConfigError("guardrails", name, source,
+                          f"no such guardrail profile in {policy.source}; known: {sorted(policy.profiles)}")
 
 
 def current_session() -> Session:

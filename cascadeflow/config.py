@@ -35,6 +35,7 @@ class RunLimits(_Strict):
     max_latency_ms: float | None = Field(default=None, gt=0)
     compliance: str | None = None
     kpi_weights: dict[str, float] | None = None
+    guardrails: str | None = None
     tools_allow: tuple[str, ...] | None = None
     tools_deny: tuple[str, ...] = ()
 
@@ -73,6 +74,7 @@ class ComplianceProfile(_Strict):
     tools_allow: tuple[str, ...] | None = None
     tools_deny: tuple[str, ...] = ()
     capture_content: bool = False
+    guardrails: str | None = None
     description: str = ""
 
 
@@ -81,19 +83,19 @@ _SELF_HOSTED = ("ollama/*", "ollama_chat/*", "hosted_vllm/*", "local/*")
 
 BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
     "gdpr": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("gdpr", "eu"),
+        models=_SELF_HOSTED, model_tags=("gdpr", "eu"), guardrails="pii",
         description="Models tagged gdpr or eu in [models], or self-hosted; no content capture.",
     ),
     "hipaa": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("hipaa",),
+        models=_SELF_HOSTED, model_tags=("hipaa",), guardrails="pii",
         description="Models tagged hipaa (covered by a BAA), or self-hosted; no content capture.",
     ),
     "pci": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("pci",),
+        models=_SELF_HOSTED, model_tags=("pci",), guardrails="pci",
         description="Models tagged pci, or self-hosted; no content capture.",
     ),
     "strict": ComplianceProfile(
-        models=_SELF_HOSTED, model_tags=("strict",), tools_allow=(),
+        models=_SELF_HOSTED, model_tags=("strict",), tools_allow=(), guardrails="strict",
         description="Only models tagged strict or self-hosted; no tools unless allowed; no capture.",
     ),
 }
@@ -140,6 +142,7 @@ class FileConfig(_Strict):
     mode: Mode | None = None
     capture_content: bool | None = None
     otel: bool | None = None
+    guardrails_file: str | None = None
     instrument: tuple[Literal["litellm", "openai"], ...] | None = None
     budget_pressure: float | None = Field(default=None, gt=0, lt=1)
     budget_alert: float | None = Field(default=None, gt=0, le=1)
@@ -160,14 +163,18 @@ ENV_VARS: dict[str, str] = {
     "max_tool_calls": "CASCADEFLOW_MAX_TOOL_CALLS",
     "max_latency_ms": "CASCADEFLOW_MAX_LATENCY_MS",
     "compliance": "CASCADEFLOW_COMPLIANCE",
+    "guardrails": "CASCADEFLOW_GUARDRAILS",
+    "guardrails_file": "CASCADEFLOW_GUARDRAILS_FILE",
     "kpi_weights": "CASCADEFLOW_KPI_WEIGHTS",
     "capture_content": "CASCADEFLOW_CAPTURE_CONTENT",
 }
-RUN_SETTINGS = ("budget", "max_steps", "max_tool_calls", "max_latency_ms", "compliance", "kpi_weights")
+RUN_SETTINGS = ("budget", "max_steps", "max_tool_calls", "max_latency_ms", "compliance", "kpi_weights",
+                "guardrails")
 DEFAULTS: dict[str, Any] = {
     "mode": "off",
     "capture_content": False,
     "otel": False,
+    "guardrails_file": None,
     "instrument": ("litellm", "openai"),
     "budget_pressure": 0.2,
     "budget_alert": 0.8,
@@ -183,6 +190,7 @@ class Config:
     mode: Mode = "off"
     capture_content: bool = False
     otel: bool = False
+    guardrails_file: str | None = None
     instrument: tuple[str, ...] = ("litellm", "openai")
     budget_pressure: float = 0.2
     budget_alert: float = 0.8
@@ -315,7 +323,8 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         bad = str(exc.errors()[0]["loc"][0])
         raise _from_validation(exc, where(bad), run_values) from None
     try:
-        FileConfig(**{k: chosen[k] for k in DEFAULTS if k not in ("mode", "capture_content", "otel")})
+        FileConfig(**{k: chosen[k] for k in DEFAULTS
+                      if k not in ("mode", "capture_content", "otel", "guardrails_file")})
     except ValidationError as exc:
         bad = str(exc.errors()[0]["loc"][0])
         raise _from_validation(exc, where(bad)) from None
@@ -325,6 +334,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         mode=mode,
         capture_content=chosen["capture_content"],
         otel=chosen["otel"],
+        guardrails_file=chosen["guardrails_file"],
         instrument=tuple(chosen["instrument"]),
         budget_pressure=float(chosen["budget_pressure"]),
         budget_alert=float(chosen["budget_alert"]),

@@ -14,11 +14,14 @@ from cascadeflow import runtime
 from cascadeflow.errors import (
     BudgetExceeded,
     ComplianceViolation,
+    GuardrailBlocked,
     PolicyStop,
     StepLimitReached,
     ToolDenied,
 )
+from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, tool_name
 from cascadeflow.secrets import scrub
 from cascadeflow.session import Entry, Session, current
@@ -35,7 +38,7 @@ class Step:
     """One call between decision and settlement."""
 
     __slots__ = ("_settled", "_t0", "args", "chain", "decision", "entry", "kwargs", "model",
-                 "request", "rt", "session", "span", "step_no")
+                 "request", "rt", "session", "span", "step_no", "view")
 
     def __init__(self, rt: runtime.Runtime, request: Request, session: Session, step_no: int,
                  decision: Decision, entry: Entry) -> None:
@@ -50,6 +53,7 @@ class Step:
         self.kwargs = request.kwargs
         self.args: tuple[Any, ...] = request.args
         self.span: Any = None
+        self.view: ChainView | None = None
         self._settled = False
         self._t0 = time.perf_counter()
 
@@ -132,19 +136,32 @@ def begin(request: Request) -> Step | None:
         return None
     session = current() or rt.ambient
     enforce = rt.mode == "enforce"
-    if request.irreversible and rt.engine.approver is not None:
-        args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
-        request.kwargs["approved"] = bool(rt.engine.approver(request.model, tuple(args), dict(kwargs)))
-    agent = session.agent_in_chain
     chain = session.chain
+    view = rt.engine.view(chain)
+    if request.operation == "tool":
+        if (request.irreversible or request.tool in view.approval_tools) and rt.engine.approver is not None:
+            args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
+            request.kwargs["approved"] = bool(rt.engine.approver(request.model, tuple(args), dict(kwargs)))
+        findings: list[Finding] = []
+        edited = None
+    else:
+        findings, edited = _scan_input(request, view, enforce)
+    agent = session.agent_in_chain
     with session.lock:
-        decisions = rt.engine.decide(request, session.chain)
+        decisions = rt.engine.decide(request, chain)
         primary = decisions[0]
         stopped = primary.action == "stop" or (request.operation == "tool"
                                                and primary.action == "deny_tool")
+        blocked = next((f for f in findings if f.action == "block"), None)
+        if blocked is not None and enforce and not stopped:
+            primary = Decision("block", f"{blocked.detector}_{blocked.kind}" if blocked.detector != \
+                               "prompt_injection" else "prompt_injection", message=blocked.message)
+            stopped = True
         steps = [s.next_step() for s in chain]
         remaining = _remaining(chain)
         entries = [_entry(rt, request, d, enforce, agent, session.run_id, remaining) for d in decisions]
+        entries += [_finding_entry(rt, f, request, enforce, agent, session.run_id, view.policy_version)
+                    for f in findings]
         for extra_entry in entries[1:]:
             extra_entry.status = "ok"
         for s, step_no in zip(chain, steps, strict=True):
@@ -164,13 +181,21 @@ def begin(request: Request) -> Step | None:
             for s in chain:
                 s.tool_executions += 1
     entry = entries[0]
+    if findings:
+        _alert_findings(rt, findings, enforce, session, steps[0])
     step = Step(rt, request, session, steps[0], primary if not stopped else _no_reservation(primary),
                 entry)
     telemetry = rt.telemetry
     if telemetry is not None:
         telemetry.decisions_made(entries)
     if stopped and enforce:
-        error = _stop_error(primary, session, steps[0], entry)
+        if primary.action == "block":
+            entry.status = "stopped"
+            error: PolicyStop = GuardrailBlocked(primary.message, reason=primary.reason,
+                                                 run_id=session.run_id, step=steps[0],
+                                                 entry=entry.as_dict(steps[0]))
+        else:
+            error = _stop_error(primary, session, steps[0], entry)
         if telemetry is not None:
             entry.error = type(error).__name__
             telemetry.step_finished(step, telemetry.step_started(step), None)
@@ -178,6 +203,10 @@ def begin(request: Request) -> Step | None:
         raise error
     if enforce:
         step.kwargs = _apply(request, decisions)
+        if edited is not None:
+            step.kwargs = dict(step.kwargs)
+            step.kwargs[_PROMPT_KEYS[request.operation]] = edited
+    step.view = view
     if telemetry is not None:
         step.span = telemetry.step_started(step)
     return step
@@ -321,3 +350,102 @@ def breaker_changed(deployment: str, old: str, new: str) -> None:
     if new == "open":
         alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
               {"deployment": deployment, "from": old})
+
+
+_PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "input", "embeddings": "input"}
+
+
+def _scan_input(request: Request, view: ChainView, enforce: bool) -> tuple[list[Finding], Any]:
+    """Input rules over the prompt: findings, and the edited prompt when enforce redacts/rewrites."""
+    if not view.input_rules:
+        return [], None
+    edit = enforce and any(r.action in ("redact", "rewrite") for r in view.input_rules)
+    findings, edited = scan_prompt(view.input_rules, request.prompt, edit)
+    changed = edit and any(f.action in ("redact", "rewrite") for f in findings)
+    return findings, (edited if changed else None)
+
+
+def _finding_entry(rt: runtime.Runtime, finding: Finding, request: Request, enforce: bool,
+                   agent: str | None, run_id: str, version: str | None) -> Entry:
+    """A guardrail finding as a trace entry: never the matched text, only its keyed hash."""
+    reason = "prompt_injection" if finding.detector == "prompt_injection" else \
+        f"{finding.detector}_{finding.kind}"
+    entry = Entry(action=finding.action, reason=reason,
+                  applied=enforce and finding.action != "log_only", mode=rt.mode,
+                  requested_model=request.model, model=request.model, agent=agent,
+                  operation="guardrail", run_id=run_id, status="ok")
+    entry.extra = {"rule": finding.rule, "detector": finding.detector, "kind": finding.kind,
+                   "score": finding.score, "stage": finding.stage, "policy_version": version,
+                   "match_hash": finding.match_hash}
+    return entry
+
+
+def _alert_findings(rt: runtime.Runtime, findings: list[Finding], enforce: bool, session: Session,
+                    step: int) -> None:
+    """`alert` rules notify the sinks (asynchronously) in enforce mode; observe only records."""
+    if not enforce:
+        return
+    for f in findings:
+        if f.action == "alert":
+            rt.alerts.emit(Alert("guardrail", f"rule {f.rule} found {f.kind} ({f.stage})",
+                                 run_id=session.run_id, step=step,
+                                 attributes={"rule": f.rule, "detector": f.detector, "kind": f.kind,
+                                             "score": f.score, "match_hash": f.match_hash}))
+
+
+def record_findings(step: Step, findings: list[Finding]) -> None:
+    """Add output findings to the trace of every enclosing session, under the step's number."""
+    rt = step.rt
+    enforce = rt.mode == "enforce"
+    version = step.view.policy_version if step.view is not None else None
+    entries = [_finding_entry(rt, f, step.request, enforce, step.entry.agent, step.entry.run_id, version)
+               for f in findings]
+    with step.session.lock:
+        for s in step.chain:
+            number = s.steps if s is not step.session else step.step_no
+            for entry in entries:
+                s.add_entry(number, entry)
+    _alert_findings(rt, findings, enforce, step.session, step.step_no)
+    if rt.telemetry is not None:
+        rt.telemetry.decisions_made(entries)
+
+
+def check_output(step: Step, response: Any, text: str) -> None:
+    """Output rules on an unstreamed answer: record; in enforce, edit the answer or block it."""
+    view = step.view
+    if view is None or not view.output_rules or not text:
+        return
+    hits = scan_text(view.output_rules, text, "output")
+    if not hits:
+        return
+    findings = [f for _r, _m, f in hits]
+    record_findings(step, findings)
+    if step.rt.mode != "enforce":
+        return
+    blocked = next((f for f in findings if f.action == "block"), None)
+    if blocked is not None:
+        reason = "prompt_injection" if blocked.detector == "prompt_injection" else \
+            f"{blocked.detector}_{blocked.kind}"
+        raise GuardrailBlocked(blocked.message, reason=reason, run_id=step.session.run_id,
+                               step=step.step_no, entry=step.entry.as_dict(step.step_no))
+    if any(f.action in ("redact", "rewrite") for f in findings):
+        _set_text(response, step.request.operation, transform(text, hits))
+
+
+def _set_text(response: Any, operation: str, text: str) -> None:
+    """Replace the answer's text in the library's own response object."""
+    if operation == "responses":
+        for item in getattr(response, "output", None) or []:
+            for part in getattr(item, "content", None) or []:
+                if getattr(part, "type", None) == "output_text":
+                    part.text = text
+                    return
+        return
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return
+    message = getattr(choices[0], "message", None)
+    if message is not None:
+        message.content = text
+    else:
+        choices[0].text = text

@@ -51,6 +51,8 @@ class Runtime:
         from cascadeflow.cascade.routing import build
 
         self.cascades = build(config.cascades, f"file {config.config_file}") if config.cascades else {}
+        self.guardrails = _policy_store(config, self.alerts) if config.mode != "off" else None
+        self.engine.guardrails = self.guardrails
         self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
                                                              "max_tool_calls": None}),
                                max_entries=config.ambient_max_entries, ambient=True)
@@ -75,6 +77,35 @@ class Runtime:
         self.alerts.close()
         if self.providers is not None:
             self.providers.close()
+
+
+def _policy_store(config: Config, alerts: Dispatcher) -> Any:
+    """The guardrail policy: the configured file (relative to the config file), else the built-in."""
+    from pathlib import Path
+
+    from cascadeflow.guardrails.policy import PolicyStore
+
+    path = None
+    if config.guardrails_file:
+        path = Path(config.guardrails_file)
+        if not path.is_absolute() and config.sources.get("guardrails_file") == "file" and config.config_file:
+            path = Path(config.config_file).parent / path
+
+    def rejected(error: str) -> None:
+        alerts.emit(Alert("guardrail_policy_rejected", error, severity="error",
+                          attributes={"file": str(path)}))
+
+    store = PolicyStore(path, on_error=rejected)
+    policy = store.current()
+    names = [config.run.guardrails, *(a.guardrails for a in config.agents.values()),
+             *(c.guardrails for c in config.compliance.values())]
+    for name in names:
+        if name is not None and name not in policy.profiles:
+            from cascadeflow.errors import ConfigError
+
+            raise ConfigError("guardrails", name, policy.source,
+                              f"no such guardrail profile; the policy has {sorted(policy.profiles)}")
+    return store
 
 
 def _otel_capture(config: Config) -> bool:
@@ -103,7 +134,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          ambient_max_entries: int | None = None, budget_pressure: float | None = None,
          budget_alert: float | None = None, kpi_hysteresis: float | None = None,
          otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
-         alerts: Sequence[AlertSink] | None = None) -> InitReport:
+         alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
+         guardrails_file: str | os.PathLike[str] | None = None) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     from cascadeflow import interceptors
 
@@ -115,6 +147,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "instrument": None if instrument is None else tuple(instrument),
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
+        "guardrails": guardrails,
+        "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
     }
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):
@@ -141,6 +175,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         previous, _state = _state, runtime
     previous.close()
     versions = {"config": resolved.version} if resolved.version else {}
+    if runtime.guardrails is not None:
+        versions["guardrails"] = runtime.guardrails.policy.version
     return InitReport(mode=resolved.mode, instrumented=list(runtime.instrumented),
                       sources=dict(resolved.sources), config_file=resolved.config_file,
                       policy_versions=versions,

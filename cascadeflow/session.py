@@ -121,6 +121,7 @@ class Session:
         self.degraded = False
         self.stopped = False
         self.actions: dict[str, int] = {}
+        self.findings_by_rule: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
         self.models: dict[str, dict[str, Any]] = {}
         self.started = time.time()
@@ -188,6 +189,9 @@ class Session:
         self._steps.append(step)
         self._entries.append(entry)
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
+        if entry.operation == "guardrail" and entry.extra:
+            rule = entry.extra["rule"]
+            self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + 1
         if entry.action != "allow":
             self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
 
@@ -257,6 +261,8 @@ class Session:
                 "actions": dict(self.actions),
                 "reasons": dict(self.reasons),
                 "models": {k: dict(v) for k, v in self.models.items()},
+                "guardrail_findings": sum(self.findings_by_rule.values()),
+                "findings_by_rule": dict(self.findings_by_rule),
                 "fallbacks": self.fallbacks,
                 "retries": self.retries,
                 "errors": self.errors,
@@ -265,6 +271,18 @@ class Session:
                 "duration_ms": (end - self._t0) * 1000.0,
                 "metadata": dict(self.metadata),
             }
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Every guardrail finding, blocked or not: the near-miss corpus of this session."""
+        return [e for e in self.trace() if e["operation"] == "guardrail"]
+
+    def export_findings(self, path: str | Path) -> Path:
+        """Write the findings as JSON Lines (rule, detector, score, action, applied, policy version,
+        run, step, keyed hash of the matched text; never the text itself)."""
+        target = Path(path)
+        target.write_text("".join(json.dumps(f, default=str) + "\n" for f in self.findings()),
+                          encoding="utf-8")
+        return target
 
     def save(self, path: str | Path) -> Path:
         """Write the summary and the trace as JSON Lines (one header line, then one per entry)."""

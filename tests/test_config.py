@@ -52,7 +52,7 @@ def test_json_config_and_version(tmp_path: Path) -> None:
     path = tmp_path / "cf.json"
     path.write_text('{"version": "2026-11-01.2", "mode": "observe"}')
     report = cascadeflow.init(config=path)
-    assert report.policy_versions == {"config": "2026-11-01.2"}
+    assert report.policy_versions == {"config": "2026-11-01.2", "guardrails": "builtin-2026-11-21"}
     assert report.sources["config"] == "code"
 
 

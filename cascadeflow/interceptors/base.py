@@ -92,7 +92,9 @@ def _response(step: pipeline.Step, result: Any, is_async: bool) -> Any:
         result_body = result.parse()
     else:
         result_body = result
-    step.finish(read_usage(request.operation, result_body))
+    usage = read_usage(request.operation, result_body)
+    step.finish(usage)
+    pipeline.check_output(step, result_body, usage.text)
     return result
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow.request import StreamAccumulator
+from cascadeflow.errors import GuardrailBlocked
+from cascadeflow.guardrails.stream import StreamGuard
+from cascadeflow.pipeline import record_findings
+from cascadeflow.request import StreamAccumulator, get
 
 if TYPE_CHECKING:
     from cascadeflow.pipeline import Step
@@ -20,7 +23,7 @@ class StreamIncomplete(Exception):
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_done", "_iter", "_step", "_wrapped")
+    __slots__ = ("_acc", "_done", "_guard", "_iter", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, step: Step) -> None:
         self._wrapped = wrapped
@@ -28,6 +31,34 @@ class _Proxy:
         self._acc = StreamAccumulator(step.request.operation)
         self._done = False
         self._iter: Any = None
+        view = step.view
+        rules = view.output_rules if view is not None else ()
+        self._guard = StreamGuard(rules, edit=step.rt.mode == "enforce") if rules else None
+
+    def _check(self, chunk: Any) -> None:
+        """Output rules on the text this chunk brings (with look-behind); may edit or block."""
+        guard = self._guard
+        if guard is None:
+            return
+        operation = self._step.request.operation
+        piece = _piece(chunk, operation)
+        findings, release = guard.feed(piece or "")
+        if guard.edit:
+            if _finished(chunk, operation):
+                release += guard.finish()
+            if piece is not None or release:
+                _set_piece(chunk, operation, release)
+        if not findings:
+            return
+        record_findings(self._step, findings)
+        if self._step.rt.mode == "enforce":
+            blocked = next((f for f in findings if f.action == "block"), None)
+            if blocked is not None:
+                error = GuardrailBlocked(blocked.message, reason=f"{blocked.detector}_{blocked.kind}",
+                                         run_id=self._step.session.run_id, step=self._step.step_no,
+                                         entry=self._step.entry.as_dict(self._step.step_no))
+                self._end(error, status="blocked")
+                raise error
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the wrapped type
@@ -77,6 +108,7 @@ class SyncStreamProxy(_Proxy):
             self._end(exc, status="error")
             raise
         self._acc.add(chunk)
+        self._check(chunk)
         return chunk
 
     def close(self) -> None:
@@ -112,6 +144,7 @@ class AsyncStreamProxy(_Proxy):
             self._end(exc, status="error")
             raise
         self._acc.add(chunk)
+        self._check(chunk)
         return chunk
 
     async def aclose(self) -> None:
@@ -132,3 +165,39 @@ class AsyncStreamProxy(_Proxy):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _piece(chunk: Any, operation: str) -> str | None:
+    """The text a chunk brings, or None when it brings none."""
+    if operation == "responses":
+        text = get(chunk, "delta") if get(chunk, "type") == "response.output_text.delta" else None
+    else:
+        choices = get(chunk, "choices") or []
+        if not choices:
+            return None
+        text = get(choices[0], "text") if operation == "text_completion" else \
+            get(get(choices[0], "delta"), "content")
+    return text if isinstance(text, str) else None
+
+
+def _finished(chunk: Any, operation: str) -> bool:
+    if operation == "responses":
+        return get(chunk, "type") in ("response.output_text.done", "response.completed")
+    choices = get(chunk, "choices") or []
+    return bool(choices) and get(choices[0], "finish_reason") is not None
+
+
+def _set_piece(chunk: Any, operation: str, text: str) -> None:
+    if operation == "responses":
+        if get(chunk, "type") == "response.output_text.delta":
+            chunk.delta = text
+        return
+    choices = get(chunk, "choices") or []
+    if not choices:
+        return
+    if operation == "text_completion":
+        choices[0].text = text
+    else:
+        delta = get(choices[0], "delta")
+        if delta is not None:
+            delta.content = text

@@ -43,10 +43,12 @@ class Engine:
         self._candidates: dict[tuple[Any, ...], tuple[Candidate, ...]] = {}
         self._scores: dict[tuple[Any, ...], dict[str, float]] = {}
         self._memo: dict[tuple[Any, ...], Decision | None] = {}
+        self.guardrails: Any = None  # the PolicyStore, set by the runtime
 
     # -- what rules share ------------------------------------------------------------------
     def view(self, chain: Sequence[Session]) -> ChainView:
-        return view_of(tuple(chain), self.config)
+        policy = self.guardrails.current() if self.guardrails is not None else None
+        return view_of(tuple(chain), self.config, policy)
 
     def allowed(self, profiles: tuple[str, ...], model: str, provider: str | None,
                 spec: ModelSpec | None) -> bool:

@@ -7,9 +7,8 @@ from cascadeflow.policy.view import ChainView
 
 
 def check(view: ChainView) -> Decision | None:
-    for session in view.step_capped:
-        cap = session.limits.max_steps
-        if cap is not None and session.steps >= cap:
+    for session, cap in view.step_caps:
+        if session.steps >= cap:
             who = session.agent or "run"
             return Decision("stop", "max_steps_reached", message=f"{who} reached max_steps={cap}")
     return None

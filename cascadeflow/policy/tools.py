@@ -69,7 +69,8 @@ def check_execution(engine: Engine, request: Request, view: ChainView) -> Decisi
     if view.tool_lists and not_allowed(name, view):
         return Decision("deny_tool", "tool_not_allowed", tools_denied=(name,),
                         message=f"tool {name!r} is not allowed here")
-    if request.irreversible and request.kwargs.get("approved") is not True:
+    needs_approval = request.irreversible or name in view.approval_tools
+    if needs_approval and request.kwargs.get("approved") is not True:
         why = "no approver is configured" if engine.approver is None else "the approver declined"
         return Decision("deny_tool", "tool_requires_approval", tools_denied=(name,),
                         message=f"irreversible tool {name!r} needs approval: {why}")

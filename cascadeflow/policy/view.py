@@ -21,34 +21,59 @@ class ChainView:
     weights: dict[str, float] | None  # KPI weights of the innermost session that sets them
     weights_key: tuple[tuple[str, float], ...] | None
     budgeted: tuple[Session, ...]
-    step_capped: tuple[Session, ...]
     tool_capped: tuple[Session, ...]
     latency_target: float | None
     tool_lists: tuple[tuple[tuple[str, ...] | None, tuple[str, ...]], ...]  # (allow, deny)
+    step_caps: tuple[tuple[Session, int], ...]  # max_steps of sessions and their guardrail profiles
+    guardrails: tuple[Any, ...]  # guardrail profiles in force (cascadeflow.guardrails.Profile)
+    input_rules: tuple[Any, ...]
+    output_rules: tuple[Any, ...]
+    approval_tools: tuple[str, ...]
+    policy_version: str | None
 
 
-def view_of(chain: tuple[Session, ...], config: Config) -> ChainView:
-    """The view for `chain`, cached on its innermost session for this config."""
+def view_of(chain: tuple[Session, ...], config: Config, policy: Any = None) -> ChainView:
+    """The view for `chain`, cached on its innermost session for this config and policy."""
     head = chain[0]
     cached: Any = head.policy_view
-    if cached is not None and cached[0] is config:
+    if cached is not None and cached[0] is config and cached[2] is policy:
         view: ChainView = cached[1]
         return view
     profiles = tuple(sorted({s.limits.compliance for s in chain if s.limits.compliance}))
+    chosen: dict[str, Any] = {}
+    caps = [(s, s.limits.max_steps) for s in chain if s.limits.max_steps is not None]
+    if policy is not None:
+        for s in chain:
+            names = [s.limits.guardrails]
+            if s.limits.compliance:
+                names.append(config.compliance[s.limits.compliance].guardrails)
+            for name in names:
+                profile = policy.profiles.get(name) if name else None
+                if name is not None and profile is not None:
+                    chosen.setdefault(name, profile)
+                    if profile.max_steps is not None:
+                        caps.append((s, profile.max_steps))
+    guardrails = tuple(chosen.values())
     weights = next((s.limits.kpi_weights for s in chain if s.limits.kpi_weights), None)
     latencies = [s.limits.max_latency_ms for s in chain if s.limits.max_latency_ms is not None]
     lists = [(s.limits.tools_allow, s.limits.tools_deny) for s in chain]
     lists += [(config.compliance[p].tools_allow, config.compliance[p].tools_deny) for p in profiles]
+    lists += [(g.tools_allow, g.tools_deny) for g in guardrails]
     view = ChainView(
         chain=chain,
         profiles=profiles,
         weights=weights,
         weights_key=tuple(sorted(weights.items())) if weights else None,
         budgeted=tuple(s for s in chain if s.limits.budget is not None),
-        step_capped=tuple(s for s in chain if s.limits.max_steps is not None),
+        step_caps=tuple((s, cap) for s, cap in caps if cap is not None),
+        guardrails=guardrails,
+        input_rules=tuple(r for g in guardrails for r in g.input),
+        output_rules=tuple(r for g in guardrails for r in g.output),
+        approval_tools=tuple(t for g in guardrails for t in g.require_approval),
+        policy_version=",".join(sorted({g.version for g in guardrails})) or None,
         tool_capped=tuple(s for s in chain if s.limits.max_tool_calls is not None),
         latency_target=min(latencies) if latencies else None,
         tool_lists=tuple((a, d) for a, d in lists if a is not None or d),
     )
-    head.policy_view = (config, view)
+    head.policy_view = (config, view, policy)
     return view

@@ -1,0 +1,209 @@
+"""Detectors: small, fast, deterministic. Each one finds spans of text and scores them 0..1.
+
+A detector is anything with `name` and `scan(text) -> list[Match]`, so a heavier classifier
+(an NER model for PII, a prompt-injection model) can be plugged in later as an optional extra.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cascadeflow.secrets import _SECRET
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    kind: str  # e.g. credit_card, email, prompt_injection, word
+    start: int
+    end: int
+    score: float = 1.0
+
+
+class Detector(Protocol):
+    name: str
+
+    def scan(self, text: str) -> list[Match]: ...
+
+
+# -- checksums and validity ------------------------------------------------------------------
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9])"
+                          r"|3(?:0[0-5]|[68])|35)")
+
+
+def card_ok(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_ok(digits)
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """US SSN validity: area 000, 666 and 900-999, group 00 and serial 0000 are never issued."""
+    a = int(area)
+    return a != 0 and a != 666 and a < 900 and group != "00" and serial != "0000"
+
+
+_IBAN_LENGTHS = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18,
+                 "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22,
+                 "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18,
+                 "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26}
+
+
+def iban_ok(compact: str) -> bool:
+    expected = _IBAN_LENGTHS.get(compact[:2])
+    if expected is not None and len(compact) != expected:
+        return False
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+# -- PII ---------------------------------------------------------------------------------------
+
+_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+                        r"\.[A-Za-z]{2,24}\b"),
+    "credit_card": re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"),
+    "ssn": re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])"),
+    "iban": re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
+    "ip_address": re.compile(r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}"
+                             r"[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"),
+    "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}"
+                        r"(?:[\s.-]\d{2,8}){1,4}(?![\w])|(?<![\w+])\+\d{8,15}(?!\w)"),
+}
+PII_TYPES = (*_PATTERNS, "api_key")
+
+
+def _phone_ok(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    if not 8 <= len(digits) <= 15:
+        return False
+    # a phone number has separators in phone-like places or a leading +; bare dates and amounts do not
+    if text.startswith("+"):
+        return True
+    if re.fullmatch(r"\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}", text):
+        return True
+    return bool(re.fullmatch(r"0\d{1,4}[\s.-]\d{3,4}[\s.-]?\d{3,4}", text))
+
+
+def _ip_ok(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return not (isinstance(address, ipaddress.IPv6Address) and text.count(":") < 2)
+
+
+class PIIDetector:
+    """Emails, phones (international formats), cards (Luhn), SSNs (issued ranges), IBANs (mod 97),
+    IP addresses, provider API keys and tokens, plus custom regexes and word lists."""
+
+    name = "pii"
+
+    def __init__(self, types: Sequence[str] = PII_TYPES, patterns: dict[str, str] | None = None,
+                 words: Sequence[str] = ()) -> None:
+        unknown = sorted(set(types) - set(PII_TYPES))
+        if unknown:
+            raise ValueError(f"unknown PII type(s) {unknown}; known: {list(PII_TYPES)}")
+        self.types = tuple(types)
+        self.custom = {kind: re.compile(p) for kind, p in (patterns or {}).items()}
+        self.words = _word_pattern(words)
+
+    def scan(self, text: str) -> list[Match]:
+        found: list[Match] = []
+        taken: list[tuple[int, int]] = []
+
+        def add(kind: str, start: int, end: int) -> None:
+            if any(s < end and start < e for s, e in taken):
+                return
+            taken.append((start, end))
+            found.append(Match(kind, start, end))
+
+        if "api_key" in self.types:
+            for m in _SECRET.finditer(text):
+                add("api_key", m.start(), m.end())
+        for kind, pattern in self.custom.items():
+            for m in pattern.finditer(text):
+                add(kind, m.start(), m.end())
+        if self.words is not None:
+            for m in self.words.finditer(text):
+                add("word", m.start(), m.end())
+        if "email" in self.types and "@" in text:
+            for m in _PATTERNS["email"].finditer(text):
+                add("email", m.start(), m.end())
+        if "iban" in self.types:
+            for m in _PATTERNS["iban"].finditer(text):
+                if iban_ok(m.group(1).replace(" ", "")):
+                    add("iban", m.start(), m.end())
+        if "credit_card" in self.types:
+            for m in _PATTERNS["credit_card"].finditer(text):
+                if card_ok(re.sub(r"[ -]", "", m.group())):
+                    add("credit_card", m.start(), m.end())
+        if "ssn" in self.types:
+            for m in _PATTERNS["ssn"].finditer(text):
+                if ssn_ok(*m.groups()):
+                    add("ssn", m.start(), m.end())
+        if "ip_address" in self.types:
+            for m in _PATTERNS["ip_address"].finditer(text):
+                if _ip_ok(m.group()):
+                    add("ip_address", m.start(), m.end())
+        if "phone" in self.types:
+            for m in _PATTERNS["phone"].finditer(text):
+                if _phone_ok(m.group()):
+                    add("phone", m.start(), m.end())
+        found.sort(key=lambda m: m.start)
+        return found
+
+
+def _word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    items = sorted({w for w in words if w}, key=len, reverse=True)
+    if not items:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in items) + r")(?!\w)", re.I)
+
+
+class WordsDetector:
+    """Whole-word (case-insensitive) matches from a list: topics, competitors, internal names."""
+
+    name = "words"
+
+    def __init__(self, words: Sequence[str], kind: str = "word") -> None:
+        pattern = _word_pattern(words)
+        if pattern is None:
+            raise ValueError("a words detector needs a non-empty `words` list")
+        self.pattern = pattern
+        self.kind = kind
+
+    def scan(self, text: str) -> list[Match]:
+        return [Match(self.kind, m.start(), m.end()) for m in self.pattern.finditer(text)]
+
+
+class RegexDetector:
+    """Custom regular expressions, each reported under its own kind."""
+
+    name = "regex"
+
+    def __init__(self, patterns: dict[str, str]) -> None:
+        if not patterns:
+            raise ValueError("a regex detector needs `patterns`")
+        self.patterns = {kind: re.compile(p) for kind, p in patterns.items()}
+
+    def scan(self, text: str) -> list[Match]:
+        return [Match(kind, m.start(), m.end())
+                for kind, p in self.patterns.items() for m in p.finditer(text)]

@@ -1,0 +1,138 @@
+"""Prompt-injection detection: a scored combination of signals, not a single regex.
+
+Signals (each with a weight): known attack phrasings, role-override and delimiter tricks,
+encoded payloads that decode to an attack, invisible characters, and words that mix scripts
+(homoglyphs). Text is normalised first (confusable letters folded, invisible characters dropped)
+so spelling tricks do not hide a phrase. The score is a noisy-OR of the signals found:
+1 - prod(1 - weight), in 0..1, compared with each rule's threshold.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+
+from cascadeflow.guardrails.detectors import Match
+
+_INSTR = r"(?:instructions?|prompts?|rules|directions|guidelines|context|messages?|commands?)"
+_PRIOR = r"(?:previous|prior|above|earlier|preceding|original|initial|system|all|any|your|the|those|these)"
+
+PHRASES: tuple[tuple[str, float], ...] = (
+    (rf"\b(?:ignore|disregard|forget|skip|override|bypass|neglect)\b(?:\s+\w+){{0,3}}?\s+{_PRIOR}"
+     rf"(?:\s+\w+){{0,2}}?\s+{_INSTR}", 0.9),
+    (r"\b(?:forget|ignore|disregard)\s+(?:everything|all|anything)\s+(?:that\s+)?(?:you\s+(?:were|have been|"
+     r"'ve been)\s+)?(?:told|taught|instructed|given|said)", 0.85),
+    (r"\b(?:you are|you're|act as|pretend (?:to be|you are)|roleplay as|behave as)\s+(?:now\s+)?(?:an?\s+)?"
+     r"(?:DAN|unrestricted|jailbroken|evil|uncensored|unfiltered|"
+     r"(?:\w+\s+){0,2}without (?:any )?restrictions)", 0.85),
+    (r"\b(?:reveal|print|repeat|output|leak|dump|disclose|show|display)\b(?:\s+\w+){0,2}?\s+(?:your|the)\s+"
+     r"(?:hidden|secret|system|initial|original|internal)\s+(?:prompt|instructions|rules|message)", 0.85),
+    (r"\b(?:reveal|print|show|repeat|leak|tell me|output)\s+(?:me\s+)?your\s+(?:system\s+)?"
+     r"(?:prompt|instructions)", 0.8),
+    (r"\bnew\s+(?:instructions?|rules|task|system prompt)\s*[:\-]", 0.7),
+    (r"\bdo anything now\b|\bjailbreak(?:ing)?\b|\bDAN mode\b", 0.75),
+    (r"\b(?:enable|enter|activate|switch (?:in)?to|you are (?:now )?in|now in)\s+developer mode\b", 0.8),
+    (r"\bfrom now on,?\s+(?:you|always|never|only|respond|answer|ignore)", 0.6),
+    (r"\b(?:only|always)\s+(?:answer|respond|reply)\s+(?:in|with)\b", 0.5),
+    (r"\b(?:do not|don't|never)\s+(?:follow|obey|listen to)\s+(?:your|the|any)\s+(?:previous\s+)?"
+     r"(?:instructions|rules|guidelines|developers?)", 0.85),
+    (r"\binstead,?\s+(?:you\s+(?:must|should|will)|output|respond with|say|write|send)\b", 0.4),
+    (r"\b(?:send|forward|email|post|exfiltrate|upload)\b(?:\s+\w+){0,5}?\s+(?:to|at)\s+"
+     r"(?:https?://|\S+@\S+)", 0.45),
+    (r"\b(?:your|the) (?:real|true|actual) (?:instructions|task|purpose) (?:is|are)\b", 0.7),
+    (r"\bsystem override\b|\badmin override\b|\bmaintenance mode\b", 0.65),
+    (r"\b(?:issue|grant|approve|process)\s+(?:a\s+|the\s+)?(?:full\s+)?refunds?\b(?:\s+\w+){0,6}?\s+"
+     r"(?:without|no)\s+(?:verification|approval|checks?)", 0.6),
+    (r"\b(?:reply|respond|answer)\s+only\s+with\s+the\s+word\b", 0.6),
+)
+DELIMITERS: tuple[tuple[str, float], ...] = (
+    (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>", 0.8),
+    (r"\[/?(?:INST|SYS)\]|<<\s*/?SYS\s*>>|</?s>", 0.6),
+    (r"(?i)#{2,}\s*(?:system|assistant|developer)\b", 0.75),
+    (r"(?im)(?:^|[.!?]\s+)(?:={3,}|-{3,})?\s*(?:SYSTEM|system prompt|developer message)\s*[:>]", 0.6),
+    (r"(?i)\b(?:BEGIN|END)\s+(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:PROMPT|MESSAGE|INSTRUCTIONS)\b", 0.7),
+    (r"(?i)```\s*(?:system|instructions)\b", 0.5),
+)
+_COMPILED = [(re.compile(p, re.I), w, "phrase") for p, w in PHRASES] + \
+            [(re.compile(p), w, "delimiter") for p, w in DELIMITERS]
+
+INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
+# Cyrillic and Greek letters that look Latin
+_CONFUSABLES = str.maketrans({
+    "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y",
+    "\u0445": "x", "\u0456": "i", "\u0458": "j", "\u0501": "d", "\u04cf": "l", "\u0410": "A",
+    "\u0412": "B", "\u0415": "E", "\u041a": "K", "\u041c": "M", "\u041d": "H", "\u041e": "O",
+    "\u0420": "P", "\u0421": "C", "\u0422": "T", "\u0425": "X", "\u0391": "A", "\u0392": "B",
+    "\u0395": "E", "\u0396": "Z", "\u0397": "H", "\u0399": "I", "\u039a": "K", "\u039c": "M",
+    "\u039d": "N", "\u039f": "O", "\u03a1": "P", "\u03a4": "T", "\u03a5": "Y", "\u03a7": "X",
+    "\u03b1": "a", "\u03bf": "o", "\u03b9": "i",
+})
+_MIXED = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*[\u0370-\u03ff\u0400-\u04ff])\w+\b")
+
+
+def normalise(text: str) -> str:
+    """Fold compatibility forms and confusable letters, drop invisible characters."""
+    folded = unicodedata.normalize("NFKC", text)
+    return INVISIBLE.sub("", folded).translate(_CONFUSABLES)
+
+
+def _decoded_payloads(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for m in _B64.finditer(text):
+        try:
+            raw = base64.b64decode(m.group() + "=" * (-len(m.group()) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        decoded = raw.decode("utf-8", "ignore")
+        if decoded and sum(c.isprintable() for c in decoded) / len(decoded) > 0.9:
+            out.append((m.start(), m.end(), decoded))
+    for m in _HEX.finditer(text):
+        try:
+            decoded = bytes.fromhex(m.group()).decode("utf-8", "ignore")
+        except ValueError:
+            continue
+        if decoded and sum(c.isprintable() for c in decoded) / len(decoded) > 0.9:
+            out.append((m.start(), m.end(), decoded))
+    return out
+
+
+class InjectionDetector:
+    """One finding per text when the combined score is above zero; the rule's threshold decides."""
+
+    name = "prompt_injection"
+
+    def scan(self, text: str) -> list[Match]:
+        score, start, end = self.score(text)
+        return [Match("prompt_injection", start, end, score)] if score > 0 else []
+
+    def score(self, text: str) -> tuple[float, int, int]:
+        """(score, start, end of the strongest signal) for `text`."""
+        signals: list[tuple[float, int, int]] = []
+        clean = normalise(text)
+        offset_ok = len(clean) == len(text)
+        for pattern, weight, _kind in _COMPILED:
+            m = pattern.search(clean)
+            if m:
+                s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
+                signals.append((weight, s, e))
+        for s, e, decoded in _decoded_payloads(text):
+            inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)
+            if inner > 0:
+                signals.append((max(0.85, inner), s, e))
+        hidden = INVISIBLE.search(text)
+        if hidden:
+            signals.append((0.35, hidden.start(), hidden.end()))
+        mixed = _MIXED.search(text)
+        if mixed:
+            signals.append((0.35, mixed.start(), mixed.end()))
+        if not signals:
+            return 0.0, 0, 0
+        remaining = 1.0
+        for weight, _, _ in signals:
+            remaining *= 1.0 - weight
+        strongest = max(signals)
+        return 1.0 - remaining, strongest[1], strongest[2]

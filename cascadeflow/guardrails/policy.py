@@ -1,0 +1,225 @@
+"""The guardrail policy file: versioned, validated at load, re-read when it changes.
+
+Owned by the people responsible for what the model may do (legal, security, ops), apart from
+the feature code. A file that fails validation on reload leaves the last good policy in force
+and reports the error; the version that judged each call is recorded with its findings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from cascadeflow.errors import ConfigError
+from cascadeflow.guardrails.detectors import Detector, PIIDetector, RegexDetector, WordsDetector
+from cascadeflow.guardrails.injection import InjectionDetector
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger("cascadeflow.guardrails")
+Action = Literal["redact", "block", "alert", "rewrite", "log_only"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleSpec(_Strict):
+    name: str = Field(min_length=1)
+    detector: Literal["pii", "prompt_injection", "words", "regex"]
+    action: Action
+    types: tuple[str, ...] | None = None
+    patterns: dict[str, str] | None = None
+    words: tuple[str, ...] | None = None
+    threshold: float = Field(default=0.0, ge=0, le=1)
+    replacement: str | None = None
+    message: str | None = None
+
+
+class ProfileSpec(_Strict):
+    input: tuple[RuleSpec, ...] = ()
+    output: tuple[RuleSpec, ...] = ()
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
+    max_steps: int | None = Field(default=None, ge=1)
+    require_approval: tuple[str, ...] = ()
+
+
+class PolicySpec(_Strict):
+    version: str = Field(min_length=1)
+    profiles: dict[str, ProfileSpec]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    detector: Detector
+    action: str
+    threshold: float
+    replacement: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    input: tuple[Rule, ...]
+    output: tuple[Rule, ...]
+    tools_allow: tuple[str, ...] | None
+    tools_deny: tuple[str, ...]
+    max_steps: int | None
+    require_approval: tuple[str, ...]
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    profiles: dict[str, Profile]
+    source: str
+
+
+DEFAULT_BLOCK = "This request was blocked by a content policy."
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError("guardrails_file", str(path), "guardrails",
+                              "YAML policy files need PyYAML (pip install pyyaml)") from None
+        data = yaml.safe_load(text)
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("guardrails_file", str(path), f"file {path}", f"invalid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("guardrails_file", str(path), f"file {path}", "the top level must be a table")
+    return data
+
+
+def compile_policy(data: dict[str, Any], source: str) -> Policy:
+    """Validate and build a policy; errors name the profile and the rule."""
+    try:
+        spec = PolicySpec(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc)
+        if len(loc) >= 4 and loc[0] == "profiles" and loc[2] in ("input", "output") and loc[3].isdigit():
+            rules = data.get("profiles", {}).get(loc[1], {}).get(loc[2], [])
+            index = int(loc[3])
+            if index < len(rules) and isinstance(rules[index], dict) and rules[index].get("name"):
+                where += f" (rule {rules[index]['name']!r})"
+        raise ConfigError(where, err.get("input"), source, err["msg"].removeprefix("Value error, ")) from None
+    profiles = {}
+    for pname, p in spec.profiles.items():
+        stages = {}
+        for stage in ("input", "output"):
+            rules = []
+            for index, r in enumerate(getattr(p, stage)):
+                setting = f"profiles.{pname}.{stage}[{index}] (rule {r.name!r})"
+                rules.append(_rule(r, setting, source))
+            stages[stage] = tuple(rules)
+        profiles[pname] = Profile(pname, stages["input"], stages["output"], p.tools_allow, p.tools_deny,
+                                  p.max_steps, p.require_approval, spec.version)
+    return Policy(spec.version, profiles, source)
+
+
+def _rule(r: RuleSpec, setting: str, source: str) -> Rule:
+    try:
+        detector: Detector
+        if r.detector == "pii":
+            detector = PIIDetector(types=r.types or ("email", "phone", "credit_card", "ssn", "iban",
+                                                     "ip_address", "api_key"),
+                                   patterns=r.patterns, words=r.words or ())
+        elif r.detector == "prompt_injection":
+            detector = InjectionDetector()
+        elif r.detector == "words":
+            detector = WordsDetector(r.words or ())
+        else:
+            detector = RegexDetector(r.patterns or {})
+    except (ValueError, Exception) as exc:  # bad regexes and unknown types alike
+        raise ConfigError(setting, r.model_dump(exclude_none=True), source, str(exc)) from None
+    if r.action == "rewrite" and r.replacement is None:
+        raise ConfigError(setting, r.action, source, "a rewrite rule needs a `replacement`")
+    threshold = r.threshold if r.threshold or r.detector != "prompt_injection" else 0.7
+    return Rule(r.name, detector, r.action, threshold, r.replacement, r.message or DEFAULT_BLOCK)
+
+
+def builtin() -> Policy:
+    """The built-in policy (`cascadeflow/guardrails/default.toml`)."""
+    text = resources.files("cascadeflow.guardrails").joinpath("default.toml").read_text(encoding="utf-8")
+    return compile_policy(tomllib.loads(text), "built-in guardrails")
+
+
+def load(path: Path | None) -> Policy:
+    """The built-in profiles, with those of the file at `path` added (a same-named one replaces)."""
+    base = builtin()
+    if path is None:
+        return base
+    if not path.is_file():
+        raise ConfigError("guardrails_file", str(path), "guardrails", "file not found")
+    own = compile_policy(_parse(path), f"file {path}")
+    return Policy(own.version, {**base.profiles, **own.profiles}, own.source)
+
+
+class PolicyStore:
+    """Serves the current policy; re-reads the file when its mtime changes (checked at most once
+    per `interval` seconds, so the call path pays one clock read)."""
+
+    def __init__(self, path: Path | None, interval: float = 1.0,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.interval = interval
+        self.policy = load(path)
+        self.last_error: str | None = None
+        self._on_error = on_error
+        self._mtime = self._stat()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> float | None:
+        try:
+            return os.stat(self.path).st_mtime_ns if self.path else None
+        except OSError:
+            return None
+
+    def current(self) -> Policy:
+        if self.path is not None and time.monotonic() - self._checked >= self.interval:
+            self.reload()
+        return self.policy
+
+    def reload(self, force: bool = False) -> bool:
+        """Re-read the file if it changed; True when a new policy is in force."""
+        with self._lock:
+            self._checked = time.monotonic()
+            mtime = self._stat()
+            if not force and mtime == self._mtime:
+                return False
+            self._mtime = mtime
+            try:
+                policy = load(self.path)
+            except (ConfigError, OSError) as exc:
+                self.last_error = str(exc)
+                log.warning("guardrail policy %s rejected, keeping version %s: %s", self.path,
+                            self.policy.version, exc)
+                if self._on_error is not None:
+                    self._on_error(str(exc))
+                return False
+            self.policy = policy
+            self.last_error = None
+            return True
