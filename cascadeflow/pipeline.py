@@ -22,7 +22,7 @@ from cascadeflow.errors import (
 from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.view import ChainView
-from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, tool_name
+from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, attempting, tool_name
 from cascadeflow.secrets import scrub
 from cascadeflow.session import Entry, Session, current
 from cascadeflow.telemetry.alerts import Alert
@@ -138,6 +138,8 @@ def begin(request: Request) -> Step | None:
     enforce = rt.mode == "enforce"
     chain = session.chain
     view = rt.engine.view(chain)
+    if attempting.get():
+        request.pinned = True
     if request.operation == "tool":
         if (request.irreversible or request.tool in view.approval_tools) and rt.engine.approver is not None:
             args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})

@@ -6,12 +6,15 @@ so one function serves every client.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow import tokens
 
 MAX_TOKEN_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# set while a cascade makes an attempt: the cascade chose the model, so policies must not switch it
+attempting: ContextVar[bool] = ContextVar("cascadeflow_cascade_attempt", default=False)
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class Request:
     tool: str | None = None
     irreversible: bool = False
     reachable: tuple[str, ...] | None = None  # provider prefixes a switch may use; None = any
+    pinned: bool = False  # a cascade attempt: the cascade chose the model, policies do not switch it
     _prompt_text: str | None = field(default=None, repr=False)
 
     @property

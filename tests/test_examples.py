@@ -57,8 +57,17 @@ def test_demo_observe_then_enforce() -> None:
     assert enforce["stopped"] is True
     assert enforce["actions"]["stop"] == 1
     assert enforce["cost_total"] < observe["cost_total"]
-    assert enforce["steps"] < observe["steps"]
     assert "stopped by max_steps_reached" in text
+    # guardrails: the card is redacted from the input, the poisoned retrieved ticket is blocked
+    assert enforce["findings_by_rule"]["prompt_injection"] == 1
+    assert enforce["findings_by_rule"]["pii_redaction"] > 0
+    assert enforce["actions"]["block"] == 1  # the drafter then drafts without the retrieved tickets
+    # observe sends the poisoned prompt on: each of the drafting cascade's 3 attempts is flagged
+    assert observe["actions"]["block"] == 3
+    assert "4242 4242 4242 4242" not in text
+    # the drafting cascade: the primary is overloaded twice, so it retries, then falls back
+    for summary in (observe, enforce):
+        assert (summary["retries"], summary["fallbacks"], summary["degraded"]) == (1, 1, True)
     assert cascadeflow.current_session().mode == "off"  # the demo shuts down after itself
 
 

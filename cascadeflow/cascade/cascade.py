@@ -23,7 +23,7 @@ from cascadeflow.cascade.breaker import BreakerRegistry, BreakerSettings, breake
 from cascadeflow.cascade.retry import RetryPolicy
 from cascadeflow.cascade.taxonomy import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
 from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError, PolicyStop
-from cascadeflow.request import read_usage
+from cascadeflow.request import attempting, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
 breakers.listeners.append(pipeline.breaker_changed)  # metrics and a `breaker_open` alert
@@ -43,9 +43,6 @@ class Tier:
     def label(self) -> str:
         return self.model or "static answer"
 
-    @property
-    def deployment(self) -> str:
-        return f"{self.model}@{self.params.get('api_base') or self.params.get('base_url') or ''}"
 
 
 class StreamInterrupted(CascadeflowError):
@@ -129,6 +126,7 @@ class Cascade:
                 if failure is None:
                     attempt += 1
                     t0 = self._clock()
+                    token = attempting.set(True)
                     try:
                         result = call(**state.arguments(tier))
                         if state.stream:
@@ -142,6 +140,8 @@ class Cascade:
                         failure = state.checked(tier, result, t0)
                         if failure is None:
                             return result
+                    finally:
+                        attempting.reset(token)
                 pause = state.next_move(tier, failure, attempt, tier_start)
                 if pause is None:
                     break
@@ -184,6 +184,7 @@ class Cascade:
 
     @staticmethod
     async def _attempt(call: Callable[..., Awaitable[Any]], state: _Run, tier: Tier) -> Any:
+        attempting.set(True)  # runs in its own task (wait_for): the caller's context is untouched
         result = await call(**state.arguments(tier))
         if state.stream:
             result = await state.peek_async(tier, result)
@@ -205,8 +206,14 @@ class _Run:
         self.attempts: list[dict[str, Any]] = []
         self.last_error: BaseException | None = None
 
+    def deployment(self, tier: Tier) -> str:
+        """The tier's model at the endpoint the call will use: what a breaker guards."""
+        base = tier.params.get("api_base") or tier.params.get("base_url") or self.kwargs.get("api_base") \
+            or self.kwargs.get("base_url") or ""
+        return f"{tier.model}@{base}"
+
     def breaker(self, tier: Tier) -> Any:
-        return self.c.registry.get(tier.deployment, self.c.breaker, self.c._clock)
+        return self.c.registry.get(self.deployment(tier), self.c.breaker, self.c._clock)
 
     def usable(self, tier: Tier) -> bool:
         """Skip tiers this client cannot reach or a compliance profile excludes (recorded)."""
@@ -229,7 +236,7 @@ class _Run:
         if self.c._clock() >= self.deadline:
             return Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed"), None
         if not self.breaker(tier).acquire():
-            return Failure("circuit_open", f"the breaker of {tier.deployment} is open"), None
+            return Failure("circuit_open", f"the breaker of {self.deployment(tier)} is open"), None
         return None, None
 
     def arguments(self, tier: Tier) -> dict[str, Any]:

@@ -26,8 +26,10 @@ def print_trace(session: Any, out: TextIO) -> None:
     print(header, file=out)
     print("-" * len(header), file=out)
     for e in session.trace():
-        what = e["tool"] if e["operation"] == "tool" else e["model"]
-        tokens = f"{e['tokens_in']}/{e['tokens_out']}" if e["operation"] != "tool" else "tool"
+        operation = e["operation"]
+        what = {"tool": e["tool"], "guardrail": f"rule {e.get('rule')}"}.get(operation, e["model"])
+        tokens = {"tool": "tool", "guardrail": e.get("stage", ""), "cascade": "cascade"}.get(
+            operation, f"{e['tokens_in']}/{e['tokens_out']}")
         latency = "-" if e["latency_ms"] is None else f"{e['latency_ms']:.0f}"
         print(f"{e['step']:>4}  {e['agent'] or '-':<9} {e['action']:<13} {e['reason']:<24} "
               f"{('yes' if e['applied'] else 'no'):<7} {what or '-':<20} {tokens:>11} "
@@ -43,9 +45,13 @@ def print_summary(session: Any, out: TextIO) -> None:
     print(f"actions: {s['actions']}", file=out)
     if s["reasons"]:
         print(f"reasons: {s['reasons']}", file=out)
+    print(f"guardrail findings: {s['guardrail_findings']} {s['findings_by_rule']}; cascade retries "
+          f"{s['retries']}, fallbacks {s['fallbacks']}, degraded={s['degraded']}", file=out)
 
 
 async def _one_pass(mode: str, llm: Llm, out: TextIO) -> dict[str, Any]:
+    if llm.provider is not None:
+        script_provider(llm.provider)
     report = cascadeflow.init(mode=mode, config=CONFIG)
     print(f"\n=== mode={report.mode}  instrumented={report.instrumented}  "
           f"config={Path(report.config_file or '-').name} version={report.policy_versions.get('config')}",
@@ -71,8 +77,7 @@ def _llm(live: bool) -> Iterator[Llm]:
     from cascadeflow.testing import serve
 
     with serve() as provider:
-        script_provider(provider)
-        yield Llm(api_base=provider.url, api_key="demo-key-not-secret")
+        yield Llm(api_base=provider.url, api_key="demo-key-not-secret", provider=provider)
 
 
 def main(live: bool = False, out: TextIO | None = None) -> dict[str, dict[str, Any]]:

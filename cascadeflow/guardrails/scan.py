@@ -39,11 +39,17 @@ class Finding:
 
 
 def scan_text(rules: Sequence[Rule], text: str, stage: str) -> list[tuple[Rule, Match, Finding]]:
+    """Findings of every rule; a span two profiles' rules both find is reported once (first rule)."""
     out = []
+    seen: set[tuple[str, int, int]] = set()
     for rule in rules:
         for match in rule.detector.scan(text):
             if match.score < rule.threshold or match.score <= 0:
                 continue
+            key = (match.kind, match.start, match.end)
+            if key in seen:
+                continue
+            seen.add(key)
             out.append((rule, match, Finding(rule.name, rule.detector.name, match.kind, rule.action,
                                              round(match.score, 4), stage,
                                              fingerprint(text[match.start:match.end]), rule.message)))

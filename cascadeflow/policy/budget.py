@@ -39,7 +39,7 @@ def check(engine: Engine, request: Request, view: ChainView, model: str) -> Deci
         remaining = min(remaining, left)
         if pressured is None and cap and left / cap < share:
             pressured = session
-    if pressured is not None and remaining > 0:
+    if pressured is not None and remaining > 0 and not request.pinned:
         cheaper = _cheaper(engine, request, view, model)
         if cheaper is not None:
             fit = _fit(engine, request, cheaper, remaining)

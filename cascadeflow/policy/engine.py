@@ -122,10 +122,10 @@ class Engine:
             return [stop]
         out: list[Decision] = []
         model = request.model
-        switch = compliance.check(self, request, view)
+        switch = None if request.pinned else compliance.check(self, request, view)
         if switch and switch.action == "stop":
             return [switch]
-        if switch is None:
+        if switch is None and not request.pinned:
             switch = kpi.check_latency(self, request, view) or kpi.check_weights(self, request, view)
         if switch is not None:
             out.append(switch)
