@@ -12,7 +12,8 @@ from typing import Any
 
 from benchmarks.suite import run
 
-COLUMNS = ("median_us", "p99_us", "added_us", "added_pct", "growth", "bytes_per_entry", "peak_rss_mb")
+COLUMNS = ("median_us", "p99_us", "added_us", "added_pct", "mb_per_s", "growth", "bytes_per_entry",
+           "peak_rss_mb")
 
 
 def _fmt(value: Any) -> str:

@@ -41,10 +41,14 @@ tags = ["gdpr"]
 quality = 0.5
 latency_ms = 250
 tags = ["gdpr"]
+
+# gdpr without its guardrail profile: the policy engine's cost, measured apart from guardrails
+[compliance.bench]
+model_tags = ["gdpr"]
 """
 MESSAGES = [{"role": "system", "content": "You classify support tickets."},
             {"role": "user", "content": "I was charged twice for my subscription this month."}]
-ENFORCE_RUN: dict[str, Any] = {"budget": 1e9, "compliance": "gdpr",
+ENFORCE_RUN: dict[str, Any] = {"budget": 1e9, "compliance": "bench",
                                "kpi_weights": {"quality": 0.8, "cost": 0.2}, "max_steps": 10**9,
                                "max_tool_calls": 10**9}
 Row = dict[str, Any]
@@ -139,7 +143,7 @@ def overhead(quick: bool, provider: ProviderServer, config: Path) -> list[Row]:
 
     def http() -> Any:
         return litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url,
-                                  api_key="bench-key", max_tokens=20)
+                                  api_key="bench-key", max_tokens=100)
 
     rows += _overhead_rows("litellm completion (HTTP, built-in provider)",
                            interleaved({m: (setup, http) for m, setup in modes.items()},
@@ -148,7 +152,7 @@ def overhead(quick: bool, provider: ProviderServer, config: Path) -> list[Row]:
 
     def sdk() -> Any:
         return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,  # type: ignore[arg-type]
-                                              max_tokens=20)
+                                              max_tokens=100)
 
     rows += _overhead_rows("openai chat.completions.create (HTTP)",
                            interleaved({m: (setup, sdk) for m, setup in modes.items()},
@@ -176,7 +180,7 @@ def _chain(depth: int) -> tuple[Session, ...]:
     parent: Session | None = None
     for level in range(depth):
         limits = RunLimits(budget=100.0 + level, max_steps=10**6, max_tool_calls=1000,
-                           compliance="gdpr" if level == depth - 1 else None,
+                           compliance="bench" if level == depth - 1 else None,
                            kpi_weights={"quality": 0.8, "cost": 0.2} if level == depth - 1 else None)
         session = Session(limits)
         session.attach(parent)
@@ -347,6 +351,74 @@ def _entry_memory() -> Row:
             "bytes_per_entry": used / n, "n": n}
 
 
+def guardrails(quick: bool, config: Path) -> list[Row]:
+    """The default guardrail profile: scan latency and throughput, and what it adds to a call."""
+    from cascadeflow.guardrails import load, scan_prompt
+
+    rules = load(None).profiles["default"].input
+    rows: list[Row] = []
+    for label, size in (("1 KB", 1_000), ("4 KB", 4_000), ("64 KB", 64_000)):
+        text = _text(size - 120) + " Contact dana@example.com, card 4242 4242 4242 4242, +44 20 7946 0958."
+        messages = [{"role": "user", "content": text}]
+        n = (60 if size > 10_000 else 400) if not quick else 30
+        s = timed(lambda m=messages: scan_prompt(rules, m, True), n)  # type: ignore[misc]
+        rows.append({"benchmark": "guardrail scan (default input profile)", "variant": label,
+                     "median_us": s.median_us, "p99_us": s.p99_us,
+                     "mb_per_s": len(text) / (s.median_us / 1e6) / 1e6, "n": s.n})
+    prompt = [{"role": "user", "content": _text(4_000)}]
+    modes = _modes(config)
+
+    @contextlib.contextmanager
+    def guarded() -> Iterator[None]:
+        cascadeflow.init(mode="enforce", config=config)
+        with cascadeflow.run(**ENFORCE_RUN, guardrails="default"):
+            yield
+
+    def call() -> Any:
+        return litellm.completion(model="openai/gpt-4o-mini", messages=prompt, mock_response="billing")
+
+    rounds, batch = (6, 20) if quick else (30, 40)
+    stats = interleaved({"off": (modes["off"], call),
+                         "enforce (budget+compliance+kpi)": (modes["enforce (budget+compliance+kpi)"], call),
+                         "enforce + default guardrails": (guarded, call)}, rounds, batch)
+    rows += _overhead_rows("litellm completion, 4 KB prompt (mock_response)", stats)
+    cascadeflow.init(mode="off")
+    return rows
+
+
+def cascades(quick: bool, provider: ProviderServer) -> list[Row]:
+    """What a fallback and a skipped open breaker add to a call, against the healthy tier alone."""
+    from cascadeflow.cascade import BreakerSettings, Cascade, RetryPolicy, Tier, stop_after_attempt
+
+    cascadeflow.init(mode="observe")
+    endpoint = {"api_base": provider.url, "api_key": "bench-key"}
+    provider.inject(model="gpt-4o", status=503)
+    once = RetryPolicy(stop=stop_after_attempt(1))
+    healthy = Cascade([Tier("openai/gpt-4o-mini", params=endpoint)], retry=once)
+    fallback = Cascade([Tier("openai/gpt-4o", params=endpoint), Tier("openai/gpt-4o-mini", params=endpoint)],
+                       retry=once, breaker=BreakerSettings(failure_threshold=10**9, min_calls=10**9))
+    skipping = Cascade([Tier("openai/gpt-4o", params={**endpoint, "api_base": provider.url + "/"}),
+                        Tier("openai/gpt-4o-mini", params=endpoint)],
+                       retry=once, breaker=BreakerSettings(failure_threshold=1, recovery_timeout=10**9))
+    with contextlib.suppress(Exception):
+        skipping.complete(messages=MESSAGES, max_tokens=100)  # opens the breaker of the first tier
+    rounds, batch = (3, 10) if quick else (15, 20)
+    session = contextlib.nullcontext
+    stats = interleaved({"off": (session, lambda: healthy.complete(messages=MESSAGES, max_tokens=100)),
+                         "fallback after a 503": (session, lambda: fallback.complete(messages=MESSAGES,
+                                                                                     max_tokens=100)),
+                         "open breaker skipped": (session, lambda: skipping.complete(messages=MESSAGES,
+                                                                                     max_tokens=100))},
+                        rounds, batch)
+    provider.reset()
+    cascadeflow.init(mode="off")
+    rows = _overhead_rows("cascade over HTTP (healthy tier = baseline)", stats)
+    for row in rows:
+        if row["variant"] == "off":
+            row["variant"] = "healthy tier only"
+    return rows
+
+
 def run(quick: bool = False) -> list[Row]:
     """Every benchmark; the small ones first, each after a full collection, so a heap left by
     an earlier one does not bill its garbage collection to the next."""
@@ -357,8 +429,12 @@ def run(quick: bool = False) -> list[Row]:
         gc.collect()
         rows += section()
     gc.collect()
+    rows += guardrails(quick, config)
+    gc.collect()
     with ProviderServer() as provider:
         rows += overhead(quick, provider, config)
+        gc.collect()
+        rows += cascades(quick, provider)
     for section in (lambda: scale_sessions(quick), lambda: scale_ambient(quick)):
         gc.collect()
         rows += section()

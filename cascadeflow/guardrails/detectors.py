@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -135,7 +135,8 @@ class PIIDetector:
             taken.append((start, end))
             found.append(Match(kind, start, end))
 
-        if "api_key" in self.types:
+        types = self.types
+        if "api_key" in types and _may_hold_secret(text):
             for m in _SECRET.finditer(text):
                 add("api_key", m.start(), m.end())
         for kind, pattern in self.custom.items():
@@ -144,31 +145,56 @@ class PIIDetector:
         if self.words is not None:
             for m in self.words.finditer(text):
                 add("word", m.start(), m.end())
-        if "email" in self.types and "@" in text:
+        if "email" in types and "@" in text:
             for m in _PATTERNS["email"].finditer(text):
                 add("email", m.start(), m.end())
-        if "iban" in self.types:
-            for m in _PATTERNS["iban"].finditer(text):
-                if iban_ok(m.group(1).replace(" ", "")):
-                    add("iban", m.start(), m.end())
-        if "credit_card" in self.types:
-            for m in _PATTERNS["credit_card"].finditer(text):
-                if card_ok(re.sub(r"[ -]", "", m.group())):
-                    add("credit_card", m.start(), m.end())
-        if "ssn" in self.types:
-            for m in _PATTERNS["ssn"].finditer(text):
-                if ssn_ok(*m.groups()):
-                    add("ssn", m.start(), m.end())
-        if "ip_address" in self.types:
+        # Numbers: one pass finds the numeric runs; the specific patterns then look only at a
+        # small window around each run (wide enough on the left for an IBAN's letters).
+        numeric = [k for k in ("iban", "credit_card", "ssn", "ip_address", "phone") if k in types]
+        if numeric:
+            for lo, hi in _windows(text):
+                self._numbers(text, lo, hi, numeric, add)
+        if "ip_address" in types and text.count(":") >= 2:
             for m in _PATTERNS["ip_address"].finditer(text):
-                if _ip_ok(m.group()):
+                if ":" in m.group() and _ip_ok(m.group()):
                     add("ip_address", m.start(), m.end())
-        if "phone" in self.types:
-            for m in _PATTERNS["phone"].finditer(text):
-                if _phone_ok(m.group()):
-                    add("phone", m.start(), m.end())
         found.sort(key=lambda m: m.start)
         return found
+
+    @staticmethod
+    def _numbers(text: str, lo: int, hi: int, kinds: Sequence[str],
+                 add: Callable[[str, int, int], None]) -> None:
+        for kind in kinds:
+            pattern = _PATTERNS[kind]
+            for m in pattern.finditer(text, lo, hi):
+                value = m.group()
+                if (kind == "iban" and iban_ok(m.group(1).replace(" ", ""))) \
+                        or (kind == "credit_card" and card_ok(re.sub(r"[ -]", "", value))) \
+                        or (kind == "ssn" and ssn_ok(*m.groups())) \
+                        or (kind == "ip_address" and "." in value and _ip_ok(value)) \
+                        or (kind == "phone" and _phone_ok(value)):
+                    add(kind, m.start(), m.end())
+
+
+_RUN = re.compile(r"\d[\d \-().]{4,}\d")
+_SECRET_MARKS = ("sk-", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza", "bearer")
+
+
+def _may_hold_secret(text: str) -> bool:
+    low = text.lower()
+    return any(mark in low for mark in _SECRET_MARKS)
+
+
+def _windows(text: str) -> list[tuple[int, int]]:
+    """Merged windows around numeric runs: 16 characters of margin left (IBAN letters, a `+`)."""
+    out: list[tuple[int, int]] = []
+    for m in _RUN.finditer(text):
+        lo, hi = max(m.start() - 16, 0), min(m.end() + 2, len(text))
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:

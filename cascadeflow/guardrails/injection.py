@@ -55,8 +55,55 @@ DELIMITERS: tuple[tuple[str, float], ...] = (
     (r"(?i)\b(?:BEGIN|END)\s+(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:PROMPT|MESSAGE|INSTRUCTIONS)\b", 0.7),
     (r"(?i)```\s*(?:system|instructions)\b", 0.5),
 )
-_COMPILED = [(re.compile(p, re.I), w, "phrase") for p, w in PHRASES] + \
-            [(re.compile(p), w, "delimiter") for p, w in DELIMITERS]
+# Each pattern runs only when its trigger words are in the text: every group must have one of its
+# words present. Ordinary tickets rarely have them all, so most text is never run through most
+# patterns. Words are looked up in the set of the text's words (one pass); phrases and symbols
+# are searched as substrings, phrases only once their first word is known to be present.
+Triggers = tuple[tuple[str, ...], ...]
+_INSTR_WORDS = ("instruction", "instructions", "prompt", "prompts", "rule", "rules", "directions",
+                "guidelines", "context", "message", "messages", "command", "commands")
+_IGNORE = ("ignore", "ignores", "ignored", "ignoring", "disregard", "forget", "skip", "override",
+           "overriding", "bypass", "neglect")
+_PHRASE_TRIGGERS: tuple[Triggers, ...] = (
+    (_IGNORE, _INSTR_WORDS),
+    (("forget", "ignore", "disregard"), ("everything", "all", "anything")),
+    (("you are", "you're", "act as", "pretend", "roleplay", "behave as"),),
+    (("reveal", "print", "repeat", "output", "leak", "dump", "disclose", "show", "display"),
+     ("hidden", "secret", "system", "initial", "original", "internal"), _INSTR_WORDS),
+    (("your prompt", "your system", "your instructions", "your instruction"),),
+    (("new instructions", "new instruction", "new rules", "new task", "new system"),),
+    (("anything now", "jailbreak", "jailbreaking", "dan mode"),),
+    (("developer mode",),),
+    (("from now on",),),
+    (("only", "always"), ("answer", "respond", "reply")),
+    (("not", "don't", "never"), ("follow", "obey", "listen")),
+    (("instead",),),
+    (("send", "forward", "email", "post", "exfiltrate", "upload"), ("http", "@")),
+    (("real", "true", "actual"), ("instructions", "task", "purpose")),
+    (("override", "maintenance mode"),),
+    (("refund", "refunds"), ("without", "no"), ("verification", "approval", "checks", "check")),
+    (("only with",),),
+)
+_DELIMITER_TRIGGERS: tuple[Triggers, ...] = (
+    (("<|",),),
+    (("[inst]", "[/inst]", "[sys]", "[/sys]", "<<", "</s>", "<s>"),),
+    (("##",),),
+    (("system", "developer message"), (":", ">")),
+    (("begin system", "end system", "begin admin", "end admin", "begin developer", "end developer"),),
+    (("```",),),
+)
+_PUNCT = str.maketrans({c: " " for c in "!\"#$%&()*+,./:;<=>?@[\\]^_`{|}~"})
+
+
+def _present(word: str, words: set[str], low: str) -> bool:
+    if word.isalpha():
+        return word in words
+    first = word.split(" ", 1)[0].split("'", 1)[0]
+    if first.isalpha() and first not in words:
+        return False
+    return word in low
+_COMPILED = [(re.compile(p, re.I), w, t) for (p, w), t in zip(PHRASES, _PHRASE_TRIGGERS, strict=True)] + \
+            [(re.compile(p), w, t) for (p, w), t in zip(DELIMITERS, _DELIMITER_TRIGGERS, strict=True)]
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
@@ -112,23 +159,30 @@ class InjectionDetector:
     def score(self, text: str) -> tuple[float, int, int]:
         """(score, start, end of the strongest signal) for `text`."""
         signals: list[tuple[float, int, int]] = []
-        clean = normalise(text)
+        plain = text.isascii()
+        clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
-        for pattern, weight, _kind in _COMPILED:
+        low = clean.lower()
+        words = set(low.translate(_PUNCT).split())
+        for pattern, weight, triggers in _COMPILED:
+            if not all(any(_present(word, words, low) for word in group) for group in triggers):
+                continue
             m = pattern.search(clean)
             if m:
                 s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
                 signals.append((weight, s, e))
-        for s, e, decoded in _decoded_payloads(text):
-            inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)
-            if inner > 0:
-                signals.append((max(0.85, inner), s, e))
-        hidden = INVISIBLE.search(text)
-        if hidden:
-            signals.append((0.35, hidden.start(), hidden.end()))
-        mixed = _MIXED.search(text)
-        if mixed:
-            signals.append((0.35, mixed.start(), mixed.end()))
+        if any(len(word) >= 24 for word in text.split()):
+            for s, e, decoded in _decoded_payloads(text):
+                inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)
+                if inner > 0:
+                    signals.append((max(0.85, inner), s, e))
+        if not plain:
+            hidden = INVISIBLE.search(text)
+            if hidden:
+                signals.append((0.35, hidden.start(), hidden.end()))
+            mixed = _MIXED.search(text)
+            if mixed:
+                signals.append((0.35, mixed.start(), mixed.end()))
         if not signals:
             return 0.0, 0, 0
         remaining = 1.0
