@@ -31,6 +31,8 @@ from cascadeflow.testing import ProviderServer
 
 from benchmarks.harness import Stats, interleaved, interleaved_async, timed
 
+litellm.suppress_debug_info = True  # the cascade benchmark makes failing calls on purpose
+
 POOL = """
 [models."openai/gpt-4o-mini"]
 quality = 0.9

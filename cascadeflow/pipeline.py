@@ -156,8 +156,7 @@ def begin(request: Request) -> Step | None:
                                                and primary.action == "deny_tool")
         blocked = next((f for f in findings if f.action == "block"), None)
         if blocked is not None and enforce and not stopped:
-            primary = Decision("block", f"{blocked.detector}_{blocked.kind}" if blocked.detector != \
-                               "prompt_injection" else "prompt_injection", message=blocked.message)
+            primary = Decision("block", blocked.reason, message=blocked.message)
             stopped = True
         steps = [s.next_step() for s in chain]
         remaining = _remaining(chain)
@@ -370,9 +369,7 @@ def _scan_input(request: Request, view: ChainView, enforce: bool) -> tuple[list[
 def _finding_entry(rt: runtime.Runtime, finding: Finding, request: Request, enforce: bool,
                    agent: str | None, run_id: str, version: str | None) -> Entry:
     """A guardrail finding as a trace entry: never the matched text, only its keyed hash."""
-    reason = "prompt_injection" if finding.detector == "prompt_injection" else \
-        f"{finding.detector}_{finding.kind}"
-    entry = Entry(action=finding.action, reason=reason,
+    entry = Entry(action=finding.action, reason=finding.reason,
                   applied=enforce and finding.action != "log_only", mode=rt.mode,
                   requested_model=request.model, model=request.model, agent=agent,
                   operation="guardrail", run_id=run_id, status="ok")
@@ -426,9 +423,7 @@ def check_output(step: Step, response: Any, text: str) -> None:
         return
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
-        reason = "prompt_injection" if blocked.detector == "prompt_injection" else \
-            f"{blocked.detector}_{blocked.kind}"
-        raise GuardrailBlocked(blocked.message, reason=reason, run_id=step.session.run_id,
+        raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no, entry=step.entry.as_dict(step.step_no))
     if any(f.action in ("redact", "rewrite") for f in findings):
         _set_text(response, step.request.operation, transform(text, hits))

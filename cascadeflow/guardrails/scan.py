@@ -37,6 +37,11 @@ class Finding:
     match_hash: str
     message: str  # the block message, for `block` rules
 
+    @property
+    def reason(self) -> str:
+        """The stable reason code: `prompt_injection`, or `<detector>_<kind>` (`pii_credit_card`)."""
+        return self.detector if self.detector == "prompt_injection" else f"{self.detector}_{self.kind}"
+
 
 def scan_text(rules: Sequence[Rule], text: str, stage: str) -> list[tuple[Rule, Match, Finding]]:
     """Findings of every rule; a span two profiles' rules both find is reported once (first rule)."""

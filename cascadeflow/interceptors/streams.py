@@ -54,7 +54,7 @@ class _Proxy:
         if self._step.rt.mode == "enforce":
             blocked = next((f for f in findings if f.action == "block"), None)
             if blocked is not None:
-                error = GuardrailBlocked(blocked.message, reason=f"{blocked.detector}_{blocked.kind}",
+                error = GuardrailBlocked(blocked.message, reason=blocked.reason,
                                          run_id=self._step.session.run_id, step=self._step.step_no,
                                          entry=self._step.entry.as_dict(self._step.step_no))
                 self._end(error, status="blocked")
