@@ -19,7 +19,8 @@ from cascadeflow.errors import (
     StepLimitReached,
     ToolDenied,
 )
-from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
+from cascadeflow.guardrails.enforce import PROMPT_KEYS, alert_findings, finding_entry, scan_input
+from cascadeflow.guardrails.scan import Finding
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import MAX_TOKEN_KEYS, Request, Usage, attempting, tool_name
@@ -147,7 +148,7 @@ def begin(request: Request) -> Step | None:
         findings: list[Finding] = []
         edited = None
     else:
-        findings, edited = _scan_input(request, view, enforce)
+        findings, edited = scan_input(request, view, enforce)
     agent = session.agent_in_chain
     with session.lock:
         decisions = rt.engine.decide(request, chain)
@@ -161,7 +162,7 @@ def begin(request: Request) -> Step | None:
         steps = [s.next_step() for s in chain]
         remaining = _remaining(chain)
         entries = [_entry(rt, request, d, enforce, agent, session.run_id, remaining) for d in decisions]
-        entries += [_finding_entry(rt, f, request, enforce, agent, session.run_id, view.policy_version)
+        entries += [finding_entry(rt, f, request, enforce, agent, session.run_id, view.policy_version)
                     for f in findings]
         for extra_entry in entries[1:]:
             extra_entry.status = "ok"
@@ -183,7 +184,7 @@ def begin(request: Request) -> Step | None:
                 s.tool_executions += 1
     entry = entries[0]
     if findings:
-        _alert_findings(rt, findings, enforce, session, steps[0])
+        alert_findings(rt, findings, enforce, session, steps[0])
     step = Step(rt, request, session, steps[0], primary if not stopped else _no_reservation(primary),
                 entry)
     telemetry = rt.telemetry
@@ -206,7 +207,7 @@ def begin(request: Request) -> Step | None:
         step.kwargs = _apply(request, decisions)
         if edited is not None:
             step.kwargs = dict(step.kwargs)
-            step.kwargs[_PROMPT_KEYS[request.operation]] = edited
+            step.kwargs[PROMPT_KEYS[request.operation]] = edited
     step.view = view
     if telemetry is not None:
         step.span = telemetry.step_started(step)
@@ -291,158 +292,3 @@ def _strip_tools(kwargs: dict[str, Any], denied: set[str]) -> None:
         for key in ("tools", "tool_choice", "parallel_tool_calls"):
             kwargs.pop(key, None)
 
-
-def note(action: str, reason: str, *, model: str | None, message: str = "",
-         degraded: bool = False) -> None:
-    """Record a cascade event (retry, fallback, skip, degraded answer) in the open sessions.
-
-    It is a decision, not a step: it takes the number of the latest step and does not count
-    toward `max_steps`. Cascades route in observe mode too, so events are always `applied`.
-    """
-    rt = runtime.state()
-    if rt.mode == "off":
-        return
-    session = current() or rt.ambient
-    entry = Entry(action=action, reason=reason, applied=True, mode=rt.mode, requested_model=model,
-                  model=model, agent=session.agent_in_chain, operation="cascade",
-                  run_id=session.run_id, status="ok")
-    if message:
-        entry.extra = {"message": message}
-    with session.lock:
-        for s in session.chain:
-            s.add_entry(s.steps, entry)
-            if action == "retry":
-                s.retries += 1
-            elif action == "fallback" and reason not in ("degraded_answer", "static_answer"):
-                s.fallbacks += 1
-            if degraded:
-                s.degraded = True
-    if rt.telemetry is not None:
-        rt.telemetry.decisions_made([entry])
-
-
-def alert(kind: str, message: str, attributes: dict[str, Any]) -> None:
-    """Send an alert to the configured sinks (off the call path)."""
-    rt = runtime.state()
-    session = current()
-    rt.alerts.emit(Alert(kind, message, run_id=session.run_id if session else None,
-                         attributes=attributes))
-
-
-def compliance_excludes(model: str) -> bool:
-    """True when a compliance profile of the open sessions does not allow `model`."""
-    rt = runtime.state()
-    session = current()
-    if rt.mode == "off" or session is None:
-        return False
-    view = rt.engine.view(session.chain)
-    if not view.profiles:
-        return False
-    provider, bare, _name = rt.engine.names(model, None)
-    configured = rt.engine.pool.lookup(model, provider)
-    return not rt.engine.allowed(view.profiles, bare, provider, configured.spec if configured else None)
-
-
-def breaker_changed(deployment: str, old: str, new: str) -> None:
-    """A circuit breaker moved: count it, and alert when one opens."""
-    rt = runtime.state()
-    if rt.telemetry is not None:
-        rt.telemetry.breaker_changed(deployment, old, new)
-    if new == "open":
-        alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
-              {"deployment": deployment, "from": old})
-
-
-_PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "input", "embeddings": "input"}
-
-
-def _scan_input(request: Request, view: ChainView, enforce: bool) -> tuple[list[Finding], Any]:
-    """Input rules over the prompt: findings, and the edited prompt when enforce redacts/rewrites."""
-    if not view.input_rules:
-        return [], None
-    edit = enforce and any(r.action in ("redact", "rewrite") for r in view.input_rules)
-    findings, edited = scan_prompt(view.input_rules, request.prompt, edit)
-    changed = edit and any(f.action in ("redact", "rewrite") for f in findings)
-    return findings, (edited if changed else None)
-
-
-def _finding_entry(rt: runtime.Runtime, finding: Finding, request: Request, enforce: bool,
-                   agent: str | None, run_id: str, version: str | None) -> Entry:
-    """A guardrail finding as a trace entry: never the matched text, only its keyed hash."""
-    entry = Entry(action=finding.action, reason=finding.reason,
-                  applied=enforce and finding.action != "log_only", mode=rt.mode,
-                  requested_model=request.model, model=request.model, agent=agent,
-                  operation="guardrail", run_id=run_id, status="ok")
-    entry.extra = {"rule": finding.rule, "detector": finding.detector, "kind": finding.kind,
-                   "score": finding.score, "stage": finding.stage, "policy_version": version,
-                   "match_hash": finding.match_hash}
-    return entry
-
-
-def _alert_findings(rt: runtime.Runtime, findings: list[Finding], enforce: bool, session: Session,
-                    step: int) -> None:
-    """`alert` rules notify the sinks (asynchronously) in enforce mode; observe only records."""
-    if not enforce:
-        return
-    for f in findings:
-        if f.action == "alert":
-            rt.alerts.emit(Alert("guardrail", f"rule {f.rule} found {f.kind} ({f.stage})",
-                                 run_id=session.run_id, step=step,
-                                 attributes={"rule": f.rule, "detector": f.detector, "kind": f.kind,
-                                             "score": f.score, "match_hash": f.match_hash}))
-
-
-def record_findings(step: Step, findings: list[Finding]) -> None:
-    """Add output findings to the trace of every enclosing session, under the step's number."""
-    rt = step.rt
-    enforce = rt.mode == "enforce"
-    version = step.view.policy_version if step.view is not None else None
-    entries = [_finding_entry(rt, f, step.request, enforce, step.entry.agent, step.entry.run_id, version)
-               for f in findings]
-    with step.session.lock:
-        for s in step.chain:
-            number = s.steps if s is not step.session else step.step_no
-            for entry in entries:
-                s.add_entry(number, entry)
-    _alert_findings(rt, findings, enforce, step.session, step.step_no)
-    if rt.telemetry is not None:
-        rt.telemetry.decisions_made(entries)
-
-
-def check_output(step: Step, response: Any, text: str) -> None:
-    """Output rules on an unstreamed answer: record; in enforce, edit the answer or block it."""
-    view = step.view
-    if view is None or not view.output_rules or not text:
-        return
-    hits = scan_text(view.output_rules, text, "output")
-    if not hits:
-        return
-    findings = [f for _r, _m, f in hits]
-    record_findings(step, findings)
-    if step.rt.mode != "enforce":
-        return
-    blocked = next((f for f in findings if f.action == "block"), None)
-    if blocked is not None:
-        raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
-                               step=step.step_no, entry=step.entry.as_dict(step.step_no))
-    if any(f.action in ("redact", "rewrite") for f in findings):
-        _set_text(response, step.request.operation, transform(text, hits))
-
-
-def _set_text(response: Any, operation: str, text: str) -> None:
-    """Replace the answer's text in the library's own response object."""
-    if operation == "responses":
-        for item in getattr(response, "output", None) or []:
-            for part in getattr(item, "content", None) or []:
-                if getattr(part, "type", None) == "output_text":
-                    part.text = text
-                    return
-        return
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        return
-    message = getattr(choices[0], "message", None)
-    if message is not None:
-        message.content = text
-    else:
-        choices[0].text = text

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascadeflow import pipeline
+from cascadeflow.cascade import events
 from cascadeflow.cascade.breaker import BreakerRegistry, BreakerSettings, breakers
 from cascadeflow.cascade.retry import RetryPolicy
 from cascadeflow.cascade.taxonomy import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
@@ -26,7 +26,7 @@ from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError
 from cascadeflow.request import attempting, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
-breakers.listeners.append(pipeline.breaker_changed)  # metrics and a `breaker_open` alert
+breakers.listeners.append(events.breaker_changed)  # metrics and a `breaker_open` alert
 
 
 @dataclass(frozen=True)
@@ -222,14 +222,14 @@ class _Run:
         if self.reachable is not None and provider not in self.reachable:
             self._skip(tier, "tier_unreachable", f"{model} is not reachable through this client")
             return False
-        if pipeline.compliance_excludes(model):
+        if events.compliance_excludes(model):
             self._skip(tier, "compliance_excluded", f"{model} is excluded by the compliance profile")
             return False
         return True
 
     def _skip(self, tier: Tier, reason: str, message: str) -> None:
         self.attempts.append({"tier": tier.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
-        pipeline.note("fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
+        events.note("fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
 
     def gate(self, tier: Tier) -> tuple[Failure | None, Any]:
         """Refuse before sending when the deadline has passed or the breaker is open."""
@@ -275,7 +275,7 @@ class _Run:
         self.breaker(tier).success()
         _mark(result, tier.degraded)
         if tier.degraded:
-            pipeline.note("fallback", "degraded_answer", model=tier.model, degraded=True,
+            events.note("fallback", "degraded_answer", model=tier.model, degraded=True,
                           message=f"{self.c.name}: answered by the last-resort tier {tier.label}")
 
     def _attempt(self, tier: Tier, failure: Failure, t0: float, exc: BaseException | None) -> None:
@@ -298,12 +298,12 @@ class _Run:
                                   "attempt": 0})
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
-            pipeline.note("fallback", failure.kind, model=tier.model,
+            events.note("fallback", failure.kind, model=tier.model,
                           message=f"{self.c.name}: {failure.message}")
             self._fallback(tier, failure)
             return None
         if failure.disposition == FATAL:
-            pipeline.note("stop", failure.kind, model=tier.model,
+            events.note("stop", failure.kind, model=tier.model,
                           message=f"{self.c.name}: {failure.message}")
             assert self.last_error is not None
             raise self.last_error
@@ -311,10 +311,10 @@ class _Run:
         if failure.disposition == RETRY and not self.c.retry.stop(attempt, clock - tier_start):
             pause = self.c.retry.wait(attempt, failure.retry_after)
             if clock + pause < self.deadline:
-                pipeline.note("retry", failure.kind, model=tier.model,
+                events.note("retry", failure.kind, model=tier.model,
                               message=f"{self.c.name}: retrying {tier.label} in {pause:.3f}s")
                 return pause
-        pipeline.note("fallback", failure.kind, model=tier.model,
+        events.note("fallback", failure.kind, model=tier.model,
                       message=f"{self.c.name}: leaving {tier.label} after {failure.kind}")
         self._fallback(tier, failure)
         return None
@@ -322,12 +322,12 @@ class _Run:
     def _fallback(self, tier: Tier, failure: Failure) -> None:
         event = {"cascade": self.c.name, "tier": tier.label, "failure": failure.kind,
                  "message": failure.message}
-        pipeline.alert("fallback", f"cascade {self.c.name}: {tier.label} failed ({failure.kind})", event)
+        events.alert("fallback", f"cascade {self.c.name}: {tier.label} failed ({failure.kind})", event)
         if self.c.on_fallback is not None:
             self.c.on_fallback(event)
 
     def static_answer(self, tier: Tier) -> Any:
-        pipeline.note("fallback", "static_answer", model=None, degraded=tier.degraded,
+        events.note("fallback", "static_answer", model=None, degraded=tier.degraded,
                       message=f"{self.c.name}: answered with the static last tier")
         return _static(tier.static or "", self.client, tier.degraded)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow import pipeline, runtime
+from cascadeflow.guardrails.enforce import check_output
 from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy
 from cascadeflow.request import Request, StreamAccumulator, read_usage
 
@@ -94,7 +95,7 @@ def _response(step: pipeline.Step, result: Any, is_async: bool) -> Any:
         result_body = result
     usage = read_usage(request.operation, result_body)
     step.finish(usage)
-    pipeline.check_output(step, result_body, usage.text)
+    check_output(step, result_body, usage.text)
     return result
 
 

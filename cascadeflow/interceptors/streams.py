@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow.errors import GuardrailBlocked
+from cascadeflow.guardrails.enforce import record_findings
 from cascadeflow.guardrails.stream import StreamGuard
-from cascadeflow.pipeline import record_findings
 from cascadeflow.request import StreamAccumulator, get
 
 if TYPE_CHECKING:
