@@ -92,18 +92,28 @@ _DELIMITER_TRIGGERS: tuple[Triggers, ...] = (
     (("begin system", "end system", "begin admin", "end admin", "begin developer", "end developer"),),
     (("```",),),
 )
-_PUNCT = str.maketrans({c: " " for c in "!\"#$%&()*+,./:;<=>?@[\\]^_`{|}~"})
+# punctuation becomes spaces, except the base64 alphabet's + / = (so an encoded payload stays one token)
+_PUNCT = str.maketrans({c: " " for c in "!\"#$%&()*,.:;<>?@[\\]^_`{|}~"})
+Group = tuple[frozenset[str], tuple[tuple[str, str], ...]]  # (plain words, (phrase, its first word))
 
 
-def _present(word: str, words: set[str], low: str) -> bool:
-    if word.isalpha():
-        return word in words
-    first = word.split(" ", 1)[0].split("'", 1)[0]
-    if first.isalpha() and first not in words:
-        return False
-    return word in low
-_COMPILED = [(re.compile(p, re.I), w, t) for (p, w), t in zip(PHRASES, _PHRASE_TRIGGERS, strict=True)] + \
-            [(re.compile(p), w, t) for (p, w), t in zip(DELIMITERS, _DELIMITER_TRIGGERS, strict=True)]
+def _group(words: tuple[str, ...]) -> Group:
+    plain = frozenset(w for w in words if w.isalpha())
+    phrases = tuple((w, w.split(" ", 1)[0].split("'", 1)[0]) for w in words if not w.isalpha())
+    return plain, phrases
+
+
+def _present(group: Group, words: set[str], low: str) -> bool:
+    plain, phrases = group
+    if not words.isdisjoint(plain):
+        return True
+    return any((not first.isalpha() or first in words) and phrase in low for phrase, first in phrases)
+
+
+_COMPILED = [(re.compile(p, re.I), w, tuple(_group(g) for g in t))
+             for (p, w), t in zip(PHRASES, _PHRASE_TRIGGERS, strict=True)] + \
+            [(re.compile(p), w, tuple(_group(g) for g in t))
+             for (p, w), t in zip(DELIMITERS, _DELIMITER_TRIGGERS, strict=True)]
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
@@ -165,13 +175,13 @@ class InjectionDetector:
         low = clean.lower()
         words = set(low.translate(_PUNCT).split())
         for pattern, weight, triggers in _COMPILED:
-            if not all(any(_present(word, words, low) for word in group) for group in triggers):
+            if not all(_present(group, words, low) for group in triggers):
                 continue
             m = pattern.search(clean)
             if m:
                 s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
                 signals.append((weight, s, e))
-        if any(len(word) >= 24 for word in text.split()):
+        if max(map(len, words), default=0) >= 24:  # an encoded payload needs a long token
             for s, e, decoded in _decoded_payloads(text):
                 inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)
                 if inner > 0:
