@@ -470,3 +470,17 @@ def test_breaker_opening_alerts_and_is_counted(provider: Any) -> None:
     cascadeflow.shutdown()
     assert [a.kind for a in alerts].count("breaker_open") == 1
     assert [a.kind for a in alerts].count("fallback") == 3
+
+
+def test_provider_error_texts_are_scrubbed(provider: Any, tmp_path: Path) -> None:
+    alerts: list[Alert] = []
+    cascadeflow.init(mode="observe", alerts=[alerts.append])
+    leaked = "sk-proj-LEAKEDabcdefghijklmnopqrstuvwxyz0123"
+    provider.inject(model="gpt-4o", status=500, message=f"upstream rejected key {leaked}")
+    cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o-mini"), retry=RetryPolicy(stop=stop_after_attempt(1)))
+    with cascadeflow.run() as session:
+        cascade.complete(messages=MESSAGES)
+    path = session.save(tmp_path / "run.jsonl")
+    cascadeflow.shutdown()
+    assert alerts and all(leaked not in json.dumps(a.as_dict()) for a in alerts)
+    assert leaked not in path.read_text()

@@ -87,3 +87,12 @@ def test_cli_demo_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path = session.save(tmp_path / "s.jsonl")
     assert main(["trace", str(path)]) == 0
     assert "ping" in capsys.readouterr().out
+
+
+def test_live_demo_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascadeflow.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--live"])
+    assert "OPENAI_API_KEY" in str(info.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cascadeflow import runtime
+from cascadeflow.secrets import scrub
 from cascadeflow.session import Entry, current
 from cascadeflow.telemetry.alerts import Alert
 
@@ -24,7 +25,7 @@ def note(action: str, reason: str, *, model: str | None, message: str = "",
                   model=model, agent=session.agent_in_chain, operation="cascade",
                   run_id=session.run_id, status="ok")
     if message:
-        entry.extra = {"message": message}
+        entry.extra = {"message": scrub(message)}  # provider error texts can quote keys
     with session.lock:
         for s in session.chain:
             s.add_entry(s.steps, entry)

@@ -84,6 +84,9 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def emit(self, alert: Alert) -> None:
+        # alerts quote provider errors and file paths: mask secrets before any sink sees them
+        alert = Alert(alert.kind, scrub(alert.message), alert.severity, alert.run_id, alert.step,
+                      scrub(dict(alert.attributes)), alert.ts)
         if self._on_alert is not None:
             self._on_alert(alert)
         if not self.sinks:
