@@ -92,6 +92,8 @@ def test_pii_precision_and_recall_on_the_corpus() -> None:
 def test_injection_recall_and_false_positive_rate_on_the_corpus() -> None:
     scores = injection_scores(threshold=0.7)
     assert scores["recall"] >= 0.9 and scores["false_positive_rate"] <= 0.02, scores
+    handwritten = injection_scores(threshold=0.7, corpus="injection_handwritten.jsonl")
+    assert handwritten["recall"] >= 0.9 and handwritten["fp"] == 0, handwritten
 
 
 def test_checksums_and_ranges() -> None:

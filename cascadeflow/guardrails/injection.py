@@ -22,8 +22,20 @@ _PRIOR = r"(?:previous|prior|above|earlier|preceding|original|initial|system|all
 PHRASES: tuple[tuple[str, float], ...] = (
     (rf"\b(?:ignore|disregard|forget|skip|override|bypass|neglect)\b(?:\s+\w+){{0,3}}?\s+{_PRIOR}"
      rf"(?:\s+\w+){{0,2}}?\s+{_INSTR}", 0.9),
-    (r"\b(?:forget|ignore|disregard)\s+(?:everything|all|anything)\s+(?:that\s+)?(?:you\s+(?:were|have been|"
-     r"'ve been)\s+)?(?:told|taught|instructed|given|said)", 0.85),
+    (r"\b(?:forget|ignore|disregard)\s+(?:everything|all|anything)\s+(?:that\s+)?"
+     r"(?:(?:you\s+(?:were|have been|'ve been)\s+)?(?:told|taught|instructed|given|said)"
+     r"|(?:written\s+)?(?:above|before|earlier|previously)|(?:that\s+)?came before)", 0.85),
+    (r"\b(?:previous|prior|above|earlier|original|old|existing)\s+(?:rules|instructions|guidelines|policies|"
+     r"policy|prompt)\s+(?:no longer apply|are (?:now )?(?:void|cancelled|canceled|obsolete|revoked)|"
+     r"(?:do not|don't) apply)", 0.85),
+    (r"\byou are no longer\s+(?:a|an|the|my|our)\b", 0.55),
+    (r"\b(?:have|with|without)\s+no\s+(?:restrictions|limits|rules|filters|guardrails)\b|"
+     r"\bwithout (?:any )?(?:restrictions|limits|filters|guardrails)\b", 0.5),
+    (r"\b(?:attention|note (?:to|for)|message (?:to|for)|dear|hey)\s+(?:the\s+)?"
+     r"(?:ai|assistant|model|bot|llm|language model|agent)\b", 0.45),
+    (r"\bapprove\s+(?:every|all|any)\s+(?:refunds?|chargebacks?|requests?)\b|\brefunds? (?:are|is) "
+     r"(?:pre-?approved|automatically approved)\b", 0.5),
+    (r"\byour only (?:task|job|goal|instruction) (?:now )?is\b", 0.55),
     (r"\b(?:you are|you're|act as|pretend (?:to be|you are)|roleplay as|behave as)\s+(?:now\s+)?(?:an?\s+)?"
      r"(?:DAN|unrestricted|jailbroken|evil|uncensored|unfiltered|"
      r"(?:\w+\s+){0,2}without (?:any )?restrictions)", 0.85),
@@ -36,8 +48,9 @@ PHRASES: tuple[tuple[str, float], ...] = (
     (r"\b(?:enable|enter|activate|switch (?:in)?to|you are (?:now )?in|now in)\s+developer mode\b", 0.8),
     (r"\bfrom now on,?\s+(?:you|always|never|only|respond|answer|ignore)", 0.6),
     (r"\b(?:only|always)\s+(?:answer|respond|reply)\s+(?:in|with)\b", 0.5),
-    (r"\b(?:do not|don't|never)\s+(?:follow|obey|listen to)\s+(?:your|the|any)\s+(?:previous\s+)?"
-     r"(?:instructions|rules|guidelines|developers?)", 0.85),
+    (r"\b(?:do not|don't|never|must not|mustn't|should not|shouldn't)\s+(?:follow|obey|listen to)\s+"
+     r"(?:your|the|its|any|their)\s+(?:\w+'s\s+)?(?:previous\s+)?(?:instructions|rules|guidelines|"
+     r"developers?|system prompt|policies)", 0.85),
     (r"\binstead,?\s+(?:you\s+(?:must|should|will)|output|respond with|say|write|send)\b", 0.4),
     (r"\b(?:send|forward|email|post|exfiltrate|upload)\b(?:\s+\w+){0,5}?\s+(?:to|at)\s+"
      r"(?:https?://|\S+@\S+)", 0.45),
@@ -50,6 +63,7 @@ PHRASES: tuple[tuple[str, float], ...] = (
 DELIMITERS: tuple[tuple[str, float], ...] = (
     (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>", 0.8),
     (r"\[/?(?:INST|SYS)\]|<<\s*/?SYS\s*>>|</?s>", 0.6),
+    (r"(?i)[\[<]\s*/?\s*(?:system|assistant|developer|admin)\s*[\]>]", 0.7),
     (r"(?i)#{2,}\s*(?:system|assistant|developer)\b", 0.75),
     (r"(?im)(?:^|[.!?]\s+)(?:={3,}|-{3,})?\s*(?:SYSTEM|system prompt|developer message)\s*[:>]", 0.6),
     (r"(?i)\b(?:BEGIN|END)\s+(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:PROMPT|MESSAGE|INSTRUCTIONS)\b", 0.7),
@@ -67,6 +81,15 @@ _IGNORE = ("ignore", "ignores", "ignored", "ignoring", "disregard", "forget", "s
 _PHRASE_TRIGGERS: tuple[Triggers, ...] = (
     (_IGNORE, _INSTR_WORDS),
     (("forget", "ignore", "disregard"), ("everything", "all", "anything")),
+    (("previous", "prior", "above", "earlier", "original", "old", "existing"),
+     ("rules", "instructions", "guidelines", "policies", "policy", "prompt"),
+     ("longer", "void", "cancelled", "canceled", "obsolete", "revoked", "apply")),
+    (("no longer",),),
+    (("no", "without"), ("restrictions", "limits", "rules", "filters", "guardrails")),
+    (("ai", "assistant", "model", "bot", "llm", "agent"), ("attention", "note", "message", "dear", "hey")),
+    (("approve", "approved", "preapproved", "pre-approved"),
+     ("refund", "refunds", "chargeback", "chargebacks", "requests", "request")),
+    (("your only",),),
     (("you are", "you're", "act as", "pretend", "roleplay", "behave as"),),
     (("reveal", "print", "repeat", "output", "leak", "dump", "disclose", "show", "display"),
      ("hidden", "secret", "system", "initial", "original", "internal"), _INSTR_WORDS),
@@ -76,7 +99,7 @@ _PHRASE_TRIGGERS: tuple[Triggers, ...] = (
     (("developer mode",),),
     (("from now on",),),
     (("only", "always"), ("answer", "respond", "reply")),
-    (("not", "don't", "never"), ("follow", "obey", "listen")),
+    (("not", "don't", "never", "mustn't", "shouldn't"), ("follow", "obey", "listen")),
     (("instead",),),
     (("send", "forward", "email", "post", "exfiltrate", "upload"), ("http", "@")),
     (("real", "true", "actual"), ("instructions", "task", "purpose")),
@@ -87,6 +110,8 @@ _PHRASE_TRIGGERS: tuple[Triggers, ...] = (
 _DELIMITER_TRIGGERS: tuple[Triggers, ...] = (
     (("<|",),),
     (("[inst]", "[/inst]", "[sys]", "[/sys]", "<<", "</s>", "<s>"),),
+    (("[system", "<system", "</system", "[assistant", "<assistant", "[developer", "<developer", "[admin",
+      "<admin", "[ system", "< system"),),
     (("##",),),
     (("system", "developer message"), (":", ">")),
     (("begin system", "end system", "begin admin", "end admin", "begin developer", "end developer"),),
