@@ -58,10 +58,6 @@ class Step:
         self._settled = False
         self._t0 = time.perf_counter()
 
-    @property
-    def applied(self) -> bool:
-        return self.entry.applied
-
     def finish(self, usage: Usage) -> None:
         """Settle with the call's usage: cost replaces the reservation on every enclosing session."""
         if self._settled:

@@ -222,12 +222,6 @@ class Session:
             else:
                 stats["cost"] += entry.cost
 
-    def budget_left(self) -> float | None:
-        """Budget minus spend and open reservations; None when the session has no budget."""
-        if self.limits.budget is None:
-            return None
-        return self.limits.budget - self.spent - self.reserved
-
     # -- review ---------------------------------------------------------------------------
     def trace(self) -> list[dict[str, Any]]:
         """One dict per decision, in step order (the ambient session keeps the latest window)."""

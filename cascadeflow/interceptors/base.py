@@ -26,10 +26,6 @@ _lock = threading.RLock()
 _active = False
 
 
-def active() -> bool:
-    return _active
-
-
 def set_active(value: bool) -> None:
     global _active
     _active = value
