@@ -251,7 +251,7 @@ def test_deadline_bounds_the_whole_step(provider: Any) -> None:
     started = time.monotonic()
     with pytest.raises(cascadeflow.AllProvidersFailed) as info:
         cascade.complete(messages=MESSAGES)
-    assert time.monotonic() - started < 0.3 + 0.25  # the deadline, plus scheduling slack
+    assert time.monotonic() - started < 0.3 + 0.5  # the deadline plus slack; without it, 1.6 s
     assert "deadline_exceeded" in {a["failure"] for a in info.value.attempts}
 
 
