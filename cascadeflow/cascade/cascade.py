@@ -110,76 +110,58 @@ class Cascade:
         return await self.arun(lambda **kw: litellm.acompletion(**kw), kwargs)
 
     # -- the loop ------------------------------------------------------------------------
+    # `_Run.plan()` decides what happens next (call a tier, wait, answer statically); `run` and
+    # `arun` only carry it out, the one with plain calls and sleeps, the other with awaits.
     def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = "litellm",
             reachable: tuple[str, ...] | None = None) -> Any:
         """Try the tiers in order with `call(**kwargs, model=...)`; see `arun` for async."""
         state = _Run(self, kwargs, client, reachable)
-        for tier in self.tiers:
-            if tier.static is not None:
-                return state.static_answer(tier)
-            if not state.usable(tier):
+        for move, value in state.plan():
+            if move == "answer":
+                return value
+            if move == "wait":
+                self._sleep(value)
                 continue
-            attempt = 0
-            tier_start = self._clock()
-            while True:
-                failure, result = state.gate(tier)
-                if failure is None:
-                    attempt += 1
-                    t0 = self._clock()
-                    token = attempting.set(True)
-                    try:
-                        result = call(**state.arguments(tier))
-                        if state.stream:
-                            result = state.peek_sync(tier, result)
-                    except PolicyStop:
-                        state.breaker(tier).release()
-                        raise
-                    except Exception as exc:
-                        failure = state.failed(tier, exc, t0)
-                    else:
-                        failure = state.checked(tier, result, t0)
-                        if failure is None:
-                            return result
-                    finally:
-                        attempting.reset(token)
-                pause = state.next_move(tier, failure, attempt, tier_start)
-                if pause is None:
-                    break
-                self._sleep(pause)
+            tier, t0 = value, self._clock()
+            token = attempting.set(True)
+            try:
+                result = call(**state.arguments(tier))
+                if state.stream:
+                    result = state.peek_sync(tier, result)
+            except PolicyStop:
+                state.breaker(tier).release()
+                raise
+            except Exception as exc:
+                state.failed(tier, exc, t0)
+            else:
+                if state.checked(tier, result, t0) is None:
+                    return result
+            finally:
+                attempting.reset(token)
         return state.exhausted()
 
     async def arun(self, call: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any],
                    client: str = "litellm", reachable: tuple[str, ...] | None = None) -> Any:
         state = _Run(self, kwargs, client, reachable)
-        for tier in self.tiers:
-            if tier.static is not None:
-                return state.static_answer(tier)
-            if not state.usable(tier):
+        for move, value in state.plan():
+            if move == "answer":
+                return value
+            if move == "wait":
+                await self._async_sleep(value)
                 continue
-            attempt = 0
-            tier_start = self._clock()
-            while True:
-                failure, result = state.gate(tier)
-                if failure is None:
-                    attempt += 1
-                    t0 = self._clock()
-                    try:
-                        # the event loop can enforce the deadline itself, whatever the client does
-                        result = await asyncio.wait_for(self._attempt(call, state, tier),
-                                                        max(state.deadline - self._clock(), 0.001))
-                    except PolicyStop:
-                        state.breaker(tier).release()
-                        raise
-                    except Exception as exc:
-                        failure = state.failed(tier, exc, t0)
-                    else:
-                        failure = state.checked(tier, result, t0)
-                        if failure is None:
-                            return result
-                pause = state.next_move(tier, failure, attempt, tier_start)
-                if pause is None:
-                    break
-                await self._async_sleep(pause)
+            tier, t0 = value, self._clock()
+            try:
+                # the event loop can enforce the deadline itself, whatever the client does
+                result = await asyncio.wait_for(self._attempt(call, state, tier),
+                                                max(state.deadline - self._clock(), 0.001))
+            except PolicyStop:
+                state.breaker(tier).release()
+                raise
+            except Exception as exc:
+                state.failed(tier, exc, t0)
+            else:
+                if state.checked(tier, result, t0) is None:
+                    return result
         return state.exhausted()
 
     @staticmethod
@@ -205,6 +187,32 @@ class _Run:
         self.deadline = cascade._clock() + cascade.deadline_s
         self.attempts: list[dict[str, Any]] = []
         self.last_error: BaseException | None = None
+        self.outcome: Failure | None = None  # of the latest attempt, reported by failed/checked
+
+    def plan(self) -> Iterator[tuple[str, Any]]:
+        """What to do next: ("call", tier), ("wait", seconds) or ("answer", response).
+
+        After a "call" the driver reports the outcome through `failed` or `checked`; it stops
+        asking once an attempt succeeds. When the plan runs out, every tier has failed.
+        """
+        for tier in self.c.tiers:
+            if tier.static is not None:
+                yield "answer", self.static_answer(tier)
+                return
+            if not self.usable(tier):
+                continue
+            attempt = 0
+            tier_start = self.c._clock()
+            while True:
+                failure = self.gate(tier)
+                if failure is None:
+                    attempt += 1
+                    yield "call", tier
+                    failure = self.outcome
+                pause = self.next_move(tier, failure, attempt, tier_start)
+                if pause is None:
+                    break
+                yield "wait", pause
 
     def deployment(self, tier: Tier) -> str:
         """The tier's model at the endpoint the call will use: what a breaker guards."""
@@ -231,13 +239,13 @@ class _Run:
         self.attempts.append({"tier": tier.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
         events.note("fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
 
-    def gate(self, tier: Tier) -> tuple[Failure | None, Any]:
+    def gate(self, tier: Tier) -> Failure | None:
         """Refuse before sending when the deadline has passed or the breaker is open."""
         if self.c._clock() >= self.deadline:
-            return Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed"), None
+            return Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed")
         if not self.breaker(tier).acquire():
-            return Failure("circuit_open", f"the breaker of {self.deployment(tier)} is open"), None
-        return None, None
+            return Failure("circuit_open", f"the breaker of {self.deployment(tier)} is open")
+        return None
 
     def arguments(self, tier: Tier) -> dict[str, Any]:
         model = tier.model or ""
@@ -255,16 +263,18 @@ class _Run:
     def failed(self, tier: Tier, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
         self.last_error = exc
+        self.outcome = failure
         self._attempt(tier, failure, t0, exc)
         return failure
 
     def checked(self, tier: Tier, result: Any, t0: float) -> Failure | None:
         """Success that is not success: empty, cut off, refusing, schema-invalid."""
         if self.stream:
+            self.outcome = None
             self._succeed(tier, result)
             return None
         usage = read_usage("chat", result)
-        failure = self.c.expect.check(usage.text, usage.finish_reason, usage.tool_calls)
+        failure = self.outcome = self.c.expect.check(usage.text, usage.finish_reason, usage.tool_calls)
         if failure is None:
             self._succeed(tier, result)
             return None
