@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,54 +43,52 @@ class Stats:
         return statistics.median(diffs)
 
 
+def _schedule(names: list[str], rounds: int) -> Iterator[tuple[str, bool]]:
+    """(variant, is_warmup): one warm-up batch each, then `rounds` passes in alternating order."""
+    for name in names:
+        yield name, True
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else list(reversed(names)):
+            yield name, False
+
+
+def _stats(per_round: dict[str, list[list[int]]]) -> dict[str, Stats]:
+    return {name: Stats.of([x for batch in batches for x in batch], batches)
+            for name, batches in per_round.items()}
+
+
 def interleaved(variants: dict[str, tuple[Setup, Callable[[], Any]]], rounds: int, batch: int,
                 warmup: int = 3) -> dict[str, Stats]:
     """Time each variant's call `rounds * batch` times, alternating the variant order per round."""
-    samples: dict[str, list[int]] = {name: [] for name in variants}
     per_round: dict[str, list[list[int]]] = {name: [] for name in variants}
-    names = list(variants)
-    for name in names:
+    for name, warming in _schedule(list(variants), rounds):
         setup, call = variants[name]
         with setup():
-            for _ in range(warmup):
+            out: list[int] = []
+            for _ in range(warmup if warming else batch):
+                t0 = time.perf_counter_ns()
                 call()
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else reversed(names):
-            setup, call = variants[name]
-            with setup():
-                out: list[int] = []
-                for _ in range(batch):
-                    t0 = time.perf_counter_ns()
-                    call()
-                    out.append(time.perf_counter_ns() - t0)
-                samples[name].extend(out)
-                per_round[name].append(out)
-    return {name: Stats.of(s, per_round[name]) for name, s in samples.items()}
+                out.append(time.perf_counter_ns() - t0)
+        if not warming:
+            per_round[name].append(out)
+    return _stats(per_round)
 
 
 async def interleaved_async(variants: dict[str, tuple[Setup, Callable[[], Awaitable[Any]]]], rounds: int,
                             batch: int, warmup: int = 3) -> dict[str, Stats]:
     """`interleaved` for coroutines, run inside one event loop (`asyncio.run`)."""
-    samples: dict[str, list[int]] = {name: [] for name in variants}
     per_round: dict[str, list[list[int]]] = {name: [] for name in variants}
-    names = list(variants)
-    for name in names:
+    for name, warming in _schedule(list(variants), rounds):
         setup, call = variants[name]
         with setup():
-            for _ in range(warmup):
+            out: list[int] = []
+            for _ in range(warmup if warming else batch):
+                t0 = time.perf_counter_ns()
                 await call()
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else reversed(names):
-            setup, call = variants[name]
-            with setup():
-                out: list[int] = []
-                for _ in range(batch):
-                    t0 = time.perf_counter_ns()
-                    await call()
-                    out.append(time.perf_counter_ns() - t0)
-                samples[name].extend(out)
-                per_round[name].append(out)
-    return {name: Stats.of(s, per_round[name]) for name, s in samples.items()}
+                out.append(time.perf_counter_ns() - t0)
+        if not warming:
+            per_round[name].append(out)
+    return _stats(per_round)
 
 
 def timed(call: Callable[[], Any], n: int) -> Stats:
