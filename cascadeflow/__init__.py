@@ -3,6 +3,7 @@
 The public names are those of the API contract; everything else is internal.
 """
 
+from cascadeflow._version import __version__
 from cascadeflow.agents import agent, current_session, run
 from cascadeflow.errors import (
     AllProvidersFailed,
@@ -15,11 +16,9 @@ from cascadeflow.errors import (
     StepLimitReached,
     ToolDenied,
 )
-from cascadeflow.runtime import InitReport, init, shutdown
+from cascadeflow.lifecycle import InitReport, flush, init, shutdown
 from cascadeflow.session import LoadedSession, Session, load_session
 from cascadeflow.tools import tool
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AllProvidersFailed",
@@ -37,6 +36,7 @@ __all__ = [
     "__version__",
     "agent",
     "current_session",
+    "flush",
     "init",
     "load_session",
     "run",

@@ -7,8 +7,10 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar, cast
 
-from cascadeflow import runtime
 from cascadeflow.config import RunLimits, limits
+from cascadeflow.errors import ConfigError
+from cascadeflow.pipeline import Runtime
+from cascadeflow.pipeline import current as current_runtime
 from cascadeflow.session import Session, current, reset_current, set_current
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +28,7 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
         user: str | None = None, agent: str | None = None, project: str | None = None,
         metadata: dict[str, Any] | None = None) -> Session:
     """A session to use as `with` or `async with`; values not given come from `init`/config."""
-    rt = runtime.state()
+    rt = current_runtime()
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
              "guardrails": guardrails,
@@ -40,7 +42,7 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     rt.config.check_compliance(merged.compliance, "compliance",
                                "run()" if compliance is not None else "config")
     _check_guardrails(rt, merged.guardrails, "run()")
-    return Session(merged, agent=agent, user=user, project=project, metadata=metadata)
+    return Session(merged, agent=agent, user=user, project=project, metadata=metadata, hooks=rt)
 
 
 def agent(name: str | None = None, *, budget: float | None = None, max_tool_calls: int | None = None,
@@ -65,12 +67,12 @@ def agent(name: str | None = None, *, budget: float | None = None, max_tool_call
         _merge(RunLimits(), given, source)  # fail at decoration time on a bad value
 
         def open_session() -> Session:
-            rt = runtime.state()
+            rt = current_runtime()
             base = rt.config.agents.get(agent_name, RunLimits())
             merged = _merge(base, given, source)
             rt.config.check_compliance(merged.compliance, "compliance", source)
             _check_guardrails(rt, merged.guardrails, source)
-            return Session(merged, agent=agent_name)
+            return Session(merged, agent=agent_name, hooks=rt)
 
         if inspect.isasyncgenfunction(fn):
             return cast(F, _wrap_async_gen(fn, open_session))
@@ -170,17 +172,15 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
     return agen
 
 
-def _check_guardrails(rt: runtime.Runtime, name: str | None, source: str) -> None:
-    if name is None or rt.guardrails is None:
+def _check_guardrails(rt: Runtime, name: str | None, source: str) -> None:
+    policy = rt.policy()
+    if name is None or policy is None:
         return
-    policy = rt.guardrails.current()
     if name not in policy.profiles:
-        from cascadeflow.errors import ConfigError
-
         raise ConfigError("guardrails", name, source,
                           f"no such guardrail profile in {policy.source}; known: {sorted(policy.profiles)}")
 
 
 def current_session() -> Session:
     """The innermost open session here, or the process-wide ambient session when none is open."""
-    return current() or runtime.state().ambient
+    return current() or current_runtime().ambient

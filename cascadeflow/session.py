@@ -13,70 +13,46 @@ import time
 import uuid
 from collections import deque
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from cascadeflow.config import RunLimits
+from cascadeflow.entry import Entry
 from cascadeflow.errors import CascadeflowError
 
 _current: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
 
-# The keys of a trace entry, in the order `trace()` gives them.
-TRACE_KEYS = (
-    "step", "action", "reason", "applied", "mode", "model", "requested_model", "target_model",
-    "provider", "agent", "operation", "cost", "latency_ms", "tokens_in", "tokens_out",
-    "cached_tokens", "reasoning_tokens", "usage_estimated", "price_known", "tool_calls", "tool",
-    "tools_denied", "budget_remaining", "error", "status", "finish_reason", "run_id", "ts",
-)
 
+class SessionHooks(Protocol):
+    """What a session tells the runtime that made it (telemetry, the background worker)."""
 
-@dataclass(slots=True, eq=False)
-class Entry:
-    """One decision on one step. Filled in as the step goes: decided, sent, settled."""
-
-    action: str
-    reason: str
-    applied: bool
     mode: str
-    requested_model: str | None
-    model: str | None
-    target_model: str | None = None
-    provider: str | None = None
-    agent: str | None = None
-    operation: str = "chat"
-    run_id: str = ""
-    cost: float | None = 0.0
-    latency_ms: float | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    usage_estimated: bool = False
-    price_known: bool = True
-    tool_calls: int = 0
-    tool: str | None = None
-    tools_denied: tuple[str, ...] = ()
-    budget_remaining: float | None = None
-    error: str | None = None
-    status: str = "pending"
-    finish_reason: str | None = None
-    ts: float = field(default_factory=time.time)
-    content: dict[str, Any] | None = None
-    extra: dict[str, Any] | None = None
 
-    def as_dict(self, step: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"step": step}
-        for key in TRACE_KEYS[1:]:
-            value = getattr(self, key)
-            out[key] = list(value) if isinstance(value, tuple) else value
-        if self.content is not None:
-            out["content"] = self.content
-        if self.extra:
-            out.update(self.extra)
-        return out
+    def opened(self, session: Session) -> None: ...
 
+    def closed(self, session: Session) -> None: ...
+
+    def flush(self) -> None:
+        """Wait until every record queued so far is written into the sessions."""
+
+
+class _Detached:
+    """Hooks of a session made outside any runtime (tests of the policy engine, tools)."""
+
+    mode = "off"
+
+    def opened(self, session: Session) -> None:
+        return None
+
+    def closed(self, session: Session) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+DETACHED = _Detached()
 
 
 class Session:
@@ -85,7 +61,7 @@ class Session:
     def __init__(self, limits: RunLimits | None = None, *, agent: str | None = None,
                  user: str | None = None, project: str | None = None,
                  metadata: dict[str, Any] | None = None, max_entries: int | None = None,
-                 ambient: bool = False) -> None:
+                 ambient: bool = False, hooks: SessionHooks = DETACHED) -> None:
         self.run_id = uuid.uuid4().hex
         self.limits = limits or RunLimits()
         self.agent = agent
@@ -99,11 +75,12 @@ class Session:
         self.policy_view: Any = None  # the policy engine's cached view of the chain
         self.span: Any = None  # the OpenTelemetry span while the session is open
         self.alerted = False  # the budget-threshold alert went out
-        self.mode = "off"
+        self.hooks = hooks
+        self.mode = hooks.mode
         self._token: Token[Session | None] | None = None
-        # two parallel sequences (no tuple per entry: fewer objects for the GC to walk)
-        self._steps: deque[int] | list[int] = deque(maxlen=max_entries) if max_entries else []
-        self._entries: deque[Entry] | list[Entry] = deque(maxlen=max_entries) if max_entries else []
+        # (step number, entry): one append, so a reader never sees a number without its entry
+        self._trace: deque[tuple[int, Entry]] | list[tuple[int, Entry]] = (
+            deque(maxlen=max_entries) if max_entries else [])
         self.agent_in_chain = agent
         self.steps = 0
         self.spent = 0.0
@@ -139,17 +116,13 @@ class Session:
         """Open under `parent` without touching the context (generators step in and out)."""
         if self._token is not None or self._t1 is not None or self.parent is not None:
             raise CascadeflowError(f"session {self.run_id} was already opened; open a new run()")
-        from cascadeflow import runtime
-
-        rt = runtime.state()
-        self.mode = rt.mode
         if parent is not None:
             self.parent = parent
             self.chain = (self, *parent.chain)
             self.lock = parent.lock
             self.agent_in_chain = self.agent or parent.agent_in_chain
-        if rt.telemetry is not None and not self.ambient:
-            rt.telemetry.session_opened(self)
+        if not self.ambient:
+            self.hooks.opened(self)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -173,21 +146,21 @@ class Session:
         if self._t1 is None:
             self._t1 = time.perf_counter()
             self.ended = time.time()
-            if self.span is not None:
-                from cascadeflow import runtime
+            if not self.ambient:
+                self.hooks.closed(self)
 
-                telemetry = runtime.state().telemetry
-                if telemetry is not None:
-                    telemetry.session_closed(self)
-
-    # -- accounting (called by the pipeline, under `self.lock`) -----------------------------
+    # -- accounting -----------------------------------------------------------------------
+    # Two writers, each with its own fields. The counters the policy engine reads (steps, spent,
+    # reserved, tool counts, tokens, stopped) change on the caller's thread under `self.lock`.
+    # The trace and the totals only a reader wants (actions, reasons, models, latency, errors,
+    # fallbacks) are written by the background worker alone, which `summary()` and `trace()`
+    # wait for; readers copy them with single C-level operations.
     def next_step(self) -> int:
         self.steps += 1
         return self.steps
 
     def add_entry(self, step: int, entry: Entry) -> None:
-        self._steps.append(step)
-        self._entries.append(entry)
+        self._trace.append((step, entry))
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
         if entry.operation == "guardrail" and entry.extra:
             rule = entry.extra["rule"]
@@ -195,20 +168,24 @@ class Session:
         if entry.action != "allow":
             self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
 
-    def settle(self, entry: Entry) -> None:
-        """Add a finished step's usage to the totals."""
-        self.tokens_in += entry.tokens_in
-        self.tokens_out += entry.tokens_out
-        self.cached_tokens += entry.cached_tokens
-        self.tool_calls += entry.tool_calls
+    def charge(self, cost: float | None, tokens_in: int, tokens_out: int, cached: int,
+               tool_calls: int) -> None:
+        """A settled step's spend and counts: what the next decisions read."""
+        if cost is not None:
+            self.spent += cost
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cached_tokens += cached
+        self.tool_calls += tool_calls
+
+    def tally(self, entry: Entry) -> None:
+        """A settled step's record: per-model totals, latency, errors (written by the worker)."""
         if entry.latency_ms is not None:
             self.latency_total_ms += entry.latency_ms
         if entry.error is not None:
             self.errors += 1
         if entry.cost is None:
             self.cost_unknown_steps += 1
-        else:
-            self.spent += entry.cost
         if entry.model is not None and entry.operation != "tool":
             stats = self.models.get(entry.model)
             if stats is None:
@@ -225,12 +202,12 @@ class Session:
     # -- review ---------------------------------------------------------------------------
     def trace(self) -> list[dict[str, Any]]:
         """One dict per decision, in step order (the ambient session keeps the latest window)."""
-        with self.lock:
-            steps, entries = list(self._steps), list(self._entries)
-        return [entry.as_dict(step) for step, entry in zip(steps, entries, strict=True)]
+        self.hooks.flush()
+        return [entry.as_dict(step) for step, entry in list(self._trace)]
 
     def summary(self) -> dict[str, Any]:
         """Totals for the session, including every nested session's steps."""
+        self.hooks.flush()
         with self.lock:
             budget = self.limits.budget
             end = self._t1 if self._t1 is not None else time.perf_counter()
@@ -254,7 +231,7 @@ class Session:
                 "budget_remaining": None if budget is None else budget - self.spent,
                 "actions": dict(self.actions),
                 "reasons": dict(self.reasons),
-                "models": {k: dict(v) for k, v in self.models.items()},
+                "models": {k: dict(v) for k, v in dict(self.models).items()},
                 "guardrail_findings": sum(self.findings_by_rule.values()),
                 "findings_by_rule": dict(self.findings_by_rule),
                 "fallbacks": self.fallbacks,

@@ -91,6 +91,42 @@ def message_text(messages: Any) -> str:
     return "\n".join(parts)
 
 
+def text_bytes(messages: Any) -> int:
+    """`upper_bound(message_text(messages))`, without building the joined text: ASCII strings
+    (most prompts) know their length, and only the others are encoded."""
+    if messages is None:
+        return 0
+    if isinstance(messages, str):
+        return _bytes(messages)
+    total = count = 0
+    for message in messages if isinstance(messages, list | tuple) else [messages]:
+        if isinstance(message, str):
+            total += _bytes(message)
+            count += 1
+            continue
+        content = message.get("content") if isinstance(message, dict) else getattr(message, "content", None)
+        if isinstance(content, str):
+            total += _bytes(content)
+            count += 1
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                if isinstance(text, str):
+                    total += _bytes(text)
+                    count += 1
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if calls:
+            for call in calls:
+                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                total += _bytes(str(fn.get("arguments", "")))
+                count += 1
+    return total + max(count - 1, 0)  # the newlines `message_text` joins with
+
+
+def _bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def message_overhead(messages: Any) -> int:
     """Tokens the chat format adds around the message contents."""
     if isinstance(messages, list | tuple):

@@ -7,10 +7,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
-from cascadeflow import pipeline
-from cascadeflow.request import Request, Usage
+from cascadeflow.pipeline import Step, begin, current, fail, finish, observe
+from cascadeflow.request import Request
+from cascadeflow.usage import Usage
 
 F = TypeVar("F", bound=Callable[..., Any])
+Handle = Step | observe.Capture  # enforce decides before the tool runs; observe only captures
 
 
 @overload
@@ -33,38 +35,57 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
     def decorate(fn: F) -> F:
         tool_name = name or fn.__name__
 
-        def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> pipeline.Step | None:
+        def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Handle | None:
+            rt = current()
+            if rt.mode == "off":
+                return None
             request = Request(operation="tool", client="tool", model=tool_name, tool=tool_name,
                               irreversible=irreversible, kwargs={"args": args, "kwargs": kwargs})
-            return pipeline.begin(request)
+            if rt.enforce:
+                return begin(rt, request)
+            return observe.capture(rt, observe.tool_request(request), (), {})
 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_call(*args: Any, **kwargs: Any) -> Any:
-                step = begin(args, kwargs)
-                if step is None:
+                handle = start(args, kwargs)
+                if handle is None:
                     return await fn(*args, **kwargs)
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
-                    step.fail(exc)
+                    _failed(handle, exc)
                     raise
-                step.finish(Usage())
+                _done(handle)
                 return result
             return cast(F, async_call)
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            step = begin(args, kwargs)
-            if step is None:
+            handle = start(args, kwargs)
+            if handle is None:
                 return fn(*args, **kwargs)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                step.fail(exc)
+                _failed(handle, exc)
                 raise
-            step.finish(Usage())
+            _done(handle)
             return result
         return cast(F, call)
 
     return decorate
+
+
+def _done(handle: Handle) -> None:
+    if isinstance(handle, Step):
+        finish(handle, Usage())
+    else:
+        observe.usage_done(handle, Usage())
+
+
+def _failed(handle: Handle, exc: BaseException) -> None:
+    if isinstance(handle, Step):
+        fail(handle, exc)
+    else:
+        observe.failed(handle, exc)

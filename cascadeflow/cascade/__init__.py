@@ -1,6 +1,6 @@
 """Cascades: ordered per-step fallback across providers, retries, circuit breakers."""
 
-from cascadeflow.cascade.breaker import (
+from cascadeflow.breakers import (
     BreakerRegistry,
     BreakerSettings,
     BreakerStore,
@@ -9,14 +9,14 @@ from cascadeflow.cascade.breaker import (
     breakers,
 )
 from cascadeflow.cascade.cascade import Cascade, StreamInterrupted, Tier
-from cascadeflow.cascade.retry import (
+from cascadeflow.failures import DISPOSITION, Expectations, Failure, classify
+from cascadeflow.retry import (
     RetryPolicy,
     stop_after_attempt,
     stop_after_delay,
     wait_fixed,
     wait_full_jitter,
 )
-from cascadeflow.cascade.taxonomy import DISPOSITION, Expectations, Failure, classify
 
 __all__ = [
     "DISPOSITION",

@@ -18,15 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascadeflow.cascade import events
-from cascadeflow.cascade.breaker import BreakerRegistry, BreakerSettings, breakers
-from cascadeflow.cascade.retry import RetryPolicy
-from cascadeflow.cascade.taxonomy import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
+from cascadeflow.breakers import BreakerRegistry, BreakerSettings, breakers
 from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError, PolicyStop
-from cascadeflow.request import attempting, read_usage
+from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
+from cascadeflow.pipeline import events
+from cascadeflow.pipeline.runtime import attempting, current
+from cascadeflow.retry import RetryPolicy
+from cascadeflow.usage import read_usage
 
 Alert = Callable[[dict[str, Any]], None]
-breakers.listeners.append(events.breaker_changed)  # metrics and a `breaker_open` alert
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ class _Run:
     def __init__(self, cascade: Cascade, kwargs: Mapping[str, Any], client: str,
                  reachable: tuple[str, ...] | None) -> None:
         self.c = cascade
+        self.rt = current()  # the cascade is an entry point: it reads the installed runtime once
         self.kwargs = dict(kwargs)
         self.kwargs.pop("model", None)
         self.client = client
@@ -230,14 +231,14 @@ class _Run:
         if self.reachable is not None and provider not in self.reachable:
             self._skip(tier, "tier_unreachable", f"{model} is not reachable through this client")
             return False
-        if events.compliance_excludes(model):
+        if events.compliance_excludes(self.rt, model):
             self._skip(tier, "compliance_excluded", f"{model} is excluded by the compliance profile")
             return False
         return True
 
     def _skip(self, tier: Tier, reason: str, message: str) -> None:
         self.attempts.append({"tier": tier.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
-        events.note("fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
+        events.note(self.rt, "fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
 
     def gate(self, tier: Tier) -> Failure | None:
         """Refuse before sending when the deadline has passed or the breaker is open."""
@@ -285,7 +286,7 @@ class _Run:
         self.breaker(tier).success()
         _mark(result, tier.degraded)
         if tier.degraded:
-            events.note("fallback", "degraded_answer", model=tier.model, degraded=True,
+            events.note(self.rt, "fallback", "degraded_answer", model=tier.model, degraded=True,
                           message=f"{self.c.name}: answered by the last-resort tier {tier.label}")
 
     def _attempt(self, tier: Tier, failure: Failure, t0: float, exc: BaseException | None) -> None:
@@ -308,12 +309,12 @@ class _Run:
                                   "attempt": 0})
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
-            events.note("fallback", failure.kind, model=tier.model,
+            events.note(self.rt, "fallback", failure.kind, model=tier.model,
                           message=f"{self.c.name}: {failure.message}")
             self._fallback(tier, failure)
             return None
         if failure.disposition == FATAL:
-            events.note("stop", failure.kind, model=tier.model,
+            events.note(self.rt, "stop", failure.kind, model=tier.model,
                           message=f"{self.c.name}: {failure.message}")
             assert self.last_error is not None
             raise self.last_error
@@ -321,10 +322,10 @@ class _Run:
         if failure.disposition == RETRY and not self.c.retry.stop(attempt, clock - tier_start):
             pause = self.c.retry.wait(attempt, failure.retry_after)
             if clock + pause < self.deadline:
-                events.note("retry", failure.kind, model=tier.model,
+                events.note(self.rt, "retry", failure.kind, model=tier.model,
                               message=f"{self.c.name}: retrying {tier.label} in {pause:.3f}s")
                 return pause
-        events.note("fallback", failure.kind, model=tier.model,
+        events.note(self.rt, "fallback", failure.kind, model=tier.model,
                       message=f"{self.c.name}: leaving {tier.label} after {failure.kind}")
         self._fallback(tier, failure)
         return None
@@ -332,12 +333,13 @@ class _Run:
     def _fallback(self, tier: Tier, failure: Failure) -> None:
         event = {"cascade": self.c.name, "tier": tier.label, "failure": failure.kind,
                  "message": failure.message}
-        events.alert("fallback", f"cascade {self.c.name}: {tier.label} failed ({failure.kind})", event)
+        events.alert(self.rt, "fallback", f"cascade {self.c.name}: {tier.label} failed ({failure.kind})",
+                     event)
         if self.c.on_fallback is not None:
             self.c.on_fallback(event)
 
     def static_answer(self, tier: Tier) -> Any:
-        events.note("fallback", "static_answer", model=None, degraded=tier.degraded,
+        events.note(self.rt, "fallback", "static_answer", model=None, degraded=tier.degraded,
                       message=f"{self.c.name}: answered with the static last tier")
         return _static(tier.static or "", self.client, tier.degraded)
 

@@ -10,12 +10,12 @@ import os
 import re
 from collections.abc import Mapping
 
-from cascadeflow.cascade.breaker import BreakerSettings
+from cascadeflow.breakers import BreakerSettings
 from cascadeflow.cascade.cascade import Cascade, Tier
-from cascadeflow.cascade.retry import RetryPolicy, stop_after_attempt, wait_full_jitter
-from cascadeflow.cascade.taxonomy import DEFAULT_REFUSALS, Expectations
 from cascadeflow.config import CascadeSpec
 from cascadeflow.errors import ConfigError
+from cascadeflow.failures import DEFAULT_REFUSALS, Expectations
+from cascadeflow.retry import RetryPolicy, stop_after_attempt, wait_full_jitter
 
 
 def build(specs: Mapping[str, CascadeSpec], source: str) -> dict[str, Cascade]:

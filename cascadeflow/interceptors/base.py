@@ -14,12 +14,24 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from cascadeflow import pipeline, runtime
-from cascadeflow.guardrails.enforce import check_output
-from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy
-from cascadeflow.request import Request, StreamAccumulator, read_usage
+from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle
+from cascadeflow.pipeline import (
+    CascadeRunner,
+    Runtime,
+    Step,
+    begin,
+    check_output,
+    current,
+    fail,
+    finish,
+    observe,
+)
+from cascadeflow.pipeline.observe import Capture
+from cascadeflow.request import PROMPT_KEYS, Request
+from cascadeflow.usage import StreamAccumulator, Usage, read_usage
 
 ToRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # how the openai SDK asks `create` for a raw response
 
 _inside: ContextVar[bool] = ContextVar("cascadeflow_inside_call", default=False)
 _lock = threading.RLock()
@@ -76,55 +88,105 @@ def patched() -> list[Patch]:
         return list(_patches.values())
 
 
-def _response(step: pipeline.Step, result: Any, is_async: bool) -> Any:
+def _runtime() -> Runtime | None:
+    """The runtime to use for a call now, or None to pass it straight through."""
+    if not _active or _inside.get():
+        return None
+    rt = current()
+    return None if rt.mode == "off" else rt
+
+
+def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_request: ToRequest
+             ) -> tuple[CascadeRunner, Request] | None:
+    """The configured cascade when the requested model is one of its logical names."""
+    model = kwargs.get("model")
+    if model is None:  # litellm's positional form
+        request = to_request(args, kwargs)
+        model = None if request is None else request.model
+    cascade = rt.cascades.get(model) if isinstance(model, str) else None
+    if cascade is None:
+        return None
+    request = to_request(args, kwargs)
+    return None if request is None else (cascade, request)
+
+
+def _raw_kind(kwargs: dict[str, Any]) -> str | None:
+    headers = kwargs.get("extra_headers")
+    return headers.get(RAW_RESPONSE_HEADER) if isinstance(headers, dict) else None
+
+
+# -- enforce: decide, maybe change or stop, send, settle -------------------------------------
+def _response(step: Step, result: Any, is_async: bool) -> Any:
     request = step.request
     if request.stream:
-        return AsyncStreamProxy(result, step) if is_async else SyncStreamProxy(result, step)
-    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
-        # the SDK's raw-response wrappers: parse a read body, never consume a streamed one
-        headers = request.kwargs.get("extra_headers") or {}
-        if str(headers.get("X-Stainless-Raw-Response", "")).lower() == "stream":
-            step.finish(StreamAccumulator(request.operation).finish(request))
-            return result
-        result_body = result.parse()
-    else:
-        result_body = result
-    usage = read_usage(request.operation, result_body)
-    step.finish(usage)
-    check_output(step, result_body, usage.text)
+        settle = functools.partial(enforce_settle, step)
+        late = functools.partial(step.rt.worker.submit, enforce_settle, step)
+        cls = AsyncStreamProxy if is_async else SyncStreamProxy
+        return cls(result, request.operation, settle, late, step)
+    raw = _raw_kind(request.kwargs)
+    if raw == "stream":  # the SDK's streaming-response wrapper: its body is read later, by the caller
+        finish(step, StreamAccumulator(request.operation).finish(request))
+        return result
+    body = result.parse() if raw else result  # the SDK's raw response: the body is already read
+    usage = read_usage(request.operation, body)
+    finish(step, usage)
+    if step.view.output_rules:
+        check_output(step, body, usage.text)
     return result
 
 
-def _intercept(to_request: ToRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-    if not _active or _inside.get():
-        return None
-    return to_request(args, kwargs)
+# -- observe: capture, send, hand back; the worker does the rest -----------------------------
+def _observed(cap: Capture, result: Any, operation: str, stream: bool, kwargs: dict[str, Any],
+              is_async: bool) -> Any:
+    if stream:
+        settle = functools.partial(observe.stream_done, cap)
+        cls = AsyncStreamProxy if is_async else SyncStreamProxy
+        return cls(result, operation, settle, settle)
+    raw = _raw_kind(kwargs)
+    if raw == "stream":
+        observe.usage_done(cap, Usage(estimated=True))
+    elif raw:
+        observe.done(cap, result.parse(), operation)
+    else:
+        observe.done(cap, result, operation)
+    return result
 
 
-def _cascade(request: Request) -> Any:
-    """The configured cascade when the requested model is a logical cascade name."""
-    cascades = runtime.state().cascades
-    return cascades.get(request.model) if cascades else None
+def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation: str
+                 ) -> Callable[..., Any]:
+    prompt_key = PROMPT_KEYS.get(operation)
 
-
-def sync_wrapper(original: Callable[..., Any], to_request: ToRequest) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = _intercept(to_request, args, kwargs)
-        if request is None:
+        rt = _runtime()
+        if rt is None:
             return original(*args, **kwargs)
-        cascade = _cascade(request)
-        if cascade is not None:  # each tier's attempt comes back through this wrapper
-            return cascade.run(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                               request.client, request.reachable)
-        step = pipeline.begin(request)
-        if step is None:
+        if rt.cascades:
+            routed = _cascade(rt, args, kwargs, to_request)
+            if routed is not None:  # each tier's attempt comes back through this wrapper
+                cascade, request = routed
+                return cascade.run(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
+                                   request.client, request.reachable)
+        if not rt.enforce:
+            cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
+            token = _inside.set(True)
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                observe.failed(cap, exc)
+                raise
+            finally:
+                _inside.reset(token)
+            return _observed(cap, result, operation, kwargs.get("stream") is True, kwargs, False)
+        wanted = to_request(args, kwargs)
+        if wanted is None:
             return original(*args, **kwargs)
+        step = begin(rt, wanted)
         token = _inside.set(True)
         try:
             result = original(*step.args, **step.kwargs)
         except BaseException as exc:
-            step.fail(exc)
+            fail(step, exc)
             raise
         finally:
             _inside.reset(token)
@@ -134,25 +196,41 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest) -> Callabl
     return wrapper
 
 
-def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
+def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest, operation: str
                   ) -> Callable[..., Awaitable[Any]]:
+    prompt_key = PROMPT_KEYS.get(operation)
+
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = _intercept(to_request, args, kwargs)
-        if request is None:
+        rt = _runtime()
+        if rt is None:
             return await original(*args, **kwargs)
-        cascade = _cascade(request)
-        if cascade is not None:
-            return await cascade.arun(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                                      request.client, request.reachable)
-        step = pipeline.begin(request)
-        if step is None:
+        if rt.cascades:
+            routed = _cascade(rt, args, kwargs, to_request)
+            if routed is not None:
+                cascade, request = routed
+                return await cascade.arun(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
+                                          request.client, request.reachable)
+        if not rt.enforce:
+            cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
+            token = _inside.set(True)
+            try:
+                result = await original(*args, **kwargs)
+            except BaseException as exc:
+                observe.failed(cap, exc)
+                raise
+            finally:
+                _inside.reset(token)
+            return _observed(cap, result, operation, kwargs.get("stream") is True, kwargs, True)
+        wanted = to_request(args, kwargs)
+        if wanted is None:
             return await original(*args, **kwargs)
+        step = begin(rt, wanted)
         token = _inside.set(True)
         try:
             result = await original(*step.args, **step.kwargs)
         except BaseException as exc:
-            step.fail(exc)
+            fail(step, exc)
             raise
         finally:
             _inside.reset(token)
@@ -162,8 +240,10 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
     return wrapper
 
 
-def maker(to_request: ToRequest, is_async: bool) -> Callable[[Any], Any]:
+def maker(to_request: ToRequest, is_async: bool, operation: str) -> Callable[[Any], Any]:
     """The factory `patch` calls with the original function."""
     def make(original: Any) -> Any:
-        return async_wrapper(original, to_request) if is_async else sync_wrapper(original, to_request)
+        if is_async:
+            return async_wrapper(original, to_request, operation)
+        return sync_wrapper(original, to_request, operation)
     return make

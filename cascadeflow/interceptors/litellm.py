@@ -34,12 +34,15 @@ def _provider(model: str, kwargs: dict[str, Any]) -> str | None:
 
 def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
     def to_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-        if len(args) > len(positional):
-            return None  # an unusual call shape: let it through untouched rather than guess
-        merged = dict(zip(positional, args, strict=False))
-        if any(k in kwargs for k in merged):
-            return None
-        call = {**merged, **kwargs} if merged else kwargs
+        if not args:
+            call = kwargs  # the wrapper's own **kwargs: a fresh dict no one else holds
+        else:
+            if len(args) > len(positional):
+                return None  # an unusual call shape: let it through untouched rather than guess
+            merged = dict(zip(positional, args, strict=False))
+            if any(k in kwargs for k in merged):
+                return None
+            call = {**merged, **kwargs}
         model = call.get("model")
         if not isinstance(model, str):
             return None
@@ -60,5 +63,5 @@ def instrument() -> bool:
     for name, (operation, positional, is_async) in ENTRY_POINTS.items():
         if not hasattr(litellm, name):
             continue
-        patch(litellm, name, _maker(_adapter(operation, positional), is_async))
+        patch(litellm, name, _maker(_adapter(operation, positional), is_async, operation))
     return True

@@ -58,5 +58,5 @@ def instrument() -> bool:
             owner = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        patch(owner, "create", _maker(_adapter(operation), is_async))
+        patch(owner, "create", _maker(_adapter(operation), is_async, operation))
     return True

@@ -7,40 +7,49 @@ it raises, when it is closed, or when it is garbage-collected half-read (status 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from cascadeflow.errors import GuardrailBlocked
-from cascadeflow.guardrails.enforce import record_findings
 from cascadeflow.guardrails.stream import StreamGuard
-from cascadeflow.request import StreamAccumulator, get
-
-if TYPE_CHECKING:
-    from cascadeflow.pipeline import Step
+from cascadeflow.pipeline import Step, fail, finish, record_findings
+from cascadeflow.pipeline.guard import entry_dict, output_later
+from cascadeflow.usage import StreamAccumulator, get
 
 
 class StreamIncomplete(Exception):
     """Recorded as the error of a stream that was closed or dropped before its end."""
 
 
-class _Proxy:
-    __slots__ = ("_acc", "_done", "_guard", "_iter", "_step", "_wrapped")
+Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
-    def __init__(self, wrapped: Any, step: Step) -> None:
+
+class _Proxy:
+    __slots__ = ("_acc", "_done", "_guard", "_iter", "_late", "_settle", "_step", "_wrapped")
+
+    def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
+                 step: Step | None = None) -> None:
+        """`settle` ends the step however the stream ends; `late` does it from a finaliser,
+        which may run while this thread holds a session lock, so it must only queue work.
+        `step` is given in enforce mode, where output rules may edit or block chunks."""
         self._wrapped = wrapped
         self._step = step
-        self._acc = StreamAccumulator(step.request.operation)
+        self._settle = settle
+        self._late = late
+        self._acc = StreamAccumulator(operation)
         self._done = False
         self._iter: Any = None
-        view = step.view
-        rules = view.output_rules if view is not None else ()
-        self._guard = StreamGuard(rules, edit=step.rt.mode == "enforce") if rules else None
+        # Output rules that may change the text run on each chunk as it passes (enforce); others
+        # change nothing and are run once over the whole text by the worker at the end.
+        acting = step is not None and step.rt.enforce and step.view.output_acts
+        self._guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
 
     def _check(self, chunk: Any) -> None:
         """Output rules on the text this chunk brings (with look-behind); may edit or block."""
-        guard = self._guard
-        if guard is None:
+        guard, step = self._guard, self._step
+        if guard is None or step is None:
             return
-        operation = self._step.request.operation
+        operation = step.request.operation
         piece = _piece(chunk, operation)
         findings, release = guard.feed(piece or "")
         if guard.edit:
@@ -50,15 +59,14 @@ class _Proxy:
                 _set_piece(chunk, operation, release)
         if not findings:
             return
-        record_findings(self._step, findings)
-        if self._step.rt.mode == "enforce":
-            blocked = next((f for f in findings if f.action == "block"), None)
-            if blocked is not None:
-                error = GuardrailBlocked(blocked.message, reason=blocked.reason,
-                                         run_id=self._step.session.run_id, step=self._step.step_no,
-                                         entry=self._step.entry.as_dict(self._step.step_no))
-                self._end(error, status="blocked")
-                raise error
+        record_findings(step, findings)
+        blocked = next((f for f in findings if f.action == "block"), None)
+        if blocked is not None:
+            error = GuardrailBlocked(blocked.message, reason=blocked.reason,
+                                     run_id=step.session.run_id, step=step.step_no,
+                                     entry=entry_dict(step))
+            self._end(error, status="blocked")
+            raise error
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the wrapped type
@@ -75,17 +83,14 @@ class _Proxy:
             return
         self._done = True
         if isinstance(error, StreamIncomplete) and self._acc.usage.finish_reason is not None:
-            error = None  # the last chunk arrived; closing early lost nothing
-        usage = self._acc.finish(self._step.request)
-        if error is None:
-            self._step.finish(usage)
-        else:
-            self._step.fail(error, usage, status=status)
+            error, status = None, "ok"  # the last chunk arrived; closing early lost nothing
+        self._settle(self._acc, error, status)
 
     def __del__(self) -> None:
         try:
             if not object.__getattribute__(self, "_done"):
-                self._end(StreamIncomplete("stream abandoned before its end"), status="abandoned")
+                self._done = True
+                self._late(self._acc, StreamIncomplete("stream abandoned before its end"), "abandoned")
         except Exception:  # never raise from a finaliser
             pass
 
@@ -165,6 +170,17 @@ class AsyncStreamProxy(_Proxy):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
+    """How an enforce-mode stream settles: on the caller's thread, when it ends."""
+    usage = acc.finish(step.request)
+    if error is None:
+        finish(step, usage)
+    else:
+        fail(step, error, usage, status=status)
+    if not step.view.output_acts and step.view.output_rules and usage.text:
+        step.post(output_later, step, usage.text)
 
 
 def _piece(chunk: Any, operation: str) -> str | None:

@@ -8,30 +8,27 @@ is the prompt tokenized, and only for models whose tokenizer tiktoken knows.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from cascadeflow import tokens
-from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.context import Context
+from cascadeflow.policy.decision import ALLOW, Decision
+from cascadeflow.policy.state import SessionState
 from cascadeflow.policy.view import ChainView
 from cascadeflow.pricing import Price
 from cascadeflow.request import Request
-from cascadeflow.session import Session
-
-if TYPE_CHECKING:
-    from cascadeflow.policy.engine import Engine
 
 DEFAULT_MAX_OUTPUT = 4096  # assumed when neither the request nor the price map bounds the answer
 MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
 _TIKTOKEN_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", None})
 
 
-def check(engine: Engine, request: Request, view: ChainView, model: str) -> Decision:
+def check(engine: Context, request: Request, view: ChainView, model: str) -> Decision:
     """Reserve, clamp, switch under pressure, or stop; `allow` with the reservation otherwise."""
     budgeted = view.budgeted
     if not budgeted:
-        return Decision("allow", "ok")
+        return ALLOW
     remaining = math.inf
-    pressured: Session | None = None
+    pressured: SessionState | None = None
     share = engine.config.budget_pressure
     for session in budgeted:
         cap = session.limits.budget or 0.0
@@ -51,7 +48,7 @@ def check(engine: Engine, request: Request, view: ChainView, model: str) -> Deci
     return _fit(engine, request, model, remaining)
 
 
-def _fit(engine: Engine, request: Request, model: str, remaining: float) -> Decision:
+def _fit(engine: Context, request: Request, model: str, remaining: float) -> Decision:
     provider = request.provider if model == request.model else None
     provider, _bare, _name = engine.names(model, provider)
     price = engine.prices.price(model, provider)
@@ -61,13 +58,13 @@ def _fit(engine: Engine, request: Request, model: str, remaining: float) -> Deci
     asked = request.max_tokens
     max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
     bounded = embeddings or asked is not None or price.max_output_tokens is not None
-    text = request.prompt_text()
     overhead = tokens.message_overhead(request.prompt)
-    worst = (tokens.upper_bound(text) + overhead) * price.input + max_out * price.output
+    bound = request.prompt_bytes()
+    worst = (bound + overhead) * price.input + max_out * price.output
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
-    tokens_in = overhead + (tokens.count(text, model) if provider in _TIKTOKEN_PROVIDERS
-                            else tokens.upper_bound(text))
+    tokens_in = overhead + (tokens.count(request.prompt_text(), model) if provider in _TIKTOKEN_PROVIDERS
+                            else bound)
     in_cost = tokens_in * price.input
     if embeddings or price.output <= 0:
         worst = in_cost + max_out * price.output
@@ -91,7 +88,7 @@ def _stop(needed: float, remaining: float, model: str) -> Decision:
                     message=f"{model} needs at least {needed:.6f} USD; {max(remaining, 0):.6f} left")
 
 
-def _cheaper(engine: Engine, request: Request, view: ChainView, model: str) -> str | None:
+def _cheaper(engine: Context, request: Request, view: ChainView, model: str) -> str | None:
     """The best allowed candidate cheaper than `model`, by KPI weights (or quality)."""
     provider, _bare, _name = engine.names(model, request.provider if model == request.model else None)
     current: Price | None = engine.prices.price(model, provider)

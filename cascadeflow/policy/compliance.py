@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cascadeflow.config import ComplianceProfile, ModelSpec
-from cascadeflow.policy.candidates import allowed
+from cascadeflow.policy.context import Context
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 
-if TYPE_CHECKING:
-    from cascadeflow.policy.engine import Engine
 
-
-def allows(profile: ComplianceProfile, model: str, provider: str | None, spec: ModelSpec | None) -> bool:
-    return allowed(profile, model, provider, spec)
-
-
-def check(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def check(engine: Context, request: Request, view: ChainView) -> Decision | None:
     if not view.profiles:
         return None
     return engine.memo(("compliance", *engine.switch_key(request, view)),
                        lambda: _decide(engine, request, view))
 
 
-def _decide(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def _decide(engine: Context, request: Request, view: ChainView) -> Decision | None:
     provider, bare, name = engine.names(request.model, request.provider)
     configured = engine.pool.lookup(request.model, provider)
     if engine.allowed(view.profiles, bare, provider, configured.spec if configured else None):

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from cascadeflow.policy.context import Context
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 
-if TYPE_CHECKING:
-    from cascadeflow.policy.engine import Engine
 
-
-def check_weights(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def check_weights(engine: Context, request: Request, view: ChainView) -> Decision | None:
     """`kpi_better_model`: the best-scoring candidate beats the requested model by the hysteresis."""
     if not view.weights:
         return None
     return engine.memo(("kpi", *engine.switch_key(request, view)), lambda: _better(engine, request, view))
 
 
-def _better(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def _better(engine: Context, request: Request, view: ChainView) -> Decision | None:
     weights = view.weights or {}
     options = engine.candidates(request, view)
     provider, _bare, name = engine.names(request.model, request.provider)
@@ -36,7 +32,7 @@ def _better(engine: Engine, request: Request, view: ChainView) -> Decision | Non
                             f"for {name} under {weights}")
 
 
-def check_latency(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def check_latency(engine: Context, request: Request, view: ChainView) -> Decision | None:
     """`latency_target_exceeded`: the requested model is observed slower than `max_latency_ms`."""
     if view.latency_target is None:
         return None
@@ -44,7 +40,7 @@ def check_latency(engine: Engine, request: Request, view: ChainView) -> Decision
                        lambda: _faster(engine, request, view))
 
 
-def _faster(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def _faster(engine: Context, request: Request, view: ChainView) -> Decision | None:
     target = view.latency_target or 0.0
     provider, _bare, name = engine.names(request.model, request.provider)
     current = engine.pool.lookup(request.model, provider)

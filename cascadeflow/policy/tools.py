@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from cascadeflow.policy.context import Context
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.state import SessionState
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
-from cascadeflow.session import Session
-
-if TYPE_CHECKING:
-    from cascadeflow.policy.engine import Engine
 
 
-def cap_reached(view: ChainView, executed: bool) -> Session | None:
+def cap_reached(view: ChainView, executed: bool) -> SessionState | None:
     """The first session whose `max_tool_calls` is used up.
 
     Model requests are checked against the tool calls models asked for, `@tool` executions
@@ -43,7 +40,7 @@ def not_allowed(name: str, view: ChainView) -> bool:
     return False
 
 
-def check_request(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def check_request(engine: Context, request: Request, view: ChainView) -> Decision | None:
     """Tools to strip from a model request."""
     if not request.kwargs.get("tools"):
         return None
@@ -59,7 +56,7 @@ def check_request(engine: Engine, request: Request, view: ChainView) -> Decision
     return None
 
 
-def check_execution(engine: Engine, request: Request, view: ChainView) -> Decision | None:
+def check_execution(engine: Context, request: Request, view: ChainView) -> Decision | None:
     """Whether a `@tool` function may run."""
     name = request.tool or request.model
     full = cap_reached(view, executed=True)

@@ -11,28 +11,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow.config import Config
-from cascadeflow.session import Session
+from cascadeflow.guardrails.policy import Policy, Profile, Rule
+from cascadeflow.policy.state import SessionState
+
+ACTING = frozenset({"redact", "rewrite", "block"})  # guardrail actions that change what is sent
 
 
 @dataclass(frozen=True, slots=True)
 class ChainView:
-    chain: tuple[Session, ...]
+    chain: tuple[SessionState, ...]
     profiles: tuple[str, ...]  # compliance profiles of every enclosing session, sorted
     weights: dict[str, float] | None  # KPI weights of the innermost session that sets them
     weights_key: tuple[tuple[str, float], ...] | None
-    budgeted: tuple[Session, ...]
-    tool_capped: tuple[Session, ...]
+    budgeted: tuple[SessionState, ...]
+    tool_capped: tuple[SessionState, ...]
     latency_target: float | None
     tool_lists: tuple[tuple[tuple[str, ...] | None, tuple[str, ...]], ...]  # (allow, deny)
-    step_caps: tuple[tuple[Session, int], ...]  # max_steps of sessions and their guardrail profiles
-    guardrails: tuple[Any, ...]  # guardrail profiles in force (cascadeflow.guardrails.Profile)
-    input_rules: tuple[Any, ...]
-    output_rules: tuple[Any, ...]
+    step_caps: tuple[tuple[SessionState, int], ...]  # max_steps of sessions and their guardrail profiles
+    guardrails: tuple[Profile, ...]  # guardrail profiles in force
+    input_rules: tuple[Rule, ...]
+    output_rules: tuple[Rule, ...]
+    input_acts: bool  # an input rule may change or block the request (redact, rewrite, block)
+    unlimited: bool  # no rule can say anything but allow: no limits, profiles, weights or lists
+    output_acts: bool  # an output rule may change or block the answer
     approval_tools: tuple[str, ...]
     policy_version: str | None
 
 
-def view_of(chain: tuple[Session, ...], config: Config, policy: Any = None) -> ChainView:
+def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | None = None) -> ChainView:
     """The view for `chain`, cached on its innermost session for this config and policy."""
     head = chain[0]
     cached: Any = head.policy_view
@@ -40,7 +46,7 @@ def view_of(chain: tuple[Session, ...], config: Config, policy: Any = None) -> C
         view: ChainView = cached[1]
         return view
     profiles = tuple(sorted({s.limits.compliance for s in chain if s.limits.compliance}))
-    chosen: dict[str, Any] = {}
+    chosen: dict[str, Profile] = {}
     caps = [(s, s.limits.max_steps) for s in chain if s.limits.max_steps is not None]
     if policy is not None:
         for s in chain:
@@ -59,21 +65,31 @@ def view_of(chain: tuple[Session, ...], config: Config, policy: Any = None) -> C
     lists = [(s.limits.tools_allow, s.limits.tools_deny) for s in chain]
     lists += [(config.compliance[p].tools_allow, config.compliance[p].tools_deny) for p in profiles]
     lists += [(g.tools_allow, g.tools_deny) for g in guardrails]
+    budgeted = tuple(s for s in chain if s.limits.budget is not None)
+    tool_capped = tuple(s for s in chain if s.limits.max_tool_calls is not None)
+    step_caps = tuple((s, cap) for s, cap in caps if cap is not None)
+    tool_lists = tuple((a, d) for a, d in lists if a is not None or d)
+    latency_target = min(latencies) if latencies else None
+    approval = tuple(t for g in guardrails for t in g.require_approval)
     view = ChainView(
         chain=chain,
         profiles=profiles,
         weights=weights,
         weights_key=tuple(sorted(weights.items())) if weights else None,
-        budgeted=tuple(s for s in chain if s.limits.budget is not None),
-        step_caps=tuple((s, cap) for s, cap in caps if cap is not None),
+        budgeted=budgeted,
+        step_caps=step_caps,
         guardrails=guardrails,
         input_rules=tuple(r for g in guardrails for r in g.input),
         output_rules=tuple(r for g in guardrails for r in g.output),
-        approval_tools=tuple(t for g in guardrails for t in g.require_approval),
+        input_acts=any(r.action in ACTING for g in guardrails for r in g.input),
+        output_acts=any(r.action in ACTING for g in guardrails for r in g.output),
+        approval_tools=approval,
         policy_version=",".join(sorted({g.version for g in guardrails})) or None,
-        tool_capped=tuple(s for s in chain if s.limits.max_tool_calls is not None),
-        latency_target=min(latencies) if latencies else None,
-        tool_lists=tuple((a, d) for a, d in lists if a is not None or d),
+        tool_capped=tool_capped,
+        latency_target=latency_target,
+        tool_lists=tool_lists,
+        unlimited=not (profiles or weights or budgeted or tool_capped or step_caps or tool_lists
+                       or latency_target is not None or approval),
     )
     head.policy_view = (config, view, policy)
     return view

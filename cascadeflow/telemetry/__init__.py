@@ -1,6 +1,7 @@
 """OpenTelemetry spans and metrics (GenAI conventions) and alert sinks."""
 
-from cascadeflow.telemetry.alerts import Alert, AlertSink, Dispatcher, LogSink, WebhookSink
+from cascadeflow.alert import Alert
+from cascadeflow.telemetry.alerts import AlertSink, Dispatcher, LogSink, WebhookSink
 from cascadeflow.telemetry.recorder import Telemetry
 from cascadeflow.telemetry.setup import Providers, resolve
 

@@ -14,28 +14,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cascadeflow.alert import Alert
 from cascadeflow.secrets import scrub
 
 log = logging.getLogger("cascadeflow.alerts")
-
-
-@dataclass(frozen=True)
-class Alert:
-    kind: str  # budget_threshold | fallback | guardrail | breaker_open
-    message: str
-    severity: str = "warning"
-    run_id: str | None = None
-    step: int | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    ts: float = field(default_factory=time.time)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["attributes"] = dict(self.attributes)
-        return out
 
 
 AlertSink = Callable[[Alert], None]

@@ -3,22 +3,24 @@
 A session is an `invoke_agent {name}` INTERNAL span; each model call a `{operation} {model}`
 CLIENT span under it; each `@tool` execution an `execute_tool {name}` span. Parents are set
 explicitly from the session, so the structure holds across threads and generator agents.
+Step spans are built by the background worker once the step is settled, in one call with all
+their attributes and the step's real start and end times: the caller's thread pays nothing.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+from cascadeflow._version import __version__
+from cascadeflow.entry import Entry
+from cascadeflow.pipeline.observer import StepRecord
 from cascadeflow.secrets import scrub
+from cascadeflow.session import Session
 from cascadeflow.telemetry import conventions as cv
 from cascadeflow.telemetry.setup import Providers
-
-if TYPE_CHECKING:
-    from cascadeflow.pipeline import Step
-    from cascadeflow.request import Usage
-    from cascadeflow.session import Entry, Session
 
 _OPERATIONS = {"chat": cv.OP_CHAT, "responses": cv.OP_CHAT, "text_completion": cv.OP_TEXT,
                "embeddings": cv.OP_EMBEDDINGS, "tool": cv.OP_EXECUTE_TOOL}
@@ -28,8 +30,7 @@ class Telemetry:
     """Emits through the providers it was given; owns nothing it did not create."""
 
     def __init__(self, providers: Providers, capture_content: bool) -> None:
-        from cascadeflow import __version__
-        from opentelemetry import trace
+        from opentelemetry import trace  # slow to import: only when telemetry is on
 
         self.providers = providers
         self.capture_content = capture_content
@@ -63,7 +64,9 @@ class Telemetry:
             attributes[cv.CF_USER] = session.user
         if session.limits.budget is not None:
             attributes["cascadeflow.budget"] = session.limits.budget
-        session.span = self.tracer.start_span(f"invoke_agent {name}", context=self._parent(session.parent),
+        parent = self._parent(session.parent)
+        session.span = self.tracer.start_span(f"invoke_agent {name}",
+                                              context=None if parent is None else parent[0],
                                               kind=self._trace.SpanKind.INTERNAL, attributes=attributes)
 
     def session_closed(self, session: Session) -> None:
@@ -84,27 +87,61 @@ class Telemetry:
                                     {cv.AGENT_NAME: session.agent or "run",
                                      cv.CF_PROJECT: session.project or ""})
 
-    def _parent(self, session: Session | None) -> Any:
+    def _parent(self, session: Session | None) -> tuple[Any, bool] | None:
+        """(context of the nearest session span, whether it records), or None without one.
+        Steps under a session span that is not recording (sampled out) get no span of their own."""
         while session is not None and session.span is None:
             session = session.parent
         if session is None:
             return None
-        return self._trace.set_span_in_context(session.span)
+        context = self._trace.set_span_in_context(session.span)
+        return context, bool(session.span.is_recording())
 
-    # -- steps ---------------------------------------------------------------------------
-    def step_started(self, step: Step) -> Any:
+    # -- steps (on the background worker) -----------------------------------------------
+    def step_recorded(self, step: StepRecord) -> None:
+        """The step's span, built in one go with its real start and end times, and its metrics."""
         request = step.request
-        operation = _OPERATIONS.get(request.operation, request.operation)
         entry = step.entry
+        operation = _OPERATIONS.get(request.operation, request.operation)
+        tool = request.operation == "tool"
+        error = entry.error or step.stop_error
+        parent = self._parent(step.session)
+        if parent is None or parent[1]:
+            self._span(step, operation, error, None if parent is None else parent[0])
+        metric_attrs: dict[str, Any] = {cv.OPERATION: operation}
+        if not tool:
+            metric_attrs[cv.REQUEST_MODEL] = entry.model or request.model
+            if entry.provider:
+                metric_attrs[cv.PROVIDER] = entry.provider
+        if entry.agent:
+            metric_attrs[cv.AGENT_NAME] = entry.agent
+        if error is not None:
+            metric_attrs[cv.ERROR_TYPE] = error
+        if entry.latency_ms is not None:
+            self.duration.record(entry.latency_ms / 1000.0, metric_attrs)
+        if not tool and entry.status != "stopped":
+            self.tokens.record(entry.tokens_in, {**metric_attrs, cv.TOKEN_TYPE: "input"})
+            if request.operation != "embeddings":
+                self.tokens.record(entry.tokens_out, {**metric_attrs, cv.TOKEN_TYPE: "output"})
+            if entry.cost:
+                self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
+                                           cv.AGENT_NAME: entry.agent or "",
+                                           cv.CF_PROJECT: step.chain[-1].project or ""})
+
+    def _span(self, step: StepRecord, operation: str, error: str | None, parent: Any) -> None:
+        request = step.request
+        entry = step.entry
+        usage = step.usage
+        attributes: dict[str, Any] = {cv.OPERATION: operation}
         if request.operation == "tool":
             name = f"{cv.OP_EXECUTE_TOOL} {request.tool}"
             kind = self._trace.SpanKind.INTERNAL
-            attributes: dict[str, Any] = {cv.OPERATION: operation, cv.TOOL_NAME: request.tool or ""}
+            attributes[cv.TOOL_NAME] = request.tool or ""
         else:
             name = f"{operation} {entry.model}"
             kind = self._trace.SpanKind.CLIENT
-            attributes = {cv.OPERATION: operation, cv.REQUEST_MODEL: entry.model or request.model,
-                          cv.CF_REQUESTED_MODEL: request.model}
+            attributes[cv.REQUEST_MODEL] = entry.model or request.model
+            attributes[cv.CF_REQUESTED_MODEL] = request.model
             if entry.provider:
                 attributes[cv.PROVIDER] = entry.provider
             kwargs = step.kwargs
@@ -118,8 +155,31 @@ class Telemetry:
                     attributes[cv.SERVER_ADDRESS] = parts.hostname
                 if parts.port:
                     attributes[cv.SERVER_PORT] = parts.port
-        chain = step.chain
-        attributes[cv.CONVERSATION_ID] = chain[-1].run_id
+            attributes[cv.INPUT_TOKENS] = entry.tokens_in
+            attributes[cv.OUTPUT_TOKENS] = entry.tokens_out
+            if entry.cached_tokens:
+                attributes[cv.CACHE_READ_TOKENS] = entry.cached_tokens
+            if entry.reasoning_tokens:
+                attributes[cv.REASONING_TOKENS] = entry.reasoning_tokens
+            if entry.finish_reason:
+                attributes[cv.FINISH_REASONS] = [entry.finish_reason]
+            if usage is not None:
+                if usage.cache_write_tokens:
+                    attributes[cv.CACHE_WRITE_TOKENS] = usage.cache_write_tokens
+                if usage.model:
+                    attributes[cv.RESPONSE_MODEL] = usage.model
+                if usage.response_id:
+                    attributes[cv.RESPONSE_ID] = usage.response_id
+            attributes[cv.CF_USAGE_ESTIMATED] = entry.usage_estimated
+            attributes[cv.CF_PRICE_KNOWN] = entry.price_known
+            if entry.cost is not None:
+                attributes[cv.CF_COST] = entry.cost
+            if self.capture_content and step.content_allowed:
+                attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(request.prompt), default=str)
+                if usage is not None:
+                    attributes[cv.OUTPUT_MESSAGES] = json.dumps(
+                        [{"role": "assistant", "content": scrub(usage.text)}])
+        attributes[cv.CONVERSATION_ID] = step.chain[-1].run_id
         attributes[cv.CF_SESSION_ID] = entry.run_id
         attributes[cv.CF_STEP] = step.step_no
         if entry.agent:
@@ -134,10 +194,16 @@ class Telemetry:
             attributes[cv.CF_TOOLS_DENIED] = list(entry.tools_denied)
         if entry.budget_remaining is not None:
             attributes[cv.CF_BUDGET_REMAINING] = entry.budget_remaining
-        return self.tracer.start_span(name, context=self._parent(step.session), kind=kind,
-                                      attributes=attributes)
+        attributes[cv.CF_STATUS] = entry.status
+        if error is not None:
+            attributes[cv.ERROR_TYPE] = error
+        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes,
+                                      start_time=step.started_ns)
+        if error is not None:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
+        span.end(end_time=step.ended_ns or step.started_ns)
 
-    def decisions_made(self, entries: list[Entry]) -> None:
+    def decisions_made(self, entries: Sequence[Entry]) -> None:
         """Count every decision that did something; plain `allow/ok` steps are already counted
         by the duration histogram, and skipping them keeps the common path cheap."""
         for entry in entries:
@@ -145,63 +211,6 @@ class Telemetry:
                 continue
             self.decisions.add(1, {cv.CF_ACTION: entry.action, cv.CF_REASON: entry.reason,
                                    cv.CF_APPLIED: entry.applied})
-
-    def step_finished(self, step: Step, span: Any, usage: Usage | None) -> None:
-        entry = step.entry
-        request = step.request
-        operation = _OPERATIONS.get(request.operation, request.operation)
-        if request.operation != "tool":
-            span.set_attribute(cv.INPUT_TOKENS, entry.tokens_in)
-            span.set_attribute(cv.OUTPUT_TOKENS, entry.tokens_out)
-            if entry.cached_tokens:
-                span.set_attribute(cv.CACHE_READ_TOKENS, entry.cached_tokens)
-            if entry.reasoning_tokens:
-                span.set_attribute(cv.REASONING_TOKENS, entry.reasoning_tokens)
-            if entry.finish_reason:
-                span.set_attribute(cv.FINISH_REASONS, [entry.finish_reason])
-            if usage is not None:
-                if usage.cache_write_tokens:
-                    span.set_attribute(cv.CACHE_WRITE_TOKENS, usage.cache_write_tokens)
-                if usage.model:
-                    span.set_attribute(cv.RESPONSE_MODEL, usage.model)
-                if usage.response_id:
-                    span.set_attribute(cv.RESPONSE_ID, usage.response_id)
-            span.set_attribute(cv.CF_USAGE_ESTIMATED, entry.usage_estimated)
-            span.set_attribute(cv.CF_PRICE_KNOWN, entry.price_known)
-            if entry.cost is not None:
-                span.set_attribute(cv.CF_COST, entry.cost)
-            if self.capture_content and step.rt.capture_allowed(step.chain):
-                span.set_attribute(cv.INPUT_MESSAGES, json.dumps(scrub(request.prompt), default=str))
-                if usage is not None:
-                    span.set_attribute(cv.OUTPUT_MESSAGES, json.dumps(
-                        [{"role": "assistant", "content": scrub(usage.text)}]))
-        span.set_attribute(cv.CF_STATUS, entry.status)
-        metric_attrs: dict[str, Any] = {cv.OPERATION: operation}
-        if request.operation != "tool":
-            metric_attrs[cv.REQUEST_MODEL] = entry.model or request.model
-            if entry.provider:
-                metric_attrs[cv.PROVIDER] = entry.provider
-        if entry.agent:
-            metric_attrs[cv.AGENT_NAME] = entry.agent
-        if entry.error is not None:
-            span.set_attribute(cv.ERROR_TYPE, entry.error)
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, entry.error))
-            metric_attrs[cv.ERROR_TYPE] = entry.error
-        span.end()
-        if entry.latency_ms is not None:
-            self.duration.record(entry.latency_ms / 1000.0, metric_attrs)
-        if request.operation != "tool" and entry.status != "stopped":
-            token_attrs = dict(metric_attrs)
-            token_attrs[cv.TOKEN_TYPE] = "input"
-            self.tokens.record(entry.tokens_in, token_attrs)
-            if request.operation != "embeddings":
-                token_attrs = dict(metric_attrs)
-                token_attrs[cv.TOKEN_TYPE] = "output"
-                self.tokens.record(entry.tokens_out, token_attrs)
-            if entry.cost:
-                self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
-                                           cv.AGENT_NAME: entry.agent or "",
-                                           cv.CF_PROJECT: step.chain[-1].project or ""})
 
     def breaker_changed(self, deployment: str, old: str, new: str) -> None:
         self.breakers.add(1, {"cascadeflow.deployment": deployment, "cascadeflow.breaker.from": old,

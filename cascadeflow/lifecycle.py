@@ -1,0 +1,196 @@
+"""`init` and `shutdown`: build the runtime from the resolved settings, patch the client libraries.
+
+This is the only place that knows every layer: it makes the policy engine, the guardrail policy,
+the cascades, telemetry and alert delivery, hands them to a `Runtime`, installs it, and closes
+what the previous one opened (after the worker has written everything queued for it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cascadeflow import config as config_mod
+from cascadeflow import interceptors
+from cascadeflow.alert import Alert
+from cascadeflow.cascade.routing import build as build_cascades
+from cascadeflow.config import Config
+from cascadeflow.errors import ConfigError
+from cascadeflow.guardrails.policy import PolicyStore
+from cascadeflow.pipeline import Runtime, install
+from cascadeflow.policy import Engine
+from cascadeflow.telemetry import AlertSink, Dispatcher, Providers, Telemetry
+from cascadeflow.telemetry import resolve as resolve_telemetry
+from cascadeflow.worker import shared
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
+FLUSH_AT_EXIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What `init` did: the mode, the instrumented libraries, where each setting came from."""
+
+    mode: str
+    instrumented: list[str]
+    sources: dict[str, str]
+    config_file: str | None
+    policy_versions: dict[str, str] = field(default_factory=dict)
+    telemetry: str | None = None  # "code" | "app" | "otlp", or None when off
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+@dataclass
+class _Opened:
+    """What one `init` opened, closed when the next `init` or `shutdown` replaces it."""
+
+    dispatcher: Dispatcher
+    providers: Providers | None
+
+    def close(self) -> None:
+        shared().flush(FLUSH_AT_EXIT_S)  # spans and records queued for these providers first
+        self.dispatcher.close()
+        if self.providers is not None:
+            self.providers.close()
+
+
+_lock = threading.RLock()
+_opened = _Opened(Dispatcher(()), None)
+
+
+def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
+         budget: float | None = None, max_steps: int | None = None, max_tool_calls: int | None = None,
+         max_latency_ms: float | None = None, compliance: str | None = None,
+         kpi_weights: dict[str, float] | None = None, capture_content: bool | None = None,
+         instrument: Sequence[str] | None = None, approver: Any = None,
+         ambient_max_entries: int | None = None, budget_pressure: float | None = None,
+         budget_alert: float | None = None, kpi_hysteresis: float | None = None,
+         otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
+         alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
+         guardrails_file: str | os.PathLike[str] | None = None) -> InitReport:
+    """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
+    global _opened
+    code: dict[str, Any] = {
+        "mode": mode, "config": None if config is None else os.fspath(config), "budget": budget,
+        "max_steps": max_steps, "max_tool_calls": max_tool_calls, "max_latency_ms": max_latency_ms,
+        "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
+        "instrument": None if instrument is None else tuple(instrument),
+        "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
+        "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
+        "guardrails": guardrails,
+        "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
+    }
+    resolved = config_mod.resolve(code)
+    if approver is not None and not callable(approver):
+        raise ConfigError("approver", approver, "init()", "expected a callable(tool, args, kwargs) -> bool")
+    sinks = list(alerts or ())
+    for sink in sinks:
+        if not callable(sink):
+            raise ConfigError("alerts", sink, "init()", "each alert sink must be a callable(Alert)")
+    providers = None
+    if resolved.mode != "off":
+        providers = resolve_telemetry(resolved.otel if resolved.sources.get("otel") != "default"
+                                      else None, tracer_provider, meter_provider,
+                                      "init()" if otel is not None else "config")
+    opened = _Opened(Dispatcher(sinks), providers)
+    runtime = _runtime(resolved, approver, opened)
+    with _lock:
+        if resolved.mode == "off":
+            interceptors.uninstrument()
+            instrumented: list[str] = []
+        else:
+            instrumented = interceptors.instrument(resolved.instrument)
+        install(runtime)
+        previous, _opened = _opened, opened
+    previous.close()
+    versions = {"config": resolved.version} if resolved.version else {}
+    if runtime.policies is not None:
+        versions["guardrails"] = runtime.policies.policy.version
+    return InitReport(mode=resolved.mode, instrumented=instrumented, sources=dict(resolved.sources),
+                      config_file=resolved.config_file, policy_versions=versions,
+                      telemetry=None if providers is None else providers.origin)
+
+
+def shutdown() -> None:
+    """Restore every patched function, write what is queued, flush exporters; mode `off`."""
+    global _opened
+    with _lock:
+        interceptors.uninstrument()
+        install(Runtime(Config()))
+        previous, _opened = _opened, _Opened(Dispatcher(()), None)
+    previous.close()
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until everything queued so far is written: trace entries, guardrail findings of
+    observe mode, spans and metrics (handed to your exporters), and alerts to their sinks.
+
+    Calls return before their records are written (the background worker writes them); a
+    session's `summary()` and `trace()`, the end of an outermost `run()` and `shutdown()` wait
+    for them. Call this before reading an exporter right after calls made outside any `run()`.
+    Returns False if `timeout` (seconds) passed first.
+    """
+    done = shared().flush(timeout)
+    with _lock:
+        opened = _opened
+    opened.dispatcher.flush(5.0 if timeout is None else timeout)
+    return done
+
+
+def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
+    telemetry = None
+    if opened.providers is not None:
+        telemetry = Telemetry(opened.providers, _otel_capture(config))
+    cascades = build_cascades(config.cascades, f"file {config.config_file}") if config.cascades else {}
+    runtime = Runtime(config, engine=Engine(config, approver=approver), cascades=cascades,
+                      observer=telemetry, alert=opened.dispatcher.emit)
+    if config.mode != "off":
+        runtime.policies = _policy_store(config, runtime)
+    return runtime
+
+
+def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:
+    """The guardrail policy: the configured file (relative to the config file), else the built-in."""
+    path = None
+    if config.guardrails_file:
+        path = Path(config.guardrails_file)
+        if not path.is_absolute() and config.sources.get("guardrails_file") == "file" and config.config_file:
+            path = Path(config.config_file).parent / path
+
+    def rejected(error: str) -> None:
+        runtime.emit(Alert("guardrail_policy_rejected", error, severity="error",
+                           attributes={"file": str(path)}))
+
+    store = PolicyStore(path, on_error=rejected)
+    policy = store.current()
+    names = [config.run.guardrails, *(a.guardrails for a in config.agents.values()),
+             *(c.guardrails for c in config.compliance.values())]
+    for name in names:
+        if name is not None and name not in policy.profiles:
+            raise ConfigError("guardrails", name, policy.source,
+                              f"no such guardrail profile; the policy has {sorted(policy.profiles)}")
+    return store
+
+
+def _otel_capture(config: Config) -> bool:
+    """Content on spans: the cascadeflow setting or the conventional OpenTelemetry variable."""
+    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower()
+    return config.capture_content or flag in ("1", "true", "yes")
+
+
+@atexit.register
+def _at_exit() -> None:
+    """At interpreter exit, write what is queued (bounded in time) and deliver pending alerts."""
+    with _lock:
+        opened = _opened
+    opened.close()

@@ -1,0 +1,29 @@
+"""The step pipeline: the one path every intercepted call walks, whatever client made it.
+
+    step = admit.begin(runtime, request)    # decide, reserve, maybe stop or edit (caller's thread)
+    response = send(*step.args, **step.kwargs)
+    settle.finish(step, read_usage(...))    # cost replaces the reservation (caller's thread)
+    # trace entries, scans that change nothing, spans and metrics: the background worker
+"""
+
+from cascadeflow.pipeline import observe
+from cascadeflow.pipeline.admit import begin
+from cascadeflow.pipeline.guard import check_output, record_findings
+from cascadeflow.pipeline.runtime import CascadeRunner, Runtime, attempting, current, install
+from cascadeflow.pipeline.settle import fail, finish
+from cascadeflow.pipeline.step import Step
+
+__all__ = [
+           "CascadeRunner",
+           "Runtime",
+           "Step",
+           "attempting",
+           "begin",
+           "check_output",
+           "current",
+           "fail",
+           "finish",
+           "install",
+           "observe",
+           "record_findings",
+]

@@ -1,0 +1,120 @@
+"""Guardrails in the pipeline: scan the prompt before sending and the answer after, record every
+finding in the trace, and (in enforce mode) edit or block.
+
+Rules that can change what is sent or returned (redact, rewrite, block) run on the caller's
+thread in enforce mode. Everything else (observe mode, alert and log_only rules) runs on the
+background worker: it changes nothing, so the caller need not wait for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cascadeflow.alert import Alert
+from cascadeflow.errors import GuardrailBlocked
+from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
+from cascadeflow.pipeline import record
+from cascadeflow.pipeline.step import Step
+
+
+def scan_input(step: Step) -> Any:
+    """Input rules over the prompt, on the caller's thread (enforce with acting rules).
+
+    Sets `step.findings`; returns the edited prompt when a redact/rewrite rule matched, else None.
+    """
+    rules = step.view.input_rules
+    edit = any(r.action in ("redact", "rewrite") for r in rules)
+    findings, edited = scan_prompt(rules, step.request.prompt, edit)
+    step.findings = findings
+    changed = edit and any(f.action in ("redact", "rewrite") for f in findings)
+    return edited if changed else None
+
+
+def input_later(step: Step) -> None:
+    """Worker task: the input scan of a step whose rules change nothing, recorded with its
+    decision entries (same step number, findings after the decisions)."""
+    findings, _ = scan_prompt(step.view.input_rules, step.request.prompt, False)
+    record.admitted(step, findings)
+    alert_findings(step, findings)
+
+
+def alert_findings(step: Step, findings: list[Finding]) -> None:
+    """`alert` rules notify the sinks in enforce mode; observe only records."""
+    if not step.rt.enforce:
+        return
+    for f in findings:
+        if f.action == "alert":
+            step.rt.emit(Alert("guardrail", f"rule {f.rule} found {f.kind} ({f.stage})",
+                               run_id=step.session.run_id, step=step.step_no,
+                               attributes={"rule": f.rule, "detector": f.detector, "kind": f.kind,
+                                           "score": f.score, "match_hash": f.match_hash}))
+
+
+def record_findings(step: Step, findings: list[Finding], on_worker: bool = False) -> None:
+    """Add output findings to the trace of every enclosing session, under the step's numbers."""
+    if on_worker:
+        _append_findings(step, findings)
+    else:
+        step.post(_append_findings, step, findings)
+    alert_findings(step, findings)
+
+
+def _append_findings(step: Step, findings: list[Finding]) -> None:
+    record.append(step, [record.finding_entry(step, f) for f in findings])
+
+
+def entry_dict(step: Step) -> dict[str, Any]:
+    """The step's primary entry as a dict, for an error raised on the caller's thread (the
+    worker writes the trace's own copy)."""
+    entry = record.decision_entry(step, step.primary)
+    if step.settled:
+        record.fill(entry, step)
+    return entry.as_dict(step.step_no)
+
+
+def check_output(step: Step, response: Any, text: str) -> None:
+    """Output rules on an unstreamed answer. In enforce with acting rules: on the caller's thread,
+    editing the answer or raising `GuardrailBlocked`; otherwise recorded by the worker."""
+    view = step.view
+    if not view.output_rules or not text:
+        return
+    if not (step.rt.enforce and view.output_acts):
+        step.post(output_later, step, text)
+        return
+    hits = scan_text(view.output_rules, text, "output")
+    if not hits:
+        return
+    findings = [f for _r, _m, f in hits]
+    record_findings(step, findings)
+    blocked = next((f for f in findings if f.action == "block"), None)
+    if blocked is not None:
+        raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
+                               step=step.step_no, entry=entry_dict(step))
+    if any(f.action in ("redact", "rewrite") for f in findings):
+        _set_text(response, step.request.operation, transform(text, hits))
+
+
+def output_later(step: Step, text: str) -> None:
+    """Worker task: output rules that change nothing here, recorded."""
+    hits = scan_text(step.view.output_rules, text, "output")
+    if hits:
+        record_findings(step, [f for _r, _m, f in hits], on_worker=True)
+
+
+def _set_text(response: Any, operation: str, text: str) -> None:
+    """Replace the answer's text in the library's own response object."""
+    if operation == "responses":
+        for item in getattr(response, "output", None) or []:
+            for part in getattr(item, "content", None) or []:
+                if getattr(part, "type", None) == "output_text":
+                    part.text = text
+                    return
+        return
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return
+    message = getattr(choices[0], "message", None)
+    if message is not None:
+        message.content = text
+    else:
+        choices[0].text = text

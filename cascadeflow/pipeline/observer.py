@@ -1,0 +1,46 @@
+"""Telemetry, as the pipeline sees it: the adapter layer implements `Observer`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cascadeflow.entry import Entry
+from cascadeflow.request import Request
+from cascadeflow.session import Session
+from cascadeflow.usage import Usage
+
+
+class StepRecord(Protocol):
+    """What an observer may read of a finished step (`cascadeflow.pipeline.Step` has it)."""
+
+    request: Request
+    kwargs: dict[str, Any]  # as sent
+    session: Session
+    chain: tuple[Session, ...]
+    entry: Entry
+    usage: Usage | None
+    step_no: int
+    started_ns: int  # wall clock, ns since the epoch
+    ended_ns: int
+    content_allowed: bool  # no compliance profile of the chain forbids recording prompt text
+    stop_error: str | None  # the PolicyStop enforcement raised instead of sending
+
+
+class Observer(Protocol):
+    """Every method but `session_opened` runs on the background worker."""
+
+    capture_content: bool  # prompt and answer text go on spans (when compliance allows)
+
+    def session_opened(self, session: Session) -> None: ...
+
+    def session_closed(self, session: Session) -> None: ...
+
+    def step_recorded(self, step: StepRecord) -> None:
+        """The step is settled (or was stopped): its span, with its timestamps, and metrics."""
+
+    def decisions_made(self, entries: Sequence[Entry]) -> None: ...
+
+    def breaker_changed(self, deployment: str, old: str, new: str) -> None: ...
+
+    def alert_raised(self, kind: str) -> None: ...

@@ -1,0 +1,128 @@
+"""Writing down what happened: trace entries in every enclosing session, per-model totals,
+captured content and telemetry.
+
+These are tasks for the background worker (`cascadeflow.worker`): the caller's thread queues
+them in step order and never waits for them; `summary()` and `trace()` do. The worker is the
+only writer of what they write, so they take no lock the caller's thread could wait on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cascadeflow.entry import Entry
+from cascadeflow.guardrails.scan import Finding
+from cascadeflow.pipeline.step import Step
+from cascadeflow.policy.decision import Decision
+from cascadeflow.secrets import scrub
+
+
+def entries(step: Step, findings: Sequence[Finding] = ()) -> list[Entry]:
+    """The step's trace entries: one per decision (the primary first), then one per finding."""
+    out = [decision_entry(step, d) for d in step.decisions]
+    out += [finding_entry(step, f) for f in (*step.findings, *findings)]
+    for extra in out[1:]:
+        extra.status = "ok"
+    return out
+
+
+def decision_entry(step: Step, decision: Decision) -> Entry:
+    rt, request = step.rt, step.request
+    applied = rt.enforce and (decision.action != "allow" or decision.max_tokens is not None)
+    target = decision.target_model
+    called = target if (target and rt.enforce) else request.model
+    provider = request.provider
+    if called != request.model:
+        provider = rt.engine.names(called, None)[0]
+    tool = request.operation == "tool"
+    entry = Entry(
+        action=decision.action, reason=decision.reason, applied=applied, mode=rt.mode,
+        requested_model=None if tool else request.model, model=None if tool else called,
+        target_model=target, provider=provider, agent=step.session.agent_in_chain,
+        operation=request.operation, run_id=step.session.run_id, tools_denied=decision.tools_denied,
+        budget_remaining=step.remaining, price_known=decision.price_known, tool=request.tool,
+        ts=step.started_ns / 1e9, status="pending",
+    )
+    if decision.message or decision.max_tokens is not None:
+        entry.extra = {}
+        if decision.message:
+            entry.extra["message"] = decision.message
+        if decision.max_tokens is not None:
+            entry.extra["max_tokens"] = decision.max_tokens
+    return entry
+
+
+def finding_entry(step: Step, finding: Finding) -> Entry:
+    """A guardrail finding as a trace entry: never the matched text, only its keyed hash."""
+    rt, request = step.rt, step.request
+    entry = Entry(action=finding.action, reason=finding.reason,
+                  applied=rt.enforce and finding.action != "log_only", mode=rt.mode,
+                  requested_model=request.model, model=request.model,
+                  agent=step.session.agent_in_chain, operation="guardrail",
+                  run_id=step.session.run_id, status="ok")
+    entry.extra = {"rule": finding.rule, "detector": finding.detector, "kind": finding.kind,
+                   "score": finding.score, "stage": finding.stage,
+                   "policy_version": step.view.policy_version, "match_hash": finding.match_hash}
+    return entry
+
+
+def append(step: Step, entries: Sequence[Entry]) -> None:
+    """Add entries to the trace of every session of the step's chain, under the step's numbers."""
+    for session, number in zip(step.chain, step.numbers, strict=True):
+        for entry in entries:
+            session.add_entry(number, entry)
+    observer = step.rt.observer
+    if observer is not None:
+        observer.decisions_made(entries)
+
+
+def admitted(step: Step, findings: Sequence[Finding] = ()) -> None:
+    """An admitted step: its entries (decisions, then input findings) into the trace."""
+    made = entries(step, findings)
+    step.entries, step.entry = made, made[0]
+    append(step, made)
+
+
+def stopped(step: Step) -> None:
+    """A step enforcement stopped before sending: its entries, and a span carrying the stop."""
+    append(step, step.entries)
+    observer = step.rt.observer
+    if observer is not None:
+        if step.request.operation != "tool":
+            step.content_allowed = step.rt.capture_allowed(step.chain)
+        observer.step_recorded(step)
+
+
+def fill(entry: Entry, step: Step) -> None:
+    """Copy what the settlement found into the entry."""
+    entry.latency_ms = step.latency_ms
+    entry.cost = step.cost
+    entry.price_known = step.price_known
+    entry.status = step.status
+    entry.error = step.error
+    usage = step.usage
+    if usage is not None:
+        entry.tokens_in = usage.tokens_in
+        entry.tokens_out = usage.tokens_out
+        entry.cached_tokens = usage.cached_tokens
+        entry.reasoning_tokens = usage.reasoning_tokens
+        entry.usage_estimated = usage.estimated
+        entry.tool_calls = usage.tool_calls
+        entry.finish_reason = usage.finish_reason
+
+
+def settled(step: Step) -> None:
+    """A finished step: its entry completed, totals per model, captured content (opt-in), and
+    its span and metrics."""
+    entry = step.entry
+    usage = step.usage
+    fill(entry, step)
+    for session in step.chain:
+        session.tally(entry)
+    rt = step.rt
+    if usage is not None and step.request.operation != "tool":
+        step.content_allowed = rt.capture_allowed(step.chain)
+        if rt.config.capture_content and step.content_allowed:
+            entry.content = {"prompt": scrub(step.request.prompt), "completion": scrub(usage.text)}
+    if rt.observer is not None:
+        rt.observer.step_recorded(step)

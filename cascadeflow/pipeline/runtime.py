@@ -1,0 +1,122 @@
+"""The runtime: everything a step needs besides its request and its sessions.
+
+`cascadeflow.init()` builds one and installs it; interceptors, `@tool` and `run()` read the
+installed one once, at their entry, and hand it down explicitly. Telemetry and alert delivery
+live in the adapter layer above, so the runtime holds them behind two small interfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from cascadeflow.alert import Alert
+from cascadeflow.breakers import breakers
+from cascadeflow.config import Config
+from cascadeflow.guardrails.policy import Policy, PolicyStore
+from cascadeflow.pipeline.observer import Observer
+from cascadeflow.policy import Engine
+from cascadeflow.session import Session
+from cascadeflow.worker import Worker, shared
+
+# Set while a cascade makes an attempt: the cascade chose the model, policies must not switch it.
+attempting: ContextVar[bool] = ContextVar("cascadeflow_cascade_attempt", default=False)
+
+
+class CascadeRunner(Protocol):
+    """A configured cascade, called by its logical name through an intercepted client."""
+
+    def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = ...,
+            reachable: tuple[str, ...] | None = ...) -> Any: ...
+
+    async def arun(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = ...,
+                   reachable: tuple[str, ...] | None = ...) -> Any: ...
+
+
+class Runtime:
+    """Config, policy engine, guardrail policies, cascades, telemetry, alerts, the worker."""
+
+    def __init__(self, config: Config, *, engine: Engine | None = None, worker: Worker | None = None,
+                 policies: PolicyStore | None = None,
+                 cascades: Mapping[str, CascadeRunner] | None = None,
+                 observer: Observer | None = None,
+                 alert: Callable[[Alert], None] | None = None) -> None:
+        self.config = config
+        self.mode: str = config.mode
+        self.enforce = config.mode == "enforce"
+        self.engine = engine or Engine(config)
+        self.worker = worker or shared()
+        self.policies = policies
+        self.cascades: Mapping[str, CascadeRunner] = cascades or {}
+        self.observer = observer
+        self._alert = alert
+        # prompt text is read after the call returns (trace content, span content)
+        self.reads_prompts = config.capture_content or bool(observer and observer.capture_content)
+        self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
+                                                             "max_tool_calls": None}),
+                               max_entries=config.ambient_max_entries, ambient=True, hooks=self)
+
+    # -- what steps read -------------------------------------------------------------------
+    def policy(self) -> Policy | None:
+        """The guardrail policy in force now (hot-reloaded from its file)."""
+        return None if self.policies is None else self.policies.current()
+
+    def capture_allowed(self, chain: Sequence[Session]) -> bool:
+        """No enclosing compliance profile forbids storing prompt content."""
+        profiles = self.engine.view(chain, self.policy()).profiles
+        return all(self.config.compliance[p].capture_content for p in profiles)
+
+    def capture_content(self, chain: Sequence[Session]) -> bool:
+        """Content goes into the trace: opted in, and allowed here."""
+        return self.config.capture_content and self.capture_allowed(chain)
+
+    def emit(self, alert: Alert) -> None:
+        """Send an alert to the sinks (they run on their own thread) and count it."""
+        if self.observer is not None:
+            self.observer.alert_raised(alert.kind)
+        if self._alert is not None:
+            self._alert(alert)
+
+    def breaker_changed(self, deployment: str, old: str, new: str) -> None:
+        """A circuit breaker moved: count it, and alert when one opens."""
+        if self.observer is not None:
+            self.observer.breaker_changed(deployment, old, new)
+        if new == "open":
+            self.emit(Alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
+                            attributes={"deployment": deployment, "from": old}))
+
+    # -- SessionHooks: what sessions tell the runtime ----------------------------------------
+    def opened(self, session: Session) -> None:
+        if self.observer is not None:
+            self.observer.session_opened(session)
+
+    def closed(self, session: Session) -> None:
+        """Queue the session span's end after its steps; an outermost session waits for the
+        worker, so its trace, spans and metrics are complete when `with run()` exits."""
+        if self.observer is not None and session.span is not None:
+            self.worker.submit(self.observer.session_closed, session)
+        if session.parent is None:
+            self.worker.flush()
+
+    def flush(self) -> None:
+        self.worker.flush()
+
+
+_installed = Runtime(Config())
+
+
+def current() -> Runtime:
+    """The runtime `init()` installed (mode `off` before the first `init`)."""
+    return _installed
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make `runtime` current; returns the one it replaces. Breaker changes go to the new one."""
+    global _installed
+    previous, _installed = _installed, runtime
+    listeners = breakers.listeners
+    if previous.breaker_changed in listeners:
+        listeners.remove(previous.breaker_changed)
+    listeners.append(runtime.breaker_changed)
+    return previous

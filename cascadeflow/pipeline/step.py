@@ -1,0 +1,72 @@
+"""One call on its way through the pipeline, from the decision to the settlement.
+
+A `Step` is data: the stages (`admit`, `settle`, `record`, `guard`) read and fill it. The
+caller's thread sets what the decision and the settlement need; the background worker turns it
+into trace entries later, through tasks queued after the fields they read were set. Defaults
+live on the class, so a step costs only the fields it changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cascadeflow.entry import Entry
+from cascadeflow.guardrails.scan import Finding
+from cascadeflow.pipeline.runtime import Runtime
+from cascadeflow.policy.decision import ALLOW, Decision
+from cascadeflow.policy.view import ChainView
+from cascadeflow.request import Request
+from cascadeflow.session import Session
+from cascadeflow.usage import Usage
+
+
+class Step:
+    # set by admission (the caller's thread)
+    step_no = 0
+    numbers: tuple[int, ...] = ()  # this step's number in each session of the chain
+    decisions: list[Decision] = [ALLOW]
+    primary = ALLOW
+    model = ""  # the model called (switched in enforce), and its provider
+    provider: str | None = None
+    remaining: float | None = None  # budget left when decided (tightest session)
+    stopped = False  # enforce stopped it: nothing is sent
+    stop_error: str | None = None  # the PolicyStop raised, for telemetry
+    findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
+    scan_input_later = False  # the input rules change nothing: the worker runs them
+    # set by settlement (the caller's thread)
+    settled = False
+    usage: Usage | None = None
+    latency_ms: float | None = None
+    ended_ns = 0
+    cost: float | None = 0.0
+    price_known = True
+    status = "ok"
+    error: str | None = None
+    # set by the worker
+    entries: list[Entry] = []
+    entry: Entry
+    content_allowed = False
+    on_worker = False  # observe mode: the worker replays the step, so records are written at once
+
+    def __init__(self, rt: Runtime, request: Request, session: Session, view: ChainView) -> None:
+        self.rt = rt
+        self.request = request
+        self.session = session
+        self.chain = session.chain
+        self.view = view
+        self.kwargs = request.kwargs  # what is sent: enforce may replace it with an edited copy
+        self.args: tuple[Any, ...] = request.args
+        self.t0 = time.perf_counter()
+        self.started_ns = time.time_ns()
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Have `fn(*args)` write a record: queued for the worker, or at once on the worker."""
+        if self.on_worker:
+            fn(*args)
+        else:
+            self.rt.worker.submit(fn, *args)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.step_no} {self.request.operation} {self.request.model}>"

@@ -1,0 +1,205 @@
+"""What a finished call used and produced, read from any supported client's response or stream.
+
+Readers accept the pydantic models of litellm and the openai SDK and plain dicts. Fields are read
+from the object's `__dict__` first: a missing attribute on a pydantic model goes through its
+`__getattr__`, which costs microseconds to build the error it then discards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cascadeflow import tokens
+from cascadeflow.request import Request
+
+_MISSING = object()
+_ON_CLASS: dict[tuple[type, str], bool] = {}  # does the class define `name` (a property)?
+
+
+@dataclass(slots=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    tool_calls: int = 0
+    finish_reason: str | None = None
+    model: str | None = None
+    response_id: str | None = None
+    estimated: bool = False
+    text: str = ""
+
+
+def get(obj: Any, name: str, default: Any = None) -> Any:
+    """Attribute or key, whichever the object has, without a failing `__getattr__`."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    try:
+        fields = obj.__dict__
+    except AttributeError:  # slotted objects
+        return getattr(obj, name, default)
+    value = fields.get(name, _MISSING)
+    if value is not _MISSING:
+        return value
+    extra = getattr(obj, "__pydantic_extra__", None)
+    if extra and name in extra:
+        return extra[name]
+    cls = type(obj)
+    defined = _ON_CLASS.get((cls, name))
+    if defined is None:
+        defined = _ON_CLASS[(cls, name)] = any(name in vars(k) for k in cls.__mro__)
+    return getattr(obj, name, default) if defined else default
+
+
+def fields(obj: Any) -> dict[str, Any]:
+    """The attributes of a response object as one dict: a plain dict as it is, a pydantic model's
+    fields with its extra fields (litellm keeps `usage` there). Missing keys are absent."""
+    if isinstance(obj, dict):
+        return obj
+    try:
+        found: dict[str, Any] = obj.__dict__
+    except AttributeError:  # slotted objects: read the names a response can have
+        return {n: v for n in _NAMES if (v := getattr(obj, n, _MISSING)) is not _MISSING}
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**found, **extra} if extra else found
+
+
+_NAMES = ("id", "model", "usage", "choices", "message", "content", "text", "tool_calls",
+          "finish_reason", "prompt_tokens", "completion_tokens", "prompt_tokens_details",
+          "completion_tokens_details", "cached_tokens", "reasoning_tokens",
+          "cache_creation_input_tokens")
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int else int(value) if isinstance(value, float) else 0
+
+
+def read_usage(operation: str, response: Any) -> Usage:
+    """Usage of a non-streamed response of any supported client."""
+    if operation == "responses":
+        return _responses_usage(response)
+    r = fields(response)
+    out = Usage(model=r.get("model"), response_id=r.get("id"))
+    usage = r.get("usage")
+    if usage is not None:
+        u = fields(usage)
+        out.tokens_in = _int(u.get("prompt_tokens"))
+        out.tokens_out = _int(u.get("completion_tokens"))
+        details = u.get("prompt_tokens_details")
+        if details is not None:
+            out.cached_tokens = _int(fields(details).get("cached_tokens"))
+        details = u.get("completion_tokens_details")
+        if details is not None:
+            out.reasoning_tokens = _int(fields(details).get("reasoning_tokens"))
+        out.cache_write_tokens = _int(u.get("cache_creation_input_tokens"))
+    choices = r.get("choices")
+    if choices:
+        first = fields(choices[0])
+        out.finish_reason = first.get("finish_reason")
+        message = first.get("message")
+        if message is not None:
+            m = fields(message)
+            content, calls = m.get("content"), m.get("tool_calls")
+        else:
+            content, calls = first.get("text"), None
+        out.text = content if isinstance(content, str) else str(content or "")
+        out.tool_calls = len(calls) if calls else 0
+        for choice in choices[1:]:
+            calls = get(get(choice, "message"), "tool_calls")
+            out.tool_calls += len(calls) if calls else 0
+    return out
+
+
+def _responses_usage(response: Any) -> Usage:
+    usage = get(response, "usage")
+    out = Usage(model=get(response, "model"), response_id=get(response, "id"))
+    out.tokens_in = _int(get(usage, "input_tokens"))
+    out.tokens_out = _int(get(usage, "output_tokens"))
+    out.cached_tokens = _int(get(get(usage, "input_tokens_details"), "cached_tokens"))
+    out.reasoning_tokens = _int(get(get(usage, "output_tokens_details"), "reasoning_tokens"))
+    items = get(response, "output") or []
+    out.tool_calls = sum(1 for item in items if get(item, "type") == "function_call")
+    out.text = "".join(str(get(part, "text") or "") for item in items
+                       for part in (get(item, "content") or ()))
+    out.finish_reason = get(response, "status")
+    return out
+
+
+class StreamAccumulator:
+    """Collects what a stream delivered so the step can be settled however the stream ends."""
+
+    __slots__ = ("chunks", "operation", "parts", "tool_args", "tool_ids", "usage", "usage_reported")
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.parts: list[str] = []
+        self.tool_args: list[str] = []
+        self.tool_ids: set[Any] = set()
+        self.usage = Usage()
+        self.chunks = 0
+        self.usage_reported = False
+
+    def add(self, chunk: Any) -> None:
+        self.chunks += 1
+        usage = self.usage
+        model = get(chunk, "model")
+        if model:
+            usage.model = model
+        if usage.response_id is None:
+            usage.response_id = get(chunk, "id")
+        if self.operation == "responses":
+            self._add_event(chunk)
+            return
+        reported = get(chunk, "usage")
+        if reported is not None and get(reported, "prompt_tokens") is not None:
+            usage.tokens_in = _int(get(reported, "prompt_tokens"))
+            usage.tokens_out = _int(get(reported, "completion_tokens"))
+            usage.cached_tokens = _int(get(get(reported, "prompt_tokens_details"), "cached_tokens"))
+            usage.reasoning_tokens = _int(get(get(reported, "completion_tokens_details"),
+                                              "reasoning_tokens"))
+            self.usage_reported = True
+        for choice in get(chunk, "choices") or ():
+            if self.operation == "text_completion":
+                text = get(choice, "text")
+            else:
+                delta = get(choice, "delta")
+                text = get(delta, "content")
+                for call in get(delta, "tool_calls") or ():
+                    key = (get(choice, "index", 0), get(call, "index", 0))
+                    self.tool_ids.add(key)
+                    args = get(get(call, "function"), "arguments")
+                    if args:
+                        self.tool_args.append(args)
+            if text:
+                self.parts.append(text)
+            reason = get(choice, "finish_reason")
+            if reason:
+                usage.finish_reason = reason
+
+    def _add_event(self, event: Any) -> None:
+        kind = get(event, "type")
+        if kind == "response.output_text.delta":
+            self.parts.append(get(event, "delta") or "")
+        elif kind in ("response.completed", "response.incomplete"):
+            final = read_usage("responses", get(event, "response"))
+            final.text = ""
+            self.usage = final
+            self.usage_reported = True
+
+    def finish(self, request: Request) -> Usage:
+        """The usage: as reported by the stream, else counted with tiktoken and marked estimated."""
+        usage = self.usage
+        usage.text = "".join(self.parts)
+        usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
+        if self.usage_reported:
+            return usage
+        model = usage.model or request.model
+        usage.tokens_in = tokens.count(request.prompt_text(), model) + tokens.message_overhead(
+            request.prompt)
+        usage.tokens_out = tokens.count(usage.text + "".join(self.tool_args), model)
+        usage.estimated = True
+        return usage

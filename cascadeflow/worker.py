@@ -1,0 +1,156 @@
+"""The background worker: one daemon thread that runs queued tasks in the order they were queued.
+
+The caller's thread does only what must happen before a request is sent; writing trace entries,
+scanning in observe mode, spans and metrics are queued here. `flush()` queues a marker and waits
+for it, so everything queued before has run: that is what `summary()`, `trace()`, the end of an
+outermost `run()` and `shutdown()` do, and a reader always sees a complete trace in step order.
+
+Submitting is one `deque.append` (atomic under the GIL) and a flag read: the caller never wakes
+the worker on the hot path. While there is work about the worker looks at its queue every
+`poll_s`; after `idle_s` without work it sleeps until the next submit wakes it. (Waking a
+thread on every call costs a system call and, under the GIL, a contended lock.)
+
+The queue is bounded. When it is full the caller waits for room (back-pressure: a worker that
+keeps up never blocks anyone); if the worker makes no progress for `block_s`, the task is
+dropped and counted instead of hanging the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("cascadeflow.worker")
+
+Task = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+class Worker:
+    """Runs tasks off the caller's thread, in order; thread-safe, started on first use."""
+
+    def __init__(self, capacity: int = 50_000, block_s: float = 2.0, poll_s: float = 0.01,
+                 idle_s: float = 1.0, name: str = "cascadeflow-worker") -> None:
+        self.capacity = capacity
+        self.block_s = block_s
+        self.poll_s = poll_s
+        self.idle_s = idle_s
+        self.name = name
+        self.dropped = 0  # tasks not run because the queue stayed full
+        self.failed = 0  # tasks that raised (logged, never propagated)
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked child starts with no thread
+
+    def _reset(self) -> None:
+        self._queue: deque[Task] = deque()
+        self._done = 0  # tasks run; written by the worker only
+        self._busy = False  # set before a task is taken from the queue, cleared once it is empty
+        self._sleeping = False  # blocked until woken (no work for `idle_s`)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # -- the caller's side ------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue `fn(*args)`; it runs within `poll_s` (sooner when something flushes)."""
+        if self._thread is None:
+            self._start()
+        if len(self._queue) >= self.capacity and not self._wait_for_room():
+            self.dropped += 1
+            log.error("cascadeflow worker queue full for %.1fs: dropped a task (%d so far)",
+                      self.block_s, self.dropped)
+            return
+        self._queue.append((fn, args))
+        if self._sleeping:
+            self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every task queued before this call has run; False on timeout.
+
+        Called from the worker itself (a task reading a summary) it returns at once: waiting
+        there would wait for itself.
+        """
+        thread = self._thread
+        if thread is None or threading.current_thread() is thread:
+            return True
+        if not self._queue and not self._busy:  # read in this order: the worker sets busy first
+            return True
+        marker = threading.Event()
+        self._queue.append((marker.set, ()))
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not marker.wait(0.1):
+            if not thread.is_alive():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _wait_for_room(self) -> bool:
+        """Back-pressure: wait while the worker makes progress; False if it stalls for `block_s`."""
+        if threading.current_thread() is self._thread:
+            return True  # a task queueing a follow-up: never wait for ourselves
+        self._wake.set()
+        done, since = self._done, time.monotonic()
+        while len(self._queue) >= self.capacity:
+            time.sleep(0.001)
+            if self._done != done:
+                done, since = self._done, time.monotonic()
+            elif time.monotonic() - since >= self.block_s:
+                return False
+        return True
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                thread.start()
+                self._thread = thread
+
+    # -- the worker's side ------------------------------------------------------------------
+    def _run(self) -> None:
+        queue = self._queue
+        last_work = time.monotonic()
+        while True:
+            if queue:
+                self._busy = True
+                while queue:
+                    fn, args = queue.popleft()
+                    try:
+                        fn(*args)
+                    except Exception:  # a failing record must not stop the ones after it
+                        self.failed += 1
+                        log.exception("cascadeflow background task %r failed", fn)
+                    self._done += 1
+                self._busy = False
+                last_work = time.monotonic()
+            if time.monotonic() - last_work < self.idle_s:
+                self._wake.wait(self.poll_s)  # woken early by a flush
+                self._wake.clear()
+                continue
+            self._sleeping = True
+            if not queue:  # a submit between the check above and `_sleeping = True` saw us awake
+                self._wake.wait()
+            self._wake.clear()
+            self._sleeping = False
+
+
+_shared: Worker | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> Worker:
+    """The process's worker: the records of every runtime `init()` makes are queued here."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = Worker()
+    return _shared
