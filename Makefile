@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test lint bench bench-quick bench-peer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick --out benchmarks/results/quick.json
+
+# the peer (the unrelated cascadeflow on PyPI) goes into a throw-away venv of its own, never .venv
+bench-peer: $(STAMP)
+	$(PY) -m benchmarks.peer --out benchmarks/results/peer.json

@@ -1,7 +1,8 @@
-"""The benchmarks: per-call overhead, decision time, pre-flight estimation, scale.
+"""The benchmarks: what cascadeflow adds to a call, decision time, pre-flight estimation, scale.
 
-Each function returns rows: dicts with a `benchmark`, a `variant` and figures. Overheads are
-differences and ratios against a baseline measured in the same run; nothing here asserts a time.
+Each function returns rows: dicts with a `benchmark`, a `variant` and figures. What is added to a
+call is measured against the same call through the original, unpatched function, back to back
+(see `harness.py`); nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import asyncio
 import contextlib
 import gc
 import itertools
-import random
 import resource
-import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -28,154 +28,173 @@ from cascadeflow.policy import Engine
 from cascadeflow.request import Request
 from cascadeflow.session import Session
 from cascadeflow.testing import ProviderServer
+from cascadeflow.worker import shared
 
-from benchmarks.harness import Stats, interleaved, interleaved_async, timed
+from benchmarks.common import BUDGET_KPI, ENFORCE_RUN, MESSAGES, config_file, sample_text, telemetry_providers
+from benchmarks.harness import Added, Call, Variant, paired, paired_async, timed
 
 litellm.suppress_debug_info = True  # the cascade benchmark makes failing calls on purpose
 
-POOL = """
-[models."openai/gpt-4o-mini"]
-quality = 0.9
-latency_ms = 400
-tags = ["gdpr"]
-
-[models."openai/gpt-4.1-nano"]
-quality = 0.5
-latency_ms = 250
-tags = ["gdpr"]
-
-# gdpr without its guardrail profile: the policy engine's cost, measured apart from guardrails
-[compliance.bench]
-model_tags = ["gdpr"]
-"""
-MESSAGES = [{"role": "system", "content": "You classify support tickets."},
-            {"role": "user", "content": "I was charged twice for my subscription this month."}]
-ENFORCE_RUN: dict[str, Any] = {"budget": 1e9, "compliance": "bench",
-                               "kpi_weights": {"quality": 0.8, "cost": 0.2}, "max_steps": 10**9,
-                               "max_tool_calls": 10**9}
 Row = dict[str, Any]
+PII_TAIL = " Contact dana@example.com, card 4242 4242 4242 4242, +44 20 7946 0958."
 
 
-def _config_file() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="cascadeflow-bench-"))
-    path = folder / "cascadeflow.toml"
-    path.write_text(POOL)
-    return path
+# (mode, run() keyword arguments, extra init() keyword arguments)
+Config = tuple[str, dict[str, Any], dict[str, Any]]
 
 
-def _modes(config: Path) -> dict[str, Callable[[], contextlib.AbstractContextManager[Any]]]:
+def _configs(telemetry: dict[str, Any]) -> dict[str, Config]:
+    return {
+        "observe, bare run()": ("observe", {}, {}),
+        "observe, run(budget, kpi)": ("observe", BUDGET_KPI, {}),
+        "enforce (budget+compliance+kpi)": ("enforce", ENFORCE_RUN, {}),
+        "enforce + default guardrails": ("enforce", {**ENFORCE_RUN, "guardrails": "default"}, {}),
+        "enforce + OpenTelemetry (batch)": ("enforce", ENFORCE_RUN, telemetry),
+    }
+
+
+def _variant(config: Path, setting: Config, patched: Callable[[], Any], call: Callable[[Any], Any]
+             ) -> Variant:
+    """Entering it: init + run(); yields (the call through the original function, the call)."""
+    mode, run_kwargs, init_kwargs = setting
+
     @contextlib.contextmanager
-    def off() -> Iterator[None]:
+    def enter() -> Iterator[tuple[Call, Call]]:
+        cascadeflow.init(mode=mode, config=config, **init_kwargs)
+        original = patched().__cascadeflow_original__
+        instrumented = patched()
+        with cascadeflow.run(**run_kwargs):
+            yield (lambda: call(original)), (lambda: call(instrumented))
         cascadeflow.init(mode="off")
-        yield
 
-    @contextlib.contextmanager
-    def observe() -> Iterator[None]:
-        cascadeflow.init(mode="observe", config=config)
-        with cascadeflow.run():
-            yield
-
-    @contextlib.contextmanager
-    def enforce() -> Iterator[None]:
-        cascadeflow.init(mode="enforce", config=config)
-        with cascadeflow.run(**ENFORCE_RUN):
-            yield
-
-    tracer_provider, meter_provider = _telemetry_providers()
-
-    @contextlib.contextmanager
-    def enforce_otel() -> Iterator[None]:
-        cascadeflow.init(mode="enforce", config=config, tracer_provider=tracer_provider,
-                         meter_provider=meter_provider)
-        with cascadeflow.run(**ENFORCE_RUN):
-            yield
-
-    return {"off": off, "observe": observe, "enforce (budget+compliance+kpi)": enforce,
-            "enforce + telemetry (batch)": enforce_otel}
+    return enter
 
 
-def _telemetry_providers() -> tuple[Any, Any]:
-    """An SDK tracer provider with a batch processor (spans exported off the call path, then
-    dropped) and a meter provider whose reader is never collected during the measurement."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
-    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+def _worker() -> threading.Thread | None:
+    return shared()._thread
 
 
-def _overhead_rows(name: str, stats: dict[str, Stats]) -> list[Row]:
-    base = stats["off"]
-    rows = []
-    for variant, s in stats.items():
-        added = s.paired_added_us(base)
-        rows.append({"benchmark": name, "variant": variant, "median_us": s.median_us, "p99_us": s.p99_us,
-                     "added_us": added, "added_pct": 100.0 * added / base.median_us, "n": s.n})
-    return rows
+class _BetweenPairs:
+    """Stands in for litellm's logging thread pool while pairs run: litellm submits each call's
+    success logging (cost calculation, callbacks) to a pool whose threads then compete with the
+    measured thread. Queued here, that work runs between pairs, for both sides alike."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        self.tasks.append((fn, args, kwargs))
+
+    def drain(self) -> None:
+        tasks, self.tasks = self.tasks, []
+        for fn, args, kwargs in tasks:
+            with contextlib.suppress(Exception):
+                fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _litellm_logging_between_pairs() -> Iterator[Callable[[], None]]:
+    """Yields the `settle` to run between pairs: litellm's queued logging, then cascadeflow's
+    worker (`cascadeflow.flush`)."""
+    import litellm.utils
+
+    pool = _BetweenPairs()
+    real = litellm.utils.executor
+    litellm.utils.executor = pool  # type: ignore[misc]
+    try:
+        def settle() -> None:
+            pool.drain()
+            cascadeflow.flush()
+
+        yield settle
+    finally:
+        pool.drain()
+        litellm.utils.executor = real  # type: ignore[misc]
+
+
+def _rows(benchmark: str, results: dict[str, Added]) -> list[Row]:
+    return [{"benchmark": benchmark, "variant": name, **added.row()} for name, added in results.items()]
 
 
 def overhead(quick: bool, provider: ProviderServer, config: Path) -> list[Row]:
-    """The same calls with mode off, observe and enforce, interleaved."""
-    rounds, batch = (6, 20) if quick else (40, 50)
-    modes = _modes(config)
+    """What cascadeflow adds to a litellm `mock_response` call and to an openai SDK call over
+    HTTP, per configuration and prompt size."""
+    configs = _configs(dict(zip(("tracer_provider", "meter_provider"), telemetry_providers(),
+                                strict=True)))
     rows: list[Row] = []
 
-    def mock() -> Any:
-        return litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, mock_response="billing")
+    def completion() -> Any:
+        return litellm.completion
 
-    rows += _overhead_rows("litellm completion (mock_response)",
-                           interleaved({m: (setup, mock) for m, setup in modes.items()}, rounds, batch))
+    for label, size, names, (rounds, pairs) in (
+            ("2 KB prompt", 2_000, list(configs), (2, 10) if quick else (20, 150)),
+            ("short prompt", 0, list(configs)[:3], (2, 10) if quick else (8, 60)),
+            ("32 KB prompt", 32_000, list(configs)[:3], (2, 5) if quick else (8, 40))):
+        messages = MESSAGES if not size else [MESSAGES[0], {"role": "user", "content": sample_text(size)}]
 
-    async def amock() -> Any:
-        return await litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
-                                         mock_response="billing")
+        def mock(fn: Any, messages: Any = messages) -> Any:
+            return fn(model="openai/gpt-4o-mini", messages=messages, mock_response="billing")
+
+        variants = {name: _variant(config, configs[name], completion, mock) for name in names}
+        with _litellm_logging_between_pairs() as settle:
+            rows += _rows(f"litellm completion, mock_response, {label}",
+                          paired(variants, rounds, pairs, _worker, settle))
+
+    def acompletion() -> Any:
+        return litellm.acompletion
+
+    async def amock(fn: Any) -> Any:
+        return await fn(model="openai/gpt-4o-mini", messages=MESSAGES, mock_response="billing")
 
     # one asyncio.run for the whole measurement: litellm crashes at exit after a hand-closed loop
-    rows += _overhead_rows("litellm acompletion (mock_response)", asyncio.run(
-        interleaved_async({m: (setup, amock) for m, setup in modes.items()}, rounds, batch)))
+    avariants = {name: _variant(config, configs[name], acompletion, amock) for name in list(configs)[:3]}
+    rounds, pairs = (2, 10) if quick else (8, 60)
+    rows += _rows("litellm acompletion, mock_response, short prompt",
+                  asyncio.run(paired_async(avariants, rounds, pairs, cascadeflow.flush)))  # type: ignore[arg-type]
 
-    http_rounds, http_batch = (4, 10) if quick else (20, 25)
-
-    def http() -> Any:
-        return litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url,
-                                  api_key="bench-key", max_tokens=100)
-
-    rows += _overhead_rows("litellm completion (HTTP, built-in provider)",
-                           interleaved({m: (setup, http) for m, setup in modes.items()},
-                                       http_rounds, http_batch))
     client = openai.OpenAI(base_url=provider.url, api_key="bench-key")
 
-    def sdk() -> Any:
-        return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,  # type: ignore[arg-type]
-                                              max_tokens=100)
+    def create() -> Any:
+        return type(client.chat.completions).create
 
-    rows += _overhead_rows("openai chat.completions.create (HTTP)",
-                           interleaved({m: (setup, sdk) for m, setup in modes.items()},
-                                       http_rounds, http_batch))
+    def sdk(fn: Any) -> Any:
+        return fn(client.chat.completions, model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+
+    variants = {name: _variant(config, configs[name], create, sdk)
+                for name in ("observe, bare run()", "enforce (budget+compliance+kpi)",
+                             "enforce + default guardrails", "enforce + OpenTelemetry (batch)")}
+    rounds, pairs = (2, 5) if quick else (10, 40)
+    rows += _rows("openai chat.completions.create (HTTP, built-in provider)",
+                  paired(variants, rounds, pairs, _worker, cascadeflow.flush))
     cascadeflow.init(mode="off")
     return rows
 
 
 def pipeline_alone(quick: bool, config: Path) -> list[Row]:
     """A `@tool` step (the whole pipeline, no I/O) against the same plain function."""
-    rounds, batch = (6, 200) if quick else (40, 500)
+    rounds, pairs = (2, 50) if quick else (10, 500)
+    configs = _configs({})
 
     def plain() -> int:
         return 1
 
     traced = cascadeflow.tool(name="plain")(plain)
-    modes = _modes(config)
-    stats = interleaved({name: (setup, plain if name == "off" else traced) for name, setup in modes.items()},
-                        rounds, batch)
-    cascadeflow.init(mode="off")
-    return _overhead_rows("pipeline step alone (@tool, no I/O)", stats)
+
+    def variant(setting: Config) -> Variant:
+        mode, run_kwargs, _ = setting
+
+        @contextlib.contextmanager
+        def enter() -> Iterator[tuple[Call, Call]]:
+            cascadeflow.init(mode=mode, config=config)
+            with cascadeflow.run(**{k: v for k, v in run_kwargs.items() if k != "guardrails"}):
+                yield plain, traced
+            cascadeflow.init(mode="off")
+
+        return enter
+
+    variants = {name: variant(configs[name]) for name in list(configs)[:3]}
+    return _rows("pipeline step alone (@tool, no I/O)",
+                 paired(variants, rounds, pairs, _worker, cascadeflow.flush))
 
 
 def _chain(depth: int) -> tuple[Session, ...]:
@@ -211,19 +230,6 @@ def decision_time(quick: bool, config: Path) -> list[Row]:
     return rows
 
 
-def _text(size: int) -> str:
-    rng = random.Random(size)
-    words = ["refund", "charged", "twice", "subscription", "account", "please", "order", "invoice",
-             "the", "my", "for", "and", "help", "card", "payment", "error", "login", "password"]
-    out: list[str] = []
-    length = 0
-    while length < size:
-        word = rng.choice(words)
-        out.append(word)
-        length += len(word) + 1
-    return " ".join(out)[:size]
-
-
 def preflight(quick: bool, config: Path) -> list[Row]:
     """The budget check for 1 KB, 100 KB and 1 MB prompts: cheap bound path vs tokenizing path."""
     from cascadeflow import tokens
@@ -233,7 +239,7 @@ def preflight(quick: bool, config: Path) -> list[Row]:
     assert price is not None
     rows = []
     for label, size in (("1 KB", 1_000), ("100 KB", 100_000), ("1 MB", 1_000_000)):
-        text = _text(size)
+        text = sample_text(size)
         exact = tokens.count(text, "gpt-4o-mini") + tokens.message_overhead([{}])
         for path, budget in (("bound only", 1e9),
                              ("tokenizes", (exact * price.input + 50 * price.output) * 1.5)):
@@ -354,37 +360,19 @@ def _entry_memory() -> Row:
 
 
 def guardrails(quick: bool, config: Path) -> list[Row]:
-    """The default guardrail profile: scan latency and throughput, and what it adds to a call."""
+    """The default guardrail profile: scan latency and throughput by input size."""
     from cascadeflow.guardrails import load, scan_prompt
 
     rules = load(None).profiles["default"].input
     rows: list[Row] = []
     for label, size in (("1 KB", 1_000), ("4 KB", 4_000), ("64 KB", 64_000)):
-        text = _text(size - 120) + " Contact dana@example.com, card 4242 4242 4242 4242, +44 20 7946 0958."
+        text = sample_text(size - 120) + PII_TAIL
         messages = [{"role": "user", "content": text}]
         n = (60 if size > 10_000 else 400) if not quick else 30
         s = timed(lambda m=messages: scan_prompt(rules, m, True), n)  # type: ignore[misc]
         rows.append({"benchmark": "guardrail scan (default input profile)", "variant": label,
                      "median_us": s.median_us, "p99_us": s.p99_us,
                      "mb_per_s": len(text) / (s.median_us / 1e6) / 1e6, "n": s.n})
-    prompt = [{"role": "user", "content": _text(4_000)}]
-    modes = _modes(config)
-
-    @contextlib.contextmanager
-    def guarded() -> Iterator[None]:
-        cascadeflow.init(mode="enforce", config=config)
-        with cascadeflow.run(**ENFORCE_RUN, guardrails="default"):
-            yield
-
-    def call() -> Any:
-        return litellm.completion(model="openai/gpt-4o-mini", messages=prompt, mock_response="billing")
-
-    rounds, batch = (6, 20) if quick else (30, 40)
-    stats = interleaved({"off": (modes["off"], call),
-                         "enforce (budget+compliance+kpi)": (modes["enforce (budget+compliance+kpi)"], call),
-                         "enforce + default guardrails": (guarded, call)}, rounds, batch)
-    rows += _overhead_rows("litellm completion, 4 KB prompt (mock_response)", stats)
-    cascadeflow.init(mode="off")
     return rows
 
 
@@ -404,40 +392,46 @@ def cascades(quick: bool, provider: ProviderServer) -> list[Row]:
                        retry=once, breaker=BreakerSettings(failure_threshold=1, recovery_timeout=10**9))
     with contextlib.suppress(Exception):
         skipping.complete(messages=MESSAGES, max_tokens=100)  # opens the breaker of the first tier
-    rounds, batch = (3, 10) if quick else (15, 20)
-    session = contextlib.nullcontext
-    stats = interleaved({"off": (session, lambda: healthy.complete(messages=MESSAGES, max_tokens=100)),
-                         "fallback after a 503": (session, lambda: fallback.complete(messages=MESSAGES,
-                                                                                     max_tokens=100)),
-                         "open breaker skipped": (session, lambda: skipping.complete(messages=MESSAGES,
-                                                                                     max_tokens=100))},
-                        rounds, batch)
+
+    def against_healthy(cascade: Cascade) -> Variant:
+        @contextlib.contextmanager
+        def enter() -> Iterator[tuple[Call, Call]]:
+            yield (lambda: healthy.complete(messages=MESSAGES, max_tokens=100),
+                   lambda: cascade.complete(messages=MESSAGES, max_tokens=100))
+        return enter
+
+    rounds, pairs = (2, 5) if quick else (8, 20)
+    results = paired({"fallback after a 503": against_healthy(fallback),
+                      "open breaker skipped": against_healthy(skipping)}, rounds, pairs,
+                     _worker, cascadeflow.flush)
     provider.reset()
     cascadeflow.init(mode="off")
-    rows = _overhead_rows("cascade over HTTP (healthy tier = baseline)", stats)
-    for row in rows:
-        if row["variant"] == "off":
-            row["variant"] = "healthy tier only"
-    return rows
+    return _rows("cascade over HTTP (against the healthy tier alone)", results)
+
+
+def instructions(quick: bool) -> list[Row]:
+    """Instructions cascadeflow's own code adds per call (valgrind), when valgrind is installed."""
+    from benchmarks import instructions as counts
+
+    return counts.run(quick)
 
 
 def run(quick: bool = False) -> list[Row]:
     """Every benchmark; the small ones first, each after a full collection, so a heap left by
     an earlier one does not bill its garbage collection to the next."""
-    config = _config_file()
+    config = config_file()
     rows: list[Row] = []
     for section in (lambda: decision_time(quick, config), lambda: preflight(quick, config),
-                    lambda: pipeline_alone(quick, config)):
+                    lambda: pipeline_alone(quick, config), lambda: guardrails(quick, config)):
         gc.collect()
         rows += section()
-    gc.collect()
-    rows += guardrails(quick, config)
     gc.collect()
     with ProviderServer() as provider:
         rows += overhead(quick, provider, config)
         gc.collect()
         rows += cascades(quick, provider)
-    for section in (lambda: scale_sessions(quick), lambda: scale_ambient(quick)):
+    for section in (lambda: scale_sessions(quick), lambda: scale_ambient(quick),
+                    lambda: instructions(quick)):
         gc.collect()
         rows += section()
     cascadeflow.shutdown()

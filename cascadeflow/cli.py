@@ -7,6 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 
+from cascadeflow.console import print_summary, print_trace
+from cascadeflow.session import load_session
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cascadeflow", description=__doc__)
@@ -17,13 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("path")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from cascadeflow.demo.run import main as run_demo
+        from cascadeflow.demo.run import main as run_demo  # slow: the demo's agent imports litellm
 
         run_demo(live=args.live)
         return 0
-    from cascadeflow.demo.run import print_summary, print_trace
-    from cascadeflow.session import load_session
-
     loaded = load_session(args.path)
     print(json.dumps({k: loaded.summary().get(k) for k in ("run_id", "mode", "steps", "cost_total")}))
     print_trace(loaded, sys.stdout)

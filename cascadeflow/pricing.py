@@ -27,10 +27,22 @@ class Price:
     output: float
     cache_read: float | None = None
     max_output_tokens: int | None = None
+    max_input_tokens: int | None = None  # the context window: no prompt is billed beyond it
+
+    def most(self, max_tokens: int | None, choices: Any = 1, default_output: int = 4096) -> float | None:
+        """The most one call can cost: a full context window in, `max_tokens` (or the model's
+        output limit) out for each of `n` choices. None when the context window is unknown."""
+        if self.max_input_tokens is None:
+            return None
+        max_out = max_tokens or self.max_output_tokens or default_output
+        n = choices if isinstance(choices, int) and choices > 1 else 1
+        return self.max_input_tokens * self.input + n * max_out * self.output
 
     def cost(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
         """Cost of a call; cached input tokens use the cache-read price when the map has one."""
-        cached = min(max(cached, 0), tokens_in)
+        if cached <= 0:
+            return tokens_in * self.input + tokens_out * self.output
+        cached = min(cached, tokens_in)
         cache_price = self.input if self.cache_read is None else self.cache_read
         return (tokens_in - cached) * self.input + cached * cache_price + tokens_out * self.output
 
@@ -105,8 +117,10 @@ class PriceBook:
             is not None else entry.get("cache_read_input_token_cost")
         max_out = spec.max_output_tokens if spec and spec.max_output_tokens else \
             entry.get("max_output_tokens")
+        max_in = entry.get("max_input_tokens")
         return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
-                     int(max_out) if isinstance(max_out, int | float) else None)
+                     int(max_out) if isinstance(max_out, int | float) else None,
+                     int(max_in) if isinstance(max_in, int | float) else None)
 
     def provider_of(self, model: str) -> str | None:
         """The provider litellm's map names for a model without a provider prefix."""

@@ -15,7 +15,7 @@ PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "in
 class Request:
     """One intercepted call: what was asked, of whom, through which client."""
 
-    __slots__ = ("_prompt_bytes", "_prompt_text", "api_base", "args", "client", "irreversible",
+    __slots__ = ("_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
                  "kwargs", "model", "operation", "pinned", "provider", "reachable", "stream", "tool")
 
     def __init__(self, operation: str, client: str, model: str, kwargs: dict[str, Any],
@@ -35,7 +35,7 @@ class Request:
         self.reachable = reachable  # provider prefixes a switch may use; None = any
         self.pinned = pinned  # a cascade attempt: the cascade chose the model; no switching it
         self._prompt_text: str | None = None
-        self._prompt_bytes: int | None = None
+        self._input_bound: int | None = None
 
     def __repr__(self) -> str:
         return f"Request({self.operation!r}, {self.client!r}, {self.model!r})"
@@ -56,15 +56,19 @@ class Request:
             self._prompt_text = tokens.message_text(prompt)
         return self._prompt_text
 
-    def prompt_bytes(self) -> int:
-        """UTF-8 length of `prompt_text()` (a free upper bound on its tokens), computed once."""
-        if self._prompt_bytes is None:
+    def input_bound(self) -> int:
+        """A free upper bound on the prompt's input tokens, computed once: the UTF-8 length of
+        its text (no byte-level BPE token is shorter than a byte) plus the chat format's
+        per-message overhead."""
+        if self._input_bound is None:
+            prompt = self.prompt
             if self._prompt_text is not None or (self.operation == "responses"
                                                  and self.kwargs.get("instructions")):
-                self._prompt_bytes = tokens.upper_bound(self.prompt_text())
+                size = tokens.upper_bound(self.prompt_text())
             else:
-                self._prompt_bytes = tokens.text_bytes(self.prompt)
-        return self._prompt_bytes
+                size = tokens.text_bytes(prompt)
+            self._input_bound = size + tokens.message_overhead(prompt)
+        return self._input_bound
 
     def freeze(self) -> None:
         """Copy the kwargs and the prompt list (shallow) so what is recorded later is what was sent,
@@ -77,11 +81,13 @@ class Request:
 
     @property
     def max_tokens(self) -> int | None:
-        for key in MAX_TOKEN_KEYS:
-            value = self.kwargs.get(key)
-            if isinstance(value, int):
-                return value
-        return None
+        kwargs = self.kwargs
+        value = kwargs.get("max_tokens")
+        if value is None:
+            value = kwargs.get("max_completion_tokens")
+            if value is None:
+                value = kwargs.get("max_output_tokens")
+        return value if isinstance(value, int) else None
 
     @property
     def tools(self) -> list[Any]:

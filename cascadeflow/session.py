@@ -21,7 +21,8 @@ from cascadeflow.config import RunLimits
 from cascadeflow.entry import Entry
 from cascadeflow.errors import CascadeflowError
 
-_current: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
+# the innermost open session in this context (read directly on the hot path)
+CURRENT: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
 
 
 class SessionHooks(Protocol):
@@ -108,8 +109,8 @@ class Session:
 
     # -- context management ---------------------------------------------------------------
     def __enter__(self) -> Session:
-        self.attach(_current.get())
-        self._token = _current.set(self)
+        self.attach(CURRENT.get())
+        self._token = CURRENT.set(self)
         return self
 
     def attach(self, parent: Session | None) -> None:
@@ -139,9 +140,9 @@ class Session:
         """Leave the session: later calls in this context go to the enclosing one."""
         if self._token is not None:
             try:
-                _current.reset(self._token)
+                CURRENT.reset(self._token)
             except ValueError:  # closed from another context (a generator finalised elsewhere)
-                _current.set(self.parent)
+                CURRENT.set(self.parent)
             self._token = None
         if self._t1 is None:
             self._t1 = time.perf_counter()
@@ -307,14 +308,14 @@ def load_session(path: str | Path) -> LoadedSession:
 
 def current() -> Session | None:
     """The innermost open session in this context, or None."""
-    return _current.get()
+    return CURRENT.get()
 
 
 
 def set_current(session: Session | None) -> Token[Session | None]:
     """Make `session` current in this context; pass the token to `reset_current`."""
-    return _current.set(session)
+    return CURRENT.set(session)
 
 
 def reset_current(token: Token[Session | None]) -> None:
-    _current.reset(token)
+    CURRENT.reset(token)

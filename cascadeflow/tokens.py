@@ -17,6 +17,7 @@ MESSAGE_OVERHEAD = 4  # role and separators per chat message (OpenAI's counting 
 REPLY_PRIMING = 3
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 _lock = threading.Lock()
+_SEQUENCES = (list, tuple)  # a constant: `list | tuple` would build a union object on every call
 
 
 def litellm_tokenizer_dir() -> Path | None:
@@ -71,7 +72,7 @@ def message_text(messages: Any) -> str:
     if isinstance(messages, str):
         return messages
     parts: list[str] = []
-    for message in messages if isinstance(messages, list | tuple) else [messages]:
+    for message in messages if isinstance(messages, _SEQUENCES) else [messages]:
         if isinstance(message, str):
             parts.append(message)
             continue
@@ -99,7 +100,13 @@ def text_bytes(messages: Any) -> int:
     if isinstance(messages, str):
         return _bytes(messages)
     total = count = 0
-    for message in messages if isinstance(messages, list | tuple) else [messages]:
+    for message in messages if isinstance(messages, _SEQUENCES) else [messages]:
+        if type(message) is dict and "tool_calls" not in message:  # the usual chat message
+            content = message.get("content")
+            if type(content) is str:
+                total += len(content) if content.isascii() else _bytes(content)
+                count += 1
+                continue
         if isinstance(message, str):
             total += _bytes(message)
             count += 1
@@ -129,6 +136,6 @@ def _bytes(text: str) -> int:
 
 def message_overhead(messages: Any) -> int:
     """Tokens the chat format adds around the message contents."""
-    if isinstance(messages, list | tuple):
+    if isinstance(messages, _SEQUENCES):
         return MESSAGE_OVERHEAD * len(messages) + REPLY_PRIMING
     return REPLY_PRIMING

@@ -49,7 +49,7 @@ class Worker:
         self._queue: deque[Task] = deque()
         self._done = 0  # tasks run; written by the worker only
         self._busy = False  # set before a task is taken from the queue, cleared once it is empty
-        self._sleeping = False  # blocked until woken (no work for `idle_s`)
+        self._sleeping = True  # blocked until woken (no work for `idle_s`), or not started yet
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -57,16 +57,20 @@ class Worker:
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue `fn(*args)`; it runs within `poll_s` (sooner when something flushes)."""
-        if self._thread is None:
-            self._start()
-        if len(self._queue) >= self.capacity and not self._wait_for_room():
+        queue = self._queue
+        if len(queue) >= self.capacity and not self._wait_for_room():
             self.dropped += 1
             log.error("cascadeflow worker queue full for %.1fs: dropped a task (%d so far)",
                       self.block_s, self.dropped)
             return
-        self._queue.append((fn, args))
+        queue.append((fn, args))
         if self._sleeping:
-            self._wake.set()
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._thread is None:
+            self._start()
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every task queued before this call has run; False on timeout.
@@ -93,6 +97,10 @@ class Worker:
     def pending(self) -> int:
         return len(self._queue)
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing running (read in this order: the worker sets busy first)."""
+        return not self._queue and not self._busy
+
     def _wait_for_room(self) -> bool:
         """Back-pressure: wait while the worker makes progress; False if it stalls for `block_s`."""
         if threading.current_thread() is self._thread:
@@ -118,6 +126,7 @@ class Worker:
     def _run(self) -> None:
         queue = self._queue
         last_work = time.monotonic()
+        self._sleeping = False
         while True:
             if queue:
                 self._busy = True

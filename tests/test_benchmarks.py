@@ -14,7 +14,11 @@ def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     names = {row["benchmark"] for row in data["rows"]}
     assert {"decision time (Engine.decide)", "pre-flight budget check", "scale: ambient session",
-            "trace memory", "litellm completion (mock_response)",
-            "openai chat.completions.create (HTTP)"} <= names
-    baselines = [r for r in data["rows"] if r["variant"] == "off"]
-    assert baselines and all(r["added_us"] == 0 for r in baselines)
+            "trace memory", "litellm completion, mock_response, 2 KB prompt",
+            "openai chat.completions.create (HTTP, built-in provider)"} <= names
+    added = [r for r in data["rows"] if "added_us" in r]
+    assert added, "no paired rows"
+    for row in added:  # every paired figure comes with its spread, its baseline and the worker's share
+        assert {"added_p25_us", "added_p75_us", "baseline_us", "wall_added_us", "worker_us",
+                "rounds", "n"} <= set(row)
+        assert row["added_p25_us"] <= row["added_us"] <= row["added_p75_us"]

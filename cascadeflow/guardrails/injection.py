@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Sequence
 
 from cascadeflow.guardrails.detectors import Match
 
@@ -73,12 +74,12 @@ DELIMITERS: tuple[tuple[str, float], ...] = (
 # words present. Ordinary tickets rarely have them all, so most text is never run through most
 # patterns. Words are looked up in the set of the text's words (one pass); phrases and symbols
 # are searched as substrings, phrases only once their first word is known to be present.
-Triggers = tuple[tuple[str, ...], ...]
+TriggerGroups = tuple[tuple[str, ...], ...]
 _INSTR_WORDS = ("instruction", "instructions", "prompt", "prompts", "rule", "rules", "directions",
                 "guidelines", "context", "message", "messages", "command", "commands")
 _IGNORE = ("ignore", "ignores", "ignored", "ignoring", "disregard", "forget", "skip", "override",
            "overriding", "bypass", "neglect")
-_PHRASE_TRIGGERS: tuple[Triggers, ...] = (
+_PHRASE_TRIGGERS: tuple[TriggerGroups, ...] = (
     (_IGNORE, _INSTR_WORDS),
     (("forget", "ignore", "disregard"), ("everything", "all", "anything")),
     (("previous", "prior", "above", "earlier", "original", "old", "existing"),
@@ -107,7 +108,7 @@ _PHRASE_TRIGGERS: tuple[Triggers, ...] = (
     (("refund", "refunds"), ("without", "no"), ("verification", "approval", "checks", "check")),
     (("only with",),),
 )
-_DELIMITER_TRIGGERS: tuple[Triggers, ...] = (
+_DELIMITER_TRIGGERS: tuple[TriggerGroups, ...] = (
     (("<|",),),
     (("[inst]", "[/inst]", "[sys]", "[/sys]", "<<", "</s>", "<s>"),),
     (("[system", "<system", "</system", "[assistant", "<assistant", "[developer", "<developer", "[admin",
@@ -119,26 +120,65 @@ _DELIMITER_TRIGGERS: tuple[Triggers, ...] = (
 )
 # punctuation becomes spaces, except the base64 alphabet's + / = (so an encoded payload stays one token)
 _PUNCT = str.maketrans({c: " " for c in "!\"#$%&()*,.:;<>?@[\\]^_`{|}~"})
-Group = tuple[frozenset[str], tuple[tuple[str, str], ...]]  # (plain words, (phrase, its first word))
 
 
-def _group(words: tuple[str, ...]) -> Group:
-    plain = frozenset(w for w in words if w.isalpha())
-    phrases = tuple((w, w.split(" ", 1)[0].split("'", 1)[0]) for w in words if not w.isalpha())
-    return plain, phrases
+class Triggers:
+    """Which patterns' trigger groups a text satisfies, as one bitmask.
+
+    Every trigger group of every pattern gets a bit; a word or phrase sets the bits of the
+    groups it belongs to. A text's words come from one pass (`split`), so plain words cost one
+    set intersection; a phrase is searched for only when its first word is among the text's
+    words; symbols (`<|`, `##`) are searched for always. A pattern runs when all its groups'
+    bits are set: most text never runs most patterns.
+    """
+
+    def __init__(self, groups_per_pattern: Sequence[Sequence[Sequence[str]]]) -> None:
+        self.word_bits: dict[str, int] = {}
+        self.phrases: dict[str, dict[str, int]] = {}  # first word -> {phrase: bits}
+        self.symbols: dict[str, int] = {}
+        self.needs: list[int] = []
+        bit = 0
+        for groups in groups_per_pattern:
+            need = 0
+            for group in groups:
+                flag = 1 << bit
+                bit += 1
+                need |= flag
+                for trigger in group:
+                    tokens = trigger.translate(_PUNCT).split()
+                    if trigger.isalpha():
+                        self.word_bits[trigger] = self.word_bits.get(trigger, 0) | flag
+                    elif tokens:
+                        by_phrase = self.phrases.setdefault(tokens[0], {})
+                        by_phrase[trigger] = by_phrase.get(trigger, 0) | flag
+                    else:
+                        self.symbols[trigger] = self.symbols.get(trigger, 0) | flag
+            self.needs.append(need)
+        self.words = frozenset(self.word_bits)
+        self.firsts = frozenset(self.phrases)
+
+    def mask(self, low: str, words: set[str]) -> int:
+        """The bits of every trigger group `low` (lower-cased text, split into `words`) meets."""
+        mask = 0
+        word_bits = self.word_bits
+        for word in self.words.intersection(words):
+            mask |= word_bits[word]
+        for first in self.firsts.intersection(words):
+            for phrase, flag in self.phrases[first].items():
+                if phrase in low:
+                    mask |= flag
+        for symbol, flag in self.symbols.items():
+            if symbol in low:
+                mask |= flag
+        return mask
 
 
-def _present(group: Group, words: set[str], low: str) -> bool:
-    plain, phrases = group
-    if not words.isdisjoint(plain):
-        return True
-    return any((not first.isalpha() or first in words) and phrase in low for phrase, first in phrases)
-
-
-_COMPILED = [(re.compile(p, re.I), w, tuple(_group(g) for g in t))
-             for (p, w), t in zip(PHRASES, _PHRASE_TRIGGERS, strict=True)] + \
-            [(re.compile(p), w, tuple(_group(g) for g in t))
-             for (p, w), t in zip(DELIMITERS, _DELIMITER_TRIGGERS, strict=True)]
+_TRIGGERS = Triggers([*_PHRASE_TRIGGERS, *_DELIMITER_TRIGGERS])
+_COMPILED = [(re.compile(p, re.I), w, need)
+             for (p, w), need in zip(PHRASES, _TRIGGERS.needs, strict=False)] + \
+            [(re.compile(p), w, need)
+             for (p, w), need in zip(DELIMITERS, _TRIGGERS.needs[len(PHRASES):], strict=True)]
+assert len(_TRIGGERS.needs) == len(PHRASES) + len(DELIMITERS)
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
@@ -199,13 +239,15 @@ class InjectionDetector:
         offset_ok = len(clean) == len(text)
         low = clean.lower()
         words = set(low.translate(_PUNCT).split())
-        for pattern, weight, triggers in _COMPILED:
-            if not all(_present(group, words, low) for group in triggers):
-                continue
-            m = pattern.search(clean)
-            if m:
-                s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
-                signals.append((weight, s, e))
+        armed = _TRIGGERS.mask(low, words)
+        if armed:
+            for pattern, weight, need in _COMPILED:
+                if armed & need != need:
+                    continue
+                m = pattern.search(clean)
+                if m:
+                    s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
+                    signals.append((weight, s, e))
         if max(map(len, words), default=0) >= 24:  # an encoded payload needs a long token
             for s, e, decoded in _decoded_payloads(text):
                 inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)

@@ -25,6 +25,7 @@ from cascadeflow.pipeline import (
     fail,
     finish,
     observe,
+    respond,
 )
 from cascadeflow.pipeline.observe import Capture
 from cascadeflow.request import PROMPT_KEYS, Request
@@ -88,14 +89,6 @@ def patched() -> list[Patch]:
         return list(_patches.values())
 
 
-def _runtime() -> Runtime | None:
-    """The runtime to use for a call now, or None to pass it straight through."""
-    if not _active or _inside.get():
-        return None
-    rt = current()
-    return None if rt.mode == "off" else rt
-
-
 def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_request: ToRequest
              ) -> tuple[CascadeRunner, Request] | None:
     """The configured cascade when the requested model is one of its logical names."""
@@ -123,32 +116,31 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
         late = functools.partial(step.rt.worker.submit, enforce_settle, step)
         cls = AsyncStreamProxy if is_async else SyncStreamProxy
         return cls(result, request.operation, settle, late, step)
-    raw = _raw_kind(request.kwargs)
+    raw = _raw_kind(request.kwargs) if "extra_headers" in request.kwargs else None
     if raw == "stream":  # the SDK's streaming-response wrapper: its body is read later, by the caller
         finish(step, StreamAccumulator(request.operation).finish(request))
         return result
     body = result.parse() if raw else result  # the SDK's raw response: the body is already read
-    usage = read_usage(request.operation, body)
-    finish(step, usage)
-    if step.view.output_rules:
+    if step.view.output_acts:  # output rules may change the answer: they run here, now
+        usage = read_usage(request.operation, body)
+        finish(step, usage)
         check_output(step, body, usage.text)
+    else:
+        respond(step, body, request.operation)
     return result
 
 
 # -- observe: capture, send, hand back; the worker does the rest -----------------------------
-def _observed(cap: Capture, result: Any, operation: str, stream: bool, kwargs: dict[str, Any],
-              is_async: bool) -> Any:
-    if stream:
+def _observed(cap: Capture, result: Any, operation: str, kwargs: dict[str, Any], is_async: bool) -> Any:
+    if kwargs.get("stream") is True:
         settle = functools.partial(observe.stream_done, cap)
         cls = AsyncStreamProxy if is_async else SyncStreamProxy
         return cls(result, operation, settle, settle)
-    raw = _raw_kind(kwargs)
+    raw = _raw_kind(kwargs) if "extra_headers" in kwargs else None
     if raw == "stream":
         observe.usage_done(cap, Usage(estimated=True))
-    elif raw:
-        observe.done(cap, result.parse(), operation)
     else:
-        observe.done(cap, result, operation)
+        observe.done(cap, result.parse() if raw else result, operation)
     return result
 
 
@@ -158,8 +150,10 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        rt = _runtime()
-        if rt is None:
+        if not _active or _inside.get():
+            return original(*args, **kwargs)
+        rt = current()
+        if rt.mode == "off":
             return original(*args, **kwargs)
         if rt.cascades:
             routed = _cascade(rt, args, kwargs, to_request)
@@ -177,7 +171,7 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
                 raise
             finally:
                 _inside.reset(token)
-            return _observed(cap, result, operation, kwargs.get("stream") is True, kwargs, False)
+            return _observed(cap, result, operation, kwargs, False)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return original(*args, **kwargs)
@@ -202,8 +196,10 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
 
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        rt = _runtime()
-        if rt is None:
+        if not _active or _inside.get():
+            return await original(*args, **kwargs)
+        rt = current()
+        if rt.mode == "off":
             return await original(*args, **kwargs)
         if rt.cascades:
             routed = _cascade(rt, args, kwargs, to_request)
@@ -221,7 +217,7 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
                 raise
             finally:
                 _inside.reset(token)
-            return _observed(cap, result, operation, kwargs.get("stream") is True, kwargs, True)
+            return _observed(cap, result, operation, kwargs, True)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return await original(*args, **kwargs)

@@ -27,9 +27,7 @@ def _provider(model: str, kwargs: dict[str, Any]) -> str | None:
     explicit = kwargs.get("custom_llm_provider")
     if isinstance(explicit, str):
         return explicit
-    if "/" in model:
-        return model.split("/", 1)[0]
-    return None
+    return model.partition("/")[0] if "/" in model else None
 
 
 def _adapter(operation: str, positional: tuple[str, ...]) -> Any:

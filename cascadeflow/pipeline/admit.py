@@ -20,8 +20,9 @@ from cascadeflow.pipeline import edit, guard, record
 from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
-from cascadeflow.session import current
+from cascadeflow.session import CURRENT
 
 _STOPS: dict[str, type[PolicyStop]] = {
     "budget_exceeded": BudgetExceeded,
@@ -33,7 +34,7 @@ _STOPS: dict[str, type[PolicyStop]] = {
 def begin(rt: Runtime, request: Request) -> Step:
     """Admit one step in enforce mode; raise its `PolicyStop` when enforcement stops it.
     (Observe mode captures the call instead: see `cascadeflow.pipeline.observe`.)"""
-    session = current() or rt.ambient
+    session = CURRENT.get() or rt.ambient
     if attempting.get():
         request.pinned = True
     view = rt.engine.view(session.chain, rt.policy())
@@ -41,12 +42,11 @@ def begin(rt: Runtime, request: Request) -> Step:
     edited = None
     if request.operation == "tool":
         _approve(step)
-    else:
-        if view.input_rules:
-            if rt.enforce and view.input_acts:
-                edited = guard.scan_input(step)
-            else:
-                step.scan_input_later = True
+    elif view.input_rules or rt.reads_prompts or request.stream:
+        if view.input_acts:
+            edited = guard.scan_input(step)
+        elif view.input_rules:
+            step.scan_input_later = True
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
     error = admit(step)
@@ -54,8 +54,7 @@ def begin(rt: Runtime, request: Request) -> Step:
         raise error
     if step.findings:
         guard.alert_findings(step, step.findings)
-    if rt.enforce:
-        step.kwargs = edit.apply(request, step.decisions, edited)
+    step.kwargs = edit.apply(request, step.decisions, edited)
     return step
 
 
@@ -73,48 +72,71 @@ def admit(step: Step) -> PolicyStop | None:
     """Decide and account under the chain's lock, so concurrent steps never both spend the same
     money; queue the step's record in step order. Returns the stop to raise (enforce only).
 
-    Enforce runs this on the caller's thread; observe replays it on the worker."""
-    rt, request, session, view = step.rt, step.request, step.session, step.view
-    enforce = rt.enforce
-    chain = step.chain
+    Enforce runs this on the caller's thread; observe replays it on the worker. Spend is settled
+    by the worker, so in enforce a decision that hinges on it (a budget stop, clamp or pressure
+    switch, or a request with tools under a tool cap) first waits for the worker to settle what
+    has arrived, and is then taken again on exact figures.
+    """
+    rt, request, view, lock = step.rt, step.request, step.view, step.session.lock
+    decide = rt.engine.decide_in
+    with lock:
+        decisions = decide(request, view)
+        if not rt.enforce or not _hinges_on_spend(request, view, decisions) or rt.worker.idle():
+            return _account(step, decisions)
+    rt.worker.flush()
+    with lock:
+        return _account(step, decide(request, view))
+
+
+_SPEND_REASONS = frozenset({"budget_exceeded", "budget_pressure", "max_tokens_clamped"})
+
+
+def _hinges_on_spend(request: Request, view: ChainView, decisions: list[Decision]) -> bool:
+    for decision in decisions:
+        if decision.reason in _SPEND_REASONS:
+            return True
+    return bool(view.tool_capped) and bool(request.kwargs.get("tools"))
+
+
+def _account(step: Step, decisions: list[Decision]) -> PolicyStop | None:
+    """Under the chain's lock: number the step, reserve, count, queue its record."""
+    rt, request, chain = step.rt, step.request, step.chain
+    primary = decisions[0]
     tool = request.operation == "tool"
-    with session.lock:
-        decisions = rt.engine.decide_in(request, view)
-        primary = decisions[0]
+    if rt.enforce:
         stopped = primary.action == "stop" or (tool and primary.action == "deny_tool")
-        if step.findings and enforce and not stopped:
+        if step.findings and not stopped:
             blocked = next((f for f in step.findings if f.action == "block"), None)
             if blocked is not None:
                 primary = Decision("block", blocked.reason, message=blocked.message)
                 stopped = True
-        stopped = stopped and enforce
-        if len(chain) == 1:
-            session.steps += 1
-            step.numbers = (session.steps,)
-        else:
-            step.numbers = tuple(s.next_step() for s in chain)
-        step.step_no = step.numbers[0]
-        if view.budgeted:
-            step.remaining = min(b.limits.budget - b.spent for b in view.budgeted
-                                 if b.limits.budget is not None)
-        step.decisions = decisions
-        if stopped:
-            for s in chain:
-                s.stopped = True
-            return _stop(step, primary)
-        if primary.reservation:
-            for b in view.budgeted:
-                b.reserved += primary.reservation
-        if tool:
-            for s in chain:
-                s.tool_executions += 1
-        step.primary = primary
-        target = primary.target_model if enforce else None
-        if target and target != request.model:
-            step.model, step.provider = target, rt.engine.names(target, None)[0]
-        else:
-            step.model, step.provider = request.model, request.provider
-        step.post(guard.input_later if step.scan_input_later else record.admitted, step)
+    else:
+        stopped = False
+    if len(chain) == 1:
+        session = step.session
+        session.steps += 1
+        step.numbers = (session.steps,)
+    else:
+        step.numbers = tuple(s.next_step() for s in chain)
+    step.step_no = step.numbers[0]
+    step.decisions = decisions
+    if stopped:
+        for s in chain:
+            s.stopped = True
+        return _stop(step, primary)
+    if primary.reservation:
+        for b in step.view.budgeted:
+            b.reserved += primary.reservation
+    if tool:
+        for s in chain:
+            s.tool_executions += 1
+    step.primary = primary
+    target = primary.target_model if rt.enforce else None
+    if target and target != request.model:
+        step.model, step.provider = target, rt.engine.names(target, None)[0]
+    else:
+        step.model, step.provider = request.model, request.provider
+    step.post(guard.input_later if step.scan_input_later else record.admitted, step)
     return None
 
 

@@ -26,12 +26,18 @@ def note(rt: Runtime, action: str, reason: str, *, model: str | None, message: s
                   run_id=session.run_id, status="ok")
     if message:
         entry.extra = {"message": scrub(message)}  # provider error texts can quote keys
+    if not rt.enforce:  # observe: steps are numbered by the worker's replay, so number it there
+        rt.worker.submit(_write, rt, session, None, entry, degraded)
+        return
     with session.lock:
         numbers = tuple(s.steps for s in session.chain)
         rt.worker.submit(_write, rt, session, numbers, entry, degraded)
 
 
-def _write(rt: Runtime, session: Session, numbers: tuple[int, ...], entry: Entry, degraded: bool) -> None:
+def _write(rt: Runtime, session: Session, numbers: tuple[int, ...] | None, entry: Entry,
+           degraded: bool) -> None:
+    if numbers is None:
+        numbers = tuple(s.steps for s in session.chain)
     for s, number in zip(session.chain, numbers, strict=True):
         s.add_entry(number, entry)
         if entry.action == "retry":

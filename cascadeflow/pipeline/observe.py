@@ -18,8 +18,8 @@ from cascadeflow.pipeline import admit, guard
 from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.settle import fail, finish
 from cascadeflow.pipeline.step import Step
-from cascadeflow.request import Request
-from cascadeflow.session import Session, current
+from cascadeflow.request import PROMPT_KEYS, Request
+from cascadeflow.session import CURRENT, Session
 from cascadeflow.usage import StreamAccumulator, Usage, read_usage
 
 MakeRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
@@ -28,30 +28,29 @@ MakeRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 class Capture:
     """A call as observe mode saw it on the caller's thread; `step` once the worker admitted it."""
 
-    __slots__ = ("args", "kwargs", "make", "pinned", "prompt", "prompt_key", "rt", "session",
-                 "started_ns", "step", "t0")
+    __slots__ = ("args", "kwargs", "make", "pinned", "policy", "prompt", "rt", "session", "step", "t0")
 
     def __init__(self, rt: Runtime, session: Session, make: MakeRequest, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], prompt_key: str | None) -> None:
+                 kwargs: dict[str, Any], prompt: list[Any] | None, pinned: bool, t0: int) -> None:
         self.rt = rt
+        self.policy = rt.policy()  # the guardrail policy in force when the call was made
         self.session = session
         self.make = make
         self.args = args
         self.kwargs = kwargs
-        self.prompt_key = prompt_key
-        prompt = kwargs.get(prompt_key) if prompt_key else None
-        # the caller may append to its message list once the call returns: keep it as sent
-        self.prompt = prompt[:] if type(prompt) is list else None
-        self.pinned = attempting.get()
+        self.prompt = prompt  # a copy of the prompt list as sent (the caller may append to its own)
+        self.pinned = pinned
+        self.t0 = t0
         self.step: Step | None = None
-        self.t0 = time.perf_counter()
-        self.started_ns = time.time_ns()
 
 
 def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[str, Any],
             prompt_key: str | None = None) -> Capture:
     """Observe a call about to be sent: queue its admission, return what settles it later."""
-    cap = Capture(rt, current() or rt.ambient, make, args, kwargs, prompt_key)
+    prompt = kwargs.get(prompt_key) if prompt_key else None
+    cap = Capture(rt, CURRENT.get() or rt.ambient, make, args, kwargs,
+                  prompt[:] if type(prompt) is list else None, attempting.get(),
+                  time.perf_counter_ns())
     rt.worker.submit(_admit, cap)
     return cap
 
@@ -63,23 +62,21 @@ def tool_request(request: Request) -> MakeRequest:
 
 def done(cap: Capture, response: Any, operation: str) -> None:
     """The call returned `response` (a body, not a stream): settle it on the worker."""
-    cap.rt.worker.submit(_settle, cap, response, operation, None, "ok", time.perf_counter(),
-                         time.time_ns())
+    cap.rt.worker.submit(_settle, cap, response, operation, time.perf_counter_ns())
 
 
 def usage_done(cap: Capture, usage: Usage) -> None:
     """The call finished with a known usage (a tool, a raw response already read)."""
-    cap.rt.worker.submit(_settle_usage, cap, usage, None, "ok", time.perf_counter(), time.time_ns())
+    cap.rt.worker.submit(_settle_usage, cap, usage, None, "ok", time.perf_counter_ns())
 
 
 def failed(cap: Capture, error: BaseException) -> None:
-    cap.rt.worker.submit(_settle_usage, cap, None, error, "error", time.perf_counter(),
-                         time.time_ns())
+    cap.rt.worker.submit(_settle_usage, cap, None, error, "error", time.perf_counter_ns())
 
 
 def stream_done(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
     """A stream ended (or broke, or was dropped): its accumulated usage settles on the worker."""
-    cap.rt.worker.submit(_settle_stream, cap, acc, error, status, time.perf_counter(), time.time_ns())
+    cap.rt.worker.submit(_settle_stream, cap, acc, error, status, time.perf_counter_ns())
 
 
 # -- on the worker ---------------------------------------------------------------------------
@@ -87,40 +84,38 @@ def _admit(cap: Capture) -> None:
     request = cap.make(cap.args, cap.kwargs)
     if request is None:
         return  # a call shape the adapter does not read: it went through unrecorded
-    if cap.prompt is not None and cap.prompt_key is not None:
-        request.kwargs = {**request.kwargs, cap.prompt_key: cap.prompt}
+    key = PROMPT_KEYS.get(request.operation)
+    if cap.prompt is not None and key is not None:
+        request.kwargs = {**request.kwargs, key: cap.prompt}
     request.pinned = cap.pinned
     rt = cap.rt
-    view = rt.engine.view(cap.session.chain, rt.policy())
+    view = rt.engine.view(cap.session.chain, cap.policy)
     step = Step(rt, request, cap.session, view)
-    step.t0, step.started_ns, step.on_worker = cap.t0, cap.started_ns, True
+    step.t0, step.on_worker = cap.t0, True
     step.scan_input_later = bool(view.input_rules) and request.operation != "tool"
     admit.admit(step)
     cap.step = step
 
 
-def _settle(cap: Capture, response: Any, operation: str, error: BaseException | None, status: str,
-            ended: float, ended_ns: int) -> None:
-    usage = read_usage(operation, response) if cap.step is not None else None
-    _settle_usage(cap, usage, error, status, ended, ended_ns)
+def _settle(cap: Capture, response: Any, operation: str, ended: int) -> None:
+    if cap.step is not None:
+        _settle_usage(cap, read_usage(operation, response), None, "ok", ended)
 
 
 def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None, status: str,
-                  ended: float, ended_ns: int) -> None:
+                  ended: int) -> None:
     step = cap.step
     if step is None:
         return
     if error is not None:
-        fail(step, error, usage, status, ended, ended_ns)
+        fail(step, error, usage, status, ended)
     elif usage is not None:
-        finish(step, usage, status, ended, ended_ns)
+        finish(step, usage, status, ended)
     if usage is not None and usage.text and step.view.output_rules:
         guard.output_later(step, usage.text)
 
 
 def _settle_stream(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str,
-                   ended: float, ended_ns: int) -> None:
-    if cap.step is None:
-        return
-    _settle_usage(cap, acc.finish(cap.step.request), error, status, ended, ended_ns)
-
+                   ended: int) -> None:
+    if cap.step is not None:
+        _settle_usage(cap, acc.finish(cap.step.request), error, status, ended)

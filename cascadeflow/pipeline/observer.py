@@ -21,8 +21,14 @@ class StepRecord(Protocol):
     entry: Entry
     usage: Usage | None
     step_no: int
-    started_ns: int  # wall clock, ns since the epoch
-    ended_ns: int
+
+    @property
+    def started_ns(self) -> int:
+        """Wall clock, ns since the epoch."""
+
+    @property
+    def ended_ns(self) -> int: ...
+
     content_allowed: bool  # no compliance profile of the chain forbids recording prompt text
     stop_error: str | None  # the PolicyStop enforcement raised instead of sending
 

@@ -18,7 +18,15 @@ from cascadeflow.secrets import scrub
 
 
 def entries(step: Step, findings: Sequence[Finding] = ()) -> list[Entry]:
-    """The step's trace entries: one per decision (the primary first), then one per finding."""
+    """The step's trace entries: one per decision (the primary first), then one per finding.
+
+    `budget_remaining` is the tightest budget's remainder as the worker sees it now: every
+    settlement that arrived before this step was queued before it, so it is what was spent
+    when the step was decided."""
+    for b in step.view.budgeted:
+        left = (b.limits.budget or 0.0) - b.spent
+        if step.remaining is None or left < step.remaining:
+            step.remaining = left
     out = [decision_entry(step, d) for d in step.decisions]
     out += [finding_entry(step, f) for f in (*step.findings, *findings)]
     for extra in out[1:]:

@@ -1,64 +1,98 @@
-"""After the call, on the caller's thread: what it cost replaces what was reserved.
+"""After the call: what it cost replaces what was reserved.
 
-Settling is what the next decision reads (spend, tool calls, observed latency), so it happens
-before the caller gets the response back; writing it into the trace is queued for the worker.
+The caller's thread only notes that the response arrived (and when: the latency it observes is
+what latency targets read on the next decision); reading the usage, pricing it and charging it
+to every enclosing session is the worker's. Until then the step's worst-case reservation stays
+held, so a decision taken in between is only ever more cautious; when the policy engine would
+stop, clamp or switch for want of budget, or a tool cap is in play, admission first waits for
+the worker to settle what has arrived (see `admit`).
+
 A step is settled exactly once, whether it finished, failed, or its stream was dropped.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from cascadeflow.alert import Alert
-from cascadeflow.pipeline import record
+from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.session import Session
-from cascadeflow.usage import Usage
+from cascadeflow.usage import Usage, read_usage
 
 
-def finish(step: Step, usage: Usage, status: str = "ok", ended: float | None = None,
-           ended_ns: int | None = None) -> None:
-    """Settle with the call's usage: its cost replaces the reservation on every enclosing session.
-    `ended` (perf_counter) and `ended_ns` are when the response arrived, if not now."""
+def respond(step: Step, response: Any, operation: str) -> None:
+    """The call returned `response`; the worker reads its usage and settles it. (The usual end
+    of an enforced call: kept to the few operations it needs.)"""
     if step.settled:
         return
     step.settled = True
-    latency = step.latency_ms = ((time.perf_counter() if ended is None else ended) - step.t0) * 1000.0
-    step.ended_ns = time.time_ns() if ended_ns is None else ended_ns
-    step.usage = usage
-    step.status = status
+    step.t1 = time.perf_counter_ns()
+    if step.view.reads_latency:
+        _observe_latency(step)
+    step.worker.submit(_settle_response, step, response, operation)
+
+
+def finish(step: Step, usage: Usage, status: str = "ok", ended: int | None = None) -> None:
+    """Settle with a usage already known (a stream's, a tool's). `ended` is when the response
+    arrived (`time.perf_counter_ns()`), if not now."""
+    if _arrived(step, ended):
+        step.post(_settle, step, usage, status)
+
+
+def fail(step: Step, exc: BaseException, usage: Usage | None = None, status: str = "error",
+         ended: int | None = None) -> None:
+    """Settle a call that raised (or a stream that broke): the error type is recorded."""
+    if _arrived(step, ended):
+        step.error = type(exc).__name__
+        step.post(_settle, step, usage, status)
+
+
+def _arrived(step: Step, ended: int | None) -> bool:
+    """Mark the step settled-to-be (False if it already was) and note when. Latency targets and
+    latency-weighted KPIs read observed latency at the next decision, so when the chain has
+    either it is observed here; otherwise the worker observes it."""
+    if step.settled:
+        return False
+    step.settled = True
+    step.t1 = time.perf_counter_ns() if ended is None else ended
+    if step.view.reads_latency:
+        _observe_latency(step)
+    return True
+
+
+def _observe_latency(step: Step) -> None:
     if step.request.operation != "tool":
         engine = step.rt.engine
-        model, provider = step.model, step.provider
-        price = engine.prices.price(model, provider)
+        latency = (step.t1 - step.t0) / 1e6
+        engine.latency.observe(engine.names(step.model, step.provider)[2], latency)
+
+
+# -- on the worker (or at once, when the worker is replaying an observed step) ---------------
+def _settle_response(step: Step, response: Any, operation: str) -> None:
+    usage = read_usage(operation, response)
+    _settle(step, usage, "ok")
+    if step.view.output_rules and usage.text:  # rules that change nothing: recorded here
+        guard.output_later(step, usage.text)
+
+
+def _settle(step: Step, usage: Usage | None, status: str) -> None:
+    step.usage = usage
+    step.status = status
+    step.latency_ms = (step.t1 - step.t0) / 1e6
+    rt = step.rt
+    if not step.view.reads_latency:
+        _observe_latency(step)
+    if usage is not None and step.request.operation != "tool":
+        prices = rt.engine.prices
+        price = prices.price(step.model, step.provider)
         if price is None and usage.model:
-            price = engine.prices.price(usage.model, provider)
+            price = prices.price(usage.model, step.provider)
         if price is None:
             step.price_known, step.cost = False, None
         else:
             step.cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens)
-        engine.latency.observe(engine.names(model, provider)[2], latency)
-    _settle(step, usage.tokens_in, usage.tokens_out, usage.cached_tokens, usage.tool_calls)
-
-
-def fail(step: Step, exc: BaseException, usage: Usage | None = None, status: str = "error",
-         ended: float | None = None, ended_ns: int | None = None) -> None:
-    """Settle a call that raised (or a stream that broke): the error type is recorded."""
-    if step.settled:
-        return
-    step.error = type(exc).__name__
-    if usage is not None:
-        finish(step, usage, status, ended, ended_ns)
-        return
-    step.settled = True
-    step.status = status
-    step.latency_ms = ((time.perf_counter() if ended is None else ended) - step.t0) * 1000.0
-    step.ended_ns = time.time_ns() if ended_ns is None else ended_ns
-    _settle(step, 0, 0, 0, 0)
-
-
-def _settle(step: Step, tokens_in: int, tokens_out: int, cached: int, tool_calls: int) -> None:
-    rt = step.rt
     reservation = step.primary.reservation
     cost = step.cost
     crossed: list[Session] = []
@@ -67,11 +101,13 @@ def _settle(step: Step, tokens_in: int, tokens_out: int, cached: int, tool_calls
             budget = session.limits.budget
             if reservation and budget is not None:
                 session.reserved -= reservation
-            session.charge(cost, tokens_in, tokens_out, cached, tool_calls)
+            if usage is not None:
+                session.charge(cost, usage.tokens_in, usage.tokens_out, usage.cached_tokens,
+                               usage.tool_calls)
             if budget and not session.alerted and session.spent >= rt.config.budget_alert * budget:
                 session.alerted = True
                 crossed.append(session)
-    step.post(record.settled, step)
+    record.settled(step)
     for session in crossed:
         _alert(step, session)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cascadeflow.clock import wall_ns
 from cascadeflow.entry import Entry
 from cascadeflow.guardrails.scan import Finding
 from cascadeflow.pipeline.runtime import Runtime
@@ -30,7 +31,7 @@ class Step:
     primary = ALLOW
     model = ""  # the model called (switched in enforce), and its provider
     provider: str | None = None
-    remaining: float | None = None  # budget left when decided (tightest session)
+    remaining: float | None = None  # budget left when decided (tightest session), for the trace
     stopped = False  # enforce stopped it: nothing is sent
     stop_error: str | None = None  # the PolicyStop raised, for telemetry
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
@@ -39,7 +40,7 @@ class Step:
     settled = False
     usage: Usage | None = None
     latency_ms: float | None = None
-    ended_ns = 0
+    t1 = 0  # perf_counter_ns when the response (or the error) arrived
     cost: float | None = 0.0
     price_known = True
     status = "ok"
@@ -52,21 +53,31 @@ class Step:
 
     def __init__(self, rt: Runtime, request: Request, session: Session, view: ChainView) -> None:
         self.rt = rt
+        self.worker = rt.worker
         self.request = request
         self.session = session
         self.chain = session.chain
         self.view = view
         self.kwargs = request.kwargs  # what is sent: enforce may replace it with an edited copy
         self.args: tuple[Any, ...] = request.args
-        self.t0 = time.perf_counter()
-        self.started_ns = time.time_ns()
+        self.t0 = time.perf_counter_ns()
+
+    @property
+    def started_ns(self) -> int:
+        """Wall-clock start, ns since the epoch."""
+        return wall_ns(self.t0)
+
+    @property
+    def ended_ns(self) -> int:
+        """Wall-clock end (the start for a step that never ran), ns since the epoch."""
+        return wall_ns(self.t1 or self.t0)
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Have `fn(*args)` write a record: queued for the worker, or at once on the worker."""
         if self.on_worker:
             fn(*args)
         else:
-            self.rt.worker.submit(fn, *args)
+            self.worker.submit(fn, *args)
 
     def __repr__(self) -> str:
         return f"<Step {self.step_no} {self.request.operation} {self.request.model}>"

@@ -19,6 +19,9 @@ from cascadeflow.request import Request
 
 DEFAULT_MAX_OUTPUT = 4096  # assumed when neither the request nor the price map bounds the answer
 MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
+# When what is left is at least this many times the most one call to the model can cost, the
+# prompt is not measured: the call cannot overrun, and that maximum is what it reserves.
+CEILING_SHARE = 4.0
 _TIKTOKEN_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", None})
 
 
@@ -36,6 +39,11 @@ def check(engine: Context, request: Request, view: ChainView, model: str) -> Dec
         remaining = min(remaining, left)
         if pressured is None and cap and left / cap < share:
             pressured = session
+    if pressured is None:
+        ceiling = engine.ceiling(model, request.provider if model == request.model else None,
+                                 request.max_tokens, request.kwargs.get("n"))
+        if ceiling is not None and ceiling.reservation * CEILING_SHARE <= remaining:
+            return ceiling
     if pressured is not None and remaining > 0 and not request.pinned:
         cheaper = _cheaper(engine, request, view, model)
         if cheaper is not None:
@@ -49,22 +57,20 @@ def check(engine: Context, request: Request, view: ChainView, model: str) -> Dec
 
 
 def _fit(engine: Context, request: Request, model: str, remaining: float) -> Decision:
-    provider = request.provider if model == request.model else None
-    provider, _bare, _name = engine.names(model, provider)
-    price = engine.prices.price(model, provider)
+    provider, price = engine.priced(model, request.provider if model == request.model else None)
     if price is None:
         return Decision("allow", "price_unknown", price_known=False)
     embeddings = request.operation == "embeddings"
     asked = request.max_tokens
     max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
     bounded = embeddings or asked is not None or price.max_output_tokens is not None
-    overhead = tokens.message_overhead(request.prompt)
-    bound = request.prompt_bytes()
-    worst = (bound + overhead) * price.input + max_out * price.output
+    bound = request.input_bound()
+    worst = bound * price.input + max_out * price.output
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
-    tokens_in = overhead + (tokens.count(request.prompt_text(), model) if provider in _TIKTOKEN_PROVIDERS
-                            else bound)
+    tokens_in = bound
+    if provider in _TIKTOKEN_PROVIDERS:
+        tokens_in = tokens.count(request.prompt_text(), model) + tokens.message_overhead(request.prompt)
     in_cost = tokens_in * price.input
     if embeddings or price.output <= 0:
         worst = in_cost + max_out * price.output

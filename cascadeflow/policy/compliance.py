@@ -9,13 +9,9 @@ from cascadeflow.request import Request
 
 
 def check(engine: Context, request: Request, view: ChainView) -> Decision | None:
+    """Stop, or switch to the best allowed candidate, when a profile excludes the model."""
     if not view.profiles:
         return None
-    return engine.memo(("compliance", *engine.switch_key(request, view)),
-                       lambda: _decide(engine, request, view))
-
-
-def _decide(engine: Context, request: Request, view: ChainView) -> Decision | None:
     provider, bare, name = engine.names(request.model, request.provider)
     configured = engine.pool.lookup(request.model, provider)
     if engine.allowed(view.profiles, bare, provider, configured.spec if configured else None):

@@ -16,7 +16,7 @@ from cascadeflow.policy.candidates import Candidate, Pool, allowed, canonical, s
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.state import SessionState
 from cascadeflow.policy.view import ChainView, view_of
-from cascadeflow.pricing import PriceBook
+from cascadeflow.pricing import Price, PriceBook
 from cascadeflow.request import Request
 
 Approver = Callable[[str, tuple[Any, ...], dict[str, Any]], bool]
@@ -36,11 +36,40 @@ class Context:
         self._allowed: dict[tuple[tuple[str, ...], str], bool] = {}
         self._candidates: dict[tuple[Any, ...], tuple[Candidate, ...]] = {}
         self._scores: dict[tuple[Any, ...], dict[str, float]] = {}
-        self._memo: dict[tuple[Any, ...], Decision | None] = {}
+        self._priced: dict[tuple[str, str | None], tuple[str | None, Price | None]] = {}
+        self._ceilings: dict[tuple[Any, ...], Decision | None] = {}
 
     def view(self, chain: Sequence[SessionState], policy: Policy | None = None) -> ChainView:
         """What the rules need to know of `chain` (cached on its innermost session)."""
+        cached = chain[0].policy_view
+        if cached is not None and cached[0] is self.config and cached[2] is policy:
+            view: ChainView = cached[1]
+            return view
         return view_of(tuple(chain), self.config, policy)
+
+    def ceiling(self, model: str, provider: str | None, asked: int | None, choices: Any
+                ) -> Decision | None:
+        """An `allow` reserving the most one call to `model` can cost (see `budget.ceiling`),
+        built once per (model, max_tokens, n); None when that maximum is unknown."""
+        key = (model, provider, asked, choices)
+        if key in self._ceilings:
+            return self._ceilings[key]
+        price = self.priced(model, provider)[1]
+        worst = None if price is None else price.most(asked, choices)
+        found = None if worst is None else Decision("allow", "ok", reservation=worst)
+        if len(self._ceilings) > 4096:
+            self._ceilings.clear()
+        self._ceilings[key] = found
+        return found
+
+    def priced(self, model: str, provider: str | None) -> tuple[str | None, Price | None]:
+        """(provider, price) of a model as called; `provider` as the client knows it, if it does."""
+        key = (model, provider)
+        found = self._priced.get(key)
+        if found is None:
+            resolved = self.names(model, provider)[0]
+            found = self._priced[key] = (resolved, self.prices.price(model, resolved))
+        return found
 
     def allowed(self, profiles: tuple[str, ...], model: str, provider: str | None,
                 spec: ModelSpec | None) -> bool:
@@ -65,21 +94,6 @@ class Context:
                           and self.allowed(view.profiles, c.bare, c.provider, c.spec))
             self._candidates[key] = found
         return list(found)
-
-    def memo(self, key: tuple[Any, ...], compute: Callable[[], Decision | None]) -> Decision | None:
-        """A rule's answer for `key`, computed once; keys must hold everything the answer reads."""
-        try:
-            return self._memo[key]
-        except KeyError:
-            if len(self._memo) > 4096:
-                self._memo.clear()
-            found = self._memo[key] = compute()
-            return found
-
-    def switch_key(self, request: Request, view: ChainView) -> tuple[Any, ...]:
-        """What a model-switch rule's answer depends on besides the rule's own limits."""
-        return (request.model, request.provider, request.reachable, request.operation == "embeddings",
-                view.profiles, view.weights_key, self.latency.version)
 
     def scores(self, options: Sequence[Candidate], weights: dict[str, float]) -> dict[str, float]:
         """KPI scores of `options`, cached until observed latencies move."""

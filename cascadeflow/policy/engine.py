@@ -7,6 +7,7 @@ decisions. Whether a decision is applied is the pipeline's business (observe vs 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from cascadeflow.guardrails.policy import Policy
 from cascadeflow.policy import budget, compliance, kpi, steps, tools
@@ -19,8 +20,22 @@ from cascadeflow.request import Request
 __all__ = ["Approver", "Decision", "Engine"]
 
 
+_MISSING = Decision("allow", "missing")  # a memo miss (never returned)
+MEMO_SIZE = 4096
+
+
 class Engine(Context):
-    """Decides each step; see `Context` for what the rules share."""
+    """Decides each step; see `Context` for what the rules share.
+
+    Which model a step should use (compliance, latency target, KPI weights) depends only on
+    the requested model, the client's reach, the chain's profiles, weights and latency target,
+    and the observed latencies' version: the answer is memoised under those, so most steps
+    pay one dictionary lookup for it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._switches: dict[tuple[Any, ...], Decision | None] = {}
 
     # -- the decision ----------------------------------------------------------------------
     def decide(self, request: Request, chain: Sequence[SessionState], policy: Policy | None = None
@@ -35,16 +50,17 @@ class Engine(Context):
         if request.operation == "tool":
             denied = steps.check(view) or tools.check_execution(self, request, view)
             return [denied] if denied else [ALLOW]
-        stop = steps.check(view)
-        if stop:
-            return [stop]
+        if view.step_caps:
+            stop = steps.check(view)
+            if stop:
+                return [stop]
         out: list[Decision] = []
         model = request.model
-        switch = None if request.pinned else compliance.check(self, request, view)
-        if switch and switch.action == "stop":
-            return [switch]
-        if switch is None and not request.pinned:
-            switch = kpi.check_latency(self, request, view) or kpi.check_weights(self, request, view)
+        switch = None
+        if not request.pinned and (view.profiles or view.weights or view.latency_target is not None):
+            switch = self._switch(request, view)
+            if switch is not None and switch.action == "stop":
+                return [switch]
         if switch is not None:
             out.append(switch)
             model = switch.target_model or model
@@ -54,9 +70,10 @@ class Engine(Context):
         if money.action == "switch_model":
             out = [d for d in out if d.action != "switch_model"]
             out.insert(0, money)
-        denied = tools.check_request(self, request, view)
-        if denied:
-            out.append(denied)
+        if view.tool_capped or view.tool_lists:
+            denied = tools.check_request(self, request, view)
+            if denied:
+                out.append(denied)
         if not out:
             return [money]
         if money.action == "allow":
@@ -68,3 +85,17 @@ class Engine(Context):
                 out.append(Decision("allow", money.reason, max_tokens=money.max_tokens,
                                     message=money.message))
         return out
+
+    def _switch(self, request: Request, view: ChainView) -> Decision | None:
+        """Compliance first (it may stop), then the latency target, then KPI weights; memoised."""
+        key = (request.model, request.provider, request.reachable, request.operation == "embeddings",
+               view.profiles, view.weights_key, view.latency_target, self.latency.version)
+        found = self._switches.get(key, _MISSING)
+        if found is _MISSING:
+            found = compliance.check(self, request, view)
+            if found is None:
+                found = kpi.check_latency(self, request, view) or kpi.check_weights(self, request, view)
+            if len(self._switches) >= MEMO_SIZE:
+                self._switches.clear()
+            self._switches[key] = found
+        return found

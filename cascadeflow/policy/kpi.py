@@ -12,10 +12,6 @@ def check_weights(engine: Context, request: Request, view: ChainView) -> Decisio
     """`kpi_better_model`: the best-scoring candidate beats the requested model by the hysteresis."""
     if not view.weights:
         return None
-    return engine.memo(("kpi", *engine.switch_key(request, view)), lambda: _better(engine, request, view))
-
-
-def _better(engine: Context, request: Request, view: ChainView) -> Decision | None:
     weights = view.weights or {}
     options = engine.candidates(request, view)
     provider, _bare, name = engine.names(request.model, request.provider)
@@ -36,11 +32,6 @@ def check_latency(engine: Context, request: Request, view: ChainView) -> Decisio
     """`latency_target_exceeded`: the requested model is observed slower than `max_latency_ms`."""
     if view.latency_target is None:
         return None
-    return engine.memo(("latency", view.latency_target, *engine.switch_key(request, view)),
-                       lambda: _faster(engine, request, view))
-
-
-def _faster(engine: Context, request: Request, view: ChainView) -> Decision | None:
     target = view.latency_target or 0.0
     provider, _bare, name = engine.names(request.model, request.provider)
     current = engine.pool.lookup(request.model, provider)

@@ -33,6 +33,7 @@ class ChainView:
     output_rules: tuple[Rule, ...]
     input_acts: bool  # an input rule may change or block the request (redact, rewrite, block)
     unlimited: bool  # no rule can say anything but allow: no limits, profiles, weights or lists
+    reads_latency: bool  # a rule reads observed latency (a latency target or a latency KPI weight)
     output_acts: bool  # an output rule may change or block the answer
     approval_tools: tuple[str, ...]
     policy_version: str | None
@@ -88,6 +89,7 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
         tool_capped=tool_capped,
         latency_target=latency_target,
         tool_lists=tool_lists,
+        reads_latency=latency_target is not None or bool(weights and weights.get("latency")),
         unlimited=not (profiles or weights or budgeted or tool_capped or step_caps or tool_lists
                        or latency_target is not None or approval),
     )
