@@ -28,8 +28,10 @@ HERE = Path(__file__).resolve().parent
 def _peer_python(folder: Path, version: str) -> Path:
     venv.create(folder, with_pip=True)
     python = folder / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"cascadeflow=={version}", "openai"],
-                   check=True)
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"cascadeflow=={version}",
+                           "openai"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"installing the peer failed:\n{done.stdout}{done.stderr}")
     return python
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cascadeflow.secrets import _SECRET
+from cascadeflow import secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,64 +126,71 @@ class PIIDetector:
         self.words = _word_pattern(words)
 
     def scan(self, text: str) -> list[Match]:
-        found: list[Match] = []
-        taken: list[tuple[int, int]] = []
+        """Matches of every type, earlier types winning where two overlap; linear in the text
+        and in the number of matches (each type's matches are merged into the kept ones)."""
+        kept: list[Match] = []
+        for found in self._candidates(text):
+            if found:
+                kept = _merge(kept, found)
+        return kept
 
-        def add(kind: str, start: int, end: int) -> None:
-            if any(s < end and start < e for s, e in taken):
-                return
-            taken.append((start, end))
-            found.append(Match(kind, start, end))
-
+    def _candidates(self, text: str) -> Iterator[list[Match]]:
+        """Each type's matches, sorted by start, in the order that decides overlaps."""
         types = self.types
-        if "api_key" in types and _may_hold_secret(text):
-            for m in _SECRET.finditer(text):
-                add("api_key", m.start(), m.end())
+        if "api_key" in types:
+            yield [Match("api_key", start, end) for start, end in secrets.spans(text)]
         for kind, pattern in self.custom.items():
-            for m in pattern.finditer(text):
-                add(kind, m.start(), m.end())
+            yield [Match(kind, m.start(), m.end()) for m in pattern.finditer(text)]
         if self.words is not None:
-            for m in self.words.finditer(text):
-                add("word", m.start(), m.end())
-        if "email" in types:
-            for lo, hi in _around(text, "@", 64, 255):
-                for m in _PATTERNS["email"].finditer(text, lo, hi):
-                    add("email", m.start(), m.end())
+            yield [Match("word", m.start(), m.end()) for m in self.words.finditer(text)]
+        if "email" in types and "@" in text:
+            pattern = _PATTERNS["email"]
+            yield [Match("email", m.start(), m.end()) for lo, hi in _around(text, "@", 64, 255)
+                   for m in pattern.finditer(text, lo, hi)]
         # Numbers: one pass finds the numeric runs; the specific patterns then look only at a
         # small window around each run (wide enough on the left for an IBAN's letters).
-        numeric = [k for k in ("iban", "credit_card", "ssn", "ip_address", "phone") if k in types]
-        if numeric:
-            for lo, hi in _windows(text):
-                self._numbers(text, lo, hi, numeric, add)
+        numeric = [k for k in _NUMERIC if k in types]
+        windows = _windows(text) if numeric else []
+        for kind in numeric if windows else ():
+            pattern, valid = _PATTERNS[kind], _VALID[kind]
+            yield [Match(kind, m.start(), m.end()) for lo, hi in windows
+                   for m in pattern.finditer(text, lo, hi) if valid(m)]
         if "ip_address" in types and text.count(":") >= 2:
-            for m in _PATTERNS["ip_address"].finditer(text):
-                if ":" in m.group() and _ip_ok(m.group()):
-                    add("ip_address", m.start(), m.end())
-        found.sort(key=lambda m: m.start)
-        return found
+            yield [Match("ip_address", m.start(), m.end()) for m in _PATTERNS["ip_address"].finditer(text)
+                   if ":" in m.group() and _ip_ok(m.group())]
 
-    @staticmethod
-    def _numbers(text: str, lo: int, hi: int, kinds: Sequence[str],
-                 add: Callable[[str, int, int], None]) -> None:
-        for kind in kinds:
-            pattern = _PATTERNS[kind]
-            for m in pattern.finditer(text, lo, hi):
-                value = m.group()
-                if (kind == "iban" and iban_ok(m.group(1).replace(" ", ""))) \
-                        or (kind == "credit_card" and card_ok(re.sub(r"[ -]", "", value))) \
-                        or (kind == "ssn" and ssn_ok(*m.groups())) \
-                        or (kind == "ip_address" and "." in value and _ip_ok(value)) \
-                        or (kind == "phone" and _phone_ok(value)):
-                    add(kind, m.start(), m.end())
+
+def _merge(kept: list[Match], found: list[Match]) -> list[Match]:
+    """`kept` (sorted, non-overlapping) with the matches of `found` (sorted) that overlap none of
+    them; both walked once."""
+    out: list[Match] = []
+    i = 0
+    last_end = -1  # end of the last match taken from `found`
+    for match in found:
+        while i < len(kept) and kept[i].end <= match.start:
+            out.append(kept[i])
+            i += 1
+        if i < len(kept) and kept[i].start < match.end:
+            continue  # overlaps a kept match
+        if match.start < last_end:
+            continue  # overlaps the previous one of its own type (matches of a type can touch)
+        out.append(match)
+        last_end = match.end
+    out.extend(kept[i:])
+    return out
+
+
+_NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
+_VALID: dict[str, Callable[[re.Match[str]], bool]] = {
+    "iban": lambda m: iban_ok(m.group(1).replace(" ", "")),
+    "credit_card": lambda m: card_ok(re.sub(r"[ -]", "", m.group())),
+    "ssn": lambda m: ssn_ok(*m.groups()),
+    "ip_address": lambda m: "." in m.group() and _ip_ok(m.group()),
+    "phone": lambda m: _phone_ok(m.group()),
+}
 
 
 _RUN = re.compile(r"\d[\d \-().]{4,}\d")
-_SECRET_MARKS = ("sk-", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza", "bearer")
-
-
-def _may_hold_secret(text: str) -> bool:
-    low = text.lower()
-    return any(mark in low for mark in _SECRET_MARKS)
 
 
 def _around(text: str, mark: str, before: int, after: int) -> list[tuple[int, int]]:

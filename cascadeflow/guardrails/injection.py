@@ -156,6 +156,25 @@ class Triggers:
             self.needs.append(need)
         self.words = frozenset(self.word_bits)
         self.firsts = frozenset(self.phrases)
+        # each pattern is listed under the bit of its first group: a pattern can only be armed
+        # when that bit is set, so only the set bits' patterns are looked at
+        self.by_bit: dict[int, list[int]] = {}
+        for index, need in enumerate(self.needs):
+            self.by_bit.setdefault(need & -need, []).append(index)
+
+    def armed(self, mask: int) -> list[int]:
+        """Indices of the patterns all of whose groups are in `mask`, in pattern order."""
+        out: list[int] = []
+        rest = mask
+        while rest:
+            bit = rest & -rest
+            rest ^= bit
+            for index in self.by_bit.get(bit, ()):
+                need = self.needs[index]
+                if mask & need == need:
+                    out.append(index)
+        out.sort()
+        return out
 
     def mask(self, low: str, words: set[str]) -> int:
         """The bits of every trigger group `low` (lower-cased text, split into `words`) meets."""
@@ -174,10 +193,7 @@ class Triggers:
 
 
 _TRIGGERS = Triggers([*_PHRASE_TRIGGERS, *_DELIMITER_TRIGGERS])
-_COMPILED = [(re.compile(p, re.I), w, need)
-             for (p, w), need in zip(PHRASES, _TRIGGERS.needs, strict=False)] + \
-            [(re.compile(p), w, need)
-             for (p, w), need in zip(DELIMITERS, _TRIGGERS.needs[len(PHRASES):], strict=True)]
+_COMPILED = [(re.compile(p, re.I), w) for p, w in PHRASES] + [(re.compile(p), w) for p, w in DELIMITERS]
 assert len(_TRIGGERS.needs) == len(PHRASES) + len(DELIMITERS)
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
@@ -239,15 +255,13 @@ class InjectionDetector:
         offset_ok = len(clean) == len(text)
         low = clean.lower()
         words = set(low.translate(_PUNCT).split())
-        armed = _TRIGGERS.mask(low, words)
-        if armed:
-            for pattern, weight, need in _COMPILED:
-                if armed & need != need:
-                    continue
-                m = pattern.search(clean)
-                if m:
-                    s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
-                    signals.append((weight, s, e))
+        mask = _TRIGGERS.mask(low, words)
+        for index in _TRIGGERS.armed(mask) if mask else ():
+            pattern, weight = _COMPILED[index]
+            m = pattern.search(clean)
+            if m:
+                s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
+                signals.append((weight, s, e))
         if max(map(len, words), default=0) >= 24:  # an encoded payload needs a long token
             for s, e, decoded in _decoded_payloads(text):
                 inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)

@@ -61,6 +61,39 @@ def scan_text(rules: Sequence[Rule], text: str, stage: str) -> list[tuple[Rule, 
     return out
 
 
+class ScanCache:
+    """Input scans of texts seen before: an agent sends its whole conversation on every call,
+    so without this each turn would scan every earlier message again (quadratic in the
+    conversation). Keyed by the rules and the text itself, so a text that changed is a new
+    entry; holds at most `max_chars` characters of texts and forgets the oldest first."""
+
+    def __init__(self, max_chars: int = 8_000_000, max_text: int = 256_000) -> None:
+        self.max_chars = max_chars
+        self.max_text = max_text
+        self._entries: dict[tuple[tuple[int, ...], str], tuple[Sequence[Rule], Hits]] = {}
+        self._chars = 0
+
+    def scan(self, rules: Sequence[Rule], key: tuple[int, ...], text: str) -> Hits:
+        """`scan_text(rules, text, "input")`, remembered under `key` (the rules' identities)."""
+        if len(text) > self.max_text:
+            return scan_text(rules, text, "input")
+        found = self._entries.get((key, text))
+        if found is not None and found[0] == rules:  # ids can be reused once rules are gone
+            return found[1]
+        hits = scan_text(rules, text, "input")
+        self._entries[(key, text)] = (rules, hits)
+        self._chars += len(text)
+        while self._chars > self.max_chars and self._entries:
+            (_key, old), _value = next(iter(self._entries.items()))
+            del self._entries[(_key, old)]
+            self._chars -= len(old)
+        return hits
+
+
+Hits = list[tuple[Rule, Match, Finding]]
+INPUTS = ScanCache()
+
+
 def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]]) -> str:
     """Apply redact (typed placeholders) and rewrite (the rule's replacement), right to left."""
     edits = sorted(((m.start, m.end, _replacement(r, m)) for r, m, _f in hits
@@ -108,15 +141,27 @@ def _copy(value: Any) -> Any:
 
 
 def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool) -> tuple[list[Finding], Any]:
-    """Findings over every text of a prompt, and (when `edit`) the edited copy, else the prompt."""
+    """Findings over every text of a prompt, and (when `edit` and a redact or rewrite rule
+    matched) an edited copy; otherwise the prompt itself. The copy is made only when needed.
+    Texts scanned before with the same rules are not scanned again (`INPUTS`)."""
+    key = tuple(map(id, rules))
     if isinstance(prompt, str):
-        hits = scan_text(rules, prompt, "input")
+        hits = INPUTS.scan(rules, key, prompt)
         return [f for _r, _m, f in hits], (transform(prompt, hits) if edit and hits else prompt)
     findings: list[Finding] = []
-    edited = _copy(prompt) if edit else prompt
-    for container, key, text in _texts(edited):
-        hits = scan_text(rules, text, "input")
-        findings.extend(f for _r, _m, f in hits)
-        if edit and hits:
-            container[key] = transform(text, hits)
+    edits: list[tuple[int, str]] = []
+    places = _texts(prompt)
+    for index, (_container, _key, text) in enumerate(places):
+        hits = INPUTS.scan(rules, key, text)
+        if hits:
+            findings.extend(f for _r, _m, f in hits)
+            if edit and any(r.action in ("redact", "rewrite") for r, _m, _f in hits):
+                edits.append((index, transform(text, hits)))
+    if not edits:
+        return findings, prompt
+    edited = _copy(prompt)
+    copied = _texts(edited)  # the same places, in the copy
+    for index, text in edits:
+        container, key, _old = copied[index]
+        container[key] = text
     return findings, edited

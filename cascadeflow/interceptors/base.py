@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from cascadeflow.pipeline import (
 )
 from cascadeflow.pipeline.observe import Capture
 from cascadeflow.request import PROMPT_KEYS, Request
-from cascadeflow.usage import StreamAccumulator, Usage, read_usage
+from cascadeflow.usage import StreamAccumulator, Usage, response_text
 
 ToRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # how the openai SDK asks `create` for a raw response
@@ -121,12 +122,9 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
         finish(step, StreamAccumulator(request.operation).finish(request))
         return result
     body = result.parse() if raw else result  # the SDK's raw response: the body is already read
+    respond(step, body, request.operation)
     if step.view.output_acts:  # output rules may change the answer: they run here, now
-        usage = read_usage(request.operation, body)
-        finish(step, usage)
-        check_output(step, body, usage.text)
-    else:
-        respond(step, body, request.operation)
+        check_output(step, body, response_text(request.operation, body))
     return result
 
 
@@ -136,7 +134,10 @@ def _observed(cap: Capture, result: Any, operation: str, kwargs: dict[str, Any],
         settle = functools.partial(observe.stream_done, cap)
         cls = AsyncStreamProxy if is_async else SyncStreamProxy
         return cls(result, operation, settle, settle)
-    raw = _raw_kind(kwargs) if "extra_headers" in kwargs else None
+    if "extra_headers" not in kwargs:  # the usual call: settled by the worker from the response
+        cap.rt.worker.submit(observe.settle_response, cap, result, operation, time.perf_counter_ns())
+        return result
+    raw = _raw_kind(kwargs)
     if raw == "stream":
         observe.usage_done(cap, Usage(estimated=True))
     else:

@@ -23,13 +23,6 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
 }
 
 
-def _provider(model: str, kwargs: dict[str, Any]) -> str | None:
-    explicit = kwargs.get("custom_llm_provider")
-    if isinstance(explicit, str):
-        return explicit
-    return model.partition("/")[0] if "/" in model else None
-
-
 def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
     def to_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
         if not args:
@@ -42,12 +35,14 @@ def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
                 return None
             call = {**merged, **kwargs}
         model = call.get("model")
-        if not isinstance(model, str):
+        if type(model) is not str:
             return None
+        provider = call.get("custom_llm_provider")
+        if type(provider) is not str:
+            provider = model.partition("/")[0] if "/" in model else None
         # positional arguments travel as keywords: the same call for litellm, and editable
-        return Request(operation=operation, client="litellm", model=model, kwargs=call,
-                       provider=_provider(model, call), stream=call.get("stream") is True,
-                       api_base=call.get("api_base") or call.get("base_url"))
+        return Request(operation, "litellm", model, call, provider, (), call.get("stream") is True,
+                       call.get("api_base") or call.get("base_url"))
 
     return to_request
 

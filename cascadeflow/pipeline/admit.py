@@ -37,7 +37,10 @@ def begin(rt: Runtime, request: Request) -> Step:
     session = CURRENT.get() or rt.ambient
     if attempting.get():
         request.pinned = True
-    view = rt.engine.view(session.chain, rt.policy())
+    policy = rt.policy()
+    cached = session.policy_view  # the engine's view of the chain, cached on the session
+    view = cached[1] if cached is not None and cached[0] is rt.config and cached[2] is policy \
+        else rt.engine.view(session.chain, policy)
     step = Step(rt, request, session, view)
     edited = None
     if request.operation == "tool":
@@ -49,12 +52,22 @@ def begin(rt: Runtime, request: Request) -> Step:
             step.scan_input_later = True
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
-    error = admit(step)
+    error: PolicyStop | None = None
+    with session.lock:
+        decisions = rt.engine.decide_in(request, view)
+        settled = not _hinges_on_spend(request, view, decisions) or rt.worker.idle()
+        if settled:
+            error = _account(step, decisions)
+    if not settled:  # it hinged on spend the worker has yet to settle: settle, decide again
+        error = admit(step)
     if error is not None:
         raise error
     if step.findings:
         guard.alert_findings(step, step.findings)
-    step.kwargs = edit.apply(request, step.decisions, edited)
+    primary = step.decisions[0]
+    if edited is not None or len(step.decisions) > 1 or primary.action != "allow" \
+            or primary.max_tokens is not None:
+        step.kwargs = edit.apply(request, step.decisions, edited)
     return step
 
 
@@ -78,14 +91,10 @@ def admit(step: Step) -> PolicyStop | None:
     has arrived, and is then taken again on exact figures.
     """
     rt, request, view, lock = step.rt, step.request, step.view, step.session.lock
-    decide = rt.engine.decide_in
+    if rt.enforce:
+        rt.worker.flush()  # (`begin` tries without waiting first; it comes here when that hinged)
     with lock:
-        decisions = decide(request, view)
-        if not rt.enforce or not _hinges_on_spend(request, view, decisions) or rt.worker.idle():
-            return _account(step, decisions)
-    rt.worker.flush()
-    with lock:
-        return _account(step, decide(request, view))
+        return _account(step, rt.engine.decide_in(request, view))
 
 
 _SPEND_REASONS = frozenset({"budget_exceeded", "budget_pressure", "max_tokens_clamped"})
@@ -100,18 +109,10 @@ def _hinges_on_spend(request: Request, view: ChainView, decisions: list[Decision
 
 def _account(step: Step, decisions: list[Decision]) -> PolicyStop | None:
     """Under the chain's lock: number the step, reserve, count, queue its record."""
-    rt, request, chain = step.rt, step.request, step.chain
+    rt, chain = step.rt, step.chain
     primary = decisions[0]
-    tool = request.operation == "tool"
-    if rt.enforce:
-        stopped = primary.action == "stop" or (tool and primary.action == "deny_tool")
-        if step.findings and not stopped:
-            blocked = next((f for f in step.findings if f.action == "block"), None)
-            if blocked is not None:
-                primary = Decision("block", blocked.reason, message=blocked.message)
-                stopped = True
-    else:
-        stopped = False
+    stop = _stopping(step, primary) if rt.enforce and (primary.action in _STOPPING or step.findings) \
+        else None
     if len(chain) == 1:
         session = step.session
         session.steps += 1
@@ -120,24 +121,38 @@ def _account(step: Step, decisions: list[Decision]) -> PolicyStop | None:
         step.numbers = tuple(s.next_step() for s in chain)
     step.step_no = step.numbers[0]
     step.decisions = decisions
-    if stopped:
+    if stop is not None:
         for s in chain:
             s.stopped = True
-        return _stop(step, primary)
-    if primary.reservation:
+        return _stop(step, stop)
+    reservation = primary.reservation
+    if reservation:
         for b in step.view.budgeted:
-            b.reserved += primary.reservation
-    if tool:
+            b.reserved += reservation
+    request = step.request
+    if request.operation == "tool":
         for s in chain:
             s.tool_executions += 1
     step.primary = primary
-    target = primary.target_model if rt.enforce else None
-    if target and target != request.model:
+    target = primary.target_model
+    if target and rt.enforce and target != request.model:
         step.model, step.provider = target, rt.engine.names(target, None)[0]
     else:
         step.model, step.provider = request.model, request.provider
     step.post(guard.input_later if step.scan_input_later else record.admitted, step)
     return None
+
+
+_STOPPING = frozenset({"stop", "deny_tool"})
+
+
+def _stopping(step: Step, primary: Decision) -> Decision | None:
+    """The decision that stops the step in enforce mode: a stop, a denied tool execution, or an
+    input rule that blocks."""
+    if primary.action == "stop" or (primary.action == "deny_tool" and step.request.operation == "tool"):
+        return primary
+    blocked = next((f for f in step.findings if f.action == "block"), None)
+    return None if blocked is None else Decision("block", blocked.reason, message=blocked.message)
 
 
 def _stop(step: Step, primary: Decision) -> PolicyStop:

@@ -15,9 +15,6 @@ from cascadeflow.request import MAX_TOKEN_KEYS, PROMPT_KEYS, Request, tool_name
 def apply(request: Request, decisions: Sequence[Decision], prompt: Any = None) -> dict[str, Any]:
     """The kwargs to send: a copy with switches, clamps, tool removals and an edited prompt."""
     kwargs = request.kwargs
-    if prompt is None and len(decisions) == 1 and decisions[0].action == "allow" \
-            and decisions[0].max_tokens is None:
-        return kwargs  # the usual step: nothing to change
     changed: dict[str, Any] | None = None
     for decision in decisions:
         if decision.action == "switch_model" and decision.target_model:

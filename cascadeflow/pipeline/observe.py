@@ -62,7 +62,7 @@ def tool_request(request: Request) -> MakeRequest:
 
 def done(cap: Capture, response: Any, operation: str) -> None:
     """The call returned `response` (a body, not a stream): settle it on the worker."""
-    cap.rt.worker.submit(_settle, cap, response, operation, time.perf_counter_ns())
+    cap.rt.worker.submit(settle_response, cap, response, operation, time.perf_counter_ns())
 
 
 def usage_done(cap: Capture, usage: Usage) -> None:
@@ -97,7 +97,8 @@ def _admit(cap: Capture) -> None:
     cap.step = step
 
 
-def _settle(cap: Capture, response: Any, operation: str, ended: int) -> None:
+def settle_response(cap: Capture, response: Any, operation: str, ended: int) -> None:
+    """Worker task: settle an observed call from its response."""
     if cap.step is not None:
         _settle_usage(cap, read_usage(operation, response), None, "ok", ended)
 

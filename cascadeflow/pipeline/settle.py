@@ -73,7 +73,8 @@ def _observe_latency(step: Step) -> None:
 def _settle_response(step: Step, response: Any, operation: str) -> None:
     usage = read_usage(operation, response)
     _settle(step, usage, "ok")
-    if step.view.output_rules and usage.text:  # rules that change nothing: recorded here
+    view = step.view
+    if view.output_rules and not view.output_acts and usage.text:  # rules that change nothing
         guard.output_later(step, usage.text)
 
 

@@ -54,6 +54,14 @@ class Engine(Context):
             stop = steps.check(view)
             if stop:
                 return [stop]
+        if not (view.tool_capped or view.tool_lists):
+            planned = self._planned(request, view)
+            if planned is not None:
+                return planned
+        return self._decide(request, view)
+
+    def _decide(self, request: Request, view: ChainView) -> list[Decision]:
+        """The full decision: model switch, budget (reserve, clamp, pressure, stop), tools."""
         out: list[Decision] = []
         model = request.model
         switch = None
@@ -85,6 +93,48 @@ class Engine(Context):
                 out.append(Decision("allow", money.reason, max_tokens=money.max_tokens,
                                     message=money.message))
         return out
+
+    def _planned(self, request: Request, view: ChainView) -> list[Decision] | None:
+        """The usual step's decisions, memoised per chain and request shape: its model switch
+        (if any) and a budget the most the call can cost fits `CEILING_SHARE` times over with no
+        pressure. None when the budget is closer than that: the full decision runs."""
+        kwargs = request.kwargs
+        key = (request.model, request.provider, request.reachable, request.pinned, request.operation,
+               kwargs.get("max_tokens"), kwargs.get("max_completion_tokens"),
+               kwargs.get("max_output_tokens"), kwargs.get("n"), self.latency.version)
+        plan = view.plans.get(key)
+        if plan is None:
+            if len(view.plans) >= MEMO_SIZE:
+                view.plans.clear()
+            plan = view.plans[key] = self._plan(request, view)
+        decisions, most = plan
+        if decisions is not None and view.budgeted:
+            share = self.config.budget_pressure
+            for session in view.budgeted:
+                cap = session.limits.budget or 0.0
+                left = cap - session.spent - session.reserved
+                if left < most * budget.CEILING_SHARE or left < share * cap:
+                    return None
+        return decisions
+
+    def _plan(self, request: Request, view: ChainView) -> tuple[list[Decision] | None, float]:
+        switch = None
+        if not request.pinned and (view.profiles or view.weights or view.latency_target is not None):
+            switch = self._switch(request, view)
+            if switch is not None and switch.action == "stop":
+                return None, 0.0
+        if not view.budgeted:
+            return ([switch] if switch else [ALLOW]), 0.0
+        model = switch.target_model if switch and switch.target_model else request.model
+        ceiling = self.ceiling(model, request.provider if model == request.model else None,
+                               request.max_tokens, request.kwargs.get("n"))
+        if ceiling is None:
+            return None, 0.0
+        if switch is None:
+            return [ceiling], ceiling.reservation
+        return [Decision(switch.action, switch.reason, switch.target_model, switch.tools_denied,
+                         None, switch.message, ceiling.reservation, ceiling.price_known)
+                ], ceiling.reservation
 
     def _switch(self, request: Request, view: ChainView) -> Decision | None:
         """Compliance first (it may stop), then the latency target, then KPI weights; memoised."""

@@ -7,7 +7,7 @@ a step runs in it and reused for every later step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow.config import Config
@@ -37,6 +37,8 @@ class ChainView:
     output_acts: bool  # an output rule may change or block the answer
     approval_tools: tuple[str, ...]
     policy_version: str | None
+    # the engine's memo of the usual step's decisions for this chain (see `Engine.decide_in`)
+    plans: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | None = None) -> ChainView:
