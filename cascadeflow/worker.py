@@ -10,9 +10,16 @@ the worker on the hot path. While there is work about the worker looks at its qu
 `poll_s`; after `idle_s` without work it sleeps until the next submit wakes it. (Waking a
 thread on every call costs a system call and, under the GIL, a contended lock.)
 
-The queue is bounded. When it is full the caller waits for room (back-pressure: a worker that
-keeps up never blocks anyone); if the worker makes no progress for `block_s`, the task is
-dropped and counted instead of hanging the application.
+When the application leaves the worker no time (a tight loop of calls that do no I/O), tasks
+would pile up, and every object they hold would outlive its call: the garbage collector would
+then promote them and run full collections of the whole heap far more often. So a call that
+starts while more than `help_at` tasks wait first runs them itself (`help_if_behind`, at the
+entry of a call, where it holds no lock): records then cost about what they would inline, and
+the queue stays short. A worker that keeps up is never helped.
+
+The queue is bounded. When it is full the caller waits for room (back-pressure); if the worker
+makes no progress for `block_s`, the task is dropped and counted instead of hanging the
+application.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ class Worker:
     """Runs tasks off the caller's thread, in order; thread-safe, started on first use."""
 
     def __init__(self, capacity: int = 50_000, block_s: float = 2.0, poll_s: float = 0.01,
-                 idle_s: float = 1.0, name: str = "cascadeflow-worker") -> None:
+                 idle_s: float = 1.0, help_at: int = 64, name: str = "cascadeflow-worker") -> None:
         self.capacity = capacity
+        self.help_at = help_at
         self.block_s = block_s
         self.poll_s = poll_s
         self.idle_s = idle_s
@@ -53,6 +61,9 @@ class Worker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._runner = threading.Lock()  # held by whoever is running tasks: they run one at a time
+        self._local = threading.local()  # `draining`: this thread is running tasks now
+        self._pause = False  # a caller wants to run the tasks: the worker stops after its current one
 
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -67,6 +78,19 @@ class Worker:
         if self._sleeping:
             self._wake_up()
 
+    def help_if_behind(self) -> None:
+        """Run the queued tasks here when more than `help_at` wait. The worker is asked to stop
+        after the task it is running (tasks always run one at a time, in order). Call it only
+        where no lock a task could take is held: at the entry of a call."""
+        if len(self._queue) < self.help_at or getattr(self._local, "draining", False):
+            return
+        self._pause = True
+        try:
+            with self._runner:  # waiting here lets the worker finish its task and let go
+                self._drain()
+        finally:
+            self._pause = False
+
     def _wake_up(self) -> None:
         if self._thread is None:
             self._start()
@@ -79,7 +103,8 @@ class Worker:
         there would wait for itself.
         """
         thread = self._thread
-        if thread is None or threading.current_thread() is thread:
+        if thread is None or threading.current_thread() is thread \
+                or getattr(self._local, "draining", False):
             return True
         if not self._queue and not self._busy:  # read in this order: the worker sets busy first
             return True
@@ -103,7 +128,7 @@ class Worker:
 
     def _wait_for_room(self) -> bool:
         """Back-pressure: wait while the worker makes progress; False if it stalls for `block_s`."""
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._thread or getattr(self._local, "draining", False):
             return True  # a task queueing a follow-up: never wait for ourselves
         self._wake.set()
         done, since = self._done, time.monotonic()
@@ -129,16 +154,8 @@ class Worker:
         self._sleeping = False
         while True:
             if queue:
-                self._busy = True
-                while queue:
-                    fn, args = queue.popleft()
-                    try:
-                        fn(*args)
-                    except Exception:  # a failing record must not stop the ones after it
-                        self.failed += 1
-                        log.exception("cascadeflow background task %r failed", fn)
-                    self._done += 1
-                self._busy = False
+                with self._runner:
+                    self._drain()
                 last_work = time.monotonic()
             if time.monotonic() - last_work < self.idle_s:
                 self._wake.wait(self.poll_s)  # woken early by a flush
@@ -149,6 +166,25 @@ class Worker:
                 self._wake.wait()
             self._wake.clear()
             self._sleeping = False
+
+
+    def _drain(self) -> None:
+        """Run tasks until the queue is empty (the caller holds `_runner`)."""
+        queue = self._queue
+        self._local.draining = True
+        self._busy = True
+        try:
+            while queue and not (self._pause and threading.current_thread() is self._thread):
+                fn, args = queue.popleft()
+                try:
+                    fn(*args)
+                except Exception:  # a failing record must not stop the ones after it
+                    self.failed += 1
+                    log.exception("cascadeflow background task %r failed", fn)
+                self._done += 1
+        finally:
+            self._busy = False
+            self._local.draining = False
 
 
 _shared: Worker | None = None

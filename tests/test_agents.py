@@ -171,6 +171,27 @@ def test_irreversible_tool_needs_an_approver() -> None:
     assert asked == [("refund", ("A-1", 10.0), {}), ("refund", ("A-2", 500.0), {})]
 
 
+def test_observe_never_asks_the_approver() -> None:
+    asked: list[str] = []
+
+    def approver(tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        asked.append(tool)  # in real life: a page to a person
+        return True
+
+    cascadeflow.init(mode="observe", approver=approver)
+
+    @cascadeflow.tool(irreversible=True)
+    def refund(order_id: str) -> str:
+        return f"refunded {order_id}"
+
+    with cascadeflow.run() as session:
+        assert refund("A-1") == "refunded A-1"
+    [entry] = session.trace()
+    assert asked == []
+    assert (entry["action"], entry["reason"], entry["applied"]) == ("deny_tool", "would_need_approval",
+                                                                   False)
+
+
 def test_tools_in_mode_off_just_run() -> None:
     @cascadeflow.tool
     def plain() -> int:

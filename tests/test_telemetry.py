@@ -157,6 +157,24 @@ def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_pa
     assert all("gen_ai.input.messages" not in s.attributes for s in exporter.get_finished_spans())
 
 
+def test_a_sampler_that_drops_gets_no_span_work_but_metrics_still_count(provider: Any) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider,
+                     meter_provider=MeterProvider(metric_readers=[reader]))
+    with cascadeflow.run():
+        litellm.completion(**chat_kwargs(provider, "hello"))
+    litellm.completion(**chat_kwargs(provider, "outside any run"))
+    cascadeflow.flush()
+    assert exporter.get_finished_spans() == ()
+    [point] = metrics(reader)["gen_ai.client.operation.duration"]
+    assert point.count == 2
+
+
 def test_telemetry_off_costs_nothing() -> None:
     report = cascadeflow.init(mode="observe")
     assert report.telemetry is None

@@ -34,6 +34,7 @@ _STOPS: dict[str, type[PolicyStop]] = {
 def begin(rt: Runtime, request: Request) -> Step:
     """Admit one step in enforce mode; raise its `PolicyStop` when enforcement stops it.
     (Observe mode captures the call instead: see `cascadeflow.pipeline.observe`.)"""
+    rt.worker.help_if_behind()
     session = CURRENT.get() or rt.ambient
     if attempting.get():
         request.pinned = True

@@ -47,11 +47,13 @@ class Capture:
 def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[str, Any],
             prompt_key: str | None = None) -> Capture:
     """Observe a call about to be sent: queue its admission, return what settles it later."""
+    worker = rt.worker
+    worker.help_if_behind()
     prompt = kwargs.get(prompt_key) if prompt_key else None
     cap = Capture(rt, CURRENT.get() or rt.ambient, make, args, kwargs,
                   prompt[:] if type(prompt) is list else None, attempting.get(),
                   time.perf_counter_ns())
-    rt.worker.submit(_admit, cap)
+    worker.submit(_admit, cap)
     return cap
 
 

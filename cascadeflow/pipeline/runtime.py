@@ -92,12 +92,13 @@ class Runtime:
             self.observer.session_opened(session)
 
     def closed(self, session: Session) -> None:
-        """Queue the session span's end after its steps; an outermost session waits for the
-        worker, so its trace, spans and metrics are complete when `with run()` exits."""
+        """Queue the session span's end after its steps. With telemetry, an outermost session
+        waits for the worker, so its spans and metrics are handed over when `with run()` exits
+        (its trace is complete whenever it is read: `summary()` and `trace()` wait anyway)."""
         if self.observer is not None and session.span is not None:
             self.worker.submit(self.observer.session_closed, session)
-        if session.parent is None:
-            self.worker.flush()
+            if session.parent is None:
+                self.worker.flush()
 
     def flush(self) -> None:
         self.worker.flush()

@@ -67,7 +67,11 @@ def check_execution(engine: Context, request: Request, view: ChainView) -> Decis
         return Decision("deny_tool", "tool_not_allowed", tools_denied=(name,),
                         message=f"tool {name!r} is not allowed here")
     needs_approval = request.irreversible or name in view.approval_tools
-    if needs_approval and request.kwargs.get("approved") is not True:
+    approved = request.kwargs.get("approved")
+    if needs_approval and approved is not True:
+        if engine.approver is not None and approved is None:  # observe mode does not ask it
+            return Decision("deny_tool", "would_need_approval", tools_denied=(name,),
+                            message=f"irreversible tool {name!r} would be put to the approver")
         why = "no approver is configured" if engine.approver is None else "the approver declined"
         return Decision("deny_tool", "tool_requires_approval", tools_denied=(name,),
                         message=f"irreversible tool {name!r} needs approval: {why}")

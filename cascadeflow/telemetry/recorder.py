@@ -129,17 +129,28 @@ class Telemetry:
                                            cv.CF_PROJECT: step.chain[-1].project or ""})
 
     def _span(self, step: StepRecord, operation: str, error: str | None, parent: Any) -> None:
+        """Start the span; only when it records (a sampler may drop it) build its attributes, in
+        one dict handed to the SDK at once, then end it at the step's end."""
+        request = step.request
+        entry = step.entry
+        tool = request.operation == "tool"
+        name = f"{cv.OP_EXECUTE_TOOL} {request.tool}" if tool else f"{operation} {entry.model}"
+        kind = self._trace.SpanKind.INTERNAL if tool else self._trace.SpanKind.CLIENT
+        span = self.tracer.start_span(name, context=parent, kind=kind, start_time=step.started_ns)
+        if span.is_recording():
+            span.set_attributes(self._attributes(step, operation, error))
+            if error is not None:
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
+        span.end(end_time=step.ended_ns or step.started_ns)
+
+    def _attributes(self, step: StepRecord, operation: str, error: str | None) -> dict[str, Any]:
         request = step.request
         entry = step.entry
         usage = step.usage
         attributes: dict[str, Any] = {cv.OPERATION: operation}
         if request.operation == "tool":
-            name = f"{cv.OP_EXECUTE_TOOL} {request.tool}"
-            kind = self._trace.SpanKind.INTERNAL
             attributes[cv.TOOL_NAME] = request.tool or ""
         else:
-            name = f"{operation} {entry.model}"
-            kind = self._trace.SpanKind.CLIENT
             attributes[cv.REQUEST_MODEL] = entry.model or request.model
             attributes[cv.CF_REQUESTED_MODEL] = request.model
             if entry.provider:
@@ -197,11 +208,7 @@ class Telemetry:
         attributes[cv.CF_STATUS] = entry.status
         if error is not None:
             attributes[cv.ERROR_TYPE] = error
-        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes,
-                                      start_time=step.started_ns)
-        if error is not None:
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
-        span.end(end_time=step.ended_ns or step.started_ns)
+        return attributes
 
     def decisions_made(self, entries: Sequence[Entry]) -> None:
         """Count every decision that did something; plain `allow/ok` steps are already counted
