@@ -64,6 +64,7 @@ class Worker:
         self._runner = threading.Lock()  # held by whoever is running tasks: they run one at a time
         self._local = threading.local()  # `draining`: this thread is running tasks now
         self._pause = False  # a caller wants to run the tasks: the worker stops after its current one
+        self._stuck_at = -1  # `_done` when a caller last found the worker stuck in a task
 
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -82,12 +83,21 @@ class Worker:
         """Run the queued tasks here when more than `help_at` wait. The worker is asked to stop
         after the task it is running (tasks always run one at a time, in order). Call it only
         where no lock a task could take is held: at the entry of a call."""
-        if len(self._queue) < self.help_at or getattr(self._local, "draining", False):
+        if len(self._queue) < self.help_at or getattr(self._local, "draining", False) \
+                or self._done == self._stuck_at:
             return
         self._pause = True
         try:
-            with self._runner:  # waiting here lets the worker finish its task and let go
+            # waiting here lets the worker finish its task and let go; a task that hangs (a
+            # wedged exporter) must not hang the application: give up, and do not try again
+            # until the worker has made progress
+            if not self._runner.acquire(timeout=0.05):
+                self._stuck_at = self._done
+                return
+            try:
                 self._drain()
+            finally:
+                self._runner.release()
         finally:
             self._pause = False
 

@@ -98,3 +98,32 @@ def test_concurrent_calls_leave_a_complete_trace_in_step_order(provider: Any) ->
     assert [e["step"] for e in trace] == list(range(1, 41))
     assert all(e["status"] == "ok" and e["tokens_in"] > 0 for e in trace)
     assert session.summary()["steps"] == 40 and session.summary()["cost_total"] > 0
+
+
+def test_a_caller_helps_a_worker_that_falls_behind_but_never_waits_on_a_stuck_one() -> None:
+    import time
+
+    worker = Worker(help_at=8)
+    seen: list[int] = []
+    for i in range(20):
+        worker.submit(seen.append, i)
+    worker.help_if_behind()  # 20 waiting: this thread runs them, in order
+    assert seen == list(range(20))
+
+    gate, stuck = threading.Event(), threading.Event()
+
+    def wedged() -> None:
+        stuck.set()
+        gate.wait()
+
+    worker.submit(wedged)
+    assert stuck.wait(10)
+    for i in range(20):
+        worker.submit(seen.append, 100 + i)
+    t0 = time.monotonic()
+    for _ in range(50):
+        worker.help_if_behind()  # gives up once, briefly, then not again until the worker moves
+    assert time.monotonic() - t0 < 2.0
+    gate.set()
+    assert worker.flush(timeout=10)
+    assert seen[20:] == [100 + i for i in range(20)]
