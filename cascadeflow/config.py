@@ -148,6 +148,9 @@ class FileConfig(_Strict):
     budget_alert: float | None = Field(default=None, gt=0, le=1)
     kpi_hysteresis: float | None = Field(default=None, ge=0)
     ambient_max_entries: int | None = Field(default=None, ge=1)
+    unknown_price: Literal["allow", "stop"] | None = None
+    budget_wait_s: float | None = Field(default=None, ge=0)
+    tools_exempt: tuple[str, ...] | None = None
     run: RunLimits = RunLimits()
     models: dict[str, ModelSpec] = {}
     compliance: dict[str, ComplianceProfile] = {}
@@ -167,6 +170,8 @@ ENV_VARS: dict[str, str] = {
     "guardrails_file": "CASCADEFLOW_GUARDRAILS_FILE",
     "kpi_weights": "CASCADEFLOW_KPI_WEIGHTS",
     "capture_content": "CASCADEFLOW_CAPTURE_CONTENT",
+    "unknown_price": "CASCADEFLOW_UNKNOWN_PRICE",
+    "budget_wait_s": "CASCADEFLOW_BUDGET_WAIT_S",
 }
 RUN_SETTINGS = ("budget", "max_steps", "max_tool_calls", "max_latency_ms", "compliance", "kpi_weights",
                 "guardrails")
@@ -180,6 +185,10 @@ DEFAULTS: dict[str, Any] = {
     "budget_alert": 0.8,
     "kpi_hysteresis": 0.05,
     "ambient_max_entries": 10_000,
+    "unknown_price": "stop",
+    "budget_wait_s": 5.0,
+    # tools agent frameworks add to every request: pydantic-ai's output tools, Agents SDK handoffs
+    "tools_exempt": ("final_result*", "transfer_to_*"),
 }
 
 
@@ -196,6 +205,9 @@ class Config:
     budget_alert: float = 0.8
     kpi_hysteresis: float = 0.05
     ambient_max_entries: int = 10_000
+    unknown_price: Literal["allow", "stop"] = "stop"  # a budgeted call whose cost cannot be bounded
+    budget_wait_s: float = 5.0  # how long a call waits for in-flight calls to settle
+    tools_exempt: tuple[str, ...] = ("final_result*", "transfer_to_*")
     run: RunLimits = field(default_factory=RunLimits)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     compliance: Mapping[str, ComplianceProfile] = field(default_factory=lambda: dict(BUILTIN_COMPLIANCE))
@@ -238,7 +250,7 @@ def _parse_env(setting: str, var: str, raw: str) -> Any:
     source = f"env {var}"
     text = raw.strip()
     try:
-        if setting in ("budget", "max_latency_ms"):
+        if setting in ("budget", "max_latency_ms", "budget_wait_s"):
             return float(text)
         if setting in ("max_steps", "max_tool_calls"):
             return int(text)
@@ -340,6 +352,9 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         budget_alert=float(chosen["budget_alert"]),
         kpi_hysteresis=float(chosen["kpi_hysteresis"]),
         ambient_max_entries=int(chosen["ambient_max_entries"]),
+        unknown_price=chosen["unknown_price"],
+        budget_wait_s=float(chosen["budget_wait_s"]),
+        tools_exempt=tuple(chosen["tools_exempt"]),
         run=run_limits,
         models=dict(file_cfg.models),
         compliance=compliance,

@@ -77,7 +77,9 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          budget_alert: float | None = None, kpi_hysteresis: float | None = None,
          otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
          alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
-         guardrails_file: str | os.PathLike[str] | None = None) -> InitReport:
+         guardrails_file: str | os.PathLike[str] | None = None, unknown_price: str | None = None,
+         budget_wait_s: float | None = None, tools_exempt: Sequence[str] | None = None
+         ) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     global _opened
     code: dict[str, Any] = {
@@ -89,6 +91,9 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
         "guardrails": guardrails,
         "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
+        "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
+        "tools_exempt": tools_exempt if tools_exempt is None or isinstance(tools_exempt, str)
+        else tuple(tools_exempt),  # a bare string is passed on for the validator to reject
     }
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):

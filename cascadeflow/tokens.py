@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-MESSAGE_OVERHEAD = 4  # role and separators per chat message (OpenAI's counting recipe)
+MESSAGE_OVERHEAD = 3  # role and separators per chat message (OpenAI's counting recipe)
 REPLY_PRIMING = 3
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 _lock = threading.Lock()

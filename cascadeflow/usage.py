@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cascadeflow import tokens
+from cascadeflow import billing, tokens
 from cascadeflow.request import Request
 
 _MISSING = object()
@@ -25,6 +25,7 @@ class Usage:
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
     tool_calls: int = 0
+    tool_names: tuple[str, ...] = ()  # of the tool calls, where the response names them
     finish_reason: str | None = None
     model: str | None = None
     response_id: str | None = None
@@ -108,10 +109,19 @@ def read_usage(operation: str, response: Any) -> Usage:
             content, calls = first.get("text"), None
         out.text = content if isinstance(content, str) else str(content or "")
         out.tool_calls = len(calls) if calls else 0
+        names = _call_names(calls) if calls else []
         for choice in choices[1:]:
             calls = get(get(choice, "message"), "tool_calls")
             out.tool_calls += len(calls) if calls else 0
+            if calls:
+                names += _call_names(calls)
+        if names:
+            out.tool_names = tuple(names)
     return out
+
+
+def _call_names(calls: Any) -> list[str]:
+    return [str(get(get(call, "function"), "name") or "") for call in calls]
 
 
 def response_text(operation: str, response: Any) -> str:
@@ -135,7 +145,8 @@ def _responses_usage(response: Any) -> Usage:
     out.cached_tokens = _int(get(get(usage, "input_tokens_details"), "cached_tokens"))
     out.reasoning_tokens = _int(get(get(usage, "output_tokens_details"), "reasoning_tokens"))
     items = get(response, "output") or []
-    out.tool_calls = sum(1 for item in items if get(item, "type") == "function_call")
+    names = tuple(str(get(item, "name") or "") for item in items if get(item, "type") == "function_call")
+    out.tool_calls, out.tool_names = len(names), names
     out.text = "".join(str(get(part, "text") or "") for item in items
                        for part in (get(item, "content") or ()))
     out.finish_reason = get(response, "status")
@@ -145,13 +156,15 @@ def _responses_usage(response: Any) -> Usage:
 class StreamAccumulator:
     """Collects what a stream delivered so the step can be settled however the stream ends."""
 
-    __slots__ = ("chunks", "operation", "parts", "tool_args", "tool_ids", "usage", "usage_reported")
+    __slots__ = ("chunks", "operation", "parts", "tool_args", "tool_ids", "tool_names", "usage",
+                 "usage_reported")
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
         self.parts: list[str] = []
         self.tool_args: list[str] = []
         self.tool_ids: set[Any] = set()
+        self.tool_names: list[str] = []
         self.usage = Usage()
         self.chunks = 0
         self.usage_reported = False
@@ -184,6 +197,9 @@ class StreamAccumulator:
                 for call in get(delta, "tool_calls") or ():
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
+                    name = get(get(call, "function"), "name")
+                    if name:
+                        self.tool_names.append(name)
                     args = get(get(call, "function"), "arguments")
                     if args:
                         self.tool_args.append(args)
@@ -208,11 +224,12 @@ class StreamAccumulator:
         usage = self.usage
         usage.text = "".join(self.parts)
         usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
+        if self.tool_names and not usage.tool_names:
+            usage.tool_names = tuple(self.tool_names)
         if self.usage_reported:
             return usage
         model = usage.model or request.model
-        usage.tokens_in = tokens.count(request.prompt_text(), model) + tokens.message_overhead(
-            request.prompt)
+        usage.tokens_in = billing.input_tokens(request, model, None, exact=True, margin=False) or 0
         usage.tokens_out = tokens.count(usage.text + "".join(self.tool_args), model)
         usage.estimated = True
         return usage

@@ -17,9 +17,9 @@ PACKAGE = ROOT / "cascadeflow"
 
 # top-level module or package of cascadeflow -> layer
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "usage", "entry", "alert",
-                     "pricing", "latency", "config", "_configfile", "failures", "retry", "policy",
-                     "guardrails"), 1),
+    **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
+                     "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
+                     "policy", "guardrails"), 1),
     **dict.fromkeys(("session", "worker", "breakers"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
     **dict.fromkeys(("interceptors", "telemetry", "tools", "testing"), 4),

@@ -257,3 +257,33 @@ def test_observe_shows_exactly_where_enforce_stops(provider: Any) -> None:
     enforced = sequence()
     assert enforced[-1]["action"] == "stop" and enforced[-1]["applied"] is True
     assert enforced[-1]["step"] == would_stop
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}
+
+
+def test_tool_cap_keeps_the_frameworks_output_tools_and_handoffs(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    tools = [_tool("lookup_order"), _tool("final_result"), _tool("transfer_to_billing")]
+    with cascadeflow.run(max_tool_calls=1) as session:
+        litellm.completion(**chat_kwargs(provider, "find order 42"), tools=tools)  # calls lookup_order
+        litellm.completion(**chat_kwargs(provider, "find order 43"), tools=tools)
+    first, second = provider.bodies("/chat/completions")
+    assert [t["function"]["name"] for t in first["tools"]] == ["lookup_order", "final_result",
+                                                              "transfer_to_billing"]
+    assert [t["function"]["name"] for t in second["tools"]] == ["final_result", "transfer_to_billing"]
+    denied = [e for e in session.trace() if e["action"] == "deny_tool"]
+    assert denied and denied[0]["reason"] == "max_tool_calls_reached"
+    # the second call's tool call went to final_result: exempt, so it is not counted
+    assert session.summary()["tool_calls_requested"] == 1
+
+
+def test_tools_exempt_is_configurable(provider: Any) -> None:
+    cascadeflow.init(mode="enforce", tools_exempt=[])
+    tools = [_tool("lookup_order"), _tool("final_result")]
+    with cascadeflow.run(max_tool_calls=1):
+        litellm.completion(**chat_kwargs(provider, "find order 42"), tools=tools)
+        litellm.completion(**chat_kwargs(provider, "find order 43"), tools=tools)
+    assert "tools" not in provider.bodies("/chat/completions")[1]

@@ -81,7 +81,7 @@ def test_budget_reserves_worst_case_without_tokenizing(engine: Engine) -> None:
     [d] = engine.decide(chat(max_tokens=100), chain({"budget": 1.0}))
     assert (d.action, d.reason) == ("allow", "ok")
     # upper bound: UTF-8 bytes + chat overhead at the input price, plus max_tokens at the output price
-    assert d.reservation == pytest.approx((5 + 7) * 2.5e-6 + 100 * 1e-5)
+    assert d.reservation == pytest.approx((5 + 6) * 2.5e-6 + 100 * 1e-5)
 
 
 def test_budget_clamps_max_tokens(engine: Engine) -> None:
@@ -115,8 +115,15 @@ def test_budget_pressure_switches_to_a_cheaper_model(engine: Engine) -> None:
     assert d.target_model in ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-20241022")
 
 
-def test_price_unknown_is_flagged(engine: Engine) -> None:
+def test_price_unknown_stops_under_a_budget_by_default(engine: Engine) -> None:
     [d] = engine.decide(chat("openai/private-model"), chain({"budget": 1.0}))
+    assert (d.action, d.reason, d.price_known) == ("stop", "price_unknown", False)
+    assert "unknown_price" in d.message
+
+
+def test_price_unknown_is_flagged_when_allowed(tmp_path: Path) -> None:
+    allowing = Engine(cfg.resolve({"mode": "enforce", "unknown_price": "allow"}, environ={}, cwd=tmp_path))
+    [d] = allowing.decide(chat("openai/private-model"), chain({"budget": 1.0}))
     assert (d.action, d.reason, d.price_known) == ("allow", "price_unknown", False)
 
 

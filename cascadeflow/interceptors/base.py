@@ -15,11 +15,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from cascadeflow.interceptors.raw import RawResponseProxy
 from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle
 from cascadeflow.pipeline import (
     CascadeRunner,
     Runtime,
     Step,
+    abegin,
     begin,
     check_output,
     current,
@@ -112,37 +114,65 @@ def _raw_kind(kwargs: dict[str, Any]) -> str | None:
 # -- enforce: decide, maybe change or stop, send, settle -------------------------------------
 def _response(step: Step, result: Any, is_async: bool) -> Any:
     request = step.request
-    if request.stream:
-        settle = functools.partial(enforce_settle, step)
-        late = functools.partial(step.rt.worker.submit, enforce_settle, step)
-        cls = AsyncStreamProxy if is_async else SyncStreamProxy
-        return cls(result, request.operation, settle, late, step)
     raw = _raw_kind(request.kwargs) if "extra_headers" in request.kwargs else None
-    if raw == "stream":  # the SDK's streaming-response wrapper: its body is read later, by the caller
-        finish(step, StreamAccumulator(request.operation).finish(request))
-        return result
-    body = result.parse() if raw else result  # the SDK's raw response: the body is already read
-    respond(step, body, request.operation)
-    if step.view.output_acts:  # output rules may change the answer: they run here, now
-        check_output(step, body, response_text(request.operation, body))
+    if raw is not None and (raw == "stream" or request.stream):  # the caller reads the body later
+        return RawResponseProxy(
+            result, functools.partial(_enforce_body, step),
+            functools.partial(_enforce_stream, step, is_async) if request.stream else None,
+            functools.partial(_enforce_unread, step))
+    if request.stream:
+        return _enforce_stream(step, is_async, result)
+    _enforce_body(step, result.parse() if raw else result)  # a raw response: the body is read
     return result
+
+
+def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
+    settle = functools.partial(enforce_settle, step)
+    late = functools.partial(step.rt.worker.submit, enforce_settle, step)
+    cls = AsyncStreamProxy if is_async else SyncStreamProxy
+    return cls(stream, step.request.operation, settle, late, step)
+
+
+def _enforce_body(step: Step, body: Any) -> None:
+    operation = step.request.operation
+    respond(step, body, operation)
+    if step.view.output_acts:  # output rules may change the answer: they run here, now
+        check_output(step, body, response_text(operation, body))
+
+
+def _enforce_unread(step: Step) -> None:
+    finish(step, StreamAccumulator(step.request.operation).finish(step.request), status="unread")
 
 
 # -- observe: capture, send, hand back; the worker does the rest -----------------------------
 def _observed(cap: Capture, result: Any, operation: str, kwargs: dict[str, Any], is_async: bool) -> Any:
-    if kwargs.get("stream") is True:
-        settle = functools.partial(observe.stream_done, cap)
-        cls = AsyncStreamProxy if is_async else SyncStreamProxy
-        return cls(result, operation, settle, settle)
-    if "extra_headers" not in kwargs:  # the usual call: settled by the worker from the response
+    stream = kwargs.get("stream") is True
+    if "extra_headers" not in kwargs:
+        if stream:
+            return _observed_stream(cap, operation, is_async, result)
+        # the usual call: settled by the worker from the response
         cap.rt.worker.submit(observe.settle_response, cap, result, operation, time.perf_counter_ns())
         return result
     raw = _raw_kind(kwargs)
-    if raw == "stream":
-        observe.usage_done(cap, Usage(estimated=True))
-    else:
-        observe.done(cap, result.parse() if raw else result, operation)
+    if raw is not None and (raw == "stream" or stream):
+        return RawResponseProxy(
+            result, functools.partial(observe.done, cap, operation=operation),
+            functools.partial(_observed_stream, cap, operation, is_async) if stream else None,
+            functools.partial(_observed_unread, cap))
+    if stream:
+        return _observed_stream(cap, operation, is_async, result)
+    observe.done(cap, result.parse() if raw else result, operation)
     return result
+
+
+def _observed_stream(cap: Capture, operation: str, is_async: bool, stream: Any) -> Any:
+    settle = functools.partial(observe.stream_done, cap)
+    cls = AsyncStreamProxy if is_async else SyncStreamProxy
+    return cls(stream, operation, settle, settle)
+
+
+def _observed_unread(cap: Capture) -> None:
+    observe.usage_done(cap, Usage(estimated=True), status="unread")
 
 
 def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation: str
@@ -222,7 +252,7 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
         wanted = to_request(args, kwargs)
         if wanted is None:
             return await original(*args, **kwargs)
-        step = begin(rt, wanted)
+        step = await abegin(rt, wanted)
         token = _inside.set(True)
         try:
             result = await original(*step.args, **step.kwargs)

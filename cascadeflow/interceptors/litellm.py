@@ -1,4 +1,5 @@
-"""litellm: completion, text_completion and embedding, sync and async, streams and the Router.
+"""litellm: completion, text_completion, embedding and responses, sync and async, streams and
+the Router.
 
 The functions are replaced on the `litellm` module, which is where the Router and user code
 look them up. Code that ran `from litellm import completion` before `init()` keeps the original.
@@ -20,6 +21,8 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "atext_completion": ("text_completion", ("prompt", "model"), True),
     "embedding": ("embeddings", ("model", "input"), False),
     "aembedding": ("embeddings", ("model", "input"), True),
+    "responses": ("responses", ("input", "model"), False),
+    "aresponses": ("responses", ("input", "model"), True),
 }
 
 

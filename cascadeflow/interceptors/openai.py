@@ -1,8 +1,10 @@
-"""The openai SDK: chat.completions, responses and embeddings `create`, sync and async, streams.
+"""The openai SDK: every resource method that sends a model request, sync and async, streams.
 
 The methods are replaced on the resource classes, so every client instance, made before or after
-`init()`, is intercepted. A switch through an SDK client only picks models of that client's
-provider: the client cannot reach any other.
+`init()`, is intercepted. The SDK's helpers go through them: `chat.completions.stream` and
+`responses.stream` call `create`, and `with_raw_response` / `with_streaming_response` wrap the
+bound methods, so they are covered with no patch of their own. A switch through an SDK client
+only picks models of that client's provider: the client cannot reach any other.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from cascadeflow.interceptors.base import maker as _maker
 from cascadeflow.interceptors.base import patch
 from cascadeflow.request import Request
 
-# (module, class, operation, is async)
-TARGETS: tuple[tuple[str, str, str, bool], ...] = (
-    ("openai.resources.chat.completions", "Completions", "chat", False),
-    ("openai.resources.chat.completions", "AsyncCompletions", "chat", True),
-    ("openai.resources.responses", "Responses", "responses", False),
-    ("openai.resources.responses", "AsyncResponses", "responses", True),
-    ("openai.resources.embeddings", "Embeddings", "embeddings", False),
-    ("openai.resources.embeddings", "AsyncEmbeddings", "embeddings", True),
+_CHAT = "openai.resources.chat.completions"
+_RESPONSES = "openai.resources.responses"
+_BETA_RESPONSES = "openai.resources.beta.responses.responses"
+# (module, class, methods that POST a model request, operation); each class has an `Async` twin.
+# tests/test_openai_coverage.py reads the SDK's source and fails when one appears that is not here.
+RESOURCES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (_CHAT, "Completions", ("create", "parse"), "chat"),
+    ("openai.resources.completions", "Completions", ("create",), "text_completion"),
+    (_RESPONSES, "Responses", ("create", "parse", "compact"), "responses"),
+    (_BETA_RESPONSES, "Responses", ("create", "compact"), "responses"),
+    ("openai.resources.embeddings", "Embeddings", ("create",), "embeddings"),
 )
+# (module, class, method, operation, is async)
+TARGETS: tuple[tuple[str, str, str, str, bool], ...] = tuple(
+    (module, prefix + cls, method, operation, bool(prefix))
+    for module, cls, methods, operation in RESOURCES for prefix in ("", "Async") for method in methods)
 
 
 def _client_info(resource: Any) -> tuple[str, str | None]:
@@ -53,10 +62,11 @@ def instrument() -> bool:
         import openai  # noqa: F401
     except ImportError:
         return False
-    for module_name, class_name, operation, is_async in TARGETS:
+    for module_name, class_name, method, operation, is_async in TARGETS:
         try:
             owner = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        patch(owner, "create", _maker(_adapter(operation), is_async, operation))
+        if callable(getattr(owner, method, None)):
+            patch(owner, method, _maker(_adapter(operation), is_async, operation))
     return True

@@ -8,6 +8,10 @@ stop raises here, before anything is sent; switches, clamps and redactions chang
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from cascadeflow.errors import (
     BudgetExceeded,
     ComplianceViolation,
@@ -19,6 +23,7 @@ from cascadeflow.errors import (
 from cascadeflow.pipeline import edit, guard, record
 from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
+from cascadeflow.policy.budget import WAIT
 from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
@@ -28,12 +33,65 @@ _STOPS: dict[str, type[PolicyStop]] = {
     "budget_exceeded": BudgetExceeded,
     "max_steps_reached": StepLimitReached,
     "compliance_no_allowed_model": ComplianceViolation,
+    "price_unknown": BudgetExceeded,
 }
+_POLL_FIRST_S, _POLL_MAX_S = 0.002, 0.05  # how often a waiting call looks for settlements
 
 
 def begin(rt: Runtime, request: Request) -> Step:
     """Admit one step in enforce mode; raise its `PolicyStop` when enforcement stops it.
-    (Observe mode captures the call instead: see `cascadeflow.pipeline.observe`.)"""
+    (Observe mode captures the call instead: see `cascadeflow.pipeline.observe`.)
+
+    When only the reservations of calls in flight keep it from fitting the budget, it waits
+    for them to settle (at most `budget_wait_s`), sleeping this thread between looks."""
+    step, edited, pending = _begin(rt, request)
+    if pending:
+        deadline = time.monotonic() + rt.config.budget_wait_s
+        delay = _POLL_FIRST_S
+        while pending:
+            time.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+            pending = _retry(step, deadline)
+        step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
+    return _admitted(step, edited)
+
+
+async def abegin(rt: Runtime, request: Request) -> Step:
+    """`begin` for coroutines: a waiting call yields to the event loop, where the calls it waits
+    for may be the ones that have to finish."""
+    step, edited, pending = _begin(rt, request)
+    if pending:
+        deadline = time.monotonic() + rt.config.budget_wait_s
+        delay = _POLL_FIRST_S
+        while pending:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+            pending = _retry(step, deadline)
+        step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
+    return _admitted(step, edited)
+
+
+def _retry(step: Step, deadline: float) -> bool:
+    """Look again once settlements may have arrived; True while it must go on waiting. Past the
+    deadline, decide without waiting: clamp to what is free, or stop."""
+    rt, request, view = step.rt, step.request, step.view
+    rt.worker.flush()
+    patient = time.monotonic() < deadline
+    with step.session.lock:
+        decisions = rt.engine.decide_in(request, view, patient)
+        if decisions[0].reason == WAIT:
+            return True
+        if not patient and decisions[0].action == "stop":
+            first = decisions[0]
+            decisions = [Decision(first.action, first.reason, message=f"{first.message} after waiting "
+                                  f"{rt.config.budget_wait_s:g} s for calls in flight to settle",
+                                  price_known=first.price_known)]
+        step.stop_pending = _account(step, decisions)
+    return False
+
+
+def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
+    """The stages up to the decision; True when the step must wait for settlements."""
     rt.worker.help_if_behind()
     session = CURRENT.get() or rt.ambient
     if attempting.get():
@@ -53,16 +111,28 @@ def begin(rt: Runtime, request: Request) -> Step:
             step.scan_input_later = True
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
-    error: PolicyStop | None = None
     with session.lock:
         decisions = rt.engine.decide_in(request, view)
         settled = not _hinges_on_spend(request, view, decisions) or rt.worker.idle()
-        if settled:
-            error = _account(step, decisions)
-    if not settled:  # it hinged on spend the worker has yet to settle: settle, decide again
-        error = admit(step)
+        if settled and decisions[0].reason != WAIT:
+            step.stop_pending = _account(step, decisions)
+            return step, edited, False
+    # it hinged on spend the worker has yet to settle, or on money held by calls in flight
+    rt.worker.flush()
+    with session.lock:
+        decisions = rt.engine.decide_in(request, view)
+        if decisions[0].reason == WAIT:
+            return step, edited, True
+        step.stop_pending = _account(step, decisions)
+    return step, edited, False
+
+
+def _admitted(step: Step, edited: Any) -> Step:
+    """Raise the stop, or alert findings and apply the edits the decisions ask for."""
+    error = step.stop_pending
     if error is not None:
         raise error
+    request = step.request
     if step.findings:
         guard.alert_findings(step, step.findings)
     primary = step.decisions[0]
@@ -95,7 +165,13 @@ def admit(step: Step) -> PolicyStop | None:
     if rt.enforce:
         rt.worker.flush()  # (`begin` tries without waiting first; it comes here when that hinged)
     with lock:
-        return _account(step, rt.engine.decide_in(request, view))
+        decisions = rt.engine.decide_in(request, view)
+        if decisions[0].reason == WAIT:  # observe: record what enforce would do, and go on
+            first = decisions[0]
+            decisions = [Decision("allow", "budget_wait", reservation=first.reservation,
+                                  message=f"enforce would wait for calls in flight to settle: "
+                                          f"{first.message}")]
+        return _account(step, decisions)
 
 
 _SPEND_REASONS = frozenset({"budget_exceeded", "budget_pressure", "max_tokens_clamped"})

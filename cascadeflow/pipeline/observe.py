@@ -67,9 +67,10 @@ def done(cap: Capture, response: Any, operation: str) -> None:
     cap.rt.worker.submit(settle_response, cap, response, operation, time.perf_counter_ns())
 
 
-def usage_done(cap: Capture, usage: Usage) -> None:
-    """The call finished with a known usage (a tool, a raw response already read)."""
-    cap.rt.worker.submit(_settle_usage, cap, usage, None, "ok", time.perf_counter_ns())
+def usage_done(cap: Capture, usage: Usage, status: str = "ok") -> None:
+    """The call finished with a known usage (a tool), or none seen (`status="unread"`: a raw
+    response closed unread, charged its worst case)."""
+    cap.rt.worker.submit(_settle_usage, cap, usage, None, status, time.perf_counter_ns())
 
 
 def failed(cap: Capture, error: BaseException) -> None:

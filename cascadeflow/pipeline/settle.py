@@ -18,6 +18,7 @@ from typing import Any
 from cascadeflow.alert import Alert
 from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
+from cascadeflow.policy import tools
 from cascadeflow.session import Session
 from cascadeflow.usage import Usage, read_usage
 
@@ -94,7 +95,11 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
             step.price_known, step.cost = False, None
         else:
             step.cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens)
+    calls = 0 if usage is None else tools.counted(usage.tool_names, usage.tool_calls,
+                                                   step.view.tools_exempt)
     reservation = step.primary.reservation
+    if status == "unread" and step.cost is not None:  # billed, usage never seen: the worst case
+        step.cost = max(step.cost, reservation)
     cost = step.cost
     crossed: list[Session] = []
     with step.session.lock:
@@ -103,8 +108,7 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
             if reservation and budget is not None:
                 session.reserved -= reservation
             if usage is not None:
-                session.charge(cost, usage.tokens_in, usage.tokens_out, usage.cached_tokens,
-                               usage.tool_calls)
+                session.charge(cost, usage.tokens_in, usage.tokens_out, usage.cached_tokens, calls)
             if budget and not session.alerted and session.spent >= rt.config.budget_alert * budget:
                 session.alerted = True
                 crossed.append(session)

@@ -14,6 +14,7 @@ from typing import Any
 
 from cascadeflow.clock import wall_ns
 from cascadeflow.entry import Entry
+from cascadeflow.errors import PolicyStop
 from cascadeflow.guardrails.scan import Finding
 from cascadeflow.pipeline.runtime import Runtime
 from cascadeflow.policy.decision import ALLOW, Decision
@@ -34,6 +35,7 @@ class Step:
     remaining: float | None = None  # budget left when decided (tightest session), for the trace
     stopped = False  # enforce stopped it: nothing is sent
     stop_error: str | None = None  # the PolicyStop raised, for telemetry
+    stop_pending: PolicyStop | None = None  # the stop admission decided, raised once it is done
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
     scan_input_later = False  # the input rules change nothing: the worker runs them
     # set by settlement (the caller's thread)

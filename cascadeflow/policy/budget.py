@@ -1,15 +1,21 @@
-"""Budgets that cannot be overrun: worst-case pre-flight cost, clamping, pressure switches.
+"""Budgets that cannot be overrun: worst-case pre-flight cost, clamping, waiting, pressure switches.
 
-The worst case is input tokens times the input price plus `max_tokens` times the output price.
-The input bound starts from the prompt's UTF-8 length (free); only when that bound does not fit
-is the prompt tokenized, and only for models whose tokenizer tiktoken knows.
+The worst case is what the provider can bill (see `cascadeflow.billing`): every input part times
+the input price, plus `max_tokens` times `n` times the output price. The input bound starts from
+UTF-8 lengths (free); only when that bound does not fit is the text tokenized, and only for
+models whose tokenizer tiktoken knows.
+
+Money held by calls in flight (their reservations) is not spent: when only reservations stand in
+the way, the rule answers `budget_reserved`, and the pipeline waits for settlements instead of
+stopping (see `cascadeflow.pipeline.admit`). A call is stopped when what is *spent* leaves no
+room for its smallest useful answer.
 """
 
 from __future__ import annotations
 
 import math
 
-from cascadeflow import tokens
+from cascadeflow import billing
 from cascadeflow.policy.context import Context
 from cascadeflow.policy.decision import ALLOW, Decision
 from cascadeflow.policy.state import SessionState
@@ -23,20 +29,26 @@ MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
 # prompt is not measured: the call cannot overrun, and that maximum is what it reserves.
 CEILING_SHARE = 4.0
 _TIKTOKEN_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", None})
+WAIT = "budget_reserved"  # the reason that asks the pipeline to wait for settlements
 
 
-def check(engine: Context, request: Request, view: ChainView, model: str) -> Decision:
-    """Reserve, clamp, switch under pressure, or stop; `allow` with the reservation otherwise."""
+def check(engine: Context, request: Request, view: ChainView, model: str, patient: bool = True
+          ) -> Decision:
+    """Reserve, clamp, switch under pressure, wait or stop; `allow` with the reservation otherwise.
+
+    `patient`: when reservations of calls in flight are all that stand in the way, answer
+    `budget_reserved` (wait) rather than a smaller clamp or a stop."""
     budgeted = view.budgeted
     if not budgeted:
         return ALLOW
-    remaining = math.inf
+    remaining = headroom = math.inf
     pressured: SessionState | None = None
     share = engine.config.budget_pressure
     for session in budgeted:
         cap = session.limits.budget or 0.0
         left = cap - session.spent - session.reserved
         remaining = min(remaining, left)
+        headroom = min(headroom, cap - session.spent)
         if pressured is None and cap and left / cap < share:
             pressured = session
     if pressured is None:
@@ -53,40 +65,64 @@ def check(engine: Context, request: Request, view: ChainView, model: str) -> Dec
                                 max_tokens=fit.max_tokens, reservation=fit.reservation,
                                 message=f"{remaining:.6f} USD left of "
                                         f"{pressured.limits.budget}; using cheaper {cheaper}")
-    return _fit(engine, request, model, remaining)
+    fit = _fit(engine, request, model, remaining)
+    if (fit.action == "allow" and fit.max_tokens is None) or not patient or headroom <= remaining:
+        return fit
+    later = _fit(engine, request, model, headroom)  # once the calls in flight have settled
+    if later.action == "allow" and (fit.action != "allow" or later.max_tokens is None
+                                    or (fit.max_tokens or 0) < later.max_tokens):
+        return Decision("stop", WAIT, reservation=later.reservation,
+                        message=f"{max(remaining, 0):.6f} USD free, {headroom - remaining:.6f} "
+                                f"held by calls in flight")
+    return fit
 
 
 def _fit(engine: Context, request: Request, model: str, remaining: float) -> Decision:
     provider, price = engine.priced(model, request.provider if model == request.model else None)
     if price is None:
-        return Decision("allow", "price_unknown", price_known=False)
+        return unbounded(engine, model, "no price is known for it")
     embeddings = request.operation == "embeddings"
     asked = request.max_tokens
     max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
+    n = billing.choices(request)
     bounded = embeddings or asked is not None or price.max_output_tokens is not None
-    bound = request.input_bound()
-    worst = bound * price.input + max_out * price.output
+    bound = billing.input_tokens(request, model, price.max_input_tokens, exact=False)
+    if bound is None:
+        return unbounded(engine, model, "its input has audio or file parts and its context "
+                                        "window is unknown")
+    out_price = price.output * n
+    worst = bound * price.input + max_out * out_price
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
     tokens_in = bound
     if provider in _TIKTOKEN_PROVIDERS:
-        tokens_in = tokens.count(request.prompt_text(), model) + tokens.message_overhead(request.prompt)
+        tokens_in = billing.input_tokens(request, model, price.max_input_tokens, exact=True) or bound
     in_cost = tokens_in * price.input
-    if embeddings or price.output <= 0:
-        worst = in_cost + max_out * price.output
+    if embeddings or out_price <= 0:
+        worst = in_cost + max_out * out_price
         if worst <= remaining:
             return Decision("allow", "ok", reservation=worst)
         return _stop(worst, remaining, model)
-    affordable = math.floor((remaining - in_cost) / price.output) if remaining > in_cost else 0
+    affordable = math.floor((remaining - in_cost) / out_price) if remaining > in_cost else 0
     if bounded and max_out <= affordable:
-        return Decision("allow", "ok", reservation=in_cost + max_out * price.output)
+        return Decision("allow", "ok", reservation=in_cost + max_out * out_price)
     if affordable < MIN_ANSWER_TOKENS:
-        return _stop(in_cost + MIN_ANSWER_TOKENS * price.output, remaining, model)
+        return _stop(in_cost + MIN_ANSWER_TOKENS * out_price, remaining, model)
     clamp = min(affordable, max_out)
     return Decision("allow", "max_tokens_clamped", max_tokens=clamp,
-                    reservation=in_cost + clamp * price.output,
+                    reservation=in_cost + clamp * out_price,
                     message=f"max_tokens clamped to {clamp} so the worst case fits "
                             f"{remaining:.6f} USD")
+
+
+def unbounded(engine: Context, model: str, why: str) -> Decision:
+    """A budgeted call whose cost cannot be bounded: the `unknown_price` setting decides."""
+    if engine.config.unknown_price == "allow":
+        return Decision("allow", "price_unknown", price_known=False,
+                        message=f"{model}: {why}; sent unbudgeted (unknown_price='allow')")
+    return Decision("stop", "price_unknown", price_known=False,
+                    message=f"{model}: {why}, so the budget cannot bound it (unknown_price='stop'; "
+                            f"set a price in [models] or unknown_price='allow')")
 
 
 def _stop(needed: float, remaining: float, model: str) -> Decision:
@@ -107,3 +143,4 @@ def _cheaper(engine: Context, request: Request, view: ChainView, model: str) -> 
         return None
     scores = engine.scores(options, view.weights or {"quality": 1.0})
     return max(options, key=lambda c: (scores[c.name], -(c.unit_cost() or 0.0))).name
+

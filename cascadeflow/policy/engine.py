@@ -43,8 +43,8 @@ class Engine(Context):
         """Decisions for one step, most important first; `[ALLOW]` when nothing applies."""
         return self.decide_in(request, self.view(chain, policy))
 
-    def decide_in(self, request: Request, view: ChainView) -> list[Decision]:
-        """`decide` for a chain whose view the caller already has."""
+    def decide_in(self, request: Request, view: ChainView, patient: bool = True) -> list[Decision]:
+        """`decide` for a chain whose view the caller already has. `patient`: see `budget.check`."""
         if view.unlimited and not request.irreversible:
             return [ALLOW]
         if request.operation == "tool":
@@ -58,9 +58,9 @@ class Engine(Context):
             planned = self._planned(request, view)
             if planned is not None:
                 return planned
-        return self._decide(request, view)
+        return self._decide(request, view, patient)
 
-    def _decide(self, request: Request, view: ChainView) -> list[Decision]:
+    def _decide(self, request: Request, view: ChainView, patient: bool = True) -> list[Decision]:
         """The full decision: model switch, budget (reserve, clamp, pressure, stop), tools."""
         out: list[Decision] = []
         model = request.model
@@ -72,7 +72,7 @@ class Engine(Context):
         if switch is not None:
             out.append(switch)
             model = switch.target_model or model
-        money = budget.check(self, request, view, model)
+        money = budget.check(self, request, view, model, patient)
         if money.action == "stop":
             return [money]
         if money.action == "switch_model":

@@ -40,11 +40,27 @@ def not_allowed(name: str, view: ChainView) -> bool:
     return False
 
 
+def exempt(name: str, patterns: Sequence[str]) -> bool:
+    """A tool the caps and lists leave alone: an agent framework's own (`tools_exempt`), such as
+    pydantic-ai's `final_result` output tool or an Agents SDK `transfer_to_*` handoff. Stripping
+    those breaks the framework, not the agent's reach."""
+    return bool(patterns) and _listed(name, patterns)
+
+
+def counted(names: Sequence[str], calls: int, patterns: Sequence[str]) -> int:
+    """Tool calls that count toward `max_tool_calls`: the calls to exempt tools are left out."""
+    if not names or not patterns:
+        return calls
+    return max(calls - sum(1 for n in names if exempt(n, patterns)), 0)
+
+
 def check_request(engine: Context, request: Request, view: ChainView) -> Decision | None:
-    """Tools to strip from a model request."""
+    """Tools to strip from a model request (never the exempt ones)."""
     if not request.kwargs.get("tools"):
         return None
-    names = request.tool_names()
+    names = [n for n in request.tool_names() if not exempt(n, view.tools_exempt)]
+    if not names:
+        return None
     full = cap_reached(view, executed=False)
     if full is not None:
         return Decision("deny_tool", "max_tool_calls_reached", tools_denied=tuple(names),

@@ -37,6 +37,7 @@ class ChainView:
     output_acts: bool  # an output rule may change or block the answer
     approval_tools: tuple[str, ...]
     policy_version: str | None
+    tools_exempt: tuple[str, ...]  # tools the caps and lists leave alone (frameworks' own)
     # the engine's memo of the usual step's decisions for this chain (see `Engine.decide_in`)
     plans: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -87,6 +88,7 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
         input_acts=any(r.action in ACTING for g in guardrails for r in g.input),
         output_acts=any(r.action in ACTING for g in guardrails for r in g.output),
         approval_tools=approval,
+        tools_exempt=config.tools_exempt,
         policy_version=",".join(sorted({g.version for g in guardrails})) or None,
         tool_capped=tool_capped,
         latency_target=latency_target,

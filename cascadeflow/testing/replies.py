@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow import tokens
+from cascadeflow.testing import bill
 
 
 @dataclass
@@ -41,8 +42,9 @@ class Answer:
     tool_call: tuple[str, str] | None  # (name, JSON arguments)
     finish_reason: str
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # for all choices together
     cached_tokens: int
+    choices: int = 1
 
 
 def _schema_args(schema: dict[str, Any], hint: str) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     """Decide the reply: a matching canned one, a tool call when tools are offered, or default text."""
     prompt = tokens.message_text(messages)
     last_user = _last_user_text(messages) or prompt
-    prompt_tokens = tokens.count(prompt, model) + tokens.message_overhead(messages)
+    prompt_tokens = bill.input_tokens(model, messages, kwargs)
     cached = 0
     if isinstance(messages, list) and len(messages) > 1:
         first = tokens.message_text(messages[:1])
@@ -88,6 +90,8 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     elif _wants_tool(messages, kwargs):
         fn = _pick_tool(kwargs)
         tool_call = (fn.get("name", "tool"), json.dumps(_schema_args(fn.get("parameters", {}), last_user)))
+    elif (schema := _wanted_schema(kwargs)) is not None:
+        text = json.dumps(_schema_args(schema, last_user))
     else:
         text = _default_text(model, last_user)
     if tool_call is not None:
@@ -102,8 +106,22 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
         finish = "length"
     if rule is not None and rule.finish_reason:
         finish = rule.finish_reason
-    out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model)
-    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached)
+    n = kwargs.get("n")
+    n = n if isinstance(n, int) and n > 1 else 1
+    out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model) * n
+    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n)
+
+
+def _wanted_schema(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of a structured-output request (chat `response_format` or responses
+    `text.format`), whose answer must be JSON that fits it."""
+    fmt = kwargs.get("response_format")
+    if fmt is None and isinstance(kwargs.get("text"), dict):
+        fmt = kwargs["text"].get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("json_schema", fmt).get("schema")
+    return schema if isinstance(schema, dict) else {}
 
 
 def _last_user_text(messages: Any) -> str:
@@ -158,8 +176,8 @@ def chat_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
                                   "function": {"name": a.tool_call[0], "arguments": a.tool_call[1]}}]
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": "fp_cascadeflow",
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": a.finish_reason}],
+            "choices": [{"index": i, "message": message, "logprobs": None,
+                         "finish_reason": a.finish_reason} for i in range(a.choices)],
             "usage": _usage(a)}
 
 
@@ -225,14 +243,38 @@ def responses_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
 
 
 def responses_events(model: str, a: Answer, rid: str) -> list[dict[str, Any]]:
+    """The Responses API's event sequence, as the SDK's stream helpers expect it."""
     final = responses_body(model, a, rid)
-    events: list[dict[str, Any]] = [{"type": "response.created", "sequence_number": 0,
-                                     "response": {**final, "status": "in_progress", "output": []}}]
-    for piece in _pieces(a.text):
-        events.append({"type": "response.output_text.delta", "sequence_number": len(events),
-                       "item_id": f"msg_{rid[-12:]}", "output_index": 0, "content_index": 0,
-                       "delta": piece, "logprobs": []})
-    events.append({"type": "response.completed", "sequence_number": len(events), "response": final})
+    item = final["output"][0]
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    add("response.created", response={**final, "status": "in_progress", "output": []})
+    add("response.in_progress", response={**final, "status": "in_progress", "output": []})
+    if item["type"] == "function_call":
+        add("response.output_item.added", output_index=0, item={**item, "arguments": "",
+                                                                 "status": "in_progress"})
+        for piece in _pieces(item["arguments"]):
+            add("response.function_call_arguments.delta", item_id=item["id"], output_index=0,
+                delta=piece)
+        add("response.function_call_arguments.done", item_id=item["id"], output_index=0,
+            arguments=item["arguments"], name=item["name"])
+    else:
+        add("response.output_item.added", output_index=0, item={**item, "content": [],
+                                                                 "status": "in_progress"})
+        add("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
+            part={"type": "output_text", "text": "", "annotations": []})
+        for piece in _pieces(a.text):
+            add("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0,
+                delta=piece, logprobs=[])
+        add("response.output_text.done", item_id=item["id"], output_index=0, content_index=0,
+            text=a.text, logprobs=[])
+        add("response.content_part.done", item_id=item["id"], output_index=0, content_index=0,
+            part=item["content"][0])
+    add("response.output_item.done", output_index=0, item=item)
+    add("response.completed", response=final)
     return events
 
 

@@ -1,0 +1,148 @@
+"""The pre-flight worst case bounds the whole bill: tool schemas, images, response_format, `n`.
+
+Every call goes over HTTP to the built-in provider, which bills like OpenAI (tool schemas and
+images are input, `n` multiplies output); the trace's cost comes from the usage it reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from typing import Any
+
+import cascadeflow
+import litellm
+import pytest
+from cascadeflow.pricing import PriceBook
+
+from tests.conftest import chat_kwargs
+
+MODEL = "openai/gpt-4o"
+PRICE = PriceBook().price(MODEL, "openai")
+
+
+def _tools(count: int) -> list[dict[str, Any]]:
+    """Tool schemas of the size real agents send (a description and a few typed parameters)."""
+    return [{"type": "function", "function": {
+        "name": f"lookup_record_{i}",
+        "description": f"Look up record kind {i} in the back office by its identifier and return "
+                       "every field the support agent may need to answer the customer, including "
+                       "history, status, owner, shipping details and the audit trail.",
+        "parameters": {"type": "object", "required": ["record_id"], "properties": {
+            "record_id": {"type": "string", "description": "The identifier, e.g. ORD-1234."},
+            "include_history": {"type": "boolean", "description": "Also return past changes."},
+            "fields": {"type": "array", "items": {"type": "string"},
+                       "description": "Only these fields; all when empty."},
+            "region": {"type": "string", "enum": ["eu", "us", "apac"],
+                       "description": "Where the record is stored."}}}}} for i in range(count)]
+
+
+def _png(width: int, height: int) -> str:
+    """A real PNG of the given size as a data URL (one grey row repeated)."""
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    body = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(body).decode()
+
+
+def _spend_until_stopped(budget: float, call: Any, limit: int = 50) -> tuple[Any, int, bool]:
+    """Call until the budget stops a call; the session, calls answered, whether it stopped."""
+    answered, stopped = 0, False
+    with cascadeflow.run(budget=budget) as session:
+        for _ in range(limit):
+            try:
+                call()
+            except cascadeflow.BudgetExceeded:
+                stopped = True
+                break
+            answered += 1
+    return session, answered, stopped
+
+
+def _billed(session: Any) -> float:
+    """What the provider billed: its reported usage at the model's prices."""
+    return sum(PRICE.cost(e["tokens_in"], e["tokens_out"]) for e in session.trace()
+               if e["status"] == "ok")
+
+
+def test_twenty_tool_schemas_are_counted_before_the_call(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    kwargs = chat_kwargs(provider, "Where is my order?", model=MODEL, tools=_tools(20), max_tokens=50)
+    session, answered, stopped = _spend_until_stopped(0.002, lambda: litellm.completion(**kwargs))
+    assert stopped and answered == 0  # the schemas alone cost more than the budget
+    assert provider.bodies("/chat/completions") == []  # nothing was sent
+    # and with room for a few, the bill never passes the budget
+    provider.reset()
+    session, answered, stopped = _spend_until_stopped(0.05, lambda: litellm.completion(**kwargs))
+    assert stopped and answered >= 2
+    billed = _billed(session)
+    assert billed <= 0.05
+    assert session.summary()["cost_total"] == pytest.approx(billed)
+    first = session.trace()[0]
+    assert first["tokens_in"] > 2000  # the provider billed the schemas: the text alone is ~15 tokens
+
+
+def test_images_are_counted_by_the_tile_rule(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    content = [{"type": "text", "text": "What is in these pictures?"},
+               *({"type": "image_url", "image_url": {"url": _png(1400, 900)}} for _ in range(8))]
+    kwargs = {**chat_kwargs(provider, model=MODEL, max_tokens=50),
+              "messages": [{"role": "user", "content": content}]}
+    session, answered, stopped = _spend_until_stopped(0.002, lambda: litellm.completion(**kwargs))
+    assert stopped and answered == 0
+    session, answered, stopped = _spend_until_stopped(0.08, lambda: litellm.completion(**kwargs))
+    assert stopped and answered >= 1
+    assert _billed(session) <= 0.08
+    assert session.trace()[0]["tokens_in"] >= 8 * 765  # 1400x900 is 4 tiles of 170 plus 85 at high detail
+
+
+def test_n_choices_multiply_the_output(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    provider.reply("word " * 90, when="Tell me")
+    kwargs = chat_kwargs(provider, "Tell me a story", model=MODEL, max_tokens=100, n=8)
+    session, _answered, stopped = _spend_until_stopped(0.02, lambda: litellm.completion(**kwargs))
+    assert stopped
+    assert _billed(session) <= 0.02
+    entry = session.trace()[0]
+    assert entry["tokens_out"] >= 8 * 80  # the provider billed every choice
+
+
+def test_response_format_schema_is_counted(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    properties = {f"field_{i}": {"type": "string", "description": "A field the answer must fill in "
+                                 "with a short, exact value taken from the conversation."}
+                  for i in range(60)}
+    fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": {
+        "type": "object", "properties": properties, "required": list(properties)}}}
+    kwargs = chat_kwargs(provider, "File this ticket", model=MODEL, max_tokens=50, response_format=fmt)
+    session, _answered, stopped = _spend_until_stopped(0.003, lambda: litellm.completion(**kwargs))
+    assert stopped
+    assert _billed(session) <= 0.003
+    assert provider.bodies("/chat/completions") == []  # the schema alone does not fit
+
+
+def test_unknown_price_stops_by_default_and_can_be_allowed(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    kwargs = chat_kwargs(provider, model="openai/a-model-nobody-priced", max_tokens=20)
+    with cascadeflow.run(budget=1.0) as session, pytest.raises(cascadeflow.BudgetExceeded) as caught:
+        litellm.completion(**kwargs)
+    assert caught.value.reason == "price_unknown"
+    assert "unknown_price" in str(caught.value)
+    assert session.trace()[0]["price_known"] is False
+    cascadeflow.init(mode="enforce", unknown_price="allow")
+    with cascadeflow.run(budget=1.0) as session:
+        litellm.completion(**kwargs)
+    entry = session.trace()[0]
+    assert entry["reason"] == "price_unknown" and entry["status"] == "ok"
+    assert entry["price_known"] is False
+
+
+def test_unknown_price_setting_is_validated() -> None:
+    with pytest.raises(cascadeflow.ConfigError) as caught:
+        cascadeflow.init(mode="enforce", unknown_price="sometimes")
+    assert caught.value.setting == "unknown_price" and caught.value.source == "init()"
