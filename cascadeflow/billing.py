@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow import tokens
-from cascadeflow.request import Request
+from cascadeflow.request import PROMPT_KEYS, Request
 
 TOOL_OVERHEAD = 12  # tokens a tool or response_format schema adds around its JSON (wrapper, separators)
 ITEM_MARGIN = 1  # per message, above the recipe's overhead: a bound must never undercount
@@ -50,7 +50,7 @@ _IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 _OPAQUE_PARTS = frozenset({"input_audio", "audio", "file", "input_file", "document"})
 _TEXT_KEYS = ("text", "output", "arguments", "refusal", "summary")  # text-bearing keys of parts/items
 # request keys holding schemas billed as input (`text_format`: the SDK's `responses.parse`)
-_SCHEMA_KEYS = ("tools", "functions", "response_format", "text", "text_format")
+_SCHEMA_KEYS = frozenset({"tools", "functions", "response_format", "text", "text_format"})
 
 
 @dataclass(slots=True)
@@ -77,19 +77,16 @@ def plain(request: Request) -> bool:
     """True for the usual request: chat messages that are plain text, no tools or schemas.
     Its bound is the prompt's text alone, which `Request.input_bound` computes for free."""
     kwargs = request.kwargs
-    for key in _SCHEMA_KEYS:
-        if key in kwargs:
-            return False
-    prompt = request.prompt
-    if isinstance(prompt, str):
-        return True
-    if not isinstance(prompt, list):
-        return prompt is None
-    for message in prompt:
-        if type(message) is not dict or type(message.get("content")) is not str \
-                or "tool_calls" in message:
-            return False
-    return request.operation != "responses"
+    if not _SCHEMA_KEYS.isdisjoint(kwargs):
+        return False
+    prompt = kwargs.get(PROMPT_KEYS.get(request.operation, ""))
+    if type(prompt) is list:
+        for message in prompt:
+            if type(message) is not dict or type(message.get("content")) is not str \
+                    or "tool_calls" in message:
+                return False
+        return request.operation != "responses"
+    return prompt is None or isinstance(prompt, str)
 
 
 def shape(request: Request) -> Shape:
@@ -189,16 +186,17 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
     `margin=False` leaves the margins out: an estimate of the bill, not a bound (streams whose
     provider reports no usage).
     """
+    if plain(request):
+        if not exact:
+            most = request.input_bound()
+            return most if window is None or most < window else window
+        prompt = request.prompt
+        most = tokens.count(request.prompt_text(), model) + tokens.message_overhead(prompt)
+        if margin:
+            most += ITEM_MARGIN * (len(prompt) if isinstance(prompt, list | tuple) else 1)
+        return most if window is None else min(most, window)
     extra = ITEM_MARGIN if margin else 0
     schema = TOOL_OVERHEAD if margin else 0
-    if plain(request):
-        if exact:
-            most = tokens.count(request.prompt_text(), model) + tokens.message_overhead(request.prompt)
-            prompt = request.prompt
-            most += extra * (len(prompt) if isinstance(prompt, list | tuple) else 1)
-        else:
-            most = request.input_bound()
-        return most if window is None else min(most, window)
     found = shape(request)
     if found.opaque:
         return window

@@ -37,7 +37,11 @@ class PolicyStop(CascadeflowError):
 
 
 class BudgetExceeded(PolicyStop):
-    """The step's worst-case cost does not fit in the remaining budget."""
+    """The step's worst-case cost does not fit in the remaining budget; or, for a stream cut in
+    enforce mode because its output passed what its reservation pays for, `text` holds all the
+    text received, including the chunk that passed the cap (which is not yielded)."""
+
+    text: str = ""
 
 
 class StepLimitReached(PolicyStop):

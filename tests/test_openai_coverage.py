@@ -100,6 +100,10 @@ def _calls(provider: Any) -> dict[str, Any]:  # keys: ENTRY_POINTS
         "responses.parse": lambda: client.responses.parse(model="gpt-4o-mini", input="Where is order 42?",
                                                           text_format=Ticket),
         "completions.create": lambda: client.completions.create(model="gpt-4o-mini", prompt="Order 42?"),
+        "beta.responses.create": lambda: client.beta.responses.create(model="gpt-4o-mini",
+                                                                      input="Where is order 42?"),
+        "responses.compact": lambda: client.responses.compact(model="gpt-4o-mini", input=[
+            {"role": "user", "content": "Where is order 42?"}]),
         "chat.completions.stream": stream_helper,
         "responses.stream": responses_stream_helper,
         "with_streaming_response": streaming_response,
@@ -110,7 +114,8 @@ def _calls(provider: Any) -> dict[str, Any]:  # keys: ENTRY_POINTS
     }
 
 
-ENTRY_POINTS = ["chat.completions.parse", "responses.parse", "completions.create",
+ENTRY_POINTS = ["chat.completions.parse", "responses.parse", "completions.create", "responses.compact",
+                "beta.responses.create",
                 "chat.completions.stream", "responses.stream", "with_streaming_response",
                 "with_streaming_response, stream=True", "with_raw_response, stream=True",
                 "litellm.responses"]

@@ -9,6 +9,7 @@ import cascadeflow
 import litellm
 import openai
 import pytest
+from cascadeflow import tokens
 
 from tests.conftest import chat_kwargs
 
@@ -79,3 +80,40 @@ def test_break_after_last_chunk_is_a_normal_end(provider: Any) -> None:
                 break
         stream.close()
     assert session.trace()[0]["status"] == "ok"
+
+
+def test_enforce_cuts_a_stream_that_passes_its_reservation(provider: Any) -> None:
+    """A provider that ignores max_tokens cannot make a stream overrun the budget."""
+    cascadeflow.init(mode="enforce")
+    provider.reply("lorem ipsum dolor " * 200, when="long answer")
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    received = ""
+    with cascadeflow.run(budget=1.0) as session:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "a long answer please"}],
+            max_tokens=30, stream=True, extra_headers={"x-cascadeflow-fault": "ignore_max_tokens"})
+        with pytest.raises(cascadeflow.BudgetExceeded) as caught:
+            for chunk in stream:
+                received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    # the whole text received, including the chunk that passed the cap (not yielded)
+    assert received and caught.value.text.startswith(received) and caught.value.text != received
+    assert "cut the stream" in str(caught.value)
+    assert tokens.count(received, "gpt-4o-mini") <= 30 < tokens.count(caught.value.text, "gpt-4o-mini")
+    (entry,) = session.trace()
+    assert entry["status"] == "cut"
+    assert entry["cost"] > 0
+
+
+async def test_enforce_cuts_an_async_stream(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    provider.reply("lorem ipsum dolor " * 200, when="long answer")
+    client = openai.AsyncOpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    async with cascadeflow.run(budget=1.0) as session:
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "a long answer please"}],
+            max_tokens=30, stream=True, extra_headers={"x-cascadeflow-fault": "ignore_max_tokens"})
+        with pytest.raises(cascadeflow.BudgetExceeded) as caught:
+            async for _ in stream:
+                pass
+    assert caught.value.text
+    assert session.trace()[0]["status"] == "cut"

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cascadeflow.errors import GuardrailBlocked
+from cascadeflow import billing, tokens
+from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.pipeline import Step, fail, finish, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later
+from cascadeflow.policy.budget import DEFAULT_MAX_OUTPUT
+from cascadeflow.request import MAX_TOKEN_KEYS
 from cascadeflow.usage import StreamAccumulator, get
 
 
@@ -25,7 +28,8 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_done", "_guard", "_iter", "_late", "_settle", "_step", "_wrapped")
+    __slots__ = ("_acc", "_cap", "_done", "_guard", "_iter", "_late", "_next_check", "_out_bytes",
+                 "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -43,6 +47,39 @@ class _Proxy:
         # change nothing and are run once over the whole text by the worker at the end.
         acting = step is not None and step.rt.enforce and step.view.output_acts
         self._guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
+        # In enforce mode under a budget, output past what the reservation pays for cuts the
+        # stream (a provider that ignores max_tokens); UTF-8 bytes bound the tokens for free,
+        # and the text is counted only once the bytes could have passed the cap.
+        self._cap = _output_cap(step) if step is not None and step.rt.enforce and \
+            step.primary.reservation else None
+        self._out_bytes = 0
+        self._next_check = self._cap or 0
+
+    def _overrun(self, chunk: Any) -> BudgetExceeded | None:
+        """Count this chunk's output against the cap: the error to cut the stream with when the
+        output has passed it (the caller closes the stream, settles and raises)."""
+        step, cap = self._step, self._cap
+        if step is None or cap is None:
+            return None
+        piece = _output_piece(chunk, step.request.operation)
+        if not piece:
+            return None
+        self._out_bytes += len(piece.encode("utf-8", "surrogatepass"))
+        if self._out_bytes <= self._next_check:
+            return None
+        acc = self._acc
+        used = tokens.count("".join(acc.parts) + "".join(acc.tool_args), step.model)
+        if used <= cap:  # each token is at least a byte: no need to count before `cap - used` more
+            self._next_check = self._out_bytes + cap - used
+            return None
+        text = "".join(acc.parts)
+        error = BudgetExceeded(
+            f"cascadeflow cut the stream of step {step.step_no}: its output passed the {cap} tokens "
+            f"its budget reservation pays for ({len(text)} characters received)",
+            reason="budget_exceeded", run_id=step.session.run_id, step=step.step_no,
+            entry=entry_dict(step))
+        error.text = text
+        return error
 
     def _check(self, chunk: Any) -> None:
         """Output rules on the text this chunk brings (with look-behind); may edit or block."""
@@ -113,6 +150,12 @@ class SyncStreamProxy(_Proxy):
             self._end(exc, status="error")
             raise
         self._acc.add(chunk)
+        if self._cap is not None and (cut := self._overrun(chunk)) is not None:
+            closer = getattr(self._wrapped, "close", None)
+            if callable(closer):
+                closer()
+            self._end(cut, status="cut")
+            raise cut
         self._check(chunk)
         return chunk
 
@@ -149,16 +192,23 @@ class AsyncStreamProxy(_Proxy):
             self._end(exc, status="error")
             raise
         self._acc.add(chunk)
+        if self._cap is not None and (cut := self._overrun(chunk)) is not None:
+            await self._close_wrapped()
+            self._end(cut, status="cut")
+            raise cut
         self._check(chunk)
         return chunk
 
+    async def _close_wrapped(self) -> None:
+        closer = getattr(self._wrapped, "aclose", None) or getattr(self._wrapped, "close", None)
+        if callable(closer):
+            result = closer()
+            if hasattr(result, "__await__"):
+                await result
+
     async def aclose(self) -> None:
         try:
-            closer = getattr(self._wrapped, "aclose", None) or getattr(self._wrapped, "close", None)
-            if callable(closer):
-                result = closer()
-                if hasattr(result, "__await__"):
-                    await result
+            await self._close_wrapped()
         finally:
             self._end(StreamIncomplete("stream closed before its end"), status="closed")
 
@@ -181,6 +231,36 @@ def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | No
         fail(step, error, usage, status=status)
     if not step.view.output_acts and step.view.output_rules and usage.text:
         step.post(output_later, step, usage.text)
+
+
+def _output_cap(step: Step) -> int:
+    """Output tokens the step's reservation pays for: its `max_tokens` (as sent, after a clamp)
+    or the model's limit the reservation assumed, times `n`."""
+    kwargs = step.kwargs
+    asked = next((kwargs[k] for k in MAX_TOKEN_KEYS if isinstance(kwargs.get(k), int)), None)
+    if asked is None:
+        price = step.rt.engine.priced(step.model, step.provider)[1]
+        asked = (price.max_output_tokens if price is not None else None) or DEFAULT_MAX_OUTPUT
+    return int(asked) * billing.choices(step.request)
+
+
+def _output_piece(chunk: Any, operation: str) -> str:
+    """The output text a chunk brings: answer text and tool-call arguments."""
+    if operation == "responses":
+        kind = get(chunk, "type")
+        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+            return str(get(chunk, "delta") or "")
+        return ""
+    out = ""
+    for choice in get(chunk, "choices") or ():
+        if operation == "text_completion":
+            out += str(get(choice, "text") or "")
+            continue
+        delta = get(choice, "delta")
+        out += str(get(delta, "content") or "")
+        for call in get(delta, "tool_calls") or ():
+            out += str(get(get(call, "function"), "arguments") or "")
+    return out
 
 
 def _piece(chunk: Any, operation: str) -> str | None:

@@ -88,7 +88,7 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     elif rule is not None:
         text = rule.content or ""
     elif _wants_tool(messages, kwargs):
-        fn = _pick_tool(kwargs)
+        fn = _pick_tool(kwargs, messages)
         tool_call = (fn.get("name", "tool"), json.dumps(_schema_args(fn.get("parameters", {}), last_user)))
     elif (schema := _wanted_schema(kwargs)) is not None:
         text = json.dumps(_schema_args(schema, last_user))
@@ -136,24 +136,47 @@ def _last_user_text(messages: Any) -> str:
 
 
 def _wants_tool(messages: Any, kwargs: dict[str, Any]) -> bool:
-    if not kwargs.get("tools") or kwargs.get("tool_choice") == "none":
+    """Call a tool when tools are offered, unless the turn answers a tool result (then text),
+    or the request forces one (`tool_choice` "required" or named), as output tools do."""
+    choice = kwargs.get("tool_choice")
+    if not kwargs.get("tools") or choice == "none":
         return False
+    if choice == "required" or isinstance(choice, dict):
+        return True
     if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-        return messages[-1].get("role") not in ("tool", "function")
+        last = messages[-1]
+        return last.get("role") not in ("tool", "function") and last.get("type") != "function_call_output"
     return True
 
 
-def _pick_tool(kwargs: dict[str, Any]) -> dict[str, Any]:
-    tools = kwargs.get("tools") or []
+def _called(messages: Any) -> set[str]:
+    """Names of the tools already called in the conversation (chat or responses items)."""
+    names: set[str] = set()
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        if message.get("type") == "function_call":
+            names.add(str(message.get("name")))
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict):
+                names.add(str((call.get("function") or {}).get("name")))
+    return names
+
+
+def _pick_tool(kwargs: dict[str, Any], messages: Any = None) -> dict[str, Any]:
+    """The named tool; else the first not called yet in the conversation; else the last."""
+    tools = [item.get("function", item) for item in kwargs.get("tools") or [] if isinstance(item, dict)]
     choice = kwargs.get("tool_choice")
-    wanted = None
     if isinstance(choice, dict):
         wanted = (choice.get("function") or choice).get("name")
-    for item in tools:
-        fn = item.get("function", item) if isinstance(item, dict) else {}
-        if wanted is None or fn.get("name") == wanted:
-            return dict(fn)
-    return {"name": "tool", "parameters": {}}
+        for fn in tools:
+            if fn.get("name") == wanted:
+                return dict(fn)
+    called = _called(messages)
+    fresh = [fn for fn in tools if fn.get("name") not in called]
+    if fresh:
+        return dict(fresh[0])
+    return dict(tools[-1]) if tools else {"name": "tool", "parameters": {}}
 
 
 def _usage(a: Answer) -> dict[str, Any]:
@@ -240,6 +263,20 @@ def responses_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
                       "total_tokens": a.prompt_tokens + a.completion_tokens,
                       "input_tokens_details": {"cached_tokens": a.cached_tokens},
                       "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def compacted_body(model: str, a: Answer, rid: str, messages: Any) -> dict[str, Any]:
+    """`responses.compact`: the user messages kept, then one compaction item."""
+    kept = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] \
+        if isinstance(messages, list) else [{"role": "user", "content": str(messages or "")}]
+    output = [{"type": "message", "id": f"msg_{i}", "role": "user", "status": "completed",
+               "content": [{"type": "input_text", "text": tokens.message_text([m])}]}
+              for i, m in enumerate(kept)]
+    output.append({"type": "compaction", "id": f"cmp_{rid[-12:]}",
+                   "encrypted_content": base64.b64encode(a.text.encode()).decode()})
+    body = responses_body(model, a, rid)
+    return {"id": rid, "object": "response.compaction", "created_at": body["created_at"],
+            "output": output, "usage": body["usage"]}
 
 
 def responses_events(model: str, a: Answer, rid: str) -> list[dict[str, Any]]:

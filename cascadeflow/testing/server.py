@@ -32,6 +32,7 @@ class Fault:
     empty_body: bool = False
     malformed_json: bool = False
     cut_stream_after: int | None = None
+    ignore_max_tokens: bool = False  # answer past max_tokens, as a misbehaving provider would
     rate: float = 1.0
     times: int | None = None
     model: str | None = None
@@ -53,7 +54,7 @@ class Fault:
                 values[key] = int(raw)
             elif key in ("retry_after", "latency_ms", "rate"):
                 values[key] = float(raw)
-            elif key in ("empty_body", "malformed_json"):
+            elif key in ("empty_body", "malformed_json", "ignore_max_tokens"):
                 values[key] = raw.strip().lower() in ("1", "true", "yes")
             else:
                 values[key] = raw
@@ -246,6 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         stream = body.get("stream") is True
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         cut = fault.cut_stream_after if fault is not None else None
+        if fault is not None and fault.ignore_max_tokens:
+            body = {k: v for k, v in body.items()
+                    if k not in ("max_tokens", "max_completion_tokens", "max_output_tokens")}
         rid = replies.new_id("chatcmpl")
         if path.endswith("/chat/completions"):
             a = self.provider._answer(model, body.get("messages"), body)
@@ -271,6 +275,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._sse(replies.responses_events(model, a, rid), cut, named_events=True)
             else:
                 self._json(200, replies.responses_body(model, a, rid))
+        elif path.endswith("/responses/compact"):
+            messages = body.get("input")
+            a = self.provider._answer(model, messages, body)
+            self._json(200, replies.compacted_body(model, a, replies.new_id("cmp"), messages))
         elif path.endswith("/embeddings"):
             dims = body.get("dimensions") or self.provider.embedding_dimensions
             self._json(200, replies.embedding_body(model, body.get("input"), int(dims),
