@@ -4,6 +4,8 @@
 may change it, ask the policy engine, then, under the chain's lock, number the step, reserve
 its worst-case cost, build its trace entries and queue them for the worker. In enforce mode a
 stop raises here, before anything is sent; switches, clamps and redactions change the kwargs.
+A call that only the reservations of calls in flight keep out waits here for their settlements
+(`begin` sleeps, `abegin` yields to the event loop), at most `budget_wait_s`.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def begin(rt: Runtime, request: Request) -> Step:
         deadline = time.monotonic() + rt.config.budget_wait_s
         delay = _POLL_FIRST_S
         while pending:
-            time.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX_S)
+            if time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX_S)
             pending = _retry(step, deadline)
         step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
     return _admitted(step, edited)
@@ -64,8 +67,9 @@ async def abegin(rt: Runtime, request: Request) -> Step:
         deadline = time.monotonic() + rt.config.budget_wait_s
         delay = _POLL_FIRST_S
         while pending:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX_S)
+            if time.monotonic() < deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX_S)
             pending = _retry(step, deadline)
         step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
     return _admitted(step, edited)
@@ -153,20 +157,13 @@ def _approve(step: Step) -> None:
 
 
 def admit(step: Step) -> PolicyStop | None:
-    """Decide and account under the chain's lock, so concurrent steps never both spend the same
-    money; queue the step's record in step order. Returns the stop to raise (enforce only).
-
-    Enforce runs this on the caller's thread; observe replays it on the worker. Spend is settled
-    by the worker, so in enforce a decision that hinges on it (a budget stop, clamp or pressure
-    switch, or a request with tools under a tool cap) first waits for the worker to settle what
-    has arrived, and is then taken again on exact figures.
-    """
-    rt, request, view, lock = step.rt, step.request, step.view, step.session.lock
-    if rt.enforce:
-        rt.worker.flush()  # (`begin` tries without waiting first; it comes here when that hinged)
-    with lock:
+    """Observe mode, on the worker: decide and account the captured step in arrival order,
+    as enforce would have. Nothing waits here: where enforce would have waited for calls in
+    flight to settle, the trace says so (`budget_wait`)."""
+    rt, request, view = step.rt, step.request, step.view
+    with step.session.lock:
         decisions = rt.engine.decide_in(request, view)
-        if decisions[0].reason == WAIT:  # observe: record what enforce would do, and go on
+        if decisions[0].reason == WAIT:
             first = decisions[0]
             decisions = [Decision("allow", "budget_wait", reservation=first.reservation,
                                   message=f"enforce would wait for calls in flight to settle: "

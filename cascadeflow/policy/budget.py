@@ -46,10 +46,10 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
     share = engine.config.budget_pressure
     for session in budgeted:
         cap = session.limits.budget or 0.0
-        left = cap - session.spent - session.reserved
-        remaining = min(remaining, left)
-        headroom = min(headroom, cap - session.spent)
-        if pressured is None and cap and left / cap < share:
+        unspent = cap - session.spent
+        remaining = min(remaining, unspent - session.reserved)
+        headroom = min(headroom, unspent)
+        if pressured is None and cap and unspent / cap < share:  # spent, not held by calls in flight
             pressured = session
     if pressured is None:
         ceiling = engine.ceiling(model, request.provider if model == request.model else None,
