@@ -64,3 +64,17 @@ def sample_text(size: int) -> str:
         out.append(word)
         length += len(word) + 1
     return " ".join(out)[:size]
+
+
+def contact_export(size: int) -> str:
+    """CSV rows of contacts, about `size` bytes: each has an e-mail, a phone number, a card
+    number, an IBAN and an IP address (PII-dense text, as a CRM export is)."""
+    rows: list[str] = []
+    total = i = 0
+    while total < size:
+        row = (f"{i},Dana Example{i},dana.example{i}@example.com,+1 415 555 {i % 10000:04d},"
+               f"4242 4242 4242 4242,DE89 3704 0044 0532 0130 00,10.0.{i % 256}.{i * 7 % 256}\n")
+        rows.append(row)
+        total += len(row)
+        i += 1
+    return "".join(rows)

@@ -30,7 +30,15 @@ from cascadeflow.session import Session
 from cascadeflow.testing import ProviderServer
 from cascadeflow.worker import shared
 
-from benchmarks.common import BUDGET_KPI, ENFORCE_RUN, MESSAGES, config_file, sample_text, telemetry_providers
+from benchmarks.common import (
+    BUDGET_KPI,
+    ENFORCE_RUN,
+    MESSAGES,
+    config_file,
+    contact_export,
+    sample_text,
+    telemetry_providers,
+)
 from benchmarks.harness import Added, Call, Variant, paired, paired_async, timed
 
 litellm.suppress_debug_info = True  # the cascade benchmark makes failing calls on purpose
@@ -405,6 +413,20 @@ def guardrails(quick: bool, config: Path) -> list[Row]:
         rows.append({"benchmark": "guardrail scan (default input profile)", "variant": label,
                      "median_us": s.median_us, "p99_us": s.p99_us,
                      "mb_per_s": len(text) / (s.median_us / 1e6) / 1e6, "n": s.n})
+    # a contact export: every line carries an e-mail, a phone, a card, an IBAN and an address
+    pii = load(None).profiles["pii"].input
+    for label, size in (("1 MB", 1_000_000), ("10 MB", 10_000_000)):
+        if quick and size > 1_000_000:
+            continue
+        text = contact_export(size if not quick else 100_000)
+
+        def scan_pii(text: str = text) -> str:
+            return transform(text, scan_text(pii, text, "input"))
+
+        s = timed(scan_pii, 1 if size > 1_000_000 or quick else 3)
+        rows.append({"benchmark": "guardrail scan, PII-dense contact export (pii profile)",
+                     "variant": label if not quick else "100 KB", "median_us": s.median_us,
+                     "p99_us": s.p99_us, "mb_per_s": len(text) / (s.median_us / 1e6) / 1e6, "n": s.n})
     return rows
 
 

@@ -16,7 +16,7 @@ from cascadeflow.errors import (
     StepLimitReached,
     ToolDenied,
 )
-from cascadeflow.lifecycle import InitReport, flush, init, shutdown
+from cascadeflow.lifecycle import InitReport, flush, init, shutdown, stats
 from cascadeflow.session import LoadedSession, Session, load_session
 from cascadeflow.tools import tool
 
@@ -41,5 +41,6 @@ __all__ = [
     "load_session",
     "run",
     "shutdown",
+    "stats",
     "tool",
 ]

@@ -13,8 +13,12 @@ from pydantic import ValidationError
 
 
 def has_tool_section(pyproject: Path) -> bool:
-    """True when pyproject.toml has a `[tool.cascadeflow]` table (cheap text check first)."""
-    text = pyproject.read_text(encoding="utf-8")
+    """True when pyproject.toml has a `[tool.cascadeflow]` table (cheap text check first). A
+    pyproject.toml that is not UTF-8 cannot hold one (TOML is UTF-8): it is not ours to judge."""
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
     return "tool.cascadeflow" in text and "cascadeflow" in _parse(text, pyproject).get("tool", {})
 
 
@@ -24,6 +28,9 @@ def load(path: Path, origin: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("config", str(path), origin, f"cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config", str(path), f"file {path} byte {exc.start}",
+                          "not UTF-8 text (TOML and JSON config files must be UTF-8)") from None
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -60,7 +67,7 @@ def find_line(path: Path, loc: list[str]) -> int | None:
     """Best-effort line of the key at `loc`: each part is searched after the previous one."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     pos, found = 0, None
     for part in loc:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, TypeVar, cast, overload
 
 from cascadeflow.config import RunLimits, limits
+from cascadeflow.config import resolve as resolve_config
 from cascadeflow.errors import ConfigError
 from cascadeflow.pipeline import Runtime
 from cascadeflow.pipeline import current as current_runtime
@@ -31,9 +32,11 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     rt = current_runtime()
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
-             "guardrails": guardrails,
-             "tools_allow": None if tools_allow is None else tuple(tools_allow),
-             "tools_deny": None if tools_deny is None else tuple(tools_deny)}
+             "guardrails": guardrails, "tools_allow": tools_allow, "tools_deny": tools_deny}
+    _check_labels(user=user, agent=agent, project=project)
+    if metadata is not None and not (isinstance(metadata, Mapping) and all(isinstance(k, str)
+                                                                          for k in metadata)):
+        raise ConfigError("metadata", metadata, "run()", "expected a dict with string keys")
     base = rt.config.run
     if agent is not None and agent in rt.config.agents:
         base = _merge(base, rt.config.agents[agent].model_dump(exclude_defaults=True),
@@ -42,29 +45,47 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     rt.config.check_compliance(merged.compliance, "compliance",
                                "run()" if compliance is not None else "config")
     _check_guardrails(rt, merged.guardrails, "run()")
-    return Session(merged, agent=agent, user=user, project=project, metadata=metadata, hooks=rt)
+    return Session(merged, agent=agent, user=user, project=project, metadata=metadata, hooks=rt,
+                   max_entries=rt.config.run_max_entries)
 
 
+@overload
+def agent(name: F) -> F: ...
+
+
+@overload
 def agent(name: str | None = None, *, budget: float | None = None, max_tool_calls: int | None = None,
           max_steps: int | None = None, max_latency_ms: float | None = None,
           compliance: str | None = None, kpi_weights: dict[str, float] | None = None,
           guardrails: str | None = None, tools_allow: list[str] | None = None,
-          tools_deny: list[str] | None = None) -> Callable[[F], F]:
+          tools_deny: list[str] | None = None) -> Callable[[F], F]: ...
+
+
+def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None = None,
+          max_tool_calls: int | None = None, max_steps: int | None = None,
+          max_latency_ms: float | None = None,
+          compliance: str | None = None, kpi_weights: dict[str, float] | None = None,
+          guardrails: str | None = None, tools_allow: list[str] | None = None,
+          tools_deny: list[str] | None = None) -> Any:
     """Give a function its own policy: each call opens a child session under the open one.
 
     Works on sync and async functions, generators and async generators; keeps the signature.
     Limits given here win over `[agents.<name>]` in the config, as code wins everywhere.
     """
+    if callable(name):  # bare `@agent`: the function itself came as `name`
+        return agent()(name)
+    if name is not None and not isinstance(name, str):
+        raise ConfigError("name", name, "@agent()", "expected the agent's name as a string")
     given = {"budget": budget, "max_tool_calls": max_tool_calls, "max_steps": max_steps,
              "max_latency_ms": max_latency_ms, "compliance": compliance, "kpi_weights": kpi_weights,
-             "guardrails": guardrails,
-             "tools_allow": None if tools_allow is None else tuple(tools_allow),
-             "tools_deny": None if tools_deny is None else tuple(tools_deny)}
+             "guardrails": guardrails, "tools_allow": tools_allow, "tools_deny": tools_deny}
 
     def decorate(fn: F) -> F:
         agent_name = name or fn.__name__
         source = f"@agent({agent_name!r})"
         _merge(RunLimits(), given, source)  # fail at decoration time on a bad value
+        if compliance is not None:  # a profile unknown to the runtime now, and to the config file
+            _check_compliance_early(compliance, source)
 
         def open_session() -> Session:
             rt = current_runtime()
@@ -72,7 +93,7 @@ def agent(name: str | None = None, *, budget: float | None = None, max_tool_call
             merged = _merge(base, given, source)
             rt.config.check_compliance(merged.compliance, "compliance", source)
             _check_guardrails(rt, merged.guardrails, source)
-            return Session(merged, agent=agent_name, hooks=rt)
+            return Session(merged, agent=agent_name, hooks=rt, max_entries=rt.config.run_max_entries)
 
         if inspect.isasyncgenfunction(fn):
             return cast(F, _wrap_async_gen(fn, open_session))
@@ -170,6 +191,27 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
                 reset_current(token)
                 session.close()
     return agen
+
+
+def _check_labels(**labels: Any) -> None:
+    for key, value in labels.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(key, value, "run()", "expected a string")
+
+
+def _check_compliance_early(name: str, source: str) -> None:
+    """At decoration: the profile must be built in, or known to the runtime `init()` installed,
+    or defined in the config file the process would load. (Decorators usually run at import,
+    before `init()`: the file is read here so a profile defined there is not refused.)"""
+    known = set(current_runtime().config.compliance)
+    if name in known:
+        return
+    try:
+        known |= set(resolve_config({}).compliance)
+    except ConfigError:
+        return  # the config file itself is broken: init() will say so
+    if name not in known:
+        raise ConfigError("compliance", name, source, f"unknown compliance profile; known: {sorted(known)}")
 
 
 def _check_guardrails(rt: Runtime, name: str | None, source: str) -> None:

@@ -7,6 +7,7 @@ Every value that reaches the runtime went through one of these models, so a bad 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ class _Strict(BaseModel):
 class RunLimits(_Strict):
     """The limits a run, an agent or the config defaults can set."""
 
-    budget: float | None = Field(default=None, ge=0, description="USD for the session")
+    budget: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                 description="USD for the session; None for no limit")
     max_steps: int | None = Field(default=None, ge=1)
     max_tool_calls: int | None = Field(default=None, ge=0)
-    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     compliance: str | None = None
     kpi_weights: dict[str, float] | None = None
     guardrails: str | None = None
@@ -47,11 +49,21 @@ class RunLimits(_Strict):
         unknown = sorted(set(value) - KPI_KEYS)
         if unknown:
             raise ValueError(f"unknown KPI key(s) {unknown}; allowed: {sorted(KPI_KEYS)}")
+        if not all(isinstance(w, int | float) and math.isfinite(w) for w in value.values()):
+            raise ValueError("KPI weights must be finite numbers")
         if any(w < 0 for w in value.values()):
             raise ValueError("KPI weights must be >= 0")
         if not any(w > 0 for w in value.values()):
             raise ValueError("at least one KPI weight must be > 0")
         return dict(value)
+
+    @field_validator("tools_allow", "tools_deny", mode="before")
+    @classmethod
+    def _check_tool_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # tuple("refund") would be six one-letter tool names
+            raise ValueError(f"expected a list of tool names, got the string {value!r}; "
+                             f"write [{value!r}]")
+        return value
 
 
 class ModelSpec(_Strict):
@@ -148,8 +160,9 @@ class FileConfig(_Strict):
     budget_alert: float | None = Field(default=None, gt=0, le=1)
     kpi_hysteresis: float | None = Field(default=None, ge=0)
     ambient_max_entries: int | None = Field(default=None, ge=1)
+    run_max_entries: int | None = Field(default=None, ge=1)
     unknown_price: Literal["allow", "stop"] | None = None
-    budget_wait_s: float | None = Field(default=None, ge=0)
+    budget_wait_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     tools_exempt: tuple[str, ...] | None = None
     run: RunLimits = RunLimits()
     models: dict[str, ModelSpec] = {}
@@ -185,6 +198,7 @@ DEFAULTS: dict[str, Any] = {
     "budget_alert": 0.8,
     "kpi_hysteresis": 0.05,
     "ambient_max_entries": 10_000,
+    "run_max_entries": 100_000,
     "unknown_price": "stop",
     "budget_wait_s": 5.0,
     # tools agent frameworks add to every request: pydantic-ai's output tools, Agents SDK handoffs
@@ -205,6 +219,7 @@ class Config:
     budget_alert: float = 0.8
     kpi_hysteresis: float = 0.05
     ambient_max_entries: int = 10_000
+    run_max_entries: int = 100_000  # trace entries a run() or agent session keeps (totals stay exact)
     unknown_price: Literal["allow", "stop"] = "stop"  # a budgeted call whose cost cannot be bounded
     budget_wait_s: float = 5.0  # how long a call waits for in-flight calls to settle
     tools_exempt: tuple[str, ...] = ("final_result*", "transfer_to_*")
@@ -216,6 +231,15 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: str | None = None
     version: str | None = None
+
+    def origin(self, setting: str) -> str:
+        """Where a setting's value came from, as errors name it: `init()`, `env VAR`, `file PATH`."""
+        found = self.sources.get(setting, "default")
+        if found == "env":
+            return f"env {ENV_VARS.get(setting, setting)}"
+        if found == "file":
+            return f"file {self.config_file}"
+        return {"code": "init()"}.get(found, "default")
 
     def check_compliance(self, name: str | None, setting: str, source: str) -> None:
         """Raise when `name` is not a known compliance profile."""
@@ -251,7 +275,10 @@ def _parse_env(setting: str, var: str, raw: str) -> Any:
     text = raw.strip()
     try:
         if setting in ("budget", "max_latency_ms", "budget_wait_s"):
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
         if setting in ("max_steps", "max_tool_calls"):
             return int(text)
         if setting == "capture_content":
@@ -266,6 +293,8 @@ def _parse_env(setting: str, var: str, raw: str) -> Any:
                 parsed = json.loads(text)
                 if not isinstance(parsed, dict):
                     raise ValueError("expected a JSON object")
+                if any(v is None or isinstance(v, bool) for v in parsed.values()):
+                    raise ValueError("every weight must be a number")
                 return {str(k): float(v) for k, v in parsed.items()}
             pairs = [p for p in text.split(",") if p.strip()]
             out: dict[str, float] = {}
@@ -275,7 +304,7 @@ def _parse_env(setting: str, var: str, raw: str) -> Any:
                     raise ValueError("expected key=value pairs such as quality=0.6,cost=0.4")
                 out[key.strip()] = float(val)
             return out
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ConfigError(setting, raw, source, f"cannot parse: {exc}") from None
     return text
 
@@ -352,6 +381,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         budget_alert=float(chosen["budget_alert"]),
         kpi_hysteresis=float(chosen["kpi_hysteresis"]),
         ambient_max_entries=int(chosen["ambient_max_entries"]),
+        run_max_entries=int(chosen["run_max_entries"]),
         unknown_price=chosen["unknown_price"],
         budget_wait_s=float(chosen["budget_wait_s"]),
         tools_exempt=tuple(chosen["tools_exempt"]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascadeflow.secrets import mask, scrub
+
 
 class CascadeflowError(Exception):
     """Base class of every error raised by cascadeflow."""
@@ -13,11 +15,12 @@ class ConfigError(CascadeflowError, ValueError):
     """A setting has a bad value. Names the setting, the value and where it came from."""
 
     def __init__(self, setting: str, value: Any, source: str, problem: str) -> None:
+        # a key written into a config file must not come back in a traceback or a log line
         self.setting = setting
-        self.value = value
+        self.value = scrub(value) if isinstance(value, str | dict | list | tuple) else value
         self.source = source
-        self.problem = problem
-        super().__init__(f"invalid setting {setting}={value!r} (from {source}): {problem}")
+        self.problem = mask(problem)
+        super().__init__(mask(f"invalid setting {setting}={self.value!r} (from {source}): {self.problem}"))
 
 
 class PolicyStop(CascadeflowError):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cascadeflow.secrets import mask
+
 RETRY, NEXT, FATAL = "retry", "next", "fatal"
 
 # failure class -> disposition
@@ -82,7 +84,7 @@ def classify(exc: BaseException) -> Failure:
     """Map an exception from litellm, the openai SDK or httpx to a failure class."""
     name = type(exc).__name__
     names = {cls.__name__ for cls in type(exc).__mro__}
-    text = f"{name}: {exc}"
+    text = mask(f"{name}: {exc}")  # provider error texts can quote the key that was sent
     if "ContextWindowExceededError" in names:
         return Failure("context_window_exceeded", text)
     if "ContentPolicyViolationError" in names:

@@ -22,7 +22,7 @@ from cascadeflow.cascade.routing import build as build_cascades
 from cascadeflow.config import Config
 from cascadeflow.errors import ConfigError
 from cascadeflow.guardrails.policy import PolicyStore
-from cascadeflow.pipeline import Runtime, install
+from cascadeflow.pipeline import Runtime, current, install
 from cascadeflow.policy import Engine
 from cascadeflow.telemetry import AlertSink, Dispatcher, Providers, Telemetry
 from cascadeflow.telemetry import resolve as resolve_telemetry
@@ -78,6 +78,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
          alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
          guardrails_file: str | os.PathLike[str] | None = None, unknown_price: str | None = None,
+         run_max_entries: int | None = None,
          budget_wait_s: float | None = None, tools_exempt: Sequence[str] | None = None
          ) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
@@ -92,6 +93,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "guardrails": guardrails,
         "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
         "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
+        "run_max_entries": run_max_entries,
         "tools_exempt": tools_exempt if tools_exempt is None or isinstance(tools_exempt, str)
         else tuple(tools_exempt),  # a bare string is passed on for the validator to reject
     }
@@ -136,6 +138,19 @@ def shutdown() -> None:
     previous.close()
 
 
+def stats() -> dict[str, int]:
+    """What was lost or contained so far, for monitoring cascadeflow itself: telemetry hooks
+    that raised (a span processor or exporter of the application), background tasks dropped
+    (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised.
+    The calls themselves are never affected by any of these."""
+    worker = shared()
+    with _lock:
+        opened = _opened
+    return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
+            "tasks_failed": worker.failed, "alerts_dropped": opened.dispatcher.dropped,
+            "alert_sink_errors": opened.dispatcher.failed}
+
+
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything queued so far is written: trace entries, guardrail findings of
     observe mode, spans and metrics (handed to your exporters), and alerts to their sinks.
@@ -172,18 +187,20 @@ def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:
         if not path.is_absolute() and config.sources.get("guardrails_file") == "file" and config.config_file:
             path = Path(config.config_file).parent / path
 
-    def rejected(error: str) -> None:
-        runtime.emit(Alert("guardrail_policy_rejected", error, severity="error",
-                           attributes={"file": str(path)}))
+    def rejected(kind: str, error: str) -> None:
+        runtime.emit(Alert(kind, error, severity="error", attributes={"file": str(path)}))
 
-    store = PolicyStore(path, on_error=rejected)
+    store = PolicyStore(path, on_error=rejected, origin=config.origin("guardrails_file"))
     policy = store.current()
-    names = [config.run.guardrails, *(a.guardrails for a in config.agents.values()),
-             *(c.guardrails for c in config.compliance.values())]
-    for name in names:
+    names = [("guardrails", config.run.guardrails, config.origin("guardrails")),
+             *((f"agents.{n}.guardrails", a.guardrails, f"file {config.config_file}")
+               for n, a in config.agents.items()),
+             *((f"compliance.{n}.guardrails", c.guardrails, f"file {config.config_file}")
+               for n, c in config.compliance.items())]
+    for setting, name, origin in names:
         if name is not None and name not in policy.profiles:
-            raise ConfigError("guardrails", name, policy.source,
-                              f"no such guardrail profile; the policy has {sorted(policy.profiles)}")
+            raise ConfigError(setting, name, origin, f"no such guardrail profile in {policy.source}; "
+                                                     f"known: {sorted(policy.profiles)}")
     return store
 
 

@@ -7,7 +7,10 @@ bounded window of its trace, so a long-lived process never grows.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 from cascadeflow.config import RunLimits
 from cascadeflow.entry import Entry
 from cascadeflow.errors import CascadeflowError
+from cascadeflow.secrets import scrub
 
 # the innermost open session in this context (read directly on the hot path)
 CURRENT: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
@@ -68,7 +72,7 @@ class Session:
         self.agent = agent
         self.user = user
         self.project = project
-        self.metadata = dict(metadata or {})
+        self.metadata = scrub(dict(metadata or {}))  # summary() and save() show it
         self.ambient = ambient
         self.parent: Session | None = None
         self.chain: tuple[Session, ...] = (self,)
@@ -83,6 +87,7 @@ class Session:
         self._trace: deque[tuple[int, Entry]] | list[tuple[int, Entry]] = (
             deque(maxlen=max_entries) if max_entries else [])
         self.agent_in_chain = agent
+        self.entries = 0  # trace entries ever added; the trace keeps the last `max_entries`
         self.steps = 0
         self.spent = 0.0
         self.reserved = 0.0
@@ -162,6 +167,7 @@ class Session:
 
     def add_entry(self, step: int, entry: Entry) -> None:
         self._trace.append((step, entry))
+        self.entries += 1
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
         if entry.operation == "guardrail" and entry.extra:
             rule = entry.extra["rule"]
@@ -242,6 +248,7 @@ class Session:
                 "stopped": self.stopped,
                 "duration_ms": (end - self._t0) * 1000.0,
                 "metadata": dict(self.metadata),
+                "trace_entries_dropped": self.entries - len(self._trace),
             }
 
     def findings(self) -> list[dict[str, Any]]:
@@ -252,8 +259,7 @@ class Session:
         """Write the findings as JSON Lines (rule, detector, score, action, applied, policy version,
         run, step, keyed hash of the matched text; never the text itself)."""
         target = Path(path)
-        target.write_text("".join(json.dumps(f, default=str) + "\n" for f in self.findings()),
-                          encoding="utf-8")
+        _write_atomically(target, "".join(json.dumps(f, default=str) + "\n" for f in self.findings()))
         return target
 
     def save(self, path: str | Path) -> Path:
@@ -261,12 +267,28 @@ class Session:
         target = Path(path)
         lines = [json.dumps({"type": "summary", **self.summary()}, default=str)]
         lines.extend(json.dumps({"type": "entry", **entry}, default=str) for entry in self.trace())
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _write_atomically(target, "\n".join(lines) + "\n")
         return target
 
     def __repr__(self) -> str:
         name = "ambient" if self.ambient else (self.agent or "run")
         return f"<Session {name} {self.run_id[:8]} steps={self.steps} cost={self.spent:.6f}>"
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Write beside the target and rename over it: a failed write (a full disk) leaves the
+    previous file as it was, never half of a new one."""
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or None)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 class LoadedSession:

@@ -87,7 +87,7 @@ def message_text(messages: Any) -> str:
         calls = message.get("tool_calls") if isinstance(message, dict) else None
         if calls:
             for call in calls:
-                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                fn = (call.get("function") if isinstance(call, dict) else None) or {}
                 parts.append(str(fn.get("arguments", "")))
     return "\n".join(parts)
 
@@ -124,7 +124,7 @@ def text_bytes(messages: Any) -> int:
         calls = message.get("tool_calls") if isinstance(message, dict) else None
         if calls:
             for call in calls:
-                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                fn = (call.get("function") if isinstance(call, dict) else None) or {}
                 total += _bytes(str(fn.get("arguments", "")))
                 count += 1
     return total + max(count - 1, 0)  # the newlines `message_text` joins with

@@ -15,7 +15,8 @@ def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
     names = {row["benchmark"] for row in data["rows"]}
     assert {"decision time (Engine.decide)", "pre-flight budget check", "scale: ambient session",
             "trace memory", "litellm completion, mock_response, 2 KB prompt",
-            "openai chat.completions.create (HTTP, built-in provider)"} <= names
+            "openai chat.completions.create (HTTP, built-in provider)",
+            "guardrail scan, PII-dense contact export (pii profile)"} <= names
     added = [r for r in data["rows"] if "added_us" in r]
     assert added, "no paired rows"
     for row in added:  # every paired figure comes with its spread, its baseline and the worker's share

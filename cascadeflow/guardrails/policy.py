@@ -90,17 +90,30 @@ class Policy:
 DEFAULT_BLOCK = "This request was blocked by a content policy."
 
 
-def _parse(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+def _parse(path: Path, origin: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("guardrails_file", str(path), f"file {path} byte {exc.start}",
+                          "not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError("guardrails_file", str(path), origin, f"cannot read: {exc}") from None
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
-            raise ConfigError("guardrails_file", str(path), "guardrails",
+            raise ConfigError("guardrails_file", str(path), origin,
                               "YAML policy files need PyYAML (pip install pyyaml)") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("guardrails_file", str(path), f"file {path}", f"invalid YAML: {exc}") from None
     elif path.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("guardrails_file", str(path), f"file {path} line {exc.lineno}",
+                              f"invalid JSON: {exc.msg}") from None
     else:
         try:
             data = tomllib.loads(text)
@@ -166,14 +179,15 @@ def builtin() -> Policy:
     return compile_policy(tomllib.loads(text), "built-in guardrails")
 
 
-def load(path: Path | None) -> Policy:
-    """The built-in profiles, with those of the file at `path` added (a same-named one replaces)."""
+def load(path: Path | None, origin: str = "init()") -> Policy:
+    """The built-in profiles, with those of the file at `path` added (a same-named one replaces).
+    `origin` is where the `guardrails_file` setting came from, for errors."""
     base = builtin()
     if path is None:
         return base
     if not path.is_file():
-        raise ConfigError("guardrails_file", str(path), "guardrails", "file not found")
-    own = compile_policy(_parse(path), f"file {path}")
+        raise ConfigError("guardrails_file", str(path), origin, "file not found")
+    own = compile_policy(_parse(path, origin), f"file {path}")
     return Policy(own.version, {**base.profiles, **own.profiles}, own.source)
 
 
@@ -182,10 +196,13 @@ class PolicyStore:
     per `interval` seconds, so the call path pays one clock read)."""
 
     def __init__(self, path: Path | None, interval: float = 1.0,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str, str], None] | None = None, origin: str = "init()") -> None:
+        """`on_error(kind, message)` hears of a rejected edit (`guardrail_policy_rejected`) and
+        of profiles an edit removed (`guardrail_profile_missing`), which are kept."""
         self.path = path
         self.interval = interval
-        self.policy = load(path)
+        self.origin = origin
+        self.policy = load(path, origin)
         self.last_error: str | None = None
         self._on_error = on_error
         self._mtime = self._stat()
@@ -212,14 +229,23 @@ class PolicyStore:
                 return False
             self._mtime = mtime
             try:
-                policy = load(self.path)
+                policy = load(self.path, self.origin)
             except (ConfigError, OSError) as exc:
                 self.last_error = str(exc)
                 log.warning("guardrail policy %s rejected, keeping version %s: %s", self.path,
                             self.policy.version, exc)
                 if self._on_error is not None:
-                    self._on_error(str(exc))
+                    self._on_error("guardrail_policy_rejected", str(exc))
                 return False
+            missing = sorted(set(self.policy.profiles) - set(policy.profiles))
+            if missing:  # sessions may use them: turning their guardrails off silently is worse
+                kept = {name: self.policy.profiles[name] for name in missing}
+                policy = Policy(policy.version, {**kept, **policy.profiles}, policy.source)
+                message = (f"guardrail profile(s) {missing} are gone from {self.path}; the last "
+                           f"version of each stays in force until restart")
+                log.error("%s", message)
+                if self._on_error is not None:
+                    self._on_error("guardrail_profile_missing", message)
             self.policy = policy
             self.last_error = None
             return True

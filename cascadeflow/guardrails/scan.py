@@ -6,7 +6,6 @@ can be kept and shared without becoming a store of the PII it describes.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -23,7 +22,8 @@ _KEY = (os.environ.get("CASCADEFLOW_AUDIT_KEY") or secrets.token_hex(32)).encode
 
 
 def fingerprint(text: str) -> str:
-    return hmac.new(_KEY, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+    """HMAC-SHA256 of the text, first 16 hex digits (the one-shot form: no HMAC object)."""
+    return hmac.digest(_KEY, text.encode("utf-8", "surrogatepass"), "sha256").hex()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +98,23 @@ def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]]) -> str:
     """Apply redact (typed placeholders) and rewrite (the rule's replacement), right to left."""
     edits = sorted(((m.start, m.end, _replacement(r, m)) for r, m, _f in hits
                     if r.action in ("redact", "rewrite")), reverse=True)
+    if not edits:
+        return text
+    kept: list[tuple[int, int, str]] = []
     last_start = len(text) + 1
     for start, end, new in edits:
         if end > last_start:
-            continue  # overlaps an edit already made
-        text = text[:start] + new + text[end:]
+            continue  # overlaps an edit already kept
+        kept.append((start, end, new))
         last_start = start
-    return text
+    pieces: list[str] = []  # built once, left to right: linear in the text and the edits
+    at = 0
+    for start, end, new in reversed(kept):
+        pieces.append(text[at:start])
+        pieces.append(new)
+        at = end
+    pieces.append(text[at:])
+    return "".join(pieces)
 
 
 def _replacement(rule: Rule, match: Match) -> str:

@@ -27,6 +27,7 @@ from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.budget import WAIT
 from cascadeflow.policy.decision import Decision
+from cascadeflow.policy.tools import APPROVER_FAILED
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 from cascadeflow.session import CURRENT
@@ -153,7 +154,11 @@ def _approve(step: Step) -> None:
     if approver is None or not (request.irreversible or request.tool in step.view.approval_tools):
         return
     args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
-    request.kwargs["approved"] = bool(approver(request.model, tuple(args), dict(kwargs)))
+    try:
+        request.kwargs["approved"] = bool(approver(request.model, tuple(args), dict(kwargs)))
+    except Exception as exc:  # an approver that fails denies; it never breaks the call path
+        request.kwargs["approved"] = APPROVER_FAILED
+        request.kwargs["approver_error"] = type(exc).__name__
 
 
 def admit(step: Step) -> PolicyStop | None:

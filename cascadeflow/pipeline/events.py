@@ -47,7 +47,7 @@ def _write(rt: Runtime, session: Session, numbers: tuple[int, ...] | None, entry
         if degraded:
             s.degraded = True
     if rt.observer is not None:
-        rt.observer.decisions_made([entry])
+        rt.notify(rt.observer.decisions_made, [entry])
 
 
 def alert(rt: Runtime, kind: str, message: str, attributes: dict[str, Any]) -> None:

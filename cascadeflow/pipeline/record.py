@@ -81,7 +81,7 @@ def append(step: Step, entries: Sequence[Entry]) -> None:
             session.add_entry(number, entry)
     observer = step.rt.observer
     if observer is not None:
-        observer.decisions_made(entries)
+        step.rt.notify(observer.decisions_made, entries)
 
 
 def admitted(step: Step, findings: Sequence[Finding] = ()) -> None:
@@ -98,7 +98,7 @@ def stopped(step: Step) -> None:
     if observer is not None:
         if step.request.operation != "tool":
             step.content_allowed = step.rt.capture_allowed(step.chain)
-        observer.step_recorded(step)
+        step.rt.notify(observer.step_recorded, step)
 
 
 def fill(entry: Entry, step: Step) -> None:
@@ -133,4 +133,4 @@ def settled(step: Step) -> None:
         if rt.config.capture_content and step.content_allowed:
             entry.content = {"prompt": scrub(step.request.prompt), "completion": scrub(usage.text)}
     if rt.observer is not None:
-        rt.observer.step_recorded(step)
+        rt.notify(rt.observer.step_recorded, step)

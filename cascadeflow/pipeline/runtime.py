@@ -7,6 +7,7 @@ live in the adapter layer above, so the runtime holds them behind two small inte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from cascadeflow.pipeline.observer import Observer
 from cascadeflow.policy import Engine
 from cascadeflow.session import Session
 from cascadeflow.worker import Worker, shared
+
+log = logging.getLogger("cascadeflow")
 
 # Set while a cascade makes an attempt: the cascade chose the model, policies must not switch it.
 attempting: ContextVar[bool] = ContextVar("cascadeflow_cascade_attempt", default=False)
@@ -51,6 +54,7 @@ class Runtime:
         self.cascades: Mapping[str, CascadeRunner] = cascades or {}
         self.observer = observer
         self._alert = alert
+        self.telemetry_errors = 0  # telemetry hooks that raised (a user's span processor, exporter)
         # prompt text is read after the call returns (trace content, span content)
         self.reads_prompts = config.capture_content or bool(observer and observer.capture_content)
         self.ambient = Session(config.run.model_copy(update={"budget": None, "max_steps": None,
@@ -71,17 +75,28 @@ class Runtime:
         """Content goes into the trace: opted in, and allowed here."""
         return self.config.capture_content and self.capture_allowed(chain)
 
+    def notify(self, hook: Callable[..., Any], *args: Any) -> None:
+        """Call a telemetry hook. Its failure (a span processor or exporter of the application
+        that raises) is counted and logged, never passed on to the call it observes."""
+        try:
+            hook(*args)
+        except Exception:
+            self.telemetry_errors += 1
+            if self.telemetry_errors == 1 or self.telemetry_errors % 1000 == 0:
+                log.exception("cascadeflow telemetry hook %s failed (%d so far); the call goes on",
+                              getattr(hook, "__name__", hook), self.telemetry_errors)
+
     def emit(self, alert: Alert) -> None:
         """Send an alert to the sinks (they run on their own thread) and count it."""
         if self.observer is not None:
-            self.observer.alert_raised(alert.kind)
+            self.notify(self.observer.alert_raised, alert.kind)
         if self._alert is not None:
             self._alert(alert)
 
     def breaker_changed(self, deployment: str, old: str, new: str) -> None:
         """A circuit breaker moved: count it, and alert when one opens."""
         if self.observer is not None:
-            self.observer.breaker_changed(deployment, old, new)
+            self.notify(self.observer.breaker_changed, deployment, old, new)
         if new == "open":
             self.emit(Alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
                             attributes={"deployment": deployment, "from": old}))
@@ -89,14 +104,14 @@ class Runtime:
     # -- SessionHooks: what sessions tell the runtime ----------------------------------------
     def opened(self, session: Session) -> None:
         if self.observer is not None:
-            self.observer.session_opened(session)
+            self.notify(self.observer.session_opened, session)
 
     def closed(self, session: Session) -> None:
         """Queue the session span's end after its steps. With telemetry, an outermost session
         waits for the worker, so its spans and metrics are handed over when `with run()` exits
         (its trace is complete whenever it is read: `summary()` and `trace()` wait anyway)."""
         if self.observer is not None and session.span is not None:
-            self.worker.submit(self.observer.session_closed, session)
+            self.worker.submit(self.notify, self.observer.session_closed, session)
             if session.parent is None:
                 self.worker.flush()
 

@@ -11,6 +11,8 @@ from cascadeflow.policy.state import SessionState
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 
+APPROVER_FAILED = "approver_failed"  # the approver raised: the tool is denied with `approver_error`
+
 
 def cap_reached(view: ChainView, executed: bool) -> SessionState | None:
     """The first session whose `max_tool_calls` is used up.
@@ -84,6 +86,10 @@ def check_execution(engine: Context, request: Request, view: ChainView) -> Decis
                         message=f"tool {name!r} is not allowed here")
     needs_approval = request.irreversible or name in view.approval_tools
     approved = request.kwargs.get("approved")
+    if needs_approval and approved == APPROVER_FAILED:
+        error = request.kwargs.get("approver_error", "an error")
+        return Decision("deny_tool", "approver_error", tools_denied=(name,),
+                        message=f"the approver raised {error} for irreversible tool {name!r}: denied")
     if needs_approval and approved is not True:
         if engine.approver is not None and approved is None:  # observe mode does not ask it
             return Decision("deny_tool", "would_need_approval", tools_denied=(name,),

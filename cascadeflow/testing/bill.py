@@ -62,7 +62,7 @@ def _item(model: str, item: Any) -> int:
     elif isinstance(content, list):
         total += sum(_item(model, part) for part in content)
     for call in item.get("tool_calls") or ():
-        fn = call.get("function", {}) if isinstance(call, dict) else {}
+        fn = (call.get("function") if isinstance(call, dict) else None) or {}
         total += tokens.count(str(fn.get("name", "")) + str(fn.get("arguments", "")), model)
     return total
 
