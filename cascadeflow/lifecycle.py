@@ -59,13 +59,16 @@ class _Opened:
 
     def close(self) -> None:
         shared().flush(FLUSH_AT_EXIT_S)  # spans and records queued for these providers first
-        self.dispatcher.close()
+        self.dispatcher.close(FLUSH_AT_EXIT_S)
+        _closed_losses["alerts_dropped"] += self.dispatcher.dropped
+        _closed_losses["alert_sink_errors"] += self.dispatcher.failed
         if self.providers is not None:
             self.providers.close()
 
 
 _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
+_closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0}  # of dispatchers already closed
 
 
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
@@ -147,8 +150,9 @@ def stats() -> dict[str, int]:
     with _lock:
         opened = _opened
     return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
-            "tasks_failed": worker.failed, "alerts_dropped": opened.dispatcher.dropped,
-            "alert_sink_errors": opened.dispatcher.failed}
+            "tasks_failed": worker.failed,
+            "alerts_dropped": _closed_losses["alerts_dropped"] + opened.dispatcher.dropped,
+            "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed}
 
 
 def flush(timeout: float | None = None) -> bool:

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
+from cascadeflow.errors import ConfigError
 from cascadeflow.pipeline import Step, begin, current, fail, finish, observe
 from cascadeflow.request import Request
 from cascadeflow.usage import Usage
@@ -31,6 +32,10 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
     """
     if callable(name):
         return tool()(name)
+    if name is not None and not isinstance(name, str):
+        raise ConfigError("name", name, "@tool()", "expected the tool's name as a string")
+    if not isinstance(irreversible, bool):
+        raise ConfigError("irreversible", irreversible, "@tool()", "expected true or false")
 
     def decorate(fn: F) -> F:
         tool_name = name or fn.__name__

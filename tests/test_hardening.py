@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -301,3 +304,47 @@ def test_redacting_many_matches_keeps_every_edit_in_place() -> None:
     text = "".join(rows)
     redacted = transform(text, scan_text(load(None).profiles["pii"].input, text, "input"))
     assert redacted.splitlines() == [f"{i},[EMAIL],[CREDIT_CARD]" for i in range(2000)]
+
+
+EXIT_SCRIPT = """
+import sys, time
+import cascadeflow
+from cascadeflow.testing import serve
+import litellm
+
+out = open(sys.argv[1], "a")
+
+def slow_sink(alert):
+    time.sleep(0.02)  # a sink slower than the program that raises the alerts
+    out.write(alert.kind + "\\n")
+    out.flush()
+
+cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[slow_sink])
+with serve() as provider:
+    for _ in range(20):  # each run spends past 1% of its budget: one alert each
+        with cascadeflow.run(budget=0.0001):
+            litellm.completion(model="openai/gpt-4o-mini", api_base=provider.url, api_key="k",
+                               messages=[{"role": "user", "content": "hello"}])
+# no shutdown(): the interpreter exits here
+"""
+
+
+def test_queued_alerts_are_delivered_at_normal_exit(tmp_path: Path) -> None:
+    script, received = tmp_path / "app.py", tmp_path / "alerts.txt"
+    script.write_text(EXIT_SCRIPT)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    subprocess.run([sys.executable, str(script), str(received)], check=True, env=env, timeout=120)
+    assert received.read_text().splitlines() == ["budget_threshold"] * 20
+
+
+def test_alerts_a_hanging_sink_never_takes_are_counted(provider: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cascadeflow.lifecycle, "FLUSH_AT_EXIT_S", 0.5)  # how long shutdown waits
+    gate = threading.Event()
+    cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[lambda alert: gate.wait(30)])
+    for _ in range(20):
+        with cascadeflow.run(budget=0.0001):
+            litellm.completion(**chat_kwargs(provider, "hello"))
+    cascadeflow.shutdown()
+    gate.set()
+    assert cascadeflow.stats()["alerts_dropped"] >= 19  # the first may be in the sink's hands

@@ -112,8 +112,15 @@ class Dispatcher:
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (at most `timeout` seconds), then stop. Alerts still queued
+        then (a sink that hangs) are counted in `dropped` and logged, never silently lost."""
+        self.flush(timeout)
+        left = self._queue.qsize()
+        if left:
+            self.dropped += left
+            log.error("cascadeflow: %d alert(s) not delivered within %.1fs at shutdown "
+                      "(a sink is hanging)", left, timeout)
         if self._thread is not None:
             with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(None)

@@ -1,0 +1,112 @@
+"""No key format reaches any output surface: one table of keys, every surface.
+
+Each key rides into a run through the prompt (captured content, spans with content), the run's
+metadata (summary, saved file), and a provider error text (fallback alerts, webhook bodies,
+`on_fallback` events, the `AllProvidersFailed` exception, logs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import pytest
+from cascadeflow.cascade import Cascade, RetryPolicy, Tier, stop_after_attempt
+from cascadeflow.secrets import FORMATS
+from cascadeflow.telemetry import Alert, WebhookSink
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.conftest import chat_kwargs
+
+# (format, text as it appears, the part that must never be seen)
+KEYS = [
+    ("private_key",
+     "-----BEGIN RSA PRIVATE KEY-----\nMIIEpQIBAAKCAQEAzq9Xb7Qk\n-----END RSA PRIVATE KEY-----",
+     "MIIEpQIBAAKCAQEAzq9Xb7Qk"),
+    ("jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+     "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    ("authorization_header", "Authorization: Token zq8Xk2Lp9Wm4Rt7Yv", "zq8Xk2Lp9Wm4Rt7Yv"),
+    ("bearer", "Bearer zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1"),
+    ("basic_auth", "Basic dXNlcjpodW50ZXIyaHVudGVyMg==", "dXNlcjpodW50ZXIyaHVudGVyMg"),
+    ("openai", "sk-proj-zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0"),
+    ("openai_short", "sk-zq8Xk2Lp9Wm4", "zq8Xk2Lp9Wm4"),
+    ("stripe_live", "sk_live_zq8Xk2Lp9Wm4Rt7Yv3Nb", "zq8Xk2Lp9Wm4Rt7Yv3Nb"),
+    ("stripe_restricted", "rk_live_zq8Xk2Lp9Wm4Rt7Yv3Nb", "zq8Xk2Lp9Wm4Rt7Yv3Nb"),
+    ("groq", "gsk_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5"),
+    ("huggingface", "hf_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5"),
+    ("github_pat", "github_pat_11ABCDEFG0zq8Xk2Lp9Wm4Rt7Yv3Nb6", "11ABCDEFG0zq8Xk2Lp9Wm4Rt7Yv3Nb6"),
+    ("github", "ghp_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae"),
+    ("gitlab", "glpat-zq8Xk2Lp9Wm4Rt7Yv3Nb", "zq8Xk2Lp9Wm4Rt7Yv3Nb"),
+    ("slack", "xoxb-1234567890-zq8Xk2Lp9Wm4", "1234567890-zq8Xk2Lp9Wm4"),
+    ("google", "AIzaSyzq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2", "Syzq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2"),
+    ("aws_access_key_id", "AKIAZQ8XK2LP9WM4RT7Y", "AKIAZQ8XK2LP9WM4RT7Y"),
+    ("aws_secret_access_key", "aws_secret_access_key = wJalrXUtnFEMIzK7MDENGzbPxRfiCYzq8Xk2Lp9W",
+     "wJalrXUtnFEMIzK7MDENGzbPxRfiCYzq8Xk2Lp9W"),
+    ("sendgrid", "SG.zq8Xk2Lp9Wm4Rt7Yv3Nb6H.c1Jd5Fg0Qs2Ae8Zx4Cv7Bn1Mk", "c1Jd5Fg0Qs2Ae8Zx4Cv7Bn1Mk"),
+    ("npm", "npm_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8"),
+    ("replicate", "r8_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs"),
+    ("digitalocean", "dop_v1_" + "a3f9" * 16, "a3f9" * 16),
+    ("azure_connection", "AccountKey=zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8Zx4Cv7B==",
+     "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8Zx4Cv7B"),
+    ("url_credentials", "postgres://admin:hunter2zq8X@db.example.com/app", "hunter2zq8X"),
+    ("password", "password=hunter2zq8Xk2", "hunter2zq8Xk2"),
+    ("api_key", "api_key=zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
+    ("token", "access_token: zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
+    ("client_secret", "client_secret=zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
+]
+
+
+def test_the_table_covers_every_format_and_at_least_twenty() -> None:
+    names = {name.split("_live")[0].split("_restricted")[0].removesuffix("_short") for name, _, _ in KEYS}
+    assert {f.name for f in FORMATS} <= names | {"stripe"}
+    assert len(KEYS) >= 20
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), KEYS, ids=[k[0] for k in KEYS])
+def test_no_surface_shows_the_key(provider: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                  kind: str, text: str, secret: str) -> None:
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    alerts: list[Alert] = []
+    events: list[dict[str, Any]] = []
+    caplog.set_level(logging.DEBUG, logger="cascadeflow")
+    cascadeflow.init(mode="enforce", capture_content=True, budget_alert=0.01,
+                     tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]),
+                     alerts=[alerts.append, WebhookSink(provider.url + "/hooks")])
+    provider.inject(model="gpt-4o", status=503, message=f"upstream rejected the request: {text}")
+    params = {"api_base": provider.url, "api_key": "sk-test-0000000000000000"}
+    failing = Cascade([Tier("openai/gpt-4o", params=params)], name="only",
+                      retry=RetryPolicy(stop=stop_after_attempt(1)), on_fallback=events.append)
+    with cascadeflow.run(budget=0.001, metadata={"note": f"ticket about {text}"}) as session:
+        litellm.completion(**chat_kwargs(provider, f"please rotate this key: {text} today"))
+        with pytest.raises(cascadeflow.AllProvidersFailed) as failed:
+            failing.complete(messages=[{"role": "user", "content": "hi"}])
+    cascadeflow.shutdown()  # delivers alerts and webhooks, flushes spans
+    assert session.trace()[0]["content"], "content capture must be on for this test to mean anything"
+    surfaces = {
+        "trace": json.dumps(session.trace()),
+        "summary": json.dumps(session.summary()),
+        "saved file": session.save(tmp_path / "trace.jsonl").read_text(),
+        "findings file": session.export_findings(tmp_path / "findings.jsonl").read_text(),
+        "logs": caplog.text,
+        "spans": json.dumps([dict(s.attributes or {}) for s in exporter.get_finished_spans()]),
+        "span events": json.dumps([str(e.attributes) for s in exporter.get_finished_spans()
+                                   for e in s.events]),
+        "metrics": reader.get_metrics_data().to_json() if reader.get_metrics_data() else "",
+        "alerts": json.dumps([a.as_dict() for a in alerts], default=str),
+        "webhooks": json.dumps([r.body.decode() for r in provider.requests if r.path.endswith("/hooks")]),
+        "on_fallback": json.dumps(events),
+        "exception": str(failed.value) + json.dumps(failed.value.attempts, default=str),
+    }
+    assert any(r.path.endswith("/hooks") for r in provider.requests)  # the webhook did go out
+    leaks = [name for name, value in surfaces.items() if secret in value]
+    assert not leaks, f"{kind} key visible in: {leaks}"
