@@ -90,19 +90,20 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "mode": mode, "config": None if config is None else os.fspath(config), "budget": budget,
         "max_steps": max_steps, "max_tool_calls": max_tool_calls, "max_latency_ms": max_latency_ms,
         "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
-        "instrument": None if instrument is None else tuple(instrument),
+        "instrument": tuple(instrument) if isinstance(instrument, list | tuple) else instrument,
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
         "guardrails": guardrails,
         "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
         "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
         "run_max_entries": run_max_entries,
-        "tools_exempt": tools_exempt if tools_exempt is None or isinstance(tools_exempt, str)
-        else tuple(tools_exempt),  # a bare string is passed on for the validator to reject
+        "tools_exempt": tuple(tools_exempt) if isinstance(tools_exempt, list | tuple) else tools_exempt,
     }
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):
         raise ConfigError("approver", approver, "init()", "expected a callable(tool, args, kwargs) -> bool")
+    if alerts is not None and not isinstance(alerts, list | tuple):
+        raise ConfigError("alerts", alerts, "init()", "expected a list of alert sinks")
     sinks = list(alerts or ())
     for sink in sinks:
         if not callable(sink):

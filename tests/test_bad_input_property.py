@@ -65,32 +65,26 @@ def test_run_arguments(name: str, value: Any) -> None:
     _only_config_errors(call)
 
 
-@PROPERTY
-@given(st.sampled_from(AGENT_ARGS), VALUES)
-def test_agent_arguments(name: str, value: Any) -> None:
+def _decorate_and_call(decorator: Any) -> None:
+    """Decorate a function (bad arguments fail here), then call it under a runtime."""
     def call() -> None:
-        @cascadeflow.agent("fuzzed", **{name: value})
-        def fuzzed() -> int:
-            return 1
-
+        fuzzed = decorator(lambda: 1)
         cascadeflow.init(mode="observe")
         fuzzed()
 
     _only_config_errors(call)
+
+
+@PROPERTY
+@given(st.sampled_from(AGENT_ARGS), VALUES)
+def test_agent_arguments(name: str, value: Any) -> None:
+    _decorate_and_call(lambda fn: cascadeflow.agent("fuzzed", **{name: value})(fn))
 
 
 @PROPERTY
 @given(st.sampled_from(["name", "irreversible"]), VALUES)
 def test_tool_arguments(name: str, value: Any) -> None:
-    def call() -> None:
-        @cascadeflow.tool(**{name: value})
-        def fuzzed() -> int:
-            return 1
-
-        cascadeflow.init(mode="observe")
-        fuzzed()
-
-    _only_config_errors(call)
+    _decorate_and_call(lambda fn: cascadeflow.tool(**{name: value})(fn))
 
 
 @PROPERTY
