@@ -111,3 +111,24 @@ def test_a_call_stops_when_the_wait_runs_out(provider: Any) -> None:
     results = asyncio.run(main())
     stopped = [r for r in results if isinstance(r, cascadeflow.BudgetExceeded)]
     assert stopped and "after waiting 0 s" in str(stopped[0])
+
+
+def test_the_wait_runs_while_calls_keep_settling(provider: Any) -> None:
+    """Calls with no max_tokens each reserve what is free, so they run one after another; the
+    whole queue takes longer than budget_wait_s, but every settlement starts the wait again."""
+    cascadeflow.init(mode="enforce", budget_wait_s=1.0)
+    sequential = _sequential(provider)
+    provider.inject(model="gpt-4o", latency_ms=150)  # each call: 0.15 s; the queue: about 2 s
+
+    async def main() -> tuple[Any, list[Any]]:
+        async with cascadeflow.run(budget=BUDGET) as session:
+            results = await asyncio.gather(
+                *(litellm.acompletion(**chat_kwargs(provider, PROMPT, model=MODEL)) for _ in range(30)),
+                return_exceptions=True)
+        return session, results
+
+    session, results = asyncio.run(main())
+    answered = sum(1 for r in results if not isinstance(r, Exception))
+    assert answered >= 0.9 * sequential
+    assert not any("after waiting" in str(r) for r in results if isinstance(r, Exception))
+    _check(session, answered, sequential)

@@ -5,7 +5,8 @@ may change it, ask the policy engine, then, under the chain's lock, number the s
 its worst-case cost, build its trace entries and queue them for the worker. In enforce mode a
 stop raises here, before anything is sent; switches, clamps and redactions change the kwargs.
 A call that only the reservations of calls in flight keep out waits here for their settlements
-(`begin` sleeps, `abegin` yields to the event loop), at most `budget_wait_s`.
+(`begin` sleeps, `abegin` yields to the event loop), as long as they keep settling and at most
+`budget_wait_s` without one.
 """
 
 from __future__ import annotations
@@ -49,13 +50,11 @@ def begin(rt: Runtime, request: Request) -> Step:
     for them to settle (at most `budget_wait_s`), sleeping this thread between looks."""
     step, edited, pending = _begin(rt, request)
     if pending:
-        deadline = time.monotonic() + rt.config.budget_wait_s
-        delay = _POLL_FIRST_S
+        wait = _Wait(step)
         while pending:
-            if time.monotonic() < deadline:
-                time.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX_S)
-            pending = _retry(step, deadline)
+            if wait.patient():
+                time.sleep(wait.delay())
+            pending = _retry(step, wait)
         step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
     return _admitted(step, edited)
 
@@ -65,23 +64,67 @@ async def abegin(rt: Runtime, request: Request) -> Step:
     for may be the ones that have to finish."""
     step, edited, pending = _begin(rt, request)
     if pending:
-        deadline = time.monotonic() + rt.config.budget_wait_s
-        delay = _POLL_FIRST_S
+        wait = _Wait(step)
         while pending:
-            if time.monotonic() < deadline:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX_S)
-            pending = _retry(step, deadline)
+            if wait.patient():
+                await asyncio.sleep(wait.delay())
+            pending = _retry(step, wait)
         step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
     return _admitted(step, edited)
 
 
-def _retry(step: Step, deadline: float) -> bool:
-    """Look again once settlements may have arrived; True while it must go on waiting. Past the
-    deadline, decide without waiting: clamp to what is free, or stop."""
+class _Wait:
+    """How long a call waits for settlements: while the calls in flight keep settling, and at
+    most `budget_wait_s` without any settlement (a stalled provider cannot hold it forever;
+    a long queue of calls that do finish, on a busy machine, does not stop it early). It decides
+    again only when the money moved: polling waiters must not starve the calls they wait for."""
+
+    __slots__ = ("_delay", "deadline", "decided_spent", "held", "limit", "spent", "step")
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.limit = step.rt.config.budget_wait_s
+        self.deadline = time.monotonic() + self.limit
+        self.spent, self.held = self._state()
+        self.decided_spent = self.spent  # the spend the last decision saw
+        self._delay = _POLL_FIRST_S
+
+    def _state(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        budgeted = self.step.view.budgeted
+        return tuple(s.spent for s in budgeted), tuple(s.reserved for s in budgeted)
+
+    def patient(self) -> bool:
+        """True while it should go on waiting (a settlement since the last look resets the clock)."""
+        spent, _held = self._state()
+        now = time.monotonic()
+        if spent != self.spent:
+            self.spent, self.deadline, self._delay = spent, now + self.limit, _POLL_FIRST_S
+        return now < self.deadline
+
+    def moved(self) -> bool:
+        """Money was settled or released since the last look: worth deciding again. (Another
+        call taking a reservation is not: it only leaves less.)"""
+        spent, held = self._state()
+        released = any(now < before for now, before in zip(held, self.held, strict=True))
+        self.held = held
+        if released or spent != self.decided_spent:
+            self.decided_spent = spent
+            return True
+        return False
+
+    def delay(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, _POLL_MAX_S)
+        return delay
+
+
+def _retry(step: Step, wait: _Wait) -> bool:
+    """Look again; True while it must go on waiting. Once the wait has run out, decide without
+    waiting: clamp to what is free, or stop."""
     rt, request, view = step.rt, step.request, step.view
+    patient = wait.patient()
+    if patient and not wait.moved():
+        return True
     rt.worker.flush()
-    patient = time.monotonic() < deadline
     with step.session.lock:
         decisions = rt.engine.decide_in(request, view, patient)
         if decisions[0].reason == WAIT:
@@ -89,8 +132,8 @@ def _retry(step: Step, deadline: float) -> bool:
         if not patient and decisions[0].action == "stop":
             first = decisions[0]
             decisions = [Decision(first.action, first.reason, message=f"{first.message} after waiting "
-                                  f"{rt.config.budget_wait_s:g} s for calls in flight to settle",
-                                  price_known=first.price_known)]
+                                  f"{rt.config.budget_wait_s:g} s without a settlement of the "
+                                  f"calls in flight", price_known=first.price_known)]
         step.stop_pending = _account(step, decisions)
     return False
 
