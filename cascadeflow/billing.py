@@ -114,7 +114,7 @@ def shape(request: Request) -> Shape:
     text = kwargs.get("text")
     for schema in (kwargs.get("response_format"), kwargs.get("text_format"),
                    text.get("format") if isinstance(text, dict) else None):
-        if schema is not None:
+        if schema:  # (the SDK's helpers pass its falsy `omit` for arguments not given)
             out.texts.append(_json(schema))
             out.schemas += 1
     return out
