@@ -47,8 +47,10 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
     for session in budgeted:
         cap = session.limits.budget or 0.0
         unspent = cap - session.spent
-        remaining = min(remaining, unspent - session.reserved)
-        headroom = min(headroom, unspent)
+        if unspent - session.reserved < remaining:
+            remaining = unspent - session.reserved
+        if unspent < headroom:
+            headroom = unspent
         if pressured is None and cap and unspent / cap < share:  # spent, not held by calls in flight
             pressured = session
     if pressured is None:
@@ -84,7 +86,8 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
     embeddings = request.operation == "embeddings"
     asked = request.max_tokens
     max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
-    n = billing.choices(request)
+    n = request.kwargs.get("n")  # (`billing.choices`, inline: this runs on most budgeted steps)
+    n = n if type(n) is int and n > 1 else 1
     bounded = embeddings or asked is not None or price.max_output_tokens is not None
     bound = billing.input_tokens(request, model, price.max_input_tokens, exact=False)
     if bound is None:
