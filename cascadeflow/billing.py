@@ -191,7 +191,7 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
             most = request.input_bound()
             return most if window is None or most < window else window
         prompt = request.prompt
-        most = tokens.count(request.prompt_text(), model) + tokens.message_overhead(prompt)
+        most = request.prompt_tokens(model) + tokens.message_overhead(prompt)
         if margin:
             most += ITEM_MARGIN * (len(prompt) if isinstance(prompt, list | tuple) else 1)
         return most if window is None else min(most, window)

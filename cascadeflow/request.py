@@ -15,7 +15,7 @@ PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "in
 class Request:
     """One intercepted call: what was asked, of whom, through which client."""
 
-    __slots__ = ("_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
+    __slots__ = ("_counted", "_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
                  "kwargs", "model", "operation", "pinned", "provider", "reachable", "stream", "tool")
 
     def __init__(self, operation: str, client: str, model: str, kwargs: dict[str, Any],
@@ -36,6 +36,7 @@ class Request:
         self.pinned = pinned  # a cascade attempt: the cascade chose the model; no switching it
         self._prompt_text: str | None = None
         self._input_bound: int | None = None
+        self._counted: tuple[str, int] | None = None  # (model, tiktoken count of the prompt text)
 
     def __repr__(self) -> str:
         return f"Request({self.operation!r}, {self.client!r}, {self.model!r})"
@@ -55,6 +56,14 @@ class Request:
                           *(prompt if isinstance(prompt, list) else [{"content": prompt}])]
             self._prompt_text = tokens.message_text(prompt)
         return self._prompt_text
+
+    def prompt_tokens(self, model: str) -> int:
+        """The tiktoken count of the prompt's text for `model`, computed once: a call that waits
+        for settlements is decided again several times, and tokenizing is the costly part."""
+        counted = self._counted
+        if counted is None or counted[0] != model:
+            counted = self._counted = (model, tokens.count(self.prompt_text(), model))
+        return counted[1]
 
     def input_bound(self) -> int:
         """A free upper bound on the prompt's input tokens, computed once: the UTF-8 length of
