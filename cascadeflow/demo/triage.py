@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import cascadeflow
-import litellm
-
-litellm.suppress_debug_info = True  # the demo's overloaded model fails on purpose; keep the output clean
 
 THREAD = """\
 From: Dana Whitfield <dana.whitfield@example.com>
@@ -54,6 +51,9 @@ class Llm:
     provider: Any = None  # the built-in provider, when the demo runs locally
 
     async def chat(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        import litellm  # slow to import: `cascadeflow trace` loads this module and never calls it
+
+        litellm.suppress_debug_info = True  # the overloaded model fails on purpose; keep output clean
         if self.api_base is not None:
             kwargs.update(api_base=self.api_base, api_key=self.api_key)
         return await litellm.acompletion(model=model, messages=messages, **kwargs)
