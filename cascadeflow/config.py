@@ -234,12 +234,7 @@ class Config:
 
     def origin(self, setting: str) -> str:
         """Where a setting's value came from, as errors name it: `init()`, `env VAR`, `file PATH`."""
-        found = self.sources.get(setting, "default")
-        if found == "env":
-            return f"env {ENV_VARS.get(setting, setting)}"
-        if found == "file":
-            return f"file {self.config_file}"
-        return {"code": "init()"}.get(found, "default")
+        return _origin(self.sources, setting, self.config_file)
 
     def check_compliance(self, name: str | None, setting: str, source: str) -> None:
         """Raise when `name` is not a known compliance profile."""
@@ -343,12 +338,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
             sources[setting] = "default"
 
     def where(setting: str) -> str:
-        origin = sources.get(setting, "default")
-        if origin == "env":
-            return f"env {ENV_VARS[setting]}"
-        if origin == "file":
-            return f"file {config_path}"
-        return {"code": "init()", "default": "default"}[origin]
+        return _origin(sources, setting, config_path)
 
     mode = chosen["mode"]
     if mode not in MODES:
@@ -398,6 +388,15 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     for name, agent in cfg.agents.items():
         cfg.check_compliance(agent.compliance, f"agents.{name}.compliance", f"file {config_path}")
     return cfg
+
+
+def _origin(sources: Mapping[str, str], setting: str, config_file: Any) -> str:
+    found = sources.get(setting, "default")
+    if found == "env":
+        return f"env {ENV_VARS.get(setting, setting)}"
+    if found == "file":
+        return f"file {config_file}"
+    return "init()" if found == "code" else "default"
 
 
 def _locate(code: Mapping[str, Any], env: Mapping[str, str], cwd: Path) -> tuple[Path | None, str]:

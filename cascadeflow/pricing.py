@@ -18,6 +18,8 @@ from typing import Any
 
 from cascadeflow.config import ModelSpec
 
+DEFAULT_MAX_OUTPUT = 4096  # assumed when neither the request nor the price map bounds the answer
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -29,12 +31,16 @@ class Price:
     max_output_tokens: int | None = None
     max_input_tokens: int | None = None  # the context window: no prompt is billed beyond it
 
-    def most(self, max_tokens: int | None, choices: Any = 1, default_output: int = 4096) -> float | None:
+    def output_limit(self, max_tokens: int | None) -> int:
+        """The most one choice may answer: `max_tokens`, else the model's output limit."""
+        return max_tokens or self.max_output_tokens or DEFAULT_MAX_OUTPUT
+
+    def most(self, max_tokens: int | None, choices: Any = 1) -> float | None:
         """The most one call can cost: a full context window in, `max_tokens` (or the model's
         output limit) out for each of `n` choices. None when the context window is unknown."""
         if self.max_input_tokens is None:
             return None
-        max_out = max_tokens or self.max_output_tokens or default_output
+        max_out = self.output_limit(max_tokens)
         n = choices if isinstance(choices, int) and choices > 1 else 1
         return self.max_input_tokens * self.input + n * max_out * self.output
 

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "cascadeflow"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
                      "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
-                     "policy", "guardrails"), 1),
+                     "closing", "policy", "guardrails"), 1),
     **dict.fromkeys(("session", "worker", "breakers"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
     **dict.fromkeys(("interceptors", "telemetry", "tools", "testing"), 4),

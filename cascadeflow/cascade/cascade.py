@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow.breakers import BreakerRegistry, BreakerSettings, breakers
+from cascadeflow.closing import aclose
 from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError, PolicyStop
 from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
 from cascadeflow.pipeline import events
@@ -450,8 +451,4 @@ class _AsyncCascadeStream:
         return chunk
 
     async def aclose(self) -> None:
-        closer = getattr(self._stream, "aclose", None) or getattr(self._stream, "close", None)
-        if callable(closer):
-            result = closer()
-            if hasattr(result, "__await__"):
-                await result
+        await aclose(self._stream)

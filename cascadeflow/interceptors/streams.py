@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from cascadeflow import billing, tokens
+from cascadeflow.closing import aclose
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.pipeline import Step, fail, finish, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later
-from cascadeflow.policy.budget import DEFAULT_MAX_OUTPUT
+from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
 from cascadeflow.request import MAX_TOKEN_KEYS
 from cascadeflow.usage import StreamAccumulator, get
 
@@ -193,22 +194,15 @@ class AsyncStreamProxy(_Proxy):
             raise
         self._acc.add(chunk)
         if self._cap is not None and (cut := self._overrun(chunk)) is not None:
-            await self._close_wrapped()
+            await aclose(self._wrapped)
             self._end(cut, status="cut")
             raise cut
         self._check(chunk)
         return chunk
 
-    async def _close_wrapped(self) -> None:
-        closer = getattr(self._wrapped, "aclose", None) or getattr(self._wrapped, "close", None)
-        if callable(closer):
-            result = closer()
-            if hasattr(result, "__await__"):
-                await result
-
     async def aclose(self) -> None:
         try:
-            await self._close_wrapped()
+            await aclose(self._wrapped)
         finally:
             self._end(StreamIncomplete("stream closed before its end"), status="closed")
 
@@ -238,10 +232,9 @@ def _output_cap(step: Step) -> int:
     or the model's limit the reservation assumed, times `n`."""
     kwargs = step.kwargs
     asked = next((kwargs[k] for k in MAX_TOKEN_KEYS if isinstance(kwargs.get(k), int)), None)
-    if asked is None:
-        price = step.rt.engine.priced(step.model, step.provider)[1]
-        asked = (price.max_output_tokens if price is not None else None) or DEFAULT_MAX_OUTPUT
-    return int(asked) * billing.choices(step.request)
+    price = step.rt.engine.priced(step.model, step.provider)[1]
+    limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
+    return int(limit) * billing.choices(step.request)
 
 
 def _output_piece(chunk: Any, operation: str) -> str:

@@ -23,7 +23,6 @@ from cascadeflow.policy.view import ChainView
 from cascadeflow.pricing import Price
 from cascadeflow.request import Request
 
-DEFAULT_MAX_OUTPUT = 4096  # assumed when neither the request nor the price map bounds the answer
 MIN_ANSWER_TOKENS = 16  # below this a clamped answer is useless: stop instead
 # When what is left is at least this many times the most one call to the model can cost, the
 # prompt is not measured: the call cannot overrun, and that maximum is what it reserves.
@@ -85,9 +84,8 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
         return unbounded(engine, model, "no price is known for it")
     embeddings = request.operation == "embeddings"
     asked = request.max_tokens
-    max_out = 0 if embeddings else (asked or price.max_output_tokens or DEFAULT_MAX_OUTPUT)
-    n = request.kwargs.get("n")  # (`billing.choices`, inline: this runs on most budgeted steps)
-    n = n if type(n) is int and n > 1 else 1
+    max_out = 0 if embeddings else price.output_limit(asked)
+    n = billing.choices(request)
     bounded = embeddings or asked is not None or price.max_output_tokens is not None
     bound = billing.input_tokens(request, model, price.max_input_tokens, exact=False)
     if bound is None:
