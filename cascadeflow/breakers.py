@@ -4,7 +4,9 @@ A breaker opens after `failure_threshold` consecutive failures, or when the fail
 last `window` calls reaches `failure_rate` (once `min_calls` are in the window). While open, the
 cascade skips the tier without sending anything. After `recovery_timeout` seconds it lets exactly
 `half_open_max_calls` probe calls through: if they all succeed it closes, if one fails it opens
-again. State lives behind `BreakerStore`, so a shared store can replace the in-process one.
+again. A probe that reports nothing within `probe_timeout` (it hangs, or its caller vanished
+without a word) counts as failed, so a lost probe can never wedge the breaker half-open.
+State lives behind `BreakerStore`, so a shared store can replace the in-process one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class BreakerSettings:
     min_calls: int = 10
     recovery_timeout: float = 30.0
     half_open_max_calls: int = 1
+    probe_timeout: float = 60.0
 
 
 @dataclass
@@ -38,6 +41,7 @@ class BreakerState:
     outcomes: deque[bool] = field(default_factory=deque)  # True = failure
     probes_started: int = 0
     probes_succeeded: int = 0
+    probes_out: deque[float] = field(default_factory=deque)  # when each unanswered probe started
 
 
 class BreakerStore(Protocol):
@@ -82,6 +86,12 @@ class CircuitBreaker:
         if s.state == OPEN and self.clock() - s.opened_at >= self.settings.recovery_timeout:
             self._move(s, HALF_OPEN)
             s.probes_started = s.probes_succeeded = 0
+            s.probes_out.clear()
+        elif s.state == HALF_OPEN and s.probes_out and \
+                self.clock() - s.probes_out[0] >= self.settings.probe_timeout:
+            self._move(s, OPEN)  # a probe that never answered: the deployment has not recovered
+            s.probes_out.clear()
+            self.store.save(self.key, s)
         return s
 
     def _move(self, s: BreakerState, new: str) -> None:
@@ -99,6 +109,7 @@ class CircuitBreaker:
                 return True
             if s.state == HALF_OPEN and s.probes_started < self.settings.half_open_max_calls:
                 s.probes_started += 1
+                s.probes_out.append(self.clock())
                 self.store.save(self.key, s)
                 return True
             return False
@@ -108,6 +119,8 @@ class CircuitBreaker:
             s = self._current()
             if s.state == HALF_OPEN:
                 s.probes_succeeded += 1
+                if s.probes_out:
+                    s.probes_out.popleft()
                 if s.probes_succeeded >= self.settings.half_open_max_calls:
                     self._move(s, CLOSED)
                     s.consecutive = 0
@@ -138,6 +151,8 @@ class CircuitBreaker:
             s = self._current()
             if s.state == HALF_OPEN and s.probes_started > s.probes_succeeded:
                 s.probes_started -= 1
+                if s.probes_out:
+                    s.probes_out.pop()
                 self.store.save(self.key, s)
 
     def _note(self, s: BreakerState, failed: bool) -> None:

@@ -131,6 +131,7 @@ class BreakerSpec(_Strict):
     min_calls: int = Field(default=10, ge=1)
     recovery_timeout_s: float = Field(default=30.0, gt=0)
     half_open_max_calls: int = Field(default=1, ge=1)
+    probe_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class CascadeSpec(_Strict):

@@ -56,6 +56,17 @@ class Failure:
         return DISPOSITION.get(self.kind, NEXT)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it: clients wrap the wire's error in their own (litellm wraps
+    the openai SDK's, which wraps httpx's), and the innermost says what actually happened."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 16 and all(current is not seen for seen in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
 def _status(exc: BaseException) -> int | None:
     for attr in ("status_code", "code"):
         value = getattr(exc, attr, None)
@@ -80,21 +91,31 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+# the wire said something with its status line: the response's status is the provider's word
+_WIRE_STATUS = frozenset({"HTTPStatusError"})
+# the connection broke while a body was being read
+_BROKEN_BODY = frozenset({"RemoteProtocolError", "ReadError", "ClientPayloadError", "IncompleteRead",
+                          "MidStreamFallbackError", "ServerDisconnectedError"})
+
+
 def classify(exc: BaseException) -> Failure:
-    """Map an exception from litellm, the openai SDK or httpx to a failure class."""
-    name = type(exc).__name__
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    text = mask(f"{name}: {exc}")  # provider error texts can quote the key that was sent
+    """Map an exception from litellm, the openai SDK or httpx to a failure class, from the types
+    of the exception and its causes and the response's status, never from message text: the
+    same failure reads differently in every client and version."""
+    chain = _chain(exc)
+    names = {cls.__name__ for link in chain for cls in type(link).__mro__}
+    text = mask(f"{type(exc).__name__}: {exc}")  # provider error texts can quote the key that was sent
     if "ContextWindowExceededError" in names:
         return Failure("context_window_exceeded", text)
     if "ContentPolicyViolationError" in names:
         return Failure("content_policy", text)
     if names & {"Timeout", "APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}:
         return Failure("timeout", text)
-    if isinstance(exc, json.JSONDecodeError) or "Expecting value" in str(exc) \
-            or "JSONDecodeError" in str(exc):
+    if any(isinstance(link, json.JSONDecodeError) for link in chain) and not names & _WIRE_STATUS:
+        # a 2xx body that does not parse; the status a client made up for it (litellm says 500) is not
+        # the provider's
         return Failure("malformed_response", text)
-    if names & {"MidStreamFallbackError", "RemoteProtocolError"} or "peer closed" in str(exc):
+    if names & _BROKEN_BODY:
         return Failure("stream_broken", text)
     status = _status(exc)
     if status == 429 or "RateLimitError" in names:

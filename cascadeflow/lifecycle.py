@@ -18,6 +18,7 @@ from typing import Any
 from cascadeflow import config as config_mod
 from cascadeflow import interceptors
 from cascadeflow.alert import Alert
+from cascadeflow.cascade.clients import clients as cascade_clients
 from cascadeflow.cascade.routing import build as build_cascades
 from cascadeflow.config import Config
 from cascadeflow.errors import ConfigError
@@ -133,13 +134,15 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
 
 
 def shutdown() -> None:
-    """Restore every patched function, write what is queued, flush exporters; mode `off`."""
+    """Restore every patched function, write what is queued, flush exporters, close the HTTP
+    clients cascades opened; mode `off`."""
     global _opened
     with _lock:
         interceptors.uninstrument()
         install(Runtime(Config()))
         previous, _opened = _opened, _Opened(Dispatcher(()), None)
     previous.close()
+    cascade_clients.close()
 
 
 def stats() -> dict[str, int]:

@@ -153,6 +153,18 @@ def _responses_usage(response: Any) -> Usage:
     return out
 
 
+def provider_finished(stream: Any, finish_seen: bool) -> bool:
+    """Whether the provider ended a stream that ran out: a stream whose connection closes before
+    the finish reason (a terminal event for the Responses API) carries an incomplete answer, however
+    cleanly it closed. litellm's stream wrapper makes up a final chunk with finish reason "stop"
+    when the provider sent none, so for its streams its record of what arrived is read instead."""
+    for candidate in (stream, getattr(stream, "completion_stream", None)):  # text completions nest
+        received = getattr(candidate, "received_finish_reason", _MISSING)
+        if received is not _MISSING:
+            return received is not None
+    return finish_seen
+
+
 class StreamAccumulator:
     """Collects what a stream delivered so the step can be settled however the stream ends."""
 

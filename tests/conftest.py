@@ -8,6 +8,7 @@ from typing import Any
 
 import cascadeflow
 import pytest
+from cascadeflow.cascade import BreakerSettings, CircuitBreaker, InMemoryBreakerStore
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -34,3 +35,22 @@ def chat_kwargs(provider: Any, content: str = "hello", model: str = "openai/gpt-
     """Arguments for a litellm chat call against the built-in provider."""
     return {"model": model, "messages": [{"role": "user", "content": content}],
             "api_base": provider.url, "api_key": "sk-test-not-a-real-key-0000", **extra}
+
+
+class Clock:
+    """A clock the test moves by hand: breakers and cascades take one, so nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def half_open(key: str, settings: BreakerSettings, clock: Clock) -> CircuitBreaker:
+    """A breaker (failure_threshold=1) opened by one failure and moved to half-open."""
+    breaker = CircuitBreaker(key, settings, InMemoryBreakerStore(), clock)
+    breaker.acquire()
+    breaker.failure()
+    clock.now += settings.recovery_timeout
+    return breaker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from cascadeflow.cascade import (
 from cascadeflow.telemetry import Alert
 from cascadeflow.testing import Fault
 
+from tests.conftest import Clock, half_open
+
 KEY = "sk-test-not-a-real-key-0000"
 FAST = RetryPolicy(stop=stop_after_attempt(2), wait=wait_fixed(0.001))
 MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
@@ -59,6 +61,7 @@ def tiers(provider: Any, *models: str, degraded_last: bool = False) -> list[Tier
     ("status=503", "server_error", "retry"),
     ("empty_body", "malformed_response", "retry"),
     ("malformed_json", "malformed_response", "retry"),
+    ("body={not json", "malformed_response", "retry"),
     ("status=401", "authentication", "fatal"),
     ("status=400", "bad_request", "fatal"),
     ("status=404", "model_not_found", "next"),
@@ -113,14 +116,6 @@ def test_retry_strategies_compose() -> None:
 
 # -- circuit breaker ----------------------------------------------------------------------
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_breaker_opens_on_consecutive_failures_and_recovers() -> None:
     clock = Clock()
     changes: list[tuple[str, str, str]] = []
@@ -156,12 +151,8 @@ def test_breaker_opens_on_failure_rate_and_reopens_on_a_failed_probe() -> None:
 
 
 def test_half_open_hands_out_exactly_the_probe_slots_under_concurrency() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker("m@z", BreakerSettings(failure_threshold=1, recovery_timeout=1,
-                                                    half_open_max_calls=3), InMemoryBreakerStore(), clock)
-    breaker.acquire()
-    breaker.failure()
-    clock.now = 2.0
+    settings = BreakerSettings(failure_threshold=1, recovery_timeout=1, half_open_max_calls=3)
+    breaker = half_open("m@z", settings, Clock())
     granted: list[bool] = []
     barrier = threading.Barrier(32)
 
@@ -246,14 +237,15 @@ def test_static_last_tier(provider: Any) -> None:
 
 
 def test_deadline_bounds_the_whole_step(provider: Any) -> None:
-    Cascade(tiers(provider, "gpt-4o-mini")).complete(messages=MESSAGES)  # warm litellm up: not timed
+    """Two tiers of two attempts each would send four requests to the slow primary; the deadline
+    caps the first attempt's timeout and starts nothing after it (behaviour, not wall time)."""
     provider.inject(model="gpt-4o", latency_ms=400)
     cascade = Cascade(tiers(provider, "gpt-4o", "gpt-4o"), retry=FAST, deadline_s=0.3)
-    started = time.monotonic()
     with pytest.raises(cascadeflow.AllProvidersFailed) as info:
         cascade.complete(messages=MESSAGES)
-    assert time.monotonic() - started < 0.3 + 0.5  # the deadline plus slack; without it, 1.6 s
-    assert "deadline_exceeded" in {a["failure"] for a in info.value.attempts}
+    assert len(provider.requests) <= 1
+    failures = [a["failure"] for a in info.value.attempts]
+    assert failures[-1] == "deadline_exceeded" and set(failures) <= {"timeout", "deadline_exceeded"}
 
 
 def test_compliance_excludes_tiers(provider: Any, tmp_path: Path) -> None:
@@ -377,23 +369,21 @@ async def test_chaos_primary_failing_30_percent(provider: Any, fault: str) -> No
     provider.reply('{"category": "billing"}', model="gpt-4o-mini")
     if fault != "schema":
         provider.reply('{"category": "billing"}', model="gpt-4o")
-    # Generous: on a loaded machine 500 calls through one event loop queue behind each other,
-    # and what is tested here is the fallback, not the deadline (its own tests pin that down).
-    deadline = 15.0
+    # What is tested is the fallback, not the deadline (its own test pins that down): the deadline
+    # is far away, so on a machine of any speed every call must be answered by one tier or the other
+    # (a healthy primary that is slow under load times out, too, and falls through like a faulty one).
     cascade = Cascade([Tier("openai/gpt-4o", timeout=0.2, params={"api_base": provider.url, "api_key": KEY}),
                        *tiers(provider, "gpt-4o-mini")],
                       retry=RetryPolicy(stop=stop_after_attempt(2), wait=wait_full_jitter(0.001, 0.01)),
-                      deadline_s=deadline, expect=Expectations(schema=Verdict),
+                      deadline_s=600, expect=Expectations(schema=Verdict),
                       breaker=BreakerSettings(failure_threshold=1000, min_calls=1000))
     stream = fault.startswith("cut_stream")
     gate = asyncio.Semaphore(20)
     outcomes: list[str] = []
     failures: list[Any] = []
-    durations: list[float] = []
 
     async def one() -> None:
         async with gate:
-            started = time.monotonic()
             try:
                 result = await cascade.acomplete(messages=MESSAGES, stream=stream)
                 if stream:
@@ -403,22 +393,21 @@ async def test_chaos_primary_failing_30_percent(provider: Any, fault: str) -> No
             except cascadeflow.AllProvidersFailed as exc:
                 outcomes.append("failed")
                 failures.append(exc.attempts)
-            durations.append(time.monotonic() - started)
 
     async with cascadeflow.run() as session:
         await asyncio.gather(*(one() for _ in range(500)))
-    assert len(outcomes) == 500 and outcomes.count("answer") >= 490, failures[:3]
-    assert max(durations) < deadline + 0.25  # the deadline, plus event-loop scheduling slack
+    assert outcomes == ["answer"] * 500, failures[:3]
     steps = [e for e in session.trace() if e["operation"] == "chat"]
-    # every attempt is in the trace; an attempt cut off at the deadline may not have reached the wire
-    cancelled = sum(e["error"] in ("CancelledError", "TimeoutError", "Timeout") for e in steps)
-    from collections import Counter
-    assert len(steps) - cancelled <= len(provider.requests) <= len(steps), Counter(
+    # every attempt is in the trace; one that timed out may not have reached the wire
+    timeouts = sum(e["error"] == "Timeout" for e in steps)
+    assert len(steps) - timeouts <= len(provider.requests) <= len(steps), Counter(
         (e["model"], e["error"], e["status"]) for e in steps)
     assert all(e["status"] != "pending" for e in steps)
     primary = [r for r in provider.requests if r.model == "gpt-4o"]
     assert len(primary) >= 500
-    assert session.summary()["fallbacks"] > 0
+    summary = session.summary()
+    answered_by_mini = sum(e["model"] == "openai/gpt-4o-mini" and e["status"] == "ok" for e in steps)
+    assert summary["fallbacks"] == answered_by_mini > 0  # each fallback led to an answer from the next tier
 
 
 def test_breaker_saves_requests_to_a_dead_primary(provider: Any) -> None:

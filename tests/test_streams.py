@@ -10,6 +10,7 @@ import litellm
 import openai
 import pytest
 from cascadeflow import tokens
+from cascadeflow.testing import Fault
 
 from tests.conftest import chat_kwargs
 
@@ -117,3 +118,50 @@ async def test_enforce_cuts_an_async_stream(provider: Any) -> None:
                 pass
     assert caught.value.text
     assert session.trace()[0]["status"] == "cut"
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("client", ["litellm", "litellm-async", "openai", "responses"])
+async def test_stream_that_ends_before_the_provider_finished_is_truncated(
+        provider: Any, client: str, mode: str) -> None:
+    """The connection closed cleanly after two events, with no finish reason, no terminal event and
+    no [DONE]: litellm makes up finish_reason="stop", but the answer is incomplete."""
+    cascadeflow.init(mode=mode)
+    messages = [{"role": "user", "content": "a long answer"}]
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    for fault, status in (("end_stream_after=2", "truncated"), ("end_stream_after=500", "ok")):
+        provider.inject(Fault.parse(f"{fault},times=1"))
+        async with cascadeflow.run() as session:
+            if client == "litellm":
+                for _ in litellm.completion(**chat_kwargs(provider, "a long answer"), stream=True):
+                    pass
+            elif client == "litellm-async":
+                chunks = await litellm.acompletion(**chat_kwargs(provider, "a long answer"), stream=True)
+                async for _ in chunks:
+                    pass
+            elif client == "openai":
+                async for _ in await sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[arg-type]
+                                                                 stream=True):
+                    pass
+            else:
+                events = await sdk.responses.create(model="gpt-4o-mini", input="a long answer", stream=True)
+                async for _ in events:
+                    pass
+        [entry] = session.trace()
+        assert entry["status"] == status, (fault, entry)
+        if status == "truncated":
+            assert entry["error"] == "StreamTruncated" and entry["finish_reason"] is None
+        else:
+            assert entry["error"] is None and entry["finish_reason"] is not None
+
+
+def test_a_streamed_litellm_text_completion_is_one_step(provider: Any) -> None:
+    """litellm sends a streamed text completion through the openai SDK only once the stream is
+    read: that call is part of the step, not a second one billed again."""
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0) as session:
+        for _ in litellm.text_completion(model="openai/gpt-3.5-turbo-instruct", prompt="a long answer",
+                                         api_base=provider.url, api_key=KEY, stream=True):
+            pass
+    assert [(e["operation"], e["status"]) for e in session.trace()] == [("text_completion", "ok")]
+    assert session.summary()["steps"] == 1

@@ -9,6 +9,7 @@ from cascadeflow.breakers import (
     breakers,
 )
 from cascadeflow.cascade.cascade import Cascade, StreamInterrupted, Tier
+from cascadeflow.cascade.clients import ClientPool, clients
 from cascadeflow.failures import DISPOSITION, Expectations, Failure, classify
 from cascadeflow.retry import (
     RetryPolicy,
@@ -25,6 +26,7 @@ __all__ = [
     "BreakerStore",
     "Cascade",
     "CircuitBreaker",
+    "ClientPool",
     "Expectations",
     "Failure",
     "InMemoryBreakerStore",
@@ -33,6 +35,7 @@ __all__ = [
     "Tier",
     "breakers",
     "classify",
+    "clients",
     "stop_after_attempt",
     "stop_after_delay",
     "wait_fixed",

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow.breakers import BreakerRegistry, BreakerSettings, breakers
+from cascadeflow.cascade.clients import ClientPool, clients
 from cascadeflow.closing import aclose
 from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError, PolicyStop
 from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
 from cascadeflow.retry import RetryPolicy
-from cascadeflow.usage import read_usage
+from cascadeflow.usage import provider_finished, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
 
@@ -47,12 +48,15 @@ class Tier:
 
 
 class StreamInterrupted(CascadeflowError):
-    """A stream failed after its first chunk: the answer is incomplete. `received` holds it."""
+    """A stream failed after its first chunk: the answer is incomplete. `received` holds it;
+    `failure` says how: `stream_broken` (the connection broke) or `truncated` (the stream ended
+    before the provider finished it)."""
 
-    def __init__(self, message: str, received: str, tier: str) -> None:
+    def __init__(self, message: str, received: str, tier: str, failure: str = "stream_broken") -> None:
         super().__init__(message)
         self.received = received
         self.tier = tier
+        self.failure = failure
 
 
 def _tier(value: Tier | str) -> Tier:
@@ -66,7 +70,7 @@ class Cascade:
                  retry: RetryPolicy | None = None, deadline_s: float = 60.0,
                  breaker: BreakerSettings | None = None, expect: Expectations | None = None,
                  on_fallback: Alert | None = None, registry: BreakerRegistry | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
+                 pool: ClientPool | None = None, sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.tiers = tuple(_tier(t) for t in tiers)
@@ -93,6 +97,7 @@ class Cascade:
                                   "pass a pydantic model instead") from None
         self.on_fallback = on_fallback
         self.registry = registry or breakers
+        self.pool = pool or clients
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._clock = clock
@@ -126,14 +131,17 @@ class Cascade:
             tier, t0 = value, self._clock()
             token = attempting.set(True)
             try:
-                result = call(**state.arguments(tier))
+                result = call(**state.arguments(tier, is_async=False))
                 if state.stream:
                     result = state.peek_sync(tier, result)
-            except PolicyStop:
+            except Exception as exc:
+                if isinstance(exc, PolicyStop):
+                    state.breaker(tier).release()
+                    raise
+                state.failed(tier, exc, t0)
+            except BaseException:  # interrupted: the attempt says nothing about the deployment
                 state.breaker(tier).release()
                 raise
-            except Exception as exc:
-                state.failed(tier, exc, t0)
             else:
                 if state.checked(tier, result, t0) is None:
                     return result
@@ -155,11 +163,14 @@ class Cascade:
                 # the event loop can enforce the deadline itself, whatever the client does
                 result = await asyncio.wait_for(self._attempt(call, state, tier),
                                                 max(state.deadline - self._clock(), 0.001))
-            except PolicyStop:
+            except Exception as exc:
+                if isinstance(exc, PolicyStop):
+                    state.breaker(tier).release()
+                    raise
+                state.failed(tier, exc, t0)
+            except BaseException:  # cancelled (a client disconnect): a half-open probe slot goes back
                 state.breaker(tier).release()
                 raise
-            except Exception as exc:
-                state.failed(tier, exc, t0)
             else:
                 if state.checked(tier, result, t0) is None:
                     return result
@@ -168,7 +179,7 @@ class Cascade:
     @staticmethod
     async def _attempt(call: Callable[..., Awaitable[Any]], state: _Run, tier: Tier) -> Any:
         attempting.set(True)  # runs in its own task (wait_for): the caller's context is untouched
-        result = await call(**state.arguments(tier))
+        result = await call(**state.arguments(tier, is_async=True))
         if state.stream:
             result = await state.peek_async(tier, result)
         return result
@@ -238,8 +249,10 @@ class _Run:
         return True
 
     def _skip(self, tier: Tier, reason: str, message: str) -> None:
+        """A skipped tier is a fallback like any other: traced, alerted and told to `on_fallback`."""
         self.attempts.append({"tier": tier.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
         events.note(self.rt, "fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
+        self._fallback(tier, Failure(reason, message))
 
     def gate(self, tier: Tier) -> Failure | None:
         """Refuse before sending when the deadline has passed or the breaker is open."""
@@ -249,7 +262,7 @@ class _Run:
             return Failure("circuit_open", f"the breaker of {self.deployment(tier)} is open")
         return None
 
-    def arguments(self, tier: Tier) -> dict[str, Any]:
+    def arguments(self, tier: Tier, is_async: bool) -> dict[str, Any]:
         model = tier.model or ""
         if self.client == "openai" and "/" in model:
             model = model.split("/", 1)[1]
@@ -258,6 +271,9 @@ class _Run:
         if self.client == "litellm":
             args = {**self.kwargs, **tier.params, "model": model, "timeout": timeout}
             args.setdefault("max_retries", 0)  # the cascade retries; the SDK underneath must not
+            pooled = self.c.pool.client(model, args, is_async)
+            if pooled is not None:  # the deployment's one client; the timeout goes per request
+                args["client"] = pooled
             return args
         # an SDK client calls its own base_url with its own key: tier endpoints do not apply
         return {**self.kwargs, "model": model, "timeout": timeout}
@@ -388,6 +404,22 @@ def _chunk_text(chunk: Any) -> str:
     return str(getattr(delta, "content", None) or "")
 
 
+def _finishes(chunk: Any) -> bool:
+    choices = getattr(chunk, "choices", None) or []
+    return bool(choices) and getattr(choices[0], "finish_reason", None) is not None
+
+
+def _broken(tier: str, received: list[str], exc: BaseException) -> StreamInterrupted:
+    return StreamInterrupted(f"the stream from {tier} broke after {len(received)} chunks: {exc}",
+                             "".join(received), tier)
+
+
+def _truncated(tier: str, received: list[str]) -> StreamInterrupted:
+    return StreamInterrupted(f"the stream from {tier} ended after {len(received)} chunks before the "
+                             "provider finished it: the answer is incomplete", "".join(received), tier,
+                             failure="truncated")
+
+
 class _SyncCascadeStream:
     """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
 
@@ -396,6 +428,7 @@ class _SyncCascadeStream:
         self._iterator = iterator
         self._stream = stream
         self._received: list[str] = []
+        self._finished = False
         self.tier = tier.label
         self.degraded = tier.degraded
 
@@ -409,12 +442,13 @@ class _SyncCascadeStream:
             try:
                 chunk = next(self._iterator)
             except StopIteration:
+                if not provider_finished(self._stream, self._finished):
+                    raise _truncated(self.tier, self._received) from None
                 raise
             except Exception as exc:
-                raise StreamInterrupted(
-                    f"the stream from {self.tier} broke after {len(self._received)} chunks: {exc}",
-                    "".join(self._received), self.tier) from exc
+                raise _broken(self.tier, self._received, exc) from exc
         self._received.append(_chunk_text(chunk))
+        self._finished = self._finished or _finishes(chunk)
         return chunk
 
     def close(self) -> None:
@@ -429,6 +463,7 @@ class _AsyncCascadeStream:
         self._iterator = iterator
         self._stream = stream
         self._received: list[str] = []
+        self._finished = False
         self.tier = tier.label
         self.degraded = tier.degraded
 
@@ -442,12 +477,13 @@ class _AsyncCascadeStream:
             try:
                 chunk = await self._iterator.__anext__()
             except StopAsyncIteration:
+                if not provider_finished(self._stream, self._finished):
+                    raise _truncated(self.tier, self._received) from None
                 raise
             except Exception as exc:
-                raise StreamInterrupted(
-                    f"the stream from {self.tier} broke after {len(self._received)} chunks: {exc}",
-                    "".join(self._received), self.tier) from exc
+                raise _broken(self.tier, self._received, exc) from exc
         self._received.append(_chunk_text(chunk))
+        self._finished = self._finished or _finishes(chunk)
         return chunk
 
     async def aclose(self) -> None:

@@ -52,7 +52,8 @@ def build(specs: Mapping[str, CascadeSpec], source: str) -> dict[str, Cascade]:
             retry=RetryPolicy(stop=stop_after_attempt(spec.max_attempts),
                               wait=wait_full_jitter(spec.backoff_initial_s, spec.backoff_max_s)),
             breaker=BreakerSettings(b.failure_threshold, b.failure_rate, b.window, b.min_calls,
-                                    b.recovery_timeout_s, b.half_open_max_calls),
+                                    b.recovery_timeout_s, b.half_open_max_calls,
+                                    b.probe_timeout_s),
             expect=Expectations(require_content=spec.require_content, whole_answers=spec.whole_answers,
                                 refusal_patterns=patterns))
     return out

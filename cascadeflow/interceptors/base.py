@@ -11,10 +11,10 @@ import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from cascadeflow.interceptors.inside import inside as _inside
 from cascadeflow.interceptors.raw import RawResponseProxy
 from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle
 from cascadeflow.pipeline import (
@@ -37,7 +37,6 @@ from cascadeflow.usage import StreamAccumulator, Usage, response_text
 ToRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # how the openai SDK asks `create` for a raw response
 
-_inside: ContextVar[bool] = ContextVar("cascadeflow_inside_call", default=False)
 _lock = threading.RLock()
 _active = False
 

@@ -14,15 +14,21 @@ from cascadeflow import billing, tokens
 from cascadeflow.closing import aclose
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.guardrails.stream import StreamGuard
+from cascadeflow.interceptors.inside import inside
 from cascadeflow.pipeline import Step, fail, finish, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later
 from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
 from cascadeflow.request import MAX_TOKEN_KEYS
-from cascadeflow.usage import StreamAccumulator, get
+from cascadeflow.usage import StreamAccumulator, get, provider_finished
 
 
 class StreamIncomplete(Exception):
     """Recorded as the error of a stream that was closed or dropped before its end."""
+
+
+class StreamTruncated(Exception):
+    """Recorded as the error of a stream that ran out before the provider finished it (no finish
+    reason, no terminal event): the answer the caller read is incomplete. Status `truncated`."""
 
 
 Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
@@ -120,9 +126,16 @@ class _Proxy:
         if self._done:
             return
         self._done = True
-        if isinstance(error, StreamIncomplete) and self._acc.usage.finish_reason is not None:
-            error, status = None, "ok"  # the last chunk arrived; closing early lost nothing
-        self._settle(self._acc, error, status)
+        acc = self._acc
+        if error is None or isinstance(error, StreamIncomplete):
+            finished = provider_finished(self._wrapped, acc.usage.finish_reason is not None)
+            if error is None and not finished:
+                acc.usage.finish_reason = None  # the one litellm made up
+                error, status = StreamTruncated("the stream ended before the provider finished it"), \
+                    "truncated"
+            elif error is not None and finished:
+                error, status = None, "ok"  # the last chunk arrived; closing early lost nothing
+        self._settle(acc, error, status)
 
     def __del__(self) -> None:
         try:
@@ -140,16 +153,20 @@ class SyncStreamProxy(_Proxy):
         return self
 
     def __next__(self) -> Any:
-        if self._iter is None:
-            self._iter = iter(self._wrapped)
+        token = inside.set(True)  # what the library calls while the stream is read is this step
         try:
+            if self._iter is None:
+                self._iter = iter(self._wrapped)
             chunk = next(self._iter)
         except StopIteration:
+            inside.reset(token)
             self._end()
             raise
         except BaseException as exc:
+            inside.reset(token)
             self._end(exc, status="error")
             raise
+        inside.reset(token)
         self._acc.add(chunk)
         if self._cap is not None and (cut := self._overrun(chunk)) is not None:
             closer = getattr(self._wrapped, "close", None)
@@ -182,16 +199,20 @@ class AsyncStreamProxy(_Proxy):
         return self
 
     async def __anext__(self) -> Any:
-        if self._iter is None:
-            self._iter = self._wrapped.__aiter__()
+        token = inside.set(True)
         try:
+            if self._iter is None:
+                self._iter = self._wrapped.__aiter__()
             chunk = await self._iter.__anext__()
         except StopAsyncIteration:
+            inside.reset(token)
             self._end()
             raise
         except BaseException as exc:
+            inside.reset(token)
             self._end(exc, status="error")
             raise
+        inside.reset(token)
         self._acc.add(chunk)
         if self._cap is not None and (cut := self._overrun(chunk)) is not None:
             await aclose(self._wrapped)

@@ -31,7 +31,9 @@ class Fault:
     latency_ms: float = 0.0
     empty_body: bool = False
     malformed_json: bool = False
-    cut_stream_after: int | None = None
+    cut_stream_after: int | None = None  # drop the connection after N events: a broken stream
+    end_stream_after: int | None = None  # end cleanly after N events, with no finish and no [DONE]
+    body: str | None = None  # answer 200 with this body, verbatim
     ignore_max_tokens: bool = False  # answer past max_tokens, as a misbehaving provider would
     rate: float = 1.0
     times: int | None = None
@@ -50,7 +52,7 @@ class Fault:
                 raise ValueError(f"unknown fault field {key!r}")
             if not sep:
                 values[key] = True
-            elif key in ("status", "cut_stream_after", "times"):
+            elif key in ("status", "cut_stream_after", "end_stream_after", "times"):
                 values[key] = int(raw)
             elif key in ("retry_after", "latency_ms", "rate"):
                 values[key] = float(raw)
@@ -73,6 +75,7 @@ class RecordedRequest:
     model: str | None
     fault: Fault | None
     ts: float = field(default_factory=time.time)
+    peer: tuple[str, int] | None = None  # the client's address: one per TCP connection
 
 
 class ProviderServer:
@@ -224,7 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, {"error": {"message": f"bad {FAULT_HEADER}: {exc}", "type": "bad_fault"}})
             return
-        self.provider._record(RecordedRequest("POST", self.path, headers, raw, body, model, fault))
+        peer = (str(self.client_address[0]), int(self.client_address[1]))
+        self.provider._record(RecordedRequest("POST", self.path, headers, raw, body, model, fault, peer=peer))
         if fault is not None and fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
         if not isinstance(body, dict) or not isinstance(model, str):
@@ -240,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.malformed_json:
             self._raw(200, b'{"id": "broken", "object": "chat.completion", "choices": [{"message": ')
             return
+        if fault is not None and fault.body is not None:
+            self._raw(200, fault.body.encode())
+            return
         self._route(body, model, fault)
 
     def _route(self, body: dict[str, Any], model: str, fault: Fault | None) -> None:
@@ -247,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
         stream = body.get("stream") is True
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         cut = fault.cut_stream_after if fault is not None else None
+        end = fault.end_stream_after if fault is not None else None
         if fault is not None and fault.ignore_max_tokens:
             body = {k: v for k, v in body.items()
                     if k not in ("max_tokens", "max_completion_tokens", "max_output_tokens")}
@@ -254,13 +262,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.endswith("/chat/completions"):
             a = self.provider._answer(model, body.get("messages"), body)
             if stream:
-                self._sse(replies.chat_chunks(model, a, rid, include_usage), cut)
+                self._sse(replies.chat_chunks(model, a, rid, include_usage), cut, end)
             else:
                 self._json(200, replies.chat_body(model, a, rid))
         elif path.endswith("/completions"):
             a = self.provider._answer(model, body.get("prompt"), body)
             if stream:
-                self._sse(replies.text_chunks(model, a, rid, include_usage), cut)
+                self._sse(replies.text_chunks(model, a, rid, include_usage), cut, end)
             else:
                 self._json(200, replies.text_body(model, a, rid))
         elif path.endswith("/responses"):
@@ -272,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             a = self.provider._answer(model, messages, body)
             rid = replies.new_id("resp")
             if stream:
-                self._sse(replies.responses_events(model, a, rid), cut, named_events=True)
+                self._sse(replies.responses_events(model, a, rid), cut, end, named_events=True)
             else:
                 self._json(200, replies.responses_body(model, a, rid))
         elif path.endswith("/responses/compact"):
@@ -306,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
         extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         self._json(status, {"error": {"message": fault.message, "type": kind, "code": kind}}, extra)
 
-    def _sse(self, events: list[dict[str, Any]], cut_after: int | None, named_events: bool = False) -> None:
+    def _sse(self, events: list[dict[str, Any]], cut_after: int | None, end_after: int | None = None,
+             named_events: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -317,9 +326,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True  # drop mid-body: the client sees a broken stream
                 return
+            if end_after is not None and index >= end_after:
+                break
             name = f"event: {event['type']}\n" if named_events else ""
             self._chunk(f"{name}data: {json.dumps(event)}\n\n".encode())
-        if not named_events:
+        if not named_events and end_after is None:
             self._chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -1,0 +1,119 @@
+"""One HTTP client per deployment, reused by every attempt of every cascade.
+
+litellm keys its cached openai SDK clients by the request timeout, and a cascade's timeout is what
+is left of its deadline: a different number on every attempt, so every attempt used to build a new
+client and open a new TCP (and TLS) connection, and the cache kept them all. A cascade now hands
+litellm a client of its own for each OpenAI-protocol deployment (`client=`) and the deadline goes
+with the request as its timeout, which the SDK applies per request: the connection pool is reused.
+
+Providers litellm reaches over its own HTTP handler (Anthropic, Bedrock, Vertex, ...) already pool
+connections independently of the timeout and are left to it. Async clients belong to the event loop
+they were made on: the pool keeps one per loop and forgets it with the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+_DEFAULT_BASE = "https://api.openai.com/v1"
+Key = tuple[str, str, str | None]  # (api_base, api_key, organization)
+
+
+class ClientPool:
+    """openai SDK clients by endpoint and key; `close()` / `aclose()` close what it opened."""
+
+    def __init__(self) -> None:
+        self._sync: dict[Key, Any] = {}
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, Any]] = \
+            weakref.WeakKeyDictionary()
+        self._providers: dict[tuple[str, str | None], str | None] = {}
+        self._lock = threading.Lock()
+
+    def client(self, model: str, arguments: Mapping[str, Any], is_async: bool) -> Any | None:
+        """The client for litellm's `client=` argument, or None when litellm should pick its own:
+        another protocol, no key to build one with, or a client the caller passed already."""
+        if arguments.get("client") is not None:
+            return None
+        key = self._key(model, arguments)
+        if key is None:
+            return None
+        with self._lock:
+            if not is_async:
+                found = self._sync.get(key)
+                if found is None:
+                    found = self._sync[key] = _new(key, is_async=False)
+                return found
+            clients = self._async.setdefault(asyncio.get_running_loop(), {})
+            found = clients.get(key)
+            if found is None:
+                found = clients[key] = _new(key, is_async=True)
+            return found
+
+    def _key(self, model: str, arguments: Mapping[str, Any]) -> Key | None:
+        base = arguments.get("api_base") or arguments.get("base_url")
+        if self._provider(model, base) != "openai":
+            return None
+        import litellm  # loaded already: the cascade calls through it
+
+        base = base or litellm.api_base or os.environ.get("OPENAI_BASE_URL") \
+            or os.environ.get("OPENAI_API_BASE") or _DEFAULT_BASE
+        key = arguments.get("api_key") or litellm.api_key or litellm.openai_key \
+            or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            return None  # litellm raises its own authentication error
+        organization = arguments.get("organization") or litellm.organization
+        return str(base), str(key), organization
+
+    def _provider(self, model: str, base: str | None) -> str | None:
+        """litellm's provider for the model, remembered: resolving it walks litellm's tables."""
+        found = self._providers.get((model, base), "")
+        if found != "":
+            return found
+        import litellm
+
+        try:
+            provider: str | None = litellm.get_llm_provider(model=model, api_base=base)[1]
+        except Exception:  # litellm cannot place it: the call will say so itself
+            provider = None
+        self._providers[(model, base)] = provider
+        return provider
+
+    def close(self) -> None:
+        """Close the sync clients, and async ones whose event loop is no longer running."""
+        with self._lock:
+            sync, self._sync = list(self._sync.values()), {}
+            loops = list(self._async.items())
+            self._async = weakref.WeakKeyDictionary()
+        for client in sync:
+            client.close()
+        for loop, clients in loops:
+            if loop.is_closed() or loop.is_running():
+                continue  # a closed loop's sockets went with it; a running one closes its own
+            for client in clients.values():
+                loop.run_until_complete(client.close())
+
+    async def aclose(self) -> None:
+        """Close the sync clients and this event loop's async clients."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._async.pop(loop, {})
+        for client in clients.values():
+            await client.close()
+        self.close()
+
+
+def _new(key: Key, is_async: bool) -> Any:
+    import openai
+
+    base, api_key, organization = key
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    # the cascade retries, with its own backoff and breakers: the SDK underneath must not
+    return cls(base_url=base, api_key=api_key, organization=organization, max_retries=0)
+
+
+clients = ClientPool()

@@ -1,0 +1,12 @@
+"""Whether this context is already inside an intercepted call.
+
+A client library that calls another one underneath (litellm calls the openai SDK) makes one step,
+not two: the outer call's step covers every call made for it, including those a stream makes
+lazily while the caller reads it (litellm's text-completion streams send their request then).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+inside: ContextVar[bool] = ContextVar("cascadeflow_inside_call", default=False)
