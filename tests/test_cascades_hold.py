@@ -83,7 +83,8 @@ def test_a_probe_that_never_answers_counts_as_failed_after_the_probe_timeout() -
 
 def test_an_answered_probe_does_not_time_out() -> None:
     clock = Clock()
-    settings = BreakerSettings(failure_threshold=1, recovery_timeout=10, half_open_max_calls=2, probe_timeout=5)
+    settings = BreakerSettings(failure_threshold=1, recovery_timeout=10, half_open_max_calls=2,
+                               probe_timeout=5)
     breaker = half_open("m@y", settings, clock)
     assert breaker.acquire() and breaker.acquire()
     breaker.success()
