@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from cascadeflow import _configfile
 from cascadeflow.errors import ConfigError
@@ -113,11 +113,22 @@ BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
 }
 
 
+class DeploymentSpec(_Strict):
+    """One deployment of a tier's model: its own endpoint and key, and its share of the load."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None  # the environment variable holding the key: never the key
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+
 class TierSpec(_Strict):
-    """One tier of a configured cascade."""
+    """One tier of a configured cascade: a model, several deployments of one, or a static answer."""
 
     model: str | None = None
     static: str | None = None
+    deployments: tuple[DeploymentSpec, ...] | None = Field(default=None, min_length=1)
+    strategy: Literal["weighted", "least_busy", "lowest_latency"] = "weighted"
     timeout_s: float | None = Field(default=None, gt=0)
     degraded: bool = False
     api_base: str | None = None
@@ -146,6 +157,8 @@ class CascadeSpec(_Strict):
     whole_answers: bool = True
     refusal_patterns: tuple[str, ...] | None = None
     breaker: BreakerSpec = BreakerSpec()
+    retries: dict[str, Annotated[int, Field(ge=0)]] = {}  # failure class -> retries on a tier
+    fallbacks: dict[str, tuple[TierSpec, ...]] = {}  # failure class -> its own chain
 
 
 class FileConfig(_Strict):

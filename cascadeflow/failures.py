@@ -91,6 +91,9 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+# error codes in the provider's error body (the openai SDK's `exc.code`) that name the failure
+_CODES = {"context_length_exceeded": "context_window_exceeded", "content_filter": "content_policy",
+          "content_policy_violation": "content_policy"}
 # the wire said something with its status line: the response's status is the provider's word
 _WIRE_STATUS = frozenset({"HTTPStatusError"})
 # the connection broke while a body was being read
@@ -105,9 +108,11 @@ def classify(exc: BaseException) -> Failure:
     chain = _chain(exc)
     names = {cls.__name__ for link in chain for cls in type(link).__mro__}
     text = mask(f"{type(exc).__name__}: {exc}")  # provider error texts can quote the key that was sent
-    if "ContextWindowExceededError" in names:
+    coded = next((_CODES[code] for link in chain if isinstance(code := getattr(link, "code", None), str)
+                  and code in _CODES), None)
+    if "ContextWindowExceededError" in names or coded == "context_window_exceeded":
         return Failure("context_window_exceeded", text)
-    if "ContentPolicyViolationError" in names:
+    if "ContentPolicyViolationError" in names or coded == "content_policy":
         return Failure("content_policy", text)
     if names & {"Timeout", "APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout"}:
         return Failure("timeout", text)

@@ -30,3 +30,22 @@ def test_readme_configuration_keys_are_documented() -> None:
     reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for name in inspect.signature(cascadeflow.init).parameters:
         assert f"`{name}`" in reference, name
+
+
+TOML = re.compile(r"```toml\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("page", ["configuration.md", "cascades.md"])
+def test_config_examples_are_valid_config(page: str) -> None:
+    """Every TOML example of the configuration is a valid cascadeflow.toml (a snippet that shows
+    one part of a cascade gets a minimal chain to stand in)."""
+    import tomllib
+
+    from cascadeflow.config import FileConfig
+
+    blocks = TOML.findall((ROOT / "docs" / page).read_text(encoding="utf-8"))
+    assert blocks
+    for block in blocks:
+        if "[cascades." in block and "tiers" not in block:
+            block = '[cascades.classify]\ntiers = [{ model = "openai/gpt-4o" }]\n' + block
+        FileConfig.model_validate(tomllib.loads(block))

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
                      "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
                      "closing", "policy", "guardrails"), 1),
-    **dict.fromkeys(("session", "worker", "breakers"), 2),
+    **dict.fromkeys(("session", "worker", "breakers", "balance"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
     **dict.fromkeys(("interceptors", "telemetry", "tools", "testing"), 4),
     **dict.fromkeys(("__init__", "lifecycle", "agents", "console", "cli", "__main__", "demo"), 5),

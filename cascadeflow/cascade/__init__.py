@@ -1,5 +1,6 @@
 """Cascades: ordered per-step fallback across providers, retries, circuit breakers."""
 
+from cascadeflow.balance import STRATEGIES, Load, load
 from cascadeflow.breakers import (
     BreakerRegistry,
     BreakerSettings,
@@ -8,8 +9,10 @@ from cascadeflow.breakers import (
     InMemoryBreakerStore,
     breakers,
 )
-from cascadeflow.cascade.cascade import Cascade, StreamInterrupted, Tier
+from cascadeflow.cascade.cascade import Cascade
 from cascadeflow.cascade.clients import ClientPool, clients
+from cascadeflow.cascade.streams import StreamInterrupted
+from cascadeflow.cascade.tiers import Deployment, Tier
 from cascadeflow.failures import DISPOSITION, Expectations, Failure, classify
 from cascadeflow.retry import (
     RetryPolicy,
@@ -21,21 +24,25 @@ from cascadeflow.retry import (
 
 __all__ = [
     "DISPOSITION",
+    "STRATEGIES",
     "BreakerRegistry",
     "BreakerSettings",
     "BreakerStore",
     "Cascade",
     "CircuitBreaker",
     "ClientPool",
+    "Deployment",
     "Expectations",
     "Failure",
     "InMemoryBreakerStore",
+    "Load",
     "RetryPolicy",
     "StreamInterrupted",
     "Tier",
     "breakers",
     "classify",
     "clients",
+    "load",
     "stop_after_attempt",
     "stop_after_delay",
     "wait_fixed",

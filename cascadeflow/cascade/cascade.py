@@ -1,66 +1,50 @@
 """A cascade: an ordered list of tiers tried in turn, with retries, a deadline and breakers.
 
     classify = Cascade([Tier("openai/gpt-4o", timeout=10), Tier("anthropic/claude-3-5-haiku-20241022"),
-                        Tier("openai/gpt-4o-mini", degraded=True)], name="classify")
+                        Tier("openai/gpt-4o-mini", degraded=True)], name="classify",
+                       retries={"rate_limited": 5, "timeout": 1},
+                       fallbacks={"context_window_exceeded": [Tier("gemini/gemini-1.5-pro")]})
     response = classify.complete(messages=[...])
     response.degraded  # True when the last-resort tier answered
 
 Each attempt goes through litellm, so when cascadeflow is on every attempt is a traced step,
-reserved and settled against the session budget like any other call.
+reserved and settled against the session budget like any other call. A tier may hold several
+deployments of its model, balanced by its strategy; a retry goes to another one when it can.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cascadeflow.breakers import BreakerRegistry, BreakerSettings, breakers
+from cascadeflow.balance import Load, load
+from cascadeflow.breakers import BreakerRegistry, BreakerSettings, CircuitBreaker, breakers
 from cascadeflow.cascade.clients import ClientPool, clients
-from cascadeflow.closing import aclose
-from cascadeflow.errors import AllProvidersFailed, CascadeflowError, ConfigError, PolicyStop
+from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream
+from cascadeflow.cascade.tiers import Deployment, Tier, check_failure_classes, check_tiers, tier
+from cascadeflow.errors import AllProvidersFailed, ConfigError, PolicyStop
 from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
 from cascadeflow.retry import RetryPolicy
-from cascadeflow.usage import provider_finished, read_usage
+from cascadeflow.usage import get, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class Tier:
-    """One rung: a model (with its own call parameters), or a final static answer."""
+class Pick:
+    """Where one attempt goes: a tier, and the deployment of it chosen for this attempt."""
 
-    model: str | None = None
-    timeout: float | None = None
-    degraded: bool = False
-    static: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.model or "static answer"
-
-
-
-class StreamInterrupted(CascadeflowError):
-    """A stream failed after its first chunk: the answer is incomplete. `received` holds it;
-    `failure` says how: `stream_broken` (the connection broke) or `truncated` (the stream ended
-    before the provider finished it)."""
-
-    def __init__(self, message: str, received: str, tier: str, failure: str = "stream_broken") -> None:
-        super().__init__(message)
-        self.received = received
-        self.tier = tier
-        self.failure = failure
-
-
-def _tier(value: Tier | str) -> Tier:
-    return value if isinstance(value, Tier) else Tier(model=value)
+    tier: Tier
+    deployment: Deployment
+    key: str  # the deployment at the endpoint the call will use: what a breaker guards
 
 
 class Cascade:
@@ -69,20 +53,30 @@ class Cascade:
     def __init__(self, tiers: Sequence[Tier | str], *, name: str = "cascade",
                  retry: RetryPolicy | None = None, deadline_s: float = 60.0,
                  breaker: BreakerSettings | None = None, expect: Expectations | None = None,
+                 retries: Mapping[str, int] | None = None,
+                 fallbacks: Mapping[str, Sequence[Tier | str]] | None = None,
                  on_fallback: Alert | None = None, registry: BreakerRegistry | None = None,
-                 pool: ClientPool | None = None, sleep: Callable[[float], None] = time.sleep,
+                 pool: ClientPool | None = None, balance: Load | None = None,
+                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.tiers = tuple(_tier(t) for t in tiers)
+        setting = f"cascades.{name}"
+        self.tiers = tuple(tier(t) for t in tiers)
         if not self.tiers:
-            raise ConfigError(f"cascades.{name}.tiers", [], "Cascade()", "a cascade needs at least one tier")
-        for index, tier in enumerate(self.tiers):
-            if (tier.model is None) == (tier.static is None):
-                raise ConfigError(f"cascades.{name}.tiers[{index}]", tier, "Cascade()",
-                                  "a tier has either a model or a static answer")
-            if tier.static is not None and index != len(self.tiers) - 1:
-                raise ConfigError(f"cascades.{name}.tiers[{index}]", tier, "Cascade()",
-                                  "a static answer can only be the last tier")
+            raise ConfigError(f"{setting}.tiers", [], "Cascade()", "a cascade needs at least one tier")
+        check_tiers(self.tiers, f"{setting}.tiers", "Cascade()")
+        self.retries = dict(retries or {})
+        check_failure_classes(self.retries, f"{setting}.retries", "Cascade()")
+        for kind, count in self.retries.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ConfigError(f"{setting}.retries.{kind}", count, "Cascade()",
+                                  "a number of retries: a whole number, 0 or more")
+        self.fallbacks = {kind: tuple(tier(t) for t in chain) for kind, chain in (fallbacks or {}).items()}
+        check_failure_classes(self.fallbacks, f"{setting}.fallbacks", "Cascade()")
+        for kind, chain in self.fallbacks.items():
+            if not chain:
+                raise ConfigError(f"{setting}.fallbacks.{kind}", [], "Cascade()", "at least one tier")
+            check_tiers(chain, f"{setting}.fallbacks.{kind}", "Cascade()")
         self.name = name
         self.retry = retry or RetryPolicy()
         self.deadline_s = deadline_s
@@ -92,12 +86,14 @@ class Cascade:
             try:
                 import jsonschema  # noqa: F401
             except ImportError:
-                raise ConfigError(f"cascades.{name}.schema", "dict", "Cascade()",
+                raise ConfigError(f"{setting}.schema", "dict", "Cascade()",
                                   "JSON-schema validation needs the jsonschema package; "
                                   "pass a pydantic model instead") from None
         self.on_fallback = on_fallback
         self.registry = registry or breakers
         self.pool = pool or clients
+        self.load = balance or load
+        self.rng = rng or random.Random()
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._clock = clock
@@ -115,161 +111,207 @@ class Cascade:
 
         return await self.arun(lambda **kw: litellm.acompletion(**kw), kwargs)
 
+    def embed(self, **kwargs: Any) -> Any:
+        """Like `litellm.embedding` without `model`: embeddings tier by tier (no static answer)."""
+        import litellm
+
+        return self.run(lambda **kw: litellm.embedding(**kw), kwargs, operation="embeddings")
+
+    async def aembed(self, **kwargs: Any) -> Any:
+        """Like `litellm.aembedding` without `model`."""
+        import litellm
+
+        return await self.arun(lambda **kw: litellm.aembedding(**kw), kwargs, operation="embeddings")
+
     # -- the loop ------------------------------------------------------------------------
-    # `_Run.plan()` decides what happens next (call a tier, wait, answer statically); `run` and
-    # `arun` only carry it out, the one with plain calls and sleeps, the other with awaits.
+    # `_Run.plan()` decides what happens next (call a deployment, wait, answer statically); `run`
+    # and `arun` only carry it out, the one with plain calls and sleeps, the other with awaits.
     def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = "litellm",
-            reachable: tuple[str, ...] | None = None) -> Any:
+            reachable: tuple[str, ...] | None = None, operation: str = "chat") -> Any:
         """Try the tiers in order with `call(**kwargs, model=...)`; see `arun` for async."""
-        state = _Run(self, kwargs, client, reachable)
+        state = _Run(self, kwargs, client, reachable, operation)
         for move, value in state.plan():
             if move == "answer":
                 return value
             if move == "wait":
                 self._sleep(value)
                 continue
-            tier, t0 = value, self._clock()
+            pick, t0 = value, self._clock()
             token = attempting.set(True)
+            self.load.started(pick.key)
             try:
-                result = call(**state.arguments(tier, is_async=False))
+                result = call(**state.arguments(pick, is_async=False))
                 if state.stream:
-                    result = state.peek_sync(tier, result)
+                    result = state.peek_sync(pick, result)
             except Exception as exc:
                 if isinstance(exc, PolicyStop):
-                    state.breaker(tier).release()
+                    state.abandon(pick)
                     raise
-                state.failed(tier, exc, t0)
+                state.failed(pick, exc, t0)
             except BaseException:  # interrupted: the attempt says nothing about the deployment
-                state.breaker(tier).release()
+                state.abandon(pick)
                 raise
             else:
-                if state.checked(tier, result, t0) is None:
+                if state.checked(pick, result, t0) is None:
                     return result
             finally:
                 attempting.reset(token)
         return state.exhausted()
 
     async def arun(self, call: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any],
-                   client: str = "litellm", reachable: tuple[str, ...] | None = None) -> Any:
-        state = _Run(self, kwargs, client, reachable)
+                   client: str = "litellm", reachable: tuple[str, ...] | None = None,
+                   operation: str = "chat") -> Any:
+        state = _Run(self, kwargs, client, reachable, operation)
         for move, value in state.plan():
             if move == "answer":
                 return value
             if move == "wait":
                 await self._async_sleep(value)
                 continue
-            tier, t0 = value, self._clock()
+            pick, t0 = value, self._clock()
+            self.load.started(pick.key)
             try:
                 # the event loop can enforce the deadline itself, whatever the client does
-                result = await asyncio.wait_for(self._attempt(call, state, tier),
+                result = await asyncio.wait_for(self._attempt(call, state, pick),
                                                 max(state.deadline - self._clock(), 0.001))
             except Exception as exc:
                 if isinstance(exc, PolicyStop):
-                    state.breaker(tier).release()
+                    state.abandon(pick)
                     raise
-                state.failed(tier, exc, t0)
+                state.failed(pick, exc, t0)
             except BaseException:  # cancelled (a client disconnect): a half-open probe slot goes back
-                state.breaker(tier).release()
+                state.abandon(pick)
                 raise
             else:
-                if state.checked(tier, result, t0) is None:
+                if state.checked(pick, result, t0) is None:
                     return result
         return state.exhausted()
 
     @staticmethod
-    async def _attempt(call: Callable[..., Awaitable[Any]], state: _Run, tier: Tier) -> Any:
+    async def _attempt(call: Callable[..., Awaitable[Any]], state: _Run, pick: Pick) -> Any:
         attempting.set(True)  # runs in its own task (wait_for): the caller's context is untouched
-        result = await call(**state.arguments(tier, is_async=True))
+        result = await call(**state.arguments(pick, is_async=True))
         if state.stream:
-            result = await state.peek_async(tier, result)
+            result = await state.peek_async(pick, result)
         return result
 
 
 class _Run:
-    """The bookkeeping of one cascaded call: attempts, deadline, events, breakers."""
+    """The bookkeeping of one cascaded call: attempts, deadline, events, breakers, load."""
 
     def __init__(self, cascade: Cascade, kwargs: Mapping[str, Any], client: str,
-                 reachable: tuple[str, ...] | None) -> None:
+                 reachable: tuple[str, ...] | None, operation: str) -> None:
         self.c = cascade
         self.rt = current()  # the cascade is an entry point: it reads the installed runtime once
         self.kwargs = dict(kwargs)
         self.kwargs.pop("model", None)
         self.client = client
         self.reachable = reachable
+        self.operation = operation
         self.stream = self.kwargs.get("stream") is True
         self.deadline = cascade._clock() + cascade.deadline_s
         self.attempts: list[dict[str, Any]] = []
         self.last_error: BaseException | None = None
         self.outcome: Failure | None = None  # of the latest attempt, reported by failed/checked
+        self.left_after: str | None = None  # the failure class the cascade left the latest tier with
+        self.switched = False  # running a failure class's own fallbacks
 
     def plan(self) -> Iterator[tuple[str, Any]]:
-        """What to do next: ("call", tier), ("wait", seconds) or ("answer", response).
+        """What to do next: ("call", pick), ("wait", seconds) or ("answer", response).
 
         After a "call" the driver reports the outcome through `failed` or `checked`; it stops
         asking once an attempt succeeds. When the plan runs out, every tier has failed.
         """
-        for tier in self.c.tiers:
-            if tier.static is not None:
-                yield "answer", self.static_answer(tier)
+        chain, index = self.c.tiers, 0
+        while index < len(chain):
+            current_tier = chain[index]
+            index += 1
+            if current_tier.static is not None:
+                if self.operation == "chat":  # a fixed text answers a chat, nothing else
+                    yield "answer", self.static_answer(current_tier)
                 return
-            if not self.usable(tier):
+            deployments = self.usable(current_tier)
+            if not deployments:
                 continue
-            attempt = 0
-            tier_start = self.c._clock()
+            attempt, tier_start = 0, self.c._clock()
+            tried: set[str] = set()
+            counts: Counter[str] = Counter()
+            self.left_after = None
             while True:
-                failure = self.gate(tier)
-                if failure is None:
+                pick, failure = self.gate(current_tier, deployments, tried)
+                if pick is not None:
                     attempt += 1
-                    yield "call", tier
+                    tried.add(pick.key)
+                    yield "call", pick
                     failure = self.outcome
-                pause = self.next_move(tier, failure, attempt, tier_start)
+                assert failure is not None
+                pause = self.next_move(current_tier, failure, attempt, tier_start, counts,
+                                       untried=len(tried) < len(deployments))
                 if pause is None:
                     break
                 yield "wait", pause
+            special = self.c.fallbacks.get(self.left_after or "")
+            if special and not self.switched:
+                chain, index, self.switched = special, 0, True
 
-    def deployment(self, tier: Tier) -> str:
-        """The tier's model at the endpoint the call will use: what a breaker guards."""
-        base = tier.params.get("api_base") or tier.params.get("base_url") or self.kwargs.get("api_base") \
-            or self.kwargs.get("base_url") or ""
-        return f"{tier.model}@{base}"
+    # -- choosing where an attempt goes ------------------------------------------------------
+    def key(self, deployment: Deployment) -> str:
+        base = deployment.params.get("api_base") or deployment.params.get("base_url") \
+            or self.kwargs.get("api_base") or self.kwargs.get("base_url") or ""
+        return f"{deployment.model}@{base}"
 
-    def breaker(self, tier: Tier) -> Any:
-        return self.c.registry.get(self.deployment(tier), self.c.breaker, self.c._clock)
+    def breaker(self, key: str) -> CircuitBreaker:
+        return self.c.registry.get(key, self.c.breaker, self.c._clock)
 
-    def usable(self, tier: Tier) -> bool:
-        """Skip tiers this client cannot reach or a compliance profile excludes (recorded)."""
-        model = tier.model or ""
-        provider = model.split("/", 1)[0] if "/" in model else None
-        if self.reachable is not None and provider not in self.reachable:
-            self._skip(tier, "tier_unreachable", f"{model} is not reachable through this client")
-            return False
-        if events.compliance_excludes(self.rt, model):
-            self._skip(tier, "compliance_excluded", f"{model} is excluded by the compliance profile")
-            return False
-        return True
+    def usable(self, tier_: Tier) -> tuple[Deployment, ...]:
+        """The deployments this client can reach and the compliance profiles allow; a tier left
+        with none is skipped (recorded, alerted, told to `on_fallback`)."""
+        out = []
+        reasons: list[tuple[str, str]] = []
+        for deployment in tier_.choices():
+            model = deployment.model
+            provider = model.split("/", 1)[0] if "/" in model else None
+            if self.reachable is not None and provider not in self.reachable:
+                reasons.append(("tier_unreachable", f"{model} is not reachable through this client"))
+            elif events.compliance_excludes(self.rt, model):
+                reasons.append(("compliance_excluded", f"{model} is excluded by the compliance profile"))
+            else:
+                out.append(deployment)
+        if not out:
+            self._skip(tier_, *reasons[0])
+        return tuple(out)
 
-    def _skip(self, tier: Tier, reason: str, message: str) -> None:
+    def _skip(self, tier_: Tier, reason: str, message: str) -> None:
         """A skipped tier is a fallback like any other: traced, alerted and told to `on_fallback`."""
-        self.attempts.append({"tier": tier.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
-        events.note(self.rt, "fallback", reason, model=tier.model, message=f"{self.c.name}: {message}")
-        self._fallback(tier, Failure(reason, message))
+        self.attempts.append({"tier": tier_.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
+        events.note(self.rt, "fallback", reason, model=tier_.model or tier_.label,
+                    message=f"{self.c.name}: {message}")
+        self._fallback(tier_, Failure(reason, message))
 
-    def gate(self, tier: Tier) -> Failure | None:
-        """Refuse before sending when the deadline has passed or the breaker is open."""
+    def gate(self, tier_: Tier, deployments: tuple[Deployment, ...], tried: set[str]
+             ) -> tuple[Pick | None, Failure | None]:
+        """The deployment the next attempt goes to, or why none may be called: the deadline has
+        passed or every deployment's breaker is open. Untried deployments come first."""
         if self.c._clock() >= self.deadline:
-            return Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed")
-        if not self.breaker(tier).acquire():
-            return Failure("circuit_open", f"the breaker of {self.deployment(tier)} is open")
-        return None
+            return None, Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed")
+        keys = [self.key(d) for d in deployments]
+        order = [0] if len(deployments) == 1 else self.c.load.order(
+            tier_.strategy, keys, [d.weight for d in deployments], tried, self.c.rng)
+        for index in order:
+            if self.breaker(keys[index]).acquire():
+                return Pick(tier_, deployments[index], keys[index]), None
+        which = keys[0] if len(keys) == 1 else f"every deployment of {tier_.label}"
+        return None, Failure("circuit_open", f"the breaker of {which} is open")
 
-    def arguments(self, tier: Tier, is_async: bool) -> dict[str, Any]:
-        model = tier.model or ""
+    def arguments(self, pick: Pick, is_async: bool) -> dict[str, Any]:
+        model = pick.deployment.model
         if self.client == "openai" and "/" in model:
             model = model.split("/", 1)[1]
         remaining = max(self.deadline - self.c._clock(), 0.001)
-        timeout = min(tier.timeout, remaining) if tier.timeout else remaining
+        timeout = min(pick.tier.timeout, remaining) if pick.tier.timeout else remaining
         if self.client == "litellm":
-            args = {**self.kwargs, **tier.params, "model": model, "timeout": timeout}
+            args = {**self.kwargs, **pick.tier.params, **pick.deployment.params, "model": model,
+                    "timeout": timeout}
             args.setdefault("max_retries", 0)  # the cascade retries; the SDK underneath must not
             pooled = self.c.pool.client(model, args, is_async)
             if pooled is not None:  # the deployment's one client; the timeout goes per request
@@ -278,102 +320,124 @@ class _Run:
         # an SDK client calls its own base_url with its own key: tier endpoints do not apply
         return {**self.kwargs, "model": model, "timeout": timeout}
 
-    def failed(self, tier: Tier, exc: BaseException, t0: float) -> Failure:
+    # -- outcomes ------------------------------------------------------------------------------
+    def abandon(self, pick: Pick) -> None:
+        """The attempt ended without a word about the deployment (a stop, a cancellation)."""
+        self.breaker(pick.key).release()
+        self.c.load.ended(pick.key, None)
+
+    def failed(self, pick: Pick, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
         self.last_error = exc
         self.outcome = failure
-        self._attempt(tier, failure, t0, exc)
+        self.c.load.ended(pick.key, None)
+        self._attempt(pick, failure, t0, exc)
         return failure
 
-    def checked(self, tier: Tier, result: Any, t0: float) -> Failure | None:
+    def checked(self, pick: Pick, result: Any, t0: float) -> Failure | None:
         """Success that is not success: empty, cut off, refusing, schema-invalid."""
+        self.c.load.ended(pick.key, self.c._clock() - t0)
         if self.stream:
-            self.outcome = None
-            self._succeed(tier, result)
-            return None
-        usage = read_usage("chat", result)
-        failure = self.outcome = self.c.expect.check(usage.text, usage.finish_reason, usage.tool_calls)
+            failure = None
+        elif self.operation == "embeddings":
+            failure = None if get(result, "data") else Failure("empty_response", "no embeddings")
+        else:
+            usage = read_usage(self.operation, result)
+            failure = self.c.expect.check(usage.text, usage.finish_reason, usage.tool_calls)
+        self.outcome = failure
         if failure is None:
-            self._succeed(tier, result)
+            self._succeed(pick, result)
             return None
-        self._attempt(tier, failure, t0, None)
+        self._attempt(pick, failure, t0, None)
         return failure
 
-    def _succeed(self, tier: Tier, result: Any) -> None:
-        self.breaker(tier).success()
-        _mark(result, tier.degraded)
-        if tier.degraded:
-            events.note(self.rt, "fallback", "degraded_answer", model=tier.model, degraded=True,
-                          message=f"{self.c.name}: answered by the last-resort tier {tier.label}")
+    def _succeed(self, pick: Pick, result: Any) -> None:
+        self.breaker(pick.key).success()
+        _mark(result, pick.tier.degraded)
+        if pick.tier.degraded:
+            events.note(self.rt, "fallback", "degraded_answer", model=pick.deployment.model, degraded=True,
+                        message=f"{self.c.name}: answered by the last-resort tier {pick.tier.label}")
 
-    def _attempt(self, tier: Tier, failure: Failure, t0: float, exc: BaseException | None) -> None:
-        breaker = self.breaker(tier)
+    def _attempt(self, pick: Pick, failure: Failure, t0: float, exc: BaseException | None) -> None:
+        breaker = self.breaker(pick.key)
         if failure.kind in BREAKER_FAILURES:
             breaker.failure()
         else:  # the deployment answered: it is up, whatever it said
             breaker.success()
-        self.attempts.append({"tier": tier.label, "failure": failure.kind,
-                              "latency_ms": (self.c._clock() - t0) * 1000.0,
+        self.attempts.append({"tier": pick.tier.label, "model": pick.deployment.model,
+                              "failure": failure.kind, "latency_ms": (self.c._clock() - t0) * 1000.0,
                               "error": type(exc).__name__ if exc is not None else None,
                               "attempt": len(self.attempts) + 1})
 
-    def next_move(self, tier: Tier, failure: Failure | None, attempt: int, tier_start: float
-                  ) -> float | None:
-        """Seconds to wait before retrying this tier, or None to move on (or raise when fatal)."""
-        assert failure is not None
+    def next_move(self, tier_: Tier, failure: Failure, attempt: int, tier_start: float,
+                  counts: Counter[str], untried: bool) -> float | None:
+        """Seconds to wait before the tier's next attempt, or None to move on (or raise when fatal).
+
+        A failure class listed in the cascade's `retries` gets that many retries on the tier,
+        whatever its disposition; others follow the retry policy when they are retryable. With a
+        deployment of the tier not tried yet, a retry goes there at once."""
         if failure.kind in ("deadline_exceeded", "circuit_open"):
-            self.attempts.append({"tier": tier.label, "failure": failure.kind, "latency_ms": 0.0,
+            self.attempts.append({"tier": tier_.label, "failure": failure.kind, "latency_ms": 0.0,
                                   "attempt": 0})
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
-            events.note(self.rt, "fallback", failure.kind, model=tier.model,
-                          message=f"{self.c.name}: {failure.message}")
-            self._fallback(tier, failure)
+            events.note(self.rt, "fallback", failure.kind, model=tier_.model or tier_.label,
+                        message=f"{self.c.name}: {failure.message}")
+            self._fallback(tier_, failure)
             return None
-        if failure.disposition == FATAL:
-            events.note(self.rt, "stop", failure.kind, model=tier.model,
-                          message=f"{self.c.name}: {failure.message}")
+        limit = self.c.retries.get(failure.kind)
+        if limit is None and failure.disposition == FATAL:
+            events.note(self.rt, "stop", failure.kind, model=tier_.model or tier_.label,
+                        message=f"{self.c.name}: {failure.message}")
             assert self.last_error is not None
             raise self.last_error
         clock = self.c._clock()
-        if failure.disposition == RETRY and not self.c.retry.stop(attempt, clock - tier_start):
-            pause = self.c.retry.wait(attempt, failure.retry_after)
+        if limit is not None:
+            counts[failure.kind] += 1
+            again = counts[failure.kind] <= limit
+        else:
+            again = failure.disposition == RETRY and not self.c.retry.stop(attempt, clock - tier_start)
+        if again:
+            pause = 0.0 if untried else self.c.retry.wait(attempt, failure.retry_after)
             if clock + pause < self.deadline:
-                events.note(self.rt, "retry", failure.kind, model=tier.model,
-                              message=f"{self.c.name}: retrying {tier.label} in {pause:.3f}s")
+                events.note(self.rt, "retry", failure.kind, model=tier_.model or tier_.label,
+                            message=f"{self.c.name}: retrying {tier_.label} in {pause:.3f}s")
                 return pause
-        events.note(self.rt, "fallback", failure.kind, model=tier.model,
-                      message=f"{self.c.name}: leaving {tier.label} after {failure.kind}")
-        self._fallback(tier, failure)
+        self.left_after = failure.kind
+        then = f": trying the {failure.kind} fallbacks" if not self.switched and \
+            failure.kind in self.c.fallbacks else ""
+        events.note(self.rt, "fallback", failure.kind, model=tier_.model or tier_.label,
+                    message=f"{self.c.name}: leaving {tier_.label} after {failure.kind}{then}")
+        self._fallback(tier_, failure)
         return None
 
-    def _fallback(self, tier: Tier, failure: Failure) -> None:
-        event = {"cascade": self.c.name, "tier": tier.label, "failure": failure.kind,
+    def _fallback(self, tier_: Tier, failure: Failure) -> None:
+        event = {"cascade": self.c.name, "tier": tier_.label, "failure": failure.kind,
                  "message": failure.message}
-        events.alert(self.rt, "fallback", f"cascade {self.c.name}: {tier.label} failed ({failure.kind})",
+        events.alert(self.rt, "fallback", f"cascade {self.c.name}: {tier_.label} failed ({failure.kind})",
                      event)
         if self.c.on_fallback is not None:
             self.c.on_fallback(event)
 
-    def static_answer(self, tier: Tier) -> Any:
-        events.note(self.rt, "fallback", "static_answer", model=None, degraded=tier.degraded,
-                      message=f"{self.c.name}: answered with the static last tier")
-        return _static(tier.static or "", self.client, tier.degraded)
+    def static_answer(self, tier_: Tier) -> Any:
+        events.note(self.rt, "fallback", "static_answer", model=None, degraded=tier_.degraded,
+                    message=f"{self.c.name}: answered with the static last tier")
+        return _static(tier_.static or "", self.client, tier_.degraded)
 
     def exhausted(self) -> Any:
         tried = ", ".join(f"{a['tier']}: {a['failure']}" for a in self.attempts)
         raise AllProvidersFailed(f"cascade {self.c.name}: every tier failed ({tried})", self.attempts)
 
     # -- streams ---------------------------------------------------------------------------
-    def peek_sync(self, tier: Tier, stream: Any) -> Any:
+    def peek_sync(self, pick: Pick, stream: Any) -> Any:
         iterator = iter(stream)
         first = next(iterator)  # a failure here falls through to the next tier
-        return _SyncCascadeStream(first, iterator, stream, tier)
+        return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 
-    async def peek_async(self, tier: Tier, stream: Any) -> Any:
+    async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
         first = await iterator.__anext__()
-        return _AsyncCascadeStream(first, iterator, stream, tier)
+        return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 
 
 def _mark(result: Any, degraded: bool) -> None:
@@ -396,95 +460,3 @@ def _static(text: str, client: str, degraded: bool) -> Any:
         result = litellm.ModelResponse(**body)
     _mark(result, degraded)
     return result
-
-
-def _chunk_text(chunk: Any) -> str:
-    choices = getattr(chunk, "choices", None) or []
-    delta = getattr(choices[0], "delta", None) if choices else None
-    return str(getattr(delta, "content", None) or "")
-
-
-def _finishes(chunk: Any) -> bool:
-    choices = getattr(chunk, "choices", None) or []
-    return bool(choices) and getattr(choices[0], "finish_reason", None) is not None
-
-
-def _broken(tier: str, received: list[str], exc: BaseException) -> StreamInterrupted:
-    return StreamInterrupted(f"the stream from {tier} broke after {len(received)} chunks: {exc}",
-                             "".join(received), tier)
-
-
-def _truncated(tier: str, received: list[str]) -> StreamInterrupted:
-    return StreamInterrupted(f"the stream from {tier} ended after {len(received)} chunks before the "
-                             "provider finished it: the answer is incomplete", "".join(received), tier,
-                             failure="truncated")
-
-
-class _SyncCascadeStream:
-    """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
-
-    def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: Tier) -> None:
-        self._pending: list[Any] = [first]
-        self._iterator = iterator
-        self._stream = stream
-        self._received: list[str] = []
-        self._finished = False
-        self.tier = tier.label
-        self.degraded = tier.degraded
-
-    def __iter__(self) -> _SyncCascadeStream:
-        return self
-
-    def __next__(self) -> Any:
-        if self._pending:
-            chunk = self._pending.pop()
-        else:
-            try:
-                chunk = next(self._iterator)
-            except StopIteration:
-                if not provider_finished(self._stream, self._finished):
-                    raise _truncated(self.tier, self._received) from None
-                raise
-            except Exception as exc:
-                raise _broken(self.tier, self._received, exc) from exc
-        self._received.append(_chunk_text(chunk))
-        self._finished = self._finished or _finishes(chunk)
-        return chunk
-
-    def close(self) -> None:
-        closer = getattr(self._stream, "close", None)
-        if callable(closer):
-            closer()
-
-
-class _AsyncCascadeStream:
-    def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: Tier) -> None:
-        self._pending: list[Any] = [first]
-        self._iterator = iterator
-        self._stream = stream
-        self._received: list[str] = []
-        self._finished = False
-        self.tier = tier.label
-        self.degraded = tier.degraded
-
-    def __aiter__(self) -> _AsyncCascadeStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._pending:
-            chunk = self._pending.pop()
-        else:
-            try:
-                chunk = await self._iterator.__anext__()
-            except StopAsyncIteration:
-                if not provider_finished(self._stream, self._finished):
-                    raise _truncated(self.tier, self._received) from None
-                raise
-            except Exception as exc:
-                raise _broken(self.tier, self._received, exc) from exc
-        self._received.append(_chunk_text(chunk))
-        self._finished = self._finished or _finishes(chunk)
-        return chunk
-
-    async def aclose(self) -> None:
-        await aclose(self._stream)

@@ -14,6 +14,7 @@ they were made on: the pool keeps one per loop and forgets it with the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import weakref
@@ -108,12 +109,22 @@ class ClientPool:
 
 
 def _new(key: Key, is_async: bool) -> Any:
+    base, api_key, organization = key
+    cls = _classes()[is_async]
+    return cls(base_url=base, api_key=api_key, organization=organization)
+
+
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """openai SDK clients that never retry: the cascade retries, with its own backoff and breakers.
+    litellm sets `max_retries` on a client it is handed (its embedding path turns 0 into 2), so
+    the setting is held at 0 rather than passed once."""
     import openai
 
-    base, api_key, organization = key
-    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
-    # the cascade retries, with its own backoff and breakers: the SDK underneath must not
-    return cls(base_url=base, api_key=api_key, organization=organization, max_retries=0)
+    never = property(lambda _self: 0, lambda _self, _value: None)
+    sync = type("CascadeOpenAI", (openai.OpenAI,), {"max_retries": never})
+    async_ = type("CascadeAsyncOpenAI", (openai.AsyncOpenAI,), {"max_retries": never})
+    return sync, async_
 
 
 clients = ClientPool()

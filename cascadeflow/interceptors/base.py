@@ -190,7 +190,7 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
             if routed is not None:  # each tier's attempt comes back through this wrapper
                 cascade, request = routed
                 return cascade.run(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                                   request.client, request.reachable)
+                                   request.client, request.reachable, request.operation)
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
@@ -236,7 +236,7 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
             if routed is not None:
                 cascade, request = routed
                 return await cascade.arun(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                                          request.client, request.reachable)
+                                          request.client, request.reachable, request.operation)
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)

@@ -39,6 +39,7 @@ class Fault:
     times: int | None = None
     model: str | None = None
     message: str = "injected failure"
+    code: str | None = None  # the error's `code` (e.g. context_length_exceeded); else from the status
 
     @classmethod
     def parse(cls, header: str) -> Fault:
@@ -312,7 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 429: "rate_limit_error"}.get(status, "server_error")
         extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-        self._json(status, {"error": {"message": fault.message, "type": kind, "code": kind}}, extra)
+        self._json(status, {"error": {"message": fault.message, "type": kind, "code": fault.code or kind}},
+                   extra)
 
     def _sse(self, events: list[dict[str, Any]], cut_after: int | None, end_after: int | None = None,
              named_events: bool = False) -> None:

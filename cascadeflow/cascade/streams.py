@@ -1,0 +1,121 @@
+"""A cascaded stream: the first chunk was peeked (a failure before it falls through to the next
+tier); a failure after it, or an end before the provider finished, raises `StreamInterrupted`
+with what was received, never a silent switch to another model mid-answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from cascadeflow.closing import aclose
+from cascadeflow.errors import CascadeflowError
+from cascadeflow.usage import provider_finished
+
+
+class StreamInterrupted(CascadeflowError):
+    """A stream failed after its first chunk: the answer is incomplete. `received` holds it;
+    `failure` says how: `stream_broken` (the connection broke) or `truncated` (the stream ended
+    before the provider finished it)."""
+
+    def __init__(self, message: str, received: str, tier: str, failure: str = "stream_broken") -> None:
+        super().__init__(message)
+        self.received = received
+        self.tier = tier
+        self.failure = failure
+
+
+def _chunk_text(chunk: Any) -> str:
+    choices = getattr(chunk, "choices", None) or []
+    delta = getattr(choices[0], "delta", None) if choices else None
+    return str(getattr(delta, "content", None) or "")
+
+
+def _finishes(chunk: Any) -> bool:
+    choices = getattr(chunk, "choices", None) or []
+    return bool(choices) and getattr(choices[0], "finish_reason", None) is not None
+
+
+class _Peeked:
+    """What both kinds share: the peeked chunk, the text so far, whether the provider finished."""
+
+    def __init__(self, first: Any, stream: Any, tier: str, degraded: bool) -> None:
+        self._pending: list[Any] = [first]
+        self._stream = stream
+        self._received: list[str] = []
+        self._finished = False
+        self.tier = tier
+        self.degraded = degraded
+
+    def _seen(self, chunk: Any) -> Any:
+        self._received.append(_chunk_text(chunk))
+        self._finished = self._finished or _finishes(chunk)
+        return chunk
+
+    def _ended(self) -> StreamInterrupted | None:
+        """At the stream's end: the error when the provider had not finished it."""
+        if provider_finished(self._stream, self._finished):
+            return None
+        return StreamInterrupted(f"the stream from {self.tier} ended after {len(self._received)} chunks "
+                                 "before the provider finished it: the answer is incomplete",
+                                 "".join(self._received), self.tier, failure="truncated")
+
+    def _broke(self, exc: BaseException) -> StreamInterrupted:
+        return StreamInterrupted(f"the stream from {self.tier} broke after {len(self._received)} chunks: "
+                                 f"{exc}", "".join(self._received), self.tier)
+
+
+class SyncCascadeStream(_Peeked):
+    """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
+
+    def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: str, degraded: bool) -> None:
+        super().__init__(first, stream, tier, degraded)
+        self._iterator = iterator
+
+    def __iter__(self) -> SyncCascadeStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._pending:
+            return self._seen(self._pending.pop())
+        try:
+            chunk = next(self._iterator)
+        except StopIteration:
+            error = self._ended()
+            if error is not None:
+                raise error from None
+            raise
+        except Exception as exc:
+            raise self._broke(exc) from exc
+        return self._seen(chunk)
+
+    def close(self) -> None:
+        closer = getattr(self._stream, "close", None)
+        if callable(closer):
+            closer()
+
+
+class AsyncCascadeStream(_Peeked):
+    def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: str,
+                 degraded: bool) -> None:
+        super().__init__(first, stream, tier, degraded)
+        self._iterator = iterator
+
+    def __aiter__(self) -> AsyncCascadeStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._pending:
+            return self._seen(self._pending.pop())
+        try:
+            chunk = await self._iterator.__anext__()
+        except StopAsyncIteration:
+            error = self._ended()
+            if error is not None:
+                raise error from None
+            raise
+        except Exception as exc:
+            raise self._broke(exc) from exc
+        return self._seen(chunk)
+
+    async def aclose(self) -> None:
+        await aclose(self._stream)
