@@ -4,6 +4,7 @@ context-window and content-policy failures; embeddings. On two built-in provider
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -107,8 +108,6 @@ def test_least_busy_and_lowest_latency_orders() -> None:
 
 async def test_least_busy_sends_concurrent_calls_to_the_idle_deployment(provider: Any, west: Any) -> None:
     """Calls in flight decide, not wall time: ten calls started together split evenly."""
-    import asyncio
-
     provider.inject(latency_ms=1000, model="gpt-4o")
     balance = Load()
     cascade = Cascade([Tier(deployments=[deployment(provider), deployment(west, "gpt-4o")],
