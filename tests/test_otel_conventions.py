@@ -1,0 +1,180 @@
+"""OpenTelemetry against the GenAI semantic conventions: every name comes from the
+`opentelemetry-semantic-conventions` package, never typed by hand here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import cascadeflow
+import litellm
+import openai
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
+from opentelemetry.semconv.attributes import error_attributes as ea
+from opentelemetry.semconv.attributes import server_attributes as sa
+
+from tests.conftest import chat_kwargs
+
+Providers = ga.GenAiProviderNameValues
+# proposed in the GenAI conventions (semantic-conventions-genai), not yet in the package
+USAGE_COST = "gen_ai.usage.cost"
+
+
+class Otel:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return {"tracer_provider": self.tracer_provider, "meter_provider": self.meter_provider}
+
+    def spans(self) -> list[Any]:
+        cascadeflow.flush()
+        return list(self.exporter.get_finished_spans())
+
+    def model_spans(self) -> list[Any]:
+        return [s for s in self.spans() if s.attributes.get(ga.GEN_AI_OPERATION_NAME)
+                in ("chat", "text_completion", "embeddings")]
+
+    def points(self, name: str) -> list[Any]:
+        cascadeflow.flush()
+        out: list[Any] = []
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        out.extend(metric.data.data_points)
+        return out
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    yield Otel()
+
+
+# -- 2. provider name and the request model as sent on the wire --------------------------------
+@pytest.mark.parametrize(("model", "expected"), [
+    ("azure/my-deployment", Providers.AZURE_AI_OPENAI.value),
+    ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", Providers.AWS_BEDROCK.value),
+    ("vertex_ai/gemini-1.5-flash", Providers.GCP_VERTEX_AI.value),
+    ("mistral/mistral-small-latest", Providers.MISTRAL_AI.value),
+    ("gemini/gemini-1.5-flash", Providers.GCP_GEMINI.value),
+    ("anthropic/claude-3-5-haiku-20241022", Providers.ANTHROPIC.value),
+    ("xai/grok-2", Providers.X_AI.value),
+])
+def test_provider_names_are_the_conventional_values(model: str, expected: str, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(model=model, messages=[{"role": "user", "content": "hi"}],
+                       mock_response="ok")
+    [span] = otel.model_spans()
+    assert span.attributes[ga.GEN_AI_PROVIDER_NAME] == expected
+    assert span.attributes[ga.GEN_AI_REQUEST_MODEL] == model.split("/", 1)[1]
+    assert span.attributes["cascadeflow.requested_model"] == model
+
+
+def test_bare_model_with_api_base_is_openai_and_prefix_is_not_on_the_wire(provider: Any,
+                                                                          otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider, model="openai/gpt-4o-mini"))
+    litellm.completion(**chat_kwargs(provider, model="gpt-4o-mini"))
+    prefixed, bare = otel.model_spans()
+    for span in (prefixed, bare):
+        assert span.attributes[ga.GEN_AI_PROVIDER_NAME] == Providers.OPENAI.value
+        assert span.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+        assert span.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+    assert prefixed.attributes["cascadeflow.requested_model"] == "openai/gpt-4o-mini"
+    [duration] = otel.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    assert duration.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini" and duration.count == 2
+
+
+# -- 5. usage that is not known is not reported ----------------------------------------------------
+def test_failed_and_stopped_calls_report_no_usage(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="enforce", **otel.providers)
+    provider.inject(status=503)
+    client = openai.OpenAI(base_url=provider.url, api_key="test", max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    provider.reset()
+    with cascadeflow.run(max_steps=1):
+        litellm.completion(**chat_kwargs(provider))
+        with pytest.raises(cascadeflow.StepLimitReached):
+            litellm.completion(**chat_kwargs(provider))
+    spans = otel.model_spans()
+    assert len(spans) == 3
+    failed, ok, stopped = sorted(spans, key=lambda s: s.start_time)
+    for span in (failed, stopped):
+        assert span.attributes[ea.ERROR_TYPE]
+        assert ga.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+        assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
+    assert ok.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
+    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {"input", "output"}
+    assert all(p.count == 1 and p.min > 0 for p in tokens)  # only the call that answered
+    assert all(ea.ERROR_TYPE not in p.attributes for p in tokens)
+
+
+def test_estimated_stream_usage_is_marked_on_the_metric_point(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    for _chunk in litellm.completion(**chat_kwargs(provider), stream=True):
+        pass
+    for _chunk in litellm.completion(**chat_kwargs(provider), stream=True,
+                                     stream_options={"include_usage": True}):
+        pass
+    tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
+    marks = sorted(p.attributes.get("cascadeflow.usage_estimated") for p in tokens)
+    assert marks == [False, False, True, True]
+
+
+# -- 7. cost, embeddings dimensions, tool call ids, server and response model on metrics -----------
+def test_usage_cost_and_metric_point_attributes(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider))
+    [span] = otel.model_spans()
+    assert span.attributes[USAGE_COST] == pytest.approx(span.attributes["cascadeflow.cost_usd"])
+    assert span.attributes[USAGE_COST] > 0
+    for name in (gm.GEN_AI_CLIENT_OPERATION_DURATION, gm.GEN_AI_CLIENT_TOKEN_USAGE):
+        for point in otel.points(name):
+            assert point.attributes[sa.SERVER_ADDRESS] == "127.0.0.1"
+            assert point.attributes[sa.SERVER_PORT] == provider.port
+            assert point.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+
+
+def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=16)
+    [span] = otel.model_spans()
+    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 16
+    assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
+
+
+def test_execute_tool_carries_the_call_id_the_model_asked_with(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    provider.reply(tool_call=("lookup", {"order": "A1"}))
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        return order
+
+    with cascadeflow.run():
+        response = litellm.completion(**chat_kwargs(provider, "find A1"))
+        call = response.choices[0].message.tool_calls[0]
+        lookup(**json.loads(call.function.arguments))
+    [tool] = [s for s in otel.spans() if s.name == "execute_tool lookup"]
+    assert tool.attributes[ga.GEN_AI_TOOL_NAME] == "lookup"
+    assert tool.attributes[ga.GEN_AI_TOOL_TYPE] == "function"
+    assert tool.attributes[ga.GEN_AI_TOOL_CALL_ID] == call.id
