@@ -178,3 +178,42 @@ def test_execute_tool_carries_the_call_id_the_model_asked_with(provider: Any, ot
     assert tool.attributes[ga.GEN_AI_TOOL_NAME] == "lookup"
     assert tool.attributes[ga.GEN_AI_TOOL_TYPE] == "function"
     assert tool.attributes[ga.GEN_AI_TOOL_CALL_ID] == call.id
+
+
+# -- 4. shutdown leaves other instrumentors' patches alone, in any order ------------------------
+def _reference(otel: Otel) -> Any:
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    return instrumentor
+
+
+def _reference_spans(otel: Otel) -> list[Any]:
+    return [s for s in otel.spans() if s.instrumentation_scope.name != "cascadeflow"]
+
+
+def _chat(provider: Any) -> None:
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_shutdown_keeps_the_reference_instrumentation(provider: Any, otel: Otel,
+                                                      reference_first: bool) -> None:
+    create = openai.resources.chat.completions.Completions.create
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        cascadeflow.shutdown()
+        _chat(provider)
+        assert len(_reference_spans(otel)) == 1  # the reference still emits
+        assert otel.model_spans() == _reference_spans(otel)  # cascadeflow no longer does
+        # a second init and shutdown, then the reference leaves: the SDK is as it was
+        cascadeflow.init(mode="observe", **otel.providers)
+        cascadeflow.shutdown()
+    finally:
+        instrumentor.uninstrument()
+    assert openai.resources.chat.completions.Completions.create is create

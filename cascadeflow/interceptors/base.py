@@ -57,11 +57,42 @@ class Patch:
     had_own: bool
     wrapper: Any
 
-    def restore(self) -> None:
-        if self.had_own:
-            setattr(self.owner, self.name, self.original)
-        else:
-            delattr(self.owner, self.name)
+    def restore(self) -> bool:
+        """Take the wrapper out; False when it must stay (see `unpatch_all`)."""
+        top = vars(self.owner).get(self.name)
+        if top is self.wrapper:
+            if self.had_own:
+                setattr(self.owner, self.name, self.original)
+            else:
+                delattr(self.owner, self.name)
+            return True
+        above, gone = _layer_above(top, self.wrapper)
+        if gone:
+            return True  # replaced by a chain without ours: nothing of ours is left to remove
+        if above is not None and _is_proxy(above):  # wrapt (OpenTelemetry instrumentors)
+            above.__wrapped__ = self.original  # splice ours out from beneath it
+            return True
+        return False
+
+
+def _layer_above(top: Any, wrapper: Any) -> tuple[Any, bool]:
+    """(the layer whose `__wrapped__` is ours, following the chain down from `top`, or None;
+    whether ours is certainly not in it: a chain of `__wrapped__` that ends without it)."""
+    layer, depth = top, 0
+    while depth < 32:
+        inner = getattr(layer, "__wrapped__", None)
+        if inner is None:
+            return None, depth > 0
+        if inner is wrapper:
+            return layer, False
+        layer, depth = inner, depth + 1
+    return None, False
+
+
+def _is_proxy(layer: Any) -> bool:
+    """A wrapt object proxy, whose `__wrapped__` is what it calls (a `functools.wraps`
+    function's `__wrapped__` is only a note: setting it changes nothing)."""
+    return any(c.__name__ == "ObjectProxy" and "wrap" in c.__module__ for c in type(layer).__mro__)
 
 
 _patches: dict[tuple[int, str], Patch] = {}
@@ -81,10 +112,14 @@ def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 
 
 def unpatch_all() -> None:
+    """Remove every wrapper of ours, and only ours. One another instrumentor wrapped after us
+    (OpenTelemetry's, with wrapt) is kept, with ours spliced out from beneath it; one we cannot
+    splice out stays in its chain, passing straight through while cascadeflow is inactive, and
+    is removed by a later `unpatch_all` once it is on top again (a later `patch` reuses it)."""
     with _lock:
-        for item in reversed(list(_patches.values())):
-            item.restore()
-        _patches.clear()
+        for key, item in reversed(list(_patches.items())):
+            if item.restore():
+                del _patches[key]
 
 
 def patched() -> list[Patch]:
