@@ -217,3 +217,67 @@ def test_shutdown_keeps_the_reference_instrumentation(provider: Any, otel: Otel,
     finally:
         instrumentor.uninstrument()
     assert openai.resources.chat.completions.Completions.create is create
+
+
+# -- 1. cascadeflow's spans are current for the code they wrap ------------------------------------
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Otel, mode: str) -> None:
+    import httpx
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    at_send: list[Any] = []  # the span current when the HTTP request leaves, as an HTTP
+    http = httpx.Client(event_hooks={"request": [  # client instrumentation would see it
+        lambda request: at_send.append(trace.get_current_span().get_span_context())]})
+    client = openai.OpenAI(base_url=provider.url, api_key="test", http_client=http)
+    cascadeflow.init(mode=mode, **otel.providers)
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        with app.start_as_current_span("app.in_tool"):
+            return order
+
+    @cascadeflow.agent(name="triage")
+    def triage() -> None:
+        with app.start_as_current_span("app.in_agent"):
+            client.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{"role": "user", "content": "x"}])
+        lookup("A1")
+
+    with cascadeflow.run():
+        triage()
+    spans = {s.name: s for s in otel.spans()}
+    agent, in_agent = spans["invoke_agent triage"], spans["app.in_agent"]
+    chat, tool = spans["chat gpt-4o-mini"], spans["execute_tool lookup"]
+    assert in_agent.parent.span_id == agent.context.span_id
+    assert chat.parent.span_id == in_agent.context.span_id  # the current span is the parent
+    assert [c.span_id for c in at_send] == [chat.context.span_id]
+    assert tool.parent.span_id == agent.context.span_id
+    assert spans["app.in_tool"].parent.span_id == tool.context.span_id
+    assert len({s.context.trace_id for s in spans.values()}) == 1
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
+
+
+def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    @cascadeflow.agent(name="stream")
+    def stream() -> Iterator[int]:
+        for i in range(2):
+            with app.start_as_current_span(f"app.item{i}"):
+                pass
+            yield i
+
+    with cascadeflow.run():
+        for i in stream():
+            with app.start_as_current_span(f"app.consumer{i}"):
+                pass
+    spans = {s.name: s for s in otel.spans()}
+    agent, run = spans["invoke_agent stream"], spans["invoke_agent run"]
+    assert spans["app.item0"].parent.span_id == agent.context.span_id
+    assert spans["app.item1"].parent.span_id == agent.context.span_id
+    assert spans["app.consumer0"].parent.span_id == run.context.span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN

@@ -141,6 +141,12 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
     return None if request is None else (cascade, request)
 
 
+def _model(kwargs: dict[str, Any]) -> str:
+    """The model asked for, for the span's name before the worker knows the request."""
+    model = kwargs.get("model")  # (litellm's positional forms name it later, on the worker)
+    return model if isinstance(model, str) else ""
+
+
 def _raw_kind(kwargs: dict[str, Any]) -> str | None:
     headers = kwargs.get("extra_headers")
     return headers.get(RAW_RESPONSE_HEADER) if isinstance(headers, dict) else None
@@ -230,6 +236,8 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
+            if rt.observer is not None:
+                cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
                 result = original(*args, **kwargs)
             except BaseException as exc:
@@ -237,12 +245,16 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
                 raise
             finally:
                 _inside.reset(token)
+                if cap.span is not None:
+                    rt.span_sent(cap.span)
             return _observed(cap, result, operation, kwargs, False)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return original(*args, **kwargs)
         step = begin(rt, wanted)
         token = _inside.set(True)
+        if rt.observer is not None:
+            step.span = rt.span_started(step.session, operation, step.model)
         try:
             result = original(*step.args, **step.kwargs)
         except BaseException as exc:
@@ -250,6 +262,8 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
             raise
         finally:
             _inside.reset(token)
+            if step.span is not None:
+                rt.span_sent(step.span)
         return _response(step, result, is_async=False)
 
     wrapper.__cascadeflow_original__ = original  # type: ignore[attr-defined]
@@ -276,6 +290,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
+            if rt.observer is not None:
+                cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
                 result = await original(*args, **kwargs)
             except BaseException as exc:
@@ -283,12 +299,16 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
                 raise
             finally:
                 _inside.reset(token)
+                if cap.span is not None:
+                    rt.span_sent(cap.span)
             return _observed(cap, result, operation, kwargs, True)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return await original(*args, **kwargs)
         step = await abegin(rt, wanted)
         token = _inside.set(True)
+        if rt.observer is not None:
+            step.span = rt.span_started(step.session, operation, step.model)
         try:
             result = await original(*step.args, **step.kwargs)
         except BaseException as exc:
@@ -296,6 +316,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
             raise
         finally:
             _inside.reset(token)
+            if step.span is not None:
+                rt.span_sent(step.span)
         return _response(step, result, is_async=True)
 
     wrapper.__cascadeflow_original__ = original  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from cascadeflow.telemetry import conventions as cv
 from cascadeflow.telemetry.calls import ToolCalls
 from cascadeflow.telemetry.naming import provider_name, server, wire_model
 from cascadeflow.telemetry.setup import Providers
+from cascadeflow.telemetry.spans import Started, StepSpans
 from cascadeflow.usage import Usage
 
 _OPERATIONS = {"chat": cv.OP_CHAT, "responses": cv.OP_CHAT, "text_completion": cv.OP_TEXT,
@@ -32,12 +33,14 @@ class Telemetry:
     """Emits through the providers it was given; owns nothing it did not create."""
 
     def __init__(self, providers: Providers, capture_content: bool) -> None:
-        from opentelemetry import trace  # slow to import: only when telemetry is on
+        from opentelemetry import context, trace  # slow to import: only when telemetry is on
 
         self.providers = providers
         self.capture_content = capture_content
         self._trace = trace
+        self._context = context
         self.tracer = providers.tracer_provider.get_tracer("cascadeflow", __version__)
+        self.spans = StepSpans(self.tracer)
         meter = providers.meter_provider.get_meter("cascadeflow", __version__)
         self.duration = meter.create_histogram(
             cv.METRIC_DURATION, unit="s", description="GenAI operation duration.",
@@ -90,6 +93,13 @@ class Telemetry:
                                     {cv.AGENT_NAME: session.agent or "run",
                                      cv.CF_PROJECT: session.project or ""})
 
+    def activate(self, span: Any) -> Any:
+        """The session's span becomes current, so what the application opens inside nests."""
+        return self._context.attach(self._trace.set_span_in_context(span))
+
+    def deactivate(self, activation: Any) -> None:
+        self._context.detach(activation)
+
     def _parent(self, session: Session | None) -> tuple[Any, bool] | None:
         """(context of the nearest session span, whether it records), or None without one.
         Steps under a session span that is not recording (sampled out) get no span of their own."""
@@ -99,6 +109,19 @@ class Telemetry:
             return None
         context = self._trace.set_span_in_context(session.span)
         return context, bool(session.span.is_recording())
+
+    # -- steps: made current on the caller's thread around the send -----------------------
+    def step_started(self, session: Session, operation: str, name: str) -> Started:
+        kind = self._trace.SpanKind
+        while session.span is None and session.parent is not None:
+            session = session.parent
+        if operation == "tool":
+            return self.spans.start(session.span, f"{cv.OP_EXECUTE_TOOL} {name}", kind.INTERNAL)
+        return self.spans.start(session.span, f"{_OPERATIONS.get(operation, operation)} {name}",
+                                kind.CLIENT)
+
+    def step_sent(self, started: Started) -> None:
+        self.spans.leave(started)
 
     # -- steps (on the background worker) -----------------------------------------------
     def step_recorded(self, step: StepRecord) -> None:
@@ -110,9 +133,12 @@ class Telemetry:
         error = entry.error or step.stop_error
         usage = _known_usage(step)
         call_id = self._calls.settle(step, usage)
-        parent = self._parent(step.session)
-        if parent is None or parent[1]:
-            self._span(step, operation, error, usage, call_id, None if parent is None else parent[0])
+        if step.span is not None:
+            self._span(step, operation, error, usage, call_id, None)
+        else:  # stopped before the send: under the session's span, when that records
+            parent = self._parent(step.session)
+            if parent is None or parent[1]:
+                self._span(step, operation, error, usage, call_id, None if parent is None else parent[0])
         metric_attrs: dict[str, Any] = {cv.OPERATION: operation}
         if not tool:
             metric_attrs[cv.REQUEST_MODEL] = _wire_model(step)
@@ -151,12 +177,19 @@ class Telemetry:
         tool = request.operation == "tool"
         name = f"{cv.OP_EXECUTE_TOOL} {request.tool}" if tool else f"{operation} {_wire_model(step)}"
         kind = self._trace.SpanKind.INTERNAL if tool else self._trace.SpanKind.CLIENT
+        end = step.ended_ns or step.started_ns
+        started: Started | None = step.span
+        if started is not None:
+            recording = started.recording if started.span is None else started.span.is_recording()
+            attributes = self._attributes(step, operation, error, usage, call_id) if recording else {}
+            self.spans.build(started, name, kind, attributes, step.started_ns, end, error)
+            return
         span = self.tracer.start_span(name, context=parent, kind=kind, start_time=step.started_ns)
         if span.is_recording():
             span.set_attributes(self._attributes(step, operation, error, usage, call_id))
             if error is not None:
                 span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
-        span.end(end_time=step.ended_ns or step.started_ns)
+        span.end(end_time=end)
 
     def _attributes(self, step: StepRecord, operation: str, error: str | None, usage: Usage | None,
                     call_id: str | None) -> dict[str, Any]:
