@@ -78,7 +78,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          instrument: Sequence[str] | None = None, approver: Any = None,
          ambient_max_entries: int | None = None, budget_pressure: float | None = None,
          budget_alert: float | None = None, kpi_hysteresis: float | None = None,
-         otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
+         otel: bool | None = None, otel_client_spans: str | None = None,
+         tracer_provider: Any = None, meter_provider: Any = None,
          alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
          guardrails_file: str | os.PathLike[str] | None = None, unknown_price: str | None = None,
          run_max_entries: int | None = None,
@@ -93,6 +94,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "instrument": tuple(instrument) if isinstance(instrument, list | tuple) else instrument,
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
+        "otel_client_spans": otel_client_spans,
         "guardrails": guardrails,
         "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
         "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
@@ -175,7 +177,7 @@ def flush(timeout: float | None = None) -> bool:
 def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
     telemetry = None
     if opened.providers is not None:
-        telemetry = Telemetry(opened.providers, _otel_capture(config))
+        telemetry = Telemetry(opened.providers, _otel_capture(config), config.otel_client_spans)
     cascades = build_cascades(config.cascades, f"file {config.config_file}") if config.cascades else {}
     runtime = Runtime(config, engine=Engine(config, approver=approver), cascades=cascades,
                       observer=telemetry, alert=opened.dispatcher.emit)

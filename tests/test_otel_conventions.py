@@ -281,3 +281,61 @@ def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
     assert spans["app.item1"].parent.span_id == agent.context.span_id
     assert spans["app.consumer0"].parent.span_id == run.context.span_id
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+# -- 6. beside the reference instrumentation: one CLIENT span and one set of gen_ai.client.* -------
+def _client_spans(otel: Otel) -> list[Any]:
+    from opentelemetry.trace import SpanKind
+
+    return [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
+
+
+def _cascadeflow_points(otel: Otel, name: str) -> list[Any]:
+    cascadeflow.flush()
+    data = otel.reader.get_metrics_data()
+    return [p for r in data.resource_metrics for s in r.scope_metrics if s.scope.name == "cascadeflow"
+            for m in s.metrics if m.name == name for p in m.data.data_points]
+
+
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, otel: Otel,
+                                                                 reference_first: bool) -> None:
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        with cascadeflow.run(budget=1.0):
+            _chat(provider)
+            # litellm sends through the openai SDK; a key of its own keeps litellm from reusing a
+            # client cached by an earlier test, which holds the SDK method bound back then
+            litellm.completion(**chat_kwargs(provider, api_key=f"sk-defer-{reference_first}"))
+        [ours, _litellm_step] = [s for s in otel.spans() if s.instrumentation_scope.name == "cascadeflow"
+                            and s.name.startswith("cascadeflow chat")]
+        assert len(_client_spans(otel)) == 2  # one per call: the reference's
+        assert all(s.instrumentation_scope.name != "cascadeflow" for s in _client_spans(otel))
+        assert ours.attributes["cascadeflow.cost_usd"] > 0
+        assert ga.GEN_AI_USAGE_INPUT_TOKENS not in ours.attributes
+        assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION) == []
+        assert _cascadeflow_points(otel, "cascadeflow.cost")
+        # asked for both, it emits both
+        cascadeflow.init(mode="observe", otel_client_spans="always", **otel.providers)
+        otel.exporter.clear()
+        _chat(provider)
+        assert len(_client_spans(otel)) == 2
+    finally:
+        cascadeflow.shutdown()  # first: the reference's unwrap only takes off the top wrapper
+        instrumentor.uninstrument()
+
+
+def test_client_spans_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe", otel_client_spans="sometimes")
+    assert "otel_client_spans" in str(error.value) and "sometimes" in str(error.value)
+    assert "init()" in str(error.value)
+    monkeypatch.setenv("CASCADEFLOW_OTEL_CLIENT_SPANS", "both")
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe")
+    assert "env CASCADEFLOW_OTEL_CLIENT_SPANS" in str(error.value) and "both" in str(error.value)
+    monkeypatch.setenv("CASCADEFLOW_OTEL_CLIENT_SPANS", "never")
+    assert cascadeflow.init(mode="observe").sources["otel_client_spans"] == "env"

@@ -20,11 +20,13 @@ from cascadeflow.secrets import scrub
 from cascadeflow.session import Session
 from cascadeflow.telemetry import conventions as cv
 from cascadeflow.telemetry.calls import ToolCalls
+from cascadeflow.telemetry.duplicates import Duplicates
 from cascadeflow.telemetry.naming import provider_name, server, wire_model
 from cascadeflow.telemetry.setup import Providers
 from cascadeflow.telemetry.spans import Started, StepSpans
 from cascadeflow.usage import Usage
 
+_DEFERRED_KEEP = frozenset({cv.AGENT_NAME, cv.CONVERSATION_ID, cv.ERROR_TYPE})
 _OPERATIONS = {"chat": cv.OP_CHAT, "responses": cv.OP_CHAT, "text_completion": cv.OP_TEXT,
                "embeddings": cv.OP_EMBEDDINGS, "tool": cv.OP_EXECUTE_TOOL}
 
@@ -32,11 +34,13 @@ _OPERATIONS = {"chat": cv.OP_CHAT, "responses": cv.OP_CHAT, "text_completion": c
 class Telemetry:
     """Emits through the providers it was given; owns nothing it did not create."""
 
-    def __init__(self, providers: Providers, capture_content: bool) -> None:
+    def __init__(self, providers: Providers, capture_content: bool, client_spans: str = "auto") -> None:
         from opentelemetry import context, trace  # slow to import: only when telemetry is on
 
         self.providers = providers
         self.capture_content = capture_content
+        self.client_spans = client_spans  # "auto" | "always" | "never" (config otel_client_spans)
+        self._duplicates = Duplicates()
         self._trace = trace
         self._context = context
         self.tracer = providers.tracer_provider.get_tracer("cascadeflow", __version__)
@@ -133,12 +137,14 @@ class Telemetry:
         error = entry.error or step.stop_error
         usage = _known_usage(step)
         call_id = self._calls.settle(step, usage)
+        deferred = not tool and self._deferred(step)
         if step.span is not None:
-            self._span(step, operation, error, usage, call_id, None)
+            self._span(step, operation, error, usage, call_id, None, deferred)
         else:  # stopped before the send: under the session's span, when that records
             parent = self._parent(step.session)
             if parent is None or parent[1]:
-                self._span(step, operation, error, usage, call_id, None if parent is None else parent[0])
+                self._span(step, operation, error, usage, call_id, None if parent is None else parent[0],
+                           deferred)
         metric_attrs: dict[str, Any] = {cv.OPERATION: operation}
         if not tool:
             metric_attrs[cv.REQUEST_MODEL] = _wire_model(step)
@@ -156,43 +162,54 @@ class Telemetry:
             metric_attrs[cv.AGENT_NAME] = entry.agent
         if error is not None:
             metric_attrs[cv.ERROR_TYPE] = error
-        if entry.latency_ms is not None:
+        if entry.latency_ms is not None and not deferred:
             self.duration.record(entry.latency_ms / 1000.0, metric_attrs)
         if tool or usage is None:
             return  # usage not known is not reported (a failed, stopped or unread call)
-        token_attrs = {**metric_attrs, cv.CF_USAGE_ESTIMATED: usage.estimated}
-        self.tokens.record(usage.tokens_in, {**token_attrs, cv.TOKEN_TYPE: "input"})
-        if request.operation != "embeddings":
-            self.tokens.record(usage.tokens_out, {**token_attrs, cv.TOKEN_TYPE: "output"})
+        if not deferred:
+            token_attrs = {**metric_attrs, cv.CF_USAGE_ESTIMATED: usage.estimated}
+            self.tokens.record(usage.tokens_in, {**token_attrs, cv.TOKEN_TYPE: "input"})
+            if request.operation != "embeddings":
+                self.tokens.record(usage.tokens_out, {**token_attrs, cv.TOKEN_TYPE: "output"})
         if entry.cost:
             self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
                                        cv.AGENT_NAME: entry.agent or "",
                                        cv.CF_PROJECT: step.chain[-1].project or ""})
 
+    def _deferred(self, step: StepRecord) -> bool:
+        """The model call's CLIENT span and gen_ai.client.* metrics are left to another
+        instrumentation (`otel_client_spans`)."""
+        if self.client_spans == "auto":
+            return self._duplicates.covered(step)
+        return self.client_spans == "never"
+
     def _span(self, step: StepRecord, operation: str, error: str | None, usage: Usage | None,
-              call_id: str | None, parent: Any) -> None:
+              call_id: str | None, parent: Any, deferred: bool) -> None:
         """Start the span; only when it records (a sampler may drop it) build its attributes, in
         one dict handed to the SDK at once, then end it at the step's end."""
         request = step.request
         tool = request.operation == "tool"
         name = f"{cv.OP_EXECUTE_TOOL} {request.tool}" if tool else f"{operation} {_wire_model(step)}"
-        kind = self._trace.SpanKind.INTERNAL if tool else self._trace.SpanKind.CLIENT
+        kind = self._trace.SpanKind.INTERNAL if tool or deferred else self._trace.SpanKind.CLIENT
+        if deferred:
+            name = f"cascadeflow {name}"
         end = step.ended_ns or step.started_ns
         started: Started | None = step.span
         if started is not None:
             recording = started.recording if started.span is None else started.span.is_recording()
-            attributes = self._attributes(step, operation, error, usage, call_id) if recording else {}
+            attributes = self._attributes(step, operation, error, usage, call_id, deferred) \
+                if recording else {}
             self.spans.build(started, name, kind, attributes, step.started_ns, end, error)
             return
         span = self.tracer.start_span(name, context=parent, kind=kind, start_time=step.started_ns)
         if span.is_recording():
-            span.set_attributes(self._attributes(step, operation, error, usage, call_id))
+            span.set_attributes(self._attributes(step, operation, error, usage, call_id, deferred))
             if error is not None:
                 span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end(end_time=end)
 
     def _attributes(self, step: StepRecord, operation: str, error: str | None, usage: Usage | None,
-                    call_id: str | None) -> dict[str, Any]:
+                    call_id: str | None, deferred: bool = False) -> dict[str, Any]:
         request = step.request
         entry = step.entry
         attributes: dict[str, Any] = {cv.OPERATION: operation}
@@ -262,6 +279,9 @@ class Telemetry:
         attributes[cv.CF_STATUS] = entry.status
         if error is not None:
             attributes[cv.ERROR_TYPE] = error
+        if deferred:  # the instrumentation's CLIENT span carries the GenAI attributes, once
+            return {k: v for k, v in attributes.items()
+                    if k in _DEFERRED_KEEP or k.startswith("cascadeflow.")}
         return attributes
 
     def decisions_made(self, entries: Sequence[Entry]) -> None:
