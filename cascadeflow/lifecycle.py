@@ -211,10 +211,22 @@ def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:
     return store
 
 
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: the legacy true/false and the content
+# capturing modes of the GenAI instrumentations (case-insensitive); cascadeflow emits no events,
+# so only the modes that put content on spans turn it on
+CAPTURE_VAR = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_VALUES = {"true": True, "1": True, "yes": True, "span_only": True, "span_and_event": True,
+                   "false": False, "0": False, "no": False, "event_only": False, "no_content": False}
+
+
 def _otel_capture(config: Config) -> bool:
     """Content on spans: the cascadeflow setting or the conventional OpenTelemetry variable."""
-    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower()
-    return config.capture_content or flag in ("1", "true", "yes")
+    raw = os.environ.get(CAPTURE_VAR, "")
+    flag = _CAPTURE_VALUES.get(raw.strip().lower(), None if raw.strip() else False)
+    if flag is None:
+        raise ConfigError(CAPTURE_VAR, raw, f"env {CAPTURE_VAR}",
+                          "expected true, false, span_only, event_only, span_and_event or no_content")
+    return config.capture_content or flag
 
 
 @atexit.register

@@ -339,3 +339,64 @@ def test_client_spans_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> N
     assert "env CASCADEFLOW_OTEL_CLIENT_SPANS" in str(error.value) and "both" in str(error.value)
     monkeypatch.setenv("CASCADEFLOW_OTEL_CLIENT_SPANS", "never")
     assert cascadeflow.init(mode="observe").sources["otel_client_spans"] == "env"
+
+
+# -- 3. captured content in the conventional form --------------------------------------------------
+KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.mark.parametrize(("flag", "captured"), [
+    ("span_only", True), ("SPAN_AND_EVENT", True), ("true", True),
+    ("event_only", False), ("no_content", False), ("false", False)])
+def test_capture_variable_values(provider: Any, otel: Otel, monkeypatch: pytest.MonkeyPatch,
+                                 flag: str, captured: bool) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", flag)
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider, "hello"))
+    [span] = otel.model_spans()
+    assert (ga.GEN_AI_INPUT_MESSAGES in span.attributes) is captured
+    assert (ga.GEN_AI_OUTPUT_MESSAGES in span.attributes) is captured
+
+
+def test_capture_variable_is_validated(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "spans")
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe", **otel.providers)
+    assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in str(error.value)
+    assert "spans" in str(error.value)
+
+
+def test_messages_are_role_and_parts_with_finish_reason(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", capture_content=True, **otel.providers)
+    provider.reply(tool_call=("lookup", {"order": "A1"}), times=1)
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": f"my key is {KEY}"}]}]
+    first = litellm.completion(**{**chat_kwargs(provider), "messages": messages})
+    call = first.choices[0].message.tool_calls[0]
+    messages += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "shipped"}]
+    litellm.completion(**{**chat_kwargs(provider), "messages": messages})
+    asked, answered = otel.model_spans()
+    inputs = json.loads(asked.attributes[ga.GEN_AI_INPUT_MESSAGES])
+    assert inputs == [{"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+                      {"role": "user", "parts": [{"type": "text", "content": "my key is [SECRET]"}]}]
+    [output] = json.loads(asked.attributes[ga.GEN_AI_OUTPUT_MESSAGES])
+    assert output == {"role": "assistant", "finish_reason": "tool_calls", "parts": [
+        {"type": "tool_call", "id": call.id, "name": "lookup", "arguments": {"order": "A1"}}]}
+    later = json.loads(answered.attributes[ga.GEN_AI_INPUT_MESSAGES])
+    assert later[2] == {"role": "assistant", "parts": [
+        {"type": "tool_call", "id": call.id, "name": "lookup", "arguments": {"order": "A1"}}]}
+    assert later[3] == {"role": "tool", "parts": [
+        {"type": "tool_call_response", "id": call.id, "response": "shipped"}]}
+    [final] = json.loads(answered.attributes[ga.GEN_AI_OUTPUT_MESSAGES])
+    assert final["finish_reason"] == "stop" and final["parts"][0]["type"] == "text"
+
+
+def test_embeddings_get_no_output_message(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", capture_content=True, **otel.providers)
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.embeddings.create(model="text-embedding-3-small", input="hello")
+    [span] = otel.model_spans()
+    assert json.loads(span.attributes[ga.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hello"}]}]
+    assert ga.GEN_AI_OUTPUT_MESSAGES not in span.attributes

@@ -21,6 +21,7 @@ from cascadeflow.session import Session
 from cascadeflow.telemetry import conventions as cv
 from cascadeflow.telemetry.calls import ToolCalls
 from cascadeflow.telemetry.duplicates import Duplicates
+from cascadeflow.telemetry.messages import input_messages, output_messages
 from cascadeflow.telemetry.naming import provider_name, server, wire_model
 from cascadeflow.telemetry.setup import Providers
 from cascadeflow.telemetry.spans import Started, StepSpans
@@ -257,10 +258,11 @@ class Telemetry:
                     attributes[cv.RESPONSE_ID] = step.usage.response_id
             attributes[cv.CF_PRICE_KNOWN] = entry.price_known
             if self.capture_content and step.content_allowed:
-                attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(request.prompt), default=str)
-                if step.usage is not None:
-                    attributes[cv.OUTPUT_MESSAGES] = json.dumps(
-                        [{"role": "assistant", "content": scrub(step.usage.text)}])
+                attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(input_messages(
+                    request.operation, request.prompt, step.kwargs)), default=str)
+                if usage is not None and request.operation != "embeddings":
+                    attributes[cv.OUTPUT_MESSAGES] = json.dumps(scrub(output_messages(usage)),
+                                                                default=str)
         attributes[cv.CONVERSATION_ID] = step.chain[-1].run_id
         attributes[cv.CF_SESSION_ID] = entry.run_id
         attributes[cv.CF_STEP] = step.step_no
