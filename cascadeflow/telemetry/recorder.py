@@ -1,10 +1,11 @@
 """Spans and metrics for sessions, model calls and tool executions.
 
-A session is an `invoke_agent {name}` INTERNAL span; each model call a `{operation} {model}`
-CLIENT span under it; each `@tool` execution an `execute_tool {name}` span. Parents are set
-explicitly from the session, so the structure holds across threads and generator agents.
-Step spans are built by the background worker once the step is settled, in one call with all
-their attributes and the step's real start and end times: the caller's thread pays nothing.
+A session is an `invoke_agent {name}` INTERNAL span, current while the session is; each model
+call a `{operation} {model}` CLIENT span under the current span (else the session's); each
+`@tool` execution an `execute_tool {name}` span. A step's span identity is made current on the
+caller's thread around the send (`spans.StepSpans`); the span itself is built by the background
+worker once the step is settled, in one call with all its attributes and the step's real start
+and end times.
 """
 
 from __future__ import annotations
