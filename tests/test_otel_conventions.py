@@ -400,3 +400,41 @@ def test_embeddings_get_no_output_message(provider: Any, otel: Otel) -> None:
     assert json.loads(span.attributes[ga.GEN_AI_INPUT_MESSAGES]) == [
         {"role": "user", "parts": [{"type": "text", "content": "hello"}]}]
     assert ga.GEN_AI_OUTPUT_MESSAGES not in span.attributes
+
+
+class _ForeignTracer:
+    """A tracer that is not the SDK's (as a vendor's provider would be), emitting through one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_span(*args, **kwargs)
+
+
+class _ForeignProvider:
+    def __init__(self, inner: TracerProvider) -> None:
+        self.inner = inner
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return _ForeignTracer(self.inner.get_tracer(*args, **kwargs))
+
+
+def test_a_tracer_provider_that_is_not_the_sdks_nests_too(provider: Any, otel: Otel) -> None:
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="observe", tracer_provider=_ForeignProvider(otel.tracer_provider),
+                     meter_provider=otel.meter_provider)
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        with app.start_as_current_span("app.in_tool"):
+            return order
+
+    with cascadeflow.run():
+        litellm.completion(**chat_kwargs(provider))
+        lookup("A1")
+    spans = {s.name: s for s in otel.spans()}
+    run, chat = spans["invoke_agent run"], spans["chat gpt-4o-mini"]
+    assert chat.parent.span_id == run.context.span_id
+    assert chat.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert spans["app.in_tool"].parent.span_id == spans["execute_tool lookup"].context.span_id
