@@ -69,7 +69,7 @@ class StepSpans:
             parent, parent_context = None, context.get_current()
         started.parent, started.parent_context = parent, parent_context
         tracer = self.tracer
-        if self._sdk is None or not tracer._is_enabled():
+        if self._sdk is None or not self._enabled():
             started.span = span = tracer.start_span(name, context=parent_context, kind=kind)
             started.token = context.attach(trace.set_span_in_context(span, parent_context))
             return started
@@ -83,7 +83,8 @@ class StepSpans:
             trace_id = ids.generate_trace_id() if parent is None else parent.trace_id
             result = tracer.sampler.should_sample(parent_context, trace_id, name, kind)
             flags = trace.TraceFlags.SAMPLED if result.decision.is_sampled() else trace.TraceFlags.DEFAULT
-            if (ids.is_trace_id_random() if parent is None else parent.trace_flags & self._random_flag):
+            if self._random_flag and (ids.is_trace_id_random() if parent is None else
+                                      parent.trace_flags & self._random_flag):
                 flags |= self._random_flag
             state = result.trace_state
             started.recording = result.decision.is_recording()
@@ -93,6 +94,11 @@ class StepSpans:
         started.token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context),
                                                                  parent_context))
         return started
+
+    def _enabled(self) -> bool:
+        """The SDK's tracer configurator may disable a tracer (SDK versions that have one)."""
+        enabled = getattr(self.tracer, "_is_enabled", None)
+        return enabled is None or bool(enabled())
 
     def leave(self, started: Started) -> None:
         self._context.detach(started.token)
