@@ -168,6 +168,7 @@ class FileConfig(_Strict):
     mode: Mode | None = None
     capture_content: bool | None = None
     otel: bool | None = None
+    otel_client_spans: Literal["auto", "always", "never"] | None = None
     guardrails_file: str | None = None
     instrument: tuple[Literal["litellm", "openai"], ...] | None = None
     budget_pressure: float | None = Field(default=None, gt=0, lt=1)
@@ -197,6 +198,7 @@ ENV_VARS: dict[str, str] = {
     "guardrails_file": "CASCADEFLOW_GUARDRAILS_FILE",
     "kpi_weights": "CASCADEFLOW_KPI_WEIGHTS",
     "capture_content": "CASCADEFLOW_CAPTURE_CONTENT",
+    "otel_client_spans": "CASCADEFLOW_OTEL_CLIENT_SPANS",
     "unknown_price": "CASCADEFLOW_UNKNOWN_PRICE",
     "budget_wait_s": "CASCADEFLOW_BUDGET_WAIT_S",
 }
@@ -206,6 +208,7 @@ DEFAULTS: dict[str, Any] = {
     "mode": "off",
     "capture_content": False,
     "otel": False,
+    "otel_client_spans": "auto",
     "guardrails_file": None,
     "instrument": ("litellm", "openai"),
     "budget_pressure": 0.2,
@@ -227,6 +230,9 @@ class Config:
     mode: Mode = "off"
     capture_content: bool = False
     otel: bool = False
+    # model-call CLIENT spans and gen_ai.client.* metrics: "auto" leaves them to an OpenTelemetry
+    # instrumentation of the openai SDK when one wraps the call (docs/telemetry.md)
+    otel_client_spans: Literal["auto", "always", "never"] = "auto"
     guardrails_file: str | None = None
     instrument: tuple[str, ...] = ("litellm", "openai")
     budget_pressure: float = 0.2
@@ -379,6 +385,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         mode=mode,
         capture_content=chosen["capture_content"],
         otel=chosen["otel"],
+        otel_client_spans=chosen["otel_client_spans"],
         guardrails_file=chosen["guardrails_file"],
         instrument=tuple(chosen["instrument"]),
         budget_pressure=float(chosen["budget_pressure"]),

@@ -79,7 +79,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          instrument: Sequence[str] | None = None, approver: Any = None,
          ambient_max_entries: int | None = None, budget_pressure: float | None = None,
          budget_alert: float | None = None, kpi_hysteresis: float | None = None,
-         otel: bool | None = None, tracer_provider: Any = None, meter_provider: Any = None,
+         otel: bool | None = None, otel_client_spans: str | None = None,
+         tracer_provider: Any = None, meter_provider: Any = None,
          alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
          guardrails_file: str | os.PathLike[str] | None = None, unknown_price: str | None = None,
          run_max_entries: int | None = None,
@@ -94,6 +95,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "instrument": tuple(instrument) if isinstance(instrument, list | tuple) else instrument,
         "ambient_max_entries": ambient_max_entries, "budget_pressure": budget_pressure,
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
+        "otel_client_spans": otel_client_spans,
         "guardrails": guardrails,
         "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
         "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
@@ -178,7 +180,7 @@ def flush(timeout: float | None = None) -> bool:
 def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
     telemetry = None
     if opened.providers is not None:
-        telemetry = Telemetry(opened.providers, _otel_capture(config))
+        telemetry = Telemetry(opened.providers, _otel_capture(config), config.otel_client_spans)
     cascades = build_cascades(config.cascades, f"file {config.config_file}") if config.cascades else {}
     runtime = Runtime(config, engine=Engine(config, approver=approver), cascades=cascades,
                       observer=telemetry, alert=opened.dispatcher.emit)
@@ -212,10 +214,22 @@ def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:
     return store
 
 
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: the legacy true/false and the content
+# capturing modes of the GenAI instrumentations (case-insensitive); cascadeflow emits no events,
+# so only the modes that put content on spans turn it on
+CAPTURE_VAR = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_VALUES = {"true": True, "1": True, "yes": True, "span_only": True, "span_and_event": True,
+                   "false": False, "0": False, "no": False, "event_only": False, "no_content": False}
+
+
 def _otel_capture(config: Config) -> bool:
     """Content on spans: the cascadeflow setting or the conventional OpenTelemetry variable."""
-    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower()
-    return config.capture_content or flag in ("1", "true", "yes")
+    raw = os.environ.get(CAPTURE_VAR, "")
+    flag = _CAPTURE_VALUES.get(raw.strip().lower(), None if raw.strip() else False)
+    if flag is None:
+        raise ConfigError(CAPTURE_VAR, raw, f"env {CAPTURE_VAR}",
+                          "expected true, false, span_only, event_only, span_and_event or no_content")
+    return config.capture_content or flag
 
 
 @atexit.register

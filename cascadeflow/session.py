@@ -41,6 +41,12 @@ class SessionHooks(Protocol):
     def flush(self) -> None:
         """Wait until every record queued so far is written into the sessions."""
 
+    def activate(self, session: Session) -> Any:
+        """The session became current in this context (its span too, with telemetry): what
+        `deactivate` takes to undo it, or None."""
+
+    def deactivate(self, activation: Any) -> None: ...
+
 
 class _Detached:
     """Hooks of a session made outside any runtime (tests of the policy engine, tools)."""
@@ -54,6 +60,12 @@ class _Detached:
         return None
 
     def flush(self) -> None:
+        return None
+
+    def activate(self, session: Session) -> Any:
+        return None
+
+    def deactivate(self, activation: Any) -> None:
         return None
 
 
@@ -83,6 +95,7 @@ class Session:
         self.hooks = hooks
         self.mode = hooks.mode
         self._token: Token[Session | None] | None = None
+        self._activation: Any = None  # its span made current, while the session is
         # (step number, entry): one append, so a reader never sees a number without its entry
         self._trace: deque[tuple[int, Entry]] | list[tuple[int, Entry]] = (
             deque(maxlen=max_entries) if max_entries else [])
@@ -116,6 +129,7 @@ class Session:
     def __enter__(self) -> Session:
         self.attach(CURRENT.get())
         self._token = CURRENT.set(self)
+        self._activation = self.hooks.activate(self)
         return self
 
     def attach(self, parent: Session | None) -> None:
@@ -148,7 +162,10 @@ class Session:
                 CURRENT.reset(self._token)
             except ValueError:  # closed from another context (a generator finalised elsewhere)
                 CURRENT.set(self.parent)
-            self._token = None
+            else:  # its span was made current in the same context
+                if self._activation is not None:
+                    self.hooks.deactivate(self._activation)
+            self._token = self._activation = None
         if self._t1 is None:
             self._t1 = time.perf_counter()
             self.ended = time.time()
@@ -334,10 +351,18 @@ def current() -> Session | None:
 
 
 
-def set_current(session: Session | None) -> Token[Session | None]:
-    """Make `session` current in this context; pass the token to `reset_current`."""
-    return CURRENT.set(session)
+Entered = tuple[Token[Session | None], Session | None, Any]
 
 
-def reset_current(token: Token[Session | None]) -> None:
+def set_current(session: Session | None) -> Entered:
+    """Make `session` (and its span) current in this context; pass the result to `reset_current`.
+    (Generator agents step in and out of their session around each item.)"""
+    token = CURRENT.set(session)
+    return token, session, None if session is None else session.hooks.activate(session)
+
+
+def reset_current(entered: Entered) -> None:
+    token, session, activation = entered
+    if activation is not None and session is not None:
+        session.hooks.deactivate(activation)
     CURRENT.reset(token)

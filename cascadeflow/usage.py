@@ -14,6 +14,7 @@ from cascadeflow import billing, tokens
 from cascadeflow.request import Request
 
 _MISSING = object()
+ToolCall = tuple[str | None, str, str]  # (call id, function name, JSON arguments) as the model sent them
 _ON_CLASS: dict[tuple[type, str], bool] = {}  # does the class define `name` (a property)?
 
 
@@ -26,6 +27,7 @@ class Usage:
     cache_write_tokens: int = 0
     tool_calls: int = 0
     tool_names: tuple[str, ...] = ()  # of the tool calls, where the response names them
+    calls: tuple[ToolCall, ...] = ()  # the first choice's tool calls: (id, name, arguments)
     finish_reason: str | None = None
     model: str | None = None
     response_id: str | None = None
@@ -110,6 +112,8 @@ def read_usage(operation: str, response: Any) -> Usage:
         out.text = content if isinstance(content, str) else str(content or "")
         out.tool_calls = len(calls) if calls else 0
         names = _call_names(calls) if calls else []
+        if calls:
+            out.calls = tuple(_call(call) for call in calls)
         for choice in choices[1:]:
             calls = get(get(choice, "message"), "tool_calls")
             out.tool_calls += len(calls) if calls else 0
@@ -122,6 +126,13 @@ def read_usage(operation: str, response: Any) -> Usage:
 
 def _call_names(calls: Any) -> list[str]:
     return [str(get(get(call, "function"), "name") or "") for call in calls]
+
+
+def _call(call: Any) -> ToolCall:
+    function = get(call, "function")
+    call_id = get(call, "id")
+    return (None if call_id is None else str(call_id), str(get(function, "name") or ""),
+            str(get(function, "arguments") or ""))
 
 
 def response_text(operation: str, response: Any) -> str:
@@ -145,7 +156,9 @@ def _responses_usage(response: Any) -> Usage:
     out.cached_tokens = _int(get(get(usage, "input_tokens_details"), "cached_tokens"))
     out.reasoning_tokens = _int(get(get(usage, "output_tokens_details"), "reasoning_tokens"))
     items = get(response, "output") or []
-    names = tuple(str(get(item, "name") or "") for item in items if get(item, "type") == "function_call")
+    out.calls = tuple((get(item, "call_id"), str(get(item, "name") or ""), str(get(item, "arguments") or ""))
+                      for item in items if get(item, "type") == "function_call")
+    names = tuple(call[1] for call in out.calls)
     out.tool_calls, out.tool_names = len(names), names
     out.text = "".join(str(get(part, "text") or "") for item in items
                        for part in (get(item, "content") or ()))
@@ -168,7 +181,7 @@ def provider_finished(stream: Any, finish_seen: bool) -> bool:
 class StreamAccumulator:
     """Collects what a stream delivered so the step can be settled however the stream ends."""
 
-    __slots__ = ("chunks", "operation", "parts", "tool_args", "tool_ids", "tool_names", "usage",
+    __slots__ = ("calls", "chunks", "operation", "parts", "tool_args", "tool_ids", "tool_names", "usage",
                  "usage_reported")
 
     def __init__(self, operation: str) -> None:
@@ -177,6 +190,7 @@ class StreamAccumulator:
         self.tool_args: list[str] = []
         self.tool_ids: set[Any] = set()
         self.tool_names: list[str] = []
+        self.calls: dict[Any, list[Any]] = {}  # first choice's calls by index: [id, name, argument parts]
         self.usage = Usage()
         self.chunks = 0
         self.usage_reported = False
@@ -215,11 +229,24 @@ class StreamAccumulator:
                     args = get(get(call, "function"), "arguments")
                     if args:
                         self.tool_args.append(args)
+                    if key[0] == 0:
+                        self._add_call(key[1], get(call, "id"), name, args)
             if text:
                 self.parts.append(text)
             reason = get(choice, "finish_reason")
             if reason:
                 usage.finish_reason = reason
+
+    def _add_call(self, index: Any, call_id: Any, name: Any, args: Any) -> None:
+        found = self.calls.get(index)
+        if found is None:
+            found = self.calls[index] = [None, "", []]
+        if call_id:
+            found[0] = str(call_id)
+        if name:
+            found[1] = str(name)
+        if args:
+            found[2].append(str(args))
 
     def _add_event(self, event: Any) -> None:
         kind = get(event, "type")
@@ -238,6 +265,8 @@ class StreamAccumulator:
         usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
         if self.tool_names and not usage.tool_names:
             usage.tool_names = tuple(self.tool_names)
+        if self.calls and not usage.calls:
+            usage.calls = tuple((c[0], c[1], "".join(c[2])) for c in self.calls.values())
         if self.usage_reported:
             return usage
         model = usage.model or request.model

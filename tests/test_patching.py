@@ -78,3 +78,32 @@ def test_instrument_selection() -> None:
     report = cascadeflow.init(mode="observe", instrument=["openai"])
     assert report.instrumented == ["openai"]
     assert not hasattr(litellm.completion, "__cascadeflow_original__")
+
+
+def test_shutdown_leaves_a_plain_wrapper_made_after_it(provider: Any) -> None:
+    """A wrapper cascadeflow cannot splice itself out from under stays working; cascadeflow's
+    stays beneath it, passing straight through, and is removed once it is on top again."""
+    from tests.conftest import chat_kwargs
+
+    original = litellm.completion
+    cascadeflow.init(mode="observe")
+    ours = litellm.completion
+    seen: list[str] = []
+
+    def theirs(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["model"])
+        return ours(*args, **kwargs)
+
+    litellm.completion = theirs
+    cascadeflow.shutdown()
+    assert litellm.completion is theirs
+    with cascadeflow.run() as session:  # mode off: nothing recorded
+        litellm.completion(**chat_kwargs(provider))
+    assert seen == ["openai/gpt-4o-mini"] and session.summary()["steps"] == 0
+    cascadeflow.init(mode="observe")  # reuses the wrapper still in the chain: one step per call
+    with cascadeflow.run() as session:
+        litellm.completion(**chat_kwargs(provider))
+    assert session.summary()["steps"] == 1
+    litellm.completion = ours  # they leave
+    cascadeflow.shutdown()
+    assert litellm.completion is original

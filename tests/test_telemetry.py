@@ -18,6 +18,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
+from opentelemetry.semconv.attributes import error_attributes as ea
+from opentelemetry.semconv.attributes import server_attributes as sa
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import chat_kwargs
@@ -68,37 +72,38 @@ def test_span_structure_and_attributes(provider: Any, otel: Any) -> None:
         triage()
     spans = spans_by_name(exporter)
     run, agent = spans["invoke_agent run"], spans["invoke_agent triage"]
-    chat, tool = spans["chat openai/gpt-4o-mini"], spans["execute_tool fetch_similar_tickets"]
+    chat, tool = spans["chat gpt-4o-mini"], spans["execute_tool fetch_similar_tickets"]
     assert run.kind == SpanKind.INTERNAL and chat.kind == SpanKind.CLIENT
     assert agent.parent.span_id == run.context.span_id
     assert chat.parent.span_id == agent.context.span_id
     assert tool.parent.span_id == agent.context.span_id
     assert len({s.context.trace_id for s in spans.values()}) == 1
     a = chat.attributes
-    assert a["gen_ai.operation.name"] == "chat"
-    assert a["gen_ai.provider.name"] == "openai"
-    assert a["gen_ai.request.model"] == "openai/gpt-4o-mini"
-    assert a["gen_ai.response.model"] == "gpt-4o-mini"
-    assert a["gen_ai.request.max_tokens"] == 30 and a["gen_ai.request.temperature"] == 0.2
-    assert a["gen_ai.request.top_p"] == 0.9 and a["gen_ai.request.seed"] == 7
-    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
-    assert tuple(a["gen_ai.response.finish_reasons"]) == ("stop",)
-    assert a["gen_ai.response.id"].startswith("chatcmpl-")
-    assert a["gen_ai.conversation.id"] == session.run_id
-    assert a["gen_ai.agent.name"] == "triage"
-    assert a["server.address"] == "127.0.0.1" and a["server.port"] == provider.port
+    assert a[ga.GEN_AI_OPERATION_NAME] == "chat"
+    assert a[ga.GEN_AI_PROVIDER_NAME] == "openai"
+    assert a[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"  # as sent: litellm strips its prefix
+    assert a["cascadeflow.requested_model"] == "openai/gpt-4o-mini"
+    assert a[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+    assert a[ga.GEN_AI_REQUEST_MAX_TOKENS] == 30 and a[ga.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert a[ga.GEN_AI_REQUEST_TOP_P] == 0.9 and a[ga.GEN_AI_REQUEST_SEED] == 7
+    assert a[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0 and a[ga.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert tuple(a[ga.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop",)
+    assert a[ga.GEN_AI_RESPONSE_ID].startswith("chatcmpl-")
+    assert a[ga.GEN_AI_CONVERSATION_ID] == session.run_id
+    assert a[ga.GEN_AI_AGENT_NAME] == "triage"
+    assert a[sa.SERVER_ADDRESS] == "127.0.0.1" and a[sa.SERVER_PORT] == provider.port
     assert a["cascadeflow.action"] == "allow" and a["cascadeflow.applied"] is False
     assert a["cascadeflow.mode"] == "observe"
     assert a["cascadeflow.cost_usd"] == pytest.approx(session.trace()[0]["cost"])
     assert a["cascadeflow.budget_remaining"] == 1.0
-    assert tool.attributes["gen_ai.tool.name"] == "fetch_similar_tickets"
-    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
-    assert agent.attributes["gen_ai.agent.name"] == "triage"
+    assert tool.attributes[ga.GEN_AI_TOOL_NAME] == "fetch_similar_tickets"
+    assert tool.attributes[ga.GEN_AI_OPERATION_NAME] == "execute_tool"
+    assert agent.attributes[ga.GEN_AI_AGENT_NAME] == "triage"
     assert run.attributes["cascadeflow.steps"] == 2 and run.attributes["cascadeflow.project"] == "support"
     # content and secrets are absent by default
     dump = json.dumps([dict(s.attributes) for s in spans.values()], default=str)
     assert "classify me" not in dump and "abcdefghijklmnop" not in dump
-    assert "gen_ai.input.messages" not in a
+    assert ga.GEN_AI_INPUT_MESSAGES not in a
 
 
 def test_metrics(provider: Any, otel: Any) -> None:
@@ -109,19 +114,19 @@ def test_metrics(provider: Any, otel: Any) -> None:
         with pytest.raises(cascadeflow.StepLimitReached):
             litellm.completion(**chat_kwargs(provider), max_tokens=10)
     found = metrics(reader)
-    [duration] = found["gen_ai.client.operation.duration"]
-    assert duration.count == 1 and duration.attributes["gen_ai.request.model"] == "openai/gpt-4o-mini"
+    [duration] = found[gm.GEN_AI_CLIENT_OPERATION_DURATION]
+    assert duration.count == 1 and duration.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
     assert list(duration.explicit_bounds)[:3] == [0.01, 0.02, 0.04]
-    tokens = {p.attributes["gen_ai.token.type"]: p for p in found["gen_ai.client.token.usage"]}
+    tokens = {p.attributes[ga.GEN_AI_TOKEN_TYPE]: p for p in found[gm.GEN_AI_CLIENT_TOKEN_USAGE]}
     assert tokens["input"].sum > 0 and tokens["output"].sum > 0
     assert found["cascadeflow.cost"][0].value > 0
     decisions = {(p.attributes["cascadeflow.action"], p.attributes["cascadeflow.applied"]): p.value
                  for p in found["cascadeflow.decisions"]}
     assert decisions == {("stop", True): 1}  # plain allow/ok steps are counted by the duration
     assert found["cascadeflow.budget.utilization"][0].count == 1
-    stopped = spans_by_name(exporter)["chat openai/gpt-4o-mini"]
+    stopped = spans_by_name(exporter)["chat gpt-4o-mini"]
     errors = [s for s in exporter.get_finished_spans() if s.status.status_code == StatusCode.ERROR]
-    assert [s.attributes["error.type"] for s in errors] == ["StepLimitReached"]
+    assert [s.attributes[ea.ERROR_TYPE] for s in errors] == ["StepLimitReached"]
     assert stopped is not None
 
 
@@ -135,7 +140,7 @@ def test_error_type_from_the_provider(provider: Any, otel: Any) -> None:
     cascadeflow.flush()  # outside a run(), spans are written by the background worker
     [span] = exporter.get_finished_spans()  # the ambient session has no span: the call is a root
     assert span.parent is None
-    assert span.attributes["error.type"] == "InternalServerError"
+    assert span.attributes[ea.ERROR_TYPE] == "InternalServerError"
 
 
 def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_path: Any,
@@ -147,14 +152,14 @@ def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_pa
     litellm.completion(**chat_kwargs(provider, f"my key is {KEY}"))
     cascadeflow.flush()
     [span] = exporter.get_finished_spans()
-    messages = span.attributes["gen_ai.input.messages"]
+    messages = span.attributes[ga.GEN_AI_INPUT_MESSAGES]
     assert "my key is [SECRET]" in messages and KEY not in messages
-    assert "Reply from" in span.attributes["gen_ai.output.messages"]
+    assert "Reply from" in span.attributes[ga.GEN_AI_OUTPUT_MESSAGES]
     # a compliance profile that forbids capture wins
     exporter.clear()
     with cascadeflow.run(compliance="gdpr"):
         litellm.completion(**chat_kwargs(provider, "private"))
-    assert all("gen_ai.input.messages" not in s.attributes for s in exporter.get_finished_spans())
+    assert all(ga.GEN_AI_INPUT_MESSAGES not in s.attributes for s in exporter.get_finished_spans())
 
 
 def test_a_sampler_that_drops_gets_no_span_work_but_metrics_still_count(provider: Any) -> None:
@@ -171,7 +176,7 @@ def test_a_sampler_that_drops_gets_no_span_work_but_metrics_still_count(provider
     litellm.completion(**chat_kwargs(provider, "outside any run"))
     cascadeflow.flush()
     assert exporter.get_finished_spans() == ()
-    [point] = metrics(reader)["gen_ai.client.operation.duration"]
+    [point] = metrics(reader)[gm.GEN_AI_CLIENT_OPERATION_DURATION]
     assert point.count == 2
 
 
@@ -226,7 +231,7 @@ def test_spans_arrive_through_the_real_otlp_exporter(provider: Any, monkeypatch:
                     services.add(attr.value.string_value)
             for scope in resource_spans.scope_spans:
                 names.update(span.name for span in scope.spans)
-    assert {"invoke_agent run", "chat openai/gpt-4o-mini"} <= names
+    assert {"invoke_agent run", "chat gpt-4o-mini"} <= names
     assert services == {"triage-service"}
     assert any(path == "/v1/metrics" for path, _ in handler.received)
 

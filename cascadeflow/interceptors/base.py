@@ -56,11 +56,42 @@ class Patch:
     had_own: bool
     wrapper: Any
 
-    def restore(self) -> None:
-        if self.had_own:
-            setattr(self.owner, self.name, self.original)
-        else:
-            delattr(self.owner, self.name)
+    def restore(self) -> bool:
+        """Take the wrapper out; False when it must stay (see `unpatch_all`)."""
+        top = vars(self.owner).get(self.name)
+        if top is self.wrapper:
+            if self.had_own:
+                setattr(self.owner, self.name, self.original)
+            else:
+                delattr(self.owner, self.name)
+            return True
+        above, gone = _layer_above(top, self.wrapper)
+        if gone:
+            return True  # replaced by a chain without ours: nothing of ours is left to remove
+        if above is not None and _is_proxy(above):  # wrapt (OpenTelemetry instrumentors)
+            above.__wrapped__ = self.original  # splice ours out from beneath it
+            return True
+        return False
+
+
+def _layer_above(top: Any, wrapper: Any) -> tuple[Any, bool]:
+    """(the layer whose `__wrapped__` is ours, following the chain down from `top`, or None;
+    whether ours is certainly not in it: a chain of `__wrapped__` that ends without it)."""
+    layer, depth = top, 0
+    while depth < 32:
+        inner = getattr(layer, "__wrapped__", None)
+        if inner is None:
+            return None, depth > 0
+        if inner is wrapper:
+            return layer, False
+        layer, depth = inner, depth + 1
+    return None, False
+
+
+def _is_proxy(layer: Any) -> bool:
+    """A wrapt object proxy, whose `__wrapped__` is what it calls (a `functools.wraps`
+    function's `__wrapped__` is only a note: setting it changes nothing)."""
+    return any(c.__name__ == "ObjectProxy" and "wrap" in c.__module__ for c in type(layer).__mro__)
 
 
 _patches: dict[tuple[int, str], Patch] = {}
@@ -80,10 +111,14 @@ def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 
 
 def unpatch_all() -> None:
+    """Remove every wrapper of ours, and only ours. One another instrumentor wrapped after us
+    (OpenTelemetry's, with wrapt) is kept, with ours spliced out from beneath it; one we cannot
+    splice out stays in its chain, passing straight through while cascadeflow is inactive, and
+    is removed by a later `unpatch_all` once it is on top again (a later `patch` reuses it)."""
     with _lock:
-        for item in reversed(list(_patches.values())):
-            item.restore()
-        _patches.clear()
+        for key, item in reversed(list(_patches.items())):
+            if item.restore():
+                del _patches[key]
 
 
 def patched() -> list[Patch]:
@@ -103,6 +138,12 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
         return None
     request = to_request(args, kwargs)
     return None if request is None else (cascade, request)
+
+
+def _model(kwargs: dict[str, Any]) -> str:
+    """The model asked for, for the span's name before the worker knows the request."""
+    model = kwargs.get("model")  # (litellm's positional forms name it later, on the worker)
+    return model if isinstance(model, str) else ""
 
 
 def _raw_kind(kwargs: dict[str, Any]) -> str | None:
@@ -194,6 +235,8 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
+            if rt.observer is not None:
+                cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
                 result = original(*args, **kwargs)
             except BaseException as exc:
@@ -201,12 +244,16 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
                 raise
             finally:
                 _inside.reset(token)
+                if cap.span is not None:
+                    rt.span_sent(cap.span)
             return _observed(cap, result, operation, kwargs, False)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return original(*args, **kwargs)
         step = begin(rt, wanted)
         token = _inside.set(True)
+        if rt.observer is not None:
+            step.span = rt.span_started(step.session, operation, step.model)
         try:
             result = original(*step.args, **step.kwargs)
         except BaseException as exc:
@@ -214,6 +261,8 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
             raise
         finally:
             _inside.reset(token)
+            if step.span is not None:
+                rt.span_sent(step.span)
         return _response(step, result, is_async=False)
 
     wrapper.__cascadeflow_original__ = original  # type: ignore[attr-defined]
@@ -240,6 +289,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
+            if rt.observer is not None:
+                cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
                 result = await original(*args, **kwargs)
             except BaseException as exc:
@@ -247,12 +298,16 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
                 raise
             finally:
                 _inside.reset(token)
+                if cap.span is not None:
+                    rt.span_sent(cap.span)
             return _observed(cap, result, operation, kwargs, True)
         wanted = to_request(args, kwargs)
         if wanted is None:
             return await original(*args, **kwargs)
         step = await abegin(rt, wanted)
         token = _inside.set(True)
+        if rt.observer is not None:
+            step.span = rt.span_started(step.session, operation, step.model)
         try:
             result = await original(*step.args, **step.kwargs)
         except BaseException as exc:
@@ -260,6 +315,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
             raise
         finally:
             _inside.reset(token)
+            if step.span is not None:
+                rt.span_sent(step.span)
         return _response(step, result, is_async=True)
 
     wrapper.__cascadeflow_original__ = original  # type: ignore[attr-defined]

@@ -28,7 +28,8 @@ MakeRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 class Capture:
     """A call as observe mode saw it on the caller's thread; `step` once the worker admitted it."""
 
-    __slots__ = ("args", "kwargs", "make", "pinned", "policy", "prompt", "rt", "session", "step", "t0")
+    __slots__ = ("args", "kwargs", "make", "pinned", "policy", "prompt", "rt", "session", "span", "step",
+                 "t0")
 
     def __init__(self, rt: Runtime, session: Session, make: MakeRequest, args: tuple[Any, ...],
                  kwargs: dict[str, Any], prompt: list[Any] | None, pinned: bool, t0: int) -> None:
@@ -42,6 +43,7 @@ class Capture:
         self.pinned = pinned
         self.t0 = t0
         self.step: Step | None = None
+        self.span: Any = None  # what telemetry started around the send
 
 
 def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -111,6 +113,7 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
     step = cap.step
     if step is None:
         return
+    step.span = cap.span  # set on the caller's thread before this task was queued
     if error is not None:
         fail(step, error, usage, status, ended)
     elif usage is not None:

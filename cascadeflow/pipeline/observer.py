@@ -31,6 +31,7 @@ class StepRecord(Protocol):
 
     content_allowed: bool  # no compliance profile of the chain forbids recording prompt text
     stop_error: str | None  # the PolicyStop enforcement raised instead of sending
+    span: Any  # what `Observer.step_started` returned on the caller's thread, or None
 
 
 class Observer(Protocol):
@@ -39,6 +40,19 @@ class Observer(Protocol):
     capture_content: bool  # prompt and answer text go on spans (when compliance allows)
 
     def session_opened(self, session: Session) -> None: ...
+
+    def activate(self, span: Any) -> Any:
+        """Make a session's span current in this context (the caller's thread); returns what
+        `deactivate` takes."""
+
+    def deactivate(self, activation: Any) -> None: ...
+
+    def step_started(self, session: Session, operation: str, name: str) -> Any:
+        """On the caller's thread, just before the send (or the tool's code): the step's span
+        context, made current. Kept by the step as `span`, read by `step_recorded`."""
+
+    def step_sent(self, started: Any) -> None:
+        """The send returned (or raised): the context `step_started` made current is left."""
 
     def session_closed(self, session: Session) -> None: ...
 

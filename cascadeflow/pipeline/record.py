@@ -39,10 +39,12 @@ def decision_entry(step: Step, decision: Decision) -> Entry:
     applied = rt.enforce and (decision.action != "allow" or decision.max_tokens is not None)
     target = decision.target_model
     called = target if (target and rt.enforce) else request.model
-    provider = request.provider
-    if called != request.model:
-        provider = rt.engine.names(called, None)[0]
     tool = request.operation == "tool"
+    provider = request.provider
+    if called != request.model or (provider is None and not tool):
+        # a bare name: litellm's map knows its provider; one it does not know, sent to an
+        # `api_base`, goes to an OpenAI-compatible server
+        provider = rt.engine.names(called, None)[0] or ("openai" if request.api_base else None)
     entry = Entry(
         action=decision.action, reason=decision.reason, applied=applied, mode=rt.mode,
         requested_model=None if tool else request.model, model=None if tool else called,

@@ -81,10 +81,14 @@ class Runtime:
         try:
             hook(*args)
         except Exception:
-            self.telemetry_errors += 1
-            if self.telemetry_errors == 1 or self.telemetry_errors % 1000 == 0:
-                log.exception("cascadeflow telemetry hook %s failed (%d so far); the call goes on",
-                              getattr(hook, "__name__", hook), self.telemetry_errors)
+            self._hook_failed(hook)
+
+    def _hook_failed(self, hook: Callable[..., Any]) -> None:
+        """Count and log (the first, then every thousandth) the exception being handled."""
+        self.telemetry_errors += 1
+        if self.telemetry_errors == 1 or self.telemetry_errors % 1000 == 0:
+            log.exception("cascadeflow telemetry hook %s failed (%d so far); the call goes on",
+                          getattr(hook, "__name__", hook), self.telemetry_errors)
 
     def emit(self, alert: Alert) -> None:
         """Send an alert to the sinks (they run on their own thread) and count it."""
@@ -117,6 +121,46 @@ class Runtime:
 
     def flush(self) -> None:
         self.worker.flush()
+
+    def activate(self, session: Session) -> Any:
+        """Make the session's span current where the session is (None without one)."""
+        observer = self.observer
+        if observer is None or session.span is None:
+            return None
+        return self._guarded(observer.activate, session.span)
+
+    def deactivate(self, activation: Any) -> None:
+        if self.observer is not None:
+            self.notify(self.observer.deactivate, activation)
+
+    # -- a step's span, current around the send (caller's thread) ---------------------------
+    def span_started(self, session: Session, operation: str, name: str) -> Any:
+        """The span the step will have, made current until `span_sent`, so spans opened
+        meanwhile (HTTP clients, the tool's own code) nest under it. None without telemetry."""
+        observer = self.observer
+        if observer is None:
+            return None
+        try:
+            return observer.step_started(session, operation, name)
+        except Exception:
+            self._hook_failed(observer.step_started)
+            return None
+
+    def span_sent(self, started: Any) -> None:
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer.step_sent(started)
+            except Exception:
+                self._hook_failed(observer.step_sent)
+
+    def _guarded(self, hook: Callable[..., Any], *args: Any) -> Any:
+        """`hook(*args)`, or None when it raised (counted and logged like `notify`)."""
+        try:
+            return hook(*args)
+        except Exception:
+            self._hook_failed(hook)
+            return None
 
 
 _installed = Runtime(Config())

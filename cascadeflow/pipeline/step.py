@@ -38,6 +38,7 @@ class Step:
     stop_pending: PolicyStop | None = None  # the stop admission decided, raised once it is done
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
     scan_input_later = False  # the input rules change nothing: the worker runs them
+    span: Any = None  # the span telemetry started around the send (`Observer.step_started`)
     # set by settlement (the caller's thread)
     settled = False
     usage: Usage | None = None

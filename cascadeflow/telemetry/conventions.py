@@ -21,6 +21,11 @@ REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 CONVERSATION_ID = "gen_ai.conversation.id"
 AGENT_NAME = "gen_ai.agent.name"
 TOOL_NAME = "gen_ai.tool.name"
+TOOL_TYPE = "gen_ai.tool.type"
+TOOL_CALL_ID = "gen_ai.tool.call.id"
+EMBEDDINGS_DIMENSIONS = "gen_ai.embeddings.dimension.count"
+# proposed in the GenAI conventions (semantic-conventions-genai), not yet in the Python package
+USAGE_COST = "gen_ai.usage.cost"
 TOKEN_TYPE = "gen_ai.token.type"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
@@ -43,7 +48,20 @@ REQUEST_PARAMS = (
     ("stop", "gen_ai.request.stop_sequences"),
     ("stream", "gen_ai.request.stream"),
     ("encoding_format", "gen_ai.request.encoding_formats"),
+    ("dimensions", EMBEDDINGS_DIMENSIONS),
 )
+
+# litellm's provider prefix -> `gen_ai.provider.name`, the values of the conventions'
+# GenAiProviderNameValues; a provider they do not list keeps litellm's name (a custom value)
+PROVIDER_NAMES = {
+    "openai": "openai", "text-completion-openai": "openai",
+    "azure": "azure.ai.openai", "azure_text": "azure.ai.openai", "azure_ai": "azure.ai.inference",
+    "bedrock": "aws.bedrock", "vertex_ai": "gcp.vertex_ai", "vertex_ai_beta": "gcp.vertex_ai",
+    "gemini": "gcp.gemini", "anthropic": "anthropic", "cohere": "cohere", "cohere_chat": "cohere",
+    "mistral": "mistral_ai", "groq": "groq", "deepseek": "deepseek", "xai": "x_ai",
+    "perplexity": "perplexity", "watsonx": "ibm.watsonx.ai", "watsonx_text": "ibm.watsonx.ai",
+}
+TOOL_TYPE_FUNCTION = "function"  # a `@tool`: a function the application runs
 
 # operation names
 OP_CHAT = "chat"

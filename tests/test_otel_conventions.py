@@ -1,0 +1,440 @@
+"""OpenTelemetry against the GenAI semantic conventions: every name comes from the
+`opentelemetry-semantic-conventions` package, never typed by hand here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import cascadeflow
+import litellm
+import openai
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
+from opentelemetry.semconv.attributes import error_attributes as ea
+from opentelemetry.semconv.attributes import server_attributes as sa
+
+from tests.conftest import chat_kwargs
+
+Providers = ga.GenAiProviderNameValues
+# proposed in the GenAI conventions (semantic-conventions-genai), not yet in the package
+USAGE_COST = "gen_ai.usage.cost"
+
+
+class Otel:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return {"tracer_provider": self.tracer_provider, "meter_provider": self.meter_provider}
+
+    def spans(self) -> list[Any]:
+        cascadeflow.flush()
+        return list(self.exporter.get_finished_spans())
+
+    def model_spans(self) -> list[Any]:
+        return [s for s in self.spans() if s.attributes.get(ga.GEN_AI_OPERATION_NAME)
+                in ("chat", "text_completion", "embeddings")]
+
+    def points(self, name: str) -> list[Any]:
+        cascadeflow.flush()
+        out: list[Any] = []
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        out.extend(metric.data.data_points)
+        return out
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    yield Otel()
+
+
+# -- 2. provider name and the request model as sent on the wire --------------------------------
+@pytest.mark.parametrize(("model", "expected"), [
+    ("azure/my-deployment", Providers.AZURE_AI_OPENAI.value),
+    ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", Providers.AWS_BEDROCK.value),
+    ("vertex_ai/gemini-1.5-flash", Providers.GCP_VERTEX_AI.value),
+    ("mistral/mistral-small-latest", Providers.MISTRAL_AI.value),
+    ("gemini/gemini-1.5-flash", Providers.GCP_GEMINI.value),
+    ("anthropic/claude-3-5-haiku-20241022", Providers.ANTHROPIC.value),
+    ("xai/grok-2", Providers.X_AI.value),
+])
+def test_provider_names_are_the_conventional_values(model: str, expected: str, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(model=model, messages=[{"role": "user", "content": "hi"}],
+                       mock_response="ok")
+    [span] = otel.model_spans()
+    assert span.attributes[ga.GEN_AI_PROVIDER_NAME] == expected
+    assert span.attributes[ga.GEN_AI_REQUEST_MODEL] == model.split("/", 1)[1]
+    assert span.attributes["cascadeflow.requested_model"] == model
+
+
+def test_bare_model_with_api_base_is_openai_and_prefix_is_not_on_the_wire(provider: Any,
+                                                                          otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider, model="openai/gpt-4o-mini"))
+    litellm.completion(**chat_kwargs(provider, model="gpt-4o-mini"))
+    prefixed, bare = otel.model_spans()
+    for span in (prefixed, bare):
+        assert span.attributes[ga.GEN_AI_PROVIDER_NAME] == Providers.OPENAI.value
+        assert span.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+        assert span.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+    assert prefixed.attributes["cascadeflow.requested_model"] == "openai/gpt-4o-mini"
+    [duration] = otel.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    assert duration.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini" and duration.count == 2
+
+
+# -- 5. usage that is not known is not reported ----------------------------------------------------
+def test_failed_and_stopped_calls_report_no_usage(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="enforce", **otel.providers)
+    provider.inject(status=503)
+    client = openai.OpenAI(base_url=provider.url, api_key="test", max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    provider.reset()
+    with cascadeflow.run(max_steps=1):
+        litellm.completion(**chat_kwargs(provider))
+        with pytest.raises(cascadeflow.StepLimitReached):
+            litellm.completion(**chat_kwargs(provider))
+    spans = otel.model_spans()
+    assert len(spans) == 3
+    failed, ok, stopped = sorted(spans, key=lambda s: s.start_time)
+    for span in (failed, stopped):
+        assert span.attributes[ea.ERROR_TYPE]
+        assert ga.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+        assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
+    assert ok.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
+    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {"input", "output"}
+    assert all(p.count == 1 and p.min > 0 for p in tokens)  # only the call that answered
+    assert all(ea.ERROR_TYPE not in p.attributes for p in tokens)
+
+
+def test_estimated_stream_usage_is_marked_on_the_metric_point(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    for _chunk in litellm.completion(**chat_kwargs(provider), stream=True):
+        pass
+    for _chunk in litellm.completion(**chat_kwargs(provider), stream=True,
+                                     stream_options={"include_usage": True}):
+        pass
+    tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
+    marks = sorted(p.attributes.get("cascadeflow.usage_estimated") for p in tokens)
+    assert marks == [False, False, True, True]
+
+
+# -- 7. cost, embeddings dimensions, tool call ids, server and response model on metrics -----------
+def test_usage_cost_and_metric_point_attributes(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider))
+    [span] = otel.model_spans()
+    assert span.attributes[USAGE_COST] == pytest.approx(span.attributes["cascadeflow.cost_usd"])
+    assert span.attributes[USAGE_COST] > 0
+    for name in (gm.GEN_AI_CLIENT_OPERATION_DURATION, gm.GEN_AI_CLIENT_TOKEN_USAGE):
+        for point in otel.points(name):
+            assert point.attributes[sa.SERVER_ADDRESS] == "127.0.0.1"
+            assert point.attributes[sa.SERVER_PORT] == provider.port
+            assert point.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+
+
+def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=16)
+    [span] = otel.model_spans()
+    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 16
+    assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
+
+
+def test_execute_tool_carries_the_call_id_the_model_asked_with(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    provider.reply(tool_call=("lookup", {"order": "A1"}))
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        return order
+
+    with cascadeflow.run():
+        response = litellm.completion(**chat_kwargs(provider, "find A1"))
+        call = response.choices[0].message.tool_calls[0]
+        lookup(**json.loads(call.function.arguments))
+    [tool] = [s for s in otel.spans() if s.name == "execute_tool lookup"]
+    assert tool.attributes[ga.GEN_AI_TOOL_NAME] == "lookup"
+    assert tool.attributes[ga.GEN_AI_TOOL_TYPE] == "function"
+    assert tool.attributes[ga.GEN_AI_TOOL_CALL_ID] == call.id
+
+
+# -- 4. shutdown leaves other instrumentors' patches alone, in any order ------------------------
+def _reference(otel: Otel) -> Any:
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    return instrumentor
+
+
+def _reference_spans(otel: Otel) -> list[Any]:
+    return [s for s in otel.spans() if s.instrumentation_scope.name != "cascadeflow"]
+
+
+def _chat(provider: Any) -> None:
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_shutdown_keeps_the_reference_instrumentation(provider: Any, otel: Otel,
+                                                      reference_first: bool) -> None:
+    create = openai.resources.chat.completions.Completions.create
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        cascadeflow.shutdown()
+        _chat(provider)
+        assert len(_reference_spans(otel)) == 1  # the reference still emits
+        assert otel.model_spans() == _reference_spans(otel)  # cascadeflow no longer does
+        # a second init and shutdown, then the reference leaves: the SDK is as it was
+        cascadeflow.init(mode="observe", **otel.providers)
+        cascadeflow.shutdown()
+    finally:
+        instrumentor.uninstrument()
+    assert openai.resources.chat.completions.Completions.create is create
+
+
+# -- 1. cascadeflow's spans are current for the code they wrap ------------------------------------
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Otel, mode: str) -> None:
+    import httpx
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    at_send: list[Any] = []  # the span current when the HTTP request leaves, as an HTTP
+    http = httpx.Client(event_hooks={"request": [  # client instrumentation would see it
+        lambda request: at_send.append(trace.get_current_span().get_span_context())]})
+    client = openai.OpenAI(base_url=provider.url, api_key="test", http_client=http)
+    cascadeflow.init(mode=mode, **otel.providers)
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        with app.start_as_current_span("app.in_tool"):
+            return order
+
+    @cascadeflow.agent(name="triage")
+    def triage() -> None:
+        with app.start_as_current_span("app.in_agent"):
+            client.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{"role": "user", "content": "x"}])
+        lookup("A1")
+
+    with cascadeflow.run():
+        triage()
+    spans = {s.name: s for s in otel.spans()}
+    agent, in_agent = spans["invoke_agent triage"], spans["app.in_agent"]
+    chat, tool = spans["chat gpt-4o-mini"], spans["execute_tool lookup"]
+    assert in_agent.parent.span_id == agent.context.span_id
+    assert chat.parent.span_id == in_agent.context.span_id  # the current span is the parent
+    assert [c.span_id for c in at_send] == [chat.context.span_id]
+    assert tool.parent.span_id == agent.context.span_id
+    assert spans["app.in_tool"].parent.span_id == tool.context.span_id
+    assert len({s.context.trace_id for s in spans.values()}) == 1
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
+
+
+def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    @cascadeflow.agent(name="stream")
+    def stream() -> Iterator[int]:
+        for i in range(2):
+            with app.start_as_current_span(f"app.item{i}"):
+                pass
+            yield i
+
+    with cascadeflow.run():
+        for i in stream():
+            with app.start_as_current_span(f"app.consumer{i}"):
+                pass
+    spans = {s.name: s for s in otel.spans()}
+    agent, run = spans["invoke_agent stream"], spans["invoke_agent run"]
+    assert spans["app.item0"].parent.span_id == agent.context.span_id
+    assert spans["app.item1"].parent.span_id == agent.context.span_id
+    assert spans["app.consumer0"].parent.span_id == run.context.span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+# -- 6. beside the reference instrumentation: one CLIENT span and one set of gen_ai.client.* -------
+def _client_spans(otel: Otel) -> list[Any]:
+    from opentelemetry.trace import SpanKind
+
+    return [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
+
+
+def _cascadeflow_points(otel: Otel, name: str) -> list[Any]:
+    cascadeflow.flush()
+    data = otel.reader.get_metrics_data()
+    return [p for r in data.resource_metrics for s in r.scope_metrics if s.scope.name == "cascadeflow"
+            for m in s.metrics if m.name == name for p in m.data.data_points]
+
+
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, otel: Otel,
+                                                                 reference_first: bool) -> None:
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        with cascadeflow.run(budget=1.0):
+            _chat(provider)
+            # litellm sends through the openai SDK; a key of its own keeps litellm from reusing a
+            # client cached by an earlier test, which holds the SDK method bound back then
+            litellm.completion(**chat_kwargs(provider, api_key=f"sk-defer-{reference_first}"))
+        [ours, _litellm_step] = [s for s in otel.spans() if s.instrumentation_scope.name == "cascadeflow"
+                            and s.name.startswith("cascadeflow chat")]
+        assert len(_client_spans(otel)) == 2  # one per call: the reference's
+        assert all(s.instrumentation_scope.name != "cascadeflow" for s in _client_spans(otel))
+        assert ours.attributes["cascadeflow.cost_usd"] > 0
+        assert ga.GEN_AI_USAGE_INPUT_TOKENS not in ours.attributes
+        assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION) == []
+        assert _cascadeflow_points(otel, "cascadeflow.cost")
+        # asked for both, it emits both
+        cascadeflow.init(mode="observe", otel_client_spans="always", **otel.providers)
+        otel.exporter.clear()
+        _chat(provider)
+        assert len(_client_spans(otel)) == 2
+    finally:
+        cascadeflow.shutdown()  # first: the reference's unwrap only takes off the top wrapper
+        instrumentor.uninstrument()
+
+
+def test_client_spans_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe", otel_client_spans="sometimes")
+    assert "otel_client_spans" in str(error.value) and "sometimes" in str(error.value)
+    assert "init()" in str(error.value)
+    monkeypatch.setenv("CASCADEFLOW_OTEL_CLIENT_SPANS", "both")
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe")
+    assert "env CASCADEFLOW_OTEL_CLIENT_SPANS" in str(error.value) and "both" in str(error.value)
+    monkeypatch.setenv("CASCADEFLOW_OTEL_CLIENT_SPANS", "never")
+    assert cascadeflow.init(mode="observe").sources["otel_client_spans"] == "env"
+
+
+# -- 3. captured content in the conventional form --------------------------------------------------
+KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.mark.parametrize(("flag", "captured"), [
+    ("span_only", True), ("SPAN_AND_EVENT", True), ("true", True),
+    ("event_only", False), ("no_content", False), ("false", False)])
+def test_capture_variable_values(provider: Any, otel: Otel, monkeypatch: pytest.MonkeyPatch,
+                                 flag: str, captured: bool) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", flag)
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider, "hello"))
+    [span] = otel.model_spans()
+    assert (ga.GEN_AI_INPUT_MESSAGES in span.attributes) is captured
+    assert (ga.GEN_AI_OUTPUT_MESSAGES in span.attributes) is captured
+
+
+def test_capture_variable_is_validated(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "spans")
+    with pytest.raises(cascadeflow.ConfigError) as error:
+        cascadeflow.init(mode="observe", **otel.providers)
+    assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in str(error.value)
+    assert "spans" in str(error.value)
+
+
+def test_messages_are_role_and_parts_with_finish_reason(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", capture_content=True, **otel.providers)
+    provider.reply(tool_call=("lookup", {"order": "A1"}), times=1)
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": f"my key is {KEY}"}]}]
+    first = litellm.completion(**{**chat_kwargs(provider), "messages": messages})
+    call = first.choices[0].message.tool_calls[0]
+    messages += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "shipped"}]
+    litellm.completion(**{**chat_kwargs(provider), "messages": messages})
+    asked, answered = otel.model_spans()
+    inputs = json.loads(asked.attributes[ga.GEN_AI_INPUT_MESSAGES])
+    assert inputs == [{"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+                      {"role": "user", "parts": [{"type": "text", "content": "my key is [SECRET]"}]}]
+    [output] = json.loads(asked.attributes[ga.GEN_AI_OUTPUT_MESSAGES])
+    assert output == {"role": "assistant", "finish_reason": "tool_calls", "parts": [
+        {"type": "tool_call", "id": call.id, "name": "lookup", "arguments": {"order": "A1"}}]}
+    later = json.loads(answered.attributes[ga.GEN_AI_INPUT_MESSAGES])
+    assert later[2] == {"role": "assistant", "parts": [
+        {"type": "tool_call", "id": call.id, "name": "lookup", "arguments": {"order": "A1"}}]}
+    assert later[3] == {"role": "tool", "parts": [
+        {"type": "tool_call_response", "id": call.id, "response": "shipped"}]}
+    [final] = json.loads(answered.attributes[ga.GEN_AI_OUTPUT_MESSAGES])
+    assert final["finish_reason"] == "stop" and final["parts"][0]["type"] == "text"
+
+
+def test_embeddings_get_no_output_message(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", capture_content=True, **otel.providers)
+    client = openai.OpenAI(base_url=provider.url, api_key="test")
+    client.embeddings.create(model="text-embedding-3-small", input="hello")
+    [span] = otel.model_spans()
+    assert json.loads(span.attributes[ga.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hello"}]}]
+    assert ga.GEN_AI_OUTPUT_MESSAGES not in span.attributes
+
+
+class _ForeignTracer:
+    """A tracer that is not the SDK's (as a vendor's provider would be), emitting through one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_span(*args, **kwargs)
+
+
+class _ForeignProvider:
+    def __init__(self, inner: TracerProvider) -> None:
+        self.inner = inner
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return _ForeignTracer(self.inner.get_tracer(*args, **kwargs))
+
+
+def test_a_tracer_provider_that_is_not_the_sdks_nests_too(provider: Any, otel: Otel) -> None:
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="observe", tracer_provider=_ForeignProvider(otel.tracer_provider),
+                     meter_provider=otel.meter_provider)
+
+    @cascadeflow.tool
+    def lookup(order: str) -> str:
+        with app.start_as_current_span("app.in_tool"):
+            return order
+
+    with cascadeflow.run():
+        litellm.completion(**chat_kwargs(provider))
+        lookup("A1")
+    spans = {s.name: s for s in otel.spans()}
+    run, chat = spans["invoke_agent run"], spans["chat gpt-4o-mini"]
+    assert chat.parent.span_id == run.context.span_id
+    assert chat.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert spans["app.in_tool"].parent.span_id == spans["execute_tool lookup"].context.span_id
