@@ -403,8 +403,7 @@ async def test_chaos_primary_failing_30_percent(provider: Any, fault: str) -> No
     assert len(steps) - timeouts <= len(provider.requests) <= len(steps), Counter(
         (e["model"], e["error"], e["status"]) for e in steps)
     assert all(e["status"] != "pending" for e in steps)
-    primary = [r for r in provider.requests if r.model == "gpt-4o"]
-    assert len(primary) >= 500
+    assert sum(e["model"] == "openai/gpt-4o" for e in steps) >= 500  # every call tried the primary
     summary = session.summary()
     answered_by_mini = sum(e["model"] == "openai/gpt-4o-mini" and e["status"] == "ok" for e in steps)
     assert summary["fallbacks"] == answered_by_mini > 0  # each fallback led to an answer from the next tier

@@ -109,9 +109,17 @@ class ClientPool:
 
 
 def _new(key: Key, is_async: bool) -> Any:
+    import openai
+
     base, api_key, organization = key
     cls = _classes()[is_async]
-    return cls(base_url=base, api_key=api_key, organization=organization)
+    if not is_async:
+        return cls(base_url=base, api_key=api_key, organization=organization)
+    # The SDK's own async HTTP client schedules its close on whatever loop is running when it is
+    # collected, which fails for one made on a loop since closed; with the SDK's defaults but no
+    # such finaliser, a client whose loop is gone is simply dropped with it.
+    return cls(base_url=base, api_key=api_key, organization=organization,
+               http_client=openai.DefaultAsyncHttpxClient())
 
 
 @functools.cache
