@@ -6,6 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 
+def close(stream: Any) -> None:
+    """Close a sync stream; a stream with nothing to close is left alone."""
+    closer = getattr(stream, "close", None)
+    if callable(closer):
+        closer()
+
+
 async def aclose(stream: Any) -> None:
     """Close `stream` from a coroutine; a stream with nothing to close is left alone."""
     closer = getattr(stream, "aclose", None) or getattr(stream, "close", None)

@@ -56,15 +56,15 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
                 handle = start(args, kwargs)
                 if handle is None:
                     return await fn(*args, **kwargs)
-                started = _span_started(handle, tool_name)
+                _span_started(handle, tool_name)
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
                     _failed(handle, exc)
                     raise
                 finally:
-                    if started is not None:
-                        handle.rt.span_sent(started)
+                    if handle.span is not None:
+                        handle.rt.span_sent(handle.span)
                 _done(handle)
                 return result
             return cast(F, async_call)
@@ -74,15 +74,15 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
             handle = start(args, kwargs)
             if handle is None:
                 return fn(*args, **kwargs)
-            started = _span_started(handle, tool_name)
+            _span_started(handle, tool_name)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 _failed(handle, exc)
                 raise
             finally:
-                if started is not None:
-                    handle.rt.span_sent(started)
+                if handle.span is not None:
+                    handle.rt.span_sent(handle.span)
             _done(handle)
             return result
         return cast(F, call)
@@ -90,13 +90,10 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
     return decorate
 
 
-def _span_started(handle: Handle, name: str) -> Any:
-    """The `execute_tool` span, current while the tool's code runs (None without telemetry)."""
-    rt = handle.rt
-    if rt.observer is None:
-        return None
-    handle.span = rt.span_started(handle.session, "tool", name)
-    return handle.span
+def _span_started(handle: Handle, name: str) -> None:
+    """The `execute_tool` span (`handle.span`), current while the tool's code runs."""
+    if handle.rt.observer is not None:
+        handle.span = handle.rt.span_started(handle.session, "tool", name)
 
 
 def _done(handle: Handle) -> None:

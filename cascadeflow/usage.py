@@ -252,6 +252,8 @@ class StreamAccumulator:
         kind = get(event, "type")
         if kind == "response.output_text.delta":
             self.parts.append(get(event, "delta") or "")
+        elif kind == "response.function_call_arguments.delta":
+            self.tool_args.append(get(event, "delta") or "")
         elif kind in ("response.completed", "response.incomplete"):
             final = read_usage("responses", get(event, "response"))
             final.text = ""

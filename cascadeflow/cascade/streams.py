@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from cascadeflow.closing import aclose
+from cascadeflow.closing import aclose, close
 from cascadeflow.errors import CascadeflowError
 from cascadeflow.usage import provider_finished
 
@@ -89,9 +89,7 @@ class SyncCascadeStream(_Peeked):
         return self._seen(chunk)
 
     def close(self) -> None:
-        closer = getattr(self._stream, "close", None)
-        if callable(closer):
-            closer()
+        close(self._stream)
 
 
 class AsyncCascadeStream(_Peeked):

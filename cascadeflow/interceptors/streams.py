@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cascadeflow import billing, tokens
-from cascadeflow.closing import aclose
+from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.interceptors.inside import inside
@@ -36,7 +36,7 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 class _Proxy:
     __slots__ = ("_acc", "_cap", "_done", "_guard", "_iter", "_late", "_next_check", "_out_bytes",
-                 "_settle", "_step", "_wrapped")
+                 "_seen", "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -60,21 +60,26 @@ class _Proxy:
         self._cap = _output_cap(step) if step is not None and step.rt.enforce and \
             step.primary.reservation else None
         self._out_bytes = 0
+        self._seen = (0, 0)  # the accumulator's text parts and tool-call arguments counted so far
         self._next_check = self._cap or 0
 
-    def _overrun(self, chunk: Any) -> BudgetExceeded | None:
-        """Count this chunk's output against the cap: the error to cut the stream with when the
+    def _overrun(self) -> BudgetExceeded | None:
+        """Count the output the latest chunk brought (what the accumulator just collected: text
+        and tool-call arguments) against the cap: the error to cut the stream with when the
         output has passed it (the caller closes the stream, settles and raises)."""
         step, cap = self._step, self._cap
         if step is None or cap is None:
             return None
-        piece = _output_piece(chunk, step.request.operation)
-        if not piece:
+        acc = self._acc
+        parts, args = acc.parts, acc.tool_args
+        seen_parts, seen_args = self._seen
+        if len(parts) == seen_parts and len(args) == seen_args:
             return None
-        self._out_bytes += len(piece.encode("utf-8", "surrogatepass"))
+        self._out_bytes += sum(map(tokens.upper_bound, parts[seen_parts:])) + \
+            sum(map(tokens.upper_bound, args[seen_args:]))
+        self._seen = (len(parts), len(args))
         if self._out_bytes <= self._next_check:
             return None
-        acc = self._acc
         used = tokens.count("".join(acc.parts) + "".join(acc.tool_args), step.model)
         if used <= cap:  # each token is at least a byte: no need to count before `cap - used` more
             self._next_check = self._out_bytes + cap - used
@@ -155,23 +160,21 @@ class SyncStreamProxy(_Proxy):
     def __next__(self) -> Any:
         token = inside.set(True)  # what the library calls while the stream is read is this step
         try:
-            if self._iter is None:
-                self._iter = iter(self._wrapped)
-            chunk = next(self._iter)
+            try:
+                if self._iter is None:
+                    self._iter = iter(self._wrapped)
+                chunk = next(self._iter)
+            finally:
+                inside.reset(token)
         except StopIteration:
-            inside.reset(token)
             self._end()
             raise
         except BaseException as exc:
-            inside.reset(token)
             self._end(exc, status="error")
             raise
-        inside.reset(token)
         self._acc.add(chunk)
-        if self._cap is not None and (cut := self._overrun(chunk)) is not None:
-            closer = getattr(self._wrapped, "close", None)
-            if callable(closer):
-                closer()
+        if self._cap is not None and (cut := self._overrun()) is not None:
+            close(self._wrapped)
             self._end(cut, status="cut")
             raise cut
         self._check(chunk)
@@ -179,9 +182,7 @@ class SyncStreamProxy(_Proxy):
 
     def close(self) -> None:
         try:
-            closer = getattr(self._wrapped, "close", None)
-            if callable(closer):
-                closer()
+            close(self._wrapped)
         finally:
             self._end(StreamIncomplete("stream closed before its end"), status="closed")
 
@@ -201,20 +202,20 @@ class AsyncStreamProxy(_Proxy):
     async def __anext__(self) -> Any:
         token = inside.set(True)
         try:
-            if self._iter is None:
-                self._iter = self._wrapped.__aiter__()
-            chunk = await self._iter.__anext__()
+            try:
+                if self._iter is None:
+                    self._iter = self._wrapped.__aiter__()
+                chunk = await self._iter.__anext__()
+            finally:
+                inside.reset(token)
         except StopAsyncIteration:
-            inside.reset(token)
             self._end()
             raise
         except BaseException as exc:
-            inside.reset(token)
             self._end(exc, status="error")
             raise
-        inside.reset(token)
         self._acc.add(chunk)
-        if self._cap is not None and (cut := self._overrun(chunk)) is not None:
+        if self._cap is not None and (cut := self._overrun()) is not None:
             await aclose(self._wrapped)
             self._end(cut, status="cut")
             raise cut
@@ -256,25 +257,6 @@ def _output_cap(step: Step) -> int:
     price = step.rt.engine.priced(step.model, step.provider)[1]
     limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
     return int(limit) * billing.choices(step.request)
-
-
-def _output_piece(chunk: Any, operation: str) -> str:
-    """The output text a chunk brings: answer text and tool-call arguments."""
-    if operation == "responses":
-        kind = get(chunk, "type")
-        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
-            return str(get(chunk, "delta") or "")
-        return ""
-    out = ""
-    for choice in get(chunk, "choices") or ():
-        if operation == "text_completion":
-            out += str(get(choice, "text") or "")
-            continue
-        delta = get(choice, "delta")
-        out += str(get(delta, "content") or "")
-        for call in get(delta, "tool_calls") or ():
-            out += str(get(get(call, "function"), "arguments") or "")
-    return out
 
 
 def _piece(chunk: Any, operation: str) -> str | None:

@@ -136,23 +136,14 @@ class Runtime:
     # -- a step's span, current around the send (caller's thread) ---------------------------
     def span_started(self, session: Session, operation: str, name: str) -> Any:
         """The span the step will have, made current until `span_sent`, so spans opened
-        meanwhile (HTTP clients, the tool's own code) nest under it. None without telemetry."""
-        observer = self.observer
-        if observer is None:
-            return None
-        try:
-            return observer.step_started(session, operation, name)
-        except Exception:
-            self._hook_failed(observer.step_started)
-            return None
+        meanwhile (HTTP clients, the tool's own code) nest under it; None when the observer
+        failed. Callers check for an observer first (its absence is the common, free case)."""
+        assert self.observer is not None
+        return self._guarded(self.observer.step_started, session, operation, name)
 
     def span_sent(self, started: Any) -> None:
-        observer = self.observer
-        if observer is not None:
-            try:
-                observer.step_sent(started)
-            except Exception:
-                self._hook_failed(observer.step_sent)
+        assert self.observer is not None
+        self.notify(self.observer.step_sent, started)
 
     def _guarded(self, hook: Callable[..., Any], *args: Any) -> Any:
         """`hook(*args)`, or None when it raised (counted and logged like `notify`)."""

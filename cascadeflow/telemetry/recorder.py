@@ -147,6 +147,21 @@ class Telemetry:
             if parent is None or parent[1]:
                 self._span(step, operation, error, usage, call_id, None if parent is None else parent[0],
                            deferred)
+        if not deferred:  # else the other instrumentation records gen_ai.client.* for it
+            self._client_metrics(step, operation, error, usage)
+        if tool or usage is None:
+            return  # usage not known is not reported (a failed, stopped or unread call)
+        if entry.cost:
+            self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
+                                       cv.AGENT_NAME: entry.agent or "",
+                                       cv.CF_PROJECT: step.chain[-1].project or ""})
+
+    def _client_metrics(self, step: StepRecord, operation: str, error: str | None,
+                        usage: Usage | None) -> None:
+        """`gen_ai.client.operation.duration` and, when the usage is known, token usage."""
+        request = step.request
+        entry = step.entry
+        tool = request.operation == "tool"
         metric_attrs: dict[str, Any] = {cv.OPERATION: operation}
         if not tool:
             metric_attrs[cv.REQUEST_MODEL] = _wire_model(step)
@@ -164,19 +179,14 @@ class Telemetry:
             metric_attrs[cv.AGENT_NAME] = entry.agent
         if error is not None:
             metric_attrs[cv.ERROR_TYPE] = error
-        if entry.latency_ms is not None and not deferred:
+        if entry.latency_ms is not None:
             self.duration.record(entry.latency_ms / 1000.0, metric_attrs)
         if tool or usage is None:
-            return  # usage not known is not reported (a failed, stopped or unread call)
-        if not deferred:
-            token_attrs = {**metric_attrs, cv.CF_USAGE_ESTIMATED: usage.estimated}
-            self.tokens.record(usage.tokens_in, {**token_attrs, cv.TOKEN_TYPE: "input"})
-            if request.operation != "embeddings":
-                self.tokens.record(usage.tokens_out, {**token_attrs, cv.TOKEN_TYPE: "output"})
-        if entry.cost:
-            self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
-                                       cv.AGENT_NAME: entry.agent or "",
-                                       cv.CF_PROJECT: step.chain[-1].project or ""})
+            return
+        token_attrs = {**metric_attrs, cv.CF_USAGE_ESTIMATED: usage.estimated}
+        self.tokens.record(usage.tokens_in, {**token_attrs, cv.TOKEN_TYPE: "input"})
+        if request.operation != "embeddings":
+            self.tokens.record(usage.tokens_out, {**token_attrs, cv.TOKEN_TYPE: "output"})
 
     def _deferred(self, step: StepRecord) -> bool:
         """The model call's CLIENT span and gen_ai.client.* metrics are left to another
@@ -258,7 +268,7 @@ class Telemetry:
                 if step.usage.response_id:
                     attributes[cv.RESPONSE_ID] = step.usage.response_id
             attributes[cv.CF_PRICE_KNOWN] = entry.price_known
-            if self.capture_content and step.content_allowed:
+            if self.capture_content and step.content_allowed and not deferred:  # (dropped below)
                 attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(input_messages(
                     request.operation, request.prompt, step.kwargs)), default=str)
                 if usage is not None and request.operation != "embeddings":
