@@ -203,15 +203,13 @@ def _check_compliance_early(name: str, source: str) -> None:
     """At decoration: the profile must be built in, or known to the runtime `init()` installed,
     or defined in the config file the process would load. (Decorators usually run at import,
     before `init()`: the file is read here so a profile defined there is not refused.)"""
-    known = set(current_runtime().config.compliance)
-    if name in known:
+    if name in current_runtime().config.compliance:
         return
     try:
-        known |= set(resolve_config({}).compliance)
+        config = resolve_config({})
     except ConfigError:
         return  # the config file itself is broken: init() will say so
-    if name not in known:
-        raise ConfigError("compliance", name, source, f"unknown compliance profile; known: {sorted(known)}")
+    config.check_compliance(name, "compliance", source)
 
 
 def _check_guardrails(rt: Runtime, name: str | None, source: str) -> None:

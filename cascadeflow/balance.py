@@ -18,8 +18,11 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
-STRATEGIES = ("weighted", "least_busy", "lowest_latency")
+from cascadeflow.config import Strategy
+
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass

@@ -41,7 +41,7 @@ class BreakerState:
     outcomes: deque[bool] = field(default_factory=deque)  # True = failure
     probes_started: int = 0
     probes_succeeded: int = 0
-    probes_out: deque[float] = field(default_factory=deque)  # when each unanswered probe started
+    probe_since: float | None = None  # when probes last went from none unanswered to some
 
 
 class BreakerStore(Protocol):
@@ -86,11 +86,11 @@ class CircuitBreaker:
         if s.state == OPEN and self.clock() - s.opened_at >= self.settings.recovery_timeout:
             self._move(s, HALF_OPEN)
             s.probes_started = s.probes_succeeded = 0
-            s.probes_out.clear()
-        elif s.state == HALF_OPEN and s.probes_out and \
-                self.clock() - s.probes_out[0] >= self.settings.probe_timeout:
+            s.probe_since = None
+        elif s.state == HALF_OPEN and s.probe_since is not None and \
+                self.clock() - s.probe_since >= self.settings.probe_timeout:
             self._move(s, OPEN)  # a probe that never answered: the deployment has not recovered
-            s.probes_out.clear()
+            s.probe_since = None
             self.store.save(self.key, s)
         return s
 
@@ -108,8 +108,9 @@ class CircuitBreaker:
             if s.state == CLOSED:
                 return True
             if s.state == HALF_OPEN and s.probes_started < self.settings.half_open_max_calls:
+                if s.probes_started == s.probes_succeeded:
+                    s.probe_since = self.clock()
                 s.probes_started += 1
-                s.probes_out.append(self.clock())
                 self.store.save(self.key, s)
                 return True
             return False
@@ -119,8 +120,8 @@ class CircuitBreaker:
             s = self._current()
             if s.state == HALF_OPEN:
                 s.probes_succeeded += 1
-                if s.probes_out:
-                    s.probes_out.popleft()
+                if s.probes_started == s.probes_succeeded:
+                    s.probe_since = None
                 if s.probes_succeeded >= self.settings.half_open_max_calls:
                     self._move(s, CLOSED)
                     s.consecutive = 0
@@ -151,8 +152,8 @@ class CircuitBreaker:
             s = self._current()
             if s.state == HALF_OPEN and s.probes_started > s.probes_succeeded:
                 s.probes_started -= 1
-                if s.probes_out:
-                    s.probes_out.pop()
+                if s.probes_started == s.probes_succeeded:
+                    s.probe_since = None
                 self.store.save(self.key, s)
 
     def _note(self, s: BreakerState, failed: bool) -> None:

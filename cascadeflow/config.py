@@ -113,6 +113,10 @@ BUILTIN_COMPLIANCE: dict[str, ComplianceProfile] = {
 }
 
 
+# how a tier with several deployments picks one (see cascadeflow/balance.py)
+Strategy = Literal["weighted", "least_busy", "lowest_latency"]
+
+
 class DeploymentSpec(_Strict):
     """One deployment of a tier's model: its own endpoint and key, and its share of the load."""
 
@@ -128,7 +132,7 @@ class TierSpec(_Strict):
     model: str | None = None
     static: str | None = None
     deployments: tuple[DeploymentSpec, ...] | None = Field(default=None, min_length=1)
-    strategy: Literal["weighted", "least_busy", "lowest_latency"] = "weighted"
+    strategy: Strategy = "weighted"
     timeout_s: float | None = Field(default=None, gt=0)
     degraded: bool = False
     api_base: str | None = None
@@ -290,10 +294,7 @@ def _parse_env(setting: str, var: str, raw: str) -> Any:
     text = raw.strip()
     try:
         if setting in ("budget", "max_latency_ms", "budget_wait_s"):
-            number = float(text)
-            if not math.isfinite(number):
-                raise ValueError("expected a finite number")
-            return number
+            return float(text)  # inf and nan are refused where the value is validated
         if setting in ("max_steps", "max_tool_calls"):
             return int(text)
         if setting == "capture_content":

@@ -59,24 +59,26 @@ class Cascade:
                  pool: ClientPool | None = None, balance: Load | None = None,
                  rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, source: str = "Cascade()") -> None:
+        """`source` is where the settings came from, for errors (the config file, for cascades
+        built from it)."""
         setting = f"cascades.{name}"
         self.tiers = tuple(tier(t) for t in tiers)
         if not self.tiers:
-            raise ConfigError(f"{setting}.tiers", [], "Cascade()", "a cascade needs at least one tier")
-        check_tiers(self.tiers, f"{setting}.tiers", "Cascade()")
+            raise ConfigError(f"{setting}.tiers", [], source, "a cascade needs at least one tier")
+        check_tiers(self.tiers, f"{setting}.tiers", source)
         self.retries = dict(retries or {})
-        check_failure_classes(self.retries, f"{setting}.retries", "Cascade()")
+        check_failure_classes(self.retries, f"{setting}.retries", source)
         for kind, count in self.retries.items():
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ConfigError(f"{setting}.retries.{kind}", count, "Cascade()",
+                raise ConfigError(f"{setting}.retries.{kind}", count, source,
                                   "a number of retries: a whole number, 0 or more")
         self.fallbacks = {kind: tuple(tier(t) for t in chain) for kind, chain in (fallbacks or {}).items()}
-        check_failure_classes(self.fallbacks, f"{setting}.fallbacks", "Cascade()")
+        check_failure_classes(self.fallbacks, f"{setting}.fallbacks", source)
         for kind, chain in self.fallbacks.items():
             if not chain:
-                raise ConfigError(f"{setting}.fallbacks.{kind}", [], "Cascade()", "at least one tier")
-            check_tiers(chain, f"{setting}.fallbacks.{kind}", "Cascade()")
+                raise ConfigError(f"{setting}.fallbacks.{kind}", [], source, "at least one tier")
+            check_tiers(chain, f"{setting}.fallbacks.{kind}", source)
         self.name = name
         self.retry = retry or RetryPolicy()
         self.deadline_s = deadline_s
@@ -86,7 +88,7 @@ class Cascade:
             try:
                 import jsonschema  # noqa: F401
             except ImportError:
-                raise ConfigError(f"{setting}.schema", "dict", "Cascade()",
+                raise ConfigError(f"{setting}.schema", "dict", source,
                                   "JSON-schema validation needs the jsonschema package; "
                                   "pass a pydantic model instead") from None
         self.on_fallback = on_fallback
@@ -255,9 +257,13 @@ class _Run:
                 chain, index, self.switched = special, 0, True
 
     # -- choosing where an attempt goes ------------------------------------------------------
-    def key(self, deployment: Deployment) -> str:
-        base = deployment.params.get("api_base") or deployment.params.get("base_url") \
-            or self.kwargs.get("api_base") or self.kwargs.get("base_url") or ""
+    def key(self, tier_: Tier, deployment: Deployment) -> str:
+        """The deployment at the endpoint its call will use (`arguments` merges the same three)."""
+        base = ""
+        for params in (deployment.params, tier_.params, self.kwargs):
+            base = params.get("api_base") or params.get("base_url") or ""
+            if base:
+                break
         return f"{deployment.model}@{base}"
 
     def breaker(self, key: str) -> CircuitBreaker:
@@ -294,7 +300,7 @@ class _Run:
         passed or every deployment's breaker is open. Untried deployments come first."""
         if self.c._clock() >= self.deadline:
             return None, Failure("deadline_exceeded", f"the {self.c.deadline_s}s deadline passed")
-        keys = [self.key(d) for d in deployments]
+        keys = [self.key(tier_, d) for d in deployments]
         order = [0] if len(deployments) == 1 else self.c.load.order(
             tier_.strategy, keys, [d.weight for d in deployments], tried, self.c.rng)
         for index in order:

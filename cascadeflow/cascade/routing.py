@@ -34,17 +34,15 @@ def build(specs: Mapping[str, CascadeSpec], source: str) -> dict[str, Cascade]:
                 raise ConfigError(f"cascades.{name}.refusal_patterns", pattern, source,
                                   f"not a regular expression: {exc}") from None
         b = spec.breaker
-        try:
-            out[name] = Cascade(
-                tiers, name=name, deadline_s=spec.deadline_s, retries=spec.retries, fallbacks=fallbacks,
-                retry=RetryPolicy(stop=stop_after_attempt(spec.max_attempts),
-                                  wait=wait_full_jitter(spec.backoff_initial_s, spec.backoff_max_s)),
-                breaker=BreakerSettings(b.failure_threshold, b.failure_rate, b.window, b.min_calls,
-                                        b.recovery_timeout_s, b.half_open_max_calls, b.probe_timeout_s),
-                expect=Expectations(require_content=spec.require_content,
-                                    whole_answers=spec.whole_answers, refusal_patterns=patterns))
-        except ConfigError as exc:  # the same check, but the setting came from this file
-            raise ConfigError(exc.setting, exc.value, source, exc.problem) from None
+        out[name] = Cascade(
+            tiers, name=name, deadline_s=spec.deadline_s, retries=spec.retries, fallbacks=fallbacks,
+            retry=RetryPolicy(stop=stop_after_attempt(spec.max_attempts),
+                              wait=wait_full_jitter(spec.backoff_initial_s, spec.backoff_max_s)),
+            breaker=BreakerSettings(b.failure_threshold, b.failure_rate, b.window, b.min_calls,
+                                    b.recovery_timeout_s, b.half_open_max_calls, b.probe_timeout_s),
+            expect=Expectations(require_content=spec.require_content,
+                                whole_answers=spec.whole_answers, refusal_patterns=patterns),
+            source=source)
     return out
 
 

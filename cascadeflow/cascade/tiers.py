@@ -62,7 +62,7 @@ def tier(value: Tier | str) -> Tier:
     return value if isinstance(value, Tier) else Tier(model=value)
 
 
-def check_tiers(tiers: Sequence[Tier], setting: str, source: str, last_static: bool = True) -> None:
+def check_tiers(tiers: Sequence[Tier], setting: str, source: str) -> None:
     """Each tier is exactly one of a model, deployments or a static answer; a static answer only last."""
     for index, t in enumerate(tiers):
         where = f"{setting}[{index}]"
@@ -71,7 +71,7 @@ def check_tiers(tiers: Sequence[Tier], setting: str, source: str, last_static: b
         if kinds != 1:  # (shown, not the tier: its parameters may hold a key)
             raise ConfigError(where, shown, source, "a tier has exactly one of a model, deployments or a "
                                                     "static answer")
-        if t.static is not None and (not last_static or index != len(tiers) - 1):
+        if t.static is not None and index != len(tiers) - 1:
             raise ConfigError(where, shown, source, "a static answer can only be the last tier of the chain")
         if t.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy", t.strategy, source, f"one of {', '.join(STRATEGIES)}")

@@ -75,13 +75,15 @@ class Runtime:
         """Content goes into the trace: opted in, and allowed here."""
         return self.config.capture_content and self.capture_allowed(chain)
 
-    def notify(self, hook: Callable[..., Any], *args: Any) -> None:
-        """Call a telemetry hook. Its failure (a span processor or exporter of the application
-        that raises) is counted and logged, never passed on to the call it observes."""
+    def notify(self, hook: Callable[..., Any], *args: Any) -> Any:
+        """Call a telemetry hook and return what it returns. Its failure (a span processor or
+        exporter of the application that raises) is counted and logged, never passed on to the
+        call it observes: then None."""
         try:
-            hook(*args)
+            return hook(*args)
         except Exception:
             self._hook_failed(hook)
+            return None
 
     def _hook_failed(self, hook: Callable[..., Any]) -> None:
         """Count and log (the first, then every thousandth) the exception being handled."""
@@ -127,7 +129,7 @@ class Runtime:
         observer = self.observer
         if observer is None or session.span is None:
             return None
-        return self._guarded(observer.activate, session.span)
+        return self.notify(observer.activate, session.span)
 
     def deactivate(self, activation: Any) -> None:
         if self.observer is not None:
@@ -139,19 +141,11 @@ class Runtime:
         meanwhile (HTTP clients, the tool's own code) nest under it; None when the observer
         failed. Callers check for an observer first (its absence is the common, free case)."""
         assert self.observer is not None
-        return self._guarded(self.observer.step_started, session, operation, name)
+        return self.notify(self.observer.step_started, session, operation, name)
 
     def span_sent(self, started: Any) -> None:
         assert self.observer is not None
         self.notify(self.observer.step_sent, started)
-
-    def _guarded(self, hook: Callable[..., Any], *args: Any) -> Any:
-        """`hook(*args)`, or None when it raised (counted and logged like `notify`)."""
-        try:
-            return hook(*args)
-        except Exception:
-            self._hook_failed(hook)
-            return None
 
 
 _installed = Runtime(Config())
