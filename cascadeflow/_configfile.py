@@ -19,26 +19,13 @@ def has_tool_section(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return "tool.cascadeflow" in text and "cascadeflow" in _parse(text, pyproject).get("tool", {})
+    return "tool.cascadeflow" in text and "cascadeflow" in parse_toml(text, pyproject).get("tool", {})
 
 
 def load(path: Path, origin: str) -> dict[str, Any]:
     """Parse the file into a plain dict; `[tool.cascadeflow]` when it is a pyproject.toml."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("config", str(path), origin, f"cannot read: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError("config", str(path), f"file {path} byte {exc.start}",
-                          "not UTF-8 text (TOML and JSON config files must be UTF-8)") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError("config", str(path), f"file {path} line {exc.lineno}",
-                              f"invalid JSON: {exc.msg}") from None
-    else:
-        data = _parse(text, path)
+    text = read(path, "config", origin)
+    data = parse_json(text, path, "config") if path.suffix == ".json" else parse_toml(text, path)
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("cascadeflow", {})
     if not isinstance(data, dict):
@@ -46,11 +33,30 @@ def load(path: Path, origin: str) -> dict[str, Any]:
     return data
 
 
-def _parse(text: str, path: Path) -> dict[str, Any]:
+def read(path: Path, setting: str, origin: str) -> str:
+    """The file's text; a file that cannot be read or is not UTF-8 is the `setting`'s error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(setting, str(path), origin, f"cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(setting, str(path), f"file {path} byte {exc.start}",
+                          "not UTF-8 text (TOML and JSON files must be UTF-8)") from None
+
+
+def parse_json(text: str, path: Path, setting: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(setting, str(path), f"file {path} line {exc.lineno}",
+                          f"invalid JSON: {exc.msg}") from None
+
+
+def parse_toml(text: str, path: Path, setting: str = "config") -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", str(path), f"file {path}", f"invalid TOML: {exc}") from None
+        raise ConfigError(setting, str(path), f"file {path}", f"invalid TOML: {exc}") from None
 
 
 def error_at(exc: ValidationError, path: Path) -> ConfigError:

@@ -7,7 +7,6 @@ and reports the error; the version that judged each call is recorded with its fi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -19,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from cascadeflow import _configfile
 from cascadeflow.errors import ConfigError
 from cascadeflow.guardrails.detectors import Detector, PIIDetector, RegexDetector, WordsDetector
 from cascadeflow.guardrails.injection import InjectionDetector
@@ -91,13 +91,7 @@ DEFAULT_BLOCK = "This request was blocked by a content policy."
 
 
 def _parse(path: Path, origin: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError("guardrails_file", str(path), f"file {path} byte {exc.start}",
-                          "not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError("guardrails_file", str(path), origin, f"cannot read: {exc}") from None
+    text = _configfile.read(path, "guardrails_file", origin)
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
@@ -109,16 +103,9 @@ def _parse(path: Path, origin: str) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise ConfigError("guardrails_file", str(path), f"file {path}", f"invalid YAML: {exc}") from None
     elif path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError("guardrails_file", str(path), f"file {path} line {exc.lineno}",
-                              f"invalid JSON: {exc.msg}") from None
+        data = _configfile.parse_json(text, path, "guardrails_file")
     else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("guardrails_file", str(path), f"file {path}", f"invalid TOML: {exc}") from None
+        data = _configfile.parse_toml(text, path, "guardrails_file")
     if not isinstance(data, dict):
         raise ConfigError("guardrails_file", str(path), f"file {path}", "the top level must be a table")
     return data
