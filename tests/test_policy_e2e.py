@@ -231,7 +231,10 @@ def test_concurrent_calls_never_overrun_the_budget(provider: Any, repeat: int) -
             asyncio.run(main())
     summary = session.summary()
     assert len(outcomes) == 100
-    assert outcomes.count("ok") == len(provider.requests) > 0
+    # one request per call that was let through; on a loaded machine a connection can drop and
+    # the openai SDK under litellm sends the same call again, marked x-stainless-retry-count > 0
+    calls = [r for r in provider.requests if r.headers.get("x-stainless-retry-count", "0") == "0"]
+    assert outcomes.count("ok") == len(calls) > 0
     assert "stopped" in outcomes
     assert summary["cost_total"] <= budget
     assert session.reserved == pytest.approx(0.0, abs=1e-12)
