@@ -9,19 +9,18 @@ so spelling tricks do not hide a phrase. The score is a noisy-OR of the signals 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import unicodedata
 from collections.abc import Sequence
 
+from cascadeflow.guardrails import classifier, encodings
 from cascadeflow.guardrails.detectors import Match
 
 _INSTR = r"(?:instructions?|prompts?|rules|directions|guidelines|context|messages?|commands?)"
 _PRIOR = r"(?:previous|prior|above|earlier|preceding|original|initial|system|all|any|your|the|those|these)"
 
 PHRASES: tuple[tuple[str, float], ...] = (
-    (rf"\b(?:ignore|disregard|forget|skip|override|bypass|neglect)\b(?:\s+\w+){{0,3}}?\s+{_PRIOR}"
+    (rf"\b(?:ignore|disregard|forget|skip|override|bypass|neglect)\b(?!\s+(?:my|our)\b)(?:\s+\w+){{0,3}}?\s+{_PRIOR}"
      rf"(?:\s+\w+){{0,2}}?\s+{_INSTR}", 0.9),
     (r"\b(?:forget|ignore|disregard)\s+(?:everything|all|anything)\s+(?:that\s+)?"
      r"(?:(?:you\s+(?:were|have been|'ve been)\s+)?(?:told|taught|instructed|given|said)"
@@ -65,7 +64,8 @@ DELIMITERS: tuple[tuple[str, float], ...] = (
     (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>", 0.8),
     (r"\[/?(?:INST|SYS)\]|<<\s*/?SYS\s*>>|</?s>", 0.6),
     (r"(?i)[\[<]\s*/?\s*(?:system|assistant|developer|admin)\s*[\]>]", 0.7),
-    (r"(?i)#{2,}\s*(?:system|assistant|developer)\b", 0.75),
+    # a heading that opens a system turn (`### System:`), not one about a system (`## System requirements`)
+    (r"(?im)#{2,}\s*(?:system|assistant|developer)(?:\s+(?:prompt|message|instructions?))?\s*(?::|$)", 0.75),
     (r"(?im)(?:^|[.!?]\s+)(?:={3,}|-{3,})?\s*(?:SYSTEM|system prompt|developer message)\s*[:>]", 0.6),
     (r"(?i)\b(?:BEGIN|END)\s+(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:PROMPT|MESSAGE|INSTRUCTIONS)\b", 0.7),
     (r"(?i)```\s*(?:system|instructions)\b", 0.5),
@@ -197,8 +197,6 @@ _COMPILED = [(re.compile(p, re.I), w) for p, w in PHRASES] + [(re.compile(p), w)
 assert len(_TRIGGERS.needs) == len(PHRASES) + len(DELIMITERS)
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
-_B64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
-_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
 # Cyrillic and Greek letters that look Latin
 _CONFUSABLES = str.maketrans({
     "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y",
@@ -218,28 +216,21 @@ def normalise(text: str) -> str:
     return INVISIBLE.sub("", folded).translate(_CONFUSABLES)
 
 
-def _decoded_payloads(text: str) -> list[tuple[int, int, str]]:
-    out = []
-    for m in _B64.finditer(text):
-        try:
-            raw = base64.b64decode(m.group() + "=" * (-len(m.group()) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        decoded = raw.decode("utf-8", "ignore")
-        if decoded and sum(c.isprintable() for c in decoded) / len(decoded) > 0.9:
-            out.append((m.start(), m.end(), decoded))
-    for m in _HEX.finditer(text):
-        try:
-            decoded = bytes.fromhex(m.group()).decode("utf-8", "ignore")
-        except ValueError:
-            continue
-        if decoded and sum(c.isprintable() for c in decoded) / len(decoded) > 0.9:
-            out.append((m.start(), m.end(), decoded))
-    return out
+Signal = tuple[float, int, int]  # (weight, start, end)
+
+
+def _noisy_or(signals: Sequence[Signal]) -> float:
+    remaining = 1.0
+    for weight, _, _ in signals:
+        remaining *= 1.0 - weight
+    return 1.0 - remaining
 
 
 class InjectionDetector:
-    """One finding per text when the combined score is above zero; the rule's threshold decides."""
+    """One finding per text when the combined score is above zero; the rule's threshold decides.
+
+    Signals: the phrase and delimiter patterns, the shipped classifier (`classifier.py`), text
+    hidden in an encoding (decoded and scored again), invisible characters, mixed scripts."""
 
     name = "prompt_injection"
 
@@ -249,24 +240,15 @@ class InjectionDetector:
 
     def score(self, text: str) -> tuple[float, int, int]:
         """(score, start, end of the strongest signal) for `text`."""
-        signals: list[tuple[float, int, int]] = []
         plain = text.isascii()
         clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
-        low = clean.lower()
-        words = set(low.translate(_PUNCT).split())
-        mask = _TRIGGERS.mask(low, words)
-        for index in _TRIGGERS.armed(mask) if mask else ():
-            pattern, weight = _COMPILED[index]
-            m = pattern.search(clean)
-            if m:
-                s, e = (m.start(), m.end()) if offset_ok else (0, len(text))
-                signals.append((weight, s, e))
-        if max(map(len, words), default=0) >= 24:  # an encoded payload needs a long token
-            for s, e, decoded in _decoded_payloads(text):
-                inner, _, _ = self.score(decoded) if len(decoded) < len(text) else (0.0, 0, 0)
-                if inner > 0:
-                    signals.append((max(0.85, inner), s, e))
+        signals = self._read(clean, offset_ok)
+        low_words = clean.lower().split()
+        for payload in encodings.payloads(clean, low_words):
+            found = self._encoded(payload, low_words, len(clean))
+            if found[0] > 0:
+                signals.append(found)
         if not plain:
             hidden = INVISIBLE.search(text)
             if hidden:
@@ -276,8 +258,41 @@ class InjectionDetector:
                 signals.append((0.35, mixed.start(), mixed.end()))
         if not signals:
             return 0.0, 0, 0
-        remaining = 1.0
-        for weight, _, _ in signals:
-            remaining *= 1.0 - weight
         strongest = max(signals)
-        return 1.0 - remaining, strongest[1], strongest[2]
+        return _noisy_or(signals), strongest[1], strongest[2]
+
+    def _read(self, clean: str, offset_ok: bool) -> list[Signal]:
+        """The phrase and delimiter patterns, and the classifier, over normalised text."""
+        signals: list[Signal] = []
+        low = clean.lower()
+        words = set(low.translate(_PUNCT).split())
+        mask = _TRIGGERS.mask(low, words)
+        for index in _TRIGGERS.armed(mask) if mask else ():
+            pattern, weight = _COMPILED[index]
+            m = pattern.search(clean)
+            if m:
+                s, e = (m.start(), m.end()) if offset_ok else (0, len(clean))
+                signals.append((weight, s, e))
+        p = classifier.model().score(clean)
+        if p >= CLASSIFIER_FLOOR:
+            signals.append((p, 0, len(clean)))
+        return signals
+
+    def _encoded(self, payload: encodings.Payload, words: list[str], size: int) -> Signal:
+        """A readable payload is suspect in itself (more so when the text asks to decode it or is
+        mostly the payload); one that reads as an attack once decoded is an attack."""
+        inner = _noisy_or(self._read(payload.text, False))
+        if payload.kind == "leetspeak":  # respelt words are no secret in themselves: only what they say counts
+            return (max(inner, 0.85) if inner >= 0.5 else 0.0), payload.start, payload.end
+        weight = 0.6
+        if encodings.hinted(words):
+            weight = 0.85
+        elif payload.end - payload.start >= 0.5 * size:
+            weight = 0.75
+        if inner >= 0.5:
+            weight = max(weight, 0.85, inner)
+        return weight, payload.start, payload.end
+
+
+# the classifier's weak opinions are left out: they would add up with other weak signals
+CLASSIFIER_FLOOR = 0.5

@@ -138,9 +138,40 @@ def django_po(folder: Path, limit_per_file: int = 150) -> Iterator[Row]:
 
 def stdlib_docs(limit: int = 4000) -> Iterator[Row]:
     """Docstrings of the Python standard library this interpreter ships: technical English."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    yield from _docstrings(sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")), "stdlib_doc", limit)
+
+
+def training_venv_docs(limit: int = 6000) -> Iterator[Row]:
+    """Docstrings of numpy, scipy and scikit-learn, installed for training anyway: more technical
+    English (API references, maths, parameters)."""
+    root = Path(sysconfig.get_paths()["purelib"])
+    for name in ("numpy", "scipy", "sklearn"):
+        paths = [p for p in sorted((root / name).rglob("*.py")) if "/tests/" not in str(p)]
+        yield from _docstrings(paths, "library_doc", limit // 3)
+
+
+def llm_sdk_docs(folder: Path, limit: int = 1500) -> Iterator[Row]:
+    """Docstrings of LLM SDKs (anthropic, langchain-core, cohere): benign text full of "prompt",
+    "system message", "override" and "send". The evaluation's docstrings are other packages'."""
+    for prefix in ("anthropic", "langchain_core", "cohere"):
+        z = _wheel(folder, prefix)
+        count = 0
+        for name, text in _read(z, ".py"):
+            try:
+                tree = ast.parse(text)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Module):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc) > 40 and count < limit:
+                        count += 1
+                        yield 0, "llm_sdk_doc", doc[:3000]
+
+
+def _docstrings(paths: list[Path], family: str, limit: int) -> Iterator[Row]:
     count = 0
-    for path in sorted(root.glob("*.py")):
+    for path in paths:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
@@ -149,7 +180,7 @@ def stdlib_docs(limit: int = 4000) -> Iterator[Row]:
             if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Module):
                 doc = ast.get_docstring(node)
                 if doc and len(doc) > 40:
-                    yield 0, "stdlib_doc", doc
+                    yield 0, family, doc[:3000]
                     count += 1
                     if count >= limit:
                         return
@@ -158,9 +189,10 @@ def stdlib_docs(limit: int = 4000) -> Iterator[Row]:
 def all_rows(folder: Path) -> list[Row]:
     rows: list[Row] = []
     for reader in (bastion, agent_injection_bench, promptshields, jailbreak_mini, hermes, ps_fuzz, langkit,
-                   libertas, chatterbot, django_po):
+                   libertas, chatterbot, django_po, llm_sdk_docs):
         rows.extend(reader(folder))
     rows.extend(stdlib_docs())
+    rows.extend(training_venv_docs())
     return rows
 
 

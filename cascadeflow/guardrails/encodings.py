@@ -1,0 +1,114 @@
+"""Text hidden in an encoding: base64, base32, hex, ROT13 and leetspeak, found and decoded.
+
+An attacker encodes an instruction so that word filters miss it and asks the model to decode it.
+A payload counts only when it decodes to readable text (strict UTF-8, mostly letters and spaces,
+several words): a SHA-256, a git commit id, a UUID or a compact IBAN decodes to random bytes and
+is never a payload, so hashes are not flagged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_B32 = re.compile(r"(?<![A-Z2-7])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
+_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9a-fA-F]{2}[ :]?){12,}(?![0-9A-Fa-f])")
+_ROT13 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                       "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
+_LEET = str.maketrans("013457@$!|", "oieastasil")
+_LEET_WORD = re.compile(r"\b(?=[a-z0-9@$!|]*[a-z])(?=[a-z@$!|]*[0-9@$|])[a-z0-9@$!|]{2,14}\b")
+# Common English words: text that has few of them while its ROT13 has many is ROT13.
+_COMMON = frozenset("""the be to of and a in that have i it for not on with he as you do at this but his by
+from they we say her she or an will my one all would there their what so up out if about who get which go
+me when make can like time no just him know take people into year your good some could them see other than
+then now look only come its over think also back after use two how our work first well way even new want
+because any these give day most us is are was were been has had did said print ignore instructions previous
+say tell reveal system prompt secret password please following""".split())
+HINTS = ("decode", "decoded", "encoded", "encoding", "base64", "base32", "base16", "hex", "rot13", "rot-13",
+         "cipher", "caesar", "leetspeak", "leet", "b64", "decrypt")
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    start: int
+    end: int
+    text: str  # the decoded text
+    kind: str  # base64 | base32 | hex | rot13 | leetspeak
+
+
+def readable(text: str) -> bool:
+    """Decoded bytes that read as text: mostly letters and spaces, at least three words."""
+    if len(text) < 8 or not text.isprintable() and sum(c.isprintable() or c in "\n\t" for c in text) < len(text):
+        return False
+    letters = sum(c.isalpha() or c == " " for c in text)
+    return letters >= 0.8 * len(text) and len(text.split()) >= 3
+
+
+def _strict(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _decode_b64(token: str) -> str | None:
+    body = token.rstrip("=")
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_" if "-" in body or "_" in body
+                               else None, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _strict(raw)
+
+
+def _decode_b32(token: str) -> str | None:
+    body = token.rstrip("=")
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    return _strict(raw)
+
+
+def _decode_hex(token: str) -> str | None:
+    try:
+        raw = bytes.fromhex(token.replace(" ", "").replace(":", ""))
+    except ValueError:
+        return None
+    return _strict(raw)
+
+
+def common_ratio(words: list[str]) -> float:
+    """Share of the words that are among the most common English words."""
+    return sum(w in _COMMON for w in words) / len(words) if words else 0.0
+
+
+def payloads(text: str, words: list[str]) -> Iterator[Payload]:
+    """Readable texts hidden in `text` (whose lower-cased words are `words`)."""
+    longest = max(map(len, words), default=0)
+    if longest >= 16:
+        for pattern, decode, kind in ((_B64, _decode_b64, "base64"), (_B32, _decode_b32, "base32"),
+                                      (_HEX, _decode_hex, "hex")):
+            for m in pattern.finditer(text):
+                decoded = decode(m.group())
+                if decoded is not None and readable(decoded):
+                    yield Payload(m.start(), m.end(), decoded, kind)
+    alpha = [w for w in words if w.isalpha()]
+    if len(alpha) >= 4 and common_ratio(alpha) < 0.1:
+        turned = text.translate(_ROT13)
+        if common_ratio(turned.lower().split()) >= 0.25:
+            yield Payload(0, len(text), turned, "rot13")
+    if text.isascii():
+        low = text.lower()
+        leet = _LEET_WORD.findall(low)
+        if len(leet) >= 3 and len(leet) >= 0.2 * len(words):
+            yield Payload(0, len(text), low.translate(_LEET), "leetspeak")
+
+
+def hinted(words: list[str]) -> bool:
+    """The text talks about encodings ("decode this base64")."""
+    return any(w in HINTS for w in words)
