@@ -16,14 +16,17 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from itertools import accumulate, repeat
-from operator import add
+from itertools import accumulate, pairwise, repeat
+from operator import add, sub
 
 WINDOW = 48
 STRIDE = WINDOW // 2
 MODEL_FILE = "injection_model.json.gz"
-# punctuation separates words; apostrophes and hyphens inside words are kept as they are written
-_SEPARATORS = str.maketrans({c: " " for c in "!\"#$%&()*+,./:;<=>?@[\\]^_`{|}~\u3001\u3002\uff0c\uff01\uff1f\uff1a"})
+# punctuation separates words; apostrophes and hyphens inside words are kept as they are written,
+# and so are + / = (an encoded payload stays one word: the injection detector splits text once,
+# with this table, for its phrases, this model and its decoders)
+_PUNCTUATION = "!\"#$%&()*,.:;<>?@[\\]^_`{|}~\u3001\u3002\uff0c\uff01\uff1f\uff1a"
+SEPARATORS = str.maketrans({c: " " for c in _PUNCTUATION})
 
 
 def _is_cjk(char: str) -> bool:
@@ -33,8 +36,12 @@ def _is_cjk(char: str) -> bool:
 def words(text: str) -> list[str]:
     """The text's words, lower-cased; a run of CJK characters becomes its character pairs
     (those scripts do not separate words with spaces)."""
-    out = text.lower().translate(_SEPARATORS).split()
-    if text.isascii():
+    return split_cjk(text.lower().translate(SEPARATORS).split(), text.isascii())
+
+
+def split_cjk(out: list[str], ascii_only: bool) -> list[str]:
+    """`out` with each run of CJK characters replaced by its character pairs."""
+    if ascii_only:
         return out
     split: list[str] = []
     for word in out:
@@ -46,7 +53,7 @@ def words(text: str) -> list[str]:
 
 
 def features(tokens: list[str]) -> list[str]:
-    """Words and adjacent pairs (`"ignore previous"`), the features the weights are keyed by."""
+    """Words and adjacent pairs (`"ignore previous"`), as the weights file names them."""
     return tokens + list(map(add, tokens, map(" ".__add__, tokens[1:])))
 
 
@@ -54,30 +61,39 @@ def windows(count: int) -> list[tuple[int, int]]:
     """(start, end) word ranges scored for a text of `count` words."""
     if count <= WINDOW:
         return [(0, count)]
-    starts = list(range(0, count - WINDOW, STRIDE)) + [count - WINDOW]
+    starts = [*range(0, count - WINDOW, STRIDE), count - WINDOW]
     return [(s, s + WINDOW) for s in starts]
 
 
 @dataclass(frozen=True)
 class Model:
+    """Weights keyed by word, and by (word, word) for pairs: a pair's key is a tuple of strings
+    already hashed, cheaper to build and look up than a joined string."""
+
     bias: float
-    weights: dict[str, float]
+    weights: dict[str | tuple[str, ...], float]
 
     def score(self, text: str) -> float:
         """Probability-like 0..1 score of the text's most injection-like window."""
-        tokens = words(text)
+        return self.score_words(words(text))
+
+    def score_words(self, tokens: list[str]) -> float:
+        """`score` of a text already split by `words`."""
         if not tokens:
             return 0.0
         get = self.weights.get
-        unigram = list(map(get, tokens, repeat(0.0)))
-        pair = list(map(get, map(add, tokens, map(" ".__add__, tokens[1:])), repeat(0.0)))
-        pair.append(0.0)  # the pair after the last word: none
-        total = [0.0, *accumulate(map(add, unigram, pair))]
-        best = -math.inf
-        for start, end in windows(len(tokens)):
+        # each word's weight plus that of the pair it starts (the last word starts none)
+        both = list(map(add, map(get, tokens, repeat(0.0)), map(get, pairwise(tokens), repeat(0.0))))
+        both.append(get(tokens[-1], 0.0))
+        total = [0.0, *accumulate(both)]
+        if len(tokens) <= WINDOW:
+            best = total[-1] / math.sqrt(2 * len(tokens) - 1)
+        else:
             # a window's pairs are those that start inside it, but not the one leaving it
-            value = total[end] - total[start] - pair[end - 1]
-            best = max(best, value / math.sqrt(2 * (end - start) - 1))
+            ends = [e for _s, e in windows(len(tokens))]
+            sums = map(sub, (total[e] for e in ends), (total[e - WINDOW] for e in ends))
+            leaving = (both[e - 1] - get(tokens[e - 1], 0.0) for e in ends)
+            best = max(map(sub, sums, leaving)) / math.sqrt(2 * WINDOW - 1)
         z = self.bias + best
         return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
 
@@ -87,4 +103,8 @@ def model() -> Model:
     """The shipped model, read once (a few milliseconds) on first use."""
     raw = resources.files("cascadeflow.guardrails").joinpath(MODEL_FILE).read_bytes()
     data = json.loads(gzip.decompress(raw))
-    return Model(float(data["bias"]), {str(k): float(v) for k, v in data["weights"].items()})
+    weights: dict[str | tuple[str, ...], float] = {}
+    for key, value in data["weights"].items():
+        parts = key.split(" ")
+        weights[parts[0] if len(parts) == 1 else tuple(parts)] = float(value)
+    return Model(float(data["bias"]), weights)

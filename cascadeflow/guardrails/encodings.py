@@ -22,12 +22,13 @@ _ROT13 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
 _LEET = str.maketrans("013457@$!|", "oieastasil")
 _LEET_WORD = re.compile(r"\b(?=[a-z0-9@$!|]*[a-z])(?=[a-z@$!|]*[0-9@$|])[a-z0-9@$!|]{2,14}\b")
 # Common English words: text that has few of them while its ROT13 has many is ROT13.
-_COMMON = frozenset("""the be to of and a in that have i it for not on with he as you do at this but his by
+_COMMON_WORDS = """the be to of and a in that have i it for not on with he as you do at this but his by
 from they we say her she or an will my one all would there their what so up out if about who get which go
 me when make can like time no just him know take people into year your good some could them see other than
 then now look only come its over think also back after use two how our work first well way even new want
 because any these give day most us is are was were been has had did said print ignore instructions previous
-say tell reveal system prompt secret password please following""".split())
+say tell reveal system prompt secret password please following"""
+_COMMON = frozenset(_COMMON_WORDS.split())
 HINTS = ("decode", "decoded", "encoded", "encoding", "base64", "base32", "base16", "hex", "rot13", "rot-13",
          "cipher", "caesar", "leetspeak", "leet", "b64", "decrypt")
 
@@ -42,7 +43,7 @@ class Payload:
 
 def readable(text: str) -> bool:
     """Decoded bytes that read as text: mostly letters and spaces, at least three words."""
-    if len(text) < 8 or not text.isprintable() and sum(c.isprintable() or c in "\n\t" for c in text) < len(text):
+    if len(text) < 8 or not all(c.isprintable() or c in "\n\t" for c in text):
         return False
     letters = sum(c.isalpha() or c == " " for c in text)
     return letters >= 0.8 * len(text) and len(text.split()) >= 3
@@ -89,23 +90,23 @@ def common_ratio(words: list[str]) -> float:
 
 def payloads(text: str, words: list[str]) -> Iterator[Payload]:
     """Readable texts hidden in `text` (whose lower-cased words are `words`)."""
-    longest = max(map(len, words), default=0)
-    if longest >= 16:
+    if max(map(len, words), default=0) >= 16:
         for pattern, decode, kind in ((_B64, _decode_b64, "base64"), (_B32, _decode_b32, "base32"),
                                       (_HEX, _decode_hex, "hex")):
             for m in pattern.finditer(text):
                 decoded = decode(m.group())
                 if decoded is not None and readable(decoded):
                     yield Payload(m.start(), m.end(), decoded, kind)
-    alpha = [w for w in words if w.isalpha()]
-    if len(alpha) >= 4 and common_ratio(alpha) < 0.1:
-        turned = text.translate(_ROT13)
-        if common_ratio(turned.lower().split()) >= 0.25:
-            yield Payload(0, len(text), turned, "rot13")
-    if text.isascii():
+    # ROT13 and leetspeak read as no language at all: few common words (the first 200 words tell)
+    head = words[:200]
+    if len(head) < 4 or common_ratio(head) >= 0.1:
+        return
+    turned = text.translate(_ROT13)
+    if common_ratio(turned[:4000].lower().split()[:200]) >= 0.25:
+        yield Payload(0, len(text), turned, "rot13")
+    elif text.isascii():
         low = text.lower()
-        leet = _LEET_WORD.findall(low)
-        if len(leet) >= 3 and len(leet) >= 0.2 * len(words):
+        if len(_LEET_WORD.findall(low)) >= max(3, 0.2 * len(words)):
             yield Payload(0, len(text), low.translate(_LEET), "leetspeak")
 
 

@@ -118,8 +118,9 @@ _DELIMITER_TRIGGERS: tuple[TriggerGroups, ...] = (
     (("begin system", "end system", "begin admin", "end admin", "begin developer", "end developer"),),
     (("```",),),
 )
-# punctuation becomes spaces, except the base64 alphabet's + / = (so an encoded payload stays one token)
-_PUNCT = str.maketrans({c: " " for c in "!\"#$%&()*,.:;<>?@[\\]^_`{|}~"})
+# punctuation becomes spaces, except the base64 alphabet's + / = (so an encoded payload stays one
+# token); the classifier splits text the same way, so one split serves both
+_PUNCT = classifier.SEPARATORS
 
 
 class Triggers:
@@ -243,10 +244,10 @@ class InjectionDetector:
         plain = text.isascii()
         clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
-        signals = self._read(clean, offset_ok)
-        low_words = clean.lower().split()
-        for payload in encodings.payloads(clean, low_words):
-            found = self._encoded(payload, low_words, len(clean))
+        tokens = clean.lower().translate(_PUNCT).split()
+        signals = self._read(clean, offset_ok, tokens)
+        for payload in encodings.payloads(clean, tokens):
+            found = self._encoded(payload, tokens, len(clean))
             if found[0] > 0:
                 signals.append(found)
         if not plain:
@@ -261,11 +262,14 @@ class InjectionDetector:
         strongest = max(signals)
         return _noisy_or(signals), strongest[1], strongest[2]
 
-    def _read(self, clean: str, offset_ok: bool) -> list[Signal]:
-        """The phrase and delimiter patterns, and the classifier, over normalised text."""
+    def _read(self, clean: str, offset_ok: bool, tokens: list[str] | None = None) -> list[Signal]:
+        """The phrase and delimiter patterns, and the classifier, over normalised text (split into
+        `tokens` by `_PUNCT`, lower-cased, when the caller has them)."""
         signals: list[Signal] = []
         low = clean.lower()
-        words = set(low.translate(_PUNCT).split())
+        if tokens is None:
+            tokens = low.translate(_PUNCT).split()
+        words = set(tokens)
         mask = _TRIGGERS.mask(low, words)
         for index in _TRIGGERS.armed(mask) if mask else ():
             pattern, weight = _COMPILED[index]
@@ -273,7 +277,7 @@ class InjectionDetector:
             if m:
                 s, e = (m.start(), m.end()) if offset_ok else (0, len(clean))
                 signals.append((weight, s, e))
-        p = classifier.model().score(clean)
+        p = classifier.model().score_words(classifier.split_cjk(tokens, clean.isascii()))
         if p >= CLASSIFIER_FLOOR:
             signals.append((p, 0, len(clean)))
         return signals
@@ -282,7 +286,7 @@ class InjectionDetector:
         """A readable payload is suspect in itself (more so when the text asks to decode it or is
         mostly the payload); one that reads as an attack once decoded is an attack."""
         inner = _noisy_or(self._read(payload.text, False))
-        if payload.kind == "leetspeak":  # respelt words are no secret in themselves: only what they say counts
+        if payload.kind == "leetspeak":  # respelt words hide nothing in themselves: what they say counts
             return (max(inner, 0.85) if inner >= 0.5 else 0.0), payload.start, payload.end
         weight = 0.6
         if encodings.hinted(words):
