@@ -57,6 +57,8 @@ def test_random_hashes_and_uuids_are_never_flagged() -> None:
         "Order 7d9f2c4e-8b1a-4c3d-9e5f-6a7b8c9d0e1f was refunded to DE89370400440532013000.",
         "Hallo, meine Bestellung ist nicht angekommen. Können Sie bitte nachsehen?",
         "Use the password reset option or contact your admin.",
+    "and now?",
+    "what now?",
     ],
 )
 def test_ordinary_text_is_not_flagged(text: str) -> None:

@@ -21,6 +21,9 @@ from operator import add, sub
 
 WINDOW = 48
 STRIDE = WINDOW // 2
+# a short text is scored as if padded to 8 words with neutral ones: two words ("and now?") say
+# too little to be judged on their own
+MIN_FEATURES = 15
 MODEL_FILE = "injection_model.json.gz"
 # punctuation separates words; apostrophes and hyphens inside words are kept as they are written,
 # and so are + / = (an encoded payload stays one word: the injection detector splits text once,
@@ -87,7 +90,7 @@ class Model:
         both.append(get(tokens[-1], 0.0))
         total = [0.0, *accumulate(both)]
         if len(tokens) <= WINDOW:
-            best = total[-1] / math.sqrt(2 * len(tokens) - 1)
+            best = total[-1] / math.sqrt(max(2 * len(tokens) - 1, MIN_FEATURES))
         else:
             # a window's pairs are those that start inside it, but not the one leaving it
             ends = [e for _s, e in windows(len(tokens))]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cascadeflow import secrets
+from cascadeflow.guardrails import phones
+from cascadeflow.guardrails.cards import card_ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,26 +32,6 @@ class Detector(Protocol):
 
 
 # -- checksums and validity ------------------------------------------------------------------
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9])"
-                          r"|3(?:0[0-5]|[68])|35)")
-
-
-def card_ok(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_ok(digits)
-
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:
     """US SSN validity: area 000, 666 and 900-999, group 00 and serial 0000 are never issued."""
@@ -79,27 +61,31 @@ def iban_ok(compact: str) -> bool:
 _PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                         r"\.[A-Za-z]{2,24}\b"),
-    "credit_card": re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"),
-    "ssn": re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])"),
+    "credit_card": re.compile(r"(?<![\d-])(?:\d[ -]?){11,18}\d(?![\d-])"),
+    "ssn": re.compile(r"(?<![\d.-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\d-]|\.\d)"),
     "iban": re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
-    "ip_address": re.compile(r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}"
-                             r"[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"),
-    "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}"
-                        r"(?:[\s.-]\d{2,8}){1,4}(?![\w])|(?<![\w+])\+\d{8,15}(?!\w)"),
+    # IPv4 (group 1) with an optional :port, or IPv6
+    "ip_address": re.compile(r"(?<![\w.:])(?:((?:\d{1,3}\.){3}\d{1,3})(?::\d{1,5}(?![\w:]))?"
+                             r"|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"),
+    "phone": phones.PATTERN,
 }
 PII_TYPES = (*_PATTERNS, "api_key")
 
 
-def _phone_ok(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
-    if not 8 <= len(digits) <= 15:
-        return False
-    # a phone number has separators in phone-like places or a leading +; bare dates and amounts do not
-    if text.startswith("+"):
-        return True
-    if re.fullmatch(r"\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}", text):
-        return True
-    return bool(re.fullmatch(r"0\d{1,4}[\s.-]\d{3,4}[\s.-]?\d{3,4}", text))
+# words that, just before a number, say what it is (or what it is not)
+_CONTEXT = {
+    "phone": re.compile(r"(?i)(?<!\w)(?:" + "|".join(re.escape(w) for w in phones.CONTEXT) + r")(?!\w)"),
+    "card": re.compile(r"(?i)card|karte|carte|tarjeta|carta|cart\u00e3o|kaart|visa|mastercard|maestro|amex"
+                       r"|jcb|unionpay|diners|discover|\bmir\b|credit|debit|\bcc\b|\bpan\b"),
+    "not_phone": phones.NOT_PHONE,
+    "not_card": re.compile(r"(?i)imei|\bean\b|gtin|isbn|barcode|serial|\bupc\b|iccid|tracking|sku"),
+    "ssn": re.compile(r"(?i)\bssn|social security|\bss ?#|\bss no|soc\.? ?sec|\btin\b|taxpayer"),
+    "version": re.compile(r"(?i)(?:version|release|build|firmware|\bver\.?|\bv)\s*$"),
+}
+
+
+def _before(text: str, start: int, kind: str, span: int = 40) -> bool:
+    return bool(_CONTEXT[kind].search(text, max(start - span, 0), start))
 
 
 def _ip_ok(text: str) -> bool:
@@ -153,8 +139,8 @@ class PIIDetector:
         windows = _windows(text) if numeric else []
         for kind in numeric if windows else ():
             pattern, valid = _PATTERNS[kind], _VALID[kind]
-            yield [Match(kind, m.start(), m.end()) for lo, hi in windows
-                   for m in pattern.finditer(text, lo, hi) if valid(m)]
+            yield [Match(kind, m.start(), m.end(), score) for lo, hi in windows
+                   for m in pattern.finditer(text, lo, hi) if (score := valid(m)) > 0]
         if "ip_address" in types and text.count(":") >= 2:
             yield [Match("ip_address", m.start(), m.end()) for m in _PATTERNS["ip_address"].finditer(text)
                    if ":" in m.group() and _ip_ok(m.group())]
@@ -181,12 +167,49 @@ def _merge(kept: list[Match], found: list[Match]) -> list[Match]:
 
 
 _NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
-_VALID: dict[str, Callable[[re.Match[str]], bool]] = {
-    "iban": lambda m: iban_ok(m.group(1).replace(" ", "")),
-    "credit_card": lambda m: card_ok(re.sub(r"[ -]", "", m.group())),
-    "ssn": lambda m: ssn_ok(*m.groups()),
-    "ip_address": lambda m: "." in m.group() and _ip_ok(m.group()),
-    "phone": lambda m: _phone_ok(m.group()),
+
+
+def _card(m: re.Match[str]) -> float:
+    digits = m.group().replace(" ", "").replace("-", "")
+    text, start = m.string, m.start()
+    if len(digits) <= 15 and _before(text, start, "not_card"):
+        return 0.0  # an IMEI, an EAN, a serial number that happens to pass Luhn
+    context = _before(text, start, "card")
+    return (1.0 if context else 0.9) if card_ok(digits, context) else 0.0
+
+
+def _ssn(m: re.Match[str]) -> float:
+    area, sep, group, serial = m.groups()
+    if not ssn_ok(area, group, serial):
+        return 0.0
+    context = _before(m.string, m.start(), "ssn")
+    if sep == "-":
+        return 1.0 if context else 0.9
+    return 0.9 if context else 0.0  # bare or spaced or dotted: only where the text says SSN
+
+
+def _ip(m: re.Match[str]) -> float:
+    address = m.group(1)
+    if address is None or not _ip_ok(address):
+        return 0.0
+    if _before(m.string, m.start(), "version", 12):
+        return 0.0  # "version 6.2.1.21", "v10.0.0.1"
+    return 0.9
+
+
+def _phone(m: re.Match[str]) -> float:
+    context = _before(m.string, m.start(), "phone")
+    named_id = not context and _before(m.string, m.start(), "not_phone", 24)
+    return (0.95 if context else 0.85) if phones.phone_ok(m.group(), context, named_id) else 0.0
+
+
+# each numeric type's check: a score (0: not this type), raised by context words before the match
+_VALID: dict[str, Callable[[re.Match[str]], float]] = {
+    "iban": lambda m: 1.0 if iban_ok(m.group(1).replace(" ", "")) else 0.0,
+    "credit_card": _card,
+    "ssn": _ssn,
+    "ip_address": _ip,
+    "phone": _phone,
 }
 
 
@@ -208,10 +231,11 @@ def _around(text: str, mark: str, before: int, after: int) -> list[tuple[int, in
 
 
 def _windows(text: str) -> list[tuple[int, int]]:
-    """Merged windows around numeric runs: 16 characters of margin left (IBAN letters, a `+`)."""
+    """Merged windows around numeric runs: 16 characters of margin left (IBAN letters, a `+`),
+    8 right (a port, a phone extension)."""
     out: list[tuple[int, int]] = []
     for m in _RUN.finditer(text):
-        lo, hi = max(m.start() - 16, 0), min(m.end() + 2, len(text))
+        lo, hi = max(m.start() - 16, 0), min(m.end() + 8, len(text))
         if out and lo <= out[-1][1]:
             out[-1] = (out[-1][0], hi)
         else:

@@ -66,7 +66,7 @@ def matrix(rows: list[tuple[int, str, str]], vocab: dict[str, int], grow: bool
         for feats in window_features(text):
             if not feats:
                 continue
-            value = 1.0 / math.sqrt(len(feats))
+            value = 1.0 / math.sqrt(max(len(feats), classifier.MIN_FEATURES))
             for f, count in Counter(feats).items():
                 col = vocab.get(f)
                 if col is None and grow:
