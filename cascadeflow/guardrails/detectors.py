@@ -52,8 +52,10 @@ def iban_ok(compact: str) -> bool:
     if not 15 <= len(compact) <= 34:
         return False
     rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(c, 36)) for c in rearranged)
-    return int(number) % 97 == 1
+    return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
+
+
+_LETTER_VALUES = str.maketrans({chr(c): str(c - 55) for c in range(65, 91)})  # A=10 ... Z=35
 
 
 # -- PII ---------------------------------------------------------------------------------------
@@ -80,7 +82,6 @@ _CONTEXT = {
     "not_phone": phones.NOT_PHONE,
     "not_card": re.compile(r"(?i)imei|\bean\b|gtin|isbn|barcode|serial|\bupc\b|iccid|tracking|sku"),
     "ssn": re.compile(r"(?i)\bssn|social security|\bss ?#|\bss no|soc\.? ?sec|\btin\b|taxpayer"),
-    "version": re.compile(r"(?i)(?:version|release|build|firmware|\bver\.?|\bv)\s*$"),
 }
 
 
@@ -115,13 +116,15 @@ class PIIDetector:
         """Matches of every type, earlier types winning where two overlap; linear in the text
         and in the number of matches (each type's matches are merged into the kept ones)."""
         kept: list[Match] = []
-        for found in self._candidates(text):
+        for found in self._candidates(text, kept):
             if found:
-                kept = _merge(kept, found)
+                kept[:] = _merge(kept, found)
         return kept
 
-    def _candidates(self, text: str) -> Iterator[list[Match]]:
-        """Each type's matches, sorted by start, in the order that decides overlaps."""
+    def _candidates(self, text: str, kept: list[Match]) -> Iterator[list[Match]]:
+        """Each type's matches, sorted by start, in the order that decides overlaps. A numeric
+        candidate inside a match already kept (`kept`, updated between types) is not checked:
+        the digits of a card number are not tried as a phone number."""
         types = self.types
         if "api_key" in types:
             yield [Match("api_key", start, end) for start, end in secrets.spans(text)]
@@ -139,11 +142,29 @@ class PIIDetector:
         windows = _windows(text) if numeric else []
         for kind in numeric if windows else ():
             pattern, valid = _PATTERNS[kind], _VALID[kind]
+            free = _Free(kept)
             yield [Match(kind, m.start(), m.end(), score) for lo, hi in windows
-                   for m in pattern.finditer(text, lo, hi) if (score := valid(m)) > 0]
+                   for m in pattern.finditer(text, lo, hi)
+                   if free(m.start(), m.end()) and (score := valid(m)) > 0]
         if "ip_address" in types and text.count(":") >= 2:
             yield [Match("ip_address", m.start(), m.end()) for m in _PATTERNS["ip_address"].finditer(text)
                    if ":" in m.group() and _ip_ok(m.group())]
+
+
+class _Free:
+    """Whether a span overlaps none of `kept` (sorted, non-overlapping), for spans asked in
+    increasing order of start: one walk over `kept` in all."""
+
+    def __init__(self, kept: list[Match]) -> None:
+        self.kept = kept
+        self.i = 0
+
+    def __call__(self, start: int, end: int) -> bool:
+        kept, i = self.kept, self.i
+        while i < len(kept) and kept[i].end <= start:
+            i += 1
+        self.i = i
+        return not (i < len(kept) and kept[i].start < end)
 
 
 def _merge(kept: list[Match], found: list[Match]) -> list[Match]:
@@ -170,37 +191,57 @@ _NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
 
 
 def _card(m: re.Match[str]) -> float:
+    """Context is read only where it decides: a short Maestro number needs "card" before it, and
+    a number of 15 digits or fewer must not follow "IMEI", "EAN", "serial"..."""
     digits = m.group().replace(" ", "").replace("-", "")
+    if not card_ok(digits, True):
+        return 0.0
     text, start = m.string, m.start()
     if len(digits) <= 15 and _before(text, start, "not_card"):
         return 0.0  # an IMEI, an EAN, a serial number that happens to pass Luhn
-    context = _before(text, start, "card")
-    return (1.0 if context else 0.9) if card_ok(digits, context) else 0.0
+    if card_ok(digits):
+        return 0.9
+    return 1.0 if _before(text, start, "card") else 0.0  # 12 or 13 digits: only a named card
 
 
 def _ssn(m: re.Match[str]) -> float:
     area, sep, group, serial = m.groups()
     if not ssn_ok(area, group, serial):
         return 0.0
-    context = _before(m.string, m.start(), "ssn")
     if sep == "-":
-        return 1.0 if context else 0.9
-    return 0.9 if context else 0.0  # bare or spaced or dotted: only where the text says SSN
+        return 0.9
+    return 0.9 if _before(m.string, m.start(), "ssn") else 0.0  # bare, spaced, dotted: where it says SSN
+
+
+_VERSION_WORDS = ("version", "release", "build", "firmware", "ver", "ver.")
 
 
 def _ip(m: re.Match[str]) -> float:
     address = m.group(1)
     if address is None or not _ip_ok(address):
         return 0.0
-    if _before(m.string, m.start(), "version", 12):
+    before = m.string[max(m.start() - 12, 0):m.start()].rstrip().lower()
+    if before.endswith(_VERSION_WORDS) or (before.endswith("v") and not before[-2:-1].isalpha()):
         return 0.0  # "version 6.2.1.21", "v10.0.0.1"
     return 0.9
 
 
+_FRAGMENT = re.compile(r"(?:\d|[A-Z]{2}\d{2}) $")
+
+
 def _phone(m: re.Match[str]) -> float:
+    """Tried first as if a word such as "invoice" stood before it (the strictest reading), so the
+    words before it are read only for numbers whose shape does not decide."""
+    number = m.group()
+    if _FRAGMENT.search(m.string, max(m.start() - 5, 0), m.start()):
+        return 0.0  # the tail of a longer number ("FR96 0917 4297 0012 ...", a failed IBAN)
+    if phones.phone_ok(number, False, True):
+        return 0.85
+    if number.startswith(("+", "00")):
+        return 0.0
     context = _before(m.string, m.start(), "phone")
     named_id = not context and _before(m.string, m.start(), "not_phone", 24)
-    return (0.95 if context else 0.85) if phones.phone_ok(m.group(), context, named_id) else 0.0
+    return (0.95 if context else 0.85) if phones.phone_ok(number, context, named_id) else 0.0
 
 
 # each numeric type's check: a score (0: not this type), raised by context words before the match

@@ -36,13 +36,14 @@ CONTEXT = ("phone", "tel", "tel.", "telephone", "call", "mobile", "cell", "fax",
 NOT_PHONE = re.compile(r"(?i)invoice|order|\bref|ticket|account|\bid\b|\bno\.|\bnr\.?|#|transaction|tracking"
                        r"|rechnung|commande|facture|pedido|ordine|fattura|bestel")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")  # never how a phone number is written
 _IT_MOBILE = re.compile(r"3\d{2}[\s.-]?\d{3}[\s.-]?\d{4}|3\d{2}[\s.-]\d{7}")
 _EXTENSION = re.compile(r"\s?(?:x|ext\.?|ext)\s?\d{1,5}$")
 _GROUPS = re.compile(r"[\s./-]")
 
 
 def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+    return "".join(filter(str.isdigit, text))
 
 
 def _international(body: str) -> bool:
@@ -62,7 +63,7 @@ def phone_ok(candidate: str, context: bool, id_context: bool = False) -> bool:
     """`candidate` (a PATTERN match) is a phone number; `context`: a phone word stands before it;
     `id_context`: a word such as "invoice" or "order" does (a bare number is then that id)."""
     number = _EXTENSION.sub("", candidate)
-    if _DATE.fullmatch(number) or _DATE.match(number):
+    if _DATE.fullmatch(number) or _DATE.match(number) or _SSN_SHAPE.fullmatch(number):
         return False
     grouped = bool(_GROUPS.search(number.strip())) or "(" in number
     if number.startswith("+") or number.startswith("00"):
@@ -81,6 +82,8 @@ def phone_ok(candidate: str, context: bool, id_context: bool = False) -> bool:
     if digits.startswith("1") and len(digits) == 11:
         return _nanp(digits[1:])
     if _nanp(digits) and (context or re.fullmatch(r"\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}", number)):
+        return True
+    if context and grouped and 8 <= len(digits) <= 9:  # plans without a trunk 0 (ES, PT, PL, DK...)
         return True
     if digits.startswith("3") and len(digits) in (9, 10):  # Italian mobiles: 3xx xxx xxxx
         return context or (len(digits) == 10 and bool(_IT_MOBILE.fullmatch(number)))

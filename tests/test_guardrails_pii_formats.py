@@ -1,0 +1,63 @@
+"""PII formats beyond the first detectors: national phone plans, every card network, bare SSNs
+where the text says so, ip:port, and the look-alikes that must stay unflagged."""
+
+from __future__ import annotations
+
+import pytest
+from cascadeflow.guardrails import PIIDetector
+
+detector = PIIDetector()
+
+
+def found(text: str) -> set[tuple[str, str]]:
+    return {(m.kind, text[m.start:m.end]) for m in detector.scan(text)}
+
+
+@pytest.mark.parametrize("number", [
+    "+39 06 6982 3456", "06 69823456", "333 123 4567", "+39 333 1234567",  # Italy
+    "(415) 555-2671", "415-555-2671", "+1-415-555-2671", "001-415-555-2671x123",  # US
+    "030 12345678", "+49 (0)30 12345678", "(04829) 80130", "0171 2345678",  # Germany
+    "01 23 45 67 89", "+33 (0)1 23 45 67 89",  # France
+    "020 7946 0958", "+44 20 7946 0958", "07700 900123",  # UK
+    "912 345 678", "+34 912 345 678",  # Spain (912... only with a phone word, below)
+])
+def test_national_phone_formats(number: str) -> None:
+    text = f"Please call me on {number} tomorrow."
+    assert ("phone", number) in found(text)
+
+
+@pytest.mark.parametrize("card", [
+    "6759649826438446",  # Maestro
+    "3530111333300000",  # JCB 16
+    "180001234567899",   # JCB 15
+    "6212345678901281",  # UnionPay
+    "2200123456789076",  # Mir
+    "30569309025904",    # Diners
+    "378282246310005",   # Amex
+])
+def test_card_networks(card: str) -> None:
+    assert ("credit_card", card) in found(f"Card number: {card}")
+
+
+def test_look_alikes_are_not_cards_ips_or_phones() -> None:
+    assert found("IMEI 352099001761481 is blocked") == set()
+    assert found("EAN 4006381333931 is out of stock") == set()
+    assert found("Upgrade to version 6.2.1.21 to fix it") == set()
+    assert found("Upgrade to v10.0.0.1 first") == set()
+    assert found("Invoice no. 5466723133 is attached") == set()
+    assert found("Order 502940485 shipped on 2026-03-01") == set()
+
+
+def test_ssn_without_separators_needs_the_word() -> None:
+    assert ("ssn", "502940485") in found("SSN: 502940485")
+    assert ("ssn", "502.94.0485") in found("my social security number is 502.94.0485")
+    assert not any(kind == "ssn" for kind, _ in found("Reference 502940485"))
+
+
+def test_ip_with_port() -> None:
+    assert ("ip_address", "203.0.113.9:8443") in found("The server at 203.0.113.9:8443 is down")
+
+
+def test_every_match_has_a_score() -> None:
+    matches = detector.scan("Call 020 7946 0958, card 4242 4242 4242 4242, SSN 123-45-6789")
+    assert len(matches) == 3 and all(0 < m.score <= 1 for m in matches)
