@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow.guardrails.detectors import Match
+from cascadeflow.guardrails.placeholders import Placeholders
 from cascadeflow.guardrails.policy import Rule
 
 # Hashes are keyed so that a hash of a card number cannot be reversed by trying every card.
@@ -94,9 +95,12 @@ Hits = list[tuple[Rule, Match, Finding]]
 INPUTS = ScanCache()
 
 
-def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]]) -> str:
-    """Apply redact (typed placeholders) and rewrite (the rule's replacement), right to left."""
-    edits = sorted(((m.start, m.end, _replacement(r, m)) for r, m, _f in hits
+def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]],
+              placeholders: Placeholders | None = None) -> str:
+    """Apply redact and rewrite (the rule's replacement), right to left. Redact writes typed
+    placeholders (`[EMAIL]`), or with `placeholders` the run's numbered ones (`[EMAIL_1]`), which
+    `Placeholders.restore` can turn back into the originals for the application."""
+    edits = sorted(((m.start, m.end, _replacement(r, m, text, placeholders)) for r, m, _f in hits
                     if r.action in ("redact", "rewrite")), reverse=True)
     if not edits:
         return text
@@ -117,9 +121,11 @@ def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]]) -> str:
     return "".join(pieces)
 
 
-def _replacement(rule: Rule, match: Match) -> str:
+def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:
     if rule.action == "rewrite":
         return rule.replacement or ""
+    if placeholders is not None:
+        return placeholders.label(match.kind, text[match.start:match.end])
     return f"[{match.kind.upper()}]"
 
 
@@ -150,14 +156,16 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool) -> tuple[list[Finding], Any]:
+def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Placeholders | None = None
+                ) -> tuple[list[Finding], Any]:
     """Findings over every text of a prompt, and (when `edit` and a redact or rewrite rule
     matched) an edited copy; otherwise the prompt itself. The copy is made only when needed.
-    Texts scanned before with the same rules are not scanned again (`INPUTS`)."""
+    Texts scanned before with the same rules are not scanned again (`INPUTS`). With
+    `placeholders`, redactions are the run's numbered placeholders (see `transform`)."""
     key = tuple(map(id, rules))
     if isinstance(prompt, str):
         hits = INPUTS.scan(rules, key, prompt)
-        return [f for _r, _m, f in hits], (transform(prompt, hits) if edit and hits else prompt)
+        return [f for _r, _m, f in hits], (transform(prompt, hits, placeholders) if edit and hits else prompt)
     findings: list[Finding] = []
     edits: list[tuple[int, str]] = []
     places = _texts(prompt)
@@ -166,7 +174,7 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool) -> tuple[list[Fi
         if hits:
             findings.extend(f for _r, _m, f in hits)
             if edit and any(r.action in ("redact", "rewrite") for r, _m, _f in hits):
-                edits.append((index, transform(text, hits)))
+                edits.append((index, transform(text, hits, placeholders)))
     if not edits:
         return findings, prompt
     edited = _copy(prompt)
