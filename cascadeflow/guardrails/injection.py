@@ -1,7 +1,8 @@
 """Prompt-injection detection: a scored combination of signals, not a single regex.
 
-Signals (each with a weight): known attack phrasings, role-override and delimiter tricks,
-encoded payloads that decode to an attack, invisible characters, and words that mix scripts
+Signals (each with a weight): known attack phrasings, role-override and delimiter tricks, the
+shipped word-pair classifier (`classifier.py`), readable text hidden in an encoding
+(`encodings.py`, decoded and scored again), invisible characters, and words that mix scripts
 (homoglyphs). Text is normalised first (confusable letters folded, invisible characters dropped)
 so spelling tricks do not hide a phrase. The score is a noisy-OR of the signals found:
 1 - prod(1 - weight), in 0..1, compared with each rule's threshold.
@@ -249,7 +250,7 @@ class InjectionDetector:
         for payload in encodings.payloads(clean, tokens):
             found = self._encoded(payload, tokens, len(clean))
             if found[0] > 0:
-                signals.append(found)
+                signals.append(found if offset_ok else (found[0], 0, len(text)))
         if not plain:
             hidden = INVISIBLE.search(text)
             if hidden:
