@@ -16,6 +16,7 @@ from cascadeflow.alert import Alert
 from cascadeflow.breakers import breakers
 from cascadeflow.config import Config
 from cascadeflow.guardrails.policy import Policy, PolicyStore
+from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
 from cascadeflow.policy import Engine
 from cascadeflow.session import Session
@@ -44,7 +45,7 @@ class Runtime:
                  policies: PolicyStore | None = None,
                  cascades: Mapping[str, CascadeRunner] | None = None,
                  observer: Observer | None = None,
-                 alert: Callable[[Alert], None] | None = None) -> None:
+                 alert: Callable[[Alert], None] | None = None, ledger: Ledger | None = None) -> None:
         self.config = config
         self.mode: str = config.mode
         self.enforce = config.mode == "enforce"
@@ -53,6 +54,7 @@ class Runtime:
         self.policies = policies
         self.cascades: Mapping[str, CascadeRunner] = cascades or {}
         self.observer = observer
+        self.ledger = ledger  # usage events, windowed budgets and rate limits (docs/ledger.md)
         self._alert = alert
         self.telemetry_errors = 0  # telemetry hooks that raised (a user's span processor, exporter)
         # prompt text is read after the call returns (trace content, span content)
