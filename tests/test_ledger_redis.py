@@ -3,20 +3,29 @@ shared budgets, rate limits and breakers across processes, and what a store outa
 
 from __future__ import annotations
 
+import collections
+import json
+import multiprocessing
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import cascadeflow
+import litellm
 import pytest
 from cascadeflow.errors import ConfigError
-from cascadeflow.ledger import SQLiteStore, StoreUnavailable
+from cascadeflow.ledger import SQLiteStore, StoreUnavailable, nano
 from cascadeflow.ledger.redis import COOL_DOWN_S, open_redis, safe_url
 from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement, Slot, Store
+from cascadeflow.pricing import PriceBook
+from cascadeflow.testing import replies
 from cascadeflow.windows import parse
 
-from tests.conftest import start_redis
+from tests import ledger_procs
+from tests.conftest import chat_kwargs, start_redis
 
 DAY = parse("day")
 HOUR_ROLLING = parse("rolling:1h")  # 60 buckets of 60 s
@@ -203,3 +212,144 @@ def test_a_forked_child_gets_its_own_connections(redis_url: str) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.figures([budget], time.time()) == [(0, 20)]
     store.close()
+
+
+# -- across processes, through the real client ---------------------------------------------------
+MODEL = "openai/gpt-4o"
+PROMPT = "Please summarise the customer's order history below.\n" + "order line item " * 500
+PRICE = PriceBook().price(MODEL, "openai")
+
+
+def _processes(specs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """Run `tests.ledger_procs` in one process per spec, all at once; their reports. The
+    processes are forked from a fork server that imported litellm once (seconds each
+    otherwise), and so start with no thread of this one's."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cascadeflow", "litellm", "tests.ledger_procs"])
+    outs = [folder / f"report-{i}.json" for i in range(len(specs))]
+    procs = [context.Process(target=ledger_procs.run, args=(spec, str(out)))
+             for spec, out in zip(specs, outs, strict=True)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(180)
+        assert proc.exitcode == 0, f"a ledger process ended with {proc.exitcode}"
+    return [json.loads(out.read_text()) for out in outs]
+
+
+def _config(tmp_path: Path, redis_url: str, body: str) -> str:
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "{redis_url}"\npath = "ledger.db"\n'
+                    f'flush_interval_s = 0.02\n{body}')
+    return str(path)
+
+
+def _billed(provider: Any) -> tuple[int, float]:
+    """Calls the provider answered (not a transport's resends of one) and what it billed for
+    them, by its own rules (cascadeflow.testing.bill)."""
+    calls = [r for r in provider.requests if r.headers.get("x-stainless-retry-count", "0") == "0"]
+    total = 0.0
+    for request in calls:
+        body = request.json
+        answer = replies.answer(body["model"], body["messages"], body, [], set())
+        total += PRICE.cost(answer.prompt_tokens, answer.completion_tokens)
+    return len(calls), total
+
+
+def test_three_processes_never_overrun_a_shared_daily_budget(provider: Any, redis_url: str,
+                                                             tmp_path: Path) -> None:
+    limit = 0.05  # a call costs about 0.0040: a dozen fit
+    config = _config(tmp_path, redis_url, f'\n[budgets.daily]\nscope = "user"\nwindow = "day"\n'
+                                          f'limit = {limit}\nalert_at = 0.5\n')
+    spec = {"config": config, "user": "u-42", "threads": 4, "calls": 5, "model": MODEL,
+            "prompt": PROMPT, "max_tokens": 20, "api_base": provider.url}
+    reports = _processes([spec] * 3, tmp_path)
+    outcomes: collections.Counter[str] = collections.Counter()
+    for report in reports:
+        outcomes.update(report["phases"][0])
+    calls, billed = _billed(provider)
+    assert set(outcomes) <= {"ok", "BudgetExceeded:budget_window_exceeded"}, outcomes
+    assert outcomes["ok"] == calls >= 10
+    assert billed <= limit
+    store = open_redis(redis_url, "test")
+    budget = Counter("budget:daily:u-42", DAY, nano(limit, up=False))
+    ((settled, held),) = store.figures([budget], time.time())
+    store.close()
+    assert held == 0  # every hold released
+    assert abs(settled - nano(billed, up=False)) <= calls  # nano-USD, rounded once per call
+    events = SQLiteStore(tmp_path / "ledger.db")  # each machine's events stay in its own file
+    ((recorded, answered),) = events.read("SELECT SUM(cost), COUNT(*) FROM events WHERE user = "
+                                          "'u-42' AND status = 'ok'")
+    events.close()
+    assert answered == calls and recorded == pytest.approx(billed, rel=1e-9)
+    assert sum(r["alerts"].count("budget_threshold") for r in reports) == 1  # once, not per process
+
+
+def test_a_breaker_opened_in_one_process_is_open_in_another(provider: Any, redis_url: str,
+                                                            tmp_path: Path) -> None:
+    tier = '{{ model = "{}", api_base = "{}", api_key_env = "CF_TEST_KEY" }}'
+    config = _config(tmp_path, redis_url, f"""
+[cascades.classify]
+max_attempts = 1
+tiers = [{tier.format("openai/gpt-4o", provider.url)}, {tier.format("openai/gpt-4o-mini", provider.url)}]
+
+[cascades.classify.breaker]
+failure_threshold = 2
+recovery_timeout_s = 600
+""")
+    spec = {"config": config, "user": "u-1", "threads": 1, "calls": 3, "model": "classify",
+            "prompt": "Classify: charged twice", "max_tokens": 200}
+    provider.inject(model="gpt-4o", status=503)
+    (first,) = _processes([spec], tmp_path)
+    assert first["phases"] == [{"ok": 3}] and first["breaker_store"] == "RedisBreakerStore"
+    primary = f"openai/gpt-4o@{provider.url}"
+    assert first["breakers"][primary] == "open"
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"] * 2 + ["gpt-4o-mini"]
+    provider.reset()  # the primary is healthy again, but the other process's breaker says open
+    (second,) = _processes([{**spec, "calls": 2}], tmp_path)
+    assert second["phases"] == [{"ok": 2}] and second["breakers"][primary] == "open"
+    assert [r.model for r in provider.requests] == ["gpt-4o-mini"] * 2
+
+
+def test_sixty_requests_a_minute_across_three_processes(provider: Any, redis_url: str,
+                                                        tmp_path: Path) -> None:
+    """90 requests at one instant from 3 processes: exactly 60 go through; a minute later,
+    60 more. (Every process's clock is frozen at the same instant per phase, so how fast a
+    loaded machine sends them does not matter.)"""
+    config = _config(tmp_path, redis_url, '\n[limits.rpm]\nscope = "user"\nrequests_per_minute = 60\n')
+    now = time.time()
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    spec = {"config": config, "user": "u-7", "threads": 5, "calls": 6, "model": "openai/gpt-4o-mini",
+            "prompt": "hello", "max_tokens": 5, "api_base": provider.url, "clocks": [now, now + 60],
+            "barrier": str(barrier), "procs": 3}
+    reports = _processes([{**spec, "me": str(i)} for i in range(3)], tmp_path)
+    for phase in range(2):
+        outcomes: collections.Counter[str] = collections.Counter()
+        for report in reports:
+            outcomes.update(report["phases"][phase])
+        assert outcomes == {"ok": 60, "RateLimited:rate_limited": 30}, (phase, outcomes)
+    assert _billed(provider)[0] == 120
+
+
+@pytest.mark.parametrize("failure", ["closed", "open"])
+def test_a_store_that_cannot_be_reached(provider: Any, tmp_path: Path, failure: str) -> None:
+    config = _config(tmp_path, "redis://:pw-not-shown@127.0.0.1:1/0",
+                     f'store_failure = "{failure}"\n\n[budgets.daily]\nscope = "user"\n'
+                     f'window = "day"\nlimit = 1.0\n')
+    alerts: list[Any] = []
+    cascadeflow.init(config=config, alerts=[alerts.append])
+    with cascadeflow.run(user="u-1"):
+        if failure == "closed":
+            with pytest.raises(cascadeflow.StoreUnreachable) as stop:
+                litellm.completion(**chat_kwargs(provider))
+            assert stop.value.reason == "store_unavailable" and "pw-not-shown" not in str(stop.value)
+            assert not provider.requests
+        else:
+            litellm.completion(**chat_kwargs(provider))
+            assert len(provider.requests) == 1
+    cascadeflow.flush()
+    unavailable = [a for a in alerts if a.kind == "store_unavailable"]
+    assert len(unavailable) == 1 and "pw-not-shown" not in str(unavailable[0])
+    assert cascadeflow.stats()["ledger_store_errors"] == 1
+    cascadeflow.shutdown()
