@@ -313,14 +313,14 @@ recovery_timeout_s = 600
 
 def test_sixty_requests_a_minute_across_three_processes(provider: Any, redis_url: str,
                                                         tmp_path: Path) -> None:
-    """90 requests at one instant from 3 processes: exactly 60 go through; a minute later,
+    """72 requests at one instant from 3 processes: exactly 60 go through; a minute later,
     60 more. (Every process's clock is frozen at the same instant per phase, so how fast a
     loaded machine sends them does not matter.)"""
     config = _config(tmp_path, redis_url, '\n[limits.rpm]\nscope = "user"\nrequests_per_minute = 60\n')
     now = time.time()
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    spec = {"config": config, "user": "u-7", "threads": 5, "calls": 6, "model": "openai/gpt-4o-mini",
+    spec = {"config": config, "user": "u-7", "threads": 4, "calls": 6, "model": "openai/gpt-4o-mini",
             "prompt": "hello", "max_tokens": 5, "api_base": provider.url, "clocks": [now, now + 60],
             "barrier": str(barrier), "procs": 3}
     reports = _processes([{**spec, "me": str(i)} for i in range(3)], tmp_path)
@@ -328,7 +328,7 @@ def test_sixty_requests_a_minute_across_three_processes(provider: Any, redis_url
         outcomes: collections.Counter[str] = collections.Counter()
         for report in reports:
             outcomes.update(report["phases"][phase])
-        assert outcomes == {"ok": 60, "RateLimited:rate_limited": 30}, (phase, outcomes)
+        assert outcomes == {"ok": 60, "RateLimited:rate_limited": 12}, (phase, outcomes)
     assert _billed(provider)[0] == 120
 
 
@@ -351,5 +351,6 @@ def test_a_store_that_cannot_be_reached(provider: Any, tmp_path: Path, failure: 
     cascadeflow.flush()
     unavailable = [a for a in alerts if a.kind == "store_unavailable"]
     assert len(unavailable) == 1 and "pw-not-shown" not in str(unavailable[0])
-    assert cascadeflow.stats()["ledger_store_errors"] == 1
+    # closed: the read before the decision stopped the call; open: the read and the hold failed
+    assert cascadeflow.stats()["ledger_store_errors"] == (1 if failure == "closed" else 2)
     cascadeflow.shutdown()
