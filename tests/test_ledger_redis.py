@@ -16,8 +16,10 @@ from typing import Any
 import cascadeflow
 import litellm
 import pytest
+from cascadeflow.breakers import BreakerSettings, CircuitBreaker, InMemoryBreakerStore, breakers
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, StoreUnavailable, nano
+from cascadeflow.ledger.breakerstore import RedisBreakerStore, open_redis_breakers
 from cascadeflow.ledger.redis import COOL_DOWN_S, open_redis, safe_url
 from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement, Slot, Store
 from cascadeflow.pricing import PriceBook
@@ -237,8 +239,8 @@ def _processes(specs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]
     return [json.loads(out.read_text()) for out in outs]
 
 
-def _config(tmp_path: Path, redis_url: str, body: str) -> str:
-    path = tmp_path / "cascadeflow.toml"
+def _config(tmp_path: Path, redis_url: str, body: str, name: str = "cascadeflow.toml") -> str:
+    path = tmp_path / name
     path.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "{redis_url}"\npath = "ledger.db"\n'
                     f'flush_interval_s = 0.02\n{body}')
     return str(path)
@@ -354,3 +356,44 @@ def test_a_store_that_cannot_be_reached(provider: Any, tmp_path: Path, failure: 
     # closed: the read before the decision stopped the call; open: the read and the hold failed
     assert cascadeflow.stats()["ledger_store_errors"] == (1 if failure == "closed" else 2)
     cascadeflow.shutdown()
+
+
+# -- breaker state -------------------------------------------------------------------------------
+def test_breaker_state_crosses_processes_on_the_wall_clock(redis_url: str) -> None:
+    """Two processes' monotonic clocks differ: the open breaker's age is the same for both."""
+    here = open_redis_breakers(redis_url, "test")
+    there = open_redis_breakers(redis_url, "test")
+    here.clock, there.clock = (lambda: 1000.0), (lambda: 5000.0)
+    settings = BreakerSettings(failure_threshold=1, recovery_timeout=30)
+    opened = CircuitBreaker("openai/gpt-4o@x", settings, here, here.clock)
+    opened.failure()
+    seen = CircuitBreaker("openai/gpt-4o@x", settings, there, there.clock)
+    assert seen.state == "open" and not seen.acquire()
+    state = there.load("openai/gpt-4o@x")
+    assert state.opened_at == pytest.approx(5000.0, abs=0.5) and list(state.outcomes) == [True]
+    here.close()
+    there.close()
+
+
+def test_a_breaker_store_that_fails_never_breaks_a_call() -> None:
+    store = open_redis_breakers("redis://127.0.0.1:1/0", "test")
+    breaker = CircuitBreaker("d", BreakerSettings(failure_threshold=2), store)
+    assert breaker.acquire()
+    breaker.failure()
+    breaker.failure()  # kept in this process meanwhile
+    assert breaker.state == "open" and not breaker.acquire()
+    assert store.errors == 1  # then Redis is left alone for a while
+
+
+def test_init_shares_breakers_only_with_a_url(redis_url: str, tmp_path: Path) -> None:
+    shared = _config(tmp_path, redis_url, "", "shared.toml")  # not found unless named
+    cascadeflow.init(config=shared)
+    assert isinstance(breakers.store, RedisBreakerStore)
+    cascadeflow.init(mode="enforce")
+    assert isinstance(breakers.store, InMemoryBreakerStore)
+    (tmp_path / "off.toml").write_text(f'[ledger]\nurl = "{redis_url}"\nbreakers = false\n')
+    cascadeflow.init(mode="enforce", config=tmp_path / "off.toml")
+    assert isinstance(breakers.store, InMemoryBreakerStore)
+    cascadeflow.init(config=shared)
+    cascadeflow.shutdown()
+    assert isinstance(breakers.store, InMemoryBreakerStore)
