@@ -61,7 +61,7 @@ end
 # ARGV: count, then each counter's bucket count; returns settled, held, settled, held, ...
 _FIGURES = _SUM + """
 local out, k = {}, 1
-for i = 2, ARGV[1] + 1 do
+for i = 2, tonumber(ARGV[1]) + 1 do
   local n = tonumber(ARGV[i])
   local settled, held = figures(k, n)
   out[#out + 1] = settled
@@ -185,16 +185,18 @@ class RedisStore:
                 self._down_until = time.monotonic() + COOL_DOWN_S
             raise StoreUnavailable(f"redis {self.url}: {clean(str(exc), self._dsn)}") from None
         except OSError as exc:  # a socket error the client did not wrap
-            raise StoreUnavailable(f"redis {self.url}: {exc}") from None
+            raise StoreUnavailable(f"redis {self.url}: {clean(str(exc), self._dsn)}") from None
 
     # -- Store -------------------------------------------------------------------------------
     def figures(self, counters: Sequence[Counter], now: float) -> list[tuple[int, int]]:
         if not counters:
             return []
         keys: list[str] = []
+        sizes: list[int] = []
         for counter in counters:
-            keys += _bucket_keys(counter.key, counter.window.buckets(now))
-        sizes = [len(c.window.buckets(now)) for c in counters]
+            buckets = counter.window.buckets(now)
+            keys += _bucket_keys(counter.key, buckets)
+            sizes.append(len(buckets))
         flat = self._call(lambda: self._figures(keys=keys, args=[len(counters), *sizes]), fast=True)
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
