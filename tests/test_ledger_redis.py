@@ -177,6 +177,11 @@ def test_a_password_never_shows(redis_url: str) -> None:
     with pytest.raises(ConfigError) as bad:
         open_redis("redis://:hunter2-secret@127.0.0.1:notaport/0", "file x.toml")
     assert "hunter2" not in str(bad.value)
+    # a URL the config itself rejects: the password-only form is masked like user:password
+    Path("cascadeflow.toml").write_text('[ledger]\nurl = "http://:hunter2-secret@127.0.0.1/0"\n')
+    with pytest.raises(ConfigError) as rejected:
+        cascadeflow.init()
+    assert "hunter2" not in str(rejected.value) and "ledger.url" in str(rejected.value)
 
 
 def test_a_store_down_fails_and_comes_back_with_the_server(tmp_path: Any) -> None:
