@@ -83,6 +83,8 @@ class Target:
 
 
 def _locate(args: argparse.Namespace) -> Target:
+    if args.config is not None and not Path(args.config).is_file():
+        raise ConfigError("--config", args.config, "the command line", "no such file")
     cfg = resolve({"config": args.config})
     spec = cfg.ledger
     if args.ledger is not None:
@@ -201,13 +203,16 @@ def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]]
     """Columns padded to their widest cell; numbers to the right."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    right = [bool(rows) and all(isinstance(r[i], int | float) or str(r[i]).replace(".", "", 1)
-                                .isdigit() for r in rows) for i in range(len(headers))]
+    right = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(headers))]
     for line in [list(headers), *cells]:
         print("  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in
                         zip(line, widths, right, strict=True)).rstrip(), file=out)
     if not rows:
         print("(none)", file=out)
+
+
+def _numeric(value: object) -> bool:
+    return value is None or isinstance(value, int | float) or str(value).replace(".", "", 1).isdigit()
 
 
 def _cell(value: object) -> str:
