@@ -55,29 +55,47 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run one `cascadeflow ledger` subcommand: 0 done, 2 bad input, 1 the ledger failed."""
     out = out or sys.stdout
     now = time.time()
+    command = args.ledger_command
     try:
         target = _locate(args)
         after = _since(args, now)
-        store = SQLiteStore(target.spec.path)
-    except (ConfigError, StoreUnavailable) as exc:  # bad input, or a file SQLite cannot open
-        print(f"cascadeflow ledger: error: {exc}", file=sys.stderr)
-        return 2
+        reader = _open(target)
+    except ConfigError as exc:
+        return _fail(exc, 2)
     try:
-        return COMMANDS[args.ledger_command](args, target, store, after, now, out)
+        if command in READS:
+            return READS[command](args, target, reader, after, out)
     except StoreUnavailable as exc:  # locked past the busy timeout, a disk error
-        print(f"cascadeflow ledger: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1)
+    finally:
+        reader.close()
+    try:
+        store = SQLiteStore(target.spec.path)
+    except StoreUnavailable as exc:  # e.g. a ledger on a read-only disk
+        return _fail(exc, 1)
+    try:
+        return WRITES[command](args, target, store, now, out)
+    except StoreUnavailable as exc:
+        return _fail(exc, 1)
     finally:
         store.close()
 
 
+def _fail(exc: Exception, status: int) -> int:
+    print(f"cascadeflow ledger: error: {exc}", file=sys.stderr)
+    return status
+
+
 @dataclass(frozen=True)
 class Target:
-    """The ledger to open, and the settings that go with it."""
+    """The ledger to open, where its path came from, and the settings that go with it."""
 
     spec: LedgerSpec
+    setting: str  # --ledger | ledger.path
+    where: str  # the command line | file PATH
     budgets: tuple[str, ...]  # user-scoped [budgets.NAME]
     limits: tuple[str, ...]  # user-scoped [limits.NAME]
 
@@ -88,21 +106,27 @@ def _locate(args: argparse.Namespace) -> Target:
     cfg = resolve({"config": args.config})
     spec = cfg.ledger
     if args.ledger is not None:
-        setting, value, where = "--ledger", args.ledger, "the command line"
+        setting, where = "--ledger", "the command line"
         spec = (spec or LedgerSpec()).model_copy(update={"path": args.ledger})
     elif spec is not None:
-        setting, value, where = "ledger.path", spec.path, f"file {cfg.config_file}"
+        setting, where = "ledger.path", f"file {cfg.config_file}"
     else:
         where = f"file {cfg.config_file}" if cfg.config_file else "no config file found"
         raise ConfigError("ledger.path", None, where, "no ledger configured: pass --ledger PATH, "
                           "or a config file with a [ledger] section (--config, CASCADEFLOW_CONFIG, "
                           "./cascadeflow.toml)")
-    try:
-        query.check(Path(value))
-    except ValueError as exc:
-        raise ConfigError(setting, value, where, str(exc)) from None
-    return Target(spec, tuple(n for n, b in cfg.budgets.items() if b.scope == "user"),
+    return Target(spec, setting, where,
+                  tuple(n for n, b in cfg.budgets.items() if b.scope == "user"),
                   tuple(n for n, lim in cfg.limits.items() if lim.scope == "user"))
+
+
+def _open(target: Target) -> query.ReadOnly:
+    """The ledger, read-only: never created, never a write lock (purge and forget then open it
+    for writing)."""
+    try:
+        return query.ReadOnly(Path(target.spec.path))
+    except ValueError as exc:
+        raise ConfigError(target.setting, target.spec.path, target.where, str(exc)) from None
 
 
 def _since(args: argparse.Namespace, now: float) -> float | None:
@@ -116,8 +140,8 @@ def _since(args: argparse.Namespace, now: float) -> float | None:
 
 
 # -- the commands ----------------------------------------------------------------------------
-def _spend(args: argparse.Namespace, target: Target, store: SQLiteStore, after: float | None,
-           now: float, out: TextIO) -> int:
+def _spend(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+           out: TextIO) -> int:
     rows = query.spend(store, args.by, parse(args.window, target.spec.time_zone), after)
     total = {"calls": sum(r.calls for r in rows), "cost": sum(r.cost for r in rows),
              "unpriced": sum(r.unpriced for r in rows)}
@@ -134,8 +158,8 @@ def _spend(args: argparse.Namespace, target: Target, store: SQLiteStore, after: 
     return 0
 
 
-def _steps(args: argparse.Namespace, target: Target, store: SQLiteStore, after: float | None,
-           now: float, out: TextIO) -> int:
+def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+           out: TextIO) -> int:
     filters = query.Filters(args.model, args.agent, args.user, args.project, args.error,
                             args.status, args.min_latency_ms, after)
     rows = query.steps(store, filters, max(args.limit, 0))
@@ -160,8 +184,8 @@ def _steps(args: argparse.Namespace, target: Target, store: SQLiteStore, after: 
     return 0
 
 
-def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, after: float | None,
-           now: float, out: TextIO) -> int:
+def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,
+           out: TextIO) -> int:
     keep = target.spec.retention
     cut = query.Retention.of(now, keep.usage_days, keep.content_days, keep.outcome_days)
     counts = query.purge(store, cut, now, args.dry_run)
@@ -170,8 +194,8 @@ def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, after: 
                    "holds, request slots and alert marks once their windows have passed")
 
 
-def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, after: float | None,
-            now: float, out: TextIO) -> int:
+def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,
+            out: TextIO) -> int:
     keys = query.user_keys(args.user, target.budgets, target.limits)
     counts = query.forget(store, args.user, keys, args.dry_run)
     notes = [f"counters, holds and slots of the user-scoped budgets {list(target.budgets)} and "
@@ -185,7 +209,8 @@ def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, after:
     return _report(args, out, counts, "; ".join(notes))
 
 
-COMMANDS = {"spend": _spend, "steps": _steps, "purge": _purge, "forget": _forget}
+READS = {"spend": _spend, "steps": _steps}
+WRITES = {"purge": _purge, "forget": _forget}
 
 
 # -- output ----------------------------------------------------------------------------------

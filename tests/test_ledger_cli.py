@@ -4,6 +4,7 @@ events committed with exact numbers."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,3 +234,15 @@ def test_unknown_group_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) 
         main(["ledger", "spend", "--by", "country"])
     assert stop.value.code == 2
     assert "argument --by: invalid choice: 'country'" in capsys.readouterr().err
+
+
+def test_reads_never_wait_for_a_writer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = _ledger(tmp_path / "l.db", [_event(time.time(), latency_ms=10.0)])
+    writer = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a process holding the write lock (committing a batch)
+    started = time.monotonic()
+    assert _cli(capsys, "steps", "--ledger", str(tmp_path / "l.db"))["matched"] == 1
+    assert time.monotonic() - started < 5
+    writer.execute("ROLLBACK")
+    writer.close()
+    store.close()

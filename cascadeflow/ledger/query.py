@@ -14,8 +14,10 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from cascadeflow.ledger.sqlite import SQLiteStore
+from cascadeflow.ledger.sqlite import BUSY_TIMEOUT_S, SQLiteStore
+from cascadeflow.ledger.store import StoreUnavailable
 from cascadeflow.windows import Window
 
 DAY_S = 86400
@@ -41,19 +43,34 @@ class Spend:
     unpriced: int  # calls whose cost was unknown (not in `cost`)
 
 
-def check(path: Path) -> None:
-    """ValueError unless `path` is a cascadeflow ledger: opening one with `SQLiteStore` creates
-    it, or adds the ledger's tables to whatever SQLite file it is, so look read-only first."""
-    if not path.is_file():
-        raise ValueError("no such file (nothing has been recorded there yet?)")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+class Reader(Protocol):
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]: ...
+
+
+class ReadOnly:
+    """A ledger opened read-only, for `spend` and `steps`: `SQLiteStore` creates a missing file
+    (or adds the ledger's tables to any SQLite file) and takes the write lock to do it, which a
+    report neither needs nor should wait for behind busy writers."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise ValueError("no such file (nothing has been recorded there yet?)")
+        self.path = path
         try:
-            conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise ValueError(f"not a cascadeflow ledger ({exc})") from None
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_S)
+            self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.Error as exc:
+            raise ValueError(f"not a cascadeflow ledger ({exc})") from None
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def windows(window: Window, low: float, high: float) -> list[tuple[str, int, int]]:
@@ -68,7 +85,7 @@ def windows(window: Window, low: float, high: float) -> list[tuple[str, int, int
     return out
 
 
-def spend(store: SQLiteStore, by: str, window: Window, since: float | None = None) -> list[Spend]:
+def spend(store: Reader, by: str, window: Window, since: float | None = None) -> list[Spend]:
     """Spend per `by` (one of `GROUPS`) per calendar `window`, oldest window first."""
     if by not in GROUPS:
         raise ValueError(f"expected one of {list(GROUPS)}")
@@ -129,7 +146,7 @@ STEP_COLUMNS = ("ts", "run_id", "step", "user", "project", "agent", "workflow", 
                 "mode", "tool")  # never `content` (prompt text) nor `metadata`
 
 
-def steps(store: SQLiteStore, filters: Filters, limit: int) -> list[dict[str, object]]:
+def steps(store: Reader, filters: Filters, limit: int) -> list[dict[str, object]]:
     """The newest `limit` steps matching `filters`, without prompt text or metadata."""
     where, params = filters.where()
     columns = ", ".join(f'"{c}"' for c in STEP_COLUMNS)
@@ -138,7 +155,7 @@ def steps(store: SQLiteStore, filters: Filters, limit: int) -> list[dict[str, ob
     return [dict(zip(STEP_COLUMNS, row, strict=True)) for row in rows]
 
 
-def matched(store: SQLiteStore, filters: Filters) -> tuple[int, list[float]]:
+def matched(store: Reader, filters: Filters) -> tuple[int, list[float]]:
     """How many steps match, and the latencies of those that have one, ascending (one scan;
     sorting here is faster than SQLite's ORDER BY on an unindexed column)."""
     where, params = filters.where()
@@ -231,7 +248,7 @@ def _in(values: Sequence[str]) -> str:
     return f"key IN ({', '.join('?' for _ in values)})" if values else "0"
 
 
-def _count(store: SQLiteStore, table: str, clause: str, params: Sequence[object]) -> int:
+def _count(store: Reader, table: str, clause: str, params: Sequence[object]) -> int:
     ((count,),) = store.read(f"SELECT COUNT(*) FROM {table} WHERE {clause}", params)
     return _int(count)
 
