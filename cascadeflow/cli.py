@@ -1,4 +1,5 @@
-"""The `cascadeflow` command: `demo` runs the triage demo, `trace` prints a saved session."""
+"""The `cascadeflow` command: `demo` runs the triage demo, `trace` prints a saved session,
+`ledger` reads and trims the ledger."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from cascadeflow import ledger_cli
 from cascadeflow.console import print_summary, print_trace
 from cascadeflow.demo.run import main as run_demo
 from cascadeflow.session import load_session
@@ -19,7 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--live", action="store_true", help="use a real provider (OPENAI_API_KEY)")
     show = sub.add_parser("trace", help="print a session saved with session.save(path)")
     show.add_argument("path")
+    ledger_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "ledger":
+        return ledger_cli.main(args)
     if args.command == "demo":
         run_demo(live=args.live)
         return 0
