@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import threading
 import time
-import math
 import uuid
 from collections import deque
 from collections.abc import Iterator

@@ -126,6 +126,10 @@ def near_misses(runs: Sequence[Run]) -> list[NearMiss]:
     return sorted(rows, key=lambda r: (-r.count, r.rule, r.kind))
 
 
+# bucket sizes of the timeline (a minute to a week), the smallest that gives few enough bars
+BUCKETS = (60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0)
+
+
 @dataclass(slots=True)
 class Reliability:
     """Retries, fallbacks and breaker skips: counts by reason and model, and when they happened."""
@@ -137,7 +141,7 @@ class Reliability:
     degraded_answers: int
 
 
-def reliability(runs: Sequence[Run], buckets: int = 24) -> Reliability:
+def reliability(runs: Sequence[Run], max_buckets: int = 48) -> Reliability:
     counts: dict[tuple[str, str, str], int] = {}
     events: list[tuple[float, str]] = []
     skips = degraded = 0
@@ -157,9 +161,9 @@ def reliability(runs: Sequence[Run], buckets: int = 24) -> Reliability:
         return Reliability(rows, [], 0.0, skips, degraded)
     first = min(t for t, _ in events)
     span = max(t for t, _ in events) - first
-    size = max(span / buckets, 1.0)
-    series = [[first + i * size, 0, 0] for i in range(buckets)]
+    size = next((b for b in BUCKETS if span / b < max_buckets), BUCKETS[-1])
+    start = first - first % size
+    series = [[start + i * size, 0, 0] for i in range(int((first + span - start) // size) + 1)]
     for when, action in events:
-        i = min(int((when - first) / size), buckets - 1)
-        series[i][1 if action == "retry" else 2] += 1
+        series[int((when - start) // size)][1 if action == "retry" else 2] += 1
     return Reliability(rows, [(float(a), int(b), int(c)) for a, b, c in series], size, skips, degraded)

@@ -187,7 +187,8 @@ def reliability(r: Review) -> str:
 def _run(run: Run) -> str:
     outcome = run.outcome or "-"
     cls = "ok" if run.outcome == "resolved" else ("stop" if run.outcome else "")
-    head = (f'<h3 id="run-{esc(run.run_id)}">{esc(run.label)} · run {esc(run.run_id[:12])}</h3>'
+    head = (f'<h3 id="run-{esc(run.run_id)}">run {esc(run.run_id[:12])}'
+            + (f" · {esc(run.agent)}" if run.agent else "") + "</h3>"
             f"<p><span class=pill>{esc(run.mode)}</span> user {esc(run.user or '-')} · project "
             f"{esc(run.project or '-')} · started {esc(when(run.started))} · {run.step_count} steps · "
             f"{esc(money(run.cost))} of budget {esc(money(run.budget) if run.budget else 'none')} · "

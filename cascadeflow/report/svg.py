@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from cascadeflow.report.fmt import esc, money, ms, short
+from cascadeflow.report.fmt import esc, money, ms, pct, short
 from cascadeflow.report.model import Mark, Run
 
 COLOURS = {"chat": "#4c78a8", "tool": "#59a14f", "embeddings": "#76b7b2", "error": "#f28e2b",
@@ -23,7 +23,7 @@ def bars(points: Sequence[tuple[str, float]], fmt: Callable[[float], str], width
         return "<p class=muted>nothing to chart</p>"
     top = max(v for _, v in points) or 1.0
     n = len(points)
-    slot = (width - 40) / n
+    slot = min((width - 40) / n, 60.0)
     every = max(1, n // 12)  # at most a dozen labels under the bars
     parts = [f'<svg class=chart viewBox="0 0 {width} {height + 40}" width="100%" role="img">']
     for i, (label, value) in enumerate(points):
@@ -75,7 +75,7 @@ def waterfall(run: Run, width: int = 1100) -> str:
     t0 = min(starts) if starts else 0.0
     ends = [(s.ts or t0) + (s.latency_ms or 0.0) / 1000 for s in steps]
     span = max(max(ends) - t0, 1e-3)
-    chart = width - LABEL_W - 20
+    chart = width - LABEL_W - 70  # room after the last bar for its dots
     nest = depths(run)
     height = 24 + ROW * len(steps)
     parts = [f'<svg class=chart viewBox="0 0 {width} {height}" width="100%" role="img">',
@@ -132,7 +132,7 @@ def burndown(run: Run, width: int = 1100, height: int = 120) -> str:
     if run.budget:
         by = 10 + height - run.budget / top * height
         parts.append(f'<line x1="60" x2="{width - 20}" y1="{by:.1f}" y2="{by:.1f}" stroke="#d62728" '
-                     f'stroke-dasharray="6 4"/><text x="2" y="{by + 4:.1f}" class=axis>'
-                     f'budget {esc(money(run.budget))}</text>')
+                     f'stroke-dasharray="6 4"/><text x="62" y="{by + 14:.1f}" class=axis>'
+                     f'budget {esc(money(run.budget))} ({esc(pct(total, run.budget))} spent)</text>')
     parts.append("</svg>")
     return "".join(parts)
