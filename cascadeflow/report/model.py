@@ -64,8 +64,13 @@ class Step:
     action: str
     reason: str
     applied: bool
+    status: str = "ok"  # "stopped": enforcement kept it from being sent
     marks: list[Mark] = field(default_factory=list)
     content: dict[str, str] | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.status != "stopped"
 
 
 @dataclass(slots=True)
@@ -222,7 +227,8 @@ def _step(r: _Reader, e: Mapping[str, Any], where: str, number: int, action: str
                 cached_tokens=r.count(e, "cached_tokens", where),
                 tool_calls=r.count(e, "tool_calls", where), error=r.text(e, "error", where),
                 budget_remaining=r.number(e, "budget_remaining", where), action=action,
-                reason=r.text(e, "reason", where) or "", applied=bool(e.get("applied")), content=shown)
+                reason=r.text(e, "reason", where) or "", applied=bool(e.get("applied")),
+                status=r.text(e, "status", where) or "ok", content=shown)
 
 
 def _sessions(r: _Reader, raw: Any) -> dict[str, SessionInfo]:

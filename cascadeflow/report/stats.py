@@ -107,11 +107,14 @@ KEYS: dict[str, Callable[[Step, Run], str | None]] = {
 
 def breakdown(runs: Iterable[Run], by: str) -> list[Group]:
     """Cost, calls and tokens per key, most expensive first (days in date order). Tool
-    executions are calls of their agent and day, never of a model."""
+    executions are calls of their agent and day, never of a model; steps enforcement kept from
+    being sent are not calls."""
     key = KEYS[by]
     groups: dict[str, Group] = {}
     for run in runs:
         for step in run.steps:
+            if not step.sent:
+                continue
             name = key(step, run)
             if name is None:
                 if by == "model":

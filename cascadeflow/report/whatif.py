@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cascadeflow.pricing import PriceBook
+from cascadeflow.report.decisions import NOTE_ONLY
 from cascadeflow.report.model import Mark, Run, Step
 
 RAISES = frozenset({"stop", "block"})  # applied, these raise a PolicyStop in the caller
@@ -74,6 +75,8 @@ def would_have(runs: Iterable[Run], prices: PriceBook | None = None) -> WouldHav
             if first_raise is None and _raises(m):
                 first_raise = m
             if m.operation == "guardrail":
+                if m.action in NOTE_ONLY:  # enforce would only have noted it too
+                    continue
                 key = (m.rule or m.reason, m.action)
                 out.guardrails[key] = out.guardrails.get(key, 0) + 1
             elif m.action == "stop":
