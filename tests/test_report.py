@@ -70,8 +70,8 @@ def test_demo_report_numbers_match_the_sessions(demo_dir: Path) -> None:
     # latency percentiles per model, from the trace entries independently
     for row in review.latency_model:
         values = sorted(e["latency_ms"] for _, trace in saved for e in trace
-                        if row.name in (e["model"], f"tool {e['tool']}") and e["operation"] not in ("guardrail", "cascade")
-                        and e["latency_ms"] is not None)
+                        if row.name in (e["model"], f"tool {e['tool']}") and e["latency_ms"] is not None
+                        and e["operation"] not in ("guardrail", "cascade"))
         assert row.count == len(values)
         if len(values) > 1:
             q = statistics.quantiles(values, n=100, method="inclusive")

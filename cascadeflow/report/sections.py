@@ -41,6 +41,11 @@ def _groups(title: str, groups: list[Group]) -> str:
                                             rows, (1, 2, 3, 4))
 
 
+def _day(name: str) -> str:
+    """MM-DD under a bar (the year is in the header's period); "(none)" as it is."""
+    return name[5:] if name[:4].isdigit() else name
+
+
 def overview(r: Review) -> str:
     t = r.totals
     rate = [o.completion_rate for o in r.modes if o.with_outcome]
@@ -59,7 +64,7 @@ def overview(r: Review) -> str:
                    [[esc(g.name), bar(g.calls, top_calls) + str(g.calls), esc(money(g.cost)),
                      f"{g.tokens:,}"] for g in most_used], (1, 2, 3))
     return (_h2("overview", "Overview") + f"<div class=cards>{''.join(cards)}</div>" + unknown
-            + "<h3>Cost per day (UTC)</h3>" + svg.bars([(g.name[5:] if g.name[:4].isdigit() else g.name, g.cost) for g in r.by_day], money)
+            + "<h3>Cost per day (UTC)</h3>" + svg.bars([(_day(g.name), g.cost) for g in r.by_day], money)
             + f"<div class=grid><div>{_groups('Cost per user', r.by_user)}</div>"
             f"<div>{_groups('Cost per agent', r.by_agent)}</div></div>"
             + f"<div class=grid><div>{_groups('Cost per model', r.by_model)}</div>"
