@@ -183,6 +183,10 @@ def test_recommend_proposes_parsable_limits_and_counts_the_runs_they_stop() -> N
     assert p.values["max_tool_calls"] is None
     text = to_toml([p], 50, 0.0, ["test"])
     assert FileConfig.model_validate(tomllib.loads(text)).run.budget == 11.0
+    labelled = report.read_run(report.RunRecord({"run_id": "x", "agent": "on call", "cost_total": 0.00002,
+                                                 "steps": 3}, [], "x"))
+    config = FileConfig.model_validate(tomllib.loads(to_toml(propose([labelled]), 95, 0.2, [])))
+    assert config.agents["on call"].budget == 0.000024 and config.agents["on call"].max_steps == 4
 
 
 def test_cli_report_recommend_and_trace_filters(demo_dir: Path, tmp_path: Path,

@@ -132,6 +132,14 @@ def propose(runs: Sequence[Run], q: float = 95.0, headroom: float = 0.2) -> list
     return proposals
 
 
+def _toml_value(value: float | int) -> str:
+    """A plain decimal (0.000019, not 1.9e-05), still a TOML float."""
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.12f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def _observed(limit: str, value: float) -> str:
     return money(value) if limit == "budget" else f"{value:g}"
 
@@ -154,6 +162,6 @@ def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: S
                 lines.append(f"# {limit}: none used (p{q:g} = {seen}), no limit proposed")
                 continue
             stops = p.would_stop[limit]
-            lines.append(f"{limit} = {value!r}  # p{q:g} {seen}; would have stopped {stops} of "
+            lines.append(f"{limit} = {_toml_value(value)}  # p{q:g} {seen}; would have stopped {stops} of "
                          f"{len(p.usages)}")
     return "\n".join(lines) + "\n"
