@@ -19,8 +19,8 @@ PACKAGE = ROOT / "cascadeflow"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
                      "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
-                     "closing", "policy", "guardrails"), 1),
-    **dict.fromkeys(("session", "worker", "breakers", "balance"), 2),
+                     "closing", "policy", "guardrails", "windows"), 1),
+    **dict.fromkeys(("session", "worker", "breakers", "balance", "ledger"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
     **dict.fromkeys(("interceptors", "telemetry", "tools", "testing", "report"), 4),
     **dict.fromkeys(("__init__", "lifecycle", "agents", "console", "cli", "__main__", "demo"), 5),
