@@ -17,20 +17,36 @@ NOTE_ONLY = frozenset({"log_only", "alert"})
 
 
 @dataclass(slots=True)
-class DecisionRow:
-    """Every non-allow policy decision or cascade event with one (action, reason)."""
+class Tally:
+    """Decisions or findings of one kind: applied, only recorded (observe), where, by what."""
 
-    action: str
-    reason: str
     applied: int = 0
     would_have: int = 0
     runs: set[str] = field(default_factory=set)
-    agents: dict[str, int] = field(default_factory=dict)
-    example: str | None = None  # cascadeflow's own message for the first one
+    by: dict[str, int] = field(default_factory=dict)  # per agent (decisions) or stage (findings)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return self.applied + self.would_have
+
+    def note(self, m: Mark, run_id: str, by: str) -> None:
+        if m.applied:
+            self.applied += 1
+        else:
+            self.would_have += 1
+        self.runs.add(run_id)
+        self.by[by] = self.by.get(by, 0) + 1
+        self.reasons[m.reason] = self.reasons.get(m.reason, 0) + 1
+
+
+@dataclass(slots=True)
+class DecisionRow(Tally):
+    """Every non-allow policy decision or cascade event with one (action, reason)."""
+
+    action: str = ""
+    reason: str = ""
+    example: str | None = None  # cascadeflow's own message for the first one
 
 
 def decisions(runs: Iterable[Run]) -> list[DecisionRow]:
@@ -41,34 +57,20 @@ def decisions(runs: Iterable[Run]) -> list[DecisionRow]:
         for m in run.marks:
             if m.operation == "guardrail":
                 continue
-            row = rows.get((m.action, m.reason))
-            if row is None:
-                row = rows[(m.action, m.reason)] = DecisionRow(m.action, m.reason)
-            if m.applied:
-                row.applied += 1
-            else:
-                row.would_have += 1
-            row.runs.add(run.run_id)
-            agent = m.agent or "-"
-            row.agents[agent] = row.agents.get(agent, 0) + 1
+            row = rows.setdefault((m.action, m.reason), DecisionRow(action=m.action,
+                                                                           reason=m.reason))
+            row.note(m, run.run_id, m.agent or "-")
             if row.example is None and m.message:
                 row.example = m.message
     return sorted(rows.values(), key=lambda r: (-r.count, r.action, r.reason))
 
 
 @dataclass(slots=True)
-class FindingRow:
-    rule: str
-    action: str
-    applied: int = 0
-    would_have: int = 0
-    stages: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-    runs: set[str] = field(default_factory=set)
+class FindingRow(Tally):
+    """Guardrail findings of one rule and action (`by` counts them per stage)."""
 
-    @property
-    def count(self) -> int:
-        return self.applied + self.would_have
+    rule: str = ""
+    action: str = ""
 
 
 @dataclass(slots=True)
@@ -91,20 +93,10 @@ def findings(runs: Sequence[Run]) -> list[FindingRow]:
     rows: dict[tuple[str, str], FindingRow] = {}
     for run in runs:
         for m in run.marks:
-            if m.operation != "guardrail":
-                continue
-            rule = m.rule or m.reason
-            row = rows.get((rule, m.action))
-            if row is None:
-                row = rows[(rule, m.action)] = FindingRow(rule, m.action)
-            if m.applied:
-                row.applied += 1
-            else:
-                row.would_have += 1
-            stage = m.stage or "-"
-            row.stages[stage] = row.stages.get(stage, 0) + 1
-            row.reasons[m.reason] = row.reasons.get(m.reason, 0) + 1
-            row.runs.add(run.run_id)
+            if m.operation == "guardrail":
+                rule = m.rule or m.reason
+                rows.setdefault((rule, m.action), FindingRow(rule=rule, action=m.action)).note(
+                    m, run.run_id, m.stage or "-")
     return sorted(rows.values(), key=lambda r: (-r.count, r.rule, r.action))
 
 

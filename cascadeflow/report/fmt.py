@@ -25,7 +25,17 @@ def money(value: float | None) -> str:
 def ms(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
+    if value >= 10_000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def span(seconds: float) -> str:
+    """A bucket length in the largest whole unit: 5 min, 6 h, 1 day."""
+    for size, unit in ((7 * 86400, "week"), (86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def pct(part: float | None, whole: float | None = 1.0) -> str:

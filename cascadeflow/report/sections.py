@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascadeflow.report import svg
-from cascadeflow.report.fmt import esc, money, ms, pct, short, when
+from cascadeflow.report.fmt import esc, money, ms, pct, short, span, when
 from cascadeflow.report.model import Run
 from cascadeflow.report.page import bar, card, table
 from cascadeflow.report.review import Review
@@ -130,7 +130,7 @@ def would_have(r: Review) -> str:
 
 def decisions(r: Review) -> str:
     rows = [[esc(d.action), esc(d.reason), str(d.applied), str(d.would_have), str(len(d.runs)),
-             esc(", ".join(f"{a} {n}" for a, n in sorted(d.agents.items(), key=lambda x: -x[1])[:5])),
+             esc(", ".join(f"{a} {n}" for a, n in sorted(d.by.items(), key=lambda x: -x[1])[:5])),
              esc(short(d.example, 90))] for d in r.decisions]
     return (_h2("decisions", "Decisions", "Every non-allow policy decision and cascade event, grouped "
                 "by reason (guardrail findings are under Guardrails).")
@@ -159,7 +159,7 @@ def latency(r: Review) -> str:
 
 def guardrails(r: Review) -> str:
     rows = [[esc(f.rule), esc(f.action), str(f.applied), str(f.would_have),
-             esc(", ".join(f"{k} {v}" for k, v in sorted(f.stages.items()))),
+             esc(", ".join(f"{k} {v}" for k, v in sorted(f.by.items()))),
              esc(", ".join(f"{k} {v}" for k, v in sorted(f.reasons.items()))), str(len(f.runs))]
             for f in r.findings]
     near = table(["rule", "kind", "findings", "min score", "median score", "max score"],
@@ -183,7 +183,7 @@ def reliability(r: Review) -> str:
         chart = ("<h3>Retries and fallbacks over time</h3>"
                  + svg.bars([(when(t)[5:16], float(a + b)) for t, a, b in rel.buckets],
                             lambda v: f"{v:.0f}")
-                 + f"<p class=muted>buckets of {ms(rel.bucket_s * 1000)}</p>")
+                 + f"<p class=muted>buckets of {span(rel.bucket_s)} (UTC)</p>")
     return (_h2("reliability", "Reliability", f"{rel.breaker_skips} tiers skipped with their circuit "
                 f"breaker open; {rel.degraded_answers} degraded answers.")
             + rows + chart)
