@@ -27,8 +27,8 @@ from cascadeflow.entry import Entry
 from cascadeflow.errors import CascadeflowError, ConfigError
 from cascadeflow.secrets import scrub
 
-# what `Session.outcome` accepts beside its label
-OutcomeValue = str | int | float | None
+# what `Session.outcome` accepts beside its label: a number (what the run was worth), or None
+OutcomeValue = int | float | None
 
 # the innermost open session in this context (read directly on the hot path)
 CURRENT: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
@@ -254,19 +254,18 @@ class Session:
 
     def outcome(self, label: str, value: OutcomeValue = None) -> None:
         """Record what the run delivered: "resolved", "failed" or a label of your own, with an
-        optional value (a number, such as revenue, or a short string). The latest call wins; it
-        may come after the `with` block. Reports turn it into completion rates and cost per
+        optional number (what it was worth, such as revenue). The latest call wins; it may come
+        after the `with` block. Reports turn it into completion rates and cost per
         successful run."""
         if not isinstance(label, str) or not label.strip() or len(label) > 200:
             raise ConfigError("outcome", label, "session.outcome()",
                               "expected a non-empty label of at most 200 characters, such as "
                               "'resolved' or 'failed'")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError("outcome value", value, "session.outcome()", "expected a finite number")
-        if value is not None and not isinstance(value, str | int | float):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
             raise ConfigError("outcome value", scrub(repr(value))[:80], "session.outcome()",
-                              "expected a number, a string or None")
-        self.outcome_label, self.outcome_value = label, scrub(value) if isinstance(value, str) else value
+                              "expected a finite number or None")
+        self.outcome_label, self.outcome_value = label, value
         self.outcome_ts = time.time()
         if self._record is not None:
             self._record["outcome"], self._record["outcome_value"] = label, self.outcome_value

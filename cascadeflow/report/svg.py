@@ -24,7 +24,7 @@ def bars(points: Sequence[tuple[str, float]], fmt: Callable[[float], str], width
     top = max(v for _, v in points) or 1.0
     n = len(points)
     slot = min((width - 40) / n, 60.0)
-    every = max(1, n // 12)  # at most a dozen labels under the bars
+    every = max(1, -(-n // 8))  # at most eight labels under the bars
     parts = [f'<svg class=chart viewBox="0 0 {width} {height + 40}" width="100%" role="img">']
     for i, (label, value) in enumerate(points):
         h = value / top * height
