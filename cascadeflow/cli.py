@@ -46,11 +46,14 @@ def add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    runs = [LoadedSession(dict(r.summary), [dict(e) for e in r.entries])
+            for r in report.SavedSessions(Path(args.path), "FILE").runs()]
     filtered = any(v is not None for v in (args.agent, args.action, args.reason))
-    for record in report.SavedSessions(Path(args.path), "FILE").runs():
-        loaded = LoadedSession(dict(record.summary), [dict(e) for e in record.entries])
-        keep = trace_filter(loaded.trace(), f"{args.path}", agent=args.agent, action=args.action,
-                            reason=args.reason) if filtered else None
+    keep = trace_filter([e for run in runs for e in run.trace()], args.path, agent=args.agent,
+                        action=args.action, reason=args.reason) if filtered else None
+    for loaded in runs:
+        if keep is not None and not any(keep(e) for e in loaded.trace()):
+            continue  # a file of many runs: only those with a matching entry
         summary = loaded.summary()
         print(json.dumps({k: summary.get(k) for k in ("run_id", "mode", "steps", "cost_total",
                                                        "outcome")}))
