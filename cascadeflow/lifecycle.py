@@ -197,7 +197,8 @@ def stats() -> dict[str, int]:
 
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything queued so far is written: trace entries, guardrail findings of
-    observe mode, spans and metrics (handed to your exporters), and alerts to their sinks.
+    observe mode, spans and metrics (handed to your exporters), usage events (committed to the
+    ledger) and alerts to their sinks.
 
     Calls return before their records are written (the background worker writes them); a
     session's `summary()` and `trace()`, the end of an outermost `run()` and `shutdown()` wait
@@ -207,6 +208,8 @@ def flush(timeout: float | None = None) -> bool:
     done = shared().flush(timeout)
     with _lock:
         opened = _opened
+    if opened.ledger is not None:
+        done = opened.ledger.flush(timeout) and done
     opened.dispatcher.flush(5.0 if timeout is None else timeout)
     return done
 

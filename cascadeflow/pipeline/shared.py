@@ -28,7 +28,7 @@ ATTEMPTS = 4  # decisions again after a refusal, before waiting for settlements 
 def refresh(step: Step, ledger: Ledger, shares: Shares) -> Decision | None:
     """Read the shared figures into the chain's budgets; a stop when the store is down and
     `store_failure` says closed."""
-    if not (shares.budgets or shares.watched):
+    if not (shares.budgets or shares.watched) or step.request.operation == "tool":
         return None
     try:
         ledger.refresh(shares, time.time())
@@ -42,6 +42,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
     """Take the step's holds and slots for `decisions` (under the chain's lock): the decisions to
     account, maybe new ones; None when the step must wait for calls in flight to settle."""
     rt, request, view = step.rt, step.request, step.view
+    if request.operation == "tool" or step.store_down:  # a tool's execution is no model call;
+        return decisions  # a store that just failed this step (store_failure open) is not asked again
     hold = uuid.uuid4().hex
     for _ in range(ATTEMPTS):
         primary = decisions[0]
@@ -72,7 +74,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
 def replay(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision]) -> list[Decision]:
     """Observe mode, on the worker: count the request slots; a would-be rate limit if one is full
     (nothing is held: observe never waits)."""
-    if not (shares.slots or shares.rates) or decisions[0].action == "stop":
+    if not (shares.slots or shares.rates) or decisions[0].action == "stop" \
+            or step.request.operation == "tool":
         return decisions
     try:
         refusal = ledger.acquire(Shares((), (), shares.slots, shares.rates), uuid.uuid4().hex, 0.0,
@@ -103,6 +106,7 @@ def _rate_limited(shares: Shares, index: int, used: int) -> Decision:
 def _unreachable(step: Step, ledger: Ledger, exc: StoreUnavailable) -> Decision | None:
     """The store failed: count and alert; a stop when `store_failure` is closed."""
     ledger.store_errors += 1
+    step.store_down = True
     closed = ledger.spec.store_failure == "closed"
     if ledger.store_errors == 1 or ledger.store_errors % 1000 == 0:
         step.rt.emit(Alert("store_unavailable", f"the ledger store failed ({exc}); "
