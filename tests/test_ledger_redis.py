@@ -358,8 +358,7 @@ def test_a_store_that_cannot_be_reached(provider: Any, tmp_path: Path, failure: 
     cascadeflow.flush()
     unavailable = [a for a in alerts if a.kind == "store_unavailable"]
     assert len(unavailable) == 1 and "pw-not-shown" not in str(unavailable[0])
-    # closed: the read before the decision stopped the call; open: the read and the hold failed
-    assert cascadeflow.stats()["ledger_store_errors"] == (1 if failure == "closed" else 2)
+    assert cascadeflow.stats()["ledger_store_errors"] == 1  # one step, one failure
     cascadeflow.shutdown()
 
 
