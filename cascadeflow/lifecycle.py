@@ -18,12 +18,14 @@ from typing import Any
 from cascadeflow import config as config_mod
 from cascadeflow import interceptors
 from cascadeflow.alert import Alert
+from cascadeflow.breakers import breakers
 from cascadeflow.cascade.clients import clients as cascade_clients
 from cascadeflow.cascade.routing import build as build_cascades
 from cascadeflow.config import Config
 from cascadeflow.errors import ConfigError
 from cascadeflow.guardrails.policy import PolicyStore
 from cascadeflow.ledger import Ledger, Quotas, Sink, StoreUnavailable
+from cascadeflow.ledger.breakerstore import RedisBreakerStore, open_redis_breakers
 from cascadeflow.ledger.redis import open_redis
 from cascadeflow.pipeline import Runtime, current, install
 from cascadeflow.policy import Engine
@@ -60,6 +62,7 @@ class _Opened:
     dispatcher: Dispatcher
     providers: Providers | None
     ledger: Ledger | None = None
+    breakers: RedisBreakerStore | None = None  # circuit breakers shared through the ledger's Redis
 
     def close(self) -> None:
         shared().flush(FLUSH_AT_EXIT_S)  # spans and records queued for these providers first
@@ -72,12 +75,16 @@ class _Opened:
         _closed_losses["alert_sink_errors"] += self.dispatcher.failed
         if self.providers is not None:
             self.providers.close()
+        if self.breakers is not None:
+            _closed_losses["breaker_store_errors"] += self.breakers.errors
+            self.breakers.close()
 
 
 _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
 # of dispatchers and ledgers already closed
-_closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0}
+_closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
+                  "breaker_store_errors": 0}
 
 
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
@@ -133,6 +140,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
     opened = _Opened(Dispatcher(sinks), providers)
     if resolved.mode != "off" and resolved.ledger is not None:
         opened.ledger = _ledger(resolved, opened, list(on_usage or ()))
+        opened.breakers = _shared_breakers(resolved)
     runtime = _runtime(resolved, approver, opened)
     with _lock:
         if resolved.mode == "off":
@@ -140,6 +148,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
             instrumented: list[str] = []
         else:
             instrumented = interceptors.instrument(resolved.instrument)
+        breakers.use(opened.breakers)
         install(runtime)
         previous, _opened = _opened, opened
     previous.close()
@@ -157,6 +166,7 @@ def shutdown() -> None:
     global _opened
     with _lock:
         interceptors.uninstrument()
+        breakers.use(None)
         install(Runtime(Config()))
         previous, _opened = _opened, _Opened(Dispatcher(()), None)
     previous.close()
@@ -166,7 +176,8 @@ def shutdown() -> None:
 def stats() -> dict[str, int]:
     """What was lost or contained so far, for monitoring cascadeflow itself: telemetry hooks
     that raised (a span processor or exporter of the application), background tasks dropped
-    (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised.
+    (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised;
+    reads and writes of shared breaker state that Redis failed (served from the process's own).
     The calls themselves are never affected by any of these."""
     worker = shared()
     with _lock:
@@ -179,12 +190,15 @@ def stats() -> dict[str, int]:
             "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),
             "ledger_lost": _closed_losses["ledger_lost"] + ledger.get("ledger_lost", 0),
             "ledger_store_errors": ledger.get("ledger_store_errors", 0),
-            "usage_sink_errors": ledger.get("usage_sink_errors", 0)}
+            "usage_sink_errors": ledger.get("usage_sink_errors", 0),
+            "breaker_store_errors": _closed_losses["breaker_store_errors"] + (
+                opened.breakers.errors if opened.breakers is not None else 0)}
 
 
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything queued so far is written: trace entries, guardrail findings of
-    observe mode, spans and metrics (handed to your exporters), and alerts to their sinks.
+    observe mode, spans and metrics (handed to your exporters), usage events (committed to the
+    ledger) and alerts to their sinks.
 
     Calls return before their records are written (the background worker writes them); a
     session's `summary()` and `trace()`, the end of an outermost `run()` and `shutdown()` wait
@@ -194,6 +208,8 @@ def flush(timeout: float | None = None) -> bool:
     done = shared().flush(timeout)
     with _lock:
         opened = _opened
+    if opened.ledger is not None:
+        done = opened.ledger.flush(timeout) and done
     opened.dispatcher.flush(5.0 if timeout is None else timeout)
     return done
 
@@ -223,6 +239,14 @@ def _ledger(config: Config, opened: _Opened, sinks: list[Sink]) -> Ledger:
                       opened.dispatcher.emit, sinks, store)
     except StoreUnavailable as exc:
         raise ConfigError("ledger.path", spec.path, where, str(exc)) from None
+
+
+def _shared_breakers(config: Config) -> RedisBreakerStore | None:
+    """With `[ledger] url` and `breakers = true`, circuit breakers keep their state in Redis."""
+    spec = config.ledger
+    if spec is None or spec.url is None or not spec.breakers:
+        return None
+    return open_redis_breakers(spec.url, f"file {config.config_file}")
 
 
 def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
                      "closing", "policy", "guardrails", "windows"), 1),
     **dict.fromkeys(("session", "worker", "breakers", "balance", "ledger"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
-    **dict.fromkeys(("interceptors", "telemetry", "tools", "testing"), 4),
+    **dict.fromkeys(("interceptors", "telemetry", "tools", "testing", "report"), 4),
     **dict.fromkeys(("__init__", "lifecycle", "agents", "console", "cli", "ledger_cli", "__main__",
                      "demo"), 5),
 }

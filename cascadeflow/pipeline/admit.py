@@ -25,7 +25,6 @@ from cascadeflow.errors import (
     StoreUnreachable,
     ToolDenied,
 )
-from cascadeflow.guardrails.policy import Policy
 from cascadeflow.pipeline import edit, guard, record, shared
 from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
@@ -34,7 +33,7 @@ from cascadeflow.policy.decision import Decision
 from cascadeflow.policy.tools import APPROVER_FAILED
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
-from cascadeflow.session import CURRENT, Session
+from cascadeflow.session import CURRENT
 
 _STOPS: dict[str, type[PolicyStop]] = {
     "budget_exceeded": BudgetExceeded,
@@ -154,7 +153,7 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     policy = rt.policy()
     cached = session.policy_view  # the engine's view of the chain, cached on the session
     view = cached[1] if cached is not None and cached[0] is rt.config and cached[2] is policy \
-        else _view(rt, session, policy)
+        else rt.view(session.chain, policy)
     step = Step(rt, request, session, view)
     edited = None
     if request.operation == "tool":
@@ -179,12 +178,6 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     with session.lock:
         decisions = rt.engine.decide_in(request, view)
         return step, edited, _conclude(step, decisions)
-
-
-def _view(rt: Runtime, session: Session, policy: Policy | None) -> ChainView:
-    """The chain's view, with the budgets and limits it shares with other processes."""
-    shares = None if rt.ledger is None else rt.ledger.shares(session.chain)
-    return rt.engine.view(session.chain, policy, shares, () if shares is None else shares.budgets)
 
 
 def _conclude(step: Step, decisions: list[Decision], patient: bool = True) -> bool:

@@ -19,6 +19,7 @@ from cascadeflow.guardrails.policy import Policy, PolicyStore
 from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
 from cascadeflow.policy import Engine
+from cascadeflow.policy.view import ChainView
 from cascadeflow.session import Session
 from cascadeflow.worker import Worker, shared
 
@@ -68,9 +69,15 @@ class Runtime:
         """The guardrail policy in force now (hot-reloaded from its file)."""
         return None if self.policies is None else self.policies.current()
 
+    def view(self, chain: tuple[Session, ...], policy: Policy | None) -> ChainView:
+        """What the rules need to know of `chain` (cached on its innermost session), with the
+        budgets and limits it shares with other processes through the ledger."""
+        shares = None if self.ledger is None else self.ledger.shares(chain)
+        return self.engine.view(chain, policy, shares, () if shares is None else shares.budgets)
+
     def capture_allowed(self, chain: Sequence[Session]) -> bool:
         """No enclosing compliance profile forbids storing prompt content."""
-        profiles = self.engine.view(chain, self.policy()).profiles
+        profiles = self.view(tuple(chain), self.policy()).profiles
         return all(self.config.compliance[p].capture_content for p in profiles)
 
     def capture_content(self, chain: Sequence[Session]) -> bool:

@@ -28,7 +28,7 @@ ATTEMPTS = 4  # decisions again after a refusal, before waiting for settlements 
 def refresh(step: Step, ledger: Ledger, shares: Shares) -> Decision | None:
     """Read the shared figures into the chain's budgets; a stop when the store is down and
     `store_failure` says closed."""
-    if not (shares.budgets or shares.watched):
+    if not (shares.budgets or shares.watched) or step.request.operation == "tool":
         return None
     try:
         ledger.refresh(shares, time.time())
@@ -42,6 +42,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
     """Take the step's holds and slots for `decisions` (under the chain's lock): the decisions to
     account, maybe new ones; None when the step must wait for calls in flight to settle."""
     rt, request, view = step.rt, step.request, step.view
+    if request.operation == "tool":  # a tool's execution is no model call: budgets and rates
+        return decisions              # count what the model calls around it cost
     hold = uuid.uuid4().hex
     for _ in range(ATTEMPTS):
         primary = decisions[0]
@@ -72,7 +74,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
 def replay(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision]) -> list[Decision]:
     """Observe mode, on the worker: count the request slots; a would-be rate limit if one is full
     (nothing is held: observe never waits)."""
-    if not (shares.slots or shares.rates) or decisions[0].action == "stop":
+    if not (shares.slots or shares.rates) or decisions[0].action == "stop" \
+            or step.request.operation == "tool":
         return decisions
     try:
         refusal = ledger.acquire(Shares((), (), shares.slots, shares.rates), uuid.uuid4().hex, 0.0,
