@@ -42,8 +42,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
     """Take the step's holds and slots for `decisions` (under the chain's lock): the decisions to
     account, maybe new ones; None when the step must wait for calls in flight to settle."""
     rt, request, view = step.rt, step.request, step.view
-    if request.operation == "tool":  # a tool's execution is no model call: budgets and rates
-        return decisions              # count what the model calls around it cost
+    if request.operation == "tool" or step.store_down:  # a tool's execution is no model call;
+        return decisions  # a store that just failed this step (store_failure open) is not asked again
     hold = uuid.uuid4().hex
     for _ in range(ATTEMPTS):
         primary = decisions[0]
@@ -106,6 +106,7 @@ def _rate_limited(shares: Shares, index: int, used: int) -> Decision:
 def _unreachable(step: Step, ledger: Ledger, exc: StoreUnavailable) -> Decision | None:
     """The store failed: count and alert; a stop when `store_failure` is closed."""
     ledger.store_errors += 1
+    step.store_down = True
     closed = ledger.spec.store_failure == "closed"
     if ledger.store_errors == 1 or ledger.store_errors % 1000 == 0:
         step.rt.emit(Alert("store_unavailable", f"the ledger store failed ({exc}); "
