@@ -78,7 +78,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return _fail(exc, 1)
     try:
         return WRITES[command](args, target, store, now, out)
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, OSError) as exc:  # OSError: the metering file (forget)
         return _fail(exc, 1)
     finally:
         store.close()

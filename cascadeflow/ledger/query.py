@@ -1,6 +1,7 @@
 """Questions the CLI asks of the ledger's SQLite file: spend per group and window, the filterable
-request log, retention and deletion by data subject. Plain SQL over `SQLiteStore`, so every
-process and machine that writes the file answers the same way; nothing here prints.
+request log, retention and deletion by data subject. Plain SQL: reads on a read-only connection
+(`ReadOnly`), retention and deletion through `SQLiteStore`'s write transactions; nothing here
+prints.
 
 Spend is grouped by calendar window in the ledger's time zone. SQLite cannot convert to an IANA
 zone, so the windows are made here (`Window.start`/`end`, DST included) and joined as ranges of
