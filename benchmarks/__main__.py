@@ -13,7 +13,7 @@ from typing import Any
 from benchmarks.suite import run
 
 COLUMNS = ("median_us", "p99_us", "added_us", "added_pct", "mb_per_s", "growth", "bytes_per_entry",
-           "peak_rss_mb")
+           "peak_rss_mb", "events_per_s")
 
 
 def _fmt(value: Any) -> str:

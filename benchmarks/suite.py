@@ -30,6 +30,7 @@ from cascadeflow.session import Session
 from cascadeflow.testing import ProviderServer
 from cascadeflow.worker import shared
 
+from benchmarks import ledger as ledger_bench
 from benchmarks.common import (
     BUDGET_KPI,
     ENFORCE_RUN,
@@ -484,6 +485,9 @@ def run(quick: bool = False) -> list[Row]:
         rows += overhead(quick, provider, config)
         gc.collect()
         rows += cascades(quick, provider)
+    gc.collect()
+    with _litellm_logging_between_pairs() as settle:
+        rows += ledger_bench.run(quick, config, _worker, settle)
     for section in (lambda: scale_sessions(quick), lambda: scale_ambient(quick),
                     lambda: instructions(quick)):
         gc.collect()

@@ -13,7 +13,9 @@ from cascadeflow.errors import (
     ConfigError,
     GuardrailBlocked,
     PolicyStop,
+    RateLimited,
     StepLimitReached,
+    StoreUnreachable,
     ToolDenied,
 )
 from cascadeflow.lifecycle import InitReport, flush, init, shutdown, stats
@@ -30,8 +32,10 @@ __all__ = [
     "InitReport",
     "LoadedSession",
     "PolicyStop",
+    "RateLimited",
     "Session",
     "StepLimitReached",
+    "StoreUnreachable",
     "ToolDenied",
     "__version__",
     "agent",

@@ -180,6 +180,15 @@ class BreakerRegistry:
                 self._breakers[key] = breaker
             return breaker
 
+    def use(self, store: BreakerStore | None) -> None:
+        """Keep breaker state in `store` from now on (None: in this process, as it is if it
+        already is). Breakers made so far are dropped: each holds the store it was made with."""
+        with self._lock:
+            if store is None and isinstance(self.store, InMemoryBreakerStore):
+                return
+            self.store = store or InMemoryBreakerStore()
+            self._breakers.clear()
+
     def reset(self) -> None:
         """Forget every breaker (tests, or after a deploy that fixed the provider)."""
         with self._lock:

@@ -1,31 +1,142 @@
-"""The `cascadeflow` command: `demo` runs the triage demo, `trace` prints a saved session."""
+"""The `cascadeflow` command: one subcommand per job, each registered by its own `add_*` function.
+
+`demo` runs the triage demo, `trace` prints a saved session, `report` writes the HTML review of
+saved sessions, `recommend` proposes limits from them and `ledger` reads and trims the ledger.
+Bad input is a one-line error naming the argument, the value and where it came from, with exit
+status 2; never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from cascadeflow.console import print_summary, print_trace
+from cascadeflow import ledger_cli, report
+from cascadeflow.console import print_summary, print_trace, trace_filter
 from cascadeflow.demo.run import main as run_demo
-from cascadeflow.session import load_session
+from cascadeflow.errors import CascadeflowError
+from cascadeflow.report.recommend import propose, to_toml
+from cascadeflow.session import LoadedSession
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser("demo", help="run the support-triage demo (built-in provider, no keys)")
+    demo.add_argument("--live", action="store_true", help="use a real provider (OPENAI_API_KEY)")
+    demo.add_argument("--out-dir", type=Path, default=Path(".cascadeflow") / "demo",
+                      help="where the demo saves its two runs and their report (%(default)s)")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    run_demo(live=args.live, out_dir=args.out_dir)
+    return 0
+
+
+def add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    show = sub.add_parser("trace", help="print a session saved with session.save(path)")
+    show.add_argument("path", metavar="FILE")
+    show.add_argument("--agent", help="only the entries of this agent")
+    show.add_argument("--action", help="only this action (stop, switch_model, deny_tool, ...)")
+    show.add_argument("--reason", help="only this reason code (max_steps_reached, ...)")
+    show.set_defaults(handler=_trace)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    runs = [LoadedSession(dict(r.summary), [dict(e) for e in r.entries])
+            for r in report.SavedSessions(Path(args.path), "FILE").runs()]
+    filtered = any(v is not None for v in (args.agent, args.action, args.reason))
+    keep = trace_filter([e for run in runs for e in run.trace()], args.path, agent=args.agent,
+                        action=args.action, reason=args.reason) if filtered else None
+    for loaded in runs:
+        if keep is not None and not any(keep(e) for e in loaded.trace()):
+            continue  # a file of many runs: only those with a matching entry
+        summary = loaded.summary()
+        print(json.dumps({k: summary.get(k) for k in ("run_id", "mode", "steps", "cost_total",
+                                                       "outcome")}))
+        print_trace(loaded, sys.stdout, keep)
+        if summary.get("budget") is not None and not filtered:
+            print_summary(loaded, sys.stdout)
+    return 0
+
+
+def _add_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCES",
+                        help="files written by session.save(path) (several per file is fine), or folders")
+    parser.add_argument("--since", help="runs started since: 24h, 7d, or an ISO date (UTC)")
+    parser.add_argument("--user", help="only this user's runs")
+    parser.add_argument("--agent", help="only runs this agent took part in")
+    parser.add_argument("--project", help="only this project's runs")
+
+
+def _runs(args: argparse.Namespace) -> tuple[list[report.Run], list[str], report.RunFilter]:
+    keep = report.RunFilter(since=None if args.since is None else report.parse_since(args.since),
+                            user=args.user, agent=args.agent, project=args.project)
+    sources = report.saved_sessions(args.sources)
+    return report.load_runs(sources, keep), [s.name for s in sources], keep
+
+
+def add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rep = sub.add_parser("report", help="write a single-file HTML review of saved sessions")
+    _add_sources(rep)
+    rep.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                     help="the HTML file to write (%(default)s)")
+    rep.add_argument("--detail", type=int, default=report.DETAIL_RUNS,
+                     help="runs shown step by step (%(default)s)")
+    rep.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    runs, names, keep = _runs(args)
+    page = report.render(report.build(runs, names, keep, args.detail))
+    try:
+        args.output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CascadeflowError(f"cannot write -o {args.output}: {exc.strerror}") from None
+    print(f"{len(runs)} runs reviewed: {args.output.resolve()}")
+    return 0
+
+
+def add_recommend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = sub.add_parser("recommend", help="propose budget / max_steps / max_tool_calls as TOML")
+    _add_sources(rec)
+    rec.add_argument("--percentile", type=float, default=95.0, help="of observed use (%(default)s)")
+    rec.add_argument("--headroom", type=float, default=0.2,
+                     help="added above the percentile, as a fraction (%(default)s)")
+    rec.set_defaults(handler=_recommend)
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    runs, names, _keep = _runs(args)
+    if not runs:
+        raise CascadeflowError(f"no runs to recommend from in {', '.join(names)} (check the filters)")
+    print(to_toml(propose(runs, args.percentile, args.headroom), args.percentile, args.headroom, names),
+          end="")
+    return 0
+
+
+def add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ledger_cli.add_parser(sub)
+    sub.choices["ledger"].set_defaults(handler=ledger_cli.main)
+
+
+COMMANDS = (add_demo, add_trace, add_report, add_recommend, add_ledger)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cascadeflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cascadeflow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the support-triage demo (built-in provider, no keys)")
-    demo.add_argument("--live", action="store_true", help="use a real provider (OPENAI_API_KEY)")
-    show = sub.add_parser("trace", help="print a session saved with session.save(path)")
-    show.add_argument("path")
+    for add in COMMANDS:
+        add(sub)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        run_demo(live=args.live)
-        return 0
-    loaded = load_session(args.path)
-    print(json.dumps({k: loaded.summary().get(k) for k in ("run_id", "mode", "steps", "cost_total")}))
-    print_trace(loaded, sys.stdout)
-    if loaded.summary().get("budget") is not None:
-        print_summary(loaded, sys.stdout)
-    return 0
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CascadeflowError as exc:
+        print(f"cascadeflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2

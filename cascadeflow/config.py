@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from cascadeflow import _configfile
+from cascadeflow import _configfile, windows
 from cascadeflow.errors import ConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Mode = Literal["off", "observe", "enforce"]
 MODES: tuple[str, ...] = ("off", "observe", "enforce")
@@ -165,6 +165,78 @@ class CascadeSpec(_Strict):
     fallbacks: dict[str, tuple[TierSpec, ...]] = {}  # failure class -> its own chain
 
 
+Scope = Literal["user", "project", "agent", "run", "global"]
+
+
+class RetentionSpec(_Strict):
+    """`[ledger.retention]`: how long each class of record is kept (`cascadeflow ledger purge`)."""
+
+    usage_days: int = Field(default=400, ge=1)  # usage events: billing, the request log
+    content_days: int = Field(default=30, ge=1)  # captured prompt text (opt-in), kept shorter
+    outcome_days: int = Field(default=400, ge=1)
+
+
+class LedgerSpec(_Strict):
+    """`[ledger]`: where usage events, windowed spend, reservations and rate limits live."""
+
+    path: str = ".cascadeflow/ledger.db"  # SQLite file (relative to the config file)
+    url: str | None = None  # redis://host:6379/0: spend, reservations, limits, breakers shared
+    store_failure: Literal["closed", "open"] = "closed"  # store unreachable: stop, or allow + alert
+    time_zone: str = "UTC"  # where calendar windows (day, month) start
+    queue_size: int = Field(default=10_000, ge=1)  # events waiting for the writer
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60, allow_inf_nan=False)
+    events_jsonl: str | None = None  # metering sink: every usage event appended as one JSON line
+    retention: RetentionSpec = RetentionSpec()
+    breakers: bool = True  # with `url`, circuit breakers are shared too
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        windows.time_zone(value)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis:// (or rediss://, unix://) URL")
+        return value
+
+
+class BudgetSpec(_Strict):
+    """`[budgets.NAME]`: a spend limit per user, project, agent, run or overall, per window."""
+
+    scope: Scope
+    window: str
+    limit: float = Field(gt=0, allow_inf_nan=False)  # USD
+    alert_at: float | None = Field(default=0.8, gt=0, le=1)  # alert once per window at this share
+    mode: Literal["inherit", "observe"] = "inherit"
+    only: tuple[str, ...] = ()  # apply to these users / projects / agents only
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        windows.parse(value)
+        return value
+
+
+class LimitSpec(_Strict):
+    """`[limits.NAME]`: request, token and spend rates per user, project, agent, run or overall."""
+
+    scope: Scope
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    usd_per_hour: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    only: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> LimitSpec:
+        if self.requests_per_minute is None and self.tokens_per_minute is None \
+                and self.usd_per_hour is None:
+            raise ValueError("set at least one of requests_per_minute, tokens_per_minute, usd_per_hour")
+        return self
+
+
 class FileConfig(_Strict):
     """The shape of `cascadeflow.toml` (or `[tool.cascadeflow]` in pyproject.toml)."""
 
@@ -188,6 +260,9 @@ class FileConfig(_Strict):
     compliance: dict[str, ComplianceProfile] = {}
     agents: dict[str, RunLimits] = {}
     cascades: dict[str, CascadeSpec] = {}
+    ledger: LedgerSpec | None = None
+    budgets: dict[str, BudgetSpec] = {}
+    limits: dict[str, LimitSpec] = {}
 
 
 # (setting, environment variable, parser name)
@@ -252,6 +327,9 @@ class Config:
     compliance: Mapping[str, ComplianceProfile] = field(default_factory=lambda: dict(BUILTIN_COMPLIANCE))
     agents: Mapping[str, RunLimits] = field(default_factory=dict)
     cascades: Mapping[str, CascadeSpec] = field(default_factory=dict)
+    ledger: LedgerSpec | None = None  # None: no [ledger], [budgets] or [limits] in the file
+    budgets: Mapping[str, BudgetSpec] = field(default_factory=dict)
+    limits: Mapping[str, LimitSpec] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: str | None = None
     version: str | None = None
@@ -402,6 +480,9 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         compliance=compliance,
         agents=dict(file_cfg.agents),
         cascades=dict(file_cfg.cascades),
+        ledger=_ledger(file_cfg, config_path),
+        budgets=dict(file_cfg.budgets),
+        limits=dict(file_cfg.limits),
         sources=dict(sources, config=config_source if config_path else "default"),
         config_file=str(config_path) if config_path else None,
         version=file_cfg.version,
@@ -410,6 +491,22 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     for name, agent in cfg.agents.items():
         cfg.check_compliance(agent.compliance, f"agents.{name}.compliance", f"file {config_path}")
     return cfg
+
+
+def _ledger(file_cfg: FileConfig, config_path: Path | None) -> LedgerSpec | None:
+    """The ledger's settings, its path made absolute against the config file's folder; a ledger
+    at the default path when budgets or limits need one and `[ledger]` is absent."""
+    spec = file_cfg.ledger
+    if spec is None and not (file_cfg.budgets or file_cfg.limits):
+        return None
+    spec = spec or LedgerSpec()
+    path = Path(spec.path)
+    if not path.is_absolute() and config_path is not None:
+        path = config_path.resolve().parent / path
+    updates: dict[str, Any] = {"path": str(path)}
+    if spec.events_jsonl is not None and not Path(spec.events_jsonl).is_absolute() and config_path:
+        updates["events_jsonl"] = str(config_path.resolve().parent / spec.events_jsonl)
+    return spec.model_copy(update=updates)
 
 
 def _origin(sources: Mapping[str, str], setting: str, config_file: Any) -> str:

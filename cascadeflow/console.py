@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
+
+from cascadeflow.errors import ConfigError
+
+# every action a trace entry can carry (API.md), so a misspelt `--action` is an error
+ACTIONS = ("allow", "stop", "switch_model", "deny_tool", "redact", "block", "rewrite", "alert",
+           "log_only", "retry", "fallback")
+Keep = Callable[[Mapping[str, Any]], bool]
 
 
 def _fmt_cost(value: Any) -> str:
     return "unknown" if value is None else f"${value:.6f}"
 
 
-def print_trace(session: Any, out: TextIO) -> None:
+def trace_filter(entries: list[dict[str, Any]], source: str, *, agent: str | None = None,
+                 action: str | None = None, reason: str | None = None) -> Keep:
+    """The entries `cascadeflow trace --agent/--action/--reason` keeps. A value no entry has is
+    an error listing the values there are (a typo must not look like an empty trace)."""
+    if action is not None and action not in ACTIONS:
+        raise ConfigError("--action", action, source, f"unknown action; known: {', '.join(ACTIONS)}")
+    for flag, key, value in (("--agent", "agent", agent), ("--reason", "reason", reason)):
+        present = sorted({str(e.get(key)) for e in entries if e.get(key) is not None})
+        if value is not None and value not in present:
+            raise ConfigError(flag, value, source, f"no trace entry has this {key}; present: "
+                                                   f"{', '.join(present) or 'none'}")
+
+    def keep(e: Mapping[str, Any]) -> bool:
+        return ((agent is None or e.get("agent") == agent) and (action is None or e.get("action") == action)
+                and (reason is None or e.get("reason") == reason))
+    return keep
+
+
+def print_trace(session: Any, out: TextIO, keep: Keep | None = None) -> None:
     header = f"{'step':>4}  {'agent':<9} {'action':<13} {'reason':<24} {'applied':<7} " \
              f"{'model':<20} {'tok in/out':>11} {'cost':>10} {'ms':>6}"
     print(header, file=out)
     print("-" * len(header), file=out)
     for e in session.trace():
+        if keep is not None and not keep(e):
+            continue
         operation = e["operation"]
         what = {"tool": e["tool"], "guardrail": f"rule {e.get('rule')}"}.get(operation, e["model"])
         tokens = {"tool": "tool", "guardrail": e.get("stage", ""), "cascade": "cascade"}.get(

@@ -47,6 +47,15 @@ class BudgetExceeded(PolicyStop):
     text: str = ""
 
 
+class RateLimited(PolicyStop):
+    """A `[limits.NAME]` rate (requests or tokens per minute, USD per hour) has no room now."""
+
+
+class StoreUnreachable(PolicyStop):
+    """The ledger store that holds shared budgets and limits could not be reached, and
+    `store_failure = "closed"` says to stop rather than go on unchecked."""
+
+
 class StepLimitReached(PolicyStop):
     """`max_steps` was reached: a runaway loop is cut off."""
 

@@ -18,11 +18,15 @@ from typing import Any
 from cascadeflow import config as config_mod
 from cascadeflow import interceptors
 from cascadeflow.alert import Alert
+from cascadeflow.breakers import breakers
 from cascadeflow.cascade.clients import clients as cascade_clients
 from cascadeflow.cascade.routing import build as build_cascades
 from cascadeflow.config import Config
 from cascadeflow.errors import ConfigError
 from cascadeflow.guardrails.policy import PolicyStore
+from cascadeflow.ledger import Ledger, Quotas, Sink, StoreUnavailable
+from cascadeflow.ledger.breakerstore import RedisBreakerStore, open_redis_breakers
+from cascadeflow.ledger.redis import open_redis
 from cascadeflow.pipeline import Runtime, current, install
 from cascadeflow.policy import Engine
 from cascadeflow.telemetry import AlertSink, Dispatcher, Providers, Telemetry
@@ -57,19 +61,30 @@ class _Opened:
 
     dispatcher: Dispatcher
     providers: Providers | None
+    ledger: Ledger | None = None
+    breakers: RedisBreakerStore | None = None  # circuit breakers shared through the ledger's Redis
 
     def close(self) -> None:
         shared().flush(FLUSH_AT_EXIT_S)  # spans and records queued for these providers first
+        if self.ledger is not None:  # settlements the worker just queued, then the sinks' alerts
+            self.ledger.close(FLUSH_AT_EXIT_S)
+            _closed_losses["ledger_dropped"] += self.ledger.writer.dropped
+            _closed_losses["ledger_lost"] += self.ledger.writer.lost
         self.dispatcher.close(FLUSH_AT_EXIT_S)
         _closed_losses["alerts_dropped"] += self.dispatcher.dropped
         _closed_losses["alert_sink_errors"] += self.dispatcher.failed
         if self.providers is not None:
             self.providers.close()
+        if self.breakers is not None:
+            _closed_losses["breaker_store_errors"] += self.breakers.errors
+            self.breakers.close()
 
 
 _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
-_closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0}  # of dispatchers already closed
+# of dispatchers and ledgers already closed
+_closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
+                  "breaker_store_errors": 0}
 
 
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
@@ -84,8 +99,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
          alerts: Sequence[AlertSink] | None = None, guardrails: str | None = None,
          guardrails_file: str | os.PathLike[str] | None = None, unknown_price: str | None = None,
          run_max_entries: int | None = None,
-         budget_wait_s: float | None = None, tools_exempt: Sequence[str] | None = None
-         ) -> InitReport:
+         budget_wait_s: float | None = None, tools_exempt: Sequence[str] | None = None,
+         on_usage: Sequence[Sink] | None = None) -> InitReport:
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     global _opened
     code: dict[str, Any] = {
@@ -111,12 +126,21 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
     for sink in sinks:
         if not callable(sink):
             raise ConfigError("alerts", sink, "init()", "each alert sink must be a callable(Alert)")
+    if on_usage is not None and (not isinstance(on_usage, list | tuple)
+                                 or not all(callable(s) for s in on_usage)):
+        raise ConfigError("on_usage", on_usage, "init()", "expected a list of callables(dict)")
+    if on_usage and resolved.ledger is None:
+        raise ConfigError("on_usage", on_usage, "init()", "usage events come from the ledger: add a "
+                          "[ledger] section to the config file (docs/ledger.md)")
     providers = None
     if resolved.mode != "off":
         providers = resolve_telemetry(resolved.otel if resolved.sources.get("otel") != "default"
                                       else None, tracer_provider, meter_provider,
                                       "init()" if otel is not None else "config")
     opened = _Opened(Dispatcher(sinks), providers)
+    if resolved.mode != "off" and resolved.ledger is not None:
+        opened.ledger = _ledger(resolved, opened, list(on_usage or ()))
+        opened.breakers = _shared_breakers(resolved)
     runtime = _runtime(resolved, approver, opened)
     with _lock:
         if resolved.mode == "off":
@@ -124,6 +148,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
             instrumented: list[str] = []
         else:
             instrumented = interceptors.instrument(resolved.instrument)
+        breakers.use(opened.breakers)
         install(runtime)
         previous, _opened = _opened, opened
     previous.close()
@@ -141,6 +166,7 @@ def shutdown() -> None:
     global _opened
     with _lock:
         interceptors.uninstrument()
+        breakers.use(None)
         install(Runtime(Config()))
         previous, _opened = _opened, _Opened(Dispatcher(()), None)
     previous.close()
@@ -150,20 +176,29 @@ def shutdown() -> None:
 def stats() -> dict[str, int]:
     """What was lost or contained so far, for monitoring cascadeflow itself: telemetry hooks
     that raised (a span processor or exporter of the application), background tasks dropped
-    (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised.
+    (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised;
+    reads and writes of shared breaker state that Redis failed (served from the process's own).
     The calls themselves are never affected by any of these."""
     worker = shared()
     with _lock:
         opened = _opened
+    ledger = opened.ledger.stats() if opened.ledger is not None else {}
     return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
             "tasks_failed": worker.failed,
             "alerts_dropped": _closed_losses["alerts_dropped"] + opened.dispatcher.dropped,
-            "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed}
+            "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed,
+            "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),
+            "ledger_lost": _closed_losses["ledger_lost"] + ledger.get("ledger_lost", 0),
+            "ledger_store_errors": ledger.get("ledger_store_errors", 0),
+            "usage_sink_errors": ledger.get("usage_sink_errors", 0),
+            "breaker_store_errors": _closed_losses["breaker_store_errors"] + (
+                opened.breakers.errors if opened.breakers is not None else 0)}
 
 
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything queued so far is written: trace entries, guardrail findings of
-    observe mode, spans and metrics (handed to your exporters), and alerts to their sinks.
+    observe mode, spans and metrics (handed to your exporters), usage events (committed to the
+    ledger) and alerts to their sinks.
 
     Calls return before their records are written (the background worker writes them); a
     session's `summary()` and `trace()`, the end of an outermost `run()` and `shutdown()` wait
@@ -173,6 +208,8 @@ def flush(timeout: float | None = None) -> bool:
     done = shared().flush(timeout)
     with _lock:
         opened = _opened
+    if opened.ledger is not None:
+        done = opened.ledger.flush(timeout) and done
     opened.dispatcher.flush(5.0 if timeout is None else timeout)
     return done
 
@@ -183,10 +220,33 @@ def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
         telemetry = Telemetry(opened.providers, _otel_capture(config), config.otel_client_spans)
     cascades = build_cascades(config.cascades, f"file {config.config_file}") if config.cascades else {}
     runtime = Runtime(config, engine=Engine(config, approver=approver), cascades=cascades,
-                      observer=telemetry, alert=opened.dispatcher.emit)
+                      observer=telemetry, alert=opened.dispatcher.emit, ledger=opened.ledger)
     if config.mode != "off":
         runtime.policies = _policy_store(config, runtime)
     return runtime
+
+
+def _ledger(config: Config, opened: _Opened, sinks: list[Sink]) -> Ledger:
+    """The ledger of `[ledger]`, `[budgets]` and `[limits]`: a SQLite file, and Redis with `url`."""
+    spec = config.ledger
+    assert spec is not None
+    where = f"file {config.config_file}"
+    store = None
+    if spec.url is not None:
+        store = open_redis(spec.url, where)
+    try:
+        return Ledger(spec, Quotas(config.budgets, config.limits, spec.time_zone),
+                      opened.dispatcher.emit, sinks, store)
+    except StoreUnavailable as exc:
+        raise ConfigError("ledger.path", spec.path, where, str(exc)) from None
+
+
+def _shared_breakers(config: Config) -> RedisBreakerStore | None:
+    """With `[ledger] url` and `breakers = true`, circuit breakers keep their state in Redis."""
+    spec = config.ledger
+    if spec is None or spec.url is None or not spec.breakers:
+        return None
+    return open_redis_breakers(spec.url, f"file {config.config_file}")
 
 
 def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:

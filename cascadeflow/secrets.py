@@ -69,7 +69,7 @@ FORMATS: tuple[KeyFormat, ...] = (
     _format("replicate", ("r8_",), r"r8_[A-Za-z0-9]{30,}"),
     _format("digitalocean", ("_v1_",), r"do[op]_v1_[a-f0-9]{64}", 3),
     _format("azure_connection", ("AccountKey=",), r"AccountKey=([A-Za-z0-9+/=]{40,})", 0, 1, token=False),
-    _format("url_credentials", ("://",), r"://[^\s:/@]+:([^\s:/@]{3,})@", 0, 1, token=False),
+    _format("url_credentials", ("://",), r"://[^\s:/@]*:([^\s:/@]{3,})@", 0, 1, token=False),
     _format("password", ("passw",), r"(?i:password|passwd)" + _VALUE, 0, 1, token=False, lower=True),
     _format("aws_secret_access_key", ("secret_access_key", "secretaccesskey"),
             r"(?i:secret_?access_?key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])", 0, 1,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
@@ -22,8 +24,11 @@ from typing import Any, Protocol
 
 from cascadeflow.config import RunLimits
 from cascadeflow.entry import Entry
-from cascadeflow.errors import CascadeflowError
+from cascadeflow.errors import CascadeflowError, ConfigError
 from cascadeflow.secrets import scrub
+
+# what `Session.outcome` accepts beside its label: a number (what the run was worth), or None
+OutcomeValue = int | float | None
 
 # the innermost open session in this context (read directly on the hot path)
 CURRENT: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=None)
@@ -124,6 +129,14 @@ class Session:
         self.ended: float | None = None
         self._t0 = time.perf_counter()
         self._t1: float | None = None
+        # what the run delivered (`outcome()`): read by summary(), save() and the ledger
+        self.outcome_label: str | None = None
+        self.outcome_value: OutcomeValue = None
+        self.outcome_ts: float | None = None
+        # sessions opened under this one, by run_id: their agent, parent, times and outcome, so a
+        # saved run says which agent call each trace entry (by its run_id) belonged to
+        self.children: dict[str, dict[str, Any]] = {}
+        self._record: dict[str, Any] | None = None  # this session's entry in its ancestors' maps
 
     # -- context management ---------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -141,6 +154,12 @@ class Session:
             self.chain = (self, *parent.chain)
             self.lock = parent.lock
             self.agent_in_chain = self.agent or parent.agent_in_chain
+            if not parent.ambient:
+                self._record = {"agent": self.agent, "parent": parent.run_id, "started": self.started,
+                                "ended": None, "outcome": None, "outcome_value": None}
+                with parent.lock:
+                    for ancestor in parent.chain:
+                        ancestor.remember(self.run_id, self._record)
         if not self.ambient:
             self.hooks.opened(self)
 
@@ -169,8 +188,18 @@ class Session:
         if self._t1 is None:
             self._t1 = time.perf_counter()
             self.ended = time.time()
+            if self._record is not None:
+                self._record["ended"] = self.ended
             if not self.ambient:
                 self.hooks.closed(self)
+
+    def remember(self, run_id: str, record: dict[str, Any]) -> None:
+        """Note a session opened under this one; a bounded trace keeps as many as it keeps entries."""
+        children = self.children
+        cap = self._trace.maxlen if isinstance(self._trace, deque) else None
+        if cap is not None and len(children) >= cap:
+            del children[next(iter(children))]
+        children[run_id] = record
 
     # -- accounting -----------------------------------------------------------------------
     # Two writers, each with its own fields. The counters the policy engine reads (steps, spent,
@@ -223,6 +252,24 @@ class Session:
             else:
                 stats["cost"] += entry.cost
 
+    def outcome(self, label: str, value: OutcomeValue = None) -> None:
+        """Record what the run delivered: "resolved", "failed" or a label of your own, with an
+        optional number (what it was worth, such as revenue). The latest call wins; it may come
+        after the `with` block. Reports turn it into completion rates and cost per
+        successful run."""
+        if not isinstance(label, str) or not label.strip() or len(label) > 200:
+            raise ConfigError("outcome", label, "session.outcome()",
+                              "expected a non-empty label of at most 200 characters, such as "
+                              "'resolved' or 'failed'")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ConfigError("outcome value", scrub(repr(value))[:80], "session.outcome()",
+                              "expected a finite number or None")
+        self.outcome_label, self.outcome_value = label, value
+        self.outcome_ts = time.time()
+        if self._record is not None:
+            self._record["outcome"], self._record["outcome_value"] = label, self.outcome_value
+
     # -- review ---------------------------------------------------------------------------
     def trace(self) -> list[dict[str, Any]]:
         """One dict per decision, in step order (the ambient session keeps the latest window)."""
@@ -264,6 +311,12 @@ class Session:
                 "degraded": self.degraded,
                 "stopped": self.stopped,
                 "duration_ms": (end - self._t0) * 1000.0,
+                "started": self.started,
+                "ended": self.ended,
+                "outcome": self.outcome_label,
+                "outcome_value": self.outcome_value,
+                "outcome_ts": self.outcome_ts,
+                "sessions": {k: dict(v) for k, v in dict(self.children).items()},
                 "metadata": dict(self.metadata),
                 "trace_entries_dropped": self.entries - len(self._trace),
             }
@@ -325,24 +378,45 @@ class LoadedSession:
 
 def load_session(path: str | Path) -> LoadedSession:
     """Read a file written by `Session.save`."""
-    summary: dict[str, Any] = {}
+    loaded = [LoadedSession(summary, entries) for summary, entries, _line in iter_saved(path)]
+    if len(loaded) != 1:
+        raise CascadeflowError(f"{path}: holds {len(loaded)} saved sessions, expected one "
+                               "(`cascadeflow report` reads files with several)")
+    return loaded[0]
+
+
+SavedRun = tuple[dict[str, Any], list[dict[str, Any]], int]
+
+
+def iter_saved(path: str | Path) -> Iterator[SavedRun]:
+    """Each session in a file of `Session.save` output (files may be concatenated): its summary,
+    its trace entries and the line its summary is on. Reads line by line, so a file of
+    thousands of runs never sits in memory as a whole."""
+    summary: dict[str, Any] | None = None
     entries: list[dict[str, Any]] = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CascadeflowError(f"{path} line {number}: not a cascadeflow session file ({exc.msg})"
-                                   ) from None
-        kind = item.pop("type", None)
-        if kind == "summary":
-            summary = item
-        elif kind == "entry":
-            entries.append(item)
-        else:
-            raise CascadeflowError(f"{path} line {number}: unknown record type {kind!r}")
-    return LoadedSession(summary, entries)
+    start = 0
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CascadeflowError(f"{path} line {number}: not a cascadeflow session file "
+                                       f"({exc.msg})") from None
+            kind = item.pop("type", None) if isinstance(item, dict) else None
+            if kind == "summary":
+                if summary is not None:
+                    yield summary, entries, start
+                summary, entries, start = item, [], number
+            elif kind == "entry" and summary is not None:
+                entries.append(item)
+            elif kind == "entry":
+                raise CascadeflowError(f"{path} line {number}: a trace entry before any summary line")
+            else:
+                raise CascadeflowError(f"{path} line {number}: unknown record type {kind!r}")
+    if summary is not None:
+        yield summary, entries, start
 
 
 def current() -> Session | None:

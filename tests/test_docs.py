@@ -35,7 +35,7 @@ def test_readme_configuration_keys_are_documented() -> None:
 TOML = re.compile(r"```toml\n(.*?)```", re.S)
 
 
-@pytest.mark.parametrize("page", ["configuration.md", "cascades.md"])
+@pytest.mark.parametrize("page", ["configuration.md", "cascades.md", "ledger.md"])
 def test_config_examples_are_valid_config(page: str) -> None:
     """Every TOML example of the configuration is a valid cascadeflow.toml (a snippet that shows
     one part of a cascade gets a minimal chain to stand in)."""

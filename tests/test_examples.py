@@ -43,9 +43,9 @@ def test_rollout_guide_does_what_the_guide_says(monkeypatch: pytest.MonkeyPatch,
     assert "CASCADEFLOW_MODE=enforce: mode=enforce" in out
 
 
-def test_demo_observe_then_enforce() -> None:
+def test_demo_observe_then_enforce(tmp_path: Path) -> None:
     out = io.StringIO()
-    summaries = demo_main(out=out)
+    summaries = demo_main(out=out, out_dir=tmp_path)
     text = out.getvalue()
     observe, enforce = summaries["observe"], summaries["enforce"]
     assert "=== mode=observe" in text and "=== mode=enforce" in text
@@ -69,6 +69,9 @@ def test_demo_observe_then_enforce() -> None:
     for summary in (observe, enforce):
         assert (summary["retries"], summary["fallbacks"], summary["degraded"]) == (1, 1, True)
     assert cascadeflow.current_session().mode == "off"  # the demo shuts down after itself
+    # it ends with the report of its own two runs
+    assert text.rstrip().splitlines()[-2] == f"report of both runs: {tmp_path / 'report.html'}"
+    assert (tmp_path / "report.html").stat().st_size > 0
 
 
 def test_cli_demo_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

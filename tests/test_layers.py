@@ -19,11 +19,12 @@ PACKAGE = ROOT / "cascadeflow"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
                      "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
-                     "closing", "policy", "guardrails"), 1),
-    **dict.fromkeys(("session", "worker", "breakers", "balance"), 2),
+                     "closing", "policy", "guardrails", "windows"), 1),
+    **dict.fromkeys(("session", "worker", "breakers", "balance", "ledger"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
-    **dict.fromkeys(("interceptors", "telemetry", "tools", "testing"), 4),
-    **dict.fromkeys(("__init__", "lifecycle", "agents", "console", "cli", "__main__", "demo"), 5),
+    **dict.fromkeys(("interceptors", "telemetry", "tools", "testing", "report"), 4),
+    **dict.fromkeys(("__init__", "lifecycle", "agents", "console", "cli", "ledger_cli", "__main__",
+                     "demo"), 5),
 }
 LAYER_NAMES = {1: "data and pure rules", 2: "state", 3: "pipeline", 4: "adapters", 5: "public API"}
 

@@ -93,10 +93,13 @@ async def plan_retrieval(llm: Llm, thread: str, category: str) -> list[str]:
 @cascadeflow.agent(name="drafter")
 async def draft_reply(llm: Llm, thread: str, category: str, similar: list[str]) -> str:
     try:
-        return await _draft(llm, thread, similar)
+        draft = await _draft(llm, thread, similar)
+        cascadeflow.current_session().outcome("resolved")
     except cascadeflow.GuardrailBlocked:
         # a retrieved ticket carried an injected instruction: draft without the retrieved context
-        return await _draft(llm, thread, [])
+        draft = await _draft(llm, thread, [])
+        cascadeflow.current_session().outcome("resolved_without_context")
+    return draft
 
 
 async def _draft(llm: Llm, thread: str, similar: list[str]) -> str:

@@ -20,10 +20,12 @@ from cascadeflow.errors import (
     ComplianceViolation,
     GuardrailBlocked,
     PolicyStop,
+    RateLimited,
     StepLimitReached,
+    StoreUnreachable,
     ToolDenied,
 )
-from cascadeflow.pipeline import edit, guard, record
+from cascadeflow.pipeline import edit, guard, record, shared
 from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.budget import WAIT
@@ -38,6 +40,9 @@ _STOPS: dict[str, type[PolicyStop]] = {
     "max_steps_reached": StepLimitReached,
     "compliance_no_allowed_model": ComplianceViolation,
     "price_unknown": BudgetExceeded,
+    "budget_window_exceeded": BudgetExceeded,
+    "rate_limited": RateLimited,
+    "store_unavailable": StoreUnreachable,
 }
 _POLL_FIRST_S, _POLL_MAX_S = 0.002, 0.05  # how often a waiting call looks for settlements
 
@@ -121,6 +126,8 @@ def _retry(step: Step, wait: _Wait) -> bool:
     """Look again; True while it must go on waiting. Once the wait has run out, decide without
     waiting: clamp to what is free, or stop."""
     rt, request, view = step.rt, step.request, step.view
+    if view.shared is not None and rt.ledger is not None:  # what other processes settled meanwhile
+        shared.refresh(step, rt.ledger, view.shared)
     patient = wait.patient()
     if patient and not wait.moved():
         return True
@@ -134,8 +141,7 @@ def _retry(step: Step, wait: _Wait) -> bool:
             decisions = [Decision(first.action, first.reason, message=f"{first.message} after waiting "
                                   f"{rt.config.budget_wait_s:g} s without a settlement of the "
                                   f"calls in flight", price_known=first.price_known)]
-        step.stop_pending = _account(step, decisions)
-    return False
+        return _conclude(step, decisions, patient)
 
 
 def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
@@ -147,7 +153,7 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     policy = rt.policy()
     cached = session.policy_view  # the engine's view of the chain, cached on the session
     view = cached[1] if cached is not None and cached[0] is rt.config and cached[2] is policy \
-        else rt.engine.view(session.chain, policy)
+        else rt.view(session.chain, policy)
     step = Step(rt, request, session, view)
     edited = None
     if request.operation == "tool":
@@ -159,20 +165,34 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
             step.scan_input_later = True
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
+    down = None
+    if view.shared is not None and rt.ledger is not None:
+        down = shared.refresh(step, rt.ledger, view.shared)
     with session.lock:
-        decisions = rt.engine.decide_in(request, view)
+        decisions = [down] if down is not None else rt.engine.decide_in(request, view)
         settled = not _hinges_on_spend(request, view, decisions) or rt.worker.idle()
         if settled and decisions[0].reason != WAIT:
-            step.stop_pending = _account(step, decisions)
-            return step, edited, False
+            return step, edited, _conclude(step, decisions)
     # it hinged on spend the worker has yet to settle, or on money held by calls in flight
     rt.worker.flush()
     with session.lock:
         decisions = rt.engine.decide_in(request, view)
-        if decisions[0].reason == WAIT:
-            return step, edited, True
-        step.stop_pending = _account(step, decisions)
-    return step, edited, False
+        return step, edited, _conclude(step, decisions)
+
+
+def _conclude(step: Step, decisions: list[Decision], patient: bool = True) -> bool:
+    """Take the step's holds on shared budgets and limits, then account it (under the chain's
+    lock); True when it must wait for calls in flight to settle first."""
+    if decisions[0].reason == WAIT:
+        return True
+    ledger, shares = step.rt.ledger, step.view.shared
+    if shares is not None and ledger is not None and not any(f.action == "block" for f in step.findings):
+        decided = shared.acquire(step, ledger, shares, decisions, patient)
+        if decided is None:
+            return True
+        decisions = decided
+    step.stop_pending = _account(step, decisions)
+    return False
 
 
 def _admitted(step: Step, edited: Any) -> Step:
@@ -209,13 +229,19 @@ def admit(step: Step) -> PolicyStop | None:
     as enforce would have. Nothing waits here: where enforce would have waited for calls in
     flight to settle, the trace says so (`budget_wait`)."""
     rt, request, view = step.rt, step.request, step.view
+    ledger, shares = rt.ledger, view.shared
+    down = None
+    if shares is not None and ledger is not None:
+        down = shared.refresh(step, ledger, shares)
     with step.session.lock:
-        decisions = rt.engine.decide_in(request, view)
+        decisions = [down] if down is not None else rt.engine.decide_in(request, view)
         if decisions[0].reason == WAIT:
             first = decisions[0]
             decisions = [Decision("allow", "budget_wait", reservation=first.reservation,
                                   message=f"enforce would wait for calls in flight to settle: "
                                           f"{first.message}")]
+        if shares is not None and ledger is not None:
+            decisions = shared.replay(step, ledger, shares, decisions)
         return _account(step, decisions)
 
 

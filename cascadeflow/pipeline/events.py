@@ -61,7 +61,7 @@ def compliance_excludes(rt: Runtime, model: str) -> bool:
     session = current()
     if rt.mode == "off" or session is None:
         return False
-    view = rt.engine.view(session.chain, rt.policy())
+    view = rt.view(session.chain, rt.policy())
     if not view.profiles:
         return False
     provider, bare, _name = rt.engine.names(model, None)

@@ -94,7 +94,7 @@ def _admit(cap: Capture) -> None:
         request.kwargs = {**request.kwargs, key: cap.prompt}
     request.pinned = cap.pinned
     rt = cap.rt
-    view = rt.engine.view(cap.session.chain, cap.policy)
+    view = rt.view(cap.session.chain, cap.policy)
     step = Step(rt, request, cap.session, view)
     step.t0, step.on_worker = cap.t0, True
     step.scan_input_later = bool(view.input_rules) and request.operation != "tool"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from cascadeflow.entry import Entry
 from cascadeflow.guardrails.scan import Finding
+from cascadeflow.pipeline import meter
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.decision import Decision
 from cascadeflow.secrets import scrub
@@ -94,8 +95,11 @@ def admitted(step: Step, findings: Sequence[Finding] = ()) -> None:
 
 
 def stopped(step: Step) -> None:
-    """A step enforcement stopped before sending: its entries, and a span carrying the stop."""
+    """A step enforcement stopped before sending: its entries, its usage event, and a span
+    carrying the stop."""
     append(step, step.entries)
+    if step.rt.ledger is not None:
+        meter.settle(step, step.rt.ledger)
     observer = step.rt.observer
     if observer is not None:
         if step.request.operation != "tool":
@@ -134,5 +138,7 @@ def settled(step: Step) -> None:
         step.content_allowed = rt.capture_allowed(step.chain)
         if rt.config.capture_content and step.content_allowed:
             entry.content = {"prompt": scrub(step.request.prompt), "completion": scrub(usage.text)}
+    if rt.ledger is not None:
+        meter.settle(step, rt.ledger)
     if rt.observer is not None:
         rt.notify(rt.observer.step_recorded, step)

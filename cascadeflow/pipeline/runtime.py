@@ -16,8 +16,10 @@ from cascadeflow.alert import Alert
 from cascadeflow.breakers import breakers
 from cascadeflow.config import Config
 from cascadeflow.guardrails.policy import Policy, PolicyStore
+from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
 from cascadeflow.policy import Engine
+from cascadeflow.policy.view import ChainView
 from cascadeflow.session import Session
 from cascadeflow.worker import Worker, shared
 
@@ -44,7 +46,7 @@ class Runtime:
                  policies: PolicyStore | None = None,
                  cascades: Mapping[str, CascadeRunner] | None = None,
                  observer: Observer | None = None,
-                 alert: Callable[[Alert], None] | None = None) -> None:
+                 alert: Callable[[Alert], None] | None = None, ledger: Ledger | None = None) -> None:
         self.config = config
         self.mode: str = config.mode
         self.enforce = config.mode == "enforce"
@@ -53,6 +55,7 @@ class Runtime:
         self.policies = policies
         self.cascades: Mapping[str, CascadeRunner] = cascades or {}
         self.observer = observer
+        self.ledger = ledger  # usage events, windowed budgets and rate limits (docs/ledger.md)
         self._alert = alert
         self.telemetry_errors = 0  # telemetry hooks that raised (a user's span processor, exporter)
         # prompt text is read after the call returns (trace content, span content)
@@ -66,9 +69,15 @@ class Runtime:
         """The guardrail policy in force now (hot-reloaded from its file)."""
         return None if self.policies is None else self.policies.current()
 
+    def view(self, chain: tuple[Session, ...], policy: Policy | None) -> ChainView:
+        """What the rules need to know of `chain` (cached on its innermost session), with the
+        budgets and limits it shares with other processes through the ledger."""
+        shares = None if self.ledger is None else self.ledger.shares(chain)
+        return self.engine.view(chain, policy, shares, () if shares is None else shares.budgets)
+
     def capture_allowed(self, chain: Sequence[Session]) -> bool:
         """No enclosing compliance profile forbids storing prompt content."""
-        profiles = self.engine.view(chain, self.policy()).profiles
+        profiles = self.view(tuple(chain), self.policy()).profiles
         return all(self.config.compliance[p].capture_content for p in profiles)
 
     def capture_content(self, chain: Sequence[Session]) -> bool:

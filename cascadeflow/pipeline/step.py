@@ -36,6 +36,9 @@ class Step:
     stopped = False  # enforce stopped it: nothing is sent
     stop_error: str | None = None  # the PolicyStop raised, for telemetry
     stop_pending: PolicyStop | None = None  # the stop admission decided, raised once it is done
+    hold: str | None = None  # its hold on shared budgets (the ledger's), released when settled
+    held = 0  # nano-USD held on each of them
+    store_down = False  # the ledger's store failed for this step
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
     scan_input_later = False  # the input rules change nothing: the worker runs them
     span: Any = None  # the span telemetry started around the send (`Observer.step_started`)

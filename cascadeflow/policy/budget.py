@@ -42,12 +42,13 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
         return ALLOW
     remaining = headroom = math.inf
     pressured: SessionState | None = None
+    tightest = budgeted[0]
     share = engine.config.budget_pressure
     for session in budgeted:
         cap = session.limits.budget or 0.0
         unspent = cap - session.spent
         if unspent - session.reserved < remaining:
-            remaining = unspent - session.reserved
+            remaining, tightest = unspent - session.reserved, session
         if unspent < headroom:
             headroom = unspent
         if pressured is None and cap and unspent / cap < share:  # spent, not held by calls in flight
@@ -67,6 +68,10 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
                                 message=f"{remaining:.6f} USD left of "
                                         f"{pressured.limits.budget}; using cheaper {cheaper}")
     fit = _fit(engine, request, model, remaining)
+    if fit.reason == "budget_exceeded":  # a windowed budget says so (`budget_window_exceeded`)
+        reason = getattr(tightest, "exceeded_reason", fit.reason)
+        if reason != fit.reason:
+            fit = Decision("stop", reason, message=f"{tightest!r}: {fit.message}")
     if (fit.action == "allow" and fit.max_tokens is None) or not patient or headroom <= remaining:
         return fit
     later = _fit(engine, request, model, headroom)  # once the calls in flight have settled

@@ -39,13 +39,14 @@ class Context:
         self._priced: dict[tuple[str, str | None], tuple[str | None, Price | None]] = {}
         self._ceilings: dict[tuple[Any, ...], Decision | None] = {}
 
-    def view(self, chain: Sequence[SessionState], policy: Policy | None = None) -> ChainView:
+    def view(self, chain: Sequence[SessionState], policy: Policy | None = None, shared: Any = None,
+             shared_budgets: tuple[SessionState, ...] = ()) -> ChainView:
         """What the rules need to know of `chain` (cached on its innermost session)."""
         cached = chain[0].policy_view
         if cached is not None and cached[0] is self.config and cached[2] is policy:
             view: ChainView = cached[1]
             return view
-        return view_of(tuple(chain), self.config, policy)
+        return view_of(tuple(chain), self.config, policy, shared, shared_budgets)
 
     def ceiling(self, model: str, provider: str | None, asked: int | None, choices: Any
                 ) -> Decision | None:

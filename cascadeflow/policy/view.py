@@ -38,12 +38,17 @@ class ChainView:
     approval_tools: tuple[str, ...]
     policy_version: str | None
     tools_exempt: tuple[str, ...]  # tools the caps and lists leave alone (frameworks' own)
+    # budgets and limits shared with other processes (`cascadeflow.ledger.Shares`), opaque here:
+    # its windowed budgets are in `budgeted`, like sessions with only a budget
+    shared: Any = None
     # the engine's memo of the usual step's decisions for this chain (see `Engine.decide_in`)
     plans: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | None = None) -> ChainView:
-    """The view for `chain`, cached on its innermost session for this config and policy."""
+def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | None = None,
+            shared: Any = None, shared_budgets: tuple[SessionState, ...] = ()) -> ChainView:
+    """The view for `chain`, cached on its innermost session for this config and policy.
+    `shared` and `shared_budgets`: the windowed budgets and rate limits of the chain, if any."""
     head = chain[0]
     cached: Any = head.policy_view
     if cached is not None and cached[0] is config and cached[2] is policy:
@@ -69,7 +74,7 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
     lists = [(s.limits.tools_allow, s.limits.tools_deny) for s in chain]
     lists += [(config.compliance[p].tools_allow, config.compliance[p].tools_deny) for p in profiles]
     lists += [(g.tools_allow, g.tools_deny) for g in guardrails]
-    budgeted = tuple(s for s in chain if s.limits.budget is not None)
+    budgeted = tuple(s for s in chain if s.limits.budget is not None) + shared_budgets
     tool_capped = tuple(s for s in chain if s.limits.max_tool_calls is not None)
     step_caps = tuple((s, cap) for s, cap in caps if cap is not None)
     tool_lists = tuple((a, d) for a, d in lists if a is not None or d)
@@ -89,13 +94,14 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
         output_acts=any(r.action in ACTING for g in guardrails for r in g.output),
         approval_tools=approval,
         tools_exempt=config.tools_exempt,
+        shared=shared,
         policy_version=",".join(sorted({g.version for g in guardrails})) or None,
         tool_capped=tool_capped,
         latency_target=latency_target,
         tool_lists=tool_lists,
         reads_latency=latency_target is not None or bool(weights and weights.get("latency")),
         unlimited=not (profiles or weights or budgeted or tool_capped or step_caps or tool_lists
-                       or latency_target is not None or approval),
+                       or latency_target is not None or approval or shared is not None),
     )
     head.policy_view = (config, view, policy)
     return view

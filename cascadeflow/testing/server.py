@@ -91,6 +91,7 @@ class ProviderServer:
         self._replies: list[Reply] = []
         self._seen: set[tuple[str, str]] = set()
         self.requests: list[RecordedRequest] = []
+        self.answers: list[tuple[str, replies.Answer]] = []  # (model, answer): what was billed
         self.embedding_dimensions = embedding_dimensions
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -154,6 +155,7 @@ class ProviderServer:
             self._replies.clear()
             self._seen.clear()
             self.requests.clear()
+            self.answers.clear()
 
     def bodies(self, path_suffix: str = "") -> list[Any]:
         """The parsed JSON bodies received, optionally only for paths ending with `path_suffix`."""
@@ -183,7 +185,21 @@ class ProviderServer:
 
     def _answer(self, model: str, messages: Any, body: dict[str, Any]) -> replies.Answer:
         with self._lock:
-            return replies.answer(model, messages, body, self._replies, self._seen)
+            answer = replies.answer(model, messages, body, self._replies, self._seen)
+            self.answers.append((model, answer))
+            return answer
+
+    def billed(self, prices: dict[str, tuple[float, float, float]]) -> float:
+        """What the answers so far cost at `prices` (model -> USD per input, output and cached
+        input token): the provider's bill, to compare with what cascadeflow recorded."""
+        with self._lock:
+            answered = list(self.answers)
+        total = 0.0
+        for model, a in answered:
+            per_in, per_out, per_cached = prices[model]
+            total += ((a.prompt_tokens - a.cached_tokens) * per_in + a.cached_tokens * per_cached
+                      + a.completion_tokens * per_out)
+        return total
 
 
 _MASKED = {"authorization", "api-key", "x-api-key"}

@@ -1,0 +1,61 @@
+"""A usage event: one settled (or stopped) step, as the ledger, the request log and a billing
+system read it. Never prompt text unless content capture is on, never a secret."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    ts: float  # when the step started, epoch seconds
+    run_id: str
+    step: int
+    user: str | None
+    project: str | None
+    agent: str | None
+    workflow: str | None  # the outermost session's agent, or the cascade's logical name
+    operation: str  # chat | embeddings | tool | ...
+    requested_model: str | None
+    model: str | None  # the model called (a switch in enforce changes it)
+    provider: str | None
+    tokens_in: int = 0  # input tokens in all, cached ones included
+    tokens_out: int = 0
+    cached_tokens: int = 0  # input tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = 0.0  # USD; None when no price is known
+    latency_ms: float | None = None
+    status: str = "ok"  # ok | error | stopped | truncated | unread | ...
+    error: str | None = None  # the exception type, never its text
+    action: str = "allow"
+    reason: str = "ok"
+    applied: bool = False
+    mode: str = "observe"
+    tool: str | None = None
+    prefix_hash: str | None = None  # keyed hash of the cacheable prompt prefix, never the text
+    metadata: dict[str, Any] | None = None  # the session's metadata, secrets masked
+    content: dict[str, Any] | None = None  # prompt and completion, only with capture on
+
+    @property
+    def uncached_tokens(self) -> int:
+        return max(self.tokens_in - self.cached_tokens, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["uncached_tokens"] = self.uncached_tokens
+        return out
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The event in the column order of `COLUMNS` (metadata and content as JSON)."""
+        values = [getattr(self, name) for name in COLUMNS]
+        meta, content = COLUMNS.index("metadata"), COLUMNS.index("content")
+        for i in (meta, content):
+            values[i] = None if values[i] is None else json.dumps(values[i], default=str)
+        values[COLUMNS.index("applied")] = int(self.applied)
+        return tuple(values)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))

@@ -1,0 +1,52 @@
+"""Deletion by data subject in the JSONL metering file (`[ledger] events_jsonl`).
+
+The file is rewritten beside itself and renamed over the original, so a crash leaves either the
+old file or the new one, never half of each. A process appending to the file at that moment
+keeps writing to the old one (its open handle), so run `forget` while no process meters into it,
+or run it again after they have restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> int:
+    """Remove the lines of `user`'s events from the file (or, dry, count them). A line that is
+    not a JSON object is kept as it is: it names no user this can know of."""
+    source = Path(path)
+    if not source.exists():
+        return 0
+    kept: list[str] = []
+    removed = 0
+    with source.open(encoding="utf-8") as lines:
+        for line in lines:
+            if _user(line) == user:
+                removed += 1
+            else:
+                kept.append(line)
+    if dry_run or not removed:
+        return removed
+    fd, temporary = tempfile.mkstemp(prefix=f".{source.name}.", dir=source.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, source.stat().st_mode & 0o7777)
+        os.replace(temporary, source)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return removed
+
+
+def _user(line: str) -> object:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("user") if isinstance(row, dict) else None

@@ -1,0 +1,164 @@
+"""The ledger of one `init()`: usage events on disk, windowed budgets and rate limits shared by
+every process (and, with Redis, every machine), metering sinks and budget alerts.
+
+The caller's thread touches it only for steps under a windowed budget or a rate limit (a read of
+the figures before the decision, one atomic `acquire` after it). Everything else is the
+worker's (building a settlement) and the writer's (committing a batch, then telling the sinks
+and raising alerts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from cascadeflow.alert import Alert
+from cascadeflow.config import LedgerSpec
+from cascadeflow.ledger.cache import CacheWatch
+from cascadeflow.ledger.events import UsageEvent
+from cascadeflow.ledger.quotas import Quotas, SharedBudget, Shares
+from cascadeflow.ledger.sqlite import SQLiteStore
+from cascadeflow.ledger.store import Claim, Refusal, Settlement, Store, StoreUnavailable, nano
+from cascadeflow.ledger.writer import Writer
+from cascadeflow.session import Session
+
+log = logging.getLogger("cascadeflow.ledger")
+Sink = Callable[[dict[str, Any]], None]
+
+
+class Ledger:
+    def __init__(self, spec: LedgerSpec, quotas: Quotas, alert: Callable[[Alert], None],
+                 sinks: Sequence[Sink] = (), store: Store | None = None) -> None:
+        self.spec = spec
+        self.quotas = quotas
+        self.events = SQLiteStore(spec.path, counters=store is None)
+        self.store: Store = store if store is not None else self.events
+        self._alert = alert
+        self.sinks = list(sinks)
+        self.sink_errors = 0
+        self.store_errors = 0  # reads and holds the store refused on the caller's thread
+        self.hash_key = self.events.secret("prefix_hash_key")  # the same in every process
+        self.cache = CacheWatch(alert)
+        self._jsonl: IO[str] | None = None
+        self._jsonl_lock = threading.Lock()
+        self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
+                             spec.flush_interval_s)
+
+    # -- the caller's thread ---------------------------------------------------------------
+    def shares(self, chain: tuple[Session, ...]) -> Shares | None:
+        return self.quotas.shares(chain)
+
+    def refresh(self, shares: Shares, now: float) -> None:
+        """Read what every process settled and holds into the chain's budgets."""
+        states = (*shares.budgets, *shares.watched)
+        figures = self.store.figures([s.counter for s in states], now)
+        for state, (settled, held) in zip(states, figures, strict=True):
+            state.update(settled, held)
+
+    def acquire(self, shares: Shares, hold: str, reservation: float, now: float) -> Refusal | None:
+        """Hold `reservation` USD on every budget of the chain and take a request slot of every
+        rate limit, or nothing (see `Store.acquire`; the index counts budgets, rates, slots)."""
+        amount = nano(reservation) if reservation > 0 else 0
+        claims = [Claim(b.counter, amount) for b in shares.budgets]
+        claims += [Claim(r.counter, 0) for r in shares.rates]
+        return self.store.acquire(hold, claims, [slot for _, slot in shares.slots], now)
+
+    def outcome(self, run_id: str, label: str, value: float | None, user: str | None,
+                project: str | None, agent: str | None) -> None:
+        """Keep what a run achieved (`session.outcome`), for the report's completion rates."""
+        self.events.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (run_id, time.time(), label, value, user, project, agent))
+
+    # -- the worker --------------------------------------------------------------------------
+    def settle(self, settlement: Settlement) -> None:
+        self.writer.put(settlement)
+
+    # -- the writer --------------------------------------------------------------------------
+    def _commit(self, batch: Sequence[Settlement]) -> None:
+        if self.store is not self.events:  # counters elsewhere (Redis): events stay on disk here
+            self.store.commit([Settlement(None, s.ts, s.hold, s.amounts) for s in batch])
+            self.events.commit(batch)
+        else:
+            self.store.commit(batch)
+
+    def _committed(self, batch: Sequence[Settlement]) -> None:
+        events = [s.event for s in batch if s.event is not None]
+        if events and (self.sinks or self.spec.events_jsonl):
+            self._deliver(events)
+        self.cache.observe(events)
+        budgets = {c.key for s in batch for c, amount in s.amounts if amount}
+        states = [b for b in self.quotas.states() if b.counter.key in budgets]
+        if states:
+            self._check_thresholds(states, max(s.ts for s in batch))
+
+    def _deliver(self, events: list[UsageEvent]) -> None:
+        rows = [e.as_dict() for e in events]
+        if self.spec.events_jsonl:
+            with self._jsonl_lock:
+                if self._jsonl is None:
+                    self._jsonl = open(self.spec.events_jsonl, "a", encoding="utf-8")  # noqa: SIM115
+                self._jsonl.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
+                self._jsonl.flush()
+        for sink in self.sinks:
+            for row in rows:
+                try:
+                    sink(row)
+                except Exception:
+                    self.sink_errors += 1
+                    if self.sink_errors == 1 or self.sink_errors % 1000 == 0:
+                        log.exception("cascadeflow usage sink %r failed (%d so far)", sink,
+                                      self.sink_errors)
+
+    def _check_thresholds(self, states: list[SharedBudget], now: float) -> None:
+        """Alert once per window (across processes) when a budget crosses `alert_at`, and when a
+        budget only watched (`mode = "observe"`) would have stopped calls."""
+        figures = self.store.figures([s.counter for s in states], now)
+        for state, (settled, _held) in zip(states, figures, strict=True):
+            spec, window = state.spec, state.counter.window
+            share = settled / state.counter.limit
+            bucket, until = window.bucket(now), window.end(now)
+            marks = []
+            if spec.alert_at is not None and share >= spec.alert_at:
+                marks.append(("budget_threshold", f"{spec.alert_at:.0%} threshold"))
+            if spec.mode == "observe" and share >= 1.0:
+                marks.append(("budget_window_exceeded", "limit reached; observe mode, so calls "
+                                                        "go on (enforce would stop them)"))
+            for kind, what in marks:
+                if self.store.mark(f"{kind}:{state.counter.key}:{bucket}", until):
+                    self._alert(Alert(kind, f"budget {state.name} for {state.spec.scope} "
+                                      f"{state.value} spent {settled / 1e9:.6f} of {spec.limit} USD "
+                                      f"in {window.label(now)}: {what}",
+                                      attributes={"budget": state.name, "scope": spec.scope,
+                                                  "value": state.value, "limit": spec.limit,
+                                                  "spent": settled / 1e9, "window": window.text}))
+
+    def _lost(self, why: str, count: int) -> None:
+        self._alert(Alert("ledger_write_failed", f"{count} usage events could not be written to "
+                          f"the ledger ({why}); budgets shared through it miss their spend",
+                          severity="error", attributes={"why": why, "count": count}))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.writer.flush(timeout)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        self.writer.close(timeout)
+        with self._jsonl_lock:
+            if self._jsonl is not None:
+                self._jsonl.close()
+                self._jsonl = None
+        self.store.close()
+        if self.store is not self.events:
+            self.events.close()
+
+    def stats(self) -> dict[str, int]:
+        return {"ledger_written": self.writer.written, "ledger_dropped": self.writer.dropped,
+                "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
+                "usage_sink_errors": self.sink_errors}
+
+
+__all__ = ["Ledger", "StoreUnavailable"]

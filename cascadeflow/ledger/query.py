@@ -1,0 +1,273 @@
+"""Questions the CLI asks of the ledger's SQLite file: spend per group and window, the filterable
+request log, retention and deletion by data subject. Plain SQL: reads on a read-only connection
+(`ReadOnly`), retention and deletion through `SQLiteStore`'s write transactions; nothing here
+prints.
+
+Spend is grouped by calendar window in the ledger's time zone. SQLite cannot convert to an IANA
+zone, so the windows are made here (`Window.start`/`end`, DST included) and joined as ranges of
+`ts`: each window is one index range scan on `events_ts`, and the sums stay in SQL.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cascadeflow.ledger.sqlite import BUSY_TIMEOUT_S, SQLiteStore
+from cascadeflow.ledger.store import StoreUnavailable
+from cascadeflow.windows import Window
+
+DAY_S = 86400
+GROUPS = ("user", "project", "agent", "model", "provider")  # --by: event columns, nothing else
+BATCH = 5000  # rows a retention or deletion transaction changes: writers wait at most one batch
+USER_KEYS = ("budget", "tokens", "usd", "requests")  # counter/hold/slot key prefixes of quotas.py
+MARK_KINDS = ("budget_threshold", "budget_window_exceeded")  # Ledger._check_thresholds' marks
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One group's spend in one window."""
+
+    window: str  # 2026-11-22, 2026-11
+    group: str | None  # the user, project, ...; None for calls made without one
+    calls: int
+    stopped: int  # steps enforcement stopped (they cost nothing)
+    tokens_in: int
+    tokens_out: int
+    cached_tokens: int
+    uncached_tokens: int
+    cost: float  # USD of the priced calls
+    unpriced: int  # calls whose cost was unknown (not in `cost`)
+
+
+class Reader(Protocol):
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]: ...
+
+
+class ReadOnly:
+    """A ledger opened read-only, for `spend` and `steps`: `SQLiteStore` creates a missing file
+    (or adds the ledger's tables to any SQLite file) and takes the write lock to do it, which a
+    report neither needs nor should wait for behind busy writers."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise ValueError("no such file (nothing has been recorded there yet?)")
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_S)
+            self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.Error as exc:
+            raise ValueError(f"not a cascadeflow ledger ({exc})") from None
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def windows(window: Window, low: float, high: float) -> list[tuple[str, int, int]]:
+    """(label, start, end) of every calendar window from the one holding `low` to the one
+    holding `high`."""
+    out: list[tuple[str, int, int]] = []
+    start = window.start(low)
+    while start <= high:
+        end = window.end(start)
+        out.append((window.label(start), start, end))
+        start = end
+    return out
+
+
+def spend(store: Reader, by: str, window: Window, since: float | None = None) -> list[Spend]:
+    """Spend per `by` (one of `GROUPS`) per calendar `window`, oldest window first."""
+    if by not in GROUPS:
+        raise ValueError(f"expected one of {list(GROUPS)}")
+    low = since if since is not None else -math.inf
+    ((first, last),) = store.read("SELECT MIN(ts), MAX(ts) FROM events WHERE ts >= ?", (low,))
+    if first is None:
+        return []
+    out: list[Spend] = []
+    for label, start, end in windows(window, _float(first), _float(last)):
+        rows = store.read(
+            f'SELECT "{by}", COUNT(*), SUM(status = \'stopped\'), SUM(tokens_in), SUM(tokens_out), '
+            "SUM(cached_tokens), SUM(MAX(tokens_in - cached_tokens, 0)), TOTAL(cost), "
+            f'SUM(cost IS NULL) FROM events INDEXED BY events_ts WHERE ts >= ? AND ts < ? '
+            f'GROUP BY "{by}" '
+            f'ORDER BY "{by}"', (max(start, low), end))
+        out += [Spend(label, None if g is None else str(g), _int(calls), _int(stopped),
+                      _int(tokens_in), _int(tokens_out), _int(cached), _int(uncached),
+                      _float(cost), _int(unpriced))
+                for g, calls, stopped, tokens_in, tokens_out, cached, uncached, cost, unpriced
+                in rows]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """`cascadeflow ledger steps` filters; None matches everything."""
+
+    model: str | None = None
+    agent: str | None = None
+    user: str | None = None
+    project: str | None = None
+    error: str | None = None
+    status: str | None = None
+    min_latency_ms: float | None = None
+    since: float | None = None
+
+    def where(self) -> tuple[str, list[object]]:
+        """The WHERE clause and its parameters (exact matches only: no LIKE wildcards)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for column in ("model", "agent", "user", "project", "error", "status"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f'"{column}" = ?')
+                params.append(value)
+        if self.min_latency_ms is not None:
+            clauses.append("latency_ms >= ?")
+            params.append(self.min_latency_ms)
+        if self.since is not None:
+            clauses.append("ts >= ?")
+            params.append(self.since)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+STEP_COLUMNS = ("ts", "run_id", "step", "user", "project", "agent", "workflow", "operation",
+                "requested_model", "model", "provider", "tokens_in", "tokens_out", "cached_tokens",
+                "reasoning_tokens", "cost", "latency_ms", "status", "error", "action", "reason",
+                "mode", "tool")  # never `content` (prompt text) nor `metadata`
+
+
+def steps(store: Reader, filters: Filters, limit: int) -> list[dict[str, object]]:
+    """The newest `limit` steps matching `filters`, without prompt text or metadata."""
+    where, params = filters.where()
+    columns = ", ".join(f'"{c}"' for c in STEP_COLUMNS)
+    rows = store.read(f"SELECT {columns} FROM events{where} ORDER BY ts DESC, id DESC LIMIT ?",
+                      [*params, limit])
+    return [dict(zip(STEP_COLUMNS, row, strict=True)) for row in rows]
+
+
+def matched(store: Reader, filters: Filters) -> tuple[int, list[float]]:
+    """How many steps match, and the latencies of those that have one, ascending (one scan;
+    sorting here is faster than SQLite's ORDER BY on an unindexed column)."""
+    where, params = filters.where()
+    rows = store.read(f"SELECT latency_ms FROM events{where}", params)
+    return len(rows), sorted(float(v) for (v,) in rows if isinstance(v, int | float))
+
+
+def percentile(ordered: Sequence[float], p: float) -> float | None:
+    """The nearest-rank percentile of ascending values: the smallest value with at least `p`% of
+    the values at or below it (an observed latency, never an interpolated one); None if empty."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- retention ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Cut-offs (epoch seconds): what is older goes."""
+
+    usage: float
+    content: float
+    outcomes: float
+
+    @classmethod
+    def of(cls, now: float, usage_days: int, content_days: int, outcome_days: int) -> Retention:
+        return cls(now - usage_days * DAY_S, now - content_days * DAY_S, now - outcome_days * DAY_S)
+
+
+_EXPIRED = {"counters": "expires", "holds": "expires", "slots": "expires", "marks": "until"}
+
+
+def purge(store: SQLiteStore, cut: Retention, now: float, dry_run: bool = False) -> dict[str, int]:
+    """Apply retention: rows removed (or, dry, that would be) per class. Content is blanked only
+    in events that outlive the usage cut-off."""
+    if dry_run:
+        counts = {
+            "events": _count(store, "events", "ts < ?", (cut.usage,)),
+            "content": _count(store, "events", "content IS NOT NULL AND ts >= ? AND ts < ?",
+                              (cut.usage, cut.content)),
+            "outcomes": _count(store, "outcomes", "ts < ?", (cut.outcomes,)),
+        }
+        return counts | {t: _count(store, t, f"{c} < ?", (now,)) for t, c in _EXPIRED.items()}
+    counts = {
+        "events": _batched(store, "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                                  "WHERE ts < ? LIMIT ?)", (cut.usage,)),
+        "content": _batched(store, "UPDATE events SET content = NULL WHERE id IN (SELECT id FROM "
+                                   "events WHERE content IS NOT NULL AND ts < ? LIMIT ?)",
+                            (cut.content,)),
+        "outcomes": store.execute("DELETE FROM outcomes WHERE ts < ?", (cut.outcomes,)),
+    }
+    return counts | store.purge(now)
+
+
+# -- deletion by data subject -----------------------------------------------------------------
+def user_keys(user: str, budgets: Sequence[str], limits: Sequence[str]) -> list[str]:
+    """The counter, hold and slot keys of `user` under the user-scoped budgets and limits named
+    (the key format of `quotas.Quotas.shares`)."""
+    keys = [f"budget:{name}:{user}" for name in budgets]
+    return keys + [f"{kind}:{name}:{user}" for name in limits for kind in USER_KEYS[1:]]
+
+
+def forget(store: SQLiteStore, user: str, keys: Sequence[str], dry_run: bool = False
+           ) -> dict[str, int]:
+    """Delete (or, dry, count) `user`'s rows in the ledger: events, outcomes, and the counters,
+    holds, slots and alert marks under `keys`. Exact comparisons only: a user id may hold `%`
+    or `_`, and `u1` must never take `u10` with it."""
+    marks = [f"{kind}:{key}:" for kind in MARK_KINDS for key in keys if key.startswith("budget:")]
+    marked = " OR ".join(["(substr(key, 1, ?) = ? AND substr(key, ? + 1) NOT GLOB '*[^0-9]*')"]
+                         * len(marks)) or "0"
+    where: dict[str, tuple[str, list[object]]] = {
+        "events": ("user = ?", [user]),
+        "outcomes": ("user = ?", [user]),
+        "counters": (_in(keys), list(keys)),
+        "holds": (_in(keys), list(keys)),
+        "slots": (_in(keys), list(keys)),
+        "marks": (marked, [v for m in marks for v in (len(m), m, len(m))]),
+    }
+    if dry_run:
+        return {table: _count(store, table, clause, params) for table, (clause, params)
+                in where.items()}
+    counts = {"events": _batched(store, "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                                        "WHERE user = ? LIMIT ?)", (user,))}
+    return counts | {table: store.execute(f"DELETE FROM {table} WHERE {clause}", params)
+                     for table, (clause, params) in where.items() if table != "events"}
+
+
+def _in(values: Sequence[str]) -> str:
+    return f"key IN ({', '.join('?' for _ in values)})" if values else "0"
+
+
+def _count(store: Reader, table: str, clause: str, params: Sequence[object]) -> int:
+    ((count,),) = store.read(f"SELECT COUNT(*) FROM {table} WHERE {clause}", params)
+    return _int(count)
+
+
+def _batched(store: SQLiteStore, sql: str, params: Sequence[object]) -> int:
+    """Run a `... LIMIT ?` write until it changes fewer than `BATCH` rows: one short transaction
+    each, so the processes writing the ledger never wait long for its lock."""
+    total = 0
+    while True:
+        changed = store.execute(sql, [*params, BATCH])
+        total += changed
+        if changed < BATCH:
+            return total
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0

@@ -1,0 +1,201 @@
+"""The embedded ledger: one SQLite file in WAL mode, shared by every process on the machine.
+
+Why SQLite: it is in the standard library, one file, and its `BEGIN IMMEDIATE` transaction takes
+the database's single write lock before reading, so a check-then-hold (`acquire`) is atomic
+across every process that opens the file: two processes can never both see the same free money.
+WAL lets readers (`figures`, the CLI) run beside the writer; `synchronous=NORMAL` makes a commit
+durable against a process crash (what the tests kill) without an fsync per call, and against a
+power loss up to the last checkpoint.
+
+Each thread uses its own connection (sqlite3 connections are not shared between threads), and a
+forked child opens its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from cascadeflow.ledger.events import COLUMNS
+from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement, Slot, StoreUnavailable
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0  # how long a transaction waits for another process's write lock
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    {", ".join(f'"{c}"' for c in COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE INDEX IF NOT EXISTS events_user ON events (user, ts);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT NOT NULL, bucket INTEGER NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (key, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT NOT NULL, key TEXT NOT NULL, bucket INTEGER NOT NULL, amount INTEGER NOT NULL,
+    expires REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slots (key TEXT NOT NULL, ts REAL NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS slots_key ON slots (key, ts);
+CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    run_id TEXT NOT NULL, ts REAL NOT NULL, label TEXT NOT NULL, value REAL, user TEXT,
+    project TEXT, agent TEXT);
+CREATE INDEX IF NOT EXISTS outcomes_run ON outcomes (run_id);
+"""
+_INSERT_EVENT = (f"INSERT INTO events ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+_ADD = ("INSERT INTO counters (key, bucket, amount, expires) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
+
+
+class SQLiteStore:
+    """`Store` on a SQLite file; also the event log the CLI and the report read."""
+
+    def __init__(self, path: str | os.PathLike[str], counters: bool = True) -> None:
+        self.path = Path(path)
+        self.counters = counters  # False: events only (the counters live in Redis)
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._opened: list[sqlite3.Connection] = []  # every thread's, closed by `close`
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connection()
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the ledger {self.path}: {exc}") from exc
+
+    # -- connections -----------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            return conn
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
+            self._local, self._pid, self._opened = threading.local(), os.getpid(), []
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._local.conn = conn
+        self._opened.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the file's write lock from its first statement."""
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+            raise
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query (the CLI and the report)."""
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    # -- Store -----------------------------------------------------------------------------
+    def figures(self, counters: Sequence[Counter], now: float) -> list[tuple[int, int]]:
+        try:
+            conn = self._connection()
+            return [_figures(conn, c, now) for c in counters]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    def acquire(self, hold: str, claims: Sequence[Claim], slots: Sequence[Slot], now: float
+                ) -> Refusal | None:
+        with self._write() as db:
+            for index, claim in enumerate(claims):
+                settled, held = _figures(db, claim.counter, now)
+                limit = claim.counter.limit
+                if settled + held + claim.amount > limit or (claim.amount == 0 and settled >= limit):
+                    return Refusal(index, settled, held)
+            for index, slot in enumerate(slots, len(claims)):
+                db.execute("DELETE FROM slots WHERE key = ? AND ts <= ?", (slot.key, now - slot.seconds))
+                (used,) = db.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (slot.key,)).fetchone()
+                if used >= slot.limit:
+                    return Refusal(index, int(used), 0)
+            for claim in claims:
+                if claim.amount:
+                    window = claim.counter.window
+                    db.execute("INSERT INTO holds VALUES (?, ?, ?, ?, ?)",
+                               (hold, claim.counter.key, window.bucket(now), claim.amount,
+                                window.end(now)))
+            for slot in slots:
+                db.execute("INSERT INTO slots VALUES (?, ?, ?)", (slot.key, now, now + slot.seconds))
+        return None
+
+    def commit(self, settlements: Sequence[Settlement]) -> None:
+        with self._write() as db:
+            events = [s.event.to_row() for s in settlements if s.event is not None]
+            if events:
+                db.executemany(_INSERT_EVENT, events)
+            if not self.counters:
+                return
+            for s in settlements:
+                for counter, amount in s.amounts:
+                    window = counter.window
+                    bucket = window.bucket(s.ts)
+                    if s.hold is not None:
+                        db.execute("DELETE FROM holds WHERE key = ? AND id = ?", (counter.key, s.hold))
+                    if amount:
+                        db.execute(_ADD, (counter.key, bucket, amount, window.end(s.ts)))
+
+    def mark(self, key: str, until: float) -> bool:
+        with self._write() as db:
+            return db.execute("INSERT OR IGNORE INTO marks VALUES (?, ?)", (key, until)).rowcount == 1
+
+    def purge(self, now: float) -> dict[str, int]:
+        with self._write() as db:
+            return {
+                "counters": db.execute("DELETE FROM counters WHERE expires < ?", (now,)).rowcount,
+                "holds": db.execute("DELETE FROM holds WHERE expires < ?", (now,)).rowcount,
+                "slots": db.execute("DELETE FROM slots WHERE expires < ?", (now,)).rowcount,
+                "marks": db.execute("DELETE FROM marks WHERE until < ?", (now,)).rowcount,
+            }
+
+    def secret(self, name: str) -> bytes:
+        """A random key kept in the file: the same for every process that opens it."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, os.urandom(16).hex()))
+            (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        return bytes.fromhex(str(value))
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """One write statement in its own transaction; the rows it changed (retention, forget)."""
+        with self._write() as db:
+            return int(db.execute(sql, params).rowcount)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for conn in self._opened:
+                conn.close()
+        self._local, self._opened = threading.local(), []
+
+
+def _figures(conn: sqlite3.Connection, counter: Counter, now: float) -> tuple[int, int]:
+    buckets = counter.window.buckets(now)
+    low, high = buckets[-1], buckets[0]
+    (settled,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM counters WHERE key = ? AND "
+                              "bucket BETWEEN ? AND ?", (counter.key, low, high)).fetchone()
+    (held,) = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key = ? AND "
+                           "bucket BETWEEN ? AND ?", (counter.key, low, high)).fetchone()
+    return int(settled), int(held)

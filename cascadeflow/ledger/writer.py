@@ -1,0 +1,129 @@
+"""The ledger's writer: one daemon thread that commits settlements in batches.
+
+Callers (the background worker, settling a step) append to a bounded queue and go on; the writer
+commits what has gathered every `interval_s`, or sooner once `batch` are waiting, in one
+transaction: a durable write per call would cost a disk sync each. When the queue is full the
+settlement is dropped and counted; a batch the store refuses is retried, then counted as lost.
+Neither is ever silent: `on_loss` hears of it (the ledger alerts), `stats` counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from cascadeflow.ledger.store import Settlement, StoreUnavailable
+
+log = logging.getLogger("cascadeflow.ledger")
+RETRIES = 3
+
+
+class Writer:
+    def __init__(self, commit: Callable[[Sequence[Settlement]], None],
+                 on_commit: Callable[[Sequence[Settlement]], None],
+                 on_loss: Callable[[str, int], None], capacity: int = 10_000,
+                 interval_s: float = 0.2, batch: int = 500) -> None:
+        self._commit = commit
+        self._on_commit = on_commit
+        self._on_loss = on_loss
+        self.capacity = capacity
+        self.interval_s = interval_s
+        self.batch = batch
+        self.written = 0  # settlements committed
+        self.dropped = 0  # not queued: the queue was full
+        self.lost = 0  # queued, but the store refused them `RETRIES` times
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._queue: deque[Settlement] = deque()
+        self._cond = threading.Condition()
+        self._pending = 0  # taken from the queue, not yet committed or lost
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, settlement: Settlement) -> None:
+        """Queue one settlement (never blocks the caller)."""
+        if len(self._queue) >= self.capacity:
+            self.dropped += 1
+            self._on_loss("queue_full", 1)
+            return
+        self._queue.append(settlement)
+        if self._thread is None:
+            self._start()
+        elif len(self._queue) >= self.batch:
+            with self._cond:
+                self._cond.notify()
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="cascadeflow-ledger",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._closed:
+                    self._cond.wait(self.interval_s)
+                if self._closed and not self._queue:
+                    self._cond.notify_all()
+                    return
+                taken = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch))]
+                self._pending = len(taken)
+            if taken:
+                self._write(taken)
+            with self._cond:
+                self._pending = 0
+                self._cond.notify_all()
+            if len(self._queue) < self.batch and not self._closed:
+                time.sleep(self.interval_s / 4)  # gather a batch rather than commit each call
+
+    def _write(self, taken: list[Settlement]) -> None:
+        for attempt in range(RETRIES):
+            try:
+                self._commit(taken)
+            except StoreUnavailable as exc:
+                if attempt == RETRIES - 1:
+                    self.lost += len(taken)
+                    log.error("cascadeflow ledger: %d settlements lost: %s", len(taken), exc)
+                    self._on_loss("store_unavailable", len(taken))
+                    return
+                time.sleep(0.05 * 2 ** attempt)
+            else:
+                self.written += len(taken)
+                try:
+                    self._on_commit(taken)
+                except Exception:  # alerts after a commit never undo it
+                    log.exception("cascadeflow ledger: after-commit hook failed")
+                return
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is committed (or lost); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify_all()
+            while self._queue or self._pending:
+                if self._thread is None:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+        if self._queue and self._thread is None:  # never started: write here
+            taken = list(self._queue)
+            self._queue.clear()
+            self._write(taken)
+        return True
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        done = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        return done

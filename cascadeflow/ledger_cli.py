@@ -1,0 +1,254 @@
+"""`cascadeflow ledger spend|steps|purge|forget`: the ledger's spend, its request log, retention
+and deletion by data subject, from the command line.
+
+The ledger is `--ledger PATH`, else `[ledger] path` of the config file (`--config`, else
+CASCADEFLOW_CONFIG, else ./cascadeflow.toml or pyproject.toml). Bad input is one line on stderr
+naming the argument, its value and where it came from, and exit status 2. A read never creates a
+ledger, and no command prints prompt text (`content`) or metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from cascadeflow.config import LedgerSpec, resolve
+from cascadeflow.errors import ConfigError
+from cascadeflow.ledger import SQLiteStore, StoreUnavailable, jsonl, query
+from cascadeflow.windows import parse, since, time_zone
+
+PERCENTILES = (50, 95, 99)
+
+
+def add_parser(sub: Any) -> None:
+    """Add `ledger` and its subcommands to the `cascadeflow` command's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ledger", metavar="PATH", help="the ledger file (default: the config's)")
+    common.add_argument("--config", metavar="PATH", help="the config file (default: "
+                        "CASCADEFLOW_CONFIG, ./cascadeflow.toml, pyproject.toml)")
+    common.add_argument("--json", action="store_true", help="JSON for machines, not a table")
+    ledger = sub.add_parser("ledger", help="spend, the request log, retention and deletion")
+    commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    spend = commands.add_parser("spend", parents=[common], help="spend per group per window")
+    spend.add_argument("--by", choices=query.GROUPS, default="user")
+    spend.add_argument("--window", choices=("day", "month"), default="day")
+    spend.add_argument("--since", help="only events since: 7d, 12h, 2026-11-01, an epoch")
+    steps = commands.add_parser("steps", parents=[common], help="the filterable request log")
+    for name in ("model", "agent", "user", "project", "status"):
+        steps.add_argument(f"--{name}")
+    steps.add_argument("--error", metavar="TYPE", help="the exception type, e.g. RateLimitError")
+    steps.add_argument("--min-latency-ms", type=float, metavar="N")
+    steps.add_argument("--since", help="only steps since: 1h, 30m, 2026-11-01, an epoch")
+    steps.add_argument("--limit", type=int, default=50, help="steps listed, newest first (50)")
+    commands.add_parser("purge", parents=[common], help="apply [ledger.retention]").add_argument(
+        "--dry-run", action="store_true", help="count, change nothing")
+    forget = commands.add_parser("forget", parents=[common], help="delete a user's records")
+    forget.add_argument("--user", required=True)
+    forget.add_argument("--dry-run", action="store_true", help="count, change nothing")
+
+
+def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run one `cascadeflow ledger` subcommand: 0 done, 2 bad input, 1 the ledger failed."""
+    out = out or sys.stdout
+    now = time.time()
+    command = args.ledger_command
+    try:
+        target = _locate(args)
+        after = _since(args, now)
+        reader = _open(target)
+    except ConfigError as exc:
+        return _fail(exc, 2)
+    try:
+        if command in READS:
+            return READS[command](args, target, reader, after, out)
+    except StoreUnavailable as exc:  # locked past the busy timeout, a disk error
+        return _fail(exc, 1)
+    finally:
+        reader.close()
+    try:
+        store = SQLiteStore(target.spec.path)
+    except StoreUnavailable as exc:  # e.g. a ledger on a read-only disk
+        return _fail(exc, 1)
+    try:
+        return WRITES[command](args, target, store, now, out)
+    except (StoreUnavailable, OSError) as exc:  # OSError: the metering file (forget)
+        return _fail(exc, 1)
+    finally:
+        store.close()
+
+
+def _fail(exc: Exception, status: int) -> int:
+    print(f"cascadeflow ledger: error: {exc}", file=sys.stderr)
+    return status
+
+
+@dataclass(frozen=True)
+class Target:
+    """The ledger to open, where its path came from, and the settings that go with it."""
+
+    spec: LedgerSpec
+    setting: str  # --ledger | ledger.path
+    where: str  # the command line | file PATH
+    budgets: tuple[str, ...]  # user-scoped [budgets.NAME]
+    limits: tuple[str, ...]  # user-scoped [limits.NAME]
+
+
+def _locate(args: argparse.Namespace) -> Target:
+    if args.config is not None and not Path(args.config).is_file():
+        raise ConfigError("--config", args.config, "the command line", "no such file")
+    cfg = resolve({"config": args.config})
+    spec = cfg.ledger
+    if args.ledger is not None:
+        setting, where = "--ledger", "the command line"
+        spec = (spec or LedgerSpec()).model_copy(update={"path": args.ledger})
+    elif spec is not None:
+        setting, where = "ledger.path", f"file {cfg.config_file}"
+    else:
+        where = f"file {cfg.config_file}" if cfg.config_file else "no config file found"
+        raise ConfigError("ledger.path", None, where, "no ledger configured: pass --ledger PATH, "
+                          "or a config file with a [ledger] section (--config, CASCADEFLOW_CONFIG, "
+                          "./cascadeflow.toml)")
+    return Target(spec, setting, where,
+                  tuple(n for n, b in cfg.budgets.items() if b.scope == "user"),
+                  tuple(n for n, lim in cfg.limits.items() if lim.scope == "user"))
+
+
+def _open(target: Target) -> query.ReadOnly:
+    """The ledger, read-only: never created, never a write lock (purge and forget then open it
+    for writing)."""
+    try:
+        return query.ReadOnly(Path(target.spec.path))
+    except ValueError as exc:
+        raise ConfigError(target.setting, target.spec.path, target.where, str(exc)) from None
+
+
+def _since(args: argparse.Namespace, now: float) -> float | None:
+    text = getattr(args, "since", None)
+    if text is None:
+        return None
+    try:
+        return since(text, now)
+    except ValueError as exc:
+        raise ConfigError("--since", text, "the command line", str(exc)) from None
+
+
+# -- the commands ----------------------------------------------------------------------------
+def _spend(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+           out: TextIO) -> int:
+    rows = query.spend(store, args.by, parse(args.window, target.spec.time_zone), after)
+    total = {"calls": sum(r.calls for r in rows), "cost": sum(r.cost for r in rows),
+             "unpriced": sum(r.unpriced for r in rows)}
+    if args.json:
+        _json(out, {"by": args.by, "window": args.window, "time_zone": target.spec.time_zone,
+                    "since": after, "rows": [asdict(r) for r in rows], "total": total})
+        return 0
+    _table(out, ("window", args.by, "calls", "stopped", "tokens in", "cached", "uncached",
+                 "tokens out", "cost USD", "unpriced"),
+           [(r.window, r.group, r.calls, r.stopped, r.tokens_in, r.cached_tokens,
+             r.uncached_tokens, r.tokens_out, f"{r.cost:.6f}", r.unpriced) for r in rows])
+    print(f"total: {total['calls']} calls, {total['cost']:.6f} USD ({total['unpriced']} unpriced "
+          f"calls not in it); windows in {target.spec.time_zone}", file=out)
+    return 0
+
+
+def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+           out: TextIO) -> int:
+    filters = query.Filters(args.model, args.agent, args.user, args.project, args.error,
+                            args.status, args.min_latency_ms, after)
+    rows = query.steps(store, filters, max(args.limit, 0))
+    count, latencies = query.matched(store, filters)
+    ranks = {f"p{p}": query.percentile(latencies, p) for p in PERCENTILES}
+    if args.json:
+        _json(out, {"steps": rows, "matched": count, "latency_ms": ranks,
+                    "latency_samples": len(latencies)})
+        return 0
+    zone = time_zone(target.spec.time_zone)
+    _table(out, ("time", "run", "step", "user", "agent", "model", "status", "error", "tok in",
+                 "tok out", "cost USD", "ms"),
+           [(datetime.fromtimestamp(_num(r["ts"]), zone).strftime("%Y-%m-%d %H:%M:%S"),
+             r["run_id"], r["step"], r["user"], r["agent"], r["model"], r["status"], r["error"],
+             r["tokens_in"], r["tokens_out"], None if r["cost"] is None else f"{_num(r['cost']):.6f}",
+             None if r["latency_ms"] is None else f"{_num(r['latency_ms']):.0f}") for r in rows])
+    shown = ", ".join(f"P{p} {'-' if v is None else f'{v:.0f}'}" for p, v in zip(
+        PERCENTILES, ranks.values(), strict=True))
+    print(f"{len(rows)} of {count} matching steps, newest first; times in "
+          f"{target.spec.time_zone}\nlatency ms over the {len(latencies)} matching steps with one "
+          f"(nearest rank): {shown}", file=out)
+    return 0
+
+
+def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,
+           out: TextIO) -> int:
+    keep = target.spec.retention
+    cut = query.Retention.of(now, keep.usage_days, keep.content_days, keep.outcome_days)
+    counts = query.purge(store, cut, now, args.dry_run)
+    return _report(args, out, counts, f"retention: usage events {keep.usage_days} days, content "
+                   f"{keep.content_days} days, outcomes {keep.outcome_days} days; counters, "
+                   "holds, request slots and alert marks once their windows have passed")
+
+
+def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,
+            out: TextIO) -> int:
+    keys = query.user_keys(args.user, target.budgets, target.limits)
+    counts = query.forget(store, args.user, keys, args.dry_run)
+    notes = [f"counters, holds and slots of the user-scoped budgets {list(target.budgets)} and "
+             f"limits {list(target.limits)} in the config"]
+    if target.spec.url is not None:
+        notes.append("windowed figures in Redis (ledger.url) are not touched: they expire with "
+                     "their windows")
+    if target.spec.events_jsonl is not None:
+        counts["events_jsonl"] = jsonl.forget(target.spec.events_jsonl, args.user, args.dry_run)
+        notes.append(f"events_jsonl is {target.spec.events_jsonl}")
+    return _report(args, out, counts, "; ".join(notes))
+
+
+READS = {"spend": _spend, "steps": _steps}
+WRITES = {"purge": _purge, "forget": _forget}
+
+
+# -- output ----------------------------------------------------------------------------------
+def _report(args: argparse.Namespace, out: TextIO, counts: dict[str, int], note: str) -> int:
+    if args.json:
+        _json(out, {"dry_run": args.dry_run, "removed": counts, "note": note})
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    _table(out, ("place", f"rows {verb}"), list(counts.items()))
+    print(f"({note})", file=out)
+    return 0
+
+
+def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Columns padded to their widest cell; numbers to the right."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    right = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(headers))]
+    for line in [list(headers), *cells]:
+        print("  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in
+                        zip(line, widths, right, strict=True)).rstrip(), file=out)
+    if not rows:
+        print("(none)", file=out)
+
+
+def _numeric(value: object) -> bool:
+    return value is None or isinstance(value, int | float) or str(value).replace(".", "", 1).isdigit()
+
+
+def _cell(value: object) -> str:
+    """A value as one printable cell: an id with control characters cannot move the cursor."""
+    text = "-" if value is None else str(value)
+    return text if text.isprintable() else ascii(text)[1:-1]
+
+
+def _json(out: TextIO, value: object) -> None:
+    print(json.dumps(value, indent=2, default=str), file=out)
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0

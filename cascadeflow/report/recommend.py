@@ -1,0 +1,167 @@
+"""Proposed limits from observed runs: `budget`, `max_steps` and `max_tool_calls` per run type
+and per agent, at a percentile with head-room, as a `cascadeflow.toml` snippet.
+
+The rollout guide asks for caps above the 95th percentile of observed runs; each proposal says
+how many of the observed runs (or agent calls) it would have stopped, so the cut is a choice.
+Runs that enforcement already stopped are counted but cut short: their need was higher.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cascadeflow.errors import ConfigError
+from cascadeflow.report.fmt import money
+from cascadeflow.report.model import Run
+from cascadeflow.report.outcomes import session_costs
+from cascadeflow.report.stats import percentile
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+LIMITS = ("budget", "max_steps", "max_tool_calls")
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one run or one agent call used, as its limits count it (nested calls included)."""
+
+    cost: float = 0.0
+    steps: int = 0
+    tool_calls_requested: int = 0
+    tool_executions: int = 0
+    stopped: bool = False
+
+    @property
+    def tool_calls(self) -> int:
+        return max(self.tool_calls_requested, self.tool_executions)
+
+
+@dataclass(slots=True)
+class Proposal:
+    section: str  # "run" or "agents.<name>"
+    usages: list[Usage] = field(default_factory=list)
+    values: dict[str, float | int | None] = field(default_factory=dict)
+    observed: dict[str, float] = field(default_factory=dict)  # the percentile itself
+    would_stop: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def censored(self) -> int:
+        return sum(u.stopped for u in self.usages)
+
+
+def _section(agent: str | None) -> str:
+    if agent is None:
+        return "run"
+    return "agents." + (agent if _BARE_KEY.match(agent) else json.dumps(agent))
+
+
+def usages(runs: Iterable[Run]) -> dict[str, list[Usage]]:
+    """Per config section: one usage per outermost run (by its agent label) and per agent call."""
+    out: dict[str, list[Usage]] = {}
+    for run in runs:
+        out.setdefault(_section(run.agent), []).append(
+            Usage(run.cost, run.step_count, run.tool_calls, 0, run.stopped))
+        per: dict[str, Usage] = {}
+        stopped: set[str] = set()
+        costs = session_costs(run)
+        for step in run.steps:
+            for session in _ancestors(run, step.session):
+                u = per.setdefault(session, Usage(cost=costs.get(session, 0.0)))
+                u.steps += 1
+                if step.operation == "tool":
+                    u.tool_executions += 1
+                else:
+                    u.tool_calls_requested += step.tool_calls
+                if any(m.action == "stop" and m.applied and m.operation != "cascade" for m in step.marks):
+                    stopped.add(session)
+        for session, u in per.items():
+            info = run.sessions.get(session)
+            agent = info.agent if info is not None else None
+            if agent is None:
+                agent = next((s.agent for s in run.steps if s.session == session and s.agent), None)
+            if agent is None:
+                continue
+            u.stopped = session in stopped
+            out.setdefault(_section(agent), []).append(u)
+    return out
+
+
+def _ancestors(run: Run, session: str) -> list[str]:
+    """The nested sessions a step counts against (the outermost run itself is left out)."""
+    chain: list[str] = []
+    current: str | None = session
+    while current and current != run.run_id and current not in chain:
+        chain.append(current)
+        info = run.sessions.get(current)
+        current = info.parent if info is not None else None
+    return chain
+
+
+def _round_up(value: float, digits: int = 2) -> float:
+    """Up to `digits` significant digits, never below the value ($0.000487 -> $0.00049)."""
+    if value <= 0:
+        return 0.0
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale - 1e-9) / scale
+
+
+def propose(runs: Sequence[Run], q: float = 95.0, headroom: float = 0.2) -> list[Proposal]:
+    if not 0 < q <= 100:
+        raise ConfigError("--percentile", q, "command line", "expected a number in (0, 100]")
+    if not 0 <= headroom <= 10:
+        raise ConfigError("--headroom", headroom, "command line", "expected a fraction such as 0.2")
+    proposals = []
+    for section, found in sorted(usages(runs).items(), key=lambda x: (x[0] != "run", x[0])):
+        p = Proposal(section, found)
+        for limit in LIMITS:
+            values = [float(getattr(u, "cost" if limit == "budget" else
+                                    "steps" if limit == "max_steps" else "tool_calls")) for u in found]
+            at = percentile(values, q) or 0.0
+            p.observed[limit] = at
+            if at <= 0:  # nothing used: no limit to propose from it
+                p.values[limit] = None
+                continue
+            proposed: float | int = (_round_up(at * (1 + headroom)) if limit == "budget"
+                                     else max(1, math.ceil(at * (1 + headroom) - 1e-9)))
+            p.values[limit] = proposed
+            p.would_stop[limit] = sum(1 for v in values if v > proposed)
+        proposals.append(p)
+    return proposals
+
+
+def _toml_value(value: float | int) -> str:
+    """A plain decimal (0.000019, not 1.9e-05), still a TOML float."""
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.12f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _observed(limit: str, value: float) -> str:
+    return money(value) if limit == "budget" else f"{value:g}"
+
+
+def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: Sequence[str]) -> str:
+    """The snippet to merge into cascadeflow.toml, each value with what it rests on."""
+    lines = [f"# cascadeflow recommend: p{q:g} of observed use + {headroom:.0%} head-room",
+             f"# from {', '.join(sources) or '-'}; merge into cascadeflow.toml.",
+             "# Each line: the percentile observed, and how many observed runs (or agent calls) "
+             "the limit would have stopped."]
+    for p in proposals:
+        kind = "runs" if p.section == "run" or not p.section.startswith("agents.") else "calls"
+        lines += ["", f"# {len(p.usages)} observed {kind}"
+                  + (f"; {p.censored} stopped by enforcement (their need was higher)"
+                     if p.censored else ""), f"[{p.section}]"]
+        for limit in LIMITS:
+            value = p.values.get(limit)
+            seen = _observed(limit, p.observed[limit])
+            if value is None:
+                lines.append(f"# {limit}: none used (p{q:g} = {seen}), no limit proposed")
+                continue
+            stops = p.would_stop[limit]
+            lines.append(f"{limit} = {_toml_value(value)}  # p{q:g} {seen}; would have stopped {stops} of "
+                         f"{len(p.usages)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,248 @@
+"""`cascadeflow ledger spend|steps|purge|forget` over a ledger written by real calls, and over
+events committed with exact numbers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import pytest
+from cascadeflow.cli import main
+from cascadeflow.ledger import Settlement, SQLiteStore, UsageEvent
+from cascadeflow.ledger.query import percentile
+
+from tests.conftest import chat_kwargs
+
+DAY = 86400.0
+
+
+def _event(ts: float, user: str | None = "alice", **fields: Any) -> UsageEvent:
+    values: dict[str, Any] = {"run_id": "r1", "step": 1, "project": "p1", "agent": "triage",
+                              "workflow": None, "operation": "chat",
+                              "requested_model": "gpt-4o-mini", "model": "gpt-4o-mini",
+                              "provider": "openai", **fields}
+    return UsageEvent(ts, user=user, **values)
+
+
+def _ledger(path: Path, events: list[UsageEvent]) -> SQLiteStore:
+    store = SQLiteStore(path)
+    store.commit([Settlement(e, e.ts) for e in events])
+    return store
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    assert main(["ledger", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_real_calls_spend_equals_what_the_sessions_billed(provider: Any, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        'mode = "enforce"\n[ledger]\npath = "data/ledger.db"\nevents_jsonl = "usage.jsonl"\n'
+        '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 5.0\n')
+    cascadeflow.init()
+    billed: dict[str, float] = {}
+    for user in ("alice", "alice", "alice", "bob"):
+        with cascadeflow.run(user=user, project="p1") as session:
+            litellm.completion(**chat_kwargs(provider))
+        billed[user] = billed.get(user, 0.0) + session.summary()["cost_total"]
+    provider.inject(status=429, times=1)
+    with pytest.raises(litellm.RateLimitError), cascadeflow.run(user="bob"):
+        litellm.completion(**chat_kwargs(provider, num_retries=0))
+    cascadeflow.shutdown()
+    capsys.readouterr()  # litellm's feedback banner
+
+    spend = _cli(capsys, "spend", "--by", "user", "--window", "day")
+    by_user = {r["group"]: r for r in spend["rows"]}
+    assert {u: r["calls"] for u, r in by_user.items()} == {"alice": 3, "bob": 2}
+    for user, cost in billed.items():
+        assert by_user[user]["cost"] == pytest.approx(cost, rel=1e-9, abs=1e-12)
+    assert spend["total"]["cost"] == pytest.approx(sum(billed.values()))
+    failed = _cli(capsys, "steps", "--error", "RateLimitError")
+    day = datetime.fromtimestamp(failed["steps"][0]["ts"], UTC).strftime("%Y-%m-%d")
+    assert {r["window"] for r in spend["rows"]} == {day}
+    assert failed["matched"] == 1 and failed["steps"][0]["user"] == "bob"
+    assert _cli(capsys, "steps", "--user", "alice", "--since", "1h")["matched"] == 3
+
+    assert main(["ledger", "forget", "--user", "bob"]) == 0
+    out = capsys.readouterr().out
+    assert "events_jsonl" in out and "counters" in out
+    assert _cli(capsys, "steps")["matched"] == 3
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["user"] == "alice" for line in lines)
+
+
+def test_spend_groups_tokens_and_windows_in_the_ledger_time_zone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "l.db"\ntime_zone = "America/New_York"\n')
+    late = datetime(2026, 11, 22, 3, 0, tzinfo=UTC).timestamp()  # 22:00 on the 21st in New York
+    _ledger(tmp_path / "l.db", [
+        _event(late, tokens_in=100, cached_tokens=40, tokens_out=10, cost=0.5),
+        _event(late + 6 * 3600, tokens_in=50, tokens_out=5, cost=0.25),
+        _event(late + 7 * 3600, user="bob", cost=None),
+        _event(late + 8 * 3600, user=None, status="stopped", cost=0.0),
+    ]).close()
+    rows = _cli(capsys, "spend", "--by", "user", "--since", "2026-11-01")["rows"]
+    assert [(r["window"], r["group"], r["calls"]) for r in rows] == [
+        ("2026-11-21", "alice", 1), ("2026-11-22", None, 1), ("2026-11-22", "alice", 1),
+        ("2026-11-22", "bob", 1)]
+    first = rows[0]
+    assert (first["tokens_in"], first["cached_tokens"], first["uncached_tokens"],
+            first["tokens_out"], first["cost"]) == (100, 40, 60, 10, 0.5)
+    assert rows[1]["stopped"] == 1 and rows[3]["unpriced"] == 1
+    month = _cli(capsys, "spend", "--by", "project", "--window", "month")
+    assert month["rows"][0]["window"] == "2026-11" and month["total"] == {
+        "calls": 4, "cost": 0.75, "unpriced": 1}
+    assert main(["ledger", "spend", "--by", "model"]) == 0
+    assert "0.750000 USD (1 unpriced" in capsys.readouterr().out
+
+
+def test_steps_filters_and_nearest_rank_percentiles(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+    events = [_event(now - 1000 + i, latency_ms=float(i), step=i) for i in range(1, 101)]
+    events += [_event(now - 7200, model="gpt-4o", latency_ms=5000.0, error="RateLimitError",
+                      status="error", agent="billing", content={"prompt": "SECRET-PROMPT-TEXT"},
+                      metadata={"ticket": "T-9"})]
+    _ledger(tmp_path / "l.db", events).close()
+    base = ("steps", "--ledger", str(tmp_path / "l.db"))
+    recent = _cli(capsys, *base, "--since", "1h", "--limit", "5")
+    assert recent["matched"] == 100 and [s["step"] for s in recent["steps"]] == [100, 99, 98, 97, 96]
+    assert recent["latency_ms"] == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+    slow = _cli(capsys, *base, "--min-latency-ms", "2000", "--model", "gpt-4o", "--agent", "billing",
+                "--error", "RateLimitError", "--status", "error")
+    assert slow["matched"] == 1 and slow["steps"][0]["latency_ms"] == 5000.0
+    assert _cli(capsys, *base, "--agent", "nobody")["latency_ms"] == {"p50": None, "p95": None,
+                                                                      "p99": None}
+    assert main(["ledger", *base, "--limit", "200"]) == 0
+    table = capsys.readouterr().out
+    assert "101 of 101 matching steps" in table
+    assert "P50 51, P95 96, P99 100" in table
+    assert main(["ledger", *base, "--json"]) == 0
+    assert "SECRET-PROMPT-TEXT" not in table + capsys.readouterr().out
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([7.0], 99) == 7.0
+    assert [percentile([1.0, 2.0, 3.0, 4.0], p) for p in (25, 50, 51, 100)] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_purge_applies_retention_per_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[ledger]\npath = "l.db"\n[ledger.retention]\nusage_days = 90\ncontent_days = 7\n'
+        'outcome_days = 30\n')
+    now = time.time()
+    secret = {"prompt": "hello"}
+    store = _ledger(tmp_path / "l.db", [_event(now - 100 * DAY, content=secret),
+                                        _event(now - 10 * DAY, content=secret),
+                                        _event(now - DAY, content=secret)])
+    for age in (40, 1):
+        store.execute("INSERT INTO outcomes VALUES ('r1', ?, 'resolved', 1, 'alice', NULL, NULL)",
+                      (now - age * DAY,))
+    store.execute("INSERT INTO counters VALUES ('budget:daily:alice', 1, 5, ?)", (now - 60,))
+    store.execute("INSERT INTO counters VALUES ('budget:daily:alice', 2, 5, ?)", (now + 600,))
+    store.execute("INSERT INTO marks VALUES ('m', ?)", (now - 60,))
+    expected = {"events": 1, "content": 1, "outcomes": 1, "counters": 1, "holds": 0, "slots": 0,
+                "marks": 1}
+    dry = _cli(capsys, "purge", "--dry-run")
+    assert dry["removed"] == expected and dry["dry_run"]
+    assert store.read("SELECT COUNT(*) FROM events") == [(3,)]
+    assert _cli(capsys, "purge")["removed"] == expected
+    left = store.read("SELECT content IS NULL FROM events ORDER BY ts")
+    assert left == [(1,), (0,)]
+    assert store.read("SELECT COUNT(*) FROM outcomes") == [(1,)]
+    assert store.read("SELECT bucket FROM counters") == [(2,)]
+    assert main(["ledger", "purge"]) == 0
+    assert "events" in capsys.readouterr().out
+    store.close()
+
+
+def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[ledger]\npath = "l.db"\nevents_jsonl = "usage.jsonl"\n'
+        '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 1.0\n'
+        '[budgets.team]\nscope = "project"\nwindow = "day"\nlimit = 9.0\n'
+        '[limits.per_user]\nscope = "user"\nrequests_per_minute = 60\ntokens_per_minute = 1000\n'
+        'usd_per_hour = 1.0\n')
+    now = time.time()
+    users = ("a_1", "a%1", "ab1", "a_1:9")  # LIKE wildcards, and a user id that extends another
+    store = _ledger(tmp_path / "l.db", [_event(now - i, user=u) for i, u in enumerate(users)])
+    for user in users:
+        store.execute("INSERT INTO outcomes VALUES ('r', ?, 'ok', 1, ?, NULL, NULL)", (now, user))
+        for key in (f"budget:daily:{user}", f"tokens:per_user:{user}", f"usd:per_user:{user}"):
+            store.execute("INSERT INTO counters VALUES (?, 1, 5, ?)", (key, now + 3600))
+        store.execute("INSERT INTO holds VALUES ('h', ?, 1, 5, ?)", (f"budget:daily:{user}", now + 9))
+        store.execute("INSERT INTO slots VALUES (?, ?, ?)", (f"requests:per_user:{user}", now, now + 60))
+        store.execute("INSERT INTO marks VALUES (?, ?)", (f"budget_threshold:budget:daily:{user}:17",
+                                                           now + 60))
+    store.execute("INSERT INTO counters VALUES ('budget:team:a_1', 1, 5, ?)", (now + 3600,))  # a project
+    (tmp_path / "usage.jsonl").write_text("".join(json.dumps({"user": u, "cost": 1}) + "\n"
+                                                  for u in (*users, "a_1")) + "not json\n")
+    expected = {"events": 1, "outcomes": 1, "counters": 3, "holds": 1, "slots": 1, "marks": 1,
+                "events_jsonl": 2}
+    assert _cli(capsys, "forget", "--user", "a_1", "--dry-run")["removed"] == expected
+    assert len((tmp_path / "usage.jsonl").read_text().splitlines()) == 6
+    assert _cli(capsys, "forget", "--user", "a_1")["removed"] == expected
+    for table in ("events", "outcomes"):
+        assert sorted(u for (u,) in store.read(f"SELECT user FROM {table}")) == sorted(users[1:])
+    keys = [k for table in ("counters", "holds", "slots", "marks")
+            for (k,) in store.read(f"SELECT key FROM {table}")]
+    keys.remove("budget:team:a_1")  # a project's budget, not the user's
+    assert not any(k.endswith((":a_1", ":a_1:17")) for k in keys)
+    assert len(keys) == 3 * 6
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    assert lines[-1] == "not json" and [json.loads(x)["user"] for x in lines[:-1]] == list(users[1:])
+    assert _cli(capsys, "forget", "--user", "a_1")["removed"] == dict.fromkeys(expected, 0)
+    store.close()
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["steps"], "ledger.path=None (from no config file found)"),
+    (["steps", "--ledger", "missing/l.db"], "--ledger='missing/l.db' (from the command line): no such"),
+    (["spend", "--ledger", "l.db", "--since", "yesterday"], "--since='yesterday' (from the command line)"),
+    (["forget", "--user", "u", "--ledger", "other.db"], "--ledger='other.db' (from the command line): "
+                                                        "not a cascadeflow ledger"),
+    (["purge", "--config", "nope.toml"], "--config='nope.toml' (from the command line): no such"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          argv: list[str], named: str) -> None:
+    SQLiteStore(tmp_path / "l.db").close()
+    (tmp_path / "other.db").write_bytes(b"")
+    assert main(["ledger", *argv]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "missing").exists() and (tmp_path / "other.db").read_bytes() == b""
+
+
+def test_ledger_in_the_config_that_does_not_exist_is_not_created(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "x/l.db"\n')
+    assert main(["ledger", "spend"]) == 2
+    assert f"ledger.path='{tmp_path / 'x' / 'l.db'}' (from file" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_group_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["ledger", "spend", "--by", "country"])
+    assert stop.value.code == 2
+    assert "argument --by: invalid choice: 'country'" in capsys.readouterr().err
+
+
+def test_reads_never_wait_for_a_writer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = _ledger(tmp_path / "l.db", [_event(time.time(), latency_ms=10.0)])
+    writer = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a process holding the write lock (committing a batch)
+    started = time.monotonic()
+    assert _cli(capsys, "steps", "--ledger", str(tmp_path / "l.db"))["matched"] == 1
+    assert time.monotonic() - started < 5
+    writer.execute("ROLLBACK")
+    writer.close()
+    store.close()

@@ -1,0 +1,223 @@
+"""The review of saved sessions: its numbers against the sessions, what it must never contain,
+outcomes, recommendations, trace filters and errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import pytest
+from cascadeflow import report
+from cascadeflow.cli import main
+from cascadeflow.config import FileConfig
+from cascadeflow.demo.run import main as demo_main
+from cascadeflow.demo.triage import THREAD
+from cascadeflow.report.fmt import money
+from cascadeflow.report.recommend import propose, to_toml
+from cascadeflow.report.stats import percentile
+from cascadeflow.testing.runs import synthetic_runs, write_synthetic
+
+from tests.conftest import chat_kwargs
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The demo's two saved runs and its report, made once for this module."""
+    folder = tmp_path_factory.mktemp("demo")
+    demo_main(out=open(folder / "out.txt", "w"), out_dir=folder)  # noqa: SIM115
+    yield folder
+    cascadeflow.shutdown()
+
+
+def _saved(folder: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    loaded = [cascadeflow.load_session(folder / f"{m}.jsonl") for m in ("observe", "enforce")]
+    return [(s.summary(), s.trace()) for s in loaded]
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([4, 1, 3, 2], 50) == 2.5
+    assert percentile([10.0], 95) == 10.0
+    assert percentile([], 95) is None
+    data = [float(x) for x in range(1, 21)]
+    assert percentile(data, 95) == pytest.approx(statistics.quantiles(data, n=100, method="inclusive")[94])
+
+
+def test_demo_report_numbers_match_the_sessions(demo_dir: Path) -> None:
+    saved = _saved(demo_dir)
+    review = report.review(report.saved_sessions([demo_dir]))
+    t = review.totals
+    assert t.runs == 2 and (t.observe_runs, t.enforce_runs) == (1, 1)
+    assert t.cost == pytest.approx(sum(s["cost_total"] for s, _ in saved))
+    assert t.steps == sum(s["steps"] for s, _ in saved)
+    assert t.tokens_in == sum(s["tokens_in"] for s, _ in saved)
+    assert t.findings == sum(s["guardrail_findings"] for s, _ in saved)
+    assert t.fallbacks == sum(s["fallbacks"] for s, _ in saved)
+    observe, enforce = saved[0][0], saved[1][0]
+    assert t.would_stop == observe["actions"]["stop"] == 3
+    assert t.stops == enforce["actions"]["stop"] == 1
+    # per model: calls and cost as the summaries count them
+    for group in review.by_model:
+        assert group.cost == pytest.approx(sum(s["models"].get(group.name, {}).get("cost", 0.0)
+                                               for s, _ in saved))
+        assert group.calls == sum(s["models"].get(group.name, {}).get("calls", 0) for s, _ in saved)
+    # latency percentiles per model, from the trace entries independently
+    for row in review.latency_model:
+        values = sorted(e["latency_ms"] for _, trace in saved for e in trace
+                        if row.name in (e["model"], f"tool {e['tool']}") and e["latency_ms"] is not None
+                        and e["operation"] not in ("guardrail", "cascade"))
+        assert row.count == len(values)
+        if len(values) > 1:
+            q = statistics.quantiles(values, n=100, method="inclusive")
+            assert row.p50 == pytest.approx(q[49]) and row.p95 == pytest.approx(q[94])
+    # what enforce would have done, from the observe run alone
+    w = review.would_have
+    trace = saved[0][1]
+    would = [e for e in trace if not e["applied"] and e["operation"] not in ("guardrail", "cascade")]
+    assert w.stopped_calls == sum(e["action"] == "stop" for e in would)
+    assert w.switched_calls == sum(e["action"] == "switch_model" for e in would) == 1
+    stopped_cost = sum(e["cost"] for e in would if e["action"] == "stop")
+    assert w.saved_low == pytest.approx(stopped_cost)
+    assert w.saved_high >= w.saved_low
+    assert [run.run_id for run, _ in w.failed] == [observe["run_id"]]  # the poisoned draft is blocked
+    # outcomes: the run and the drafter's call
+    modes = {o.mode: o for o in review.modes}
+    assert modes["observe"].resolved == modes["enforce"].resolved == 1
+    drafter = {o.mode: o for o in review.outcomes if o.agent == "drafter"}
+    assert drafter["observe"].resolved == 1 and drafter["enforce"].other == 1  # without context
+
+
+def test_the_html_is_self_contained_and_keeps_no_prompt(demo_dir: Path) -> None:
+    page = (demo_dir / "report.html").read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page and "<script" not in page.lower()
+    assert not re.search(r"""(src|href)=(?!["']?#)""", page)  # only in-page links
+    for text in ("Dana", "4242", "dana.whitfield@example.com", "Ignore all previous", "demo-key"):
+        assert text not in page
+    assert THREAD.splitlines()[1] not in page
+    review = report.review(report.saved_sessions([demo_dir]))
+    assert money(review.totals.cost) in page
+    assert page.count("<div class=run>") == 2
+    for section in ("overview", "outcomes", "would-have", "decisions", "latency", "guardrails",
+                    "reliability", "runs"):
+        assert f'id="{section}"' in page
+
+
+def test_captured_content_shows_only_when_capture_was_on(provider: Any, tmp_path: Path) -> None:
+    cascadeflow.init(mode="observe", capture_content=True)
+    with cascadeflow.run() as captured:
+        litellm.completion(**chat_kwargs(provider, "a prompt worth reading"))
+    cascadeflow.init(mode="observe", capture_content=False)
+    with cascadeflow.run() as plain:
+        litellm.completion(**chat_kwargs(provider, "a prompt kept private"))
+    shown = report.render(report.review(report.saved_sessions([captured.save(tmp_path / "c.jsonl")])))
+    hidden = report.render(report.review(report.saved_sessions([plain.save(tmp_path / "p.jsonl")])))
+    assert "a prompt worth reading" in shown
+    assert "a prompt kept private" not in hidden and "sk-test" not in shown + hidden
+
+
+def test_outcomes_are_recorded_saved_and_rolled_up(provider: Any, tmp_path: Path) -> None:
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.agent(name="solver")
+    def solve() -> None:
+        litellm.completion(**chat_kwargs(provider))
+        cascadeflow.current_session().outcome("failed", value=0)
+
+    with cascadeflow.run(agent="support") as session:
+        solve()
+    session.outcome("resolved", value=12.5)
+    summary = cascadeflow.load_session(session.save(tmp_path / "o.jsonl")).summary()
+    assert (summary["outcome"], summary["outcome_value"]) == ("resolved", 12.5)
+    assert summary["outcome_ts"] >= summary["started"]
+    [(child_id, child)] = summary["sessions"].items()
+    assert child["agent"] == "solver" and child["parent"] == session.run_id
+    assert (child["outcome"], child["outcome_value"]) == ("failed", 0)
+    assert session.trace()[0]["run_id"] == child_id
+    rows = {o.agent: o for o in report.review(report.saved_sessions([tmp_path])).outcomes}
+    assert rows["support"].completion_rate == 1.0 and rows["support"].value == 12.5
+    assert rows["solver"].failed == 1 and rows["solver"].cost_per_success is None
+    for bad in ("", None, "x" * 201):
+        with pytest.raises(cascadeflow.ConfigError, match="outcome"):
+            session.outcome(bad)  # type: ignore[arg-type]
+    for value in (float("nan"), "high", True):
+        with pytest.raises(cascadeflow.ConfigError, match="finite number"):
+            session.outcome("resolved", value)  # type: ignore[arg-type]
+
+
+def test_a_source_of_records_reviews_like_saved_files(tmp_path: Path) -> None:
+    """What a ledger source will do: yield records in the saved-session shape."""
+
+    class Records:
+        name = "records"
+
+        def runs(self) -> Iterator[report.RunRecord]:
+            return synthetic_runs(300, seed=3)
+
+    review = report.review([Records()], detail=5)
+    records = list(synthetic_runs(300, seed=3))
+    assert review.totals.runs == 300
+    assert review.totals.cost == pytest.approx(sum(r.summary["cost_total"] for r in records))
+    assert review.totals.stopped_runs == sum(r.summary["stopped"] for r in records)
+    assert len(review.detail) == 5  # stopped (or would-be stopped) runs come first
+    assert all(any(m.action == "stop" for m in r.marks) for r in review.detail)
+    keep = report.RunFilter(user="u-7", since=records[150].summary["started"])
+    kept = report.review([Records()], keep)
+    assert kept.totals.runs == sum(1 for r in records[150:] if r.summary["user"] == "u-7")
+    file = write_synthetic(tmp_path / "many.jsonl", 300, seed=3)
+    assert report.review(report.saved_sessions([file])).totals.cost == pytest.approx(review.totals.cost)
+    assert len(report.render(review)) < 600_000
+
+
+def test_recommend_proposes_parsable_limits_and_counts_the_runs_they_stop() -> None:
+    records = [report.RunRecord({"run_id": f"r{i}", "mode": "observe", "cost_total": float(i),
+                                 "steps": i, "tool_calls": 0}, [], f"r{i}") for i in range(1, 21)]
+    runs = [report.read_run(r) for r in records]
+    [p] = propose(runs, q=50, headroom=0.0)
+    assert p.observed["budget"] == 10.5 and p.values["budget"] == 11.0 and p.would_stop["budget"] == 9
+    assert p.values["max_steps"] == 11 and p.would_stop["max_steps"] == 9
+    assert p.values["max_tool_calls"] is None
+    text = to_toml([p], 50, 0.0, ["test"])
+    assert FileConfig.model_validate(tomllib.loads(text)).run.budget == 11.0
+    labelled = report.read_run(report.RunRecord({"run_id": "x", "agent": "on call", "cost_total": 0.00002,
+                                                 "steps": 3}, [], "x"))
+    config = FileConfig.model_validate(tomllib.loads(to_toml(propose([labelled]), 95, 0.2, [])))
+    assert config.agents["on call"].budget == 0.000024 and config.agents["on call"].max_steps == 4
+
+
+def test_cli_report_recommend_and_trace_filters(demo_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", str(demo_dir), "-o", str(out), "--agent", "reviewer"]) == 0
+    assert "2 runs reviewed" in capsys.readouterr().out and out.stat().st_size > 0
+    assert main(["recommend", str(demo_dir / "observe.jsonl"), str(demo_dir / "enforce.jsonl")]) == 0
+    config = FileConfig.model_validate(tomllib.loads(capsys.readouterr().out))
+    assert set(config.agents) == {"triage", "planner", "drafter", "reviewer"}
+    assert config.agents["reviewer"].max_steps is not None
+    assert main(["trace", str(demo_dir / "enforce.jsonl"), "--agent", "reviewer", "--action", "stop"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[0])["outcome"] == "resolved"
+    assert len(lines) == 4 and "max_steps_reached" in lines[3]
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["report", "missing.jsonl"], "SOURCES='missing.jsonl'"),
+    (["report", "bad.jsonl"], "bad.jsonl line 2"),
+    (["report", "x.jsonl", "--since", "yesterday"], "--since='yesterday'"),
+    (["recommend", "x.jsonl", "--percentile", "0"], "--percentile=0.0"),
+    (["trace", "x.jsonl", "--action", "stopp"], "--action='stopp'"),
+    (["trace", "x.jsonl", "--agent", "nobody"], "--agent='nobody'"),
+    (["trace", "missing.jsonl"], "FILE='missing.jsonl'"),
+])
+def test_bad_input_is_an_error_naming_argument_value_and_source(
+        argv: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_synthetic(tmp_path / "x.jsonl", 2)
+    (tmp_path / "bad.jsonl").write_text('{"type": "summary", "run_id": "a"}\n{not json\n')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
