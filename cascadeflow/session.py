@@ -80,6 +80,8 @@ DETACHED = _Detached()
 class Session:
     """A traced unit of work with its own limits, nested under whatever session was open."""
 
+    exceeded_reason = "budget_exceeded"  # a windowed budget of the ledger says its own
+
     def __init__(self, limits: RunLimits | None = None, *, agent: str | None = None,
                  user: str | None = None, project: str | None = None,
                  metadata: dict[str, Any] | None = None, max_entries: int | None = None,

@@ -90,8 +90,8 @@ class Ledger:
         if events and (self.sinks or self.spec.events_jsonl):
             self._deliver(events)
         self.cache.observe(events)
-        budgets = {c.key for s in batch for c, amount in s.amounts if amount}
-        states = [b for b in self.quotas.states() if b.counter.key in budgets]
+        touched = {c.key for s in batch for c, amount in s.amounts if amount}
+        states = [b for key in touched if (b := self.quotas.budget(key)) is not None]
         if states:
             self._check_thresholds(states, max(s.ts for s in batch))
 

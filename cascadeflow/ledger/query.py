@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cascadeflow.ledger.quotas import KINDS, key
 from cascadeflow.ledger.sqlite import BUSY_TIMEOUT_S, SQLiteStore
 from cascadeflow.ledger.store import StoreUnavailable
 from cascadeflow.windows import Window
@@ -24,7 +25,6 @@ from cascadeflow.windows import Window
 DAY_S = 86400
 GROUPS = ("user", "project", "agent", "model", "provider")  # --by: event columns, nothing else
 BATCH = 5000  # rows a retention or deletion transaction changes: writers wait at most one batch
-USER_KEYS = ("budget", "tokens", "usd", "requests")  # counter/hold/slot key prefixes of quotas.py
 MARK_KINDS = ("budget_threshold", "budget_window_exceeded")  # Ledger._check_thresholds' marks
 
 
@@ -216,8 +216,8 @@ def purge(store: SQLiteStore, cut: Retention, now: float, dry_run: bool = False)
 def user_keys(user: str, budgets: Sequence[str], limits: Sequence[str]) -> list[str]:
     """The counter, hold and slot keys of `user` under the user-scoped budgets and limits named
     (the key format of `quotas.Quotas.shares`)."""
-    keys = [f"budget:{name}:{user}" for name in budgets]
-    return keys + [f"{kind}:{name}:{user}" for name in limits for kind in USER_KEYS[1:]]
+    keys = [key("budget", name, user) for name in budgets]
+    return keys + [key(kind, name, user) for name in limits for kind in KINDS[1:]]
 
 
 def forget(store: SQLiteStore, user: str, keys: Sequence[str], dry_run: bool = False

@@ -19,6 +19,8 @@ from cascadeflow.ledger.store import NANO, Counter, Slot, nano
 from cascadeflow.session import Session
 from cascadeflow.windows import Window, parse
 
+# what a counter, hold or request-slot key counts: `budget:NAME:VALUE`, `tokens:NAME:VALUE`, ...
+KINDS = ("budget", "tokens", "usd", "requests")
 MINUTE = parse("rolling:1m")
 HOUR = parse("rolling:1h")
 
@@ -38,7 +40,7 @@ class SharedBudget:
         self.spec = spec
         self.value = value
         self.limits = RunLimits(budget=spec.limit)
-        self.counter = Counter(f"budget:{name}:{value}", window, nano(spec.limit, up=False))
+        self.counter = Counter(key("budget", name, value), window, nano(spec.limit, up=False))
         self.spent = 0.0  # USD settled in the window, every process
         self.reserved = 0.0  # USD held by calls in flight, every process
 
@@ -82,11 +84,16 @@ class Quotas:
         self.budgets = dict(budgets)
         self.limits = dict(limits)
         self.windows = {name: parse(spec.window, zone) for name, spec in self.budgets.items()}
-        self._states: dict[tuple[str, str], SharedBudget] = {}
 
-    def states(self) -> list[SharedBudget]:
-        """Every budget state made so far (one per budget and scope value seen)."""
-        return list(self._states.values())
+    def budget(self, counter_key: str) -> SharedBudget | None:
+        """The budget a counter key names (`budget:NAME:VALUE`), or None for a rate's key or a
+        budget no longer configured. (Derived from the key: nothing is kept per user.)"""
+        kind, _, rest = counter_key.partition(":")
+        name, _, value = rest.partition(":")
+        spec = self.budgets.get(name)
+        if kind != "budget" or spec is None:
+            return None
+        return SharedBudget(name, spec, value, self.windows[name])
 
     def shares(self, chain: tuple[Session, ...]) -> Shares | None:
         """The budgets and limits that apply to a step in `chain`, or None when none does."""
@@ -96,10 +103,7 @@ class Quotas:
             value = scope_value(spec.scope, chain)
             if value is None or (spec.only and value not in spec.only):
                 continue
-            state = self._states.get((name, value))
-            if state is None:
-                state = self._states.setdefault((name, value),
-                                                SharedBudget(name, spec, value, self.windows[name]))
+            state = SharedBudget(name, spec, value, self.windows[name])  # once per session's view
             (watched if spec.mode == "observe" else budgets).append(state)
         slots: list[tuple[str, Slot]] = []
         rates: list[Rate] = []
@@ -108,16 +112,22 @@ class Quotas:
             if value is None or (limit.only and value not in limit.only):
                 continue
             if limit.requests_per_minute is not None:
-                slots.append((name, Slot(f"requests:{name}:{value}", 60, limit.requests_per_minute)))
+                slots.append((name, Slot(key("requests", name, value), 60,
+                                         limit.requests_per_minute)))
             if limit.tokens_per_minute is not None:
-                rates.append(Rate(name, "tokens", Counter(f"tokens:{name}:{value}", MINUTE,
+                rates.append(Rate(name, "tokens", Counter(key("tokens", name, value), MINUTE,
                                                           limit.tokens_per_minute)))
             if limit.usd_per_hour is not None:
-                rates.append(Rate(name, "usd", Counter(f"usd:{name}:{value}", HOUR,
+                rates.append(Rate(name, "usd", Counter(key("usd", name, value), HOUR,
                                                        nano(limit.usd_per_hour, up=False))))
         if not (budgets or watched or slots or rates):
             return None
         return Shares(tuple(budgets), tuple(watched), tuple(slots), tuple(rates))
+
+
+def key(kind: str, name: str, value: str) -> str:
+    """The store key of one budget's or limit's figure for one scope value."""
+    return f"{kind}:{name}:{value}"
 
 
 def scope_value(scope: str, chain: tuple[Session, ...]) -> str | None:

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from cascadeflow.ledger import Ledger, Settlement, Shares, UsageEvent, nano
+from cascadeflow.ledger.quotas import scope_value
 from cascadeflow.ledger.store import Counter
 from cascadeflow.pipeline.step import Step
 
@@ -38,8 +39,7 @@ def _event(step: Step, ledger: Ledger) -> UsageEvent:
         metadata.update(session.metadata)
     event = UsageEvent(
         ts=step.started_ns / 1e9, run_id=step.session.run_id, step=step.step_no,
-        user=next((s.user for s in chain if s.user is not None), None),
-        project=next((s.project for s in chain if s.project is not None), None),
+        user=scope_value("user", chain), project=scope_value("project", chain),
         agent=step.session.agent_in_chain, workflow=chain[-1].agent,
         operation=step.request.operation, requested_model=entry.requested_model, model=entry.model,
         provider=entry.provider, cost=entry.cost, latency_ms=entry.latency_ms, status=entry.status,

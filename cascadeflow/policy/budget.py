@@ -68,10 +68,8 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
                                 message=f"{remaining:.6f} USD left of "
                                         f"{pressured.limits.budget}; using cheaper {cheaper}")
     fit = _fit(engine, request, model, remaining)
-    if fit.reason == "budget_exceeded":  # a windowed budget says so (`budget_window_exceeded`)
-        reason = getattr(tightest, "exceeded_reason", fit.reason)
-        if reason != fit.reason:
-            fit = Decision("stop", reason, message=f"{tightest!r}: {fit.message}")
+    if fit.reason == "budget_exceeded" and tightest.exceeded_reason != fit.reason:
+        fit = Decision("stop", tightest.exceeded_reason, message=f"{tightest!r}: {fit.message}")
     if (fit.action == "allow" and fit.max_tokens is None) or not patient or headroom <= remaining:
         return fit
     later = _fit(engine, request, model, headroom)  # once the calls in flight have settled

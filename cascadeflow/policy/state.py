@@ -20,3 +20,5 @@ class SessionState(Protocol):
     tool_calls: int  # tool calls models asked for
     tool_executions: int  # @tool functions run
     policy_view: Any  # the engine's cached view of the chain this session heads
+    exceeded_reason: str  # the stop reason when this budget is the tightest one
+
