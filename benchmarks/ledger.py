@@ -5,7 +5,9 @@ Three configurations of the same enforced litellm call (`mock_response`, no I/O)
 against the original function in the same rounds: no ledger, a ledger of usage events only
 (written by the worker and the ledger's writer, never the caller), and a ledger with a daily
 budget (a read of the shared figures and one atomic hold per call, on the caller's thread).
-The difference between the rows is the ledger's share.
+The difference between the rows is the ledger's share. Then settled calls per second a store
+commits in batches: SQLite (events, spend, holds) and a real Redis on loopback (spend and
+holds; events stay in SQLite).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 import cascadeflow
 import litellm
 from cascadeflow.ledger import SQLiteStore, UsageEvent
+from cascadeflow.ledger.redis import open_redis
 from cascadeflow.ledger.store import Counter, Settlement, Store
+from cascadeflow.testing.redis import RedisUnavailable, start_redis
 from cascadeflow.windows import parse
 
 from benchmarks.common import ENFORCE_RUN, MESSAGES
@@ -66,27 +70,55 @@ def caller_cost(quick: bool, config: Path, worker: Callable[[], Any],
              **added.row()} for name, added in results.items()]
 
 
-def _events(n: int) -> list[Settlement]:
-    counter = Counter("budget:daily:u-bench", parse("day"), 10**15)
-    now = time.time()
-    return [Settlement(UsageEvent(ts=now, run_id="r", step=i, user="u-bench", project="p",
-                                  agent="a", workflow=None, operation="chat",
-                                  requested_model="gpt-4o-mini", model="gpt-4o-mini",
-                                  provider="openai", tokens_in=100, tokens_out=20, cost=0.0001,
-                                  latency_ms=100.0), now, None, [(counter, 100_000)])
-            for i in range(n)]
+def _events(n: int, start: int, users: int) -> list[Settlement]:
+    """`n` settled calls, each adding to its user's daily budget and releasing its hold."""
+    day, now = parse("day"), time.time()
+    out = []
+    for i in range(start, start + n):
+        user = f"u-{i % users}"
+        event = UsageEvent(ts=now, run_id="r", step=i, user=user, project="p", agent="a",
+                           workflow=None, operation="chat", requested_model="gpt-4o-mini",
+                           model="gpt-4o-mini", provider="openai", tokens_in=100, tokens_out=20,
+                           cost=0.0001, latency_ms=100.0)
+        counter = Counter(f"budget:daily:{user}", day, 10**15)
+        out.append(Settlement(event, now, f"hold-{i}", [(counter, 100_000)]))
+    return out
 
 
-def sustained(store: Store, name: str, quick: bool, batch: int = 500) -> Row:
-    """Usage events per second committed in batches (with their counter amounts)."""
+def sustained(store: Store, name: str, quick: bool, users: int = 1, batch: int = 500) -> Row:
+    """Settled calls per second committed in batches: their events (SQLite), their spend added
+    to the users' counters and their holds released."""
     batches = 4 if quick else 40
-    work = [_events(batch) for _ in range(batches)]
+    work = [_events(batch, i * batch, users) for i in range(batches)]
     started = time.perf_counter()
     for settlements in work:
         store.commit(settlements)
     seconds = time.perf_counter() - started
     return {"benchmark": "ledger sustained writes (batches of 500)", "variant": name,
             "events_per_s": round(batches * batch / seconds)}
+
+
+def redis_rows(quick: bool, folder: Path) -> list[Row]:
+    """The same batches into a real redis-server on loopback: counters and holds only (events
+    stay in each machine's SQLite file), for one user and for 20,000."""
+    try:
+        server, url = start_redis(folder)
+    except RedisUnavailable as exc:
+        return [{"benchmark": "ledger sustained writes (batches of 500)",
+                 "variant": f"Redis skipped: {exc}"}]
+    try:
+        rows = []
+        for users in (1, 20_000):
+            store = open_redis(url, "benchmark")
+            try:
+                rows.append(sustained(store, f"Redis on loopback (spend and holds; {users:,} "
+                                             f"user{'s' if users > 1 else ''})", quick, users))
+            finally:
+                store.close()
+        return rows
+    finally:
+        server.kill()
+        server.wait()
 
 
 def run(quick: bool, config: Path, worker: Callable[[], Any], settle: Callable[[], Any]
@@ -98,4 +130,4 @@ def run(quick: bool, config: Path, worker: Callable[[], Any], settle: Callable[[
         rows.append(sustained(store, "SQLite (WAL, synchronous=NORMAL)", quick))
     finally:
         store.close()
-    return rows
+    return rows + redis_rows(quick, folder)

