@@ -89,6 +89,7 @@ def _child(lib_path: str, calls: int) -> None:
     """Runs under callgrind: each variant's loop between cf_start and cf_stop."""
     import contextlib
     import ctypes
+    import gc
     import os
     import threading
 
@@ -125,12 +126,19 @@ def _child(lib_path: str, calls: int) -> None:
     def measure(name: str, fn: Any) -> None:
         loop(fn)  # warm-up: caches, memos, first-use imports
         cascadeflow.flush()
+        # The collector is off while the loop is counted: with the worker held, every step's
+        # objects stay alive until the loop ends, and the collections that provokes (the
+        # full ones walk every object of the process) are an artifact of holding the worker;
+        # whichever variant they fell into was billed 10,000s of instructions a call.
+        gc.collect()
+        gc.disable()
         gate = threading.Event()
         worker.submit(gate.wait)  # the worker waits here while the caller's loop is counted,
         worker.submit(helper.cf_start)  # then counts its own (counting is per thread)
         helper.cf_start()
         loop(fn)
         helper.cf_stop(name.encode())
+        gc.enable()
         worker.submit(helper.cf_stop, f"{name}: worker".encode())
         gate.set()
         cascadeflow.flush()
