@@ -11,6 +11,8 @@ import cascadeflow
 import litellm
 import openai
 import pytest
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.resources.embeddings import AsyncEmbeddings, Embeddings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -219,6 +221,55 @@ def test_shutdown_keeps_the_reference_instrumentation(provider: Any, otel: Otel,
     assert openai.resources.chat.completions.Completions.create is create
 
 
+_WRAPPED_BY_REFERENCE = (Completions, AsyncCompletions, Embeddings, AsyncEmbeddings)
+
+
+def _sdk_methods() -> dict[type, Any]:
+    return {cls: vars(cls)["create"] for cls in _WRAPPED_BY_REFERENCE}
+
+
+def _calls_reported_by(otel: Otel, provider: Any) -> tuple[int, int]:
+    """One chat call now: (spans cascadeflow emitted for it, spans the reference emitted)."""
+    otel.spans()
+    otel.exporter.clear()
+    _chat(provider)
+    spans = otel.spans()
+    ours = sum(s.instrumentation_scope.name == "cascadeflow" for s in spans)
+    return ours, len(spans) - ours
+
+
+@pytest.mark.parametrize("reference_leaves_first", [False, True])
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_every_order_of_entering_and_leaving_installs_the_right_functions(
+        provider: Any, otel: Otel, reference_first: bool, reference_leaves_first: bool) -> None:
+    sdk = _sdk_methods()
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        assert _calls_reported_by(otel, provider) == (1, 1)  # both report the call
+        [ours] = [s for s in otel.spans() if s.instrumentation_scope.name == "cascadeflow"]
+        [theirs] = _reference_spans(otel)
+        assert ours.parent.span_id == theirs.context.span_id  # the reference is outermost
+        if reference_leaves_first:
+            instrumentor.uninstrument()
+            for cls, method in _sdk_methods().items():  # only cascadeflow's wrapper, on the SDK's
+                assert method.__cascadeflow_original__ is sdk[cls]
+            assert _calls_reported_by(otel, provider) == (1, 0)
+        else:
+            cascadeflow.shutdown()
+            for cls, method in _sdk_methods().items():  # only the reference, on the SDK's
+                assert method is not sdk[cls] and method.__wrapped__ is sdk[cls]
+            assert _calls_reported_by(otel, provider) == (0, 1)
+    finally:
+        cascadeflow.shutdown()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+    assert _sdk_methods() == sdk
+    assert _calls_reported_by(otel, provider) == (0, 0)
+
+
 # -- 1. cascadeflow's spans are current for the code they wrap ------------------------------------
 @pytest.mark.parametrize("mode", ["observe", "enforce"])
 def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Otel, mode: str) -> None:
@@ -324,7 +375,7 @@ def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, 
         _chat(provider)
         assert len(_client_spans(otel)) == 2
     finally:
-        cascadeflow.shutdown()  # first: the reference's unwrap only takes off the top wrapper
+        cascadeflow.shutdown()
         instrumentor.uninstrument()
 
 
