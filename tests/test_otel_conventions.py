@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -309,6 +310,49 @@ def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Ot
     assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
 
 
+async def test_async_agent_spans_are_current_in_their_own_tasks(provider: Any, otel: Otel) -> None:
+    """Two async agents run at once: each one's code and sends nest under its own span."""
+    import httpx
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    at_send: dict[str, Any] = {}  # the span current when each request leaves
+    http = httpx.AsyncClient(event_hooks={"request": [_record_sender(at_send)]})
+    client = openai.AsyncOpenAI(base_url=provider.url, api_key="test", http_client=http)
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    async def work(who: str) -> None:
+        with app.start_as_current_span(f"app.in_{who}"):
+            await asyncio.sleep(0)  # the other agent runs in between
+            await client.chat.completions.create(model="gpt-4o-mini",
+                                                 messages=[{"role": "user", "content": who}])
+
+    async with cascadeflow.run():
+        await asyncio.gather(cascadeflow.agent(name="east")(work)("east"),
+                             cascadeflow.agent(name="west")(work)("west"))
+    await http.aclose()
+    spans = otel.spans()
+    for who in ("east", "west"):
+        [agent] = [s for s in spans if s.name == f"invoke_agent {who}"]
+        [inside] = [s for s in spans if s.name == f"app.in_{who}"]
+        assert inside.parent is not None and inside.parent.span_id == agent.context.span_id
+        [chat] = [s for s in spans if s.name == "chat gpt-4o-mini" and s.parent is not None
+                  and s.parent.span_id == inside.context.span_id]
+        assert at_send[who].span_id == chat.context.span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def _record_sender(at_send: dict[str, Any]) -> Any:
+    """An httpx request hook: the current span by the prompt sent, as HTTP instrumentation sees it."""
+    from opentelemetry import trace
+
+    async def hook(request: Any) -> None:
+        prompt = json.loads(request.content)["messages"][0]["content"]
+        at_send[prompt] = trace.get_current_span().get_span_context()
+
+    return hook
+
+
 def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
     from opentelemetry import trace
 
@@ -377,6 +421,26 @@ def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, 
     finally:
         cascadeflow.shutdown()
         instrumentor.uninstrument()
+
+
+def test_never_keeps_cascadeflow_off_the_client_span_with_no_instrumentation(provider: Any,
+                                                                             otel: Otel) -> None:
+    """For an instrumentation cascadeflow cannot detect: its span is INTERNAL, no gen_ai.client.*."""
+    from opentelemetry.trace import SpanKind
+
+    cascadeflow.init(mode="observe", otel_client_spans="never", **otel.providers)
+    with cascadeflow.run(budget=1.0):
+        _chat(provider)
+        litellm.completion(**chat_kwargs(provider))
+    spans = otel.spans()
+    assert sorted((s.name, s.kind) for s in spans) == [
+        ("cascadeflow chat gpt-4o-mini", SpanKind.INTERNAL)] * 2 + [("invoke_agent run", SpanKind.INTERNAL)]
+    steps = [s for s in spans if s.name.startswith("cascadeflow chat")]
+    assert all(ga.GEN_AI_USAGE_INPUT_TOKENS not in s.attributes for s in steps)
+    assert all(s.attributes["cascadeflow.cost_usd"] > 0 for s in steps)
+    assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION) == []
+    assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_TOKEN_USAGE) == []
+    assert _cascadeflow_points(otel, "cascadeflow.cost")
 
 
 def test_client_spans_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
