@@ -54,13 +54,14 @@ async def test_a_cancelled_half_open_probe_gives_its_slot_back(provider: Any) ->
     provider.inject(Fault.parse("status=503,times=1,model=gpt-4o"))
     await cascade.acomplete(messages=MESSAGES)  # the primary fails once: its breaker opens
     clock.now = 10.0  # half-open: one probe slot
-    provider.inject(Fault.parse("latency_ms=3000,times=1,model=gpt-4o"))
+    provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))  # unanswered until released
     probe = asyncio.create_task(cascade.acomplete(messages=MESSAGES))
-    while sum(r.model == "gpt-4o" for r in provider.requests) < 2:  # the probe reached the wire
-        await asyncio.sleep(0.01)
+    while sum(r.model == "gpt-4o" for r in provider.requests) < 2 and not probe.done():
+        await asyncio.sleep(0.01)  # until the probe is on the wire, however long that takes
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
+    provider.release()
     response = await cascade.acomplete(messages=MESSAGES)  # the slot is free again: probed, closed
     assert response.choices[0].message.content.startswith("Reply from gpt-4o:")
     assert sum(r.model == "gpt-4o" for r in provider.requests) == 3
