@@ -27,6 +27,8 @@ from opentelemetry.semconv.attributes import server_attributes as sa
 from tests.conftest import chat_kwargs
 
 Providers = ga.GenAiProviderNameValues
+Operations = ga.GenAiOperationNameValues
+Tokens = ga.GenAiTokenTypeValues
 # proposed in the GenAI conventions (semantic-conventions-genai), not yet in the package
 USAGE_COST = "gen_ai.usage.cost"
 
@@ -49,7 +51,7 @@ class Otel:
 
     def model_spans(self) -> list[Any]:
         return [s for s in self.spans() if s.attributes.get(ga.GEN_AI_OPERATION_NAME)
-                in ("chat", "text_completion", "embeddings")]
+                in (Operations.CHAT.value, Operations.TEXT_COMPLETION.value, Operations.EMBEDDINGS.value)]
 
     def points(self, name: str) -> list[Any]:
         cascadeflow.flush()
@@ -124,7 +126,7 @@ def test_failed_and_stopped_calls_report_no_usage(provider: Any, otel: Otel) -> 
         assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
     assert ok.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
     tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
-    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {"input", "output"}
+    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {Tokens.INPUT.value, Tokens.OUTPUT.value}
     assert all(p.count == 1 and p.min > 0 for p in tokens)  # only the call that answered
     assert all(ea.ERROR_TYPE not in p.attributes for p in tokens)
 
@@ -160,7 +162,7 @@ def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Ot
     client = openai.OpenAI(base_url=provider.url, api_key="test")
     client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=16)
     [span] = otel.model_spans()
-    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == Operations.EMBEDDINGS.value
     assert span.attributes[ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 16
     assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
 
