@@ -118,6 +118,20 @@ async def test_least_busy_sends_concurrent_calls_to_the_idle_deployment(provider
     assert abs(len(provider.requests) - len(west.requests)) <= 1  # started together: half each
 
 
+def test_lowest_latency_sends_calls_to_the_deployment_that_answered_faster(provider: Any, west: Any) -> None:
+    """Where calls went, not how long they took: each deployment is measured once (an unmeasured
+    one goes first), then every call goes to the faster. The slow one answers 1 s late, far beyond
+    what scheduling on a loaded machine adds to the fast one."""
+    litellm.completion(model="openai/gpt-4o", messages=MESSAGES, api_base=west.url, api_key=KEY)
+    west.reset()  # litellm's first call in a process is slow: not in a measurement
+    provider.inject(latency_ms=1000)
+    cascade = Cascade([Tier(deployments=[deployment(provider), deployment(west)], strategy="lowest_latency")],
+                      rng=random.Random(2), balance=Load())
+    for _ in range(8):
+        cascade.complete(messages=MESSAGES)
+    assert len(provider.requests) == 1 and len(west.requests) == 7
+
+
 def test_deployments_from_the_config(provider: Any, west: Any, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EAST_KEY", KEY)
@@ -169,6 +183,30 @@ def test_retries_per_failure_class(provider: Any, fault: str, retries: dict[str,
                       retries=retries)
     cascade.complete(messages=MESSAGES)
     assert Counter(r.model for r in provider.requests) == {"gpt-4o": sent, "gpt-4o-mini": 1}
+
+
+def test_retries_from_the_config_file(provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[cascades.X.retries]` gives rate limits three retries where the policy allows none."""
+    monkeypatch.setenv("KEY", KEY)
+    (tmp_path / "cascadeflow.toml").write_text(f'''
+[cascades.classify]
+max_attempts = 1
+backoff_initial_s = 0.001
+tiers = [
+  {{ model = "openai/gpt-4o", api_base = "{provider.url}", api_key_env = "KEY" }},
+  {{ model = "openai/gpt-4o-mini", api_base = "{provider.url}", api_key_env = "KEY" }},
+]
+[cascades.classify.retries]
+rate_limited = 3
+''')
+    provider.inject(Fault.parse("status=429,model=gpt-4o,times=4"))
+    provider.inject(Fault.parse("status=500,model=gpt-4o,times=1"))  # not in the table: max_attempts
+    cascadeflow.init(mode="observe")
+    litellm.completion(model="classify", messages=MESSAGES)
+    litellm.completion(model="classify", messages=MESSAGES)
+    cascadeflow.shutdown()
+    first, second = ["gpt-4o"] * 4 + ["gpt-4o-mini"], ["gpt-4o", "gpt-4o-mini"]
+    assert [r.model for r in provider.requests] == first + second
 
 
 def test_a_next_tier_failure_can_be_retried(provider: Any) -> None:

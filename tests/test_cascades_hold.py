@@ -54,13 +54,14 @@ async def test_a_cancelled_half_open_probe_gives_its_slot_back(provider: Any) ->
     provider.inject(Fault.parse("status=503,times=1,model=gpt-4o"))
     await cascade.acomplete(messages=MESSAGES)  # the primary fails once: its breaker opens
     clock.now = 10.0  # half-open: one probe slot
-    provider.inject(Fault.parse("latency_ms=3000,times=1,model=gpt-4o"))
+    provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))  # unanswered until released
     probe = asyncio.create_task(cascade.acomplete(messages=MESSAGES))
-    while sum(r.model == "gpt-4o" for r in provider.requests) < 2:  # the probe reached the wire
-        await asyncio.sleep(0.01)
+    while sum(r.model == "gpt-4o" for r in provider.requests) < 2 and not probe.done():
+        await asyncio.sleep(0.01)  # until the probe is on the wire, however long that takes
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
+    provider.release()
     response = await cascade.acomplete(messages=MESSAGES)  # the slot is free again: probed, closed
     assert response.choices[0].message.content.startswith("Reply from gpt-4o:")
     assert sum(r.model == "gpt-4o" for r in provider.requests) == 3
@@ -230,3 +231,23 @@ async def test_a_truncated_stream_raises_with_what_was_received(provider: Any, m
         assert [(e["status"], e["error"]) for e in session.trace()] == [("truncated", "StreamTruncated")]
     async for _ in await cascade.acomplete(messages=MESSAGES, stream=True):  # a whole one ends quietly
         pass
+
+
+@pytest.mark.parametrize("mode", ["off", "observe", "enforce"])
+def test_a_truncated_sync_stream_raises_with_what_was_received(provider: Any, mode: str) -> None:
+    """The same for `complete(stream=True)`, whose stream is iterated on the caller's thread."""
+    cascadeflow.init(mode=mode)
+    provider.inject(Fault.parse("end_stream_after=3,model=gpt-4o,times=1"))
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE)
+    with cascadeflow.run() as session:
+        stream = cascade.complete(messages=MESSAGES, stream=True)
+        received = []
+        with pytest.raises(StreamInterrupted) as info:
+            for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+    assert info.value.failure == "truncated" and info.value.tier == "openai/gpt-4o"
+    assert info.value.received == "".join(received) and info.value.received
+    if mode != "off":
+        assert [(e["status"], e["error"]) for e in session.trace()] == [("truncated", "StreamTruncated")]
+    whole = cascade.complete(messages=MESSAGES, stream=True)  # a whole one ends quietly
+    assert "".join(c.choices[0].delta.content or "" for c in whole).startswith("Reply from gpt-4o:")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,8 @@ import cascadeflow
 import litellm
 import openai
 import pytest
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.resources.embeddings import AsyncEmbeddings, Embeddings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -24,6 +27,8 @@ from opentelemetry.semconv.attributes import server_attributes as sa
 from tests.conftest import chat_kwargs
 
 Providers = ga.GenAiProviderNameValues
+Operations = ga.GenAiOperationNameValues
+Tokens = ga.GenAiTokenTypeValues
 # proposed in the GenAI conventions (semantic-conventions-genai), not yet in the package
 USAGE_COST = "gen_ai.usage.cost"
 
@@ -46,7 +51,7 @@ class Otel:
 
     def model_spans(self) -> list[Any]:
         return [s for s in self.spans() if s.attributes.get(ga.GEN_AI_OPERATION_NAME)
-                in ("chat", "text_completion", "embeddings")]
+                in (Operations.CHAT.value, Operations.TEXT_COMPLETION.value, Operations.EMBEDDINGS.value)]
 
     def points(self, name: str) -> list[Any]:
         cascadeflow.flush()
@@ -121,7 +126,7 @@ def test_failed_and_stopped_calls_report_no_usage(provider: Any, otel: Otel) -> 
         assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
     assert ok.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
     tokens = otel.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)
-    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {"input", "output"}
+    assert {p.attributes[ga.GEN_AI_TOKEN_TYPE] for p in tokens} == {Tokens.INPUT.value, Tokens.OUTPUT.value}
     assert all(p.count == 1 and p.min > 0 for p in tokens)  # only the call that answered
     assert all(ea.ERROR_TYPE not in p.attributes for p in tokens)
 
@@ -157,7 +162,7 @@ def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Ot
     client = openai.OpenAI(base_url=provider.url, api_key="test")
     client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=16)
     [span] = otel.model_spans()
-    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[ga.GEN_AI_OPERATION_NAME] == Operations.EMBEDDINGS.value
     assert span.attributes[ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 16
     assert ga.GEN_AI_USAGE_OUTPUT_TOKENS not in span.attributes
 
@@ -219,6 +224,55 @@ def test_shutdown_keeps_the_reference_instrumentation(provider: Any, otel: Otel,
     assert openai.resources.chat.completions.Completions.create is create
 
 
+_WRAPPED_BY_REFERENCE = (Completions, AsyncCompletions, Embeddings, AsyncEmbeddings)
+
+
+def _sdk_methods() -> dict[type, Any]:
+    return {cls: vars(cls)["create"] for cls in _WRAPPED_BY_REFERENCE}
+
+
+def _calls_reported_by(otel: Otel, provider: Any) -> tuple[int, int]:
+    """One chat call now: (spans cascadeflow emitted for it, spans the reference emitted)."""
+    otel.spans()
+    otel.exporter.clear()
+    _chat(provider)
+    spans = otel.spans()
+    ours = sum(s.instrumentation_scope.name == "cascadeflow" for s in spans)
+    return ours, len(spans) - ours
+
+
+@pytest.mark.parametrize("reference_leaves_first", [False, True])
+@pytest.mark.parametrize("reference_first", [False, True])
+def test_every_order_of_entering_and_leaving_installs_the_right_functions(
+        provider: Any, otel: Otel, reference_first: bool, reference_leaves_first: bool) -> None:
+    sdk = _sdk_methods()
+    instrumentor = _reference(otel) if reference_first else None
+    cascadeflow.init(mode="observe", **otel.providers)
+    if instrumentor is None:
+        instrumentor = _reference(otel)
+    try:
+        assert _calls_reported_by(otel, provider) == (1, 1)  # both report the call
+        [ours] = [s for s in otel.spans() if s.instrumentation_scope.name == "cascadeflow"]
+        [theirs] = _reference_spans(otel)
+        assert ours.parent.span_id == theirs.context.span_id  # the reference is outermost
+        if reference_leaves_first:
+            instrumentor.uninstrument()
+            for cls, method in _sdk_methods().items():  # only cascadeflow's wrapper, on the SDK's
+                assert method.__cascadeflow_original__ is sdk[cls]
+            assert _calls_reported_by(otel, provider) == (1, 0)
+        else:
+            cascadeflow.shutdown()
+            for cls, method in _sdk_methods().items():  # only the reference, on the SDK's
+                assert method is not sdk[cls] and method.__wrapped__ is sdk[cls]
+            assert _calls_reported_by(otel, provider) == (0, 1)
+    finally:
+        cascadeflow.shutdown()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+    assert _sdk_methods() == sdk
+    assert _calls_reported_by(otel, provider) == (0, 0)
+
+
 # -- 1. cascadeflow's spans are current for the code they wrap ------------------------------------
 @pytest.mark.parametrize("mode", ["observe", "enforce"])
 def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Otel, mode: str) -> None:
@@ -256,6 +310,49 @@ def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Ot
     assert spans["app.in_tool"].parent.span_id == tool.context.span_id
     assert len({s.context.trace_id for s in spans.values()}) == 1
     assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
+
+
+async def test_async_agent_spans_are_current_in_their_own_tasks(provider: Any, otel: Otel) -> None:
+    """Two async agents run at once: each one's code and sends nest under its own span."""
+    import httpx
+    from opentelemetry import trace
+
+    app = otel.tracer_provider.get_tracer("app")
+    at_send: dict[str, Any] = {}  # the span current when each request leaves
+    http = httpx.AsyncClient(event_hooks={"request": [_record_sender(at_send)]})
+    client = openai.AsyncOpenAI(base_url=provider.url, api_key="test", http_client=http)
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    async def work(who: str) -> None:
+        with app.start_as_current_span(f"app.in_{who}"):
+            await asyncio.sleep(0)  # the other agent runs in between
+            await client.chat.completions.create(model="gpt-4o-mini",
+                                                 messages=[{"role": "user", "content": who}])
+
+    async with cascadeflow.run():
+        await asyncio.gather(cascadeflow.agent(name="east")(work)("east"),
+                             cascadeflow.agent(name="west")(work)("west"))
+    await http.aclose()
+    spans = otel.spans()
+    for who in ("east", "west"):
+        [agent] = [s for s in spans if s.name == f"invoke_agent {who}"]
+        [inside] = [s for s in spans if s.name == f"app.in_{who}"]
+        assert inside.parent is not None and inside.parent.span_id == agent.context.span_id
+        [chat] = [s for s in spans if s.name == "chat gpt-4o-mini" and s.parent is not None
+                  and s.parent.span_id == inside.context.span_id]
+        assert at_send[who].span_id == chat.context.span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def _record_sender(at_send: dict[str, Any]) -> Any:
+    """An httpx request hook: the current span by the prompt sent, as HTTP instrumentation sees it."""
+    from opentelemetry import trace
+
+    async def hook(request: Any) -> None:
+        prompt = json.loads(request.content)["messages"][0]["content"]
+        at_send[prompt] = trace.get_current_span().get_span_context()
+
+    return hook
 
 
 def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
@@ -324,8 +421,28 @@ def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, 
         _chat(provider)
         assert len(_client_spans(otel)) == 2
     finally:
-        cascadeflow.shutdown()  # first: the reference's unwrap only takes off the top wrapper
+        cascadeflow.shutdown()
         instrumentor.uninstrument()
+
+
+def test_never_keeps_cascadeflow_off_the_client_span_with_no_instrumentation(provider: Any,
+                                                                             otel: Otel) -> None:
+    """For an instrumentation cascadeflow cannot detect: its span is INTERNAL, no gen_ai.client.*."""
+    from opentelemetry.trace import SpanKind
+
+    cascadeflow.init(mode="observe", otel_client_spans="never", **otel.providers)
+    with cascadeflow.run(budget=1.0):
+        _chat(provider)
+        litellm.completion(**chat_kwargs(provider))
+    spans = otel.spans()
+    assert sorted((s.name, s.kind) for s in spans) == [
+        ("cascadeflow chat gpt-4o-mini", SpanKind.INTERNAL)] * 2 + [("invoke_agent run", SpanKind.INTERNAL)]
+    steps = [s for s in spans if s.name.startswith("cascadeflow chat")]
+    assert all(ga.GEN_AI_USAGE_INPUT_TOKENS not in s.attributes for s in steps)
+    assert all(s.attributes["cascadeflow.cost_usd"] > 0 for s in steps)
+    assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION) == []
+    assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_TOKEN_USAGE) == []
+    assert _cascadeflow_points(otel, "cascadeflow.cost")
 
 
 def test_client_spans_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:

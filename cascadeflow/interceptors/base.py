@@ -98,23 +98,45 @@ _patches: dict[tuple[int, str], Patch] = {}
 
 
 def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    """Replace `owner.name` with `make(original)` once; a second call keeps the first patch."""
+    """Wrap `owner.name` with `make(original)` once; a second call keeps the first patch.
+
+    Wrapt proxies already there (OpenTelemetry instrumentors) stay on top, with ours beneath
+    them: their `uninstrument()` puts back what their proxy wraps, which must then be ours, not
+    a proxy left beneath ours still reporting. Whatever the order of installing, the chain is
+    the same: instrumentors' proxies, ours, the original."""
     with _lock:
         key = (id(owner), name)
         if key in _patches:
             return
         had_own = name in vars(owner)
-        original = vars(owner)[name] if had_own else getattr(owner, name)
-        wrapper = make(original)
-        setattr(owner, name, wrapper)
+        lowest = _lowest_proxy(vars(owner)[name]) if had_own else None
+        if lowest is not None:
+            original = lowest.__wrapped__
+            wrapper = make(original)
+            lowest.__wrapped__ = wrapper
+        else:
+            original = vars(owner)[name] if had_own else getattr(owner, name)
+            wrapper = make(original)
+            setattr(owner, name, wrapper)
         _patches[key] = Patch(owner, name, original, had_own, wrapper)
 
 
+def _lowest_proxy(top: Any) -> Any:
+    """The last of the wrapt proxies that wrap one another from `top` down, or None."""
+    lowest = None
+    layer = top
+    for _ in range(32):
+        if not _is_proxy(layer):
+            break
+        lowest, layer = layer, layer.__wrapped__
+    return lowest
+
+
 def unpatch_all() -> None:
-    """Remove every wrapper of ours, and only ours. One another instrumentor wrapped after us
-    (OpenTelemetry's, with wrapt) is kept, with ours spliced out from beneath it; one we cannot
-    splice out stays in its chain, passing straight through while cascadeflow is inactive, and
-    is removed by a later `unpatch_all` once it is on top again (a later `patch` reuses it)."""
+    """Remove every wrapper of ours, and only ours. A wrapt proxy above ours (OpenTelemetry's)
+    is kept, with ours spliced out from beneath it; a wrapper we cannot splice out of stays in
+    its chain, passing straight through while cascadeflow is inactive, and is removed by a
+    later `unpatch_all` once it is on top again (a later `patch` reuses it)."""
     with _lock:
         for key, item in reversed(list(_patches.items())):
             if item.restore():

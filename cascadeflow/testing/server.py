@@ -35,6 +35,7 @@ class Fault:
     end_stream_after: int | None = None  # end cleanly after N events, with no finish and no [DONE]
     body: str | None = None  # answer 200 with this body, verbatim
     ignore_max_tokens: bool = False  # answer past max_tokens, as a misbehaving provider would
+    hold: bool = False  # answer only once `release()` (or `reset()`) is called: a hung provider
     rate: float = 1.0
     times: int | None = None
     model: str | None = None
@@ -57,7 +58,7 @@ class Fault:
                 values[key] = int(raw)
             elif key in ("retry_after", "latency_ms", "rate"):
                 values[key] = float(raw)
-            elif key in ("empty_body", "malformed_json", "ignore_max_tokens"):
+            elif key in ("empty_body", "malformed_json", "ignore_max_tokens", "hold"):
                 values[key] = raw.strip().lower() in ("1", "true", "yes")
             else:
                 values[key] = raw
@@ -90,6 +91,7 @@ class ProviderServer:
         self._faults: list[Fault] = []
         self._replies: list[Reply] = []
         self._seen: set[tuple[str, str]] = set()
+        self._release = threading.Event()  # what requests held now wait for
         self.requests: list[RecordedRequest] = []
         self.answers: list[tuple[str, replies.Answer]] = []  # (model, answer): what was billed
         self.embedding_dimensions = embedding_dimensions
@@ -110,6 +112,7 @@ class ProviderServer:
     def stop(self) -> None:
         if self._httpd is None:
             return
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd = None
@@ -148,8 +151,17 @@ class ProviderServer:
             self._replies.append(rule)
         return rule
 
+    def release(self) -> None:
+        """Let the requests `hold` faults keep waiting be answered; later ones are held again.
+        A test can then wait for a request as long as it takes, knowing it is not answered."""
+        with self._lock:
+            released, self._release = self._release, threading.Event()
+        released.set()
+
     def reset(self) -> None:
-        """Forget faults, canned replies, the prompt cache and recorded requests."""
+        """Forget faults, canned replies, the prompt cache and recorded requests; release the
+        requests held."""
+        self.release()
         with self._lock:
             self._faults.clear()
             self._replies.clear()
@@ -179,9 +191,12 @@ class ProviderServer:
                 return fault
         return None
 
-    def _record(self, item: RecordedRequest) -> None:
+    def _record(self, item: RecordedRequest) -> threading.Event:
+        """Keep the request; what a `hold` fault on it waits for (taken with it: a test that saw
+        the request and then calls `release()` lets it go)."""
         with self._lock:
             self.requests.append(item)
+            return self._release
 
     def _answer(self, model: str, messages: Any, body: dict[str, Any]) -> replies.Answer:
         with self._lock:
@@ -245,7 +260,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": f"bad {FAULT_HEADER}: {exc}", "type": "bad_fault"}})
             return
         peer = (str(self.client_address[0]), int(self.client_address[1]))
-        self.provider._record(RecordedRequest("POST", self.path, headers, raw, body, model, fault, peer=peer))
+        released = self.provider._record(RecordedRequest("POST", self.path, headers, raw, body, model, fault,
+                                                         peer=peer))
+        if fault is not None and fault.hold:
+            released.wait()
         if fault is not None and fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
         if not isinstance(body, dict) or not isinstance(model, str):
