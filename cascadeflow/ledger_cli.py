@@ -189,7 +189,7 @@ def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, now: fl
     keep = target.spec.retention
     cut = query.Retention.of(now, keep.usage_days, keep.content_days, keep.outcome_days)
     counts = query.purge(store, cut, now, args.dry_run)
-    return _report(args, out, counts, f"retention: usage events {keep.usage_days} days, content "
+    return _report(args, out, counts, f"retention: usage events and run entries {keep.usage_days} days, content "
                    f"{keep.content_days} days, outcomes {keep.outcome_days} days; counters, "
                    "holds, request slots and alert marks once their windows have passed")
 
