@@ -21,6 +21,7 @@ from cascadeflow.ledger import StoreUnavailable
 from cascadeflow.ledger.query import ReadOnly
 from cascadeflow.ledger.runs import LedgerRun, RunQuery, outside, runs
 from cascadeflow.report.filters import RunFilter
+from cascadeflow.report.model import SIDE_OPERATIONS
 from cascadeflow.report.source import RunRecord
 
 # a usage event's fields that are a trace entry's too
@@ -95,8 +96,8 @@ def record(run: LedgerRun, origin: str) -> RunRecord:
             side.append({**entry, "mode": mode, "step": item["step"], "run_id": item["run_id"],
                          "ts": item["ts"]})
     steps = [_step(e, primaries) for e in events]
-    trace = sorted([*steps, *side], key=lambda e: (e["step"], e.get("operation") in
-                                                   ("guardrail", "cascade"), e["ts"] or 0.0))
+    # each step's own entry, then the others in the order they were written (as the trace has them)
+    trace = sorted([*steps, *side], key=lambda e: (e["step"], e.get("operation") in SIDE_OPERATIONS))
     return RunRecord(_summary(run, steps, side), trace, origin)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from cascadeflow.ledger import SQLiteStore, UsageEvent
 from cascadeflow.ledger.events import Outcome, RunEntry
 from cascadeflow.ledger.store import Settlement
+from cascadeflow.report.model import SIDE_OPERATIONS
 from cascadeflow.report.source import RunRecord
 
 AGENTS = ("triage", "planner", "drafter", "reviewer")
@@ -119,7 +120,6 @@ def write_synthetic(path: Path, runs: int, seed: int = 0) -> Path:
     return path
 
 
-SIDE = ("guardrail", "cascade")  # trace entries that are not steps
 PRIMARY = ("target_model", "tools_denied", "message")
 
 
@@ -132,7 +132,7 @@ def ledger_settlements(record: RunRecord) -> list[Settlement]:
     seen: set[int] = set()
     for e in record.entries:
         number, run_id = int(e["step"]), str(e["run_id"] or root)
-        side = e["operation"] in SIDE
+        side = e["operation"] in SIDE_OPERATIONS
         if not side and number not in seen:
             seen.add(number)
             parent = sessions.get(run_id, {}).get("parent") if run_id != root else None
