@@ -192,6 +192,9 @@ def test_outcomes_reach_the_ledger_after_flush(provider: Any, tmp_path: Path) ->
     assert depths(led)[inner] == 2 and led.sessions[solver].agent == "solver"
     saved = report.read_run(report.RunRecord(session.summary(), session.trace(), "saved"))
     assert depths(led) == depths(saved)
+    only_outcome = report.RunFilter(agent="solver")  # the agent made no call of its own
+    assert [r.run_id for r in report.load_runs([report.LedgerRuns(tmp_path / "ledger.db", only_outcome)],
+                                               only_outcome)] == [session.run_id]
     rows = {o.agent: o for o in report.build([led], []).outcomes}
     assert rows["support"].completion_rate == 1.0 and rows["support"].value == 12.5
     assert rows["solver"].failed == 1 and rows["solver"].completion_rate == 0.0

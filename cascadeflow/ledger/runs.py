@@ -33,8 +33,10 @@ class RunQuery:
     agent: str | None = None
     project: str | None = None
 
-    def where(self, *clauses: str) -> tuple[str, list[object]]:
-        """`clauses` and the filters, ANDed, with their parameters."""
+    def where(self, *clauses: str, outcome_roots: bool = False) -> tuple[str, list[object]]:
+        """`clauses` and the filters, ANDed, with their parameters. An agent takes part in a run
+        when it made a call there, or (`outcome_roots`: the outcomes know their run) recorded
+        an outcome there without a call of its own."""
         out, params = list(clauses), list[object]()
         for clause, value in (("ts >= ?", self.since), ('"user" = ?', self.user),
                               ("project = ?", self.project)):
@@ -42,8 +44,11 @@ class RunQuery:
                 out.append(clause)
                 params.append(value)
         if self.agent is not None:
-            out.append("(agent = ? OR workflow = ?)")
-            params += [self.agent, self.agent]
+            agent = "agent = ? OR workflow = ?"
+            if outcome_roots:
+                agent += " OR root_run_id IN (SELECT root_run_id FROM outcomes WHERE agent = ?)"
+            out.append(f"({agent})")
+            params += [self.agent] * agent.count("?")
         return " AND ".join(out) or "1", params
 
 
@@ -87,7 +92,8 @@ def runs(reader: Reader, query: RunQuery, chunk: int = CHUNK) -> Iterator[Ledger
     if "events" not in schema.tables:
         return
     key = "COALESCE(root_run_id, run_id)" if schema.runs else "run_id"
-    where, params = query.where(IN_RUN) if schema.runs else query.where()
+    roots = "root_run_id" in schema.columns.get("outcomes", set())
+    where, params = query.where(*([IN_RUN] if schema.runs else []), outcome_roots=roots)
     keys = [str(k) for (k, _first) in reader.read(
         f"SELECT {key}, MIN(ts) FROM events WHERE {where} GROUP BY 1 ORDER BY 2, 1", params)]
     for start in range(0, len(keys), chunk):
