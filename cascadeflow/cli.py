@@ -71,7 +71,7 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
                              "folders; none: the ledger the config file names")
     parser.add_argument("--ledger", nargs="?", const="", metavar="PATH",
                         help="read the ledger as well: this file, or without PATH the config's "
-                             "[ledger] path (write --ledger=PATH before SOURCES)")
+                             "[ledger] path (then after SOURCES: a source right after it is its PATH)")
     parser.add_argument("--config", metavar="PATH", help="the config file that names the ledger "
                         "(default: CASCADEFLOW_CONFIG, ./cascadeflow.toml, pyproject.toml)")
     parser.add_argument("--since", help="runs started since: 24h, 7d, 2w, an ISO date (UTC) or an epoch")
