@@ -11,6 +11,7 @@ State lives behind `BreakerStore`, so a shared store can replace the in-process 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -20,6 +21,20 @@ from typing import Protocol
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Listener = Callable[[str, str, str], None]  # (deployment, old state, new state)
+# where a deployment key's endpoint starts: "@" then a URL scheme, or "@" at the end (no endpoint)
+_ENDPOINT = re.compile(r"@(?:[A-Za-z][A-Za-z0-9+.-]*://|$)")
+
+
+def deployment_key(model: str, endpoint: str) -> str:
+    """What a breaker guards: `model@endpoint` (the endpoint empty for the provider's own)."""
+    return f"{model}@{endpoint}"
+
+
+def model_of(key: str) -> str:
+    """The model of a deployment key, without the endpoint (an address that may carry
+    credentials, never shown in a trace). A model name may hold "@" itself (vertex_ai/x@2024)."""
+    found = _ENDPOINT.search(key)
+    return key[:found.start()] if found else key.split("@", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The `cascadeflow` command: one subcommand per job, each registered by its own `add_*` function.
 
 `demo` runs the triage demo, `trace` prints a saved session, `report` writes the HTML review of
-saved sessions, `recommend` proposes limits from them and `ledger` reads and trims the ledger.
+saved sessions and the ledger, `recommend` proposes limits from them and `ledger` reads and
+trims the ledger.
 Bad input is a one-line error naming the argument, the value and where it came from, with exit
 status 2; never a traceback.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from cascadeflow import ledger_cli, report
 from cascadeflow.console import print_summary, print_trace, trace_filter
 from cascadeflow.demo.run import main as run_demo
-from cascadeflow.errors import CascadeflowError
+from cascadeflow.errors import CascadeflowError, ConfigError
 from cascadeflow.report.recommend import propose, to_toml
 from cascadeflow.session import LoadedSession
 
@@ -65,9 +66,15 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", metavar="SOURCES",
-                        help="files written by session.save(path) (several per file is fine), or folders")
-    parser.add_argument("--since", help="runs started since: 24h, 7d, or an ISO date (UTC)")
+    parser.add_argument("sources", nargs="*", metavar="SOURCES",
+                        help="files written by session.save(path) (several per file is fine), or "
+                             "folders; none: the ledger the config file names")
+    parser.add_argument("--ledger", nargs="?", const="", metavar="PATH",
+                        help="read the ledger as well: this file, or without PATH the config's "
+                             "[ledger] path (then after SOURCES: a source right after it is its PATH)")
+    parser.add_argument("--config", metavar="PATH", help="the config file that names the ledger "
+                        "(default: CASCADEFLOW_CONFIG, ./cascadeflow.toml, pyproject.toml)")
+    parser.add_argument("--since", help="runs started since: 24h, 7d, 2w, an ISO date (UTC) or an epoch")
     parser.add_argument("--user", help="only this user's runs")
     parser.add_argument("--agent", help="only runs this agent took part in")
     parser.add_argument("--project", help="only this project's runs")
@@ -77,11 +84,27 @@ def _runs(args: argparse.Namespace) -> tuple[list[report.Run], list[str], report
     keep = report.RunFilter(since=None if args.since is None else report.parse_since(args.since),
                             user=args.user, agent=args.agent, project=args.project)
     sources = report.saved_sessions(args.sources)
+    if args.ledger is not None or not args.sources:
+        sources.append(_ledger(args, keep))
     return report.load_runs(sources, keep), [s.name for s in sources], keep
 
 
+def _ledger(args: argparse.Namespace, keep: report.RunFilter) -> report.LedgerRuns:
+    """The ledger of --ledger PATH, else the config's: with no SOURCES either, the report reads
+    the ledger the application writes."""
+    try:
+        target = ledger_cli.locate(args.ledger or None, args.config)
+    except ConfigError as exc:
+        if args.ledger is None and exc.setting == "ledger.path":
+            raise ConfigError("SOURCES", None, "the command line", "no source given and no ledger "
+                              "configured: pass files written by session.save(path) or folders of "
+                              "them, --ledger PATH, or a config file with [ledger] path") from None
+        raise
+    return report.LedgerRuns(target.spec.path, keep, target.setting, target.where)
+
+
 def add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    rep = sub.add_parser("report", help="write a single-file HTML review of saved sessions")
+    rep = sub.add_parser("report", help="write a single-file HTML review of saved sessions or the ledger")
     _add_sources(rep)
     rep.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                      help="the HTML file to write (%(default)s)")

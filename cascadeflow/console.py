@@ -9,7 +9,7 @@ from cascadeflow.errors import ConfigError
 
 # every action a trace entry can carry (API.md), so a misspelt `--action` is an error
 ACTIONS = ("allow", "stop", "switch_model", "deny_tool", "redact", "block", "rewrite", "alert",
-           "log_only", "retry", "fallback")
+           "log_only", "retry", "fallback", "breaker")
 Keep = Callable[[Mapping[str, Any]], bool]
 
 

@@ -22,7 +22,8 @@ from typing import Any, TextIO
 from cascadeflow.config import LedgerSpec, resolve
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, StoreUnavailable, jsonl, query
-from cascadeflow.windows import parse, since, time_zone
+from cascadeflow.report import parse_since
+from cascadeflow.windows import parse, time_zone
 
 PERCENTILES = (50, 95, 99)
 
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     now = time.time()
     command = args.ledger_command
     try:
-        target = _locate(args)
+        target = locate(args.ledger, args.config)
         after = _since(args, now)
         reader = _open(target)
     except ConfigError as exc:
@@ -100,14 +101,16 @@ class Target:
     limits: tuple[str, ...]  # user-scoped [limits.NAME]
 
 
-def _locate(args: argparse.Namespace) -> Target:
-    if args.config is not None and not Path(args.config).is_file():
-        raise ConfigError("--config", args.config, "the command line", "no such file")
-    cfg = resolve({"config": args.config})
+def locate(path: str | None, config: str | None) -> Target:
+    """The ledger at `path` (--ledger), else the one the config file names (--config, else
+    CASCADEFLOW_CONFIG, ./cascadeflow.toml, pyproject.toml); a ConfigError when there is none."""
+    if config is not None and not Path(config).is_file():
+        raise ConfigError("--config", config, "the command line", "no such file")
+    cfg = resolve({"config": config})
     spec = cfg.ledger
-    if args.ledger is not None:
+    if path is not None:
         setting, where = "--ledger", "the command line"
-        spec = (spec or LedgerSpec()).model_copy(update={"path": args.ledger})
+        spec = (spec or LedgerSpec()).model_copy(update={"path": path})
     elif spec is not None:
         setting, where = "ledger.path", f"file {cfg.config_file}"
     else:
@@ -131,12 +134,7 @@ def _open(target: Target) -> query.ReadOnly:
 
 def _since(args: argparse.Namespace, now: float) -> float | None:
     text = getattr(args, "since", None)
-    if text is None:
-        return None
-    try:
-        return since(text, now)
-    except ValueError as exc:
-        raise ConfigError("--since", text, "the command line", str(exc)) from None
+    return None if text is None else parse_since(text, now)
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -189,9 +187,10 @@ def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, now: fl
     keep = target.spec.retention
     cut = query.Retention.of(now, keep.usage_days, keep.content_days, keep.outcome_days)
     counts = query.purge(store, cut, now, args.dry_run)
-    return _report(args, out, counts, f"retention: usage events {keep.usage_days} days, content "
-                   f"{keep.content_days} days, outcomes {keep.outcome_days} days; counters, "
-                   "holds, request slots and alert marks once their windows have passed")
+    return _report(args, out, counts, f"retention: usage events and run entries "
+                   f"{keep.usage_days} days, content {keep.content_days} days, outcomes "
+                   f"{keep.outcome_days} days; counters, holds, request slots and alert marks "
+                   "once their windows have passed")
 
 
 def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,

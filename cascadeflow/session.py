@@ -43,6 +43,9 @@ class SessionHooks(Protocol):
 
     def closed(self, session: Session) -> None: ...
 
+    def outcome(self, session: Session) -> None:
+        """`session.outcome()` was called: its label, value and time are on the session."""
+
     def flush(self) -> None:
         """Wait until every record queued so far is written into the sessions."""
 
@@ -62,6 +65,9 @@ class _Detached:
         return None
 
     def closed(self, session: Session) -> None:
+        return None
+
+    def outcome(self, session: Session) -> None:
         return None
 
     def flush(self) -> None:
@@ -271,6 +277,7 @@ class Session:
         self.outcome_ts = time.time()
         if self._record is not None:
             self._record["outcome"], self._record["outcome_value"] = label, self.outcome_value
+        self.hooks.outcome(self)  # the ledger keeps it, when there is one
 
     # -- review ---------------------------------------------------------------------------
     def trace(self) -> list[dict[str, Any]]:

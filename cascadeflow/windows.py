@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 BUCKETS = 60
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_AGO = {**_UNITS, "w": 7 * 86400}
 _ROLLING = re.compile(r"rolling:(\d+)([smhd])")
 CALENDAR = ("hour", "day", "month")
 
@@ -115,10 +116,11 @@ def time_zone(name: str) -> tzinfo:
 
 
 def since(text: str, now: float) -> float:
-    """`--since 1h` / `30m` / `7d` / `2026-11-01` / an epoch -> epoch seconds."""
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    """`--since 1h` / `30m` / `1.5d` / `2w` ago, `2026-11-01` (UTC unless it names a zone) or an
+    epoch -> epoch seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip())
     if match:
-        return now - int(match.group(1)) * _UNITS[match.group(2)]
+        return now - float(match.group(1)) * _AGO[match.group(2)]
     try:
         value = float(text)
     except ValueError:
@@ -129,7 +131,8 @@ def since(text: str, now: float) -> float:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError("expected a duration such as 1h, 30m, 7d, an ISO date or an epoch") from None
+        raise ValueError("expected a duration ago (30m, 24h, 7d, 2w), an ISO date such as "
+                         "2026-11-20 or 2026-11-20T08:00 (UTC), or an epoch") from None
     if parsed.tzinfo is None:
         return float(calendar.timegm(parsed.timetuple()))
     return parsed.timestamp()

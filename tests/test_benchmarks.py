@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.__main__ import main
+from benchmarks.report import main as report_main
 
 
 def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
@@ -25,3 +26,11 @@ def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
         assert {"added_p25_us", "added_p75_us", "baseline_us", "wall_added_us", "worker_us",
                 "rounds", "n"} <= set(row)
         assert row["added_p25_us"] <= row["added_us"] <= row["added_p75_us"]
+
+
+def test_the_report_benchmark_runs_without_a_browser(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    assert report_main(["--runs", "30", "--browser", "", "--dir", str(tmp_path), "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["runs"] == 30 and row["html_bytes"] == (tmp_path / "report.html").stat().st_size
+    assert "load_and_layout_ms" not in row  # measured only in a browser

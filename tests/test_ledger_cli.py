@@ -144,13 +144,16 @@ def test_purge_applies_retention_per_class(tmp_path: Path, capsys: pytest.Captur
                                         _event(now - 10 * DAY, content=secret),
                                         _event(now - DAY, content=secret)])
     for age in (40, 1):
-        store.execute("INSERT INTO outcomes VALUES ('r1', ?, 'resolved', 1, 'alice', NULL, NULL)",
+        store.execute("INSERT INTO outcomes (run_id, ts, label, value, user) VALUES "
+                      "('r1', ?, 'resolved', 1, 'alice')", (now - age * DAY,))
+    for age in (100, 1):
+        store.execute("INSERT INTO run_entries VALUES ('r1', 'r1', 1, ?, 'alice', '{}')",
                       (now - age * DAY,))
     store.execute("INSERT INTO counters VALUES ('budget:daily:alice', 1, 5, ?)", (now - 60,))
     store.execute("INSERT INTO counters VALUES ('budget:daily:alice', 2, 5, ?)", (now + 600,))
     store.execute("INSERT INTO marks VALUES ('m', ?)", (now - 60,))
-    expected = {"events": 1, "content": 1, "outcomes": 1, "counters": 1, "holds": 0, "slots": 0,
-                "marks": 1}
+    expected = {"events": 1, "run_entries": 1, "content": 1, "outcomes": 1, "counters": 1,
+                "holds": 0, "slots": 0, "marks": 1}
     dry = _cli(capsys, "purge", "--dry-run")
     assert dry["removed"] == expected and dry["dry_run"]
     assert store.read("SELECT COUNT(*) FROM events") == [(3,)]
@@ -175,7 +178,9 @@ def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureF
     users = ("a_1", "a%1", "ab1", "a_1:9")  # LIKE wildcards, and a user id that extends another
     store = _ledger(tmp_path / "l.db", [_event(now - i, user=u) for i, u in enumerate(users)])
     for user in users:
-        store.execute("INSERT INTO outcomes VALUES ('r', ?, 'ok', 1, ?, NULL, NULL)", (now, user))
+        store.execute("INSERT INTO outcomes (run_id, ts, label, value, user) VALUES "
+                      "('r', ?, 'ok', 1, ?)", (now, user))
+        store.execute("INSERT INTO run_entries VALUES ('r', 'r', 1, ?, ?, '{}')", (now, user))
         for key in (f"budget:daily:{user}", f"tokens:per_user:{user}", f"usd:per_user:{user}"):
             store.execute("INSERT INTO counters VALUES (?, 1, 5, ?)", (key, now + 3600))
         store.execute("INSERT INTO holds VALUES ('h', ?, 1, 5, ?)", (f"budget:daily:{user}", now + 9))
@@ -185,12 +190,12 @@ def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureF
     store.execute("INSERT INTO counters VALUES ('budget:team:a_1', 1, 5, ?)", (now + 3600,))  # a project
     (tmp_path / "usage.jsonl").write_text("".join(json.dumps({"user": u, "cost": 1}) + "\n"
                                                   for u in (*users, "a_1")) + "not json\n")
-    expected = {"events": 1, "outcomes": 1, "counters": 3, "holds": 1, "slots": 1, "marks": 1,
-                "events_jsonl": 2}
+    expected = {"events": 1, "run_entries": 1, "outcomes": 1, "counters": 3, "holds": 1, "slots": 1,
+                "marks": 1, "events_jsonl": 2}
     assert _cli(capsys, "forget", "--user", "a_1", "--dry-run")["removed"] == expected
     assert len((tmp_path / "usage.jsonl").read_text().splitlines()) == 6
     assert _cli(capsys, "forget", "--user", "a_1")["removed"] == expected
-    for table in ("events", "outcomes"):
+    for table in ("events", "run_entries", "outcomes"):
         assert sorted(u for (u,) in store.read(f"SELECT user FROM {table}")) == sorted(users[1:])
     keys = [k for table in ("counters", "holds", "slots", "marks")
             for (k,) in store.read(f"SELECT key FROM {table}")]

@@ -151,7 +151,7 @@ def test_outcomes_are_recorded_saved_and_rolled_up(provider: Any, tmp_path: Path
 
 
 def test_a_source_of_records_reviews_like_saved_files(tmp_path: Path) -> None:
-    """What a ledger source will do: yield records in the saved-session shape."""
+    """Any source of records in the saved-session shape reviews like saved files."""
 
     class Records:
         name = "records"

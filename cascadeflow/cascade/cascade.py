@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow.balance import Load, load
-from cascadeflow.breakers import BreakerRegistry, BreakerSettings, CircuitBreaker, breakers
+from cascadeflow.breakers import BreakerRegistry, BreakerSettings, CircuitBreaker, breakers, deployment_key
 from cascadeflow.cascade.clients import ClientPool, clients
 from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream
 from cascadeflow.cascade.tiers import Deployment, Tier, check_failure_classes, check_tiers, tier
@@ -264,7 +264,7 @@ class _Run:
             base = params.get("api_base") or params.get("base_url") or ""
             if base:
                 break
-        return f"{deployment.model}@{base}"
+        return deployment_key(deployment.model, base)
 
     def breaker(self, key: str) -> CircuitBreaker:
         return self.c.registry.get(key, self.c.breaker, self.c._clock)
@@ -290,8 +290,8 @@ class _Run:
     def _skip(self, tier_: Tier, reason: str, message: str) -> None:
         """A skipped tier is a fallback like any other: traced, alerted and told to `on_fallback`."""
         self.attempts.append({"tier": tier_.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
-        events.note(self.rt, "fallback", reason, model=tier_.model or tier_.label,
-                    message=f"{self.c.name}: {message}")
+        self.rt.note("fallback", reason, model=tier_.model or tier_.label,
+                     message=f"{self.c.name}: {message}")
         self._fallback(tier_, Failure(reason, message))
 
     def gate(self, tier_: Tier, deployments: tuple[Deployment, ...], tried: set[str]
@@ -361,8 +361,8 @@ class _Run:
         self.breaker(pick.key).success()
         _mark(result, pick.tier.degraded)
         if pick.tier.degraded:
-            events.note(self.rt, "fallback", "degraded_answer", model=pick.deployment.model, degraded=True,
-                        message=f"{self.c.name}: answered by the last-resort tier {pick.tier.label}")
+            self.rt.note("fallback", "degraded_answer", model=pick.deployment.model, degraded=True,
+                         message=f"{self.c.name}: answered by the last-resort tier {pick.tier.label}")
 
     def _attempt(self, pick: Pick, failure: Failure, t0: float, exc: BaseException | None) -> None:
         breaker = self.breaker(pick.key)
@@ -387,14 +387,14 @@ class _Run:
                                   "attempt": 0})
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
-            events.note(self.rt, "fallback", failure.kind, model=tier_.model or tier_.label,
-                        message=f"{self.c.name}: {failure.message}")
+            self.rt.note("fallback", failure.kind, model=tier_.model or tier_.label,
+                         message=f"{self.c.name}: {failure.message}")
             self._fallback(tier_, failure)
             return None
         limit = self.c.retries.get(failure.kind)
         if limit is None and failure.disposition == FATAL:
-            events.note(self.rt, "stop", failure.kind, model=tier_.model or tier_.label,
-                        message=f"{self.c.name}: {failure.message}")
+            self.rt.note("stop", failure.kind, model=tier_.model or tier_.label,
+                         message=f"{self.c.name}: {failure.message}")
             assert self.last_error is not None
             raise self.last_error
         clock = self.c._clock()
@@ -406,14 +406,14 @@ class _Run:
         if again:
             pause = 0.0 if untried else self.c.retry.wait(attempt, failure.retry_after)
             if clock + pause < self.deadline:
-                events.note(self.rt, "retry", failure.kind, model=tier_.model or tier_.label,
-                            message=f"{self.c.name}: retrying {tier_.label} in {pause:.3f}s")
+                self.rt.note("retry", failure.kind, model=tier_.model or tier_.label,
+                             message=f"{self.c.name}: retrying {tier_.label} in {pause:.3f}s")
                 return pause
         self.left_after = failure.kind
         then = f": trying the {failure.kind} fallbacks" if not self.switched and \
             failure.kind in self.c.fallbacks else ""
-        events.note(self.rt, "fallback", failure.kind, model=tier_.model or tier_.label,
-                    message=f"{self.c.name}: leaving {tier_.label} after {failure.kind}{then}")
+        self.rt.note("fallback", failure.kind, model=tier_.model or tier_.label,
+                     message=f"{self.c.name}: leaving {tier_.label} after {failure.kind}{then}")
         self._fallback(tier_, failure)
         return None
 
@@ -426,8 +426,8 @@ class _Run:
             self.c.on_fallback(event)
 
     def static_answer(self, tier_: Tier) -> Any:
-        events.note(self.rt, "fallback", "static_answer", model=None, degraded=tier_.degraded,
-                    message=f"{self.c.name}: answered with the static last tier")
+        self.rt.note("fallback", "static_answer", model=None, degraded=tier_.degraded,
+                     message=f"{self.c.name}: answered with the static last tier")
         return _static(tier_.static or "", self.client, tier_.degraded)
 
     def exhausted(self) -> Any:

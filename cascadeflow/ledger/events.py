@@ -1,5 +1,6 @@
-"""A usage event: one settled (or stopped) step, as the ledger, the request log and a billing
-system read it. Never prompt text unless content capture is on, never a secret."""
+"""What the ledger keeps of a run: a usage event per settled (or stopped) step, as the ledger, the
+request log and a billing system read it; the run's other trace entries; its outcomes.
+Never prompt text unless content capture is on, never a secret."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ class UsageEvent:
     applied: bool = False
     mode: str = "observe"
     tool: str | None = None
+    tool_calls: int = 0  # tool calls the model asked for
+    root_run_id: str | None = None  # the outermost run; None for a call outside any run()
+    parent_run_id: str | None = None  # the session `run_id` opened in (an @agent call's caller)
+    root_step: int | None = None  # the step's number in the outermost run
+    budget: float | None = None  # the outermost run's budget, USD (its burn-down's limit)
     prefix_hash: str | None = None  # keyed hash of the cacheable prompt prefix, never the text
     metadata: dict[str, Any] | None = None  # the session's metadata, secrets masked
     content: dict[str, Any] | None = None  # prompt and completion, only with capture on
@@ -59,3 +65,47 @@ class UsageEvent:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
+# the keys of a trace entry a run entry keeps: labels, numbers and cascadeflow's own words
+ENTRY_KEYS = ("action", "reason", "applied", "operation", "agent", "model", "target_model",
+             "tools_denied", "message", "rule", "kind", "stage", "score", "primary")
+
+
+@dataclass(slots=True)
+class RunEntry:
+    """A non-allow trace entry of a run: a decision, a guardrail finding, a cascade event or a
+    breaker transition. Kept apart from the usage events because many come after their step's
+    event is written (output findings, a fallback after the attempt that failed, a degraded
+    answer after the last step). `entry` holds only `ENTRY_KEYS`: never a matched text, never
+    a provider's message."""
+
+    root_run_id: str
+    run_id: str  # the session it was recorded in
+    step: int  # its number in the outermost run
+    ts: float
+    user: str | None
+    entry: dict[str, Any]
+
+    def to_row(self) -> tuple[Any, ...]:
+        return (self.root_run_id, self.run_id, self.step, self.ts, self.user,
+                json.dumps(self.entry, separators=(",", ":"), default=str))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run or an @agent call delivered (`session.outcome`): the latest one counts."""
+
+    run_id: str
+    ts: float
+    label: str
+    value: float | None
+    user: str | None
+    project: str | None
+    agent: str | None
+    root_run_id: str | None
+    parent_run_id: str | None
+
+    def to_row(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Outcome))

@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from cascadeflow.alert import Alert
 from cascadeflow.config import LedgerSpec
+from cascadeflow.entry import Entry
 from cascadeflow.ledger.cache import CacheWatch
-from cascadeflow.ledger.events import UsageEvent
-from cascadeflow.ledger.quotas import Quotas, SharedBudget, Shares
+from cascadeflow.ledger.events import ENTRY_KEYS, Outcome, RunEntry, UsageEvent
+from cascadeflow.ledger.quotas import Quotas, SharedBudget, Shares, scope_value
 from cascadeflow.ledger.sqlite import SQLiteStore
 from cascadeflow.ledger.store import Claim, Refusal, Settlement, Store, StoreUnavailable, nano
 from cascadeflow.ledger.writer import Writer
@@ -69,15 +69,32 @@ class Ledger:
         claims += [Claim(r.counter, 0) for r in shares.rates]
         return self.store.acquire(hold, claims, [slot for _, slot in shares.slots], now)
 
-    def outcome(self, run_id: str, label: str, value: float | None, user: str | None,
-                project: str | None, agent: str | None) -> None:
-        """Keep what a run achieved (`session.outcome`), for the report's completion rates."""
-        self.events.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (run_id, time.time(), label, value, user, project, agent))
-
     # -- the worker --------------------------------------------------------------------------
     def settle(self, settlement: Settlement) -> None:
         self.writer.put(settlement)
+
+    def outcome(self, session: Session, label: str, value: float | None, ts: float) -> None:
+        """Keep what a run or an @agent call delivered (`session.outcome`), with where it sits
+        in its run, for the report's completion rates."""
+        chain, root, parent = session.chain, session.chain[-1], session.parent
+        self.writer.put(Settlement(None, ts, outcome=Outcome(
+            session.run_id, ts, label, value, scope_value("user", chain),
+            scope_value("project", chain), session.agent_in_chain,
+            None if root.ambient else root.run_id, None if parent is None else parent.run_id)))
+
+    def entries(self, chain: tuple[Session, ...], number: int, entries: Sequence[Entry],
+                primary: Entry | None = None) -> None:
+        """Keep a run's non-allow trace entries (numbered `number` in its outermost session):
+        what the report needs of its decisions, findings and cascade events besides the usage
+        events. `primary` is the step's own decision, which its usage event also carries."""
+        root = chain[-1]
+        shown = [e for e in entries if e.action != "allow"]
+        if not shown or root.ambient:  # calls outside any run() are no run to review
+            return
+        user = scope_value("user", chain)
+        kept = [RunEntry(root.run_id, e.run_id, number, e.ts, user, _labels(e, e is primary))
+                for e in shown]
+        self.writer.put(Settlement(None, kept[0].ts, entries=kept))
 
     # -- the writer --------------------------------------------------------------------------
     def _commit(self, batch: Sequence[Settlement]) -> None:
@@ -197,6 +214,20 @@ class Ledger:
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
                 "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
+
+
+# operations whose `message` may quote what a provider said: their entries keep none
+SIDE_OPERATIONS = ("guardrail", "cascade")
+
+
+def _labels(entry: Entry, primary: bool) -> dict[str, Any]:
+    """The entry's `ENTRY_KEYS` that have a value."""
+    data = entry.as_dict(0)
+    if entry.operation in SIDE_OPERATIONS:
+        data.pop("message", None)
+    if primary:
+        data["primary"] = True
+    return {k: data[k] for k in ENTRY_KEYS if data.get(k) is not None and data.get(k) != []}
 
 
 __all__ = ["Ledger", "StoreUnavailable"]

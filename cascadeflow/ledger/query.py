@@ -196,6 +196,7 @@ def purge(store: SQLiteStore, cut: Retention, now: float, dry_run: bool = False)
     if dry_run:
         counts = {
             "events": _count(store, "events", "ts < ?", (cut.usage,)),
+            "run_entries": _count(store, "run_entries", "ts < ?", (cut.usage,)),
             "content": _count(store, "events", "content IS NOT NULL AND ts >= ? AND ts < ?",
                               (cut.usage, cut.content)),
             "outcomes": _count(store, "outcomes", "ts < ?", (cut.outcomes,)),
@@ -204,6 +205,8 @@ def purge(store: SQLiteStore, cut: Retention, now: float, dry_run: bool = False)
     counts = {
         "events": _batched(store, "DELETE FROM events WHERE id IN (SELECT id FROM events "
                                   "WHERE ts < ? LIMIT ?)", (cut.usage,)),
+        "run_entries": _batched(store, "DELETE FROM run_entries WHERE rowid IN (SELECT rowid FROM "
+                                       "run_entries WHERE ts < ? LIMIT ?)", (cut.usage,)),
         "content": _batched(store, "UPDATE events SET content = NULL WHERE id IN (SELECT id FROM "
                                    "events WHERE content IS NOT NULL AND ts < ? LIMIT ?)",
                             (cut.content,)),
@@ -220,16 +223,20 @@ def user_keys(user: str, budgets: Sequence[str], limits: Sequence[str]) -> list[
     return keys + [key(kind, name, user) for name in limits for kind in KINDS[1:]]
 
 
+BY_ROW = ("events", "run_entries")  # tables that grow with every step: deleted in batches
+
+
 def forget(store: SQLiteStore, user: str, keys: Sequence[str], dry_run: bool = False
            ) -> dict[str, int]:
-    """Delete (or, dry, count) `user`'s rows in the ledger: events, outcomes, and the counters,
-    holds, slots and alert marks under `keys`. Exact comparisons only: a user id may hold `%`
+    """Delete (or, dry, count) `user`'s rows in the ledger: events, run entries, outcomes, and
+    the counters, holds, slots and alert marks under `keys`. Exact comparisons only: a user id may hold `%`
     or `_`, and `u1` must never take `u10` with it."""
     marks = [f"{kind}:{key}:" for kind in MARK_KINDS for key in keys if key.startswith("budget:")]
     marked = " OR ".join(["(substr(key, 1, ?) = ? AND substr(key, ? + 1) NOT GLOB '*[^0-9]*')"]
                          * len(marks)) or "0"
     where: dict[str, tuple[str, list[object]]] = {
         "events": ("user = ?", [user]),
+        "run_entries": ("user = ?", [user]),
         "outcomes": ("user = ?", [user]),
         "counters": (_in(keys), list(keys)),
         "holds": (_in(keys), list(keys)),
@@ -239,10 +246,11 @@ def forget(store: SQLiteStore, user: str, keys: Sequence[str], dry_run: bool = F
     if dry_run:
         return {table: _count(store, table, clause, params) for table, (clause, params)
                 in where.items()}
-    counts = {"events": _batched(store, "DELETE FROM events WHERE id IN (SELECT id FROM events "
-                                        "WHERE user = ? LIMIT ?)", (user,))}
+    counts = {table: _batched(store, f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM "
+                                     f"{table} WHERE user = ? LIMIT ?)", (user,))
+              for table in BY_ROW}
     return counts | {table: store.execute(f"DELETE FROM {table} WHERE {clause}", params)
-                     for table, (clause, params) in where.items() if table != "events"}
+                     for table, (clause, params) in where.items() if table not in BY_ROW}
 
 
 def _in(values: Sequence[str]) -> str:

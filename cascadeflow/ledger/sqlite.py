@@ -20,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from cascadeflow.ledger.events import COLUMNS
+from cascadeflow.ledger.events import COLUMNS, OUTCOME_COLUMNS
 from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement, Slot, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs (root, parent, step in the root, budget), run entries, outcome roots
 BUSY_TIMEOUT_S = 30.0  # how long a transaction waits for another process's write lock
 
 _SCHEMA = f"""
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_user ON events (user, ts);
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS run_entries (
+    root_run_id TEXT NOT NULL, run_id TEXT NOT NULL, step INTEGER NOT NULL, ts REAL NOT NULL,
+    user TEXT, entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_entries_root ON run_entries (root_run_id);
+CREATE INDEX IF NOT EXISTS run_entries_ts ON run_entries (ts);
 CREATE TABLE IF NOT EXISTS counters (
     key TEXT NOT NULL, bucket INTEGER NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (key, bucket)) WITHOUT ROWID;
@@ -46,11 +51,24 @@ CREATE INDEX IF NOT EXISTS slots_key ON slots (key, ts);
 CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     run_id TEXT NOT NULL, ts REAL NOT NULL, label TEXT NOT NULL, value REAL, user TEXT,
-    project TEXT, agent TEXT);
+    project TEXT, agent TEXT, root_run_id TEXT, parent_run_id TEXT);
 CREATE INDEX IF NOT EXISTS outcomes_run ON outcomes (run_id);
+"""
+# columns added since the first schema: a file written before them gets them when it is opened
+# for writing (ALTER TABLE ADD COLUMN changes no row, so it takes no time on a large file); their
+# rows read NULL there, which the report reads as "each session its own run"
+ADDED = {"events": {"tool_calls": "INTEGER", "root_run_id": "TEXT", "parent_run_id": "TEXT",
+                    "root_step": "INTEGER", "budget": "REAL"},
+         "outcomes": {"root_run_id": "TEXT", "parent_run_id": "TEXT"}}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS events_root ON events (root_run_id);
+CREATE INDEX IF NOT EXISTS outcomes_root ON outcomes (root_run_id);
 """
 _INSERT_EVENT = (f"INSERT INTO events ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in COLUMNS)}) "
                  f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+_INSERT_ENTRY = "INSERT INTO run_entries VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_OUTCOME = (f"INSERT INTO outcomes ({', '.join(OUTCOME_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' for _ in OUTCOME_COLUMNS)})")
 _ADD = ("INSERT INTO counters (key, bucket, amount, expires) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
 
@@ -68,9 +86,22 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connection()
             conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the ledger {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Add the columns a file of an older schema lacks, under the write lock (two processes
+        opening it at once must not both add them)."""
+        with self._write() as db:
+            for table, added in ADDED.items():
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added.items():
+                    if column not in present:
+                        db.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {kind}')
+            for statement in filter(str.strip, _INDEXES.split(";")):
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     # -- connections -----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -148,6 +179,12 @@ class SQLiteStore:
             events = [s.event.to_row() for s in settlements if s.event is not None]
             if events:
                 db.executemany(_INSERT_EVENT, events)
+            entries = [e.to_row() for s in settlements for e in s.entries]
+            if entries:
+                db.executemany(_INSERT_ENTRY, entries)
+            outcomes = [s.outcome.to_row() for s in settlements if s.outcome is not None]
+            if outcomes:
+                db.executemany(_INSERT_OUTCOME, outcomes)
             if not self.counters:
                 return
             for s in settlements:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cascadeflow.ledger.events import UsageEvent
+from cascadeflow.ledger.events import Outcome, RunEntry, UsageEvent
 from cascadeflow.windows import Window
 
 NANO = 1_000_000_000
@@ -81,12 +81,15 @@ class Refusal:
 @dataclass(slots=True)
 class Settlement:
     """What one settled call adds to each counter (in the bucket of `ts`, the call's start), and
-    the hold it releases (its id, or None when it held nothing)."""
+    the hold it releases (its id, or None when it held nothing). A run's other trace entries and its outcomes
+    travel the same way, without amounts: one writer, one batch, one transaction."""
 
     event: UsageEvent | None
     ts: float
     hold: str | None = None
     amounts: list[tuple[Counter, int]] = field(default_factory=list)
+    entries: list[RunEntry] = field(default_factory=list)
+    outcome: Outcome | None = None
 
 
 class Store(Protocol):
@@ -100,7 +103,8 @@ class Store(Protocol):
         """Take every claim's hold and every slot, or nothing: None when all were taken."""
 
     def commit(self, settlements: Sequence[Settlement]) -> None:
-        """Append the events, add the amounts, release the holds: one atomic batch."""
+        """Append the events (and run entries, outcomes), add the amounts, release the holds: one
+        atomic batch."""
 
     def mark(self, key: str, until: float) -> bool:
         """True the first time `key` is marked (kept until `until`); False after, in any process."""

@@ -1,53 +1,13 @@
-"""Cascade events: retries, fallbacks, skips and degraded answers, recorded in the open sessions.
-
-An event is a decision, not a step: it takes the number of the latest step and does not count
-toward `max_steps`. Cascades route in observe mode too, so events are always `applied`.
-"""
+"""What a cascade asks of the runtime besides recording its events (`Runtime.note`): alerts,
+and whether a compliance profile of the open sessions excludes a model."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cascadeflow.alert import Alert
-from cascadeflow.entry import Entry
 from cascadeflow.pipeline.runtime import Runtime
-from cascadeflow.secrets import scrub
-from cascadeflow.session import Session, current
-
-
-def note(rt: Runtime, action: str, reason: str, *, model: str | None, message: str = "",
-         degraded: bool = False) -> None:
-    """Record a cascade event in the open sessions (written by the worker, in order)."""
-    if rt.mode == "off":
-        return
-    session = current() or rt.ambient
-    entry = Entry(action=action, reason=reason, applied=True, mode=rt.mode, requested_model=model,
-                  model=model, agent=session.agent_in_chain, operation="cascade",
-                  run_id=session.run_id, status="ok")
-    if message:
-        entry.extra = {"message": scrub(message)}  # provider error texts can quote keys
-    if not rt.enforce:  # observe: steps are numbered by the worker's replay, so number it there
-        rt.worker.submit(_write, rt, session, None, entry, degraded)
-        return
-    with session.lock:
-        numbers = tuple(s.steps for s in session.chain)
-        rt.worker.submit(_write, rt, session, numbers, entry, degraded)
-
-
-def _write(rt: Runtime, session: Session, numbers: tuple[int, ...] | None, entry: Entry,
-           degraded: bool) -> None:
-    if numbers is None:
-        numbers = tuple(s.steps for s in session.chain)
-    for s, number in zip(session.chain, numbers, strict=True):
-        s.add_entry(number, entry)
-        if entry.action == "retry":
-            s.retries += 1
-        elif entry.action == "fallback" and entry.reason not in ("degraded_answer", "static_answer"):
-            s.fallbacks += 1
-        if degraded:
-            s.degraded = True
-    if rt.observer is not None:
-        rt.notify(rt.observer.decisions_made, [entry])
+from cascadeflow.session import current
 
 
 def alert(rt: Runtime, kind: str, message: str, attributes: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ def _event(step: Step, ledger: Ledger) -> UsageEvent:
     metadata: dict[str, Any] = {}
     for session in reversed(chain):
         metadata.update(session.metadata)
+    root, parent = chain[-1], step.session.parent
     event = UsageEvent(
         ts=step.started_ns / 1e9, run_id=step.session.run_id, step=step.step_no,
         user=scope_value("user", chain), project=scope_value("project", chain),
@@ -44,7 +45,10 @@ def _event(step: Step, ledger: Ledger) -> UsageEvent:
         operation=step.request.operation, requested_model=entry.requested_model, model=entry.model,
         provider=entry.provider, cost=entry.cost, latency_ms=entry.latency_ms, status=entry.status,
         error=entry.error, action=entry.action, reason=entry.reason, applied=entry.applied,
-        mode=entry.mode, tool=entry.tool, metadata=metadata or None, content=entry.content,
+        mode=entry.mode, tool=entry.tool, tool_calls=entry.tool_calls,
+        root_run_id=None if root.ambient else root.run_id,
+        parent_run_id=None if parent is None else parent.run_id, root_step=step.numbers[-1],
+        budget=root.limits.budget, metadata=metadata or None, content=entry.content,
     )
     if usage is not None:
         event.tokens_in, event.tokens_out = usage.tokens_in, usage.tokens_out

@@ -78,10 +78,14 @@ def finding_entry(step: Step, finding: Finding) -> Entry:
 
 
 def append(step: Step, entries: Sequence[Entry]) -> None:
-    """Add entries to the trace of every session of the step's chain, under the step's numbers."""
+    """Add entries to the trace of every session of the step's chain, under the step's numbers,
+    and keep the non-allow ones in the ledger."""
     for session, number in zip(step.chain, step.numbers, strict=True):
         for entry in entries:
             session.add_entry(number, entry)
+    if step.rt.ledger is not None:
+        step.rt.ledger.entries(step.chain, step.numbers[-1], entries,
+                               step.entries[0] if step.entries else None)
     observer = step.rt.observer
     if observer is not None:
         step.rt.notify(observer.decisions_made, entries)

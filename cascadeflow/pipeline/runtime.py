@@ -8,19 +8,22 @@ live in the adapter layer above, so the runtime holds them behind two small inte
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 from cascadeflow.alert import Alert
-from cascadeflow.breakers import breakers
+from cascadeflow.breakers import breakers, model_of
 from cascadeflow.config import Config
+from cascadeflow.entry import Entry
 from cascadeflow.guardrails.policy import Policy, PolicyStore
 from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
 from cascadeflow.policy import Engine
 from cascadeflow.policy.view import ChainView
-from cascadeflow.session import Session
+from cascadeflow.secrets import scrub
+from cascadeflow.session import CURRENT, Session
 from cascadeflow.worker import Worker, shared
 
 log = logging.getLogger("cascadeflow")
@@ -109,12 +112,55 @@ class Runtime:
             self._alert(alert)
 
     def breaker_changed(self, deployment: str, old: str, new: str) -> None:
-        """A circuit breaker moved: count it, and alert when one opens."""
+        """A circuit breaker moved (on the thread of the call that moved it): count it, record
+        it in the open sessions, and alert when one opens."""
         if self.observer is not None:
             self.notify(self.observer.breaker_changed, deployment, old, new)
+        model = model_of(deployment)  # the trace keeps no endpoint address
+        self.note("breaker", f"{old}_to_{new}", model=model,
+                  message=f"circuit breaker of {model} moved from {old} to {new}")
         if new == "open":
             self.emit(Alert("breaker_open", f"circuit breaker for {deployment} opened ({old} -> open)",
                             attributes={"deployment": deployment, "from": old}))
+
+    # -- cascade events ----------------------------------------------------------------------
+    def note(self, action: str, reason: str, *, model: str | None, message: str = "",
+             degraded: bool = False) -> None:
+        """Record a cascade event (retry, fallback, skip, degraded answer, breaker transition) in
+        the open sessions, written by the worker in order. An event is not a step: it takes the
+        number of the latest step and does not count toward `max_steps`. Cascades route in
+        observe mode too, so events are always `applied`."""
+        if self.mode == "off":
+            return
+        session = CURRENT.get() or self.ambient
+        entry = Entry(action=action, reason=reason, applied=True, mode=self.mode,
+                      requested_model=model, model=model, agent=session.agent_in_chain,
+                      operation="cascade", run_id=session.run_id, status="ok")
+        if message:
+            entry.extra = {"message": scrub(message)}  # provider error texts can quote keys
+        if not self.enforce:  # observe: steps are numbered by the worker's replay, so number it there
+            self.worker.submit(self._noted, session, None, entry, degraded)
+            return
+        with session.lock:
+            numbers = tuple(s.steps for s in session.chain)
+            self.worker.submit(self._noted, session, numbers, entry, degraded)
+
+    def _noted(self, session: Session, numbers: tuple[int, ...] | None, entry: Entry,
+               degraded: bool) -> None:
+        if numbers is None:
+            numbers = tuple(s.steps for s in session.chain)
+        for s, number in zip(session.chain, numbers, strict=True):
+            s.add_entry(number, entry)
+            if entry.action == "retry":
+                s.retries += 1
+            elif entry.action == "fallback" and entry.reason not in ("degraded_answer", "static_answer"):
+                s.fallbacks += 1
+            if degraded:
+                s.degraded = True
+        if self.ledger is not None:
+            self.ledger.entries(session.chain, numbers[-1], [entry])
+        if self.observer is not None:
+            self.notify(self.observer.decisions_made, [entry])
 
     # -- SessionHooks: what sessions tell the runtime ----------------------------------------
     def opened(self, session: Session) -> None:
@@ -129,6 +175,13 @@ class Runtime:
             self.worker.submit(self.notify, self.observer.session_closed, session)
             if session.parent is None:
                 self.worker.flush()
+
+    def outcome(self, session: Session) -> None:
+        """The ledger keeps the outcome, written by the worker after the steps queued before it
+        (the caller never waits on the ledger's file)."""
+        if self.ledger is not None and session.outcome_label is not None:
+            self.worker.submit(self.ledger.outcome, session, session.outcome_label,
+                               session.outcome_value, session.outcome_ts or time.time())
 
     def flush(self) -> None:
         self.worker.flush()

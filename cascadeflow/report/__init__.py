@@ -1,5 +1,5 @@
 """Reviewing what happened: a single-file HTML report and budget recommendations from saved
-sessions (and, through the same `Source` interface, the ledger)."""
+sessions and the ledger, both read through the `Source` interface."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cascadeflow.report.filters import RunFilter, parse_since
+from cascadeflow.report.ledger_source import LedgerRuns
 from cascadeflow.report.model import Run, read_run
 from cascadeflow.report.page import document
 from cascadeflow.report.review import DETAIL_RUNS, Review, build, load_runs
 from cascadeflow.report.sections import all_sections
 from cascadeflow.report.source import RunRecord, SavedSessions, Source, saved_sessions
 
-__all__ = ["DETAIL_RUNS", "Review", "Run", "RunFilter", "RunRecord", "SavedSessions", "Source",
+__all__ = ["DETAIL_RUNS", "LedgerRuns", "Review", "Run", "RunFilter", "RunRecord", "SavedSessions", "Source",
            "build", "load_runs", "parse_since", "read_run", "render", "review", "saved_sessions",
            "write_report"]
 

@@ -124,18 +124,30 @@ BUCKETS = (60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0)
 
 @dataclass(slots=True)
 class Reliability:
-    """Retries, fallbacks and breaker skips: counts by reason and model, and when they happened."""
+    """Retries, fallbacks, breaker skips and breaker transitions: counts by reason and model,
+    and when they happened."""
 
     by_reason: list[tuple[str, str, str, int]]  # action, reason, model, count
-    buckets: list[tuple[float, int, int]]  # bucket start (epoch s), retries, fallbacks
+    buckets: list[tuple[float, int, int, int]]  # bucket start (epoch s), retries, fallbacks, opened
     bucket_s: float
     breaker_skips: int  # tiers skipped because their circuit breaker was open
     degraded_answers: int
+    transitions: list[tuple[float | None, str, str, str]]  # when, model, from, to (oldest first)
+
+
+MAX_TRANSITIONS = 30  # breaker transitions listed (the latest); all of them are counted
+
+
+def _moved(reason: str) -> tuple[str, str]:
+    """A breaker transition's reason, `closed_to_open`, as (from, to)."""
+    old, _, new = reason.partition("_to_")
+    return old, new
 
 
 def reliability(runs: Sequence[Run], max_buckets: int = 48) -> Reliability:
     counts: dict[tuple[str, str, str], int] = {}
     events: list[tuple[float, str]] = []
+    moves: list[tuple[float | None, str, str, str]] = []
     skips = degraded = 0
     for run in runs:
         for m in run.marks:
@@ -146,16 +158,26 @@ def reliability(runs: Sequence[Run], max_buckets: int = 48) -> Reliability:
             skips += m.reason == "circuit_open"
             degraded += m.reason == "degraded_answer"
             when = m.ts if m.ts is not None else run.started
-            if when is not None and m.action in ("retry", "fallback"):
+            if m.action == "breaker":
+                moves.append((when, m.model or "-", *_moved(m.reason)))
+            if when is None:
+                continue
+            if m.action in ("retry", "fallback"):
                 events.append((when, m.action))
+            elif m.action == "breaker" and m.reason.endswith("_to_open"):
+                events.append((when, "opened"))
     rows = sorted(((a, r, mdl, n) for (a, r, mdl), n in counts.items()), key=lambda x: (-x[3], x[:3]))
+    moves.sort(key=lambda t: (t[0] is None, t[0] or 0.0))
+    latest = moves[-MAX_TRANSITIONS:]
     if not events:
-        return Reliability(rows, [], 0.0, skips, degraded)
+        return Reliability(rows, [], 0.0, skips, degraded, latest)
     first = min(t for t, _ in events)
     span = max(t for t, _ in events) - first
     size = next((b for b in BUCKETS if span / b < max_buckets), BUCKETS[-1])
     start = first - first % size
-    series = [[start + i * size, 0, 0] for i in range(int((first + span - start) // size) + 1)]
+    column = {"retry": 1, "fallback": 2, "opened": 3}
+    series = [[start + i * size, 0, 0, 0] for i in range(int((first + span - start) // size) + 1)]
     for when, action in events:
-        series[int((when - start) // size)][1 if action == "retry" else 2] += 1
-    return Reliability(rows, [(float(a), int(b), int(c)) for a, b, c in series], size, skips, degraded)
+        series[int((when - start) // size)][column[action]] += 1
+    return Reliability(rows, [(float(a), int(b), int(c), int(d)) for a, b, c, d in series], size,
+                       skips, degraded, latest)

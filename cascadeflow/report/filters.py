@@ -6,33 +6,22 @@ ledger does.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cascadeflow.errors import ConfigError
 from cascadeflow.report.model import Run
-
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+from cascadeflow.windows import since
 
 
 def parse_since(value: str, now: float | None = None, argument: str = "--since") -> float:
-    """`30m`, `24h`, `7d`, `2w` ago, or an ISO date/time (UTC unless it names a zone)."""
-    text = value.strip()
-    match = _AGO.match(text)
-    if match:
-        return (time.time() if now is None else now) - float(match[1]) * _SECONDS[match[2]]
+    """`30m`, `24h`, `7d`, `2w` ago, an ISO date/time (UTC unless it names a zone) or an epoch:
+    `windows.since`, with a bad value a ConfigError naming the argument."""
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(argument, value, "command line",
-                          "expected a duration ago (30m, 24h, 7d, 2w) or an ISO date such as "
-                          "2026-11-20 or 2026-11-20T08:00") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+        return since(value, time.time() if now is None else now)
+    except ValueError as exc:
+        raise ConfigError(argument, value, "the command line", str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,9 +110,9 @@ def _round_up(value: float, digits: int = 2) -> float:
 
 def propose(runs: Sequence[Run], q: float = 95.0, headroom: float = 0.2) -> list[Proposal]:
     if not 0 < q <= 100:
-        raise ConfigError("--percentile", q, "command line", "expected a number in (0, 100]")
+        raise ConfigError("--percentile", q, "the command line", "expected a number in (0, 100]")
     if not 0 <= headroom <= 10:
-        raise ConfigError("--headroom", headroom, "command line", "expected a fraction such as 0.2")
+        raise ConfigError("--headroom", headroom, "the command line", "expected a fraction such as 0.2")
     proposals = []
     for section, found in sorted(usages(runs).items(), key=lambda x: (x[0] != "run", x[0])):
         p = Proposal(section, found)

@@ -68,7 +68,7 @@ def _interest(run: Run) -> tuple[bool, bool, float]:
 def build(runs: Sequence[Run], sources: Sequence[str], keep: RunFilter | None = None,
           detail: int = DETAIL_RUNS, prices: PriceBook | None = None) -> Review:
     if detail < 0:
-        raise ConfigError("--detail", detail, "command line", "expected a number of runs >= 0")
+        raise ConfigError("--detail", detail, "the command line", "expected a number of runs >= 0")
     chosen = sorted(runs, key=_interest, reverse=True)[:detail]
     chosen.sort(key=lambda r: (r.started or 0.0, r.run_id))
     return Review(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascadeflow.report import svg
+from cascadeflow.report.decisions import MAX_TRANSITIONS
 from cascadeflow.report.fmt import esc, money, ms, pct, short, span, when
 from cascadeflow.report.model import Run
 from cascadeflow.report.page import bar, card, table
@@ -180,13 +181,22 @@ def reliability(r: Review) -> str:
                  [[esc(a), esc(reason), esc(m), str(n)] for a, reason, m, n in rel.by_reason], (3,))
     chart = ""
     if rel.buckets:
+        label = f"<p class=muted>buckets of {span(rel.bucket_s)} (UTC)</p>"
         chart = ("<h3>Retries and fallbacks over time</h3>"
-                 + svg.bars([(when(t)[5:16], float(a + b)) for t, a, b in rel.buckets],
-                            lambda v: f"{v:.0f}")
-                 + f"<p class=muted>buckets of {span(rel.bucket_s)} (UTC)</p>")
+                 + svg.bars([(when(t)[5:16], float(a + b)) for t, a, b, _o in rel.buckets],
+                            lambda v: f"{v:.0f}") + label)
+        if any(o for *_rest, o in rel.buckets):
+            chart += ("<h3>Circuit breakers opened over time</h3>"
+                      + svg.bars([(when(t)[5:16], float(o)) for t, _a, _b, o in rel.buckets],
+                                 lambda v: f"{v:.0f}") + label)
+    moves = table(["when", "model", "from", "to"],
+                  [[esc(when(t)), esc(m), esc(old), esc(new)] for t, m, old, new in
+                   reversed(rel.transitions)],
+                  empty="none: no circuit breaker changed state in these runs")
     return (_h2("reliability", "Reliability", f"{rel.breaker_skips} tiers skipped with their circuit "
                 f"breaker open; {rel.degraded_answers} degraded answers.")
-            + rows + chart)
+            + rows + chart + f"<h3>Circuit breaker transitions (latest {MAX_TRANSITIONS}, newest "
+            f"first)</h3>" + moves)
 
 
 def _run(run: Run) -> str:

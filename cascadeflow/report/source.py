@@ -51,11 +51,11 @@ class SavedSessions:
         if self.path.is_dir():
             found = sorted(self.path.glob("*.jsonl"))
             if not found:
-                raise ConfigError(self.argument, str(self.path), "command line",
+                raise ConfigError(self.argument, str(self.path), "the command line",
                                   "the folder holds no *.jsonl saved sessions")
             return found
         if not self.path.exists():
-            raise ConfigError(self.argument, str(self.path), "command line",
+            raise ConfigError(self.argument, str(self.path), "the command line",
                               "no such file (expected a file written by session.save(path))")
         return [self.path]
 
@@ -65,9 +65,9 @@ class SavedSessions:
                 for summary, entries, line in iter_saved(file):
                     yield RunRecord(summary, entries, f"{file} line {line}")
             except CascadeflowError as exc:
-                raise ConfigError(self.argument, str(file), "command line", str(exc)) from None
+                raise ConfigError(self.argument, str(file), "the command line", str(exc)) from None
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(self.argument, str(file), "command line",
+                raise ConfigError(self.argument, str(file), "the command line",
                                   f"cannot read it: {exc}") from None
 
 

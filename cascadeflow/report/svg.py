@@ -10,8 +10,10 @@ from cascadeflow.report.model import Mark, Run
 
 COLOURS = {"chat": "#4c78a8", "tool": "#59a14f", "embeddings": "#76b7b2", "error": "#f28e2b",
            "stop": "#d62728", "fallback": "#ff9f1c", "retry": "#ffbf69", "block": "#9467bd",
-           "switch_model": "#1f77b4", "deny_tool": "#8c564b", "redact": "#bcbd22"}
+           "switch_model": "#1f77b4", "deny_tool": "#8c564b", "redact": "#bcbd22",
+           "breaker": "#e15759"}
 MAX_WATERFALL_ROWS = 150
+MAX_BURNDOWN_POINTS = 500  # a run of more steps is drawn from every k-th step and its last
 ROW = 18
 LABEL_W = 280
 
@@ -119,8 +121,11 @@ def burndown(run: Run, width: int = 1100, height: int = 120) -> str:
         return ""
     top = max(total, run.budget or 0.0) or 1.0
     n = len(spent)
-    x = [60 + (width - 80) * (i / max(n - 1, 1)) for i in range(n)]
-    y = [10 + height - v / top * height for v in spent]
+    shown = list(range(0, n, -(-n // MAX_BURNDOWN_POINTS)))
+    if shown[-1] != n - 1:  # always the last step
+        shown.append(n - 1)
+    x = [60 + (width - 80) * (i / max(n - 1, 1)) for i in shown]
+    y = [10 + height - spent[i] / top * height for i in shown]
     line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True))
     parts = [f'<svg class=chart viewBox="0 0 {width} {height + 30}" width="100%" role="img">',
              f'<polyline points="{line}" fill="none" stroke="#4c78a8" stroke-width="2"/>',

@@ -1,8 +1,9 @@
-"""Synthetic runs in the saved-session shape, for report tests and the report benchmark.
+"""Synthetic runs in the saved-session shape, for report tests and the report benchmark, as
+saved-session files or as a ledger.
 
 Deterministic for a seed: agents nested under a run, tool executions, cascade retries and
-fallbacks, guardrail findings, observe runs first then enforce runs, outcomes. No text is
-invented beyond labels, so nothing here can look like a prompt.
+fallbacks, breakers opening, guardrail findings, observe runs first then enforce runs, outcomes.
+No text is invented beyond labels, so nothing here can look like a prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cascadeflow.ledger import SQLiteStore, UsageEvent
+from cascadeflow.ledger.events import Outcome, RunEntry
+from cascadeflow.ledger.store import Settlement
+from cascadeflow.report.model import SIDE_OPERATIONS
 from cascadeflow.report.source import RunRecord
 
 AGENTS = ("triage", "planner", "drafter", "reviewer")
@@ -55,7 +60,7 @@ def synthetic_run(i: int, rng: random.Random, runs: int, span_s: float = 2 * 864
             if over and mode == "enforce":
                 entries.append(_entry(sid, step, t, agent, mode, model=model, requested_model=model,
                                       action="stop", reason="max_steps_reached", applied=True,
-                                      message=f"{agent} reached max_steps=12"))
+                                      message=f"{agent} reached max_steps=12", status="stopped"))
                 stopped = True
                 break
             spent += cost
@@ -65,9 +70,12 @@ def synthetic_run(i: int, rng: random.Random, runs: int, span_s: float = 2 * 864
                                   **({"action": "stop", "reason": "max_steps_reached",
                                       "message": f"{agent} reached max_steps=12"} if over else {})))
             if rng.random() < 0.05:
+                action = rng.choice(("retry", "fallback"))
                 entries.append(_entry(sid, step, t, agent, mode, model=model, operation="cascade",
-                                      action=rng.choice(("retry", "fallback")), reason="server_error",
-                                      applied=True))
+                                      action=action, reason="server_error", applied=True))
+                if action == "fallback" and rng.random() < 0.3:
+                    entries.append(_entry(sid, step, t, agent, mode, model=model, operation="cascade",
+                                          action="breaker", reason="closed_to_open", applied=True))
             if rng.random() < 0.1:
                 action = rng.choice(("redact", "log_only"))
                 entries.append(_entry(sid, step, t, agent, mode, model=model, operation="guardrail",
@@ -109,4 +117,66 @@ def write_synthetic(path: Path, runs: int, seed: int = 0) -> Path:
         for record in synthetic_runs(runs, seed):
             out.write(json.dumps({"type": "summary", **record.summary}) + "\n")
             out.writelines(json.dumps({"type": "entry", **e}) + "\n" for e in record.entries)
+    return path
+
+
+PRIMARY = ("target_model", "tools_denied", "message")
+
+
+def ledger_settlements(record: RunRecord) -> list[Settlement]:
+    """A saved-session record as what the ledger's writer commits for it: a usage event per
+    step, the non-allow entries, the outcomes (the reverse of `report.ledger_source.record`)."""
+    s, root = record.summary, str(record.summary["run_id"])
+    sessions: dict[str, Any] = s.get("sessions") or {}
+    out: list[Settlement] = []
+    seen: set[int] = set()
+    for e in record.entries:
+        number, run_id = int(e["step"]), str(e["run_id"] or root)
+        side = e["operation"] in SIDE_OPERATIONS
+        if not side and number not in seen:
+            seen.add(number)
+            parent = sessions.get(run_id, {}).get("parent") if run_id != root else None
+            event = UsageEvent(
+                ts=e["ts"], run_id=run_id, step=number, user=s.get("user"), project=s.get("project"),
+                agent=e["agent"], workflow=s.get("agent"), operation=e["operation"],
+                requested_model=e.get("requested_model"), model=e["model"], provider=e.get("provider"),
+                tokens_in=e["tokens_in"], tokens_out=e["tokens_out"], cost=e["cost"],
+                latency_ms=e["latency_ms"], status=e["status"], error=e.get("error"),
+                action=e["action"], reason=e["reason"], applied=e["applied"], mode=e["mode"],
+                tool=e.get("tool"), tool_calls=e.get("tool_calls") or 0, root_run_id=root,
+                parent_run_id=parent, root_step=number, budget=s.get("budget"))
+            out.append(Settlement(event, event.ts))
+        if e["action"] == "allow":
+            continue
+        labels = {k: e[k] for k in ("action", "reason", "applied", "operation", "agent", "model",
+                                    "rule", "kind", "stage", "score") if e.get(k) is not None}
+        if not side:
+            labels.update({k: e[k] for k in PRIMARY if e.get(k)})
+            labels["primary"] = True
+        out.append(Settlement(None, e["ts"], entries=[RunEntry(root, run_id, number, e["ts"],
+                                                                s.get("user"), labels)]))
+    for run_id, info in [(root, {"outcome": s.get("outcome"), "outcome_value": s.get("outcome_value"),
+                                 "agent": s.get("agent"), "parent": None}), *sessions.items()]:
+        if info.get("outcome") is not None:
+            when = float(s.get("ended") or s["started"])
+            out.append(Settlement(None, when, outcome=Outcome(
+                run_id, when, info["outcome"], info.get("outcome_value"), s.get("user"),
+                s.get("project"), info.get("agent"), root, info.get("parent"))))
+    return out
+
+
+def write_synthetic_ledger(path: Path, runs: int, seed: int = 0, batch: int = 5000) -> Path:
+    """The runs as a ledger file, committed by the ledger's own store in large batches (what its
+    writer does, without waiting for a flush interval)."""
+    store = SQLiteStore(path)
+    pending: list[Settlement] = []
+    try:
+        for record in synthetic_runs(runs, seed):
+            pending += ledger_settlements(record)
+            if len(pending) >= batch:
+                store.commit(pending)
+                pending = []
+        store.commit(pending)
+    finally:
+        store.close()
     return path
