@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cascadeflow.secrets import mask
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Listener = Callable[[str, str, str], None]  # (deployment, old state, new state)
 # where a deployment key's endpoint starts: "@" then a URL scheme, or "@" at the end (no endpoint)
@@ -26,8 +28,10 @@ _ENDPOINT = re.compile(r"@(?:[A-Za-z][A-Za-z0-9+.-]*://|$)")
 
 
 def deployment_key(model: str, endpoint: str) -> str:
-    """What a breaker guards: `model@endpoint` (the endpoint empty for the provider's own)."""
-    return f"{model}@{endpoint}"
+    """What a breaker guards: `model@endpoint` (the endpoint empty for the provider's own). A
+    password or key in the endpoint is masked: the key names the breaker in alerts, metrics
+    and a shared store's keys, and two credentials for one endpoint share its health."""
+    return f"{model}@{mask(endpoint)}" if endpoint else f"{model}@"
 
 
 def model_of(key: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import cascadeflow
 import litellm
 import pytest
-from cascadeflow.cascade import Cascade, RetryPolicy, Tier, stop_after_attempt
+from cascadeflow.cascade import BreakerSettings, Cascade, RetryPolicy, Tier, stop_after_attempt
 from cascadeflow.secrets import FORMATS
 from cascadeflow.telemetry import Alert, WebhookSink
 from opentelemetry.sdk.metrics import MeterProvider
@@ -110,3 +110,39 @@ def test_no_surface_shows_the_key(provider: Any, tmp_path: Path, caplog: pytest.
     assert any(r.path.endswith("/hooks") for r in provider.requests)  # the webhook did go out
     leaks = [name for name, value in surfaces.items() if secret in value]
     assert not leaks, f"{kind} key visible in: {leaks}"
+
+
+def test_an_endpoint_with_credentials_never_shows_them(provider: Any, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A tier's api_base may carry a user and password: the breaker guarding it is keyed by
+    the endpoint, and its transitions reach alerts, metrics, the trace and logs."""
+    secret = "hunter2zq8X"
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    alerts: list[Alert] = []
+    caplog.set_level(logging.DEBUG, logger="cascadeflow")
+    cascadeflow.init(mode="enforce", tracer_provider=tracer_provider,
+                     meter_provider=MeterProvider(metric_readers=[reader]), alerts=[alerts.append])
+    provider.inject(model="gpt-4o", status=503)
+    base = provider.url.replace("http://", f"http://admin:{secret}@")
+    params = {"api_base": base, "api_key": "sk-test-0000000000000000"}
+    cascade = Cascade([Tier("openai/gpt-4o", params=params),
+                       Tier("openai/gpt-4o-mini", params=params)], name="creds",
+                      retry=RetryPolicy(stop=stop_after_attempt(1)),
+                      breaker=BreakerSettings(failure_threshold=1))
+    with cascadeflow.run() as session:
+        cascade.complete(messages=[{"role": "user", "content": "hi"}])
+    cascadeflow.shutdown()
+    assert any(a.kind == "breaker_open" for a in alerts)  # the transition was reported
+    surfaces = {
+        "trace": json.dumps(session.trace()),
+        "logs": caplog.text,
+        "spans": json.dumps([dict(s.attributes or {}) for s in exporter.get_finished_spans()]),
+        "metrics": reader.get_metrics_data().to_json() if reader.get_metrics_data() else "",
+        "alerts": json.dumps([a.as_dict() for a in alerts], default=str),
+        "summary": json.dumps(session.summary()),
+    }
+    assert "breaker" in surfaces["metrics"]
+    leaks = [name for name, value in surfaces.items() if secret in value]
+    assert not leaks, f"the endpoint's password is visible in: {leaks}"
