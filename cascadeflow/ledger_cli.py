@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from cascadeflow.config import LedgerSpec, resolve
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, StoreUnavailable, jsonl, query
+from cascadeflow.quantiles import percentile
 from cascadeflow.report import parse_since
 from cascadeflow.windows import parse, time_zone
 
@@ -162,7 +163,7 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
                             args.status, args.min_latency_ms, after)
     rows = query.steps(store, filters, max(args.limit, 0))
     count, latencies = query.matched(store, filters)
-    ranks = {f"p{p}": query.percentile(latencies, p) for p in PERCENTILES}
+    ranks = {f"p{p}": percentile(latencies, p) for p in PERCENTILES}
     if args.json:
         _json(out, {"steps": rows, "matched": count, "latency_ms": ranks,
                     "latency_samples": len(latencies)})
@@ -178,7 +179,7 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
         PERCENTILES, ranks.values(), strict=True))
     print(f"{len(rows)} of {count} matching steps, newest first; times in "
           f"{target.spec.time_zone}\nlatency ms over the {len(latencies)} matching steps with one "
-          f"(nearest rank): {shown}", file=out)
+          f"(interpolated between ranks): {shown}", file=out)
     return 0
 
 

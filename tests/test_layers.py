@@ -19,7 +19,7 @@ PACKAGE = ROOT / "cascadeflow"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("_version", "clock", "errors", "secrets", "tokens", "request", "billing", "usage",
                      "entry", "alert", "pricing", "latency", "config", "_configfile", "failures", "retry",
-                     "closing", "policy", "guardrails", "windows"), 1),
+                     "closing", "policy", "guardrails", "windows", "quantiles"), 1),
     **dict.fromkeys(("session", "worker", "breakers", "balance", "ledger"), 2),
     **dict.fromkeys(("pipeline", "cascade"), 3),
     **dict.fromkeys(("interceptors", "telemetry", "tools", "testing", "report"), 4),

@@ -19,9 +19,9 @@ from cascadeflow.cli import main
 from cascadeflow.config import FileConfig
 from cascadeflow.demo.run import main as demo_main
 from cascadeflow.demo.triage import THREAD
+from cascadeflow.quantiles import percentile
 from cascadeflow.report.fmt import money
 from cascadeflow.report.recommend import propose, to_toml
-from cascadeflow.report.stats import percentile
 from cascadeflow.testing.runs import synthetic_runs, write_synthetic
 
 from tests.conftest import chat_kwargs

@@ -164,15 +164,6 @@ def matched(store: Reader, filters: Filters) -> tuple[int, list[float]]:
     return len(rows), sorted(float(v) for (v,) in rows if isinstance(v, int | float))
 
 
-def percentile(ordered: Sequence[float], p: float) -> float | None:
-    """The nearest-rank percentile of ascending values: the smallest value with at least `p`% of
-    the values at or below it (an observed latency, never an interpolated one); None if empty."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 # -- retention ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Retention:

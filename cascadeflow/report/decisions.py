@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from cascadeflow.quantiles import percentile
 from cascadeflow.report.model import Mark, Run
-from cascadeflow.report.stats import percentile
 
 # guardrail actions that change nothing: what they catch is a near-miss, kept for tuning
 NOTE_ONLY = frozenset({"log_only", "alert"})

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cascadeflow.errors import ConfigError
+from cascadeflow.quantiles import percentile
 from cascadeflow.report.fmt import money
 from cascadeflow.report.model import Run
 from cascadeflow.report.outcomes import session_costs
-from cascadeflow.report.stats import percentile
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 LIMITS = ("budget", "max_steps", "max_tool_calls")
