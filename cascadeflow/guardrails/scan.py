@@ -98,8 +98,9 @@ INPUTS = ScanCache()
 def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]],
               placeholders: Placeholders | None = None) -> str:
     """Apply redact and rewrite (the rule's replacement), right to left. Redact writes typed
-    placeholders (`[EMAIL]`), or with `placeholders` the run's numbered ones (`[EMAIL_1]`), which
-    `Placeholders.restore` can turn back into the originals for the application."""
+    placeholders (`[EMAIL]`); a rule with `redaction` numbered or reversible writes the run's
+    numbered ones from `placeholders` (`[EMAIL_1]`), which `Placeholders.restore` turns back into
+    the originals for the application where the rule is reversible."""
     edits = sorted(((m.start, m.end, _replacement(r, m, text, placeholders)) for r, m, _f in hits
                     if r.action in ("redact", "rewrite")), reverse=True)
     if not edits:
@@ -124,8 +125,8 @@ def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]],
 def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:
     if rule.action == "rewrite":
         return rule.replacement or ""
-    if placeholders is not None:
-        return placeholders.label(match.kind, text[match.start:match.end])
+    if placeholders is not None and rule.redaction != "typed":
+        return placeholders.label(match.kind, text[match.start:match.end], rule.redaction == "reversible")
     return f"[{match.kind.upper()}]"
 
 
@@ -160,8 +161,8 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
                 ) -> tuple[list[Finding], Any]:
     """Findings over every text of a prompt, and (when `edit` and a redact or rewrite rule
     matched) an edited copy; otherwise the prompt itself. The copy is made only when needed.
-    Texts scanned before with the same rules are not scanned again (`INPUTS`). With
-    `placeholders`, redactions are the run's numbered placeholders (see `transform`)."""
+    Texts scanned before with the same rules are not scanned again (`INPUTS`). `placeholders`:
+    the run's, for rules that redact to numbered placeholders (see `transform`)."""
     key = tuple(map(id, rules))
     if isinstance(prompt, str):
         hits = INPUTS.scan(rules, key, prompt)

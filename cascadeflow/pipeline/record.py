@@ -137,7 +137,7 @@ def settled(step: Step) -> None:
     if usage is not None and step.request.operation != "tool":
         step.content_allowed = rt.capture_allowed(step.chain)
         if rt.config.capture_content and step.content_allowed:
-            entry.content = {"prompt": scrub(step.request.prompt), "completion": scrub(usage.text)}
+            entry.content = {"prompt": scrub(step.sent_prompt), "completion": scrub(usage.text)}
     if rt.ledger is not None:
         meter.settle(step, rt.ledger)
     if rt.observer is not None:
