@@ -235,8 +235,8 @@ class Session:
         self.entries += 1
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
         if entry.operation == "guardrail" and entry.extra:
-            rule = entry.extra["rule"]
-            self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + 1
+            rule = entry.extra["rule"]  # an entry stands for `count` matches of its rule and kind
+            self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + entry.extra.get("count", 1)
         if entry.action != "allow":
             self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
 

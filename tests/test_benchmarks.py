@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cascadeflow import guardrails
+
 from benchmarks.__main__ import main
+from benchmarks.common import contact_export
+from benchmarks.guardrail_paired import _scanner, baseline
 
 
 def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
@@ -23,3 +27,11 @@ def test_quick_benchmarks_run_and_write_json(tmp_path: Path) -> None:
         assert {"added_p25_us", "added_p75_us", "baseline_us", "wall_added_us", "worker_us",
                 "rounds", "n"} <= set(row)
         assert row["added_p25_us"] <= row["added_us"] <= row["added_p75_us"]
+
+
+def test_guardrail_baseline_of_a_git_ref_imports_beside_this_tree(tmp_path: Path) -> None:
+    base = baseline("HEAD", tmp_path)
+    assert base.__name__ == "_baseline_guardrails" and base is not guardrails
+    assert base.detectors.secrets.__name__ == "_baseline_guardrails_secrets"
+    text = contact_export(2_000)
+    assert _scanner(base, "pii")(text) == _scanner(guardrails, "pii")(text)  # HEAD redacts as this tree

@@ -51,7 +51,8 @@ def alert_findings(step: Step, findings: list[Finding]) -> None:
             step.rt.emit(Alert("guardrail", f"rule {f.rule} found {f.kind} ({f.stage})",
                                run_id=step.session.run_id, step=step.step_no,
                                attributes={"rule": f.rule, "detector": f.detector, "kind": f.kind,
-                                           "score": f.score, "match_hash": f.match_hash}))
+                                           "score": f.score, "match_hash": f.match_hash,
+                                           "count": f.count}))
 
 
 def record_findings(step: Step, findings: list[Finding], on_worker: bool = False) -> None:
@@ -85,17 +86,17 @@ def check_output(step: Step, response: Any, text: str) -> None:
     if not (step.rt.enforce and view.output_acts):
         step.post(output_later, step, text)
         return
-    hits = scan_text(view.output_rules, text, "output")
-    if not hits:
+    scan = scan_text(view.output_rules, text, "output")
+    if not scan.hits:
         return
-    findings = [f for _r, _m, f in hits]
+    findings = scan.findings
     record_findings(step, findings)
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no, entry=entry_dict(step))
     if any(f.action in ("redact", "rewrite") for f in findings):
-        _set_text(response, step.request.operation, transform(text, hits))
+        _set_text(response, step.request.operation, transform(text, scan))
 
 
 def restore_output(step: Step, response: Any) -> None:
@@ -131,9 +132,9 @@ def restore_output(step: Step, response: Any) -> None:
 
 def output_later(step: Step, text: str) -> None:
     """Worker task: output rules that change nothing here, recorded."""
-    hits = scan_text(step.view.output_rules, text, "output")
-    if hits:
-        record_findings(step, [f for _r, _m, f in hits], on_worker=True)
+    scan = scan_text(step.view.output_rules, text, "output")
+    if scan.findings:
+        record_findings(step, scan.findings, on_worker=True)
 
 
 def _set_text(response: Any, operation: str, text: str) -> None:

@@ -73,7 +73,11 @@ def finding_entry(step: Step, finding: Finding) -> Entry:
                   run_id=step.session.run_id, status="ok")
     entry.extra = {"rule": finding.rule, "detector": finding.detector, "kind": finding.kind,
                    "score": finding.score, "stage": finding.stage,
-                   "policy_version": step.view.policy_version, "match_hash": finding.match_hash}
+                   "policy_version": step.view.policy_version, "match_hash": finding.match_hash,
+                   "count": finding.count}
+    if finding.distinct > 1:
+        entry.extra["distinct"] = finding.distinct
+        entry.extra["match_hashes"] = list(finding.hashes)
     return entry
 
 
