@@ -151,3 +151,31 @@ def test_outside_a_run_each_call_has_its_own_map(provider: Any, spans: InMemoryS
     bodies = [json.loads(r.body)["messages"][0]["content"] for r in provider.requests]
     assert bodies == ["Mail [EMAIL_1]", "Mail [EMAIL_1] and [EMAIL_2]"]
     assert EMAIL in first and second.endswith(f'"Mail other@example.com and {EMAIL}".')
+
+
+async def test_async_clients_get_the_originals_too(provider: Any, spans: InMemorySpanExporter,
+                                                   tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    messages = [{"role": "user", "content": ASK}]
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        first = await litellm.acompletion(model="openai/gpt-4o-mini", messages=messages,
+                                          api_base=provider.url, api_key="sk-test-0000000000000000")
+        second = await sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        answers = [first.choices[0].message.content, second.choices[0].message.content]
+        stream = await sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[arg-type]
+                                                   stream=True)
+        answers.append("".join([c.choices[0].delta.content or "" async for c in stream if c.choices]))
+    assert all(f"to {EMAIL}" in str(a) and "[EMAIL_1]" not in str(a) for a in answers)
+    assert_private(sent(provider) + recorded(session, spans, tmp_path))
+
+
+def test_responses_and_text_completions_get_the_originals(provider: Any, spans: InMemorySpanExporter,
+                                                          tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        response = sdk.responses.create(model="gpt-4o-mini", input=ASK)
+        completion = sdk.completions.create(model="gpt-4o-mini", prompt=ASK)
+    assert f"to {EMAIL}" in response.output_text and f"to {EMAIL}" in completion.choices[0].text
+    assert_private(sent(provider) + recorded(session, spans, tmp_path))
