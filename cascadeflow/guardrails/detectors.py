@@ -67,7 +67,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
                         r"\.[A-Za-z]{2,24}\b"),
     "credit_card": re.compile(r"(?<![\d-])(?:\d[ -]?){11,18}\d(?![\d-])"),
     "ssn": re.compile(r"(?<![\d.-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\d-]|\.\d)"),
-    "iban": re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
+    # `\b[A-Z]` written as an upper-case letter with no word character before it: a pattern that
+    # starts with a letter class lets the engine skip to upper-case letters, rare in most text
+    "iban": re.compile(r"([A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
     # IPv4 (group 1) with an optional :port, or IPv6
     "ip_address": re.compile(r"(?<![\w.:])(?:((?:\d{1,3}\.){3}\d{1,3})(?::\d{1,5}(?![\w:]))?"
                              r"|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"),
@@ -91,10 +93,14 @@ def _before(text: str, start: int, kind: str, span: int = 40) -> bool:
     return bool(_CONTEXT[kind].search(text, max(start - span, 0), start))
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _v4_ok(text: str) -> bool:
-    """`ipaddress.ip_address` of an IPv4 candidate (four groups of 1-3 digits), without its
-    exceptions: ASCII digits, no leading zero, each at most 255."""
-    return text.isascii() and all(o == "0" or (o[0] != "0" and int(o) <= 255) for o in text.split("."))
+    """`ipaddress.ip_address` of an IPv4 candidate, without its exceptions: ASCII digits, no
+    leading zero, each octet at most 255."""
+    return _V4.fullmatch(text) is not None
 
 
 def _ip_ok(text: str) -> bool:
