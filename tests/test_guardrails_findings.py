@@ -3,12 +3,13 @@ count, the keyed hashes of its first distinct values, and never the values thems
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
 import cascadeflow
 import litellm
-from cascadeflow.guardrails import load, scan_text, transform
+from cascadeflow.guardrails import load, scan, scan_text, transform
 from cascadeflow.guardrails.scan import MAX_HASHES, fingerprint
 
 from tests.conftest import chat_kwargs
@@ -46,3 +47,11 @@ def test_trace_entry_carries_the_count_not_the_values(provider: Any) -> None:
     assert session.summary()["findings_by_rule"]["pii_redaction"] == 6  # matches, not entries
     trail = json.dumps(session.trace())
     assert not any(a in trail for a in addresses)
+
+
+def test_the_audit_hash_is_hmac_sha256_with_the_audit_key() -> None:
+    for key in (b"k", b"x" * 64, b"a longer audit key than one block of sha-256 takes, on purpose" * 2):
+        keyed = scan._Keyed(key)
+        for value in (b"", b"dana@example.com", "4242 \u20ac".encode()):
+            assert keyed.digest(value) == hmac.digest(key, value, "sha256")
+    assert scan.fingerprint("a@example.com") == hmac.digest(scan._KEY, b"a@example.com", "sha256").hex()[:16]
