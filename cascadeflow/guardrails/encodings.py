@@ -34,7 +34,7 @@ say tell reveal system prompt secret password please following"""
 _COMMON = frozenset(_COMMON_WORDS.split())
 HINTS = frozenset(("decode", "decoded", "encoded", "encoding", "base64", "base32", "base16", "hex", "rot13",
                    "rot-13", "cipher", "caesar", "leetspeak", "leet", "b64", "decrypt", "ascii85", "base85",
-                   "a85", "b85", "quoted-printable", "mime"))
+                   "a85", "b85", "quoted-printable"))
 _RUN = re.compile(r"\S{20,}")  # a candidate ascii85 / base85 payload: a long run without spaces
 _QP_ESCAPE = re.compile(r"=[0-9A-F]{2}")
 _QP = re.compile(r"\S*=[0-9A-F]{2}\S*")  # a run holding quoted-printable escapes (spaces as =20)
