@@ -33,14 +33,20 @@ class KeyFormat:
     token: bool = True  # the secret starts a token: no letter, digit or `_` right before it
     lower: bool = False  # anchors are lower-case and searched in the lower-cased text
     named: tuple[str, ...] = ()  # the anchor must end one of these names (`api_` + `key`)
-    gate: str = ""  # a character every anchor contains: no anchor is searched without it
+    # characters of which every secret of this kind contains one (a rare one, looked for once
+    # per text at C speed): no anchor is searched in a text that has none of them
+    gate: str = ""
 
 
 def _format(name: str, anchors: tuple[str, ...], pattern: str, back: int = 0, group: int = 0,
-            token: bool = True, lower: bool = False, named: tuple[str, ...] = ()) -> KeyFormat:
-    gates = [c for c in ("_", "-") if all(c in a for a in anchors)]
-    return KeyFormat(name, anchors, re.compile(pattern), back, group, token, lower, named,
-                     gates[0] if gates else "")
+            token: bool = True, lower: bool = False, named: tuple[str, ...] = (),
+            gate: str = "") -> KeyFormat:
+    if not gate:
+        gate = next((c for c in _GATES if all(c in a for a in anchors)), "")
+    return KeyFormat(name, anchors, re.compile(pattern), back, group, token, lower, named, gate)
+
+
+_GATES = "_-=@J"  # characters prose often lacks, in the order tried for an anchor's gate
 
 
 _VALUE = r"[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"  # `name = "value"`, `name: value`, `"name": "v"`
@@ -50,7 +56,7 @@ FORMATS: tuple[KeyFormat, ...] = (
     _format("jwt", ("eyJ",), r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
     _format("authorization_header", ("authorization",),
             r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?((?:[A-Za-z]+\s+)?[A-Za-z0-9._~+/=\-]{8,})", 0, 1,
-            lower=True),
+            lower=True, gate=":="),
     _format("bearer", ("bearer",), r"(?i:bearer)\s+([A-Za-z0-9._~+/\-]{12,}=*)", 0, 1, lower=True),
     _format("basic_auth", ("basic",), r"(?i:basic)\s+([A-Za-z0-9+/]{12,}={0,2})", 0, 1, lower=True),
     _format("openai", ("sk-",), r"sk-(?:proj-|svcacct-|admin-|ant-(?:api\d+-)?)?[A-Za-z0-9_\-]{10,}"),
@@ -62,24 +68,26 @@ FORMATS: tuple[KeyFormat, ...] = (
     _format("gitlab", ("glpat-",), r"glpat-[A-Za-z0-9_\-]{20,}"),
     _format("slack", ("xoxb-", "xoxp-", "xoxa-", "xoxo-", "xoxs-", "xoxr-"),
             r"xox[abposr]-[A-Za-z0-9\-]{10,}"),
-    _format("google", ("AIza",), r"AIza[0-9A-Za-z_\-]{35}"),
-    _format("aws_access_key_id", ("AKIA", "ASIA"), r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])"),
-    _format("sendgrid", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+    _format("google", ("AIza",), r"AIza[0-9A-Za-z_\-]{35}", gate="I"),
+    _format("aws_access_key_id", ("AKIA", "ASIA"), r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])", gate="I"),
+    _format("sendgrid", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}", gate="G"),
     _format("npm", ("npm_",), r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])"),
     _format("replicate", ("r8_",), r"r8_[A-Za-z0-9]{30,}"),
     _format("digitalocean", ("_v1_",), r"do[op]_v1_[a-f0-9]{64}", 3),
     _format("azure_connection", ("AccountKey=",), r"AccountKey=([A-Za-z0-9+/=]{40,})", 0, 1, token=False),
-    _format("url_credentials", ("://",), r"://[^\s:/@]*:([^\s:/@]{3,})@", 0, 1, token=False),
-    _format("password", ("passw",), r"(?i:password|passwd)" + _VALUE, 0, 1, token=False, lower=True),
+    _format("url_credentials", ("://",), r"://[^\s:/@]*:([^\s:/@]{3,})@", 0, 1, token=False, gate="@"),
+    _format("password", ("passw",), r"(?i:password|passwd)" + _VALUE, 0, 1, token=False, lower=True,
+            gate=":="),
     _format("aws_secret_access_key", ("secret_access_key", "secretaccesskey"),
             r"(?i:secret_?access_?key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])", 0, 1,
-            token=False, lower=True),
+            token=False, lower=True, gate=":="),
     _format("api_key", ("key",), r"(?i:key)" + _VALUE, 0, 1, token=False, lower=True,
-            named=("api_", "api-", "api", "secret_", "secret")),
+            named=("api_", "api-", "api", "secret_", "secret"), gate=":="),
     _format("token", ("token",), r"(?i:token)" + _VALUE, 0, 1, token=False, lower=True,
-            named=("access_", "access", "auth_", "auth", "refresh_", "refresh", "api_", "bot_", "bot")),
+            named=("access_", "access", "auth_", "auth", "refresh_", "refresh", "api_", "bot_", "bot"),
+            gate=":="),
     _format("client_secret", ("secret",), r"(?i:secret)" + _VALUE, 0, 1, token=False, lower=True,
-            named=("client_", "client", "app_", "app")),
+            named=("client_", "client", "app_", "app"), gate=":="),
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -88,13 +96,17 @@ def find(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, kind) of every secret in `text`; overlaps possible. Linear: the text is
     searched for each anchor (a plain substring search, skipped when its gate character is
     absent), and an expression runs only where an anchor occurs, from that position."""
-    has = {"": True, "_": "_" in text, "-": "-" in text}
+    has: dict[str, bool] = {"": True}
     low = ""  # the text with A-Z lowered (positions unchanged), made when a format needs it
     for fmt in FORMATS:
-        if not has[fmt.gate]:
+        gate = fmt.gate
+        found = has.get(gate)
+        if found is None:
+            found = has[gate] = any(map(text.__contains__, gate))
+        if not found:
             continue
-        if fmt.lower and not low:
-            low = text.translate(_ASCII_LOWER)
+        if fmt.lower and not low:  # str.lower is the same for ASCII text, and faster
+            low = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
         haystack = low if fmt.lower else text
         pattern, back, group, token, named = fmt.pattern, fmt.back, fmt.group, fmt.token, fmt.named
         last = -1

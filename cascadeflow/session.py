@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from cascadeflow.config import RunLimits
 from cascadeflow.entry import Entry
 from cascadeflow.errors import CascadeflowError, ConfigError
+from cascadeflow.guardrails.placeholders import Placeholders
 from cascadeflow.secrets import scrub
 
 # what `Session.outcome` accepts beside its label: a number (what the run was worth), or None
@@ -144,6 +145,9 @@ class Session:
         # sessions opened under this one, by run_id: their agent, parent, times and outcome, so a
         # saved run says which agent call each trace entry (by its run_id) belonged to
         self.children: dict[str, dict[str, Any]] = {}
+        # the run's reversible-redaction map (values redacted -> placeholders): memory only,
+        # dropped when the run ends (see `placeholders`)
+        self._placeholders: Placeholders | None = None
         self._record: dict[str, Any] | None = None  # this session's entry in its ancestors' maps
 
     # -- context management ---------------------------------------------------------------
@@ -194,12 +198,25 @@ class Session:
                     self.hooks.deactivate(self._activation)
             self._token = self._activation = None
         if self._t1 is None:
+            self._placeholders = None  # the originals are forgotten with the run (calls hold their own)
             self._t1 = time.perf_counter()
             self.ended = time.time()
             if self._record is not None:
                 self._record["ended"] = self.ended
             if not self.ambient:
                 self.hooks.closed(self)
+
+    def placeholders(self) -> Placeholders:
+        """The numbered placeholders of this run and every run under it (the outermost run
+        numbers them, so an agent's `[EMAIL_1]` is its workflow's). A call outside any run, or
+        after its run ended, gets a map of its own: the ambient session never keeps values."""
+        outer = next((s for s in reversed(self.chain) if not s.ambient and s._t1 is None), None)
+        if outer is None:
+            return Placeholders()
+        with self.lock:
+            if outer._placeholders is None:
+                outer._placeholders = Placeholders()
+            return outer._placeholders
 
     def remember(self, run_id: str, record: dict[str, Any]) -> None:
         """Note a session opened under this one; a bounded trace keeps as many as it keeps entries."""
@@ -224,8 +241,8 @@ class Session:
         self.entries += 1
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
         if entry.operation == "guardrail" and entry.extra:
-            rule = entry.extra["rule"]
-            self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + 1
+            rule = entry.extra["rule"]  # an entry stands for `count` matches of its rule and kind
+            self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + entry.extra.get("count", 1)
         if entry.action != "allow":
             self.reasons[entry.reason] = self.reasons.get(entry.reason, 0) + 1
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cascadeflow import guardrails
+
 from benchmarks.__main__ import main
+from benchmarks.common import contact_export
+from benchmarks.guardrail_paired import _scanner, baseline
 from benchmarks.report import main as report_main
 
 
@@ -34,3 +38,11 @@ def test_the_report_benchmark_runs_without_a_browser(tmp_path: Path) -> None:
     row = json.loads(out.read_text())
     assert row["runs"] == 30 and row["html_bytes"] == (tmp_path / "report.html").stat().st_size
     assert "load_and_layout_ms" not in row  # measured only in a browser
+
+
+def test_guardrail_baseline_of_a_git_ref_imports_beside_this_tree(tmp_path: Path) -> None:
+    base = baseline("HEAD", tmp_path)
+    assert base.__name__ == "_baseline_guardrails" and base is not guardrails
+    assert base.detectors.secrets.__name__ == "_baseline_guardrails_secrets"
+    text = contact_export(2_000)
+    assert _scanner(base, "pii")(text) == _scanner(guardrails, "pii")(text)  # HEAD redacts as this tree

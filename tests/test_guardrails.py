@@ -12,7 +12,8 @@ import cascadeflow
 import litellm
 import pytest
 from cascadeflow.guardrails import PIIDetector, compile_policy
-from cascadeflow.guardrails.detectors import card_ok, iban_ok, ssn_ok
+from cascadeflow.guardrails.cards import card_ok
+from cascadeflow.guardrails.detectors import iban_ok, ssn_ok
 from cascadeflow.telemetry import Alert
 
 from tests.conftest import chat_kwargs

@@ -122,3 +122,34 @@ def test_a_request_to_decode_readable_text_is_flagged_but_a_bare_token_is_not() 
         score(f"The build artifact id is {base64.b64encode(random.Random(1).randbytes(30)).decode()}.")
         < THRESHOLD
     )
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        base64.a85encode(ATTACK.encode()).decode(),
+        base64.a85encode(ATTACK.encode(), adobe=True).decode(),
+        base64.b85encode(ATTACK.encode()).decode(),
+    ],
+)
+def test_ascii85_and_base85_are_decoded_where_the_text_asks_or_is_the_payload(encoded: str) -> None:
+    assert score(encoded) >= THRESHOLD
+    assert score(f"Please decode this and follow it: {encoded}") >= THRESHOLD
+
+
+def test_quoted_printable_counts_for_what_it_says() -> None:
+    spaced = ATTACK.encode().replace(b" ", b"=20").decode()
+    assert score(f"Here is the note: {spaced}") >= THRESHOLD
+    # an e-mail body in quoted-printable is ordinary text
+    mail = "Hello=20team,=20the=20meeting=20moved=20to=20Monday=2E=20Thanks! Content-Transfer-Encoding: " \
+        "quoted-printable"
+    assert score(mail) < THRESHOLD
+
+
+def test_long_runs_that_are_no_payload_are_not_flagged() -> None:
+    rng = random.Random(85)
+    runs = [base64.b85encode(rng.randbytes(30)).decode() for _ in range(50)]
+    runs += [base64.a85encode(rng.randbytes(30)).decode() for _ in range(50)]
+    runs += ["https://example.com/api/v2/orders/7d9f2c4e?expand=items&page=2", "C:\\Users\\dana\\Documents"]
+    flagged = [r for r in runs if score(f"Decode this: {r}") >= THRESHOLD or score(r) >= THRESHOLD]
+    assert flagged == []

@@ -4,7 +4,7 @@ where the text says so, ip:port, and the look-alikes that must stay unflagged.""
 from __future__ import annotations
 
 import pytest
-from cascadeflow.guardrails import PIIDetector
+from cascadeflow.guardrails import PIIDetector, phones
 
 detector = PIIDetector()
 
@@ -61,3 +61,11 @@ def test_ip_with_port() -> None:
 def test_every_match_has_a_score() -> None:
     matches = detector.scan("Call 020 7946 0958, card 4242 4242 4242 4242, SSN 123-45-6789")
     assert len(matches) == 3 and all(0 < m.score <= 1 for m in matches)
+
+
+def test_unknown_country_codes_ask_libphonenumber_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    valid, unallocated = "+852 2123 4567", "+852 1234 5678"  # Hong Kong: not in the built-in table
+    assert phones.libphonenumber() is not None  # the dev extra installs it
+    assert ("phone", valid) in found(f"Call {valid} today") and not found(f"Call {unallocated} today")
+    monkeypatch.setattr(phones, "libphonenumber", lambda: None)  # without the extra: lengths only
+    assert ("phone", unallocated) in found(f"Call {unallocated} today")

@@ -4,8 +4,8 @@ from cascadeflow.guardrails.detectors import Detector, Match, PIIDetector, Regex
 from cascadeflow.guardrails.injection import InjectionDetector
 from cascadeflow.guardrails.placeholders import Placeholders
 from cascadeflow.guardrails.policy import Policy, PolicyStore, Profile, Rule, compile_policy, load
-from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
+from cascadeflow.guardrails.scan import Finding, Scan, scan_prompt, scan_text, transform
 
 __all__ = ["Detector", "Finding", "InjectionDetector", "Match", "PIIDetector", "Placeholders", "Policy",
-           "PolicyStore", "Profile", "RegexDetector", "Rule", "WordsDetector", "compile_policy", "load",
-           "scan_prompt", "scan_text", "transform"]
+           "PolicyStore", "Profile", "RegexDetector", "Rule", "Scan", "WordsDetector", "compile_policy",
+           "load", "scan_prompt", "scan_text", "transform"]

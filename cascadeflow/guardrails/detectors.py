@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from operator import itemgetter
+from typing import NamedTuple, Protocol
 
 from cascadeflow import secrets
 from cascadeflow.guardrails import phones
-from cascadeflow.guardrails.cards import card_ok
+from cascadeflow.guardrails.cards import SHORT_MAESTRO, issued, luhn_ok
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
+    """A span a detector found (a tuple: made in C, a PII-dense text has tens of thousands)."""
+
     kind: str  # e.g. credit_card, email, prompt_injection, word
     start: int
     end: int
@@ -65,7 +67,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
                         r"\.[A-Za-z]{2,24}\b"),
     "credit_card": re.compile(r"(?<![\d-])(?:\d[ -]?){11,18}\d(?![\d-])"),
     "ssn": re.compile(r"(?<![\d.-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\d-]|\.\d)"),
-    "iban": re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
+    # `\b[A-Z]` written as an upper-case letter with no word character before it: a pattern that
+    # starts with a letter class lets the engine skip to upper-case letters, rare in most text
+    "iban": re.compile(r"([A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
     # IPv4 (group 1) with an optional :port, or IPv6
     "ip_address": re.compile(r"(?<![\w.:])(?:((?:\d{1,3}\.){3}\d{1,3})(?::\d{1,5}(?![\w:]))?"
                              r"|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"),
@@ -87,6 +91,16 @@ _CONTEXT = {
 
 def _before(text: str, start: int, kind: str, span: int = 40) -> bool:
     return bool(_CONTEXT[kind].search(text, max(start - span, 0), start))
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _v4_ok(text: str) -> bool:
+    """`ipaddress.ip_address` of an IPv4 candidate, without its exceptions: ASCII digits, no
+    leading zero, each octet at most 255."""
+    return _V4.fullmatch(text) is not None
 
 
 def _ip_ok(text: str) -> bool:
@@ -141,50 +155,53 @@ class PIIDetector:
         numeric = [k for k in _NUMERIC if k in types]
         windows = _windows(text) if numeric else []
         for kind in numeric if windows else ():
-            pattern, valid = _PATTERNS[kind], _VALID[kind]
-            free = _Free(kept)
-            yield [Match(kind, m.start(), m.end(), score) for lo, hi in windows
-                   for m in pattern.finditer(text, lo, hi)
-                   if free(m.start(), m.end()) and (score := valid(m)) > 0]
+            yield _numeric(text, windows, kind, kept)
         if "ip_address" in types and text.count(":") >= 2:
             yield [Match("ip_address", m.start(), m.end()) for m in _PATTERNS["ip_address"].finditer(text)
                    if ":" in m.group() and _ip_ok(m.group())]
 
 
-class _Free:
-    """Whether a span overlaps none of `kept` (sorted, non-overlapping), for spans asked in
-    increasing order of start: one walk over `kept` in all."""
-
-    def __init__(self, kept: list[Match]) -> None:
-        self.kept = kept
-        self.i = 0
-
-    def __call__(self, start: int, end: int) -> bool:
-        kept, i = self.kept, self.i
-        while i < len(kept) and kept[i].end <= start:
-            i += 1
-        self.i = i
-        return not (i < len(kept) and kept[i].start < end)
+def _numeric(text: str, windows: list[tuple[int, int]], kind: str, kept: list[Match]) -> list[Match]:
+    """The valid matches of a numeric `kind` inside `windows` that overlap none of `kept`
+    (sorted, non-overlapping; walked once, as the candidates come in order of start)."""
+    pattern, valid = _PATTERNS[kind], _VALID[kind]
+    out: list[Match] = []
+    i, size = 0, len(kept)
+    for lo, hi in windows:
+        for m in pattern.finditer(text, lo, hi):
+            start, end = m.span()
+            while i < size and kept[i].end <= start:
+                i += 1
+            if i < size and kept[i].start < end:
+                continue
+            score = valid(m)
+            if score > 0:
+                out.append(Match(kind, start, end, score))
+    return out
 
 
 def _merge(kept: list[Match], found: list[Match]) -> list[Match]:
     """`kept` (sorted, non-overlapping) with the matches of `found` (sorted) that overlap none of
-    them; both walked once."""
-    out: list[Match] = []
-    i = 0
+    them: each is looked up by bisection, and the two sorted lists are merged in C."""
+    fresh: list[Match] = []
+    i, size = 0, len(kept)
     last_end = -1  # end of the last match taken from `found`
     for match in found:
-        while i < len(kept) and kept[i].end <= match.start:
-            out.append(kept[i])
-            i += 1
-        if i < len(kept) and kept[i].start < match.end:
-            continue  # overlaps a kept match
-        if match.start < last_end:
+        _kind, start, end, _score = match
+        if start < last_end:
             continue  # overlaps the previous one of its own type (matches of a type can touch)
-        out.append(match)
-        last_end = match.end
-    out.extend(kept[i:])
-    return out
+        if size:
+            i = bisect_right(kept, start, i, size, key=_END)  # the first kept that ends after `start`
+            if i < size and kept[i].start < end:
+                continue  # overlaps a kept match
+        fresh.append(match)
+        last_end = end
+    if not fresh:
+        return kept
+    return sorted(kept + fresh, key=_START) if kept else fresh
+
+
+_START, _END = itemgetter(1), itemgetter(2)
 
 
 _NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
@@ -194,12 +211,14 @@ def _card(m: re.Match[str]) -> float:
     """Context is read only where it decides: a short Maestro number needs "card" before it, and
     a number of 15 digits or fewer must not follow "IMEI", "EAN", "serial"..."""
     digits = m.group().replace(" ", "").replace("-", "")
-    if not card_ok(digits, True):
+    short = len(digits) == 12 or (len(digits) == 13 and digits[0] != "4")  # Maestro's, if any
+    if not (12 <= len(digits) <= 19 and (digits.startswith(SHORT_MAESTRO) if short else issued(digits))
+            and luhn_ok(digits)):
         return 0.0
     text, start = m.string, m.start()
     if len(digits) <= 15 and _before(text, start, "not_card"):
         return 0.0  # an IMEI, an EAN, a serial number that happens to pass Luhn
-    if card_ok(digits):
+    if not short:
         return 0.9
     return 1.0 if _before(text, start, "card") else 0.0  # 12 or 13 digits: only a named card
 
@@ -218,7 +237,7 @@ _VERSION_WORDS = ("version", "release", "build", "firmware", "ver", "ver.")
 
 def _ip(m: re.Match[str]) -> float:
     address = m.group(1)
-    if address is None or not _ip_ok(address):
+    if address is None or not _v4_ok(address):
         return 0.0
     before = m.string[max(m.start() - 12, 0):m.start()].rstrip().lower()
     if before.endswith(_VERSION_WORDS) or (before.endswith("v") and not before[-2:-1].isalpha()):
@@ -271,11 +290,37 @@ def _around(text: str, mark: str, before: int, after: int) -> list[tuple[int, in
     return out
 
 
+# ASCII digits -> "0", every other byte -> " ": `find(b"0")` then jumps from digit to digit in C
+_DIGIT_BYTES = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+
+
+def _runs(text: str) -> Iterator[re.Match[str]]:
+    """`_RUN.finditer(text)`, resumed only where a digit is. The regex engine tries every
+    position of the text; prose has few digits, so in ASCII text the stretch up to the next digit
+    is skipped in C (the same matches: a run starts with a digit, and ASCII has no other digits).
+    Text dense with digits is left to the regex engine: skipping would cost more than it saves."""
+    if not text.isascii():
+        yield from _RUN.finditer(text)
+        return
+    digits = text.encode("ascii").translate(_DIGIT_BYTES)
+    if digits.count(b"0") * 64 > len(text):  # digits everywhere (an export): one C loop is faster
+        yield from _RUN.finditer(text)
+        return
+    search = _RUN.search
+    at = digits.find(b"0")
+    while at != -1:
+        m = search(text, at)
+        if m is None:
+            return
+        yield m
+        at = digits.find(b"0", m.end())
+
+
 def _windows(text: str) -> list[tuple[int, int]]:
     """Merged windows around numeric runs: 16 characters of margin left (IBAN letters, a `+`),
     8 right (a port, a phone extension)."""
     out: list[tuple[int, int]] = []
-    for m in _RUN.finditer(text):
+    for m in _runs(text):
         lo, hi = max(m.start() - 16, 0), min(m.end() + 8, len(text))
         if out and lo <= out[-1][1]:
             out[-1] = (out[-1][0], hi)

@@ -1,9 +1,12 @@
-"""Text hidden in an encoding: base64, base32, hex, ROT13 and leetspeak, found and decoded.
+"""Text hidden in an encoding: base64, base32, hex, ascii85, base85, quoted-printable, ROT13 and
+leetspeak, found and decoded.
 
 An attacker encodes an instruction so that word filters miss it and asks the model to decode it.
 A payload counts only when it decodes to readable text (strict UTF-8, mostly letters and spaces,
 several words): a SHA-256, a git commit id, a UUID or a compact IBAN decodes to random bytes and
-is never a payload, so hashes are not flagged.
+is never a payload, so hashes are not flagged. Ascii85 and base85 use most printable characters,
+so any long word-free run (a URL, a path) is a candidate: they are tried only in a text that
+talks about encodings (or is one run without spaces), and only on runs of 20 characters or more.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
@@ -29,8 +32,12 @@ then now look only come its over think also back after use two how our work firs
 because any these give day most us is are was were been has had did said print ignore instructions previous
 say tell reveal system prompt secret password please following"""
 _COMMON = frozenset(_COMMON_WORDS.split())
-HINTS = ("decode", "decoded", "encoded", "encoding", "base64", "base32", "base16", "hex", "rot13", "rot-13",
-         "cipher", "caesar", "leetspeak", "leet", "b64", "decrypt")
+HINTS = frozenset(("decode", "decoded", "encoded", "encoding", "base64", "base32", "base16", "hex", "rot13",
+                   "rot-13", "cipher", "caesar", "leetspeak", "leet", "b64", "decrypt", "ascii85", "base85",
+                   "a85", "b85", "quoted-printable"))
+_RUN = re.compile(r"\S{20,}")  # a candidate ascii85 / base85 payload: a long run without spaces
+_QP_ESCAPE = re.compile(r"=[0-9A-F]{2}")
+_QP = re.compile(r"\S*=[0-9A-F]{2}\S*")  # a run holding quoted-printable escapes (spaces as =20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +45,7 @@ class Payload:
     start: int
     end: int
     text: str  # the decoded text
-    kind: str  # base64 | base32 | hex | rot13 | leetspeak
+    kind: str  # base64 | base32 | hex | ascii85 | base85 | quoted-printable | rot13 | leetspeak
 
 
 def readable(text: str) -> bool:
@@ -83,20 +90,65 @@ def _decode_hex(token: str) -> str | None:
     return _strict(raw)
 
 
+def _decode_a85(token: str) -> str | None:
+    adobe = token.startswith("<~") and token.endswith("~>")
+    try:
+        raw = base64.a85decode(token, adobe=adobe)
+    except ValueError:
+        return None
+    return _strict(raw)
+
+
+def _decode_b85(token: str) -> str | None:
+    try:
+        raw = base64.b85decode(token)
+    except ValueError:
+        return None
+    return _strict(raw)
+
+
+def _decode_qp(token: str) -> str | None:
+    try:
+        raw = binascii.a2b_qp(token.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return _strict(raw)
+
+
+def _dense(text: str, hinted_text: bool) -> Iterator[Payload]:
+    """Ascii85, base85 and quoted-printable payloads (see the module's docstring)."""
+    if hinted_text or not (" " in text or "\n" in text):  # one word-free run: maybe all payload
+        for m in _RUN.finditer(text):
+            token = m.group()
+            for decode, kind in ((_decode_a85, "ascii85"), (_decode_b85, "base85")):
+                decoded = decode(token)
+                if decoded is not None and readable(decoded):
+                    yield Payload(m.start(), m.end(), decoded, kind)
+                    break
+    if "=" in text and len(_QP_ESCAPE.findall(text)) >= 3:
+        for m in _QP.finditer(text):
+            if m.group().count("=") >= 3:
+                decoded = _decode_qp(m.group())
+                if decoded is not None and readable(decoded):
+                    yield Payload(m.start(), m.end(), decoded, "quoted-printable")
+
+
 def common_ratio(words: list[str]) -> float:
     """Share of the words that are among the most common English words."""
-    return sum(w in _COMMON for w in words) / len(words) if words else 0.0
+    return sum(map(_COMMON.__contains__, words)) / len(words) if words else 0.0
 
 
-def payloads(text: str, words: list[str]) -> Iterator[Payload]:
-    """Readable texts hidden in `text` (whose lower-cased words are `words`)."""
-    if max(map(len, words), default=0) >= 16:
+def payloads(text: str, words: list[str], distinct: set[str] | None = None) -> Iterator[Payload]:
+    """Readable texts hidden in `text` (whose lower-cased words are `words`, and `distinct` the
+    set of them when the caller has it: fewer to measure)."""
+    if max(map(len, words if distinct is None else distinct), default=0) >= 16:
         for pattern, decode, kind in ((_B64, _decode_b64, "base64"), (_B32, _decode_b32, "base32"),
                                       (_HEX, _decode_hex, "hex")):
             for m in pattern.finditer(text):
                 decoded = decode(m.group())
                 if decoded is not None and readable(decoded):
                     yield Payload(m.start(), m.end(), decoded, kind)
+    yield from _dense(text, hinted(words if distinct is None else distinct))
     # ROT13 and leetspeak read as no language at all: few common words (the first 200 words tell)
     head = words[:200]
     if len(head) < 4 or common_ratio(head) >= 0.1:
@@ -110,6 +162,6 @@ def payloads(text: str, words: list[str]) -> Iterator[Payload]:
             yield Payload(0, len(text), low.translate(_LEET), "leetspeak")
 
 
-def hinted(words: list[str]) -> bool:
+def hinted(words: Iterable[str]) -> bool:
     """The text talks about encodings ("decode this base64")."""
-    return any(w in HINTS for w in words)
+    return not HINTS.isdisjoint(words)

@@ -158,6 +158,11 @@ class Triggers:
             self.needs.append(need)
         self.words = frozenset(self.word_bits)
         self.firsts = frozenset(self.phrases)
+        # symbols by their first character: one search for a character most text lacks (`<`,
+        # `[`, `#`) stands for all the symbols that start with it
+        self.symbols_by_char: dict[str, dict[str, int]] = {}
+        for symbol, flag in self.symbols.items():
+            self.symbols_by_char.setdefault(symbol[0], {})[symbol] = flag
         # each pattern is listed under the bit of its first group: a pattern can only be armed
         # when that bit is set, so only the set bits' patterns are looked at
         self.by_bit: dict[int, list[int]] = {}
@@ -188,9 +193,11 @@ class Triggers:
             for phrase, flag in self.phrases[first].items():
                 if phrase in low:
                     mask |= flag
-        for symbol, flag in self.symbols.items():
-            if symbol in low:
-                mask |= flag
+        for char, symbols in self.symbols_by_char.items():
+            if char in low:
+                for symbol, flag in symbols.items():
+                    if symbol in low:
+                        mask |= flag
         return mask
 
 
@@ -246,8 +253,9 @@ class InjectionDetector:
         clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
         tokens = clean.lower().translate(_PUNCT).split()
-        signals = self._read(clean, offset_ok, tokens)
-        for payload in encodings.payloads(clean, tokens):
+        words = set(tokens)
+        signals = self._read(clean, offset_ok, tokens, words)
+        for payload in encodings.payloads(clean, tokens, words):
             found = self._encoded(payload, tokens, len(clean))
             if found[0] > 0:
                 signals.append(found if offset_ok else (found[0], 0, len(text)))
@@ -263,14 +271,16 @@ class InjectionDetector:
         strongest = max(signals)
         return _noisy_or(signals), strongest[1], strongest[2]
 
-    def _read(self, clean: str, offset_ok: bool, tokens: list[str] | None = None) -> list[Signal]:
+    def _read(self, clean: str, offset_ok: bool, tokens: list[str] | None = None,
+              words: set[str] | None = None) -> list[Signal]:
         """The phrase and delimiter patterns, and the classifier, over normalised text (split into
-        `tokens` by `_PUNCT`, lower-cased, when the caller has them)."""
+        `tokens` by `_PUNCT`, lower-cased, and their set `words`, when the caller has them)."""
         signals: list[Signal] = []
         low = clean.lower()
         if tokens is None:
             tokens = low.translate(_PUNCT).split()
-        words = set(tokens)
+        if words is None:
+            words = set(tokens)
         mask = _TRIGGERS.mask(low, words)
         for index in _TRIGGERS.armed(mask) if mask else ():
             pattern, weight = _COMPILED[index]
@@ -287,7 +297,9 @@ class InjectionDetector:
         """A readable payload is suspect in itself (more so when the text asks to decode it or is
         mostly the payload); one that reads as an attack once decoded is an attack."""
         inner = _noisy_or(self._read(payload.text, False))
-        if payload.kind == "leetspeak":  # respelt words hide nothing in themselves: what they say counts
+        if payload.kind in ("leetspeak", "quoted-printable"):
+            # respelt words hide nothing in themselves (quoted-printable text is text, as e-mail
+            # bodies carry it): what they say counts
             return (max(inner, 0.85) if inner >= 0.5 else 0.0), payload.start, payload.end
         weight = 0.6
         if encodings.hinted(words):

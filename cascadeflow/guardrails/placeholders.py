@@ -1,18 +1,23 @@
 """Reversible redaction: stable numbered placeholders for one run, and their restoration.
 
 The same value redacted twice in a run becomes the same placeholder (`[EMAIL_1]` in the first
-message and in the fifth), so the model can still tell two people apart and refer back to them;
+message and in the fifth), so the model can still tell two people apart and refer back to them.
 `restore` puts the originals back into text meant for the application (the answer it receives),
-never into what reaches the provider or the trace. The originals live only in this object, in
-memory, for as long as its owner (a run) keeps it.
+never into what reaches the provider or the trace, and only for the placeholders of rules that
+asked for it (`redaction = "reversible"`): a `numbered` rule's placeholders stay in the answer.
+The originals live only in this object, in memory, for as long as its owner (a run, or one call
+outside any run) keeps it; nothing writes them anywhere.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 
 _LABEL = re.compile(r"\[([A-Z][A-Z0-9_]*)_(\d+)\]")
+# the longest placeholder a stream holds back while waiting for its end ("[" + kind + "_" + number + "]")
+LONGEST = 48
 
 
 class Placeholders:
@@ -20,15 +25,16 @@ class Placeholders:
 
     def __init__(self) -> None:
         self._labels: dict[tuple[str, str], str] = {}  # (kind, value) -> "[EMAIL_1]"
-        self._values: dict[str, str] = {}  # "[EMAIL_1]" -> value
+        self._values: dict[str, str] = {}  # "[EMAIL_1]" -> value, for the placeholders to restore
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def label(self, kind: str, value: str) -> str:
-        """The placeholder of `value` (a match of `kind`), the same every time in this run."""
+    def label(self, kind: str, value: str, restorable: bool = True) -> str:
+        """The placeholder of `value` (a match of `kind`), the same every time in this run;
+        `restore` puts it back when any rule that made it was `restorable`."""
         key = (kind, value)
         found = self._labels.get(key)
-        if found is not None:
+        if found is not None and (not restorable or found in self._values):
             return found
         with self._lock:
             found = self._labels.get(key)
@@ -38,16 +44,58 @@ class Placeholders:
                 self._counts[tag] = number
                 found = f"[{tag}_{number}]"
                 self._labels[key] = found
+            if restorable:
                 self._values[found] = value
             return found
 
     def restore(self, text: str) -> str:
-        """`text` with every placeholder of this run replaced by its original value (placeholders
-        this run did not make are left as they are)."""
+        """`text` with every restorable placeholder of this run replaced by its original value
+        (placeholders this run did not make are left as they are)."""
         if "[" not in text or not self._values:
             return text
         values = self._values
         return _LABEL.sub(lambda m: values.get(m.group(), m.group()), text)
 
+    def restore_json(self, text: str) -> str:
+        """`restore` inside JSON text (a tool call's arguments): each value is written as a JSON
+        string's content would be, so a quote or a backslash in it cannot break the document."""
+        if "[" not in text or not self._values:
+            return text
+        values = self._values
+
+        def put(m: re.Match[str]) -> str:
+            value = values.get(m.group())
+            return m.group() if value is None else json.dumps(value, ensure_ascii=False)[1:-1]
+        return _LABEL.sub(put, text)
+
+    @property
+    def restoring(self) -> bool:
+        """Some placeholder of this run is to be restored."""
+        return bool(self._values)
+
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._labels)
+
+
+class Restorer:
+    """`Placeholders.restore` over streamed text: a placeholder split across chunks (`[EMA` then
+    `IL_1]`) is held back until its end arrives, so the caller never sees half of one. Text after
+    an unclosed `[` is held at most `LONGEST` characters (a `[` that opens no placeholder)."""
+
+    def __init__(self, placeholders: Placeholders) -> None:
+        self.placeholders = placeholders
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The restored text that can be released now."""
+        text = self._held + piece
+        cut = text.rfind("[")
+        if cut == -1 or "]" in text[cut:] or len(text) - cut > LONGEST:
+            cut = len(text)
+        self._held = text[cut:]
+        return self.placeholders.restore(text[:cut])
+
+    def finish(self) -> str:
+        """What is held back, restored, at the end of the stream."""
+        held, self._held = self._held, ""
+        return self.placeholders.restore(held)

@@ -26,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger("cascadeflow.guardrails")
 Action = Literal["redact", "block", "alert", "rewrite", "log_only"]
+# what `redact` writes: `[EMAIL]`; `[EMAIL_1]`, the same for one value throughout a run; or that,
+# with the originals put back into the answer the application receives (input rules only)
+Redaction = Literal["typed", "numbered", "reversible"]
 
 
 class _Strict(BaseModel):
@@ -42,6 +45,7 @@ class RuleSpec(_Strict):
     threshold: float = Field(default=0.0, ge=0, le=1)
     replacement: str | None = None
     message: str | None = None
+    redaction: Redaction = "typed"
 
 
 class ProfileSpec(_Strict):
@@ -66,6 +70,7 @@ class Rule:
     threshold: float
     replacement: str | None
     message: str
+    redaction: str = "typed"  # typed | numbered | reversible (see `Redaction`)
 
 
 @dataclass(frozen=True)
@@ -132,14 +137,14 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
             rules = []
             for index, r in enumerate(getattr(p, stage)):
                 setting = f"profiles.{pname}.{stage}[{index}] (rule {r.name!r})"
-                rules.append(_rule(r, setting, source))
+                rules.append(_rule(r, setting, source, stage))
             stages[stage] = tuple(rules)
         profiles[pname] = Profile(pname, stages["input"], stages["output"], p.tools_allow, p.tools_deny,
                                   p.max_steps, p.require_approval, spec.version)
     return Policy(spec.version, profiles, source)
 
 
-def _rule(r: RuleSpec, setting: str, source: str) -> Rule:
+def _rule(r: RuleSpec, setting: str, source: str, stage: str) -> Rule:
     try:
         detector: Detector
         if r.detector == "pii":
@@ -156,8 +161,16 @@ def _rule(r: RuleSpec, setting: str, source: str) -> Rule:
         raise ConfigError(setting, r.model_dump(exclude_none=True), source, str(exc)) from None
     if r.action == "rewrite" and r.replacement is None:
         raise ConfigError(setting, r.action, source, "a rewrite rule needs a `replacement`")
+    if r.redaction != "typed":
+        if r.action != "redact":
+            raise ConfigError(setting, r.redaction, source,
+                              "`redaction` applies to rules whose action is redact")
+        if stage == "output":  # the run's placeholders are restored: an output redaction would be undone
+            raise ConfigError(setting, r.redaction, source, "numbered and reversible redaction are for "
+                              "input rules; an output rule redacts to typed placeholders")
     threshold = r.threshold if r.threshold or r.detector != "prompt_injection" else 0.7
-    return Rule(r.name, detector, r.action, threshold, r.replacement, r.message or DEFAULT_BLOCK)
+    return Rule(r.name, detector, r.action, threshold, r.replacement, r.message or DEFAULT_BLOCK,
+                r.redaction)
 
 
 def builtin() -> Policy:

@@ -6,12 +6,13 @@ can be kept and shared without becoming a store of the PII it describes.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice, repeat
+from typing import Any, NamedTuple
 
 from cascadeflow.guardrails.detectors import Match
 from cascadeflow.guardrails.placeholders import Placeholders
@@ -22,21 +23,58 @@ from cascadeflow.guardrails.policy import Rule
 _KEY = (os.environ.get("CASCADEFLOW_AUDIT_KEY") or secrets.token_hex(32)).encode()
 
 
+class _Keyed:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states made once: each value
+    then costs two copies and two updates of SHA-256 states, half of what `hmac.digest` costs
+    when it sets the key up again for every value (a PII-dense text hashes dozens per kind)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # SHA-256's block size: a longer key is hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(key.translate(_IPAD))
+        self.outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(data)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_HMAC = _Keyed(_KEY)
+
+
 def fingerprint(text: str) -> str:
-    """HMAC-SHA256 of the text, first 16 hex digits (the one-shot form: no HMAC object)."""
-    return hmac.digest(_KEY, text.encode("utf-8", "surrogatepass"), "sha256").hex()[:16]
+    """HMAC-SHA256 of the text with the audit key, first 16 hex digits."""
+    return _HMAC.digest(text.encode("utf-8", "surrogatepass")).hex()[:16]
+
+
+MAX_HASHES = 64  # keyed hashes a finding keeps of the distinct values it stands for
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """What one rule found of one kind in one text: every match of it, counted, never the text.
+
+    `match_hash` is the keyed hash of the first match; `hashes` those of the first `MAX_HASHES`
+    distinct values when there is more than one, so an auditor can still ask whether a given
+    value was seen (hash it with the same key); `count` and `distinct` say how many there were."""
+
     rule: str
     detector: str
     kind: str
     action: str
-    score: float
+    score: float  # the highest of its matches
     stage: str  # input | output
     match_hash: str
     message: str  # the block message, for `block` rules
+    count: int = 1  # matches
+    distinct: int = 1  # distinct matched values
+    hashes: tuple[str, ...] = ()  # keyed hashes of the distinct values (when more than one)
 
     @property
     def reason(self) -> str:
@@ -44,22 +82,68 @@ class Finding:
         return self.detector if self.detector == "prompt_injection" else f"{self.detector}_{self.kind}"
 
 
-def scan_text(rules: Sequence[Rule], text: str, stage: str) -> list[tuple[Rule, Match, Finding]]:
-    """Findings of every rule; a span two profiles' rules both find is reported once (first rule)."""
-    out = []
+Hit = tuple[Rule, Match]
+
+
+class Scan(NamedTuple):
+    """A text's matches (what redact and rewrite edit) and its findings (what is recorded)."""
+
+    hits: list[Hit]
+    findings: list[Finding]
+
+
+def matches(rules: Sequence[Rule], text: str) -> list[Hit]:
+    """Matches of every rule at or above its threshold; a span two profiles' rules both find is
+    kept once (the first rule's)."""
+    out: list[Hit] = []
     seen: set[tuple[str, int, int]] = set()
     for rule in rules:
-        for match in rule.detector.scan(text):
-            if match.score < rule.threshold or match.score <= 0:
-                continue
-            key = (match.kind, match.start, match.end)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((rule, match, Finding(rule.name, rule.detector.name, match.kind, rule.action,
-                                             round(match.score, 4), stage,
-                                             fingerprint(text[match.start:match.end]), rule.message)))
+        found = [m for m in rule.detector.scan(text) if m.score >= rule.threshold and m.score > 0]
+        if not found:
+            continue
+        if out:  # only a second rule's matches can repeat a span
+            fresh = []
+            for match in found:
+                key = (match.kind, match.start, match.end)
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(match)
+            found = fresh
+        else:
+            seen.update((m.kind, m.start, m.end) for m in found)
+        out.extend(zip(repeat(rule), found, strict=False))
     return out
+
+
+def findings(hits: Sequence[Hit], text: str, stage: str) -> list[Finding]:
+    """One finding per rule and kind (in the order first found): a contact export with 30,000
+    e-mail addresses is one finding with `count` 30,000, and a few dozen keyed hashes, not
+    30,000 of each."""
+    groups: dict[tuple[int, str], list[Hit]] = {}
+    for hit in hits:
+        key = (id(hit[0]), hit[1].kind)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [hit]
+        else:
+            group.append(hit)
+    out: list[Finding] = []
+    for group in groups.values():
+        rule, first = group[0]
+        values = dict.fromkeys(text[m.start:m.end] for _r, m in group) if len(group) > 1 \
+            else {text[first.start:first.end]: None}
+        hashes = [fingerprint(v) for v in islice(values, MAX_HASHES)]
+        score = max(m.score for _r, m in group) if len(group) > 1 else first.score
+        out.append(Finding(rule.name, rule.detector.name, first.kind, rule.action, round(score, 4), stage,
+                           hashes[0], rule.message, len(group), len(values),
+                           tuple(hashes) if len(values) > 1 else ()))
+    return out
+
+
+def scan_text(rules: Sequence[Rule], text: str, stage: str) -> Scan:
+    """`matches` and their `findings`."""
+    hits = matches(rules, text)
+    return Scan(hits, findings(hits, text, stage) if hits else [])
 
 
 class ScanCache:
@@ -71,37 +155,48 @@ class ScanCache:
     def __init__(self, max_chars: int = 8_000_000, max_text: int = 256_000) -> None:
         self.max_chars = max_chars
         self.max_text = max_text
-        self._entries: dict[tuple[tuple[int, ...], str], tuple[Sequence[Rule], Hits]] = {}
+        self._entries: dict[tuple[tuple[int, ...], str], tuple[Sequence[Rule], Scan]] = {}
         self._chars = 0
 
-    def scan(self, rules: Sequence[Rule], key: tuple[int, ...], text: str) -> Hits:
+    def scan(self, rules: Sequence[Rule], key: tuple[int, ...], text: str) -> Scan:
         """`scan_text(rules, text, "input")`, remembered under `key` (the rules' identities)."""
         if len(text) > self.max_text:
             return scan_text(rules, text, "input")
-        found = self._entries.get((key, text))
-        if found is not None and found[0] == rules:  # ids can be reused once rules are gone
-            return found[1]
-        hits = scan_text(rules, text, "input")
-        self._entries[(key, text)] = (rules, hits)
+        cached = self._entries.get((key, text))
+        if cached is not None and cached[0] == rules:  # ids can be reused once rules are gone
+            return cached[1]
+        scan = scan_text(rules, text, "input")
+        self._entries[(key, text)] = (rules, scan)
         self._chars += len(text)
         while self._chars > self.max_chars and self._entries:
             (_key, old), _value = next(iter(self._entries.items()))
             del self._entries[(_key, old)]
             self._chars -= len(old)
-        return hits
+        return scan
 
 
-Hits = list[tuple[Rule, Match, Finding]]
 INPUTS = ScanCache()
 
 
-def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]],
-              placeholders: Placeholders | None = None) -> str:
+def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders | None = None) -> str:
     """Apply redact and rewrite (the rule's replacement), right to left. Redact writes typed
-    placeholders (`[EMAIL]`), or with `placeholders` the run's numbered ones (`[EMAIL_1]`), which
-    `Placeholders.restore` can turn back into the originals for the application."""
-    edits = sorted(((m.start, m.end, _replacement(r, m, text, placeholders)) for r, m, _f in hits
-                    if r.action in ("redact", "rewrite")), reverse=True)
+    placeholders (`[EMAIL]`); a rule with `redaction` numbered or reversible writes the run's
+    numbered ones from `placeholders` (`[EMAIL_1]`), which `Placeholders.restore` turns back into
+    the originals for the application where the rule is reversible."""
+    if isinstance(hits, Scan):
+        hits = hits.hits
+    typed: dict[str, str] = {}  # kind -> "[KIND]", made once per kind
+    edits = []
+    for rule, match in hits:
+        action = rule.action
+        if action == "redact" and (placeholders is None or rule.redaction == "typed"):
+            new = typed.get(match.kind)
+            if new is None:
+                new = typed[match.kind] = f"[{match.kind.upper()}]"
+            edits.append((match.start, match.end, new))
+        elif action in ("redact", "rewrite"):
+            edits.append((match.start, match.end, _replacement(rule, match, text, placeholders)))
+    edits.sort(reverse=True)
     if not edits:
         return text
     kept: list[tuple[int, int, str]] = []
@@ -124,8 +219,8 @@ def transform(text: str, hits: Sequence[tuple[Rule, Match, Finding]],
 def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:
     if rule.action == "rewrite":
         return rule.replacement or ""
-    if placeholders is not None:
-        return placeholders.label(match.kind, text[match.start:match.end])
+    if placeholders is not None and rule.redaction != "typed":
+        return placeholders.label(match.kind, text[match.start:match.end], rule.redaction == "reversible")
     return f"[{match.kind.upper()}]"
 
 
@@ -160,26 +255,26 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
                 ) -> tuple[list[Finding], Any]:
     """Findings over every text of a prompt, and (when `edit` and a redact or rewrite rule
     matched) an edited copy; otherwise the prompt itself. The copy is made only when needed.
-    Texts scanned before with the same rules are not scanned again (`INPUTS`). With
-    `placeholders`, redactions are the run's numbered placeholders (see `transform`)."""
+    Texts scanned before with the same rules are not scanned again (`INPUTS`). `placeholders`:
+    the run's, for rules that redact to numbered placeholders (see `transform`)."""
     key = tuple(map(id, rules))
     if isinstance(prompt, str):
-        hits = INPUTS.scan(rules, key, prompt)
-        return [f for _r, _m, f in hits], (transform(prompt, hits, placeholders) if edit and hits else prompt)
-    findings: list[Finding] = []
+        scan = INPUTS.scan(rules, key, prompt)
+        return scan.findings, (transform(prompt, scan, placeholders) if edit and scan.hits else prompt)
+    found: list[Finding] = []
     edits: list[tuple[int, str]] = []
     places = _texts(prompt)
     for index, (_container, _key, text) in enumerate(places):
-        hits = INPUTS.scan(rules, key, text)
-        if hits:
-            findings.extend(f for _r, _m, f in hits)
-            if edit and any(r.action in ("redact", "rewrite") for r, _m, _f in hits):
-                edits.append((index, transform(text, hits, placeholders)))
+        scan = INPUTS.scan(rules, key, text)
+        if scan.hits:
+            found.extend(scan.findings)
+            if edit and any(r.action in ("redact", "rewrite") for r, _m in scan.hits):
+                edits.append((index, transform(text, scan, placeholders)))
     if not edits:
-        return findings, prompt
+        return found, prompt
     edited = _copy(prompt)
     copied = _texts(edited)  # the same places, in the copy
     for index, text in edits:
         container, key, _old = copied[index]
         container[key] = text
-    return findings, edited
+    return found, edited

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascadeflow.guardrails.policy import Rule
-from cascadeflow.guardrails.scan import Finding, scan_text, transform
+from cascadeflow.guardrails.scan import Finding, Hit, findings, matches, transform
 
 WINDOW = 64
 
@@ -30,30 +30,34 @@ class StreamGuard:
         """New findings in `piece` (with its look-behind), and the text to release now."""
         if self.edit:
             pending = self._held + piece
-            hits = self._new(scan_text(self.rules, pending, "output"), pending)
+            hits = self._new(matches(self.rules, pending))
+            found = findings(hits, pending, "output") if hits else []
             pending = transform(pending, hits)
             cut = max(len(pending) - self.window, 0)
             release, self._held = pending[:cut], pending[cut:]
             self._offset += cut
-            return [f for _r, _m, f in hits], release
+            return found, release
         text = self._tail + piece
-        hits = self._new(scan_text(self.rules, text, "output"), text)
+        hits = self._new(matches(self.rules, text))
+        found = findings(hits, text, "output") if hits else []
         keep = min(len(text), self.window)
         self._offset += len(text) - keep
         self._tail = text[len(text) - keep:]
-        return [f for _r, _m, f in hits], piece
+        return found, piece
 
     def finish(self) -> str:
         """The held-back text, released at the end of the stream."""
         held, self._held = self._held, ""
         return held
 
-    def _new(self, hits: list, text: str) -> list:  # type: ignore[type-arg]
+    def _new(self, hits: list[Hit]) -> list[Hit]:
+        """The hits not reported before (a match in the look-behind was found with the piece
+        before it)."""
         fresh = []
-        for rule, match, finding in hits:
+        for rule, match in hits:
             key = (self._offset + match.start, rule.name, match.kind)
             if key in self._seen:
                 continue
             self._seen.add(key)
-            fresh.append((rule, match, finding))
+            fresh.append((rule, match))
         return fresh

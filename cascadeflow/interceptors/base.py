@@ -29,6 +29,7 @@ from cascadeflow.pipeline import (
     finish,
     observe,
     respond,
+    restore_output,
 )
 from cascadeflow.pipeline.observe import Capture
 from cascadeflow.request import PROMPT_KEYS, Request
@@ -200,6 +201,8 @@ def _enforce_body(step: Step, body: Any) -> None:
     respond(step, body, operation)
     if step.view.output_acts:  # output rules may change the answer: they run here, now
         check_output(step, body, response_text(operation, body))
+    if step.placeholders is not None:  # then the originals go back into what the caller receives
+        restore_output(step, body)
 
 
 def _enforce_unread(step: Step) -> None:

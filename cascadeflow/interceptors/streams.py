@@ -13,6 +13,8 @@ from typing import Any
 from cascadeflow import billing, tokens
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
+from cascadeflow.guardrails.placeholders import Restorer
+from cascadeflow.guardrails.scan import Finding
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.pipeline import Step, fail, finish, record_findings
@@ -36,7 +38,7 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 class _Proxy:
     __slots__ = ("_acc", "_cap", "_done", "_guard", "_iter", "_late", "_next_check", "_out_bytes",
-                 "_seen", "_settle", "_step", "_wrapped")
+                 "_restorer", "_seen", "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -54,6 +56,9 @@ class _Proxy:
         # change nothing and are run once over the whole text by the worker at the end.
         acting = step is not None and step.rt.enforce and step.view.output_acts
         self._guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
+        # then the run's reversible placeholders are restored in what the caller receives (the
+        # accumulator, hence the trace, keeps the text as the provider sent it)
+        self._restorer = Restorer(step.placeholders) if step is not None and step.placeholders else None
         # In enforce mode under a budget, output past what the reservation pays for cuts the
         # stream (a provider that ignores max_tokens); UTF-8 bytes bound the tokens for free,
         # and the text is counted only once the bytes could have passed the cap.
@@ -95,17 +100,23 @@ class _Proxy:
 
     def _check(self, chunk: Any) -> None:
         """Output rules on the text this chunk brings (with look-behind); may edit or block."""
-        guard, step = self._guard, self._step
-        if guard is None or step is None:
+        guard, restorer, step = self._guard, self._restorer, self._step
+        if (guard is None and restorer is None) or step is None:
             return
         operation = step.request.operation
         piece = _piece(chunk, operation)
-        findings, release = guard.feed(piece or "")
-        if guard.edit:
-            if _finished(chunk, operation):
+        findings: list[Finding] = []
+        release = piece or ""
+        if guard is not None:
+            findings, release = guard.feed(release)
+            if guard.edit and _finished(chunk, operation):
                 release += guard.finish()
-            if piece is not None or release:
-                _set_piece(chunk, operation, release)
+        if restorer is not None:
+            release = restorer.feed(release)
+            if _finished(chunk, operation):
+                release += restorer.finish()
+        if ((guard is not None and guard.edit) or restorer is not None) and (piece is not None or release):
+            _set_piece(chunk, operation, release)
         if not findings:
             return
         record_findings(step, findings)

@@ -8,10 +8,11 @@
 
 from cascadeflow.pipeline import observe
 from cascadeflow.pipeline.admit import abegin, begin
-from cascadeflow.pipeline.guard import check_output, record_findings
+from cascadeflow.pipeline.guard import check_output, record_findings, restore_output
 from cascadeflow.pipeline.runtime import CascadeRunner, Runtime, attempting, current, install
 from cascadeflow.pipeline.settle import fail, finish, respond
 from cascadeflow.pipeline.step import Step
 
 __all__ = ["CascadeRunner", "Runtime", "Step", "abegin", "attempting", "begin", "check_output",
-           "current", "fail", "finish", "install", "observe", "record_findings", "respond"]
+           "current", "fail", "finish", "install", "observe", "record_findings", "respond",
+           "restore_output"]

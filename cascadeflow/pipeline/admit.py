@@ -165,6 +165,7 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
             step.scan_input_later = True
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
+            step.kwargs = request.kwargs
     down = None
     if view.shared is not None and rt.ledger is not None:
         down = shared.refresh(step, rt.ledger, view.shared)

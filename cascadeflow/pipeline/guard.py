@@ -22,10 +22,14 @@ def scan_input(step: Step) -> Any:
 
     Sets `step.findings`; returns the edited prompt when a redact/rewrite rule matched, else None.
     """
-    rules = step.view.input_rules
+    view = step.view
+    rules = view.input_rules
     edit = any(r.action in ("redact", "rewrite") for r in rules)
-    findings, edited = scan_prompt(rules, step.request.prompt, edit)
+    placeholders = step.session.placeholders() if view.input_numbered else None
+    findings, edited = scan_prompt(rules, step.request.prompt, edit, placeholders)
     step.findings = findings
+    if placeholders is not None and placeholders.restoring:  # the answer may name any of the run's
+        step.placeholders = placeholders
     changed = edit and any(f.action in ("redact", "rewrite") for f in findings)
     return edited if changed else None
 
@@ -47,7 +51,8 @@ def alert_findings(step: Step, findings: list[Finding]) -> None:
             step.rt.emit(Alert("guardrail", f"rule {f.rule} found {f.kind} ({f.stage})",
                                run_id=step.session.run_id, step=step.step_no,
                                attributes={"rule": f.rule, "detector": f.detector, "kind": f.kind,
-                                           "score": f.score, "match_hash": f.match_hash}))
+                                           "score": f.score, "match_hash": f.match_hash,
+                                           "count": f.count}))
 
 
 def record_findings(step: Step, findings: list[Finding], on_worker: bool = False) -> None:
@@ -81,24 +86,55 @@ def check_output(step: Step, response: Any, text: str) -> None:
     if not (step.rt.enforce and view.output_acts):
         step.post(output_later, step, text)
         return
-    hits = scan_text(view.output_rules, text, "output")
-    if not hits:
+    scan = scan_text(view.output_rules, text, "output")
+    if not scan.hits:
         return
-    findings = [f for _r, _m, f in hits]
+    findings = scan.findings
     record_findings(step, findings)
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no, entry=entry_dict(step))
     if any(f.action in ("redact", "rewrite") for f in findings):
-        _set_text(response, step.request.operation, transform(text, hits))
+        _set_text(response, step.request.operation, transform(text, scan))
+
+
+def restore_output(step: Step, response: Any) -> None:
+    """Put the originals of the run's reversible placeholders back into the answer the
+    application receives: every choice's text and tool-call arguments (the trace and the spans
+    keep the answer as the provider sent it, read before this)."""
+    placeholders = step.placeholders
+    if placeholders is None:
+        return
+    restore, restore_json = placeholders.restore, placeholders.restore_json
+    if step.request.operation == "responses":
+        for item in getattr(response, "output", None) or []:
+            for part in getattr(item, "content", None) or []:
+                if isinstance(getattr(part, "text", None), str):
+                    part.text = restore(part.text)
+            if isinstance(getattr(item, "arguments", None), str):
+                item.arguments = restore_json(item.arguments)
+        return
+    for choice in getattr(response, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        if message is None:
+            if isinstance(getattr(choice, "text", None), str):
+                choice.text = restore(choice.text)
+            continue
+        if isinstance(getattr(message, "content", None), str):
+            message.content = restore(message.content)
+        for call in getattr(message, "tool_calls", None) or []:
+            function = getattr(call, "function", None)
+            arguments = getattr(function, "arguments", None)
+            if function is not None and isinstance(arguments, str):
+                function.arguments = restore_json(arguments)
 
 
 def output_later(step: Step, text: str) -> None:
     """Worker task: output rules that change nothing here, recorded."""
-    hits = scan_text(step.view.output_rules, text, "output")
-    if hits:
-        record_findings(step, [f for _r, _m, f in hits], on_worker=True)
+    scan = scan_text(step.view.output_rules, text, "output")
+    if scan.findings:
+        record_findings(step, scan.findings, on_worker=True)
 
 
 def _set_text(response: Any, operation: str, text: str) -> None:

@@ -29,6 +29,10 @@ class StepRecord(Protocol):
     @property
     def ended_ns(self) -> int: ...
 
+    @property
+    def sent_prompt(self) -> Any:
+        """The prompt as sent, after redaction (what captured content records)."""
+
     content_allowed: bool  # no compliance profile of the chain forbids recording prompt text
     stop_error: str | None  # the PolicyStop enforcement raised instead of sending
     span: Any  # what `Observer.step_started` returned on the caller's thread, or None

@@ -73,7 +73,11 @@ def finding_entry(step: Step, finding: Finding) -> Entry:
                   run_id=step.session.run_id, status="ok")
     entry.extra = {"rule": finding.rule, "detector": finding.detector, "kind": finding.kind,
                    "score": finding.score, "stage": finding.stage,
-                   "policy_version": step.view.policy_version, "match_hash": finding.match_hash}
+                   "policy_version": step.view.policy_version, "match_hash": finding.match_hash,
+                   "count": finding.count}
+    if finding.distinct > 1:
+        entry.extra["distinct"] = finding.distinct
+        entry.extra["match_hashes"] = list(finding.hashes)
     return entry
 
 
@@ -141,7 +145,7 @@ def settled(step: Step) -> None:
     if usage is not None and step.request.operation != "tool":
         step.content_allowed = rt.capture_allowed(step.chain)
         if rt.config.capture_content and step.content_allowed:
-            entry.content = {"prompt": scrub(step.request.prompt), "completion": scrub(usage.text)}
+            entry.content = {"prompt": scrub(step.sent_prompt), "completion": scrub(usage.text)}
     if rt.ledger is not None:
         meter.settle(step, rt.ledger)
     if rt.observer is not None:

@@ -32,7 +32,10 @@ def respond(step: Step, response: Any, operation: str) -> None:
     step.t1 = time.perf_counter_ns()
     if step.view.reads_latency:
         _observe_latency(step)
-    step.worker.submit(_settle_response, step, response, operation)
+    # an answer that gets originals restored is read now, as the provider sent it: the caller's
+    # thread edits it next, and the trace must not see what the edit puts back
+    usage = None if step.placeholders is None else read_usage(operation, response)
+    step.worker.submit(_settle_response, step, response, operation, usage)
 
 
 def finish(step: Step, usage: Usage, status: str = "ok", ended: int | None = None) -> None:
@@ -71,8 +74,9 @@ def _observe_latency(step: Step) -> None:
 
 
 # -- on the worker (or at once, when the worker is replaying an observed step) ---------------
-def _settle_response(step: Step, response: Any, operation: str) -> None:
-    usage = read_usage(operation, response)
+def _settle_response(step: Step, response: Any, operation: str, usage: Usage | None = None) -> None:
+    if usage is None:
+        usage = read_usage(operation, response)
     _settle(step, usage, "ok")
     view = step.view
     if view.output_rules and not view.output_acts and usage.text:  # rules that change nothing

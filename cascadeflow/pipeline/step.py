@@ -15,11 +15,12 @@ from typing import Any
 from cascadeflow.clock import wall_ns
 from cascadeflow.entry import Entry
 from cascadeflow.errors import PolicyStop
+from cascadeflow.guardrails.placeholders import Placeholders
 from cascadeflow.guardrails.scan import Finding
 from cascadeflow.pipeline.runtime import Runtime
 from cascadeflow.policy.decision import ALLOW, Decision
 from cascadeflow.policy.view import ChainView
-from cascadeflow.request import Request
+from cascadeflow.request import PROMPT_KEYS, Request
 from cascadeflow.session import Session
 from cascadeflow.usage import Usage
 
@@ -41,6 +42,7 @@ class Step:
     store_down = False  # the ledger's store failed for this step
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
     scan_input_later = False  # the input rules change nothing: the worker runs them
+    placeholders: Placeholders | None = None  # the run's, when the answer gets originals restored
     span: Any = None  # the span telemetry started around the send (`Observer.step_started`)
     # set by settlement (the caller's thread)
     settled = False
@@ -67,6 +69,13 @@ class Step:
         self.kwargs = request.kwargs  # what is sent: enforce may replace it with an edited copy
         self.args: tuple[Any, ...] = request.args
         self.t0 = time.perf_counter_ns()
+
+    @property
+    def sent_prompt(self) -> Any:
+        """The prompt as sent (after redaction): what captured content records, never the
+        originals a guardrail took out."""
+        key = PROMPT_KEYS.get(self.request.operation)
+        return None if key is None else self.kwargs.get(key)
 
     @property
     def started_ns(self) -> int:

@@ -35,6 +35,7 @@ class ChainView:
     unlimited: bool  # no rule can say anything but allow: no limits, profiles, weights or lists
     reads_latency: bool  # a rule reads observed latency (a latency target or a latency KPI weight)
     output_acts: bool  # an output rule may change or block the answer
+    input_numbered: bool  # an input rule redacts to the run's numbered placeholders
     approval_tools: tuple[str, ...]
     policy_version: str | None
     tools_exempt: tuple[str, ...]  # tools the caps and lists leave alone (frameworks' own)
@@ -92,6 +93,7 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
         output_rules=tuple(r for g in guardrails for r in g.output),
         input_acts=any(r.action in ACTING for g in guardrails for r in g.input),
         output_acts=any(r.action in ACTING for g in guardrails for r in g.output),
+        input_numbered=any(r.redaction != "typed" for g in guardrails for r in g.input),
         approval_tools=approval,
         tools_exempt=config.tools_exempt,
         shared=shared,

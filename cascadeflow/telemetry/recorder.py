@@ -270,7 +270,7 @@ class Telemetry:
             attributes[cv.CF_PRICE_KNOWN] = entry.price_known
             if self.capture_content and step.content_allowed and not deferred:  # (dropped below)
                 attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(input_messages(
-                    request.operation, request.prompt, step.kwargs)), default=str)
+                    request.operation, step.sent_prompt, step.kwargs)), default=str)
                 if usage is not None and request.operation != "embeddings":
                     attributes[cv.OUTPUT_MESSAGES] = json.dumps(scrub(output_messages(usage)),
                                                                 default=str)
