@@ -221,3 +221,25 @@ def test_bad_input_is_an_error_naming_argument_value_and_source(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
+
+
+def test_a_finding_counts_every_match_it_stands_for(provider: Any, tmp_path: Path) -> None:
+    """A text with three addresses is one finding of its rule and kind, with count 3: the
+    review counts matches, as the session's summary does, from saved runs and from the ledger."""
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "ledger.db"\n')
+    cascadeflow.init(mode="observe", guardrails="pii", config=tmp_path / "cascadeflow.toml")
+    addresses = "write to ann@example.com, bob@example.org or cy@example.net"
+    with cascadeflow.run(user="u-1") as session:
+        litellm.completion(**chat_kwargs(provider, addresses))
+    cascadeflow.shutdown()
+    summary = session.summary()
+    entries = [e for e in session.trace() if e["operation"] == "guardrail"]
+    # the prompt, and the provider's answer that quotes it back
+    assert sorted((e["stage"], e["count"]) for e in entries) == [("input", 3), ("output", 3)]
+    assert summary["guardrail_findings"] == 6
+    for source in (report.saved_sessions([session.save(tmp_path / "run.jsonl")]),
+                   [report.LedgerRuns(tmp_path / "ledger.db")]):
+        review = report.review(source)
+        assert review.totals.findings == 6
+        rows = sorted((r.count, r.would_have, sorted(r.by.items())) for r in review.findings)
+        assert rows == [(3, 3, [("input", 3)]), (3, 3, [("output", 3)])], source

@@ -67,7 +67,7 @@ class UsageEvent:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
 # the keys of a trace entry a run entry keeps: labels, numbers and cascadeflow's own words
 ENTRY_KEYS = ("action", "reason", "applied", "operation", "agent", "model", "target_model",
-             "tools_denied", "message", "rule", "kind", "stage", "score", "primary")
+             "tools_denied", "message", "rule", "kind", "stage", "score", "count", "primary")
 
 
 @dataclass(slots=True)

@@ -31,13 +31,14 @@ class Tally:
         return self.applied + self.would_have
 
     def note(self, m: Mark, run_id: str, by: str) -> None:
+        n = m.count  # a finding counts every match it stands for
         if m.applied:
-            self.applied += 1
+            self.applied += n
         else:
-            self.would_have += 1
+            self.would_have += n
         self.runs.add(run_id)
-        self.by[by] = self.by.get(by, 0) + 1
-        self.reasons[m.reason] = self.reasons.get(m.reason, 0) + 1
+        self.by[by] = self.by.get(by, 0) + n
+        self.reasons[m.reason] = self.reasons.get(m.reason, 0) + n
 
 
 @dataclass(slots=True)
@@ -107,7 +108,7 @@ def near_misses(runs: Sequence[Run]) -> list[NearMiss]:
         if m.action not in NOTE_ONLY:
             continue
         key = (m.rule or m.reason, m.kind or m.reason)
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + m.count
         if m.score is not None:
             scores.setdefault(key, []).append(m.score)
     rows = []

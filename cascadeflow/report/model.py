@@ -40,6 +40,7 @@ class Mark:
     stage: str | None = None
     score: float | None = None
     ts: float | None = None
+    count: int = 1  # a guardrail finding stands for every match of its rule and kind in a text
 
 
 @dataclass(slots=True)
@@ -189,7 +190,7 @@ def read_run(record: RunRecord, argument: str = "SOURCES") -> Run:
                     message=r.text(e, "message", where) if operation not in SIDE_OPERATIONS else None,
                     rule=r.text(e, "rule", where), kind=r.text(e, "kind", where),
                     stage=r.text(e, "stage", where), score=r.number(e, "score", where),
-                    ts=r.number(e, "ts", where))
+                    ts=r.number(e, "ts", where), count=max(r.count(e, "count", where), 1))
         marks.append(mark)
         if number in steps:
             steps[number].marks.append(mark)

@@ -53,7 +53,7 @@ def totals(runs: Iterable[Run]) -> Totals:
         t.errors += sum(1 for s in run.steps if s.error)
         for mark in run.marks:
             if mark.operation == "guardrail":
-                t.findings += 1
+                t.findings += mark.count
             elif mark.action == "stop" and mark.operation != "cascade":
                 if mark.applied:
                     t.stops += 1

@@ -78,7 +78,7 @@ def would_have(runs: Iterable[Run], prices: PriceBook | None = None) -> WouldHav
                 if m.action in NOTE_ONLY:  # enforce would only have noted it too
                     continue
                 key = (m.rule or m.reason, m.action)
-                out.guardrails[key] = out.guardrails.get(key, 0) + 1
+                out.guardrails[key] = out.guardrails.get(key, 0) + m.count
             elif m.action == "stop":
                 out.stops[m.reason] = out.stops.get(m.reason, 0) + 1
                 stopped_steps.add(m.step)
