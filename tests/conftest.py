@@ -10,6 +10,7 @@ from typing import Any
 
 import cascadeflow
 import pytest
+from cascadeflow.breakers import breakers
 from cascadeflow.cascade import BreakerSettings, CircuitBreaker, InMemoryBreakerStore
 from cascadeflow.testing import redis as redis_testing
 
@@ -23,6 +24,7 @@ def _clean_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[N
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     cascadeflow.shutdown()
+    breakers.reset()  # the provider's URL is the same in every test: so are its breakers' keys
     yield
     cascadeflow.shutdown()
 
