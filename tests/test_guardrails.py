@@ -219,6 +219,21 @@ def test_output_redaction_rewrite_and_alert(policy: Path, provider: Any) -> None
     assert [a.kind for a in alerts] == ["guardrail"] and "123-45-6789" not in json.dumps(alerts[0].as_dict())
 
 
+def test_captured_answer_is_what_output_rules_let_through(policy: Path, provider: Any) -> None:
+    """With capture on, the trace keeps the answer after the output rules edited it, every time
+    (the worker used to read it while the caller's thread was still redacting it)."""
+    cascadeflow.init(mode="enforce", guardrails_file=policy, capture_content=True)
+    provider.reply(f"Charged {CARD}; thanks.")
+    completions = []
+    for _ in range(4):  # the profile allows 5 steps a run
+        with cascadeflow.run(guardrails="triage") as session:
+            for _ in range(5):
+                litellm.completion(**chat_kwargs(provider, "status?"))
+        completions += [e["content"]["completion"] for e in session.trace()
+                        if e["operation"] == "chat"]
+    assert completions == ["Charged [CREDIT_CARD]; thanks."] * 20
+
+
 def test_output_block(policy: Path, provider: Any) -> None:
     cascadeflow.init(mode="enforce", guardrails_file=policy)
     provider.reply(f"Your card {CARD} is on file.")

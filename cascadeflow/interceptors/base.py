@@ -23,17 +23,16 @@ from cascadeflow.pipeline import (
     Step,
     abegin,
     begin,
-    check_output,
     current,
     fail,
     finish,
     observe,
     respond,
-    restore_output,
+    settle_output,
 )
 from cascadeflow.pipeline.observe import Capture
 from cascadeflow.request import PROMPT_KEYS, Request
-from cascadeflow.usage import StreamAccumulator, Usage, response_text
+from cascadeflow.usage import StreamAccumulator, Usage
 
 ToRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # how the openai SDK asks `create` for a raw response
@@ -197,12 +196,10 @@ def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
 
 
 def _enforce_body(step: Step, body: Any) -> None:
-    operation = step.request.operation
-    respond(step, body, operation)
-    if step.view.output_acts:  # output rules may change the answer: they run here, now
-        check_output(step, body, response_text(operation, body))
-    if step.placeholders is not None:  # then the originals go back into what the caller receives
-        restore_output(step, body)
+    if step.view.output_acts or step.placeholders is not None:  # the answer may be edited here
+        settle_output(step, body)
+    else:
+        respond(step, body, step.request.operation)
 
 
 def _enforce_unread(step: Step) -> None:

@@ -20,22 +20,36 @@ from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
 from cascadeflow.session import Session
-from cascadeflow.usage import Usage, read_usage
+from cascadeflow.usage import Usage, read_usage, response_text
 
 
-def respond(step: Step, response: Any, operation: str) -> None:
-    """The call returned `response`; the worker reads its usage and settles it. (The usual end
-    of an enforced call: kept to the few operations it needs.)"""
+def respond(step: Step, response: Any, operation: str, usage: Usage | None = None,
+            ended: int | None = None) -> None:
+    """The call returned `response` (at `ended`, `time.perf_counter_ns()`, if not now); the
+    worker reads its usage, unless given, and settles it. (The usual end of an enforced call:
+    kept to the few operations it needs.)"""
     if step.settled:
         return
     step.settled = True
-    step.t1 = time.perf_counter_ns()
+    step.t1 = time.perf_counter_ns() if ended is None else ended
     if step.view.reads_latency:
         _observe_latency(step)
-    # an answer that gets originals restored is read now, as the provider sent it: the caller's
-    # thread edits it next, and the trace must not see what the edit puts back
-    usage = None if step.placeholders is None else read_usage(operation, response)
     step.worker.submit(_settle_response, step, response, operation, usage)
+
+
+def settle_output(step: Step, response: Any) -> None:
+    """Settle an unstreamed answer that the caller's thread may still edit: output rules that
+    act in enforce, then the originals of reversible placeholders. Its usage (and, with capture,
+    its text) is read here, after the rules' edits and before the originals go back, so the
+    trace holds what the rules let through and never races the edit on the worker."""
+    operation, arrived = step.request.operation, time.perf_counter_ns()
+    try:
+        if step.view.output_acts:
+            guard.check_output(step, response, response_text(operation, response))
+    finally:  # a blocked answer is settled too, as the provider sent it
+        respond(step, response, operation, read_usage(operation, response), arrived)
+    if step.placeholders is not None:
+        guard.restore_output(step, response)
 
 
 def finish(step: Step, usage: Usage, status: str = "ok", ended: int | None = None) -> None:
