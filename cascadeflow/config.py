@@ -213,10 +213,21 @@ class LedgerSpec(_Strict):
             raise ValueError("set url or url_env, not both")
         return self
 
-    @property
-    def url_source(self) -> str | None:
-        """Where `url` came from, for errors: `env VAR` with `url_env`, else None (the file)."""
-        return None if self.url_env is None else f"env {self.url_env} (ledger.url_env)"
+    def redis_url(self, env: Mapping[str, str], config_file: str | None) -> tuple[str, str] | None:
+        """The Redis URL and where it came from (`url`, or the variable `url_env` names), or
+        None without one. Read when the ledger opens, not when the config is resolved: the
+        command line reads the SQLite file without the Redis secret."""
+        if self.url is not None:
+            return self.url, f"file {config_file}"
+        if self.url_env is None:
+            return None
+        url = env.get(self.url_env, "")
+        if not url:
+            raise ConfigError("ledger.url_env", self.url_env, f"file {config_file}",
+                              f"the environment variable {self.url_env} is not set")
+        if not url.startswith(REDIS_SCHEMES):
+            raise ConfigError("ledger.url", url, f"env {self.url_env}", REDIS_EXPECTED)
+        return url, f"env {self.url_env}"
 
 
 class BudgetSpec(_Strict):
@@ -496,7 +507,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
         compliance=compliance,
         agents=dict(file_cfg.agents),
         cascades=dict(file_cfg.cascades),
-        ledger=_ledger(file_cfg, config_path, env),
+        ledger=_ledger(file_cfg, config_path),
         budgets=dict(file_cfg.budgets),
         limits=dict(file_cfg.limits),
         sources=dict(sources, config=config_source if config_path else "default"),
@@ -509,11 +520,9 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     return cfg
 
 
-def _ledger(file_cfg: FileConfig, config_path: Path | None, env: Mapping[str, str]
-            ) -> LedgerSpec | None:
-    """The ledger's settings, its path made absolute against the config file's folder and its
-    URL read from `url_env`; a ledger at the default path when budgets or limits need one and
-    `[ledger]` is absent."""
+def _ledger(file_cfg: FileConfig, config_path: Path | None) -> LedgerSpec | None:
+    """The ledger's settings, its path made absolute against the config file's folder; a ledger
+    at the default path when budgets or limits need one and `[ledger]` is absent."""
     spec = file_cfg.ledger
     if spec is None and not (file_cfg.budgets or file_cfg.limits):
         return None
@@ -522,14 +531,6 @@ def _ledger(file_cfg: FileConfig, config_path: Path | None, env: Mapping[str, st
     if not path.is_absolute() and config_path is not None:
         path = config_path.resolve().parent / path
     updates: dict[str, Any] = {"path": str(path)}
-    if spec.url_env is not None:
-        url = env.get(spec.url_env, "")
-        if not url:
-            raise ConfigError("ledger.url_env", spec.url_env, f"file {config_path}",
-                              f"the environment variable {spec.url_env} is not set")
-        if not url.startswith(REDIS_SCHEMES):
-            raise ConfigError("ledger.url", url, f"env {spec.url_env}", REDIS_EXPECTED)
-        updates["url"] = url
     if spec.events_jsonl is not None and not Path(spec.events_jsonl).is_absolute() and config_path:
         updates["events_jsonl"] = str(config_path.resolve().parent / spec.events_jsonl)
     return spec.model_copy(update=updates)

@@ -200,7 +200,7 @@ def _forget(args: argparse.Namespace, target: Target, store: SQLiteStore, now: f
     counts = query.forget(store, args.user, keys, args.dry_run)
     notes = [f"counters, holds and slots of the user-scoped budgets {list(target.budgets)} and "
              f"limits {list(target.limits)} in the config"]
-    if target.spec.url is not None:
+    if target.spec.url is not None or target.spec.url_env is not None:
         notes.append("windowed figures in Redis (ledger.url) are not touched: they expire with "
                      "their windows")
     if target.spec.events_jsonl is not None:

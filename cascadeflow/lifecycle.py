@@ -238,8 +238,9 @@ def _ledger(config: Config, opened: _Opened, sinks: list[Sink]) -> Ledger:
     assert spec is not None
     where = f"file {config.config_file}"
     store = None
-    if spec.url is not None:
-        store = open_redis(spec.url, spec.url_source or where)
+    redis = spec.redis_url(os.environ, config.config_file)
+    if redis is not None:
+        store = open_redis(*redis)
     try:
         return Ledger(spec, Quotas(config.budgets, config.limits, spec.time_zone),
                       opened.dispatcher.emit, sinks, store)
@@ -250,9 +251,9 @@ def _ledger(config: Config, opened: _Opened, sinks: list[Sink]) -> Ledger:
 def _shared_breakers(config: Config) -> RedisBreakerStore | None:
     """With `[ledger] url` and `breakers = true`, circuit breakers keep their state in Redis."""
     spec = config.ledger
-    if spec is None or spec.url is None or not spec.breakers:
-        return None
-    return open_redis_breakers(spec.url, spec.url_source or f"file {config.config_file}")
+    redis = None if spec is None or not spec.breakers else spec.redis_url(os.environ,
+                                                                           config.config_file)
+    return None if redis is None else open_redis_breakers(*redis)
 
 
 def _policy_store(config: Config, runtime: Runtime) -> PolicyStore:

@@ -244,7 +244,7 @@ def test_output_block(policy: Path, provider: Any) -> None:
 
 @pytest.mark.parametrize("mode", ["observe", "enforce"])
 def test_streamed_output_is_redacted_across_chunks(policy: Path, provider: Any, mode: str) -> None:
-    cascadeflow.init(mode=mode, guardrails_file=policy)
+    cascadeflow.init(mode=mode, guardrails_file=policy, capture_content=True)
     answer = f"We refunded the card {CARD} today, thanks for your patience with this order."
     provider.reply(answer)  # the provider streams 12-character chunks: the card is split
     with cascadeflow.run(guardrails="triage") as session:
@@ -254,6 +254,8 @@ def test_streamed_output_is_redacted_across_chunks(policy: Path, provider: Any, 
         assert received == answer.replace(CARD, "[CREDIT_CARD]")
     else:
         assert received == answer
+    # the trace keeps what the caller received: the rules' edits, never what they removed
+    assert session.trace()[0]["content"]["completion"] == received
     [finding] = session.findings()
     assert finding["reason"] == "pii_credit_card" and finding["stage"] == "output"
 

@@ -17,6 +17,7 @@ import cascadeflow
 import litellm
 import pytest
 from cascadeflow.breakers import BreakerSettings, CircuitBreaker, InMemoryBreakerStore, breakers
+from cascadeflow.cli import main as cli_main
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, StoreUnavailable, nano
 from cascadeflow.ledger.breakerstore import RedisBreakerStore, open_redis_breakers
@@ -373,6 +374,8 @@ def test_the_url_can_come_from_the_environment(provider: Any, redis_url: str, tm
     with pytest.raises(ConfigError) as unset:
         cascadeflow.init(config=config)
     assert unset.value.setting == "ledger.url_env" and "CF_TEST_REDIS_URL" in str(unset.value)
+    # the command line reads the SQLite file: it needs no Redis secret
+    assert cli_main(["ledger", "spend", "--config", str(config)]) == 0
     monkeypatch.setenv("CF_TEST_REDIS_URL", "http://:pw-kept-out@127.0.0.1/0")
     with pytest.raises(ConfigError) as bad:
         cascadeflow.init(config=config)

@@ -37,8 +37,8 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_cap", "_done", "_guard", "_iter", "_late", "_next_check", "_out_bytes",
-                 "_restorer", "_seen", "_settle", "_step", "_wrapped")
+    __slots__ = ("_acc", "_cap", "_done", "_guard", "_guarded", "_iter", "_late", "_next_check",
+                 "_out_bytes", "_restorer", "_seen", "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -56,6 +56,9 @@ class _Proxy:
         # change nothing and are run once over the whole text by the worker at the end.
         acting = step is not None and step.rt.enforce and step.view.output_acts
         self._guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
+        # what those rules let through, chunk by chunk: the text the trace keeps (never what a
+        # rule removed), before any placeholder is restored
+        self._guarded: list[str] | None = [] if self._guard is not None else None
         # then the run's reversible placeholders are restored in what the caller receives (the
         # accumulator, hence the trace, keeps the text as the provider sent it)
         self._restorer = Restorer(step.placeholders) if step is not None and step.placeholders else None
@@ -111,16 +114,19 @@ class _Proxy:
             findings, release = guard.feed(release)
             if guard.edit and _finished(chunk, operation):
                 release += guard.finish()
+        guarded = release
         if restorer is not None:
             release = restorer.feed(release)
             if _finished(chunk, operation):
                 release += restorer.finish()
         if ((guard is not None and guard.edit) or restorer is not None) and (piece is not None or release):
             _set_piece(chunk, operation, release)
+        blocked = next((f for f in findings if f.action == "block"), None)
+        if self._guarded is not None and blocked is None:
+            self._guarded.append(guarded)
         if not findings:
             return
         record_findings(step, findings)
-        blocked = next((f for f in findings if f.action == "block"), None)
         if blocked is not None:
             error = GuardrailBlocked(blocked.message, reason=blocked.reason,
                                      run_id=step.session.run_id, step=step.step_no,
@@ -151,6 +157,8 @@ class _Proxy:
                     "truncated"
             elif error is not None and finished:
                 error, status = None, "ok"  # the last chunk arrived; closing early lost nothing
+        if self._guarded is not None:  # the trace keeps what the output rules let through
+            acc.parts[:] = self._guarded
         self._settle(acc, error, status)
 
     def __del__(self) -> None:

@@ -185,8 +185,9 @@ class Ledger:
                               attributes={"why": "counters_lost", "count": count}))
 
     def _lost(self, why: str, count: int) -> None:
-        self._alert(Alert("ledger_write_failed", f"{count} usage events could not be written to "
-                          f"the ledger ({why}); budgets shared through it miss their spend",
+        self._alert(Alert("ledger_write_failed", f"{count} ledger records (usage events, run "
+                          f"entries, outcomes) could not be written ({why}); budgets shared "
+                          f"through the ledger miss the spend of those that were usage events",
                           severity="error", attributes={"why": why, "count": count}))
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -194,8 +195,8 @@ class Ledger:
         return self.writer.flush(timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
-        self.writer.close(timeout)
-        if self._owed:  # the writer has stopped: a last try at the spend Redis refused
+        stopped = self.writer.close(timeout)
+        if stopped and self._owed:  # the writer is idle: a last try at the spend Redis refused
             try:
                 self.store.commit(self._owed)
             except StoreUnavailable as exc:

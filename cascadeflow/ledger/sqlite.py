@@ -101,7 +101,10 @@ class SQLiteStore:
                         db.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {kind}')
             for statement in filter(str.strip, _INDEXES.split(";")):
                 db.execute(statement)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            # only ever raised: a newer build's number stays when an older one opens the file
+            db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET "
+                       "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                       (str(SCHEMA_VERSION),))
 
     # -- connections -----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
