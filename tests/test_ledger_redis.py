@@ -374,8 +374,6 @@ def test_the_url_can_come_from_the_environment(provider: Any, redis_url: str, tm
     with pytest.raises(ConfigError) as unset:
         cascadeflow.init(config=config)
     assert unset.value.setting == "ledger.url_env" and "CF_TEST_REDIS_URL" in str(unset.value)
-    # the command line reads the SQLite file: it needs no Redis secret
-    assert cli_main(["ledger", "spend", "--config", str(config)]) == 0
     monkeypatch.setenv("CF_TEST_REDIS_URL", "http://:pw-kept-out@127.0.0.1/0")
     with pytest.raises(ConfigError) as bad:
         cascadeflow.init(config=config)
@@ -389,6 +387,8 @@ def test_the_url_can_come_from_the_environment(provider: Any, redis_url: str, tm
     ((settled, _),) = store.figures([Counter("budget:daily:u-9", DAY, nano(1.0))], time.time())
     store.close()
     assert settled > 0  # the spend went to the Redis the variable named
+    monkeypatch.delenv("CF_TEST_REDIS_URL")  # the command line reads the SQLite file only:
+    assert cli_main(["ledger", "spend", "--config", str(config)]) == 0  # no Redis secret needed
     both = config.read_text().replace('url_env = "CF_TEST_REDIS_URL"',
                                       f'url_env = "CF_TEST_REDIS_URL"\nurl = "{redis_url}"')
     config.write_text(both)
