@@ -102,7 +102,7 @@ def check_output(step: Step, response: Any, text: str) -> None:
 def restore_output(step: Step, response: Any) -> None:
     """Put the originals of the run's reversible placeholders back into the answer the
     application receives: every choice's text and tool-call arguments (the trace and the spans
-    keep the answer as the provider sent it, read before this)."""
+    keep the answer read before this, placeholders and all)."""
     placeholders = step.placeholders
     if placeholders is None:
         return
