@@ -171,10 +171,11 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
     zone = time_zone(target.spec.time_zone)
     _table(out, ("time", "run", "step", "user", "agent", "model", "status", "error", "tok in",
                  "tok out", "cost USD", "ms"),
-           [(datetime.fromtimestamp(_num(r["ts"]), zone).strftime("%Y-%m-%d %H:%M:%S"),
+           [(datetime.fromtimestamp(query.as_float(r["ts"]), zone).strftime("%Y-%m-%d %H:%M:%S"),
              r["run_id"], r["step"], r["user"], r["agent"], r["model"], r["status"], r["error"],
-             r["tokens_in"], r["tokens_out"], None if r["cost"] is None else f"{_num(r['cost']):.6f}",
-             None if r["latency_ms"] is None else f"{_num(r['latency_ms']):.0f}") for r in rows])
+             r["tokens_in"], r["tokens_out"],
+             None if r["cost"] is None else f"{query.as_float(r['cost']):.6f}",
+             None if r["latency_ms"] is None else f"{query.as_float(r['latency_ms']):.0f}") for r in rows])
     shown = ", ".join(f"P{p} {'-' if v is None else f'{v:.0f}'}" for p, v in zip(
         PERCENTILES, ranks.values(), strict=True))
     print(f"{len(rows)} of {count} matching steps, newest first; times in "
@@ -248,7 +249,3 @@ def _cell(value: object) -> str:
 
 def _json(out: TextIO, value: object) -> None:
     print(json.dumps(value, indent=2, default=str), file=out)
-
-
-def _num(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0

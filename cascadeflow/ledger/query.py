@@ -95,16 +95,16 @@ def spend(store: Reader, by: str, window: Window, since: float | None = None) ->
     if first is None:
         return []
     out: list[Spend] = []
-    for label, start, end in windows(window, _float(first), _float(last)):
+    for label, start, end in windows(window, as_float(first), as_float(last)):
         rows = store.read(
             f'SELECT "{by}", COUNT(*), SUM(status = \'stopped\'), SUM(tokens_in), SUM(tokens_out), '
             "SUM(cached_tokens), SUM(MAX(tokens_in - cached_tokens, 0)), TOTAL(cost), "
             f'SUM(cost IS NULL) FROM events INDEXED BY events_ts WHERE ts >= ? AND ts < ? '
             f'GROUP BY "{by}" '
             f'ORDER BY "{by}"', (max(start, low), end))
-        out += [Spend(label, None if g is None else str(g), _int(calls), _int(stopped),
-                      _int(tokens_in), _int(tokens_out), _int(cached), _int(uncached),
-                      _float(cost), _int(unpriced))
+        out += [Spend(label, None if g is None else str(g), as_int(calls), as_int(stopped),
+                      as_int(tokens_in), as_int(tokens_out), as_int(cached), as_int(uncached),
+                      as_float(cost), as_int(unpriced))
                 for g, calls, stopped, tokens_in, tokens_out, cached, uncached, cost, unpriced
                 in rows]
     return out
@@ -250,7 +250,7 @@ def _in(values: Sequence[str]) -> str:
 
 def _count(store: Reader, table: str, clause: str, params: Sequence[object]) -> int:
     ((count,),) = store.read(f"SELECT COUNT(*) FROM {table} WHERE {clause}", params)
-    return _int(count)
+    return as_int(count)
 
 
 def _batched(store: SQLiteStore, sql: str, params: Sequence[object]) -> int:
@@ -264,9 +264,12 @@ def _batched(store: SQLiteStore, sql: str, params: Sequence[object]) -> int:
             return total
 
 
-def _int(value: object) -> int:
+def as_int(value: object) -> int:
+    """A number read from the ledger (SQLite hands back NULL, or text in a damaged file), 0
+    when it is none."""
     return int(value) if isinstance(value, int | float) else 0
 
 
-def _float(value: object) -> float:
+def as_float(value: object) -> float:
+    """As `as_int`, a float."""
     return float(value) if isinstance(value, int | float) else 0.0

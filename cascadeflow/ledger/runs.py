@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow.ledger.events import COLUMNS, OUTCOME_COLUMNS
-from cascadeflow.ledger.query import Reader
+from cascadeflow.ledger.query import Reader, as_int
 
 CHUNK = 400  # runs read per query (two IN lists of this many stay under SQLite's 999 variables)
 IN_RUN = "(root_run_id IS NOT NULL OR root_step IS NULL)"  # not a call outside any run()
@@ -107,7 +107,7 @@ def outside(reader: Reader, query: RunQuery) -> tuple[int, float]:
         return 0, 0.0
     where, params = query.where(OUTSIDE)
     ((count, cost),) = reader.read(f"SELECT COUNT(*), TOTAL(cost) FROM events WHERE {where}", params)
-    return _int(count), float(cost) if isinstance(cost, int | float) else 0.0
+    return as_int(count), float(cost) if isinstance(cost, int | float) else 0.0
 
 
 def _read(reader: Reader, schema: _Schema, keys: list[str]) -> Iterator[LedgerRun]:
@@ -119,8 +119,8 @@ def _read(reader: Reader, schema: _Schema, keys: list[str]) -> Iterator[LedgerRu
         event = dict(zip(EVENT_FIELDS, row, strict=True))
         found[str(event["root_run_id"] or event["run_id"])].events.append(event)
     for run in found.values():
-        run.events.sort(key=lambda e: (_int(e["root_step"] if e["root_step"] is not None
-                                            else e["step"]), _int(e["id"])))
+        run.events.sort(key=lambda e: (as_int(e["root_step"] if e["root_step"] is not None
+                                            else e["step"]), as_int(e["id"])))
     if "run_entries" in schema.tables:
         marks = ", ".join("?" for _ in keys)
         for root, run_id, step, ts, entry in reader.read(
@@ -136,7 +136,3 @@ def _read(reader: Reader, schema: _Schema, keys: list[str]) -> Iterator[LedgerRu
             outcome = dict(zip(OUTCOME_COLUMNS, row, strict=True))
             found[str(outcome["root_run_id"] or outcome["run_id"])].outcomes.append(outcome)
     yield from (r for r in found.values() if r.events)
-
-
-def _int(value: object) -> int:
-    return int(value) if isinstance(value, int | float) else 0
