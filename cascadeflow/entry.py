@@ -6,6 +6,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+# Entries that are not steps of their own: guardrail findings and cascade events (their
+# `message` may quote what a provider said).
+SIDE_OPERATIONS = frozenset({"guardrail", "cascade"})
+# Fallback reasons that answer without another provider: a session does not count them.
+NOT_FALLBACKS = frozenset({"degraded_answer", "static_answer"})
+
 # The keys of a trace entry, in the order `trace()` gives them.
 TRACE_KEYS = (
     "step", "action", "reason", "applied", "mode", "model", "requested_model", "target_model",

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from cascadeflow.alert import Alert
 from cascadeflow.config import LedgerSpec
-from cascadeflow.entry import Entry
+from cascadeflow.entry import SIDE_OPERATIONS, Entry
 from cascadeflow.ledger.cache import CacheWatch
 from cascadeflow.ledger.events import ENTRY_KEYS, Outcome, RunEntry, UsageEvent
 from cascadeflow.ledger.quotas import Quotas, SharedBudget, Shares, scope_value
@@ -215,10 +215,6 @@ class Ledger:
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
                 "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
-
-
-# operations whose `message` may quote what a provider said: their entries keep none
-SIDE_OPERATIONS = ("guardrail", "cascade")
 
 
 def _labels(entry: Entry, primary: bool) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from cascadeflow.alert import Alert
 from cascadeflow.breakers import breakers, model_of
 from cascadeflow.config import Config
-from cascadeflow.entry import Entry
+from cascadeflow.entry import NOT_FALLBACKS, Entry
 from cascadeflow.guardrails.policy import Policy, PolicyStore
 from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
@@ -153,7 +153,7 @@ class Runtime:
             s.add_entry(number, entry)
             if entry.action == "retry":
                 s.retries += 1
-            elif entry.action == "fallback" and entry.reason not in ("degraded_answer", "static_answer"):
+            elif entry.action == "fallback" and entry.reason not in NOT_FALLBACKS:
                 s.fallbacks += 1
             if degraded:
                 s.degraded = True

@@ -16,12 +16,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cascadeflow.entry import NOT_FALLBACKS, SIDE_OPERATIONS
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import StoreUnavailable
 from cascadeflow.ledger.query import ReadOnly
 from cascadeflow.ledger.runs import LedgerRun, RunQuery, outside, runs
 from cascadeflow.report.filters import RunFilter
-from cascadeflow.report.model import SIDE_OPERATIONS
 from cascadeflow.report.source import RunRecord
 
 # a usage event's fields that are a trace entry's too
@@ -29,7 +29,6 @@ STEP_FIELDS = ("action", "reason", "mode", "model", "requested_model", "provider
                "operation", "cost", "latency_ms", "tokens_in", "tokens_out", "cached_tokens",
                "reasoning_tokens", "tool_calls", "tool", "error", "status", "run_id", "ts")
 PRIMARY_FIELDS = ("target_model", "tools_denied", "message")  # kept only with the run's entries
-NOT_COUNTED = ("degraded_answer", "static_answer")  # fallbacks a session does not count as such
 
 
 class LedgerRuns:
@@ -137,7 +136,7 @@ def _summary(run: LedgerRun, steps: list[dict[str, Any]], side: list[dict[str, A
         "budget": next((e["budget"] for e in events if e["budget"] is not None), None),
         "stopped": any(e["status"] == "stopped" for e in events),
         "degraded": any(e["reason"] == "degraded_answer" for e in side),
-        "fallbacks": sum(e["action"] == "fallback" and e["reason"] not in NOT_COUNTED for e in side),
+        "fallbacks": sum(e["action"] == "fallback" and e["reason"] not in NOT_FALLBACKS for e in side),
         "retries": sum(e["action"] == "retry" for e in side),
         "duration_ms": (ended - started) * 1000, "started": started, "ended": ended,
         "outcome": own.get("label"), "outcome_value": own.get("value"),

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascadeflow.entry import SIDE_OPERATIONS
 from cascadeflow.errors import ConfigError
 from cascadeflow.report.source import RunRecord
 
 # trace entries that are not steps of their own: they ride on the step they are numbered with
-SIDE_OPERATIONS = frozenset({"guardrail", "cascade"})
 MAX_CONTENT_CHARS = 2000  # captured prompt/completion shown per step (content capture only)
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cascadeflow.entry import SIDE_OPERATIONS
 from cascadeflow.ledger import SQLiteStore, UsageEvent
 from cascadeflow.ledger.events import Outcome, RunEntry
 from cascadeflow.ledger.store import Settlement
-from cascadeflow.report.model import SIDE_OPERATIONS
 from cascadeflow.report.source import RunRecord
 
 AGENTS = ("triage", "planner", "drafter", "reviewer")
