@@ -122,9 +122,8 @@ class Telemetry:
         while session.span is None and session.parent is not None:
             session = session.parent
         if operation == "tool":
-            return self.spans.start(session.span, f"{cv.OP_EXECUTE_TOOL} {name}", kind.INTERNAL)
-        return self.spans.start(session.span, f"{_OPERATIONS.get(operation, operation)} {name}",
-                                kind.CLIENT)
+            return self.spans.start(session.span, cv.OP_EXECUTE_TOOL, name, kind.INTERNAL)
+        return self.spans.start(session.span, _OPERATIONS.get(operation, operation), name, kind.CLIENT)
 
     def step_sent(self, started: Started) -> None:
         self.spans.leave(started)
