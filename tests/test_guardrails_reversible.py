@@ -179,3 +179,101 @@ def test_responses_and_text_completions_get_the_originals(provider: Any, spans: 
         completion = sdk.completions.create(model="gpt-4o-mini", prompt=ASK)
     assert f"to {EMAIL}" in response.output_text and f"to {EMAIL}" in completion.choices[0].text
     assert_private(sent(provider) + recorded(session, spans, tmp_path))
+
+
+# -- streams: every event that carries the answer, deltas and the events that repeat it whole ----
+SSN = "123-45-6789"
+# the provider streams 12 characters a chunk: "[EMAIL_1]" arrives split ("l goes to [E", "MAIL_1] as a")
+REPLY = f"Your SSN {SSN} is on file; mail goes to [EMAIL_1] as asked."
+HANDED = f"Your SSN [SSN] is on file; mail goes to {EMAIL} as asked."
+MAIL_TOOL = {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}
+
+
+def responses_texts(events: list[Any]) -> dict[str, str]:
+    """The answer as each kind of Responses event hands it to the application."""
+    texts = {"deltas": "".join(e.delta for e in events if e.type == "response.output_text.delta")}
+    for e in events:
+        if e.type == "response.output_text.done":
+            texts["done"] = e.text
+        elif e.type == "response.content_part.done":
+            texts["part"] = e.part.text
+        elif e.type == "response.output_item.done":
+            texts["item"] = e.item.content[0].text
+        elif e.type == "response.completed":
+            texts["completed"] = e.response.output_text
+    return texts
+
+
+def test_streamed_responses_hand_over_what_the_rules_let_through_in_every_event(
+        provider: Any, spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    """The output rule's redaction held the answer's tail back until `output_text.done`, an
+    event with no delta: the tail reached no delta, and the events that repeat the text whole
+    carried the provider's, the SSN unredacted and the placeholder unrestored."""
+    start(tmp_path, spans)
+    provider.reply(REPLY, when="Mail")
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        events = list(sdk.responses.create(model="gpt-4o-mini", input=f"Mail {EMAIL}", stream=True))
+        with sdk.responses.stream(model="gpt-4o-mini", input=f"Mail {EMAIL}") as helper:
+            for _ in helper:
+                pass
+            final = helper.get_final_response().output_text
+        events_litellm = list(litellm.responses(model="openai/gpt-4o-mini", input=f"Mail {EMAIL}",
+                                                stream=True, api_base=provider.url,
+                                                api_key="sk-test-0000000000000000"))
+    assert responses_texts(events) == dict.fromkeys(("deltas", "done", "part", "item", "completed"), HANDED)
+    assert final == HANDED
+    assert "".join(e.delta for e in events_litellm
+                   if getattr(e, "type", "") == "response.output_text.delta") == HANDED
+    trail = recorded(session, spans, tmp_path)
+    assert_private(trail)
+    assert SSN not in trail and "[EMAIL_1]" in trail
+
+
+async def test_async_streamed_responses_too(provider: Any, spans: InMemorySpanExporter,
+                                            tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    provider.reply(REPLY, when="Mail")
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support"):
+        stream = await sdk.responses.create(model="gpt-4o-mini", input=f"Mail {EMAIL}", stream=True)
+        events = [e async for e in stream]
+    assert responses_texts(events) == dict.fromkeys(("deltas", "done", "part", "item", "completed"), HANDED)
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_streamed_tool_call_arguments_get_the_originals(client: str, provider: Any,
+                                                        spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    tool = {"type": "function", "function": {"name": "send_mail", "parameters": MAIL_TOOL}}
+    messages = [{"role": "user", "content": f"Please \"{EMAIL}\" now"}]
+    with cascadeflow.run(guardrails="support") as session:
+        if client == "litellm":
+            chunks = list(litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[tool],
+                                             stream=True, api_base=provider.url,
+                                             api_key="sk-test-0000000000000000"))
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+            chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[call-overload]
+                                                      tools=[tool], stream=True))
+    arguments = "".join(call.function.arguments or "" for c in chunks if c.choices
+                        for call in c.choices[0].delta.tool_calls or [])
+    assert json.loads(arguments) == {"note": f"Please \"{EMAIL}\" now"}
+    assert "[EMAIL_1]" in sent(provider)
+    assert_private(recorded(session, spans, tmp_path))
+
+
+def test_streamed_responses_function_call_arguments_get_the_originals(
+        provider: Any, spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    tool = {"type": "function", "name": "send_mail", "parameters": MAIL_TOOL}
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        events = list(sdk.responses.create(model="gpt-4o-mini", input=f"Please \"{EMAIL}\" now",  # type: ignore[call-overload]
+                                           tools=[tool], stream=True))
+    want = {"note": f"Please \"{EMAIL}\" now"}
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    done = [e.arguments for e in events if e.type == "response.function_call_arguments.done"]
+    completed = [o.arguments for e in events if e.type == "response.completed" for o in e.response.output]
+    assert [json.loads(a) for a in (deltas, *done, *completed)] == [want] * 3
+    assert_private(recorded(session, spans, tmp_path))

@@ -79,23 +79,29 @@ class Placeholders:
 
 class Restorer:
     """`Placeholders.restore` over streamed text: a placeholder split across chunks (`[EMA` then
-    `IL_1]`) is held back until its end arrives, so the caller never sees half of one. Text after
-    an unclosed `[` is held at most `LONGEST` characters (a `[` that opens no placeholder)."""
+    `IL_1]`) is held back until its end arrives, so the caller never sees half of one. Only what
+    can still become a placeholder is held (a `[` then capitals, digits and underscores, at most
+    `LONGEST` characters); `json`: the text is a tool call's JSON arguments (`restore_json`)."""
 
-    def __init__(self, placeholders: Placeholders) -> None:
+    def __init__(self, placeholders: Placeholders, json: bool = False) -> None:
         self.placeholders = placeholders
+        self._restore = placeholders.restore_json if json else placeholders.restore
         self._held = ""
 
     def feed(self, piece: str) -> str:
         """The restored text that can be released now."""
         text = self._held + piece
         cut = text.rfind("[")
-        if cut == -1 or "]" in text[cut:] or len(text) - cut > LONGEST:
+        if cut == -1 or len(text) - cut > LONGEST or _PREFIX.fullmatch(text, cut) is None:
             cut = len(text)
         self._held = text[cut:]
-        return self.placeholders.restore(text[:cut])
+        return self._restore(text[:cut])
 
     def finish(self) -> str:
         """What is held back, restored, at the end of the stream."""
         held, self._held = self._held, ""
-        return self.placeholders.restore(held)
+        return self._restore(held)
+
+
+# what a placeholder's start looks like: "[", "[EMA", "[EMAIL_", "[CREDIT_CARD_1"
+_PREFIX = re.compile(r"\[(?:[A-Z][A-Z0-9_]*)?")

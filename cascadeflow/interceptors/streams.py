@@ -7,21 +7,21 @@ it raises, when it is closed, or when it is garbage-collected half-read (status 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from cascadeflow import billing, tokens
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
-from cascadeflow.guardrails.placeholders import Restorer
-from cascadeflow.guardrails.scan import Finding
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.interceptors.inside import inside
+from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, fail, finish, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later
 from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
 from cascadeflow.request import MAX_TOKEN_KEYS
-from cascadeflow.usage import StreamAccumulator, get, provider_finished
+from cascadeflow.usage import StreamAccumulator, provider_finished
 
 
 class StreamIncomplete(Exception):
@@ -33,12 +33,14 @@ class StreamTruncated(Exception):
     reason, no terminal event): the answer the caller read is incomplete. Status `truncated`."""
 
 
+_NONE_READY = object()  # `_ready` found no chunk the caller may have yet
+
 Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_cap", "_done", "_guard", "_guarded", "_iter", "_late", "_next_check",
-                 "_out_bytes", "_restorer", "_seen", "_settle", "_step", "_wrapped")
+    __slots__ = ("_acc", "_cap", "_done", "_editor", "_exhausted", "_guarded", "_held", "_iter", "_late",
+                 "_next_check", "_out_bytes", "_seen", "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -55,13 +57,18 @@ class _Proxy:
         # Output rules that may change the text run on each chunk as it passes (enforce); others
         # change nothing and are run once over the whole text by the worker at the end.
         acting = step is not None and step.rt.enforce and step.view.output_acts
-        self._guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
+        guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
         # what those rules let through, chunk by chunk: the text the trace keeps (never what a
         # rule removed), before any placeholder is restored
-        self._guarded: list[str] | None = [] if self._guard is not None else None
+        self._guarded: list[str] | None = [] if guard is not None else None
         # then the run's reversible placeholders are restored in what the caller receives (the
         # accumulator, hence the trace, keeps the text as the provider sent it)
-        self._restorer = Restorer(step.placeholders) if step is not None and step.placeholders else None
+        placeholders = step.placeholders if step is not None else None
+        self._editor = StreamEditor(operation, guard, placeholders) \
+            if guard is not None or placeholders is not None else None
+        # chunks read but not handed out yet: the editor's carrier and what came after it
+        self._held: deque[Any] = deque()
+        self._exhausted = False
         # In enforce mode under a budget, output past what the reservation pays for cuts the
         # stream (a provider that ignores max_tokens); UTF-8 bytes bound the tokens for free,
         # and the text is counted only once the bytes could have passed the cap.
@@ -102,27 +109,14 @@ class _Proxy:
         return error
 
     def _check(self, chunk: Any) -> None:
-        """Output rules on the text this chunk brings (with look-behind); may edit or block."""
-        guard, restorer, step = self._guard, self._restorer, self._step
-        if (guard is None and restorer is None) or step is None:
+        """Output rules on the text this chunk brings (with look-behind) and the run's
+        placeholders restored (`StreamEditor`); may edit or block."""
+        editor, step = self._editor, self._step
+        if editor is None or step is None:
             return
-        operation = step.request.operation
-        piece = _piece(chunk, operation)
-        findings: list[Finding] = []
-        release = piece or ""
-        if guard is not None:
-            findings, release = guard.feed(release)
-            if guard.edit and _finished(chunk, operation):
-                release += guard.finish()
-        guarded = release
-        if restorer is not None:
-            release = restorer.feed(release)
-            if _finished(chunk, operation):
-                release += restorer.finish()
-        if ((guard is not None and guard.edit) or restorer is not None) and (piece is not None or release):
-            _set_piece(chunk, operation, release)
+        findings, guarded = editor.edit(chunk)
         blocked = next((f for f in findings if f.action == "block"), None)
-        if self._guarded is not None and blocked is None:
+        if self._guarded is not None and blocked is None and guarded is not None:
             self._guarded.append(guarded)
         if not findings:
             return
@@ -133,6 +127,24 @@ class _Proxy:
                                      entry=entry_dict(step))
             self._end(error, status="blocked")
             raise error
+
+    def _arrived(self, chunk: Any) -> BaseException | None:
+        """Account and edit a chunk just read; the budget's cut, if the output passed it."""
+        self._acc.add(chunk)
+        if self._cap is not None and (cut := self._overrun()) is not None:
+            return cut
+        self._check(chunk)
+        if self._editor is not None:
+            self._held.append(chunk)
+        return None
+
+    def _ready(self) -> Any:
+        """The next chunk the caller may have (held chunks before the editor's carrier, all of
+        them once the stream has ended), or `_NONE_READY`."""
+        held = self._held
+        if held and (self._exhausted or held[0] is not self._editor.carrier):  # type: ignore[union-attr]
+            return held.popleft()
+        return _NONE_READY
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the wrapped type
@@ -177,27 +189,34 @@ class SyncStreamProxy(_Proxy):
         return self
 
     def __next__(self) -> Any:
-        token = inside.set(True)  # what the library calls while the stream is read is this step
-        try:
+        while True:
+            chunk = self._ready()
+            if chunk is not _NONE_READY:
+                return chunk
+            if self._exhausted:
+                raise StopIteration
+            token = inside.set(True)  # what the library calls while the stream is read is this step
             try:
-                if self._iter is None:
-                    self._iter = iter(self._wrapped)
-                chunk = next(self._iter)
-            finally:
-                inside.reset(token)
-        except StopIteration:
-            self._end()
-            raise
-        except BaseException as exc:
-            self._end(exc, status="error")
-            raise
-        self._acc.add(chunk)
-        if self._cap is not None and (cut := self._overrun()) is not None:
-            close(self._wrapped)
-            self._end(cut, status="cut")
-            raise cut
-        self._check(chunk)
-        return chunk
+                try:
+                    if self._iter is None:
+                        self._iter = iter(self._wrapped)
+                    chunk = next(self._iter)
+                finally:
+                    inside.reset(token)
+            except StopIteration:
+                self._exhausted = True
+                self._end()
+                continue
+            except BaseException as exc:
+                self._end(exc, status="error")
+                raise
+            cut = self._arrived(chunk)
+            if cut is not None:
+                close(self._wrapped)
+                self._end(cut, status="cut")
+                raise cut
+            if self._editor is None:
+                return chunk
 
     def close(self) -> None:
         try:
@@ -219,27 +238,34 @@ class AsyncStreamProxy(_Proxy):
         return self
 
     async def __anext__(self) -> Any:
-        token = inside.set(True)
-        try:
+        while True:
+            chunk = self._ready()
+            if chunk is not _NONE_READY:
+                return chunk
+            if self._exhausted:
+                raise StopAsyncIteration
+            token = inside.set(True)
             try:
-                if self._iter is None:
-                    self._iter = self._wrapped.__aiter__()
-                chunk = await self._iter.__anext__()
-            finally:
-                inside.reset(token)
-        except StopAsyncIteration:
-            self._end()
-            raise
-        except BaseException as exc:
-            self._end(exc, status="error")
-            raise
-        self._acc.add(chunk)
-        if self._cap is not None and (cut := self._overrun()) is not None:
-            await aclose(self._wrapped)
-            self._end(cut, status="cut")
-            raise cut
-        self._check(chunk)
-        return chunk
+                try:
+                    if self._iter is None:
+                        self._iter = self._wrapped.__aiter__()
+                    chunk = await self._iter.__anext__()
+                finally:
+                    inside.reset(token)
+            except StopAsyncIteration:
+                self._exhausted = True
+                self._end()
+                continue
+            except BaseException as exc:
+                self._end(exc, status="error")
+                raise
+            cut = self._arrived(chunk)
+            if cut is not None:
+                await aclose(self._wrapped)
+                self._end(cut, status="cut")
+                raise cut
+            if self._editor is None:
+                return chunk
 
     async def aclose(self) -> None:
         try:
@@ -276,39 +302,3 @@ def _output_cap(step: Step) -> int:
     price = step.rt.engine.priced(step.model, step.provider)[1]
     limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
     return int(limit) * billing.choices(step.request)
-
-
-def _piece(chunk: Any, operation: str) -> str | None:
-    """The text a chunk brings, or None when it brings none."""
-    if operation == "responses":
-        text = get(chunk, "delta") if get(chunk, "type") == "response.output_text.delta" else None
-    else:
-        choices = get(chunk, "choices") or []
-        if not choices:
-            return None
-        text = get(choices[0], "text") if operation == "text_completion" else \
-            get(get(choices[0], "delta"), "content")
-    return text if isinstance(text, str) else None
-
-
-def _finished(chunk: Any, operation: str) -> bool:
-    if operation == "responses":
-        return get(chunk, "type") in ("response.output_text.done", "response.completed")
-    choices = get(chunk, "choices") or []
-    return bool(choices) and get(choices[0], "finish_reason") is not None
-
-
-def _set_piece(chunk: Any, operation: str, text: str) -> None:
-    if operation == "responses":
-        if get(chunk, "type") == "response.output_text.delta":
-            chunk.delta = text
-        return
-    choices = get(chunk, "choices") or []
-    if not choices:
-        return
-    if operation == "text_completion":
-        choices[0].text = text
-    else:
-        delta = get(choices[0], "delta")
-        if delta is not None:
-            delta.content = text
