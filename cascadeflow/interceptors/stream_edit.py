@@ -45,6 +45,9 @@ class StreamEditor:
         self._handed_args: dict[Any, list[str]] = {}
         self.carrier: Any = None  # the last chunk that carried a piece, not yet handed out
         self._carried: tuple[str, Any] | None = None  # what it carried: ("text" | "args", key)
+        # something may be released late: a redacting rule or placeholders to restore (rules
+        # that only block or alert change nothing, and the stream is handed over as it comes)
+        self._late_releases = (guard is not None and guard.edit) or placeholders is not None
 
     # -- text ---------------------------------------------------------------------------
     def _release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:
@@ -96,7 +99,8 @@ class StreamEditor:
             put(delta, "content", (get(delta, "content") or "") + tail)
 
     def _carry(self, chunk: Any, kind: str, key: Any) -> None:
-        self.carrier, self._carried = chunk, (kind, key)
+        if self._late_releases:
+            self.carrier, self._carried = chunk, (kind, key)
 
     def _end_part(self) -> None:
         self.carrier, self._carried = None, None
@@ -121,7 +125,7 @@ class StreamEditor:
             return findings, guarded
         delta = get(choice, "delta")
         found: tuple[list[Finding], str | None] = ([], None)
-        for call in get(delta, "tool_calls") or []:
+        for call in get(delta, "tool_calls") or [] if self._placeholders is not None else ():
             function = get(call, "function")
             arguments = get(function, "arguments")
             if isinstance(arguments, str):
@@ -159,6 +163,8 @@ class StreamEditor:
             self._end_part()
             put(event, "text", "".join(self._handed.get(key, ())))
             return findings, guarded
+        if self._placeholders is None and str(kind).startswith("response.function_call_arguments."):
+            return [], None  # nothing to restore in arguments: handed over as they come
         if kind == "response.function_call_arguments.delta":
             key = get(event, "output_index")
             released = self._restore_args(key, get(event, "delta") or "", False)
