@@ -13,11 +13,11 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from itertools import accumulate, pairwise, repeat
-from operator import add, sub
+from itertools import repeat
+from operator import add
 
 WINDOW = 48
 STRIDE = WINDOW // 2
@@ -71,34 +71,62 @@ def windows(count: int) -> list[tuple[int, int]]:
 @dataclass(frozen=True)
 class Model:
     """Weights keyed by word, and by (word, word) for pairs: a pair's key is a tuple of strings
-    already hashed, cheaper to build and look up than a joined string."""
+    already hashed, cheaper to build and look up than a joined string.
+
+    `words` and `starts` are the same weights arranged for scoring (built once, at load): each
+    word's weight, and for each pair the weight of its first word plus its own, so a position's
+    weight (its word and the pair it starts) is one lookup of the pair, with the word's weight as
+    the default when the pair has none."""
 
     bias: float
     weights: dict[str | tuple[str, ...], float]
+    words: dict[str, float] = field(init=False, repr=False, compare=False)
+    starts: dict[tuple[str, ...], float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        words = {k: v for k, v in self.weights.items() if isinstance(k, str)}
+        starts = {k: words.get(k[0], 0.0) + v for k, v in self.weights.items()
+                  if isinstance(k, tuple) and len(k) == 2}
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "starts", starts)
 
     def score(self, text: str) -> float:
         """Probability-like 0..1 score of the text's most injection-like window."""
         return self.score_words(words(text))
 
+    def positions(self, tokens: list[str]) -> list[float]:
+        """Each word's weight plus that of the pair it starts (the last word starts none): one
+        C-level pass, the word lookups feeding the pair lookups as their defaults (`zip` reuses
+        its tuple, so a pair costs no allocation)."""
+        word = self.words.get
+        pairs = zip(tokens, tokens[1:], strict=False)  # noqa: RUF007 - pairwise builds a tuple a pair
+        out = list(map(self.starts.get, pairs, map(word, tokens, repeat(0.0))))
+        out.append(word(tokens[-1], 0.0))
+        return out
+
     def score_words(self, tokens: list[str]) -> float:
         """`score` of a text already split by `words`."""
         if not tokens:
             return 0.0
-        get = self.weights.get
-        # each word's weight plus that of the pair it starts (the last word starts none)
-        both = list(map(add, map(get, tokens, repeat(0.0)), map(get, pairwise(tokens), repeat(0.0))))
-        both.append(get(tokens[-1], 0.0))
-        total = [0.0, *accumulate(both)]
+        both = self.positions(tokens)
         if len(tokens) <= WINDOW:
-            best = total[-1] / math.sqrt(max(2 * len(tokens) - 1, MIN_FEATURES))
+            best = sum(both) / math.sqrt(max(2 * len(tokens) - 1, MIN_FEATURES))
         else:
-            # a window's pairs are those that start inside it, but not the one leaving it
-            ends = [e for _s, e in windows(len(tokens))]
-            sums = map(sub, (total[e] for e in ends), (total[e - WINDOW] for e in ends))
-            leaving = (both[e - 1] - get(tokens[e - 1], 0.0) for e in ends)
-            best = max(map(sub, sums, leaving)) / math.sqrt(2 * WINDOW - 1)
+            best = max(self.window_sums(tokens, both)) / math.sqrt(2 * WINDOW - 1)
         z = self.bias + best
         return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+    def window_sums(self, tokens: list[str], both: list[float]) -> list[float]:
+        """The feature weight of each window of `windows(len(tokens))`. Windows start every
+        `STRIDE` words, so each is two half-window blocks, each block summed once; a window's
+        pairs are those that start inside it, but not the one leaving it."""
+        count = len(tokens)
+        word = self.words.get
+        blocks = [sum(both[i:i + STRIDE]) for i in range(0, count - STRIDE, STRIDE)]
+        out = [blocks[k] + blocks[k + 1] - (both[s + WINDOW - 1] - word(tokens[s + WINDOW - 1], 0.0))
+               for k, s in enumerate(range(0, count - WINDOW, STRIDE))]
+        out.append(sum(both[count - WINDOW:]))  # the last window ends the text: no pair leaves it
+        return out
 
 
 @cache
