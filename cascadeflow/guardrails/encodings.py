@@ -139,6 +139,13 @@ def common_ratio(words: list[str]) -> float:
     return sum(map(_COMMON.__contains__, words)) / len(words) if words else 0.0
 
 
+def _has_language(head: list[str]) -> bool:
+    """`common_ratio(head) >= 0.1`, most often settled by the first 100 words alone (a count that
+    reaches a tenth of `head` there can only grow)."""
+    size = len(head)
+    return sum(map(_COMMON.__contains__, head[:100])) / size >= 0.1 or common_ratio(head) >= 0.1
+
+
 def payloads(text: str, words: list[str], distinct: set[str] | None = None) -> Iterator[Payload]:
     """Readable texts hidden in `text` (whose lower-cased words are `words`, and `distinct` the
     set of them when the caller has it: fewer to measure)."""
@@ -152,7 +159,7 @@ def payloads(text: str, words: list[str], distinct: set[str] | None = None) -> I
     yield from _dense(text, hinted(words if distinct is None else distinct))
     # ROT13 and leetspeak read as no language at all: few common words (the first 200 words tell)
     head = words[:200]
-    if len(head) < 4 or common_ratio(head) >= 0.1:
+    if len(head) < 4 or _has_language(head):
         return
     turned = text.translate(_ROT13)
     if common_ratio(turned[:4000].lower().split()[:200]) >= 0.25:

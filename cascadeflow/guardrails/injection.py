@@ -252,9 +252,10 @@ class InjectionDetector:
         plain = text.isascii()
         clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
-        tokens = clean.lower().translate(_PUNCT).split()
+        low = clean.lower()
+        tokens = low.translate(_PUNCT).split()
         words = set(tokens)
-        signals = self._read(clean, offset_ok, tokens, words)
+        signals = self._read(clean, offset_ok, low, tokens, words)
         for payload in encodings.payloads(clean, tokens, words):
             found = self._encoded(payload, tokens, len(clean))
             if found[0] > 0:
@@ -271,12 +272,14 @@ class InjectionDetector:
         strongest = max(signals)
         return _noisy_or(signals), strongest[1], strongest[2]
 
-    def _read(self, clean: str, offset_ok: bool, tokens: list[str] | None = None,
+    def _read(self, clean: str, offset_ok: bool, low: str | None = None, tokens: list[str] | None = None,
               words: set[str] | None = None) -> list[Signal]:
-        """The phrase and delimiter patterns, and the classifier, over normalised text (split into
-        `tokens` by `_PUNCT`, lower-cased, and their set `words`, when the caller has them)."""
+        """The phrase and delimiter patterns, and the classifier, over normalised text (lower-cased
+        as `low`, split into `tokens` by `_PUNCT`, and their set `words`, when the caller has them:
+        a long text is lower-cased once)."""
         signals: list[Signal] = []
-        low = clean.lower()
+        if low is None:
+            low = clean.lower()
         if tokens is None:
             tokens = low.translate(_PUNCT).split()
         if words is None:
