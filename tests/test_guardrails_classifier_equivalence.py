@@ -1,0 +1,76 @@
+"""The fast paths of the injection detector give what their plain forms give.
+
+The classifier scores a window from per-position weights summed by half-window blocks; these
+tests score every window from its feature list, as `tools/injection/train.py` defines them. The
+base32 and hex patterns look behind their first character instead of before it; these tests
+compare them with the plain `(?<!X)X{n,}` form on texts drawn from their alphabets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+
+from cascadeflow.guardrails import encodings
+from cascadeflow.guardrails.classifier import MIN_FEATURES, features, model, windows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+PLAIN_B32 = re.compile(r"(?<![A-Z2-7])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
+PLAIN_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9a-fA-F]{2}[ :]?){12,}(?![0-9A-Fa-f])")
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@cache
+def by_name() -> dict[str, float]:
+    """The weights keyed as the weights file names them (`"ignore previous"`)."""
+    return {k if isinstance(k, str) else " ".join(k): v for k, v in model().weights.items()}
+
+
+def plain_score(tokens: list[str]) -> float:
+    """The classifier's score, each window's features listed and looked up one by one."""
+    if not tokens:
+        return 0.0
+    weights = by_name()
+    best = -math.inf
+    for start, end in windows(len(tokens)):
+        feats = features(tokens[start:end])
+        best = max(best, sum(weights.get(f, 0.0) for f in feats) / math.sqrt(max(len(feats), MIN_FEATURES)))
+    z = model().bias + best
+    return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+
+def _vocabulary() -> list[str]:
+    """Words the model knows (so windows score far from zero), the first words of its pairs, and
+    words it does not know."""
+    known = sorted(model().words)[::40]
+    firsts = sorted({a for a, _b in model().pairs})[::40]
+    return [*known, *firsts, "ignore", "previous", "instructions", "refund", "zzqx", "the"]
+
+
+WORDS = st.lists(st.sampled_from(_vocabulary()), max_size=260)
+
+
+@SETTINGS
+@given(WORDS)
+def test_the_classifier_scores_every_window_as_its_feature_list_does(tokens: list[str]) -> None:
+    assert abs(model().score_words(tokens) - plain_score(tokens)) < 1e-9
+
+
+def test_the_classifier_scores_texts_at_every_window_boundary() -> None:
+    vocabulary = _vocabulary()
+    for count in (1, 7, 8, 47, 48, 49, 71, 72, 73, 95, 96, 97, 120, 121, 500):
+        tokens = [vocabulary[(i * 7919) % len(vocabulary)] for i in range(count)]
+        assert abs(model().score_words(tokens) - plain_score(tokens)) < 1e-9
+
+
+RUNS = st.lists(st.sampled_from([*"ABZ27Q=aGz09 :fF8-_+/\n", "deadbeef", "AAAAAAAA", "2345", "==",
+                                 "cafe babe ", "e9:"]), max_size=60).map("".join)
+
+
+@SETTINGS
+@given(RUNS)
+def test_base32_and_hex_find_what_their_plain_patterns_find(text: str) -> None:
+    for fast, plain in ((encodings._B32, PLAIN_B32), (encodings._HEX, PLAIN_HEX)):
+        assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)]
