@@ -88,7 +88,8 @@ class Model:
 
     @property
     def weights(self) -> dict[str | tuple[str, ...], float]:
-        """Every feature's weight, words and pairs, as the weights file lists them."""
+        """Every feature's weight, words and pairs, as the weights file lists them (a new dict
+        on each read: for inspection, scoring reads `words` and `starts`)."""
         out: dict[str | tuple[str, ...], float] = dict(self.words.items())
         out.update(self.pairs.items())
         return out
