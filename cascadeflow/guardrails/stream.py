@@ -48,6 +48,7 @@ class StreamGuard:
     def finish(self) -> str:
         """The held-back text, released at the end of the stream."""
         held, self._held = self._held, ""
+        self._offset += len(held)  # what comes next is new text, not the same positions again
         return held
 
     def _new(self, hits: list[Hit]) -> list[Hit]:

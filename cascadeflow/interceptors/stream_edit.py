@@ -3,24 +3,31 @@
 Two things change a streamed answer on its way to the application: output rules that act
 (redact, rewrite, block) on its text, and the run's reversible placeholders (`[EMAIL_1]`), whose
 originals go back into text and tool-call arguments. Both hold back a little (a match or a
-placeholder split across chunks) and release it later, sometimes at an event that carries no
-delta (the Responses API's `response.output_text.done`). So the editor names the last chunk
-that carried a piece (`carrier`): the stream proxy hands it out only once the next piece or the
-end of its part has arrived, and what is released late is appended to it. Events that repeat a
-part whole (`*.done`, `response.output_item.done`, `response.completed`) are rewritten to what
-the caller was handed of it, so no copy of the provider's text gets past the rules.
+placeholder split across chunks) and release it later, sometimes at a chunk that cannot carry
+it (the Responses API's `response.output_text.done`, a final chat chunk with no delta). So each
+part of the answer (a choice's text, a tool call's arguments, a responses content part) keeps
+its own rules' state, and the editor remembers the last chunk that carried a piece of it (its
+carrier): the stream proxy hands a carrier out only once the part's next piece or its end has
+arrived, and what is released late is appended to it. Events that repeat a part whole
+(`*.done`, `response.output_item.done`, `response.completed`) are rewritten to what the caller
+was handed of it, so no copy of the provider's text gets past the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cascadeflow.guardrails.placeholders import Placeholders, Restorer
+from cascadeflow.guardrails.policy import Rule
 from cascadeflow.guardrails.scan import Finding
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.usage import get
 
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
+_ARGUMENTS = ("response.function_call_arguments.delta", "response.function_call_arguments.done")
+
+Key = tuple[str, Any]  # ("text", choice index or (output, content) index) | ("args", call)
 
 
 def put(obj: Any, name: str, value: Any) -> None:
@@ -31,27 +38,17 @@ def put(obj: Any, name: str, value: Any) -> None:
         setattr(obj, name, value)
 
 
-class StreamEditor:
-    """Edits one stream's chunks in place, in order (`edit`); `carrier` is the chunk that
-    later releases are appended to."""
+class _Text:
+    """One part's text on its way to the caller: the output rules, then the placeholders."""
 
-    def __init__(self, operation: str, guard: StreamGuard | None, placeholders: Placeholders | None) -> None:
-        self.operation = operation
-        self.guard = guard
-        self._placeholders = placeholders
-        self._text = Restorer(placeholders) if placeholders is not None else None
-        self._args: dict[Any, Restorer] = {}  # tool call -> its arguments' restorer
-        self._handed: dict[Any, list[str]] = {}  # text part -> what the caller was handed
-        self._handed_args: dict[Any, list[str]] = {}
-        self.carrier: Any = None  # the last chunk that carried a piece, not yet handed out
-        self._carried: tuple[str, Any] | None = None  # what it carried: ("text" | "args", key)
-        # something may be released late: a redacting rule or placeholders to restore (rules
-        # that only block or alert change nothing, and the stream is handed over as it comes)
-        self._late_releases = (guard is not None and guard.edit) or placeholders is not None
+    __slots__ = ("guard", "restorer")
 
-    # -- text ---------------------------------------------------------------------------
-    def _release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:
-        """(findings, the text the rules let through, the text the caller gets)."""
+    def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None) -> None:
+        self.guard = StreamGuard(rules, edit=True) if rules else None
+        self.restorer = Restorer(placeholders) if placeholders is not None else None
+
+    def release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:
+        """(findings, the text the rules let through, the text the caller gets now)."""
         findings: list[Finding] = []
         release = piece
         guard = self.guard
@@ -60,50 +57,84 @@ class StreamEditor:
             if guard.edit and finished:
                 release += guard.finish()
         guarded = release
-        text = self._text
-        if text is not None:
-            release = text.feed(release)
+        restorer = self.restorer
+        if restorer is not None:
+            release = restorer.feed(release)
             if finished:
-                release += text.finish()
+                release += restorer.finish()
         return findings, guarded, release
+
+
+class StreamEditor:
+    """Edits one stream's chunks in place, in order (`edit`); `holds(chunk)` says whether a
+    chunk must wait, because a release may still be appended to it."""
+
+    def __init__(self, operation: str, rules: Sequence[Rule], placeholders: Placeholders | None) -> None:
+        self.operation = operation
+        self._rules = tuple(rules)
+        self._placeholders = placeholders
+        self._texts: dict[Any, _Text] = {}
+        self._args: dict[Any, Restorer] = {}  # tool call -> its arguments' restorer
+        self._handed: dict[Key, list[str]] = {}  # responses part -> what the caller was handed
+        self._carriers: dict[Key, Any] = {}  # open part -> the last chunk that carried a piece
+        # something may be released late: a redacting rule or placeholders to restore (rules
+        # that only block or alert change nothing, and the stream is handed over as it comes)
+        edits = bool(rules) and StreamGuard(rules, edit=True).edit
+        self._late_releases = edits or placeholders is not None
+
+    def holds(self, chunk: Any) -> bool:
+        return any(carrier is chunk for carrier in self._carriers.values())
+
+    # -- parts ----------------------------------------------------------------------------
+    def _text(self, key: Any) -> _Text:
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = _Text(self._rules, self._placeholders)
+        return text
 
     def _restore_args(self, key: Any, piece: str, finished: bool) -> str:
         restorer = self._args.get(key)
         if restorer is None:
-            if self._placeholders is None:
-                return piece
+            assert self._placeholders is not None  # arguments are edited only to restore them
             restorer = self._args[key] = Restorer(self._placeholders, json=True)
         release = restorer.feed(piece)
         if finished:
             release += restorer.finish()
         return release
 
-    def _late(self, kind: str, key: Any, tail: str) -> None:
-        """Text released after the chunk that should carry it: appended to the carrier."""
-        if not tail:
+    def _carry(self, key: Key, chunk: Any) -> None:
+        if self._late_releases:
+            self._carriers[key] = chunk
+
+    def _late(self, key: Key, tail: str) -> None:
+        """Text of a part released after the chunk that should have carried it: appended to
+        the part's carrier (still held by the proxy)."""
+        if key in self._handed:
+            self._handed[key].append(tail)
+        carrier = self._carriers.get(key)
+        if not tail or carrier is None:
             return
-        handed = self._handed if kind == "text" else self._handed_args
-        handed.setdefault(key, []).append(tail)
-        if self._carried != (kind, key):
-            return  # nothing of that part was handed yet: the `done` event brings it whole
-        chunk = self.carrier
+        kind, index = key
         if self.operation == "responses":
-            put(chunk, "delta", get(chunk, "delta", "") + tail)
-        elif kind == "args":
-            for call in get(get(get(chunk, "choices")[0], "delta"), "tool_calls") or []:
-                if get(call, "index") == key:
+            put(carrier, "delta", (get(carrier, "delta") or "") + tail)
+            return
+        if kind == "args":
+            index, call_index = index
+        for choice in get(carrier, "choices") or ():
+            if get(choice, "index", 0) != index:
+                continue
+            if self.operation == "text_completion":
+                put(choice, "text", (get(choice, "text") or "") + tail)
+                return
+            delta = get(choice, "delta")
+            if kind == "text":
+                put(delta, "content", (get(delta, "content") or "") + tail)
+                return
+            for call in get(delta, "tool_calls") or ():
+                if get(call, "index", 0) == call_index:
                     function = get(call, "function")
                     put(function, "arguments", (get(function, "arguments") or "") + tail)
-        else:
-            delta = get(get(chunk, "choices")[0], "delta")
-            put(delta, "content", (get(delta, "content") or "") + tail)
-
-    def _carry(self, chunk: Any, kind: str, key: Any) -> None:
-        if self._late_releases:
-            self.carrier, self._carried = chunk, (kind, key)
-
-    def _end_part(self) -> None:
-        self.carrier, self._carried = None, None
+                    return
 
     # -- chunks -------------------------------------------------------------------------
     def edit(self, chunk: Any) -> tuple[list[Finding], str | None]:
@@ -111,92 +142,140 @@ class StreamEditor:
         or None when the chunk brings no text)."""
         if self.operation == "responses":
             return self._event(chunk)
-        choices = get(chunk, "choices") or []
-        if not choices:
-            return [], None
-        choice = choices[0]
+        findings: list[Finding] = []
+        guarded: list[str] = []
+        for choice in get(chunk, "choices") or ():
+            found, text = self._choice(chunk, choice)
+            findings += found
+            if text is not None:
+                guarded.append(text)
+        return findings, "".join(guarded) if guarded else None
+
+    def _choice(self, chunk: Any, choice: Any) -> tuple[list[Finding], str | None]:
+        """One choice of a chat or text-completion chunk."""
+        index = get(choice, "index", 0)
         finished = get(choice, "finish_reason") is not None
-        if self.operation == "text_completion":
-            piece = get(choice, "text")
-            if not isinstance(piece, str) and not finished:
-                return [], None
-            findings, guarded, release = self._release(piece if isinstance(piece, str) else "", finished)
-            put(choice, "text", release)
-            return findings, guarded
-        delta = get(choice, "delta")
+        chat = self.operation != "text_completion"
+        delta = get(choice, "delta") if chat else None
+        if chat and self._placeholders is not None:
+            for call in get(delta, "tool_calls") or ():
+                function = get(call, "function")
+                arguments = get(function, "arguments")
+                if isinstance(arguments, str):
+                    key = (index, get(call, "index", 0))
+                    put(function, "arguments", self._restore_args(key, arguments, False))
+                    self._carry(("args", key), chunk)
+        piece = get(delta, "content") if chat else get(choice, "text")
         found: tuple[list[Finding], str | None] = ([], None)
-        for call in get(delta, "tool_calls") or [] if self._placeholders is not None else ():
-            function = get(call, "function")
-            arguments = get(function, "arguments")
-            if isinstance(arguments, str):
-                key = get(call, "index")
-                released = self._restore_args(key, arguments, False)
-                put(function, "arguments", released)
-                self._handed_args.setdefault(key, []).append(released)
-                self._carry(chunk, "args", key)
-        piece = get(delta, "content")
         if isinstance(piece, str) or finished:
-            findings, guarded, release = self._release(piece if isinstance(piece, str) else "", finished)
-            if delta is not None and (isinstance(piece, str) or release):
-                put(delta, "content", release)
+            findings, guarded, release = self._text(index).release(piece if isinstance(piece, str) else "",
+                                                                    finished)
             found = (findings, guarded)
+            holder = delta if chat else choice
+            if holder is None:
+                self._late(("text", index), release)  # a last chunk with no delta
+            elif isinstance(piece, str) or release:
+                put(holder, "content" if chat else "text", release)
+            if isinstance(piece, str) and not finished:
+                self._carry(("text", index), chunk)
         if finished:
-            for key in list(self._args):
-                self._late("args", key, self._restore_args(key, "", True))
-            self._end_part()
+            self._finish_choice(index)
         return found
+
+    def _finish_choice(self, index: Any) -> None:
+        for key in [k for k in self._args if k[0] == index]:
+            self._late(("args", key), self._restore_args(key, "", True))
+            del self._args[key]
+        self._texts.pop(index, None)
+        for key in [k for k in self._carriers if k[1] == index or (k[0] == "args" and k[1][0] == index)]:
+            del self._carriers[key]
 
     def _event(self, event: Any) -> tuple[list[Finding], str | None]:
         """One event of the Responses API."""
         kind = get(event, "type")
+        kind = getattr(kind, "value", kind)  # litellm's event types are str enums
         if kind == "response.output_text.delta":
             key = (get(event, "output_index"), get(event, "content_index"))
-            findings, guarded, release = self._release(get(event, "delta") or "", False)
+            findings, guarded, release = self._text(key).release(get(event, "delta") or "", False)
             put(event, "delta", release)
-            self._handed.setdefault(key, []).append(release)
-            self._carry(event, "text", key)
+            self._handed.setdefault(("text", key), []).append(release)
+            self._carry(("text", key), event)
             return findings, guarded
         if kind == "response.output_text.done":
             key = (get(event, "output_index"), get(event, "content_index"))
-            findings, guarded, release = self._release("", True)
-            self._late("text", key, release)
-            self._end_part()
-            put(event, "text", "".join(self._handed.get(key, ())))
-            return findings, guarded
-        if self._placeholders is None and str(kind).startswith("response.function_call_arguments."):
-            return [], None  # nothing to restore in arguments: handed over as they come
-        if kind == "response.function_call_arguments.delta":
-            key = get(event, "output_index")
-            released = self._restore_args(key, get(event, "delta") or "", False)
-            put(event, "delta", released)
-            self._handed_args.setdefault(key, []).append(released)
-            self._carry(event, "args", key)
-        elif kind == "response.function_call_arguments.done":
-            key = get(event, "output_index")
-            self._late("args", key, self._restore_args(key, "", True))
-            self._end_part()
-            put(event, "arguments", "".join(self._handed_args.get(key, ())))
-        elif kind == "response.content_part.done":
+            found = self._end_text(key)
+            put(event, "text", "".join(self._handed.get(("text", key), ())))
+            return found
+        if kind in _ARGUMENTS:
+            if self._placeholders is not None:
+                self._arguments(event, kind)
+            return [], None
+        if kind == "response.content_part.done":
             self._part(get(event, "output_index"), get(event, "content_index"), get(event, "part"))
-        elif kind == "response.output_item.done":
-            self._item(get(event, "output_index"), get(event, "item"))
-        elif kind in _RESPONSE_ENDS:
+            return [], None
+        if kind == "response.output_item.done":
+            index = get(event, "output_index")
+            found = self._end_open(lambda key: key[0] == index)
+            self._item(index, get(event, "item"))
+            return found
+        if kind in _RESPONSE_ENDS:
+            found = self._end_open(lambda key: True)
             for index, item in enumerate(get(get(event, "response"), "output") or []):
                 self._item(index, item)
+            return found
         return [], None
 
+    def _end_text(self, key: Any) -> tuple[list[Finding], str | None]:
+        """A responses text part ended: release what its rules and placeholders held."""
+        text = self._texts.pop(key, None)
+        if text is None:
+            return [], None
+        findings, guarded, release = text.release("", True)
+        self._handed.setdefault(("text", key), [])
+        self._late(("text", key), release)
+        self._carriers.pop(("text", key), None)
+        return findings, guarded
+
+    def _end_open(self, which: Callable[[tuple[Any, ...]], bool]) -> tuple[list[Finding], str | None]:
+        """Parts still open when their item or the response ends (no `done` event came);
+        `which` picks them by their key, whose first element is the output index."""
+        findings: list[Finding] = []
+        guarded: list[str] = []
+        for key in [k for k in self._texts if which(k)]:
+            found, text = self._end_text(key)
+            findings += found
+            if text:
+                guarded.append(text)
+        for index in [i for i in self._args if which((i,))]:
+            self._end_args(index)
+        return findings, "".join(guarded) if guarded else None
+
+    def _arguments(self, event: Any, kind: str) -> None:
+        key = get(event, "output_index")
+        if kind == "response.function_call_arguments.delta":
+            released = self._restore_args(key, get(event, "delta") or "", False)
+            put(event, "delta", released)
+            self._handed.setdefault(("args", key), []).append(released)
+            self._carry(("args", key), event)
+            return
+        self._end_args(key)
+        put(event, "arguments", "".join(self._handed.get(("args", key), ())))
+
+    def _end_args(self, key: Any) -> None:
+        """A responses function call's arguments ended: release what their restorer held."""
+        if key in self._args:
+            self._late(("args", key), self._restore_args(key, "", True))
+            del self._args[key]
+        self._carriers.pop(("args", key), None)
+
     def _part(self, index: Any, content_index: Any, part: Any) -> None:
-        handed = self._handed.get((index, content_index))
+        handed = self._handed.get(("text", (index, content_index)))
         if handed is not None and isinstance(get(part, "text"), str):
             put(part, "text", "".join(handed))
 
     def _item(self, index: Any, item: Any) -> None:
         for content_index, part in enumerate(get(item, "content") or []):
             self._part(index, content_index, part)
-        handed = self._handed_args.get(index)
+        handed = self._handed.get(("args", index))
         if handed is not None and isinstance(get(item, "arguments"), str):
             put(item, "arguments", "".join(handed))
-
-    def finished(self) -> bool:
-        """No chunk waits for a late release (the proxy may hand out everything it holds)."""
-        return self.carrier is None

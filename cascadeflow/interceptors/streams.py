@@ -1,4 +1,9 @@
-"""Stream proxies: pass every chunk through untouched and settle the step however the stream ends.
+"""Stream proxies: pass every chunk through and settle the step however the stream ends.
+
+Chunks are handed over as they arrive, edited only where output rules act or reversible
+placeholders are restored (`stream_edit`); then a chunk may wait for the next piece of its part
+(what is released late is appended to it), and an error that ends the stream is raised after
+what was read before it.
 
 They forward every attribute they don't handle and report the wrapped class as their own, so
 `isinstance(stream, openai.Stream)` still holds. A stream is settled when it is exhausted, when
@@ -14,7 +19,6 @@ from typing import Any
 from cascadeflow import billing, tokens
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
-from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, fail, finish, record_findings
@@ -39,8 +43,8 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_cap", "_done", "_editor", "_exhausted", "_guarded", "_held", "_iter", "_late",
-                 "_next_check", "_out_bytes", "_seen", "_settle", "_step", "_wrapped")
+    __slots__ = ("_acc", "_cap", "_done", "_editor", "_error", "_exhausted", "_guarded", "_held", "_iter",
+                 "_late", "_next_check", "_out_bytes", "_seen", "_settle", "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None) -> None:
@@ -57,18 +61,19 @@ class _Proxy:
         # Output rules that may change the text run on each chunk as it passes (enforce); others
         # change nothing and are run once over the whole text by the worker at the end.
         acting = step is not None and step.rt.enforce and step.view.output_acts
-        guard = StreamGuard(step.view.output_rules, edit=True) if acting and step else None
+        rules = step.view.output_rules if acting and step is not None else ()
         # what those rules let through, chunk by chunk: the text the trace keeps (never what a
         # rule removed), before any placeholder is restored
-        self._guarded: list[str] | None = [] if guard is not None else None
+        self._guarded: list[str] | None = [] if rules else None
         # then the run's reversible placeholders are restored in what the caller receives (the
         # accumulator, hence the trace, keeps the text as the provider sent it)
         placeholders = step.placeholders if step is not None else None
-        self._editor = StreamEditor(operation, guard, placeholders) \
-            if guard is not None or placeholders is not None else None
-        # chunks read but not handed out yet: the editor's carrier and what came after it
+        self._editor = StreamEditor(operation, rules, placeholders) \
+            if rules or placeholders is not None else None
+        # chunks read but not handed out yet: from the editor's first carrier on
         self._held: deque[Any] = deque()
-        self._exhausted = False
+        self._exhausted = False  # the wrapped stream ended (or failed): hand out what is held
+        self._error: BaseException | None = None  # then raise this, if it failed
         # In enforce mode under a budget, output past what the reservation pays for cuts the
         # stream (a provider that ignores max_tokens); UTF-8 bytes bound the tokens for free,
         # and the text is counted only once the bytes could have passed the cap.
@@ -99,7 +104,8 @@ class _Proxy:
         if used <= cap:  # each token is at least a byte: no need to count before `cap - used` more
             self._next_check = self._out_bytes + cap - used
             return None
-        text = "".join(acc.parts)
+        # the answer as far as it went, as the output rules let it through
+        text = "".join(self._guarded if self._guarded is not None else acc.parts)
         error = BudgetExceeded(
             f"cascadeflow cut the stream of step {step.step_no}: its output passed the {cap} tokens "
             f"its budget reservation pays for ({len(text)} characters received)",
@@ -139,12 +145,22 @@ class _Proxy:
         return None
 
     def _ready(self) -> Any:
-        """The next chunk the caller may have (held chunks before the editor's carrier, all of
-        them once the stream has ended), or `_NONE_READY`."""
+        """The next chunk the caller may have (held chunks up to the editor's first carrier,
+        all of them once the stream has ended), or `_NONE_READY`."""
         held = self._held
-        if held and (self._exhausted or held[0] is not self._editor.carrier):  # type: ignore[union-attr]
+        if held and (self._exhausted or not self._editor.holds(held[0])):  # type: ignore[union-attr]
             return held.popleft()
         return _NONE_READY
+
+    def _stopped(self, error: BaseException) -> None:
+        """The stream ended with `error` (the provider's, a budget cut, a block): what was read
+        before it is still handed out, then `error` is raised, then the stream is over."""
+        self._exhausted, self._error = True, error
+
+    def _over(self, end: BaseException) -> BaseException:
+        """What ends iteration once nothing is held: the stream's error, once, then `end`."""
+        error, self._error = self._error, None
+        return error if error is not None else end
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the wrapped type
@@ -194,7 +210,7 @@ class SyncStreamProxy(_Proxy):
             if chunk is not _NONE_READY:
                 return chunk
             if self._exhausted:
-                raise StopIteration
+                raise self._over(StopIteration())
             token = inside.set(True)  # what the library calls while the stream is read is this step
             try:
                 try:
@@ -207,14 +223,24 @@ class SyncStreamProxy(_Proxy):
                 self._exhausted = True
                 self._end()
                 continue
-            except BaseException as exc:
+            except Exception as exc:
+                self._end(exc, status="error")
+                self._stopped(exc)
+                continue
+            except BaseException as exc:  # an interrupt: at once
                 self._end(exc, status="error")
                 raise
-            cut = self._arrived(chunk)
+            try:
+                cut = self._arrived(chunk)
+            except GuardrailBlocked as blocked:  # settled as blocked; nothing more is read
+                close(self._wrapped)
+                self._stopped(blocked)
+                continue
             if cut is not None:
                 close(self._wrapped)
                 self._end(cut, status="cut")
-                raise cut
+                self._stopped(cut)
+                continue
             if self._editor is None:
                 return chunk
 
@@ -243,7 +269,7 @@ class AsyncStreamProxy(_Proxy):
             if chunk is not _NONE_READY:
                 return chunk
             if self._exhausted:
-                raise StopAsyncIteration
+                raise self._over(StopAsyncIteration())
             token = inside.set(True)
             try:
                 try:
@@ -256,14 +282,24 @@ class AsyncStreamProxy(_Proxy):
                 self._exhausted = True
                 self._end()
                 continue
-            except BaseException as exc:
+            except Exception as exc:
+                self._end(exc, status="error")
+                self._stopped(exc)
+                continue
+            except BaseException as exc:  # an interrupt or a cancellation: at once
                 self._end(exc, status="error")
                 raise
-            cut = self._arrived(chunk)
+            try:
+                cut = self._arrived(chunk)
+            except GuardrailBlocked as blocked:
+                await aclose(self._wrapped)
+                self._stopped(blocked)
+                continue
             if cut is not None:
                 await aclose(self._wrapped)
                 self._end(cut, status="cut")
-                raise cut
+                self._stopped(cut)
+                continue
             if self._editor is None:
                 return chunk
 

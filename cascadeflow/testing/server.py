@@ -33,7 +33,7 @@ class Fault:
     malformed_json: bool = False
     cut_stream_after: int | None = None  # drop the connection after N events: a broken stream
     end_stream_after: int | None = None  # end cleanly after N events, with no finish and no [DONE]
-    body: str | None = None  # answer 200 with this body, verbatim
+    body: str | None = None  # answer 200 with this body, verbatim (as an event stream if one was asked)
     ignore_max_tokens: bool = False  # answer past max_tokens, as a misbehaving provider would
     hold: bool = False  # answer only once `release()` (or `reset()`) is called: a hung provider
     rate: float = 1.0
@@ -279,8 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.malformed_json:
             self._raw(200, b'{"id": "broken", "object": "chat.completion", "choices": [{"message": ')
             return
-        if fault is not None and fault.body is not None:
-            self._raw(200, fault.body.encode())
+        if fault is not None and fault.body is not None:  # a stream's events, when one was asked for
+            kind = "text/event-stream" if body.get("stream") is True else "application/json"
+            self._raw(200, fault.body.encode(), content_type=kind)
             return
         self._route(body, model, fault)
 
@@ -330,9 +331,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
     # -- writing ---------------------------------------------------------------------------
-    def _raw(self, status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
+    def _raw(self, status: int, payload: bytes, extra: dict[str, str] | None = None,
+             content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
