@@ -54,6 +54,8 @@ class Started:
     def context(self) -> Any:
         """The step span's SpanContext."""
         built = self._built
+        if built is None and self.span is not None:  # a tracer that is not the SDK's: its span's
+            return self.span.get_span_context()
         if built is None:
             with _build_lock:
                 built = self._built
@@ -85,10 +87,11 @@ class StepSpans:
         self.tracer = tracer
         self._started: type[Started] = type("StepSpanContext", (Started, trace.NonRecordingSpan),
                                             {"__slots__": (), "_span_context": trace.SpanContext})
-        self._last: tuple[Any, Any, bool] = (None, None, False)  # span, its context, sampled
+        self._last: tuple[Any, Any, Any] = (None, None, None)  # span, its context, a child's flags
         self._get, self._set, self._reset = _context_access(context, ContextVarsRuntimeContext)
         self._sdk: Any = None
         self._follows_parent = False
+        self._random_flag = 0
         self._span_id: Callable[[], int] = _random_span_id
         self._is_enabled = getattr(tracer, "_is_enabled", None)  # SDK versions that have one
         try:
@@ -112,14 +115,14 @@ class StepSpans:
         span = current.get(self._span_key)
         last = self._last
         if last[0] is span:
-            parent, sampled = last[1], last[2]
+            parent, flags = last[1], last[2]
         else:  # one span (the session's, or the application's around a loop) is the usual parent
-            parent, sampled = _parent_of(span)
-            self._last = (span, parent, sampled)
+            parent, flags = self._parent_of(span)
+            self._last = (span, parent, flags)
         if parent is not None:
             parent_context = current
         elif session_span is not None:
-            parent, sampled = _parent_of(session_span)
+            parent, flags = self._parent_of(session_span)
             parent_context = self._trace.set_span_in_context(session_span, current)
         else:
             parent_context = current
@@ -128,12 +131,23 @@ class StepSpans:
         if parent is not None and self._follows_parent:
             # the default sampler (parent-based, standard delegates): the parent's decision,
             # as `should_sample` would return it, without its cost on every call
-            started = self._started(parent, parent_context, parent.trace_id, parent.trace_flags,
-                                    parent.trace_state, sampled, self._span_id())
+            started = self._started(parent, parent_context, parent.trace_id, flags, parent.trace_state,
+                                    flags.sampled, self._span_id())
         else:
             started = self._sampled(parent, parent_context, f"{prefix} {name}", kind)
         started.token = self._set(self._new_context({**parent_context, self._span_key: started}))
         return started
+
+    def _parent_of(self, span: Any) -> tuple[Any, Any]:
+        """(the span's SpanContext, the flags a child of it gets from the default sampler: its
+        sampled bit and, as the SDK keeps it, its random-trace-id bit), or (None, None) for no
+        valid span."""
+        parent = span.get_span_context() if hasattr(span, "get_span_context") else None
+        if parent is None or not parent.is_valid:
+            return None, None
+        flags = self._trace.TraceFlags
+        bits = flags.SAMPLED if parent.trace_flags.sampled else flags.DEFAULT
+        return parent, flags(bits | (parent.trace_flags & self._random_flag))
 
     def _sampled(self, parent: Any, parent_context: Any, name: str, kind: Any) -> Started:
         """A root span, or a sampler that is not the default: asked as `start_span` would."""
@@ -188,14 +202,6 @@ class StepSpans:
         if error is not None:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end(end_time=end_ns)
-
-
-def _parent_of(span: Any) -> tuple[Any, bool]:
-    """(the span's SpanContext, whether it is sampled), or (None, False) for no valid span."""
-    parent = span.get_span_context() if hasattr(span, "get_span_context") else None
-    if parent is None or not parent.is_valid:
-        return None, False
-    return parent, bool(parent.trace_flags.sampled)
 
 
 def _random_span_id() -> int:
