@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import hashlib
 import math
+import os
 import random
 import sys
 from collections import Counter
@@ -45,9 +47,12 @@ def _load_classifier():  # type: ignore[no-untyped-def]
 classifier = _load_classifier()
 
 OUT = Path(__file__).parents[2] / "cascadeflow" / "guardrails" / classifier.MODEL_FILE
-KEEP = 60_000  # features kept (by weight), about 1 MB gzipped
-C = 1.0
+KEEP = int(os.environ.get("INJ_KEEP", 60_000))  # features kept (by weight), about 1 MB gzipped
+C = float(os.environ.get("INJ_C", 1.0))
 TARGET_FPR = 0.003  # on the validation split's benign windows, at the documented threshold 0.7
+# training texts to leave out (ids written by `overlap.py --write`: texts that share a run of 12
+# words with the evaluation collections); not there, nothing is left out
+EXCLUDED = Path(__file__).parent / "excluded.txt"
 
 
 def window_features(text: str) -> list[list[str]]:
@@ -81,12 +86,33 @@ def matrix(rows: list[tuple[int, str, str]], vocab: dict[str, int], grow: bool
     return csr_matrix((data, cols, ptr), shape=shape), np.array(labels), owner
 
 
-def main(folder: Path) -> None:
+def text_id(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def load_rows(folder: Path) -> list[tuple[int, str, str]]:
+    """Every training text (less those excluded.txt names), shuffled with the fixed seed."""
     rng = random.Random(15)
     rows = sources.all_rows(folder)
     rows += [(1, "written_" + f, t) for f, t in templates.attacks(rng)]
     rows += [(0, "written_" + f, t) for f, t in templates.benign(rng)]
+    if EXCLUDED.exists():
+        excluded = set(EXCLUDED.read_text().split())
+        kept = [r for r in rows if text_id(r[2]) not in excluded]
+        print(f"left out {len(rows) - len(kept)} texts named in {EXCLUDED.name}")
+        rows = kept
     rng.shuffle(rows)
+    return rows
+
+
+def model(x: csr_matrix, y: np.ndarray) -> LogisticRegression:
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", solver="liblinear")
+    clf.fit(x, y)
+    return clf
+
+
+def main(folder: Path) -> None:
+    rows = load_rows(folder)
     cut = int(len(rows) * 0.85)
     train, valid = rows[:cut], rows[cut:]
     print(f"{len(rows)} texts: {sum(r[0] for r in rows)} attacks, {sum(1 - r[0] for r in rows)} benign")
@@ -94,9 +120,7 @@ def main(folder: Path) -> None:
     bias_shift = fit_and_calibrate(train, valid)
     vocab: dict[str, int] = {}
     x, y, _ = matrix(rows, vocab, grow=True)
-    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", solver="liblinear")
-    clf.fit(x, y)
-    write(clf, vocab, bias_shift)
+    write(model(x, y), vocab, bias_shift)
 
 
 def fit_and_calibrate(train: list[tuple[int, str, str]], valid: list[tuple[int, str, str]]) -> float:
@@ -104,8 +128,7 @@ def fit_and_calibrate(train: list[tuple[int, str, str]], valid: list[tuple[int, 
     TARGET_FPR at 0.7; prints validation recall per family."""
     vocab: dict[str, int] = {}
     x, y, _ = matrix(train, vocab, grow=True)
-    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", solver="liblinear")
-    clf.fit(x, y)
+    clf = model(x, y)
     xv, _yv, owner = matrix(valid, vocab, grow=False)
     z = clf.decision_function(xv)
     best = np.full(len(valid), -np.inf)
