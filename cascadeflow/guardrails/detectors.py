@@ -147,15 +147,16 @@ class PIIDetector:
         if self.words is not None:
             yield [Match("word", m.start(), m.end()) for m in self.words.finditer(text)]
         if "email" in types and "@" in text:
-            pattern = _PATTERNS["email"]
-            yield [Match("email", m.start(), m.end()) for lo, hi in _around(text, "@", 64, 255)
-                   for m in pattern.finditer(text, lo, hi)]
+            yield _emails(text)
         # Numbers: one pass finds the numeric runs; the specific patterns then look only at a
         # small window around each run (wide enough on the left for an IBAN's letters).
         numeric = [k for k in _NUMERIC if k in types]
-        windows = _windows(text) if numeric else []
-        for kind in numeric if windows else ():
-            yield _numeric(text, windows, kind, kept)
+        if numeric and text.isascii():
+            yield from _Numbers(text).scan(numeric, kept)
+        elif numeric:
+            windows = _windows(text)
+            for kind in numeric if windows else ():
+                yield _numeric(text, windows, kind, kept)
         if "ip_address" in types and text.count(":") >= 2:
             yield [Match("ip_address", m.start(), m.end()) for m in _PATTERNS["ip_address"].finditer(text)
                    if ":" in m.group() and _ip_ok(m.group())]
@@ -276,18 +277,229 @@ _VALID: dict[str, Callable[[re.Match[str]], float]] = {
 _RUN = re.compile(r"\d[\d \-().]{4,}\d")
 
 
-def _around(text: str, mark: str, before: int, after: int) -> list[tuple[int, int]]:
-    """Merged windows around each occurrence of `mark` (found at C speed, not by a regex pass)."""
-    out: list[tuple[int, int]] = []
+def _around(text: str, mark: str, before: int, after: int) -> list[tuple[int, int, list[int]]]:
+    """Merged windows around each occurrence of `mark` (found at C speed, not by a regex pass),
+    each with the positions of the marks it holds."""
+    out: list[tuple[int, int, list[int]]] = []
     at = text.find(mark)
     while at != -1:
         lo, hi = max(at - before, 0), min(at + after, len(text))
         if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], hi)
+            out[-1] = (out[-1][0], hi, out[-1][2])
+            out[-1][2].append(at)
         else:
-            out.append((lo, hi))
+            out.append((lo, hi, [at]))
         at = text.find(mark, at + 1)
     return out
+
+
+def _classes(groups: dict[bytes, bytes], rest: bytes = b"_") -> bytes:
+    """A `bytes.translate` table: the bytes of each key to its one-byte class, all others to `rest`."""
+    table = bytearray(rest * 256)
+    for members, name in groups.items():
+        for byte in members:
+            table[byte] = name[0]
+    return bytes(table)
+
+
+_UPPER, _LOWER, _DIGITS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz", b"0123456789"
+# an e-mail's local-part characters (`%` apart: the one the pattern lets a match start after)
+_LOCAL = _classes({_UPPER + _LOWER + _DIGITS + b"._+-": b"l", b"%": b"%"})
+
+
+def _emails(text: str) -> list[Match]:
+    """`finditer` of the e-mail pattern over the windows around each `@`, the pattern tried only
+    where a match can start: where the local-part characters before an `@` begin (at most 64
+    before it), or just after a `%` among them (the lookbehind refuses every other local-part
+    character before a start). The same matches: every other position fails."""
+    match = _PATTERNS["email"].match
+    local = text.encode("ascii", "replace").translate(_LOCAL)  # one byte per character
+    rfind, find = local.rfind, local.find
+    out: list[Match] = []
+    for lo, hi, marks in _around(text, "@", 64, 255):
+        resume = lo
+        for at in marks:
+            first = max(resume, at - 64)
+            if first >= at:
+                continue
+            start = rfind(b"_", first, at) + 1 or first
+            m = match(text, start, hi)
+            if m is None and find(b"%", start, at) != -1:
+                m = _after_percent(text, local, start, at, hi)
+            if m is not None:
+                resume = m.end()
+                out.append(Match("email", m.start(), resume))
+    return out
+
+
+def _after_percent(text: str, local: bytes, start: int, at: int, hi: int) -> re.Match[str] | None:
+    """The first e-mail that starts just after a `%` between `start` and `at`."""
+    match, find = _PATTERNS["email"].match, local.find
+    percent = find(b"%", start, at)
+    while percent != -1:
+        m = match(text, percent + 1, hi)
+        if m is not None:
+            return m
+        percent = find(b"%", percent + 1, at)
+    return None
+
+
+# an ASCII text's digits, the other characters of a numeric run (`_RUN`), and the rest
+_RUN_CLASSES = _classes({_DIGITS: b"0", b" ().-": b"."})
+_RUN_BYTES = re.compile(rb"0[0.]{4,}0")  # `_RUN` over those classes
+# a phone number's characters, those its lookbehind refuses (`w`), and the rest (`_`)
+_PHONE_CLASSES = _classes({_DIGITS: b"0", b"+": b"+", b"(": b"(", b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f": b" ",
+                           b"./-": b".", _UPPER + _LOWER + b"_,": b"w"})
+# the character before a phone number's start, with what every match has from there on
+# (`+` or `(` and a digit; five digits; `00`, more digits and a `(`)
+_PHONE_START = re.compile(rb"[ (_](?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
+_IBAN_CLASSES = _classes({_UPPER: b"A", _DIGITS: b"0"})
+_DOT_CLASSES = _classes({_DIGITS: b"0", b".": b"."})
+# necessary parts of a match, over the classes above: a run without one is not tried
+_CORES = {"ssn": (_RUN_CLASSES, re.compile(rb"000\.?00\.?0000")),
+          "ip_address": (_DOT_CLASSES, re.compile(rb"0\.0{1,3}\.0{1,3}\.0"))}
+# digits a match of each type holds after its start, all in the run it starts in
+_MIN_DIGITS = {"credit_card": 12, "ssn": 9, "ip_address": 4}
+
+
+class _Numbers:
+    """The numeric runs of an ASCII text and the windows around them (as `_windows` makes them),
+    read from a copy of the text with one byte per class (digit, other run character, the rest),
+    so that `bytes.find` and `bytes.count` work in C where a regex would try every position.
+
+    A card, SSN or IPv4 address is all digits and run characters, starts with a digit after a
+    non-digit and holds at least 4 digits: it starts at such a digit of a run. Its pattern is
+    tried only there (with the end of the run's window as `endpos`, as `finditer` over the
+    window ran it, and after the end of the last match, as `finditer` goes on), and only in runs
+    that hold the type's necessary parts: the same matches as `finditer` over each window."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.classes = text.encode("ascii").translate(_RUN_CLASSES)
+        self.windows: list[list[int]] = []
+        self.runs: list[tuple[int, int, int]] = []  # start, end, index of its window
+        windows, runs, size = self.windows, self.runs, len(text)
+        for start, end in map(re.Match.span, _RUN_BYTES.finditer(self.classes)):
+            if windows and start - 16 <= windows[-1][1]:
+                windows[-1][1] = min(end + 8, size)
+            else:
+                windows.append([max(start - 16, 0), min(end + 8, size)])
+            runs.append((start, end, len(windows) - 1))
+
+    def scan(self, kinds: Sequence[str], kept: list[Match]) -> Iterator[list[Match]]:
+        """Each numeric type's matches, in the order of `kinds` (`kept` updated between them)."""
+        if not self.runs:
+            return
+        for kind in kinds:
+            if kind == "iban":
+                yield self.ibans(kept)
+            elif kind == "phone":
+                yield self.phones(kept)
+            elif kind == "ip_address" and self.text.count(":") >= 2:  # IPv6 is not digits
+                yield _numeric(self.text, [(lo, hi) for lo, hi in self.windows], kind, kept)
+            else:
+                yield self.in_runs(kind, self.candidate_runs(kind), kept)
+
+    def candidate_runs(self, kind: str) -> list[tuple[int, int, int]]:
+        """The runs that hold the type's necessary parts (its digits; an SSN's groups, an IPv4
+        address's dots)."""
+        if kind not in _CORES:
+            count, need = self.classes.count, _MIN_DIGITS[kind]
+            return [run for run in self.runs if count(b"0", run[0], run[1]) >= need]
+        table, core = _CORES[kind]
+        classes = self.classes if table is _RUN_CLASSES else self.text.encode("ascii").translate(table)
+        runs, starts = self.runs, [run[0] for run in self.runs]
+        out: list[tuple[int, int, int]] = []
+        for at in map(re.Match.start, core.finditer(classes)):
+            run = runs[bisect_right(starts, at) - 1]  # cores lie in runs
+            if not out or out[-1] is not run:
+                out.append(run)
+        return out
+
+    def in_runs(self, kind: str, runs: list[tuple[int, int, int]], kept: list[Match]) -> list[Match]:
+        """The valid matches of `kind` that start in `runs` and overlap none of `kept` (see
+        `_numeric`)."""
+        text, windows, need = self.text, self.windows, _MIN_DIGITS[kind]
+        count, find = self.classes.count, self.classes.find
+        match, valid = _PATTERNS[kind].match, _VALID[kind]
+        out: list[Match] = []
+        i, size, resume = 0, len(kept), 0
+        for start, end, window in runs:
+            hi = windows[window][1]
+            at = start if start >= resume else find(b".0", resume - 1, end) + 1 or -1
+            while at > -1 and count(b"0", at, end) >= need:
+                m = match(text, at, hi)
+                if m is None:
+                    at = find(b".0", at, end) + 1 or -1  # the next digit after a non-digit
+                    continue
+                resume = m.end()
+                at = find(b".0", resume - 1, end) + 1 or -1
+                while i < size and kept[i].end <= m.start():
+                    i += 1
+                if i < size and kept[i].start < resume:
+                    continue
+                score = valid(m)
+                if score > 0:
+                    out.append(Match(kind, m.start(), resume, score))
+        return out
+
+    def phones(self, kept: list[Match]) -> list[Match]:
+        """A phone number starts after a character its lookbehind allows, with `+`, `(`, `00`
+        or five digits apart at most by single separators: the pattern is tried only where the
+        classes say so, in a window."""
+        text, windows = self.text, self.windows
+        marks = b" " + text.encode("ascii").translate(_PHONE_CLASSES)  # text[i] is at i + 1
+        match, valid = _PATTERNS["phone"].match, _VALID["phone"]
+        out: list[Match] = []
+        i, size, resume, window, last = 0, len(kept), 0, 0, len(windows) - 1
+        for at in map(re.Match.start, _PHONE_START.finditer(marks)):  # the start, in `text`
+            if at < resume:
+                continue
+            while window < last and windows[window][1] <= at:
+                window += 1
+            lo, hi = windows[window]
+            if not lo <= at < hi:
+                continue
+            m = match(text, at, hi)
+            if m is None:
+                continue
+            resume = m.end()
+            while i < size and kept[i].end <= at:
+                i += 1
+            if i < size and kept[i].start < resume:
+                continue
+            score = valid(m)
+            if score > 0:
+                out.append(Match("phone", at, resume, score))
+        return out
+
+    def ibans(self, kept: list[Match]) -> list[Match]:
+        """IBANs start with two capital letters and two digits: the pattern is tried where
+        those are, in a window."""
+        text, windows = self.text, self.windows
+        find = text.encode("ascii").translate(_IBAN_CLASSES).find
+        match, valid = _PATTERNS["iban"].match, _VALID["iban"]
+        out: list[Match] = []
+        i, size, resume, window, last = 0, len(kept), 0, 0, len(windows) - 1
+        at = find(b"AA00")
+        while at != -1:
+            while window < last and windows[window][1] <= at:
+                window += 1
+            lo, hi = windows[window]
+            m = match(text, at, hi) if lo <= at < hi and at >= resume else None
+            if m is None:
+                at = find(b"AA00", at + 1)
+                continue
+            resume = m.end()
+            at = find(b"AA00", resume)
+            while i < size and kept[i].end <= m.start():
+                i += 1
+            if i < size and kept[i].start < resume:
+                continue
+            score = valid(m)
+            if score > 0:
+                out.append(Match("iban", m.start(), resume, score))
+        return out
 
 
 # ASCII digits -> "0", every other byte -> " ": `find(b"0")` then jumps from digit to digit in C
