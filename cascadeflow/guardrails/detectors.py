@@ -10,7 +10,8 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import ge, itemgetter, sub
 from typing import NamedTuple, Protocol
 
 from cascadeflow import secrets
@@ -53,8 +54,10 @@ def iban_ok(compact: str) -> bool:
         return False
     if not 15 <= len(compact) <= 34:
         return False
-    rearranged = compact[4:] + compact[:4]
-    return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
+    rest = compact[4:]  # most are all digits: translated (a lookup a character) only if not
+    if not rest.isdigit():
+        rest = rest.translate(_LETTER_VALUES)
+    return int(rest + compact[:4].translate(_LETTER_VALUES)) % 97 == 1
 
 
 _LETTER_VALUES = str.maketrans({chr(c): str(c - 55) for c in range(65, 91)})  # A=10 ... Z=35
@@ -350,6 +353,8 @@ _RUN_BYTES = re.compile(rb"0[0.]{4,}0")  # `_RUN` over those classes
 # a phone number's characters, those its lookbehind refuses (`w`), and the rest (`_`)
 _PHONE_CLASSES = _classes({_DIGITS: b"0", b"+": b"+", b"(": b"(", b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f": b" ",
                            b"./-": b".", _UPPER + _LOWER + b"_,": b"w"})
+# the characters a phone number is made of (`p`): any other ends it
+_PHONE_STOPS = _classes({_DIGITS + b"+() \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f./-xet": b"p"})
 # the character before a phone number's start, with what every match has from there on
 # (`+` or `(` and a digit; five digits; `00`, more digits and a `(`)
 _PHONE_START = re.compile(rb"[ (_](?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
@@ -360,6 +365,18 @@ _CORES = {"ssn": (_RUN_CLASSES, re.compile(rb"000\.?00\.?0000")),
           "ip_address": (_DOT_CLASSES, re.compile(rb"0\.0{1,3}\.0{1,3}\.0"))}
 # digits a match of each type holds after its start, all in the run it starts in
 _MIN_DIGITS = {"credit_card": 12, "ssn": 9, "ip_address": 4}
+
+
+def _inside(stops: bytes, at: int, start: int, end: int) -> int:
+    """Where the stretch of phone characters around `at` ends, when it lies between `start` and
+    `end` (a match kept before); else 0. A phone number never crosses another character: the
+    matches that start there are all dropped, and the next one starts after that stretch."""
+    if start and stops.rfind(b"_", start - 1, at) == -1:
+        return 0
+    stop = stops.find(b"_", at, end + 1)
+    if stop != -1:
+        return stop
+    return end if end == len(stops) else 0
 
 
 class _Numbers:
@@ -376,19 +393,14 @@ class _Numbers:
     def __init__(self, text: str) -> None:
         self.text = text
         self.classes = text.encode("ascii").translate(_RUN_CLASSES)
-        self.windows: list[list[int]] = []
-        self.runs: list[tuple[int, int, int]] = []  # start, end, index of its window
-        windows, runs, size = self.windows, self.runs, len(text)
-        for start, end in map(re.Match.span, _RUN_BYTES.finditer(self.classes)):
-            if windows and start - 16 <= windows[-1][1]:
-                windows[-1][1] = min(end + 8, size)
-            else:
-                windows.append([max(start - 16, 0), min(end + 8, size)])
-            runs.append((start, end, len(windows) - 1))
+        found = list(_RUN_BYTES.finditer(self.classes))
+        self.starts: list[int] = list(map(re.Match.start, found))
+        self.ends: list[int] = list(map(re.Match.end, found))
+        self.windows = _merged(self.starts, self.ends, len(text))
 
     def scan(self, kinds: Sequence[str], kept: list[Match]) -> Iterator[list[Match]]:
         """Each numeric type's matches, in the order of `kinds` (`kept` updated between them)."""
-        if not self.runs:
+        if not self.starts:
             return
         for kind in kinds:
             if kind == "iban":
@@ -396,36 +408,44 @@ class _Numbers:
             elif kind == "phone":
                 yield self.phones(kept)
             elif kind == "ip_address" and self.text.count(":") >= 2:  # IPv6 is not digits
-                yield _numeric(self.text, [(lo, hi) for lo, hi in self.windows], kind, kept)
+                yield _numeric(self.text, self.windows, kind, kept)
             else:
                 yield self.in_runs(kind, self.candidate_runs(kind), kept)
 
-    def candidate_runs(self, kind: str) -> list[tuple[int, int, int]]:
+    def candidate_runs(self, kind: str) -> list[tuple[int, int]]:
         """The runs that hold the type's necessary parts (its digits; an SSN's groups, an IPv4
         address's dots)."""
+        starts, ends = self.starts, self.ends
         if kind not in _CORES:
-            count, need = self.classes.count, _MIN_DIGITS[kind]
-            return [run for run in self.runs if count(b"0", run[0], run[1]) >= need]
+            counts = map(self.classes.count, repeat(b"0"), starts, ends)  # all in C
+            return list(compress(zip(starts, ends, strict=True), map(ge, counts, repeat(_MIN_DIGITS[kind]))))
         table, core = _CORES[kind]
         classes = self.classes if table is _RUN_CLASSES else self.text.encode("ascii").translate(table)
-        runs, starts = self.runs, [run[0] for run in self.runs]
-        out: list[tuple[int, int, int]] = []
+        out: list[tuple[int, int]] = []
         for at in map(re.Match.start, core.finditer(classes)):
-            run = runs[bisect_right(starts, at) - 1]  # cores lie in runs
-            if not out or out[-1] is not run:
-                out.append(run)
+            run = bisect_right(starts, at) - 1  # cores lie in runs
+            if not out or out[-1][0] != starts[run]:
+                out.append((starts[run], ends[run]))
         return out
 
-    def in_runs(self, kind: str, runs: list[tuple[int, int, int]], kept: list[Match]) -> list[Match]:
+    def in_runs(self, kind: str, runs: list[tuple[int, int]], kept: list[Match]) -> list[Match]:
         """The valid matches of `kind` that start in `runs` and overlap none of `kept` (see
         `_numeric`)."""
-        text, windows, need = self.text, self.windows, _MIN_DIGITS[kind]
+        text, need = self.text, _MIN_DIGITS[kind]
         count, find = self.classes.count, self.classes.find
         match, valid = _PATTERNS[kind].match, _VALID[kind]
+        windows = iter(self.windows)
+        hi = -1
         out: list[Match] = []
         i, size, resume = 0, len(kept), 0
-        for start, end, window in runs:
-            hi = windows[window][1]
+        confined = kind != "ip_address"  # an address's port can end after its run
+        for start, end in runs:
+            while hi < end:  # the window of the run
+                hi = next(windows)[1]
+            while i < size and kept[i].end <= start:
+                i += 1
+            if confined and i < size and kept[i].start <= start and end <= kept[i].end:
+                continue  # every match in the run would be dropped, and ends in it
             at = start if start >= resume else find(b".0", resume - 1, end) + 1 or -1
             while at > -1 and count(b"0", at, end) >= need:
                 m = match(text, at, hi)
@@ -452,6 +472,7 @@ class _Numbers:
         match, valid = _PATTERNS["phone"].match, _VALID["phone"]
         out: list[Match] = []
         i, size, resume, window, last = 0, len(kept), 0, 0, len(windows) - 1
+        stops = text.encode("ascii").translate(_PHONE_STOPS)
         for at in map(re.Match.start, _PHONE_START.finditer(marks)):  # the start, in `text`
             if at < resume:
                 continue
@@ -460,12 +481,17 @@ class _Numbers:
             lo, hi = windows[window]
             if not lo <= at < hi:
                 continue
+            while i < size and kept[i].end <= at:
+                i += 1
+            if i < size and kept[i].start <= at:
+                inside = _inside(stops, at, kept[i].start, kept[i].end)
+                if inside:
+                    resume = inside
+                    continue
             m = match(text, at, hi)
             if m is None:
                 continue
             resume = m.end()
-            while i < size and kept[i].end <= at:
-                i += 1
             if i < size and kept[i].start < resume:
                 continue
             score = valid(m)
@@ -526,6 +552,17 @@ def _runs(text: str) -> Iterator[re.Match[str]]:
             return
         yield m
         at = digits.find(b"0", m.end())
+
+
+def _merged(starts: list[int], ends: list[int], size: int) -> list[tuple[int, int]]:
+    """`_windows` of the runs (`starts`, `ends`): two runs share a window where at most 24
+    characters lie between them (16 of margin on the left, 8 on the right)."""
+    if not starts:
+        return []
+    firsts = [0, *(k for k, gap in enumerate(map(sub, starts[1:], ends), 1) if gap > 24)]
+    lasts = [k - 1 for k in firsts[1:]] + [len(starts) - 1]
+    return [(max(starts[first] - 16, 0), min(ends[last] + 8, size))
+            for first, last in zip(firsts, lasts, strict=True)]
 
 
 def _windows(text: str) -> list[tuple[int, int]]:
