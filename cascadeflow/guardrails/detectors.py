@@ -466,37 +466,31 @@ class _Numbers:
     def phones(self, kept: list[Match]) -> list[Match]:
         """A phone number starts after a character its lookbehind allows, with `+`, `(`, `00`
         or five digits apart at most by single separators: the pattern is tried only where the
-        classes say so, in a window."""
+        classes say so, in a window, from the end of the last match on (as `finditer` goes on).
+        Where a candidate lies in a kept match with the whole stretch of phone characters around
+        it, the search goes on after that stretch (see `_inside`)."""
         text, windows = self.text, self.windows
         marks = b" " + text.encode("ascii").translate(_PHONE_CLASSES)  # text[i] is at i + 1
-        match, valid = _PATTERNS["phone"].match, _VALID["phone"]
-        out: list[Match] = []
-        i, size, resume, window, last = 0, len(kept), 0, 0, len(windows) - 1
         stops = text.encode("ascii").translate(_PHONE_STOPS)
-        for at in map(re.Match.start, _PHONE_START.finditer(marks)):  # the start, in `text`
-            if at < resume:
-                continue
+        search, match, valid = _PHONE_START.search, _PATTERNS["phone"].match, _VALID["phone"]
+        out: list[Match] = []
+        i, size, window, last = 0, len(kept), 0, len(windows) - 1
+        found = search(marks)
+        while found is not None:
+            at = found.start()  # the start, in `text`
             while window < last and windows[window][1] <= at:
                 window += 1
             lo, hi = windows[window]
-            if not lo <= at < hi:
-                continue
             while i < size and kept[i].end <= at:
                 i += 1
-            if i < size and kept[i].start <= at:
-                inside = _inside(stops, at, kept[i].start, kept[i].end)
-                if inside:
-                    resume = inside
-                    continue
-            m = match(text, at, hi)
-            if m is None:
-                continue
-            resume = m.end()
-            if i < size and kept[i].start < resume:
+            inside = i < size and kept[i].start <= at and _inside(stops, at, kept[i].start, kept[i].end)
+            m = match(text, at, hi) if lo <= at < hi and not inside else None
+            found = search(marks, m.end() if m is not None else inside or at + 1)
+            if m is None or (i < size and kept[i].start < m.end()):
                 continue
             score = valid(m)
             if score > 0:
-                out.append(Match("phone", at, resume, score))
+                out.append(Match("phone", at, m.end(), score))
         return out
 
     def ibans(self, kept: list[Match]) -> list[Match]:
