@@ -154,10 +154,12 @@ class PIIDetector:
         # Numbers: one pass finds the numeric runs; the specific patterns then look only at a
         # small window around each run (wide enough on the left for an IBAN's letters).
         numeric = [k for k in _NUMERIC if k in types]
-        if numeric and text.isascii():
+        digits = text.encode("ascii").translate(_DIGIT_BYTES) if numeric and text.isascii() else None
+        if digits is not None and digits.count(b"0") * 64 > len(text):
+            # digits everywhere (an export): the windows cover most of the text, read in C instead
             yield from _Numbers(text).scan(numeric, kept)
-        elif numeric:
-            windows = _windows(text)
+        elif numeric:  # few digits (prose): the windows are small, each pattern runs over them
+            windows = _windows(text, digits)
             for kind in numeric if windows else ():
                 yield _numeric(text, windows, kind, kept)
         if "ip_address" in types and text.count(":") >= 2:
@@ -526,16 +528,12 @@ class _Numbers:
 _DIGIT_BYTES = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 
 
-def _runs(text: str) -> Iterator[re.Match[str]]:
+def _runs(text: str, digits: bytes | None) -> Iterator[re.Match[str]]:
     """`_RUN.finditer(text)`, resumed only where a digit is. The regex engine tries every
-    position of the text; prose has few digits, so in ASCII text the stretch up to the next digit
-    is skipped in C (the same matches: a run starts with a digit, and ASCII has no other digits).
-    Text dense with digits is left to the regex engine: skipping would cost more than it saves."""
-    if not text.isascii():
-        yield from _RUN.finditer(text)
-        return
-    digits = text.encode("ascii").translate(_DIGIT_BYTES)
-    if digits.count(b"0") * 64 > len(text):  # digits everywhere (an export): one C loop is faster
+    position of the text; prose has few digits, so in ASCII text (`digits`: its digits as "0",
+    the rest as " ") the stretch up to the next digit is skipped in C (the same matches: a run
+    starts with a digit, and ASCII has no other digits)."""
+    if digits is None:
         yield from _RUN.finditer(text)
         return
     search = _RUN.search
@@ -559,11 +557,11 @@ def _merged(starts: list[int], ends: list[int], size: int) -> list[tuple[int, in
             for first, last in zip(firsts, lasts, strict=True)]
 
 
-def _windows(text: str) -> list[tuple[int, int]]:
+def _windows(text: str, digits: bytes | None) -> list[tuple[int, int]]:
     """Merged windows around numeric runs: 16 characters of margin left (IBAN letters, a `+`),
     8 right (a port, a phone extension)."""
     out: list[tuple[int, int]] = []
-    for m in _runs(text):
+    for m in _runs(text, digits):
         lo, hi = max(m.start() - 16, 0), min(m.end() + 8, len(text))
         if out and lo <= out[-1][1]:
             out[-1] = (out[-1][0], hi)
