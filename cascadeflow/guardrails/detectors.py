@@ -10,7 +10,7 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import compress, repeat
+from itertools import compress, repeat, takewhile
 from operator import ge, itemgetter, sub
 from typing import NamedTuple, Protocol
 
@@ -316,12 +316,16 @@ def _emails(text: str) -> list[Match]:
     """`finditer` of the e-mail pattern over the windows around each `@`, the pattern tried only
     where a match can start: where the local-part characters before an `@` begin (at most 64
     before it), or just after a `%` among them (the lookbehind refuses every other local-part
-    character before a start). The same matches: every other position fails."""
+    character before a start). The same matches: every other position fails. A window with an
+    `@` every few characters is left to `finditer`."""
     match = _PATTERNS["email"].match
     local = text.encode("ascii", "replace").translate(_LOCAL)  # one byte per character
     rfind, find = local.rfind, local.find
     out: list[Match] = []
     for lo, hi, marks in _around(text, "@", 64, 255):
+        if len(marks) * 16 > hi - lo:  # an "@" every few characters: tried at each, in C
+            out.extend(Match("email", m.start(), m.end()) for m in _PATTERNS["email"].finditer(text, lo, hi))
+            continue
         resume = lo
         for at in marks:
             first = max(resume, at - 64)
@@ -365,20 +369,35 @@ _DOT_CLASSES = _classes({_DIGITS: b"0", b".": b"."})
 # necessary parts of a match, over the classes above: a run without one is not tried
 _CORES = {"ssn": (_RUN_CLASSES, re.compile(rb"000\.?00\.?0000")),
           "ip_address": (_DOT_CLASSES, re.compile(rb"0\.0{1,3}\.0{1,3}\.0"))}
-# digits a match of each type holds after its start, all in the run it starts in
-_MIN_DIGITS = {"credit_card": 12, "ssn": 9, "ip_address": 4}
+_LONG_RUN = 64  # characters: a run longer is searched by the regex engine (see `_Numbers.in_long_run`)
+# digits a match of each type holds, all in the run it starts in, and within how many
+# characters from its start (counted there only: a run can be as long as the text)
+_MIN_DIGITS = {"credit_card": (12, 23), "ssn": (9, 11), "ip_address": (4, 15)}
 
 
-def _inside(stops: bytes, at: int, start: int, end: int) -> int:
-    """Where the stretch of phone characters around `at` ends, when it lies between `start` and
-    `end` (a match kept before); else 0. A phone number never crosses another character: the
-    matches that start there are all dropped, and the next one starts after that stretch."""
-    if start and stops.rfind(b"_", start - 1, at) == -1:
-        return 0
-    stop = stops.find(b"_", at, end + 1)
-    if stop != -1:
-        return stop
-    return end if end == len(stops) else 0
+class _Stops:
+    """Where the stretches of phone characters inside a kept match end. A phone number never
+    crosses another character: where the whole stretch around a candidate lies in a match kept
+    before, every match that starts in it is dropped, and the next one starts after it. The
+    first and last other characters of each kept match are looked up once (linear in the text)."""
+
+    def __init__(self, text: str) -> None:
+        self.stops = text.encode("ascii").translate(_PHONE_STOPS)
+        self.kept: Match | None = None
+        self.first = self.last = -1
+
+    def end(self, at: int, kept: Match) -> int:
+        """The end of the stretch around `at` when it lies in `kept`; else 0."""
+        stops = self.stops
+        if kept is not self.kept:  # other characters from just before `kept` to just after it
+            lo = max(kept.start - 1, 0)
+            self.kept, self.first, self.last = kept, stops.find(b"_", lo, kept.end + 1), \
+                stops.rfind(b"_", lo, kept.end + 1)
+        if kept.start and not -1 < self.first < at:
+            return 0  # the stretch starts before `kept`
+        if self.last >= at:
+            return stops.find(b"_", at, kept.end + 1)  # (not read again: the search goes on there)
+        return kept.end if kept.end == len(stops) else 0
 
 
 class _Numbers:
@@ -420,7 +439,8 @@ class _Numbers:
         starts, ends = self.starts, self.ends
         if kind not in _CORES:
             counts = map(self.classes.count, repeat(b"0"), starts, ends)  # all in C
-            return list(compress(zip(starts, ends, strict=True), map(ge, counts, repeat(_MIN_DIGITS[kind]))))
+            enough = map(ge, counts, repeat(_MIN_DIGITS[kind][0]))
+            return list(compress(zip(starts, ends, strict=True), enough))
         table, core = _CORES[kind]
         classes = self.classes if table is _RUN_CLASSES else self.text.encode("ascii").translate(table)
         out: list[tuple[int, int]] = []
@@ -433,7 +453,7 @@ class _Numbers:
     def in_runs(self, kind: str, runs: list[tuple[int, int]], kept: list[Match]) -> list[Match]:
         """The valid matches of `kind` that start in `runs` and overlap none of `kept` (see
         `_numeric`)."""
-        text, need = self.text, _MIN_DIGITS[kind]
+        text, (need, span) = self.text, _MIN_DIGITS[kind]
         count, find = self.classes.count, self.classes.find
         match, valid = _PATTERNS[kind].match, _VALID[kind]
         windows = iter(self.windows)
@@ -449,13 +469,18 @@ class _Numbers:
             if confined and i < size and kept[i].start <= start and end <= kept[i].end:
                 continue  # every match in the run would be dropped, and ends in it
             at = start if start >= resume else find(b".0", resume - 1, end) + 1 or -1
-            while at > -1 and count(b"0", at, end) >= need:
-                m = match(text, at, hi)
-                if m is None:
+            if end - start > _LONG_RUN:
+                found = self.in_long_run(kind, at, end, hi) if at > -1 else []
+            else:
+                found = []
+                while at > -1:
+                    m = match(text, at, hi) if count(b"0", at, min(at + span, end)) >= need else None
+                    if m is not None:
+                        found.append(m)
+                        at = m.end() - 1
                     at = find(b".0", at, end) + 1 or -1  # the next digit after a non-digit
-                    continue
+            for m in found:
                 resume = m.end()
-                at = find(b".0", resume - 1, end) + 1 or -1
                 while i < size and kept[i].end <= m.start():
                     i += 1
                 if i < size and kept[i].start < resume:
@@ -465,15 +490,23 @@ class _Numbers:
                     out.append(Match(kind, m.start(), resume, score))
         return out
 
+    def in_long_run(self, kind: str, at: int, end: int, hi: int) -> list[re.Match[str]]:
+        """The matches that start in a long run from `at` on (where nearly every digit can be a
+        candidate, the regex engine tries them in C): the run's end, plus the characters a match
+        or its lookahead can read past it, bounds the search."""
+        reach = 9 if kind == "ip_address" else 2  # ":65535" and a lookahead of two; a lookahead of two
+        found = _PATTERNS[kind].finditer(self.text, at, min(end + reach, hi))
+        return list(takewhile(lambda m: m.start() < end, found))
+
     def phones(self, kept: list[Match]) -> list[Match]:
         """A phone number starts after a character its lookbehind allows, with `+`, `(`, `00`
         or five digits apart at most by single separators: the pattern is tried only where the
         classes say so, in a window, from the end of the last match on (as `finditer` goes on).
         Where a candidate lies in a kept match with the whole stretch of phone characters around
-        it, the search goes on after that stretch (see `_inside`)."""
+        it, the search goes on after that stretch (see `_Stops`)."""
         text, windows = self.text, self.windows
         marks = b" " + text.encode("ascii").translate(_PHONE_CLASSES)  # text[i] is at i + 1
-        stops = text.encode("ascii").translate(_PHONE_STOPS)
+        stops = _Stops(text)
         search, match, valid = _PHONE_START.search, _PATTERNS["phone"].match, _VALID["phone"]
         out: list[Match] = []
         i, size, window, last = 0, len(kept), 0, len(windows) - 1
@@ -485,7 +518,7 @@ class _Numbers:
             lo, hi = windows[window]
             while i < size and kept[i].end <= at:
                 i += 1
-            inside = i < size and kept[i].start <= at and _inside(stops, at, kept[i].start, kept[i].end)
+            inside = i < size and kept[i].start <= at and stops.end(at, kept[i])
             m = match(text, at, hi) if lo <= at < hi and not inside else None
             found = search(marks, m.end() if m is not None else inside or at + 1)
             if m is None or (i < size and kept[i].start < m.end()):
