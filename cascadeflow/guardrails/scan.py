@@ -11,8 +11,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, islice, repeat
-from operator import itemgetter, le, lt
+from itertools import islice, repeat
 from typing import Any, NamedTuple
 
 from cascadeflow.guardrails.detectors import Match
@@ -131,22 +130,14 @@ def findings(hits: Sequence[Hit], text: str, stage: str) -> list[Finding]:
     out: list[Finding] = []
     for group in groups.values():
         rule, first = group[0]
-        values = _values(text, list(map(_MATCH, group))) if len(group) > 1 \
+        values = dict.fromkeys(text[m.start:m.end] for _r, m in group) if len(group) > 1 \
             else {text[first.start:first.end]: None}
         hashes = [fingerprint(v) for v in islice(values, MAX_HASHES)]
-        score = max(map(_SCORE, map(_MATCH, group))) if len(group) > 1 else first.score
+        score = max(m.score for _r, m in group) if len(group) > 1 else first.score
         out.append(Finding(rule.name, rule.detector.name, first.kind, rule.action, round(score, 4), stage,
                            hashes[0], rule.message, len(group), len(values),
                            tuple(hashes) if len(values) > 1 else ()))
     return out
-
-
-_MATCH, _START, _END, _SCORE = itemgetter(1), itemgetter(1), itemgetter(2), itemgetter(3)
-
-
-def _values(text: str, found: list[Match]) -> dict[str, None]:
-    """The distinct matched texts, in order (sliced in C: an export has tens of thousands)."""
-    return dict.fromkeys(map(text.__getitem__, map(slice, map(_START, found), map(_END, found))))
 
 
 def scan_text(rules: Sequence[Rule], text: str, stage: str) -> Scan:
@@ -205,33 +196,24 @@ def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders 
             edits.append((match.start, match.end, new))
         elif action in ("redact", "rewrite"):
             edits.append((match.start, match.end, _replacement(rule, match, text, placeholders)))
+    edits.sort(reverse=True)
     if not edits:
         return text
-    starts, ends = list(map(_EDIT_START, edits)), list(map(_EDIT_END, edits))
-    if not (all(map(lt, starts, starts[1:])) and all(map(le, ends, starts[1:]))):
-        edits = _non_overlapping(edits, len(text))  # not in order: sorted, the overlaps dropped
-        starts, ends = list(map(_EDIT_START, edits)), list(map(_EDIT_END, edits))
-    # built once, left to right, in C: linear in the text and the edits
-    kept = map(text.__getitem__, map(slice, [0, *ends], [*starts, len(text)]))
-    return "".join(chain.from_iterable(zip(kept, [*map(_EDIT_NEW, edits), ""], strict=True)))
-
-
-_EDIT_START, _EDIT_END, _EDIT_NEW = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
-def _non_overlapping(edits: list[tuple[int, int, str]], size: int) -> list[tuple[int, int, str]]:
-    """`edits` in order of start, each dropped that overlaps one after it (right to left, as
-    before: the later edit wins)."""
-    edits = sorted(edits, reverse=True)
     kept: list[tuple[int, int, str]] = []
-    last_start = size + 1
+    last_start = len(text) + 1
     for start, end, new in edits:
         if end > last_start:
             continue  # overlaps an edit already kept
         kept.append((start, end, new))
         last_start = start
-    kept.reverse()
-    return kept
+    pieces: list[str] = []  # built once, left to right: linear in the text and the edits
+    at = 0
+    for start, end, new in reversed(kept):
+        pieces.append(text[at:start])
+        pieces.append(new)
+        at = end
+    pieces.append(text[at:])
+    return "".join(pieces)
 
 
 def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:
