@@ -433,24 +433,25 @@ class _Numbers:
             else:
                 yield self.in_runs(kind, self.candidate_runs(kind), kept)
 
-    def candidate_runs(self, kind: str) -> list[tuple[int, int]]:
-        """The runs that hold the type's necessary parts (its digits; an SSN's groups, an IPv4
-        address's dots)."""
+    def candidate_runs(self, kind: str) -> list[int]:
+        """The indexes of the runs that hold the type's necessary parts (its digits; an SSN's
+        groups, an IPv4 address's dots). Indexes, not tuples: an export has tens of thousands of
+        runs, and tuples that live through a type would make the garbage collector walk every
+        object of the process (a full collection: 0.2 s with litellm loaded)."""
         starts, ends = self.starts, self.ends
         if kind not in _CORES:
             counts = map(self.classes.count, repeat(b"0"), starts, ends)  # all in C
-            enough = map(ge, counts, repeat(_MIN_DIGITS[kind][0]))
-            return list(compress(zip(starts, ends, strict=True), enough))
+            return list(compress(range(len(starts)), map(ge, counts, repeat(_MIN_DIGITS[kind][0]))))
         table, core = _CORES[kind]
         classes = self.classes if table is _RUN_CLASSES else self.text.encode("ascii").translate(table)
-        out: list[tuple[int, int]] = []
+        out: list[int] = []
         for at in map(re.Match.start, core.finditer(classes)):
             run = bisect_right(starts, at) - 1  # cores lie in runs
-            if not out or out[-1][0] != starts[run]:
-                out.append((starts[run], ends[run]))
+            if not out or out[-1] != run:
+                out.append(run)
         return out
 
-    def in_runs(self, kind: str, runs: list[tuple[int, int]], kept: list[Match]) -> list[Match]:
+    def in_runs(self, kind: str, runs: list[int], kept: list[Match]) -> list[Match]:
         """The valid matches of `kind` that start in `runs` and overlap none of `kept` (see
         `_numeric`)."""
         text, (need, span) = self.text, _MIN_DIGITS[kind]
@@ -461,7 +462,9 @@ class _Numbers:
         out: list[Match] = []
         i, size, resume = 0, len(kept), 0
         confined = kind != "ip_address"  # an address's port can end after its run
-        for start, end in runs:
+        starts, ends = self.starts, self.ends
+        for run in runs:
+            start, end = starts[run], ends[run]
             while hi < end:  # the window of the run
                 hi = next(windows)[1]
             while i < size and kept[i].end <= start:
