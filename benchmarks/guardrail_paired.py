@@ -5,7 +5,7 @@
 The ref's `cascadeflow/guardrails` and `cascadeflow/secrets.py` are read with `git archive` into a
 temporary folder and imported under other names, so both versions run in one process, in
 alternating order, on the same texts: the default input profile on a 4 KB support ticket (the
-`make bench` text), and the `pii` profile on a 1 MB contact export (31,568 findings). A shared,
+`make bench` text), and the `pii` profile on a 1 MB contact export (39,460 matches). A shared,
 busy machine moves both sides of a pair alike, which separate runs cannot promise.
 """
 

@@ -22,7 +22,7 @@ LOCALES = {"en_US": "US", "en_GB": "GB", "de_DE": "DE", "fr_FR": "FR", "it_IT": 
            "nl_NL": "NL"}
 SENTENCES = ["Please call me at {v}.", "My {k} is {v}, thanks.", "{v}", "Customer: Jane Roe, {v}, Berlin",
              "Kontakt: {v} (abends)", "Pour me joindre : {v}", "Contatto {v} entro venerdì.",
-             "Details on file -> {v}; please verify."]
+             "Details on file -> {v}; please verify.", "1042,Jane Roe,{v},10115 Berlin"]
 Row = tuple[str, str, str | None]  # (text, value, kind or None for a look-alike)
 
 

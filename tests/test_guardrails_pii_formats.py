@@ -26,6 +26,17 @@ def test_national_phone_formats(number: str) -> None:
     assert ("phone", number) in found(text)
 
 
+def test_phones_in_comma_separated_fields() -> None:
+    """A contact export: the comma before a number that follows no digit separates fields. The
+    lookbehind refused every comma, so no phone of a CSV row was found."""
+    row = "1042,Jane Roe,+1 415 555 2671,4242 4242 4242 4242,10115 Berlin"
+    assert found(row) == {("phone", "+1 415 555 2671"), ("credit_card", "4242 4242 4242 4242")}
+    assert ("phone", "(415) 555-2671") in found("7,Jane,(415) 555-2671,Berlin")
+    # a comma after a digit, or before one to three digits, is part of an amount
+    assert found("Revenue was 1,415,555,2671 dollars") == set()
+    assert found("Paid 4155552671,50 EUR") == set()
+
+
 @pytest.mark.parametrize("card", [
     "6759649826438446",  # Maestro
     "3530111333300000",  # JCB 16

@@ -356,14 +356,15 @@ def _after_percent(text: str, local: bytes, start: int, at: int, hi: int) -> re.
 # an ASCII text's digits, the other characters of a numeric run (`_RUN`), and the rest
 _RUN_CLASSES = _classes({_DIGITS: b"0", b" ().-": b"."})
 _RUN_BYTES = re.compile(rb"0[0.]{4,}0")  # `_RUN` over those classes
-# a phone number's characters, those its lookbehind refuses (`w`), and the rest (`_`)
+# a phone number's characters, those its lookbehind refuses (`w`), a comma (refused after a
+# digit), and the rest (`_`)
 _PHONE_CLASSES = _classes({_DIGITS: b"0", b"+": b"+", b"(": b"(", b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f": b" ",
-                           b"./-": b".", _UPPER + _LOWER + b"_,": b"w"})
+                           b"./-": b".", _UPPER + _LOWER + b"_": b"w", b",": b","})
 # the characters a phone number is made of (`p`): any other ends it
 _PHONE_STOPS = _classes({_DIGITS + b"+() \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f./-xet": b"p"})
 # the character before a phone number's start, with what every match has from there on
 # (`+` or `(` and a digit; five digits; `00`, more digits and a `(`)
-_PHONE_START = re.compile(rb"[ (_](?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
+_PHONE_START = re.compile(rb"(?:[ (_]|(?<!0),)(?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
 _IBAN_CLASSES = _classes({_UPPER: b"A", _DIGITS: b"0"})
 _DOT_CLASSES = _classes({_DIGITS: b"0", b".": b"."})
 # necessary parts of a match, over the classes above: a run without one is not tried

@@ -14,9 +14,12 @@ from types import ModuleType
 
 # a phone-shaped candidate: optional +CC / 00CC, an optional (0) or (area), digits with separators,
 # an optional extension; the specific checks below decide
+# A comma is a thousands separator after a digit ("1,234,567"), a field separator otherwise
+# ("Jane Roe,+1 415 555 0100,10115 Berlin"): the number may follow one that follows no digit,
+# and be followed by one unless 1 to 3 digits come next (a group or decimals, "0100,50").
 PATTERN = re.compile(
-    r"(?<![\w+.,/-])(?:(?:\+|00)\d{1,3}[\s.-]?)?(?:\(0\)\s?)?(?:\(\d{1,5}\)[\s.-]?)?\d(?:[\s./-]?\d){4,14}"
-    r"(?:\s?(?:x|ext\.?|ext)\s?\d{1,5})?(?![\w-]|[.,/]\d)")
+    r"(?<![\w+./-])(?<!\d,)(?:(?:\+|00)\d{1,3}[\s.-]?)?(?:\(0\)\s?)?(?:\(\d{1,5}\)[\s.-]?)?\d(?:[\s./-]?\d){4,14}"
+    r"(?:\s?(?:x|ext\.?|ext)\s?\d{1,5})?(?![\w-]|[./]\d|,\d{1,3}(?!\d))")
 # national significant number lengths (without the trunk 0) by country calling code
 _NSN: dict[str, tuple[int, int]] = {
     "1": (10, 10), "7": (10, 10), "20": (8, 10), "27": (9, 9), "30": (10, 10), "31": (9, 9), "32": (8, 9),
