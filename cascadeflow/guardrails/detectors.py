@@ -168,21 +168,26 @@ class PIIDetector:
 
 
 def _numeric(text: str, windows: list[tuple[int, int]], kind: str, kept: list[Match]) -> list[Match]:
-    """The valid matches of a numeric `kind` inside `windows` that overlap none of `kept`
-    (sorted, non-overlapping; walked once, as the candidates come in order of start)."""
-    pattern, valid = _PATTERNS[kind], _VALID[kind]
+    """The valid matches of a numeric `kind` inside `windows` that overlap none of `kept`."""
+    pattern = _PATTERNS[kind]
+    return _fresh(kind, (m for lo, hi in windows for m in pattern.finditer(text, lo, hi)), kept)
+
+
+def _fresh(kind: str, found: Iterable[re.Match[str]], kept: list[Match]) -> list[Match]:
+    """The matches of `found` (in order of start) that overlap none of `kept` (sorted,
+    non-overlapping; walked once alongside) and that `kind`'s check scores above 0."""
+    valid = _VALID[kind]
     out: list[Match] = []
     i, size = 0, len(kept)
-    for lo, hi in windows:
-        for m in pattern.finditer(text, lo, hi):
-            start, end = m.span()
-            while i < size and kept[i].end <= start:
-                i += 1
-            if i < size and kept[i].start < end:
-                continue
-            score = valid(m)
-            if score > 0:
-                out.append(Match(kind, start, end, score))
+    for m in found:
+        start, end = m.span()
+        while i < size and kept[i].end <= start:
+            i += 1
+        if i < size and kept[i].start < end:
+            continue
+        score = valid(m)
+        if score > 0:
+            out.append(Match(kind, start, end, score))
     return out
 
 
@@ -426,13 +431,13 @@ class _Numbers:
             return
         for kind in kinds:
             if kind == "iban":
-                yield self.ibans(kept)
+                yield _fresh("iban", self.ibans(), kept)
             elif kind == "phone":
-                yield self.phones(kept)
+                yield _fresh("phone", self.phones(kept), kept)
             elif kind == "ip_address" and self.text.count(":") >= 2:  # IPv6 is not digits
                 yield _numeric(self.text, self.windows, kind, kept)
             else:
-                yield self.in_runs(kind, self.candidate_runs(kind), kept)
+                yield _fresh(kind, self.in_runs(kind, self.candidate_runs(kind), kept), kept)
 
     def candidate_runs(self, kind: str) -> list[int]:
         """The indexes of the runs that hold the type's necessary parts (its digits; an SSN's
@@ -452,15 +457,14 @@ class _Numbers:
                 out.append(run)
         return out
 
-    def in_runs(self, kind: str, runs: list[int], kept: list[Match]) -> list[Match]:
-        """The valid matches of `kind` that start in `runs` and overlap none of `kept` (see
-        `_numeric`)."""
+    def in_runs(self, kind: str, runs: list[int], kept: list[Match]) -> Iterator[re.Match[str]]:
+        """The matches of `kind` that start in `runs`, in order (see `_numeric`); `kept`: a run
+        inside a kept match is not tried where every match in it would be dropped."""
         text, (need, span) = self.text, _MIN_DIGITS[kind]
         count, find = self.classes.count, self.classes.find
-        match, valid = _PATTERNS[kind].match, _VALID[kind]
+        match = _PATTERNS[kind].match
         windows = iter(self.windows)
         hi = -1
-        out: list[Match] = []
         i, size, resume = 0, len(kept), 0
         confined = kind != "ip_address"  # an address's port can end after its run
         starts, ends = self.starts, self.ends
@@ -483,16 +487,9 @@ class _Numbers:
                         found.append(m)
                         at = m.end() - 1
                     at = find(b".0", at, end) + 1 or -1  # the next digit after a non-digit
-            for m in found:
-                resume = m.end()
-                while i < size and kept[i].end <= m.start():
-                    i += 1
-                if i < size and kept[i].start < resume:
-                    continue
-                score = valid(m)
-                if score > 0:
-                    out.append(Match(kind, m.start(), resume, score))
-        return out
+            if found:
+                resume = found[-1].end()
+                yield from found
 
     def in_long_run(self, kind: str, at: int, end: int, hi: int) -> list[re.Match[str]]:
         """The matches that start in a long run from `at` on (where nearly every digit can be a
@@ -502,7 +499,7 @@ class _Numbers:
         found = _PATTERNS[kind].finditer(self.text, at, min(end + reach, hi))
         return list(takewhile(lambda m: m.start() < end, found))
 
-    def phones(self, kept: list[Match]) -> list[Match]:
+    def phones(self, kept: list[Match]) -> Iterator[re.Match[str]]:
         """A phone number starts after a character its lookbehind allows, with `+`, `(`, `00`
         or five digits apart at most by single separators: the pattern is tried only where the
         classes say so, in a window, from the end of the last match on (as `finditer` goes on).
@@ -511,8 +508,7 @@ class _Numbers:
         text, windows = self.text, self.windows
         marks = b" " + text.encode("ascii").translate(_PHONE_CLASSES)  # text[i] is at i + 1
         stops = _Stops(text)
-        search, match, valid = _PHONE_START.search, _PATTERNS["phone"].match, _VALID["phone"]
-        out: list[Match] = []
+        search, match = _PHONE_START.search, _PATTERNS["phone"].match
         i, size, window, last = 0, len(kept), 0, len(windows) - 1
         found = search(marks)
         while found is not None:
@@ -525,21 +521,16 @@ class _Numbers:
             inside = i < size and kept[i].start <= at and stops.end(at, kept[i])
             m = match(text, at, hi) if lo <= at < hi and not inside else None
             found = search(marks, m.end() if m is not None else inside or at + 1)
-            if m is None or (i < size and kept[i].start < m.end()):
-                continue
-            score = valid(m)
-            if score > 0:
-                out.append(Match("phone", at, m.end(), score))
-        return out
+            if m is not None:
+                yield m
 
-    def ibans(self, kept: list[Match]) -> list[Match]:
+    def ibans(self) -> Iterator[re.Match[str]]:
         """IBANs start with two capital letters and two digits: the pattern is tried where
-        those are, in a window."""
+        those are, in a window, from the end of the last match on."""
         text, windows = self.text, self.windows
         find = text.encode("ascii").translate(_IBAN_CLASSES).find
-        match, valid = _PATTERNS["iban"].match, _VALID["iban"]
-        out: list[Match] = []
-        i, size, resume, window, last = 0, len(kept), 0, 0, len(windows) - 1
+        match = _PATTERNS["iban"].match
+        resume, window, last = 0, 0, len(windows) - 1
         at = find(b"AA00")
         while at != -1:
             while window < last and windows[window][1] <= at:
@@ -551,14 +542,7 @@ class _Numbers:
                 continue
             resume = m.end()
             at = find(b"AA00", resume)
-            while i < size and kept[i].end <= m.start():
-                i += 1
-            if i < size and kept[i].start < resume:
-                continue
-            score = valid(m)
-            if score > 0:
-                out.append(Match("iban", m.start(), resume, score))
-        return out
+            yield m
 
 
 # ASCII digits -> "0", every other byte -> " ": `find(b"0")` then jumps from digit to digit in C
