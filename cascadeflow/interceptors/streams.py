@@ -114,35 +114,49 @@ class _Proxy:
         error.text = text
         return error
 
-    def _check(self, chunk: Any) -> None:
+    def _check(self, chunk: Any) -> GuardrailBlocked | None:
         """Output rules on the text this chunk brings (with look-behind) and the run's
-        placeholders restored (`StreamEditor`); may edit or block."""
+        placeholders restored (`StreamEditor`); may edit the chunk, or block the stream."""
         editor, step = self._editor, self._step
         if editor is None or step is None:
-            return
+            return None
         findings, guarded = editor.edit(chunk)
         blocked = next((f for f in findings if f.action == "block"), None)
         if self._guarded is not None and blocked is None and guarded is not None:
             self._guarded.append(guarded)
-        if not findings:
-            return
-        record_findings(step, findings)
-        if blocked is not None:
-            error = GuardrailBlocked(blocked.message, reason=blocked.reason,
-                                     run_id=step.session.run_id, step=step.step_no,
-                                     entry=entry_dict(step))
-            self._end(error, status="blocked")
-            raise error
+        if findings:
+            record_findings(step, findings)
+        if blocked is None:
+            return None
+        return GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
+                                step=step.step_no, entry=entry_dict(step))
 
     def _arrived(self, chunk: Any) -> BaseException | None:
-        """Account and edit a chunk just read; the budget's cut, if the output passed it."""
+        """Account and edit a chunk just read. A budget cut or a block ends the stream here
+        (settled; raised once what was read before it is handed out): returned, for the caller
+        to close the provider's connection."""
         self._acc.add(chunk)
-        if self._cap is not None and (cut := self._overrun()) is not None:
-            return cut
-        self._check(chunk)
-        if self._editor is not None:
-            self._held.append(chunk)
-        return None
+        ending: BaseException | None
+        if self._cap is not None and (ending := self._overrun()) is not None:
+            self._end(ending, status="cut")
+        elif (ending := self._check(chunk)) is not None:
+            self._end(ending, status="blocked")
+        else:
+            if self._editor is not None:
+                self._held.append(chunk)
+            return None
+        self._stopped(ending)
+        return ending
+
+    def _failed(self, error: Exception) -> None:
+        """The provider's stream raised: settled, raised once what was read is handed out."""
+        self._end(error, status="error")
+        self._stopped(error)
+
+    def _ran_out(self) -> None:
+        """The provider's stream ended: settled, what is held is handed out."""
+        self._exhausted = True
+        self._end()
 
     def _ready(self) -> Any:
         """The next chunk the caller may have (held chunks up to the editor's first carrier,
@@ -220,28 +234,17 @@ class SyncStreamProxy(_Proxy):
                 finally:
                     inside.reset(token)
             except StopIteration:
-                self._exhausted = True
-                self._end()
+                self._ran_out()
                 continue
             except Exception as exc:
-                self._end(exc, status="error")
-                self._stopped(exc)
+                self._failed(exc)
                 continue
             except BaseException as exc:  # an interrupt: at once
                 self._end(exc, status="error")
                 raise
-            try:
-                cut = self._arrived(chunk)
-            except GuardrailBlocked as blocked:  # settled as blocked; nothing more is read
+            if self._arrived(chunk) is not None:  # cut or blocked: nothing more is read
                 close(self._wrapped)
-                self._stopped(blocked)
-                continue
-            if cut is not None:
-                close(self._wrapped)
-                self._end(cut, status="cut")
-                self._stopped(cut)
-                continue
-            if self._editor is None:
+            elif self._editor is None:
                 return chunk
 
     def close(self) -> None:
@@ -279,28 +282,17 @@ class AsyncStreamProxy(_Proxy):
                 finally:
                     inside.reset(token)
             except StopAsyncIteration:
-                self._exhausted = True
-                self._end()
+                self._ran_out()
                 continue
             except Exception as exc:
-                self._end(exc, status="error")
-                self._stopped(exc)
+                self._failed(exc)
                 continue
             except BaseException as exc:  # an interrupt or a cancellation: at once
                 self._end(exc, status="error")
                 raise
-            try:
-                cut = self._arrived(chunk)
-            except GuardrailBlocked as blocked:
+            if self._arrived(chunk) is not None:  # cut or blocked: nothing more is read
                 await aclose(self._wrapped)
-                self._stopped(blocked)
-                continue
-            if cut is not None:
-                await aclose(self._wrapped)
-                self._end(cut, status="cut")
-                self._stopped(cut)
-                continue
-            if self._editor is None:
+            elif self._editor is None:
                 return chunk
 
     async def aclose(self) -> None:
