@@ -50,6 +50,18 @@ def test_card_networks(card: str) -> None:
     assert ("credit_card", card) in found(f"Card number: {card}")
 
 
+def test_short_maestro_numbers() -> None:
+    """12 digits under one of Maestro's own ranges are a card with no word before them; other
+    short Maestro-like numbers (13 digits: EAN-13; 6390 and 57: mobiles of +63 and +57 written
+    without "+") only where the text says "card"."""
+    assert found("Details on file -> 501827403194; please verify.") == {("credit_card", "501827403194")}
+    assert found("1042,Jane Roe,676120485732,10115 Berlin") == {("credit_card", "676120485732")}
+    for number in ("639055512342", "573215509874", "5018274031910"):
+        assert ("credit_card", number) not in found(f"Details on file -> {number}; please verify.")
+        assert ("credit_card", number) in found(f"Card number: {number}")
+    assert found("Details on file -> 501827403195") == set()  # fails the Luhn check
+
+
 def test_look_alikes_are_not_cards_ips_or_phones() -> None:
     assert found("IMEI 352099001761481 is blocked") == set()
     assert found("EAN 4006381333931 is out of stock") == set()

@@ -25,9 +25,14 @@ _NETWORKS: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
     (("9792",), (16,)),  # Troy
     (("506", "650"), (16, 18, 19)),  # Verve
 )
-# Maestro also issues 12 and 13 digits: such a number counts only where the text says "card"
+# Maestro also issues 12 and 13 digits: such a number counts only where the text says "card"...
 SHORT_MAESTRO = ("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763", "6390", "0604",
                  "56", "57", "58", "50", "639", "67")
+# ...except 12 digits under one of Maestro's own four-digit ranges, which with the Luhn check only
+# one random 12-digit number in 100,000 matches; 13 digits stay context-only (EAN-13 codes of the
+# UK start 50), and so do 6390 (Philippine mobiles +63 905-909 written without "+" are 12 digits)
+# and the two-digit test-generator ranges (+57 Colombia, +58 Venezuela, +63 Philippines).
+MAESTRO_IIN = ("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763")
 _BY_PREFIX: dict[str, tuple[int, ...]] = {}
 for _prefixes, _lengths in _NETWORKS:
     for _p in _prefixes:
@@ -51,9 +56,11 @@ def luhn_ok(digits: str) -> bool:
 
 def issued(digits: str, card_context: bool = False) -> bool:
     """A prefix some network issues, at a length it issues there (12 and 13 digits: a Maestro
-    prefix, and only with `card_context`)."""
+    prefix, and only with `card_context` unless 12 digits under a range of `MAESTRO_IIN`)."""
     if len(digits) == 12 or (len(digits) == 13 and digits[0] != "4"):
-        return card_context and digits.startswith(SHORT_MAESTRO)
+        if card_context:
+            return digits.startswith(SHORT_MAESTRO)
+        return len(digits) == 12 and digits.startswith(MAESTRO_IIN)
     for size in range(min(_LONGEST, len(digits)), 0, -1):
         lengths = _BY_PREFIX.get(digits[:size])
         if lengths is not None and len(digits) in lengths:

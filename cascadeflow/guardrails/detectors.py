@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol
 
 from cascadeflow import secrets
 from cascadeflow.guardrails import phones
-from cascadeflow.guardrails.cards import SHORT_MAESTRO, issued, luhn_ok
+from cascadeflow.guardrails.cards import MAESTRO_IIN, SHORT_MAESTRO, issued, luhn_ok
 
 
 class Match(NamedTuple):
@@ -219,8 +219,9 @@ _NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
 
 
 def _card(m: re.Match[str]) -> float:
-    """Context is read only where it decides: a short Maestro number needs "card" before it, and
-    a number of 15 digits or fewer must not follow "IMEI", "EAN", "serial"..."""
+    """Context is read only where it decides: a short Maestro number needs "card" before it
+    (12 digits under one of Maestro's own ranges score lower without it), and a number of 15
+    digits or fewer must not follow "IMEI", "EAN", "serial"..."""
     digits = m.group().replace(" ", "").replace("-", "")
     short = len(digits) == 12 or (len(digits) == 13 and digits[0] != "4")  # Maestro's, if any
     if not (12 <= len(digits) <= 19 and (digits.startswith(SHORT_MAESTRO) if short else issued(digits))
@@ -231,7 +232,9 @@ def _card(m: re.Match[str]) -> float:
         return 0.0  # an IMEI, an EAN, a serial number that happens to pass Luhn
     if not short:
         return 0.9
-    return 1.0 if _before(text, start, "card") else 0.0  # 12 or 13 digits: only a named card
+    if _before(text, start, "card"):
+        return 1.0
+    return 0.8 if len(digits) == 12 and digits.startswith(MAESTRO_IIN) else 0.0
 
 
 def _ssn(m: re.Match[str]) -> float:
