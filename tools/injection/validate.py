@@ -23,7 +23,7 @@ import train
 # (attack collections, benign sources) held out together; a source is the family's first part
 FOLDS = [
     ({"bastion", "hermes", "langkit"}, {"llm", "django"}),
-    ({"promptshields", "libertas", "ps"}, {"stdlib", "chatterbot"}),
+    ({"promptshields", "ps"}, {"stdlib", "chatterbot"}),
     ({"aib", "mini"}, {"library"}),
 ]
 THRESHOLD = math.log(0.7 / 0.3)
