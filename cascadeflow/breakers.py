@@ -11,6 +11,7 @@ State lives behind `BreakerStore`, so a shared store can replace the in-process 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cascadeflow.secrets import mask
+
+log = logging.getLogger("cascadeflow")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Listener = Callable[[str, str, str], None]  # (deployment, old state, new state)
@@ -188,6 +191,7 @@ class BreakerRegistry:
         self.store: BreakerStore = store or InMemoryBreakerStore()
         self.listeners: list[Listener] = []
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._warned: set[str] = set()  # deployments whose breaker was asked for other settings
         self._lock = threading.Lock()
 
     def get(self, key: str, settings: BreakerSettings,
@@ -197,6 +201,10 @@ class BreakerRegistry:
             if breaker is None:
                 breaker = CircuitBreaker(key, settings, self.store, clock, self.listeners)
                 self._breakers[key] = breaker
+            elif breaker.settings != settings and key not in self._warned:
+                self._warned.add(key)  # (the model only: an endpoint address can carry credentials)
+                log.warning("the breaker of %s keeps the settings of the cascade that used it first "
+                            "(%s); another cascade asked for %s", model_of(key), breaker.settings, settings)
             return breaker
 
     def use(self, store: BreakerStore | None) -> None:

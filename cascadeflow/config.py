@@ -133,7 +133,7 @@ class TierSpec(_Strict):
     static: str | None = None
     deployments: tuple[DeploymentSpec, ...] | None = Field(default=None, min_length=1)
     strategy: Strategy = "weighted"
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     degraded: bool = False
     api_base: str | None = None
     api_key_env: str | None = None  # the environment variable holding the key: never the key
@@ -144,19 +144,19 @@ class BreakerSpec(_Strict):
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window: int = Field(default=20, ge=1)
     min_calls: int = Field(default=10, ge=1)
-    recovery_timeout_s: float = Field(default=30.0, gt=0)
+    recovery_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     half_open_max_calls: int = Field(default=1, ge=1)
-    probe_timeout_s: float = Field(default=60.0, gt=0)
+    probe_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
 
 class CascadeSpec(_Strict):
     """`[cascades.<name>]`: a fallback chain callable by its logical name."""
 
     tiers: tuple[TierSpec, ...] = Field(min_length=1)
-    deadline_s: float = Field(default=60.0, gt=0)
+    deadline_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     max_attempts: int = Field(default=3, ge=1)
-    backoff_initial_s: float = Field(default=0.25, ge=0)
-    backoff_max_s: float = Field(default=8.0, ge=0)
+    backoff_initial_s: float = Field(default=0.25, ge=0, allow_inf_nan=False)
+    backoff_max_s: float = Field(default=8.0, ge=0, allow_inf_nan=False)
     require_content: bool = True
     whole_answers: bool = True
     refusal_patterns: tuple[str, ...] | None = None

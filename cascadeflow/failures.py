@@ -45,6 +45,10 @@ DEFAULT_REFUSALS = (r"\bI(?:'m| am) (?:sorry|unable)\b.{0,40}\b(?:can(?:no|')t|u
                     r"\bI can(?:no|')t (?:help|assist) with (?:that|this)\b")
 
 
+class EmptyStream(Exception):
+    """A stream that ended before the provider sent its first chunk: an empty answer."""
+
+
 @dataclass(frozen=True)
 class Failure:
     kind: str
@@ -108,6 +112,8 @@ def classify(exc: BaseException) -> Failure:
     chain = _chain(exc)
     names = {cls.__name__ for link in chain for cls in type(link).__mro__}
     text = mask(f"{type(exc).__name__}: {exc}")  # provider error texts can quote the key that was sent
+    if isinstance(exc, EmptyStream):
+        return Failure("empty_response", text)
     coded = next((_CODES[code] for link in chain if isinstance(code := getattr(link, "code", None), str)
                   and code in _CODES), None)
     if "ContextWindowExceededError" in names or coded == "context_window_exceeded":
@@ -123,6 +129,8 @@ def classify(exc: BaseException) -> Failure:
     if names & _BROKEN_BODY:
         return Failure("stream_broken", text)
     status = _status(exc)
+    if status == 408:  # the provider gave up waiting for the request: as a timeout
+        return Failure("timeout", text)
     if status == 429 or "RateLimitError" in names:
         return Failure("rate_limited", text, _retry_after(exc))
     if status in (401, 403) or names & {"AuthenticationError", "PermissionDeniedError"}:
@@ -133,7 +141,9 @@ def classify(exc: BaseException) -> Failure:
         return Failure("server_error", text, _retry_after(exc))
     if names & {"APIConnectionError", "ConnectError", "ConnectionError"}:
         return Failure("connection_error", text)
-    if status in (400, 422) or "BadRequestError" in names:
+    if (status is not None and 400 <= status < 500) or "BadRequestError" in names:
+        # 400, 422 and every other 4xx left (405, 409, 413, 415...): the provider refused this
+        # request, which says nothing about its health and will not change when sent again
         return Failure("bad_request", text)
     if not type(exc).__module__.startswith(_PROVIDER_MODULES):
         return Failure("client_error", text)  # a bug on our side of the wire: no tier will help

@@ -19,17 +19,24 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow.balance import Load, load
 from cascadeflow.breakers import BreakerRegistry, BreakerSettings, CircuitBreaker, breakers, deployment_key
 from cascadeflow.cascade.clients import ClientPool, clients
-from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream
-from cascadeflow.cascade.tiers import Deployment, Tier, check_failure_classes, check_tiers, tier
+from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream, empty_start, static_chunk
+from cascadeflow.cascade.tiers import (
+    Deployment,
+    Tier,
+    check_failure_classes,
+    check_seconds,
+    check_tiers,
+    tier,
+)
 from cascadeflow.errors import AllProvidersFailed, ConfigError, PolicyStop
-from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, Expectations, Failure, classify
+from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, EmptyStream, Expectations, Failure, classify
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
 from cascadeflow.retry import RetryPolicy
@@ -79,6 +86,7 @@ class Cascade:
             if not chain:
                 raise ConfigError(f"{setting}.fallbacks.{kind}", [], source, "at least one tier")
             check_tiers(chain, f"{setting}.fallbacks.{kind}", source)
+        check_seconds(deadline_s, f"{setting}.deadline_s", source)
         self.name = name
         self.retry = retry or RetryPolicy()
         self.deadline_s = deadline_s
@@ -131,7 +139,7 @@ class Cascade:
     def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = "litellm",
             reachable: tuple[str, ...] | None = None, operation: str = "chat") -> Any:
         """Try the tiers in order with `call(**kwargs, model=...)`; see `arun` for async."""
-        state = _Run(self, kwargs, client, reachable, operation)
+        state = _Run(self, kwargs, client, reachable, operation, is_async=False)
         for move, value in state.plan():
             if move == "answer":
                 return value
@@ -163,7 +171,7 @@ class Cascade:
     async def arun(self, call: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any],
                    client: str = "litellm", reachable: tuple[str, ...] | None = None,
                    operation: str = "chat") -> Any:
-        state = _Run(self, kwargs, client, reachable, operation)
+        state = _Run(self, kwargs, client, reachable, operation, is_async=True)
         for move, value in state.plan():
             if move == "answer":
                 return value
@@ -202,7 +210,7 @@ class _Run:
     """The bookkeeping of one cascaded call: attempts, deadline, events, breakers, load."""
 
     def __init__(self, cascade: Cascade, kwargs: Mapping[str, Any], client: str,
-                 reachable: tuple[str, ...] | None, operation: str) -> None:
+                 reachable: tuple[str, ...] | None, operation: str, is_async: bool) -> None:
         self.c = cascade
         self.rt = current()  # the cascade is an entry point: it reads the installed runtime once
         self.kwargs = dict(kwargs)
@@ -211,6 +219,7 @@ class _Run:
         self.reachable = reachable
         self.operation = operation
         self.stream = self.kwargs.get("stream") is True
+        self.is_async = is_async
         self.deadline = cascade._clock() + cascade.deadline_s
         self.attempts: list[dict[str, Any]] = []
         self.last_error: BaseException | None = None
@@ -248,7 +257,7 @@ class _Run:
                     failure = self.outcome
                 assert failure is not None
                 pause = self.next_move(current_tier, failure, attempt, tier_start, counts,
-                                       untried=len(tried) < len(deployments))
+                                       untried=self.untried(current_tier, deployments, tried))
                 if pause is None:
                     break
                 yield "wait", pause
@@ -276,8 +285,7 @@ class _Run:
         reasons: list[tuple[str, str]] = []
         for deployment in tier_.choices():
             model = deployment.model
-            provider = model.split("/", 1)[0] if "/" in model else None
-            if self.reachable is not None and provider not in self.reachable:
+            if self.reachable is not None and self.provider(model) not in self.reachable:
                 reasons.append(("tier_unreachable", f"{model} is not reachable through this client"))
             elif events.compliance_excludes(self.rt, model):
                 reasons.append(("compliance_excluded", f"{model} is excluded by the compliance profile"))
@@ -286,6 +294,11 @@ class _Run:
         if not out:
             self._skip(tier_, *reasons[0])
         return tuple(out)
+
+    def provider(self, model: str) -> str | None:
+        """The provider a model is called at: its prefix, or ("gpt-4o") where litellm's tables
+        place it, as a litellm call would."""
+        return model.split("/", 1)[0] if "/" in model else self.c.pool.provider(model, None)
 
     def _skip(self, tier_: Tier, reason: str, message: str) -> None:
         """A skipped tier is a fallback like any other: traced, alerted and told to `on_fallback`."""
@@ -308,6 +321,12 @@ class _Run:
                 return Pick(tier_, deployments[index], keys[index]), None
         which = keys[0] if len(keys) == 1 else f"every deployment of {tier_.label}"
         return None, Failure("circuit_open", f"the breaker of {which} is open")
+
+    def untried(self, tier_: Tier, deployments: tuple[Deployment, ...], tried: set[str]) -> bool:
+        """Whether a deployment of the tier not tried yet could take the next attempt (one whose
+        breaker is open cannot: a retry that waits for none would hammer the one that failed)."""
+        return any(key not in tried and self.breaker(key).state != "open"
+                   for key in (self.key(tier_, d) for d in deployments))
 
     def arguments(self, pick: Pick, is_async: bool) -> dict[str, Any]:
         model = pick.deployment.model
@@ -426,24 +445,48 @@ class _Run:
             self.c.on_fallback(event)
 
     def static_answer(self, tier_: Tier) -> Any:
+        """The fixed text as the client's response; asked for a stream, a stream of one chunk."""
         self.rt.note("fallback", "static_answer", model=None, degraded=tier_.degraded,
                      message=f"{self.c.name}: answered with the static last tier")
-        return _static(tier_.static or "", self.client, tier_.degraded)
+        if not self.stream:
+            return _static(tier_.static or "", self.client, tier_.degraded)
+        chunk = static_chunk(tier_.static or "", self.client)
+        if self.is_async:
+            return AsyncCascadeStream(chunk, _nothing(), None, tier_.label, tier_.degraded)
+        return SyncCascadeStream(chunk, iter(()), None, tier_.label, tier_.degraded)
 
     def exhausted(self) -> Any:
         tried = ", ".join(f"{a['tier']}: {a['failure']}" for a in self.attempts)
         raise AllProvidersFailed(f"cascade {self.c.name}: every tier failed ({tried})", self.attempts)
 
     # -- streams ---------------------------------------------------------------------------
+    # A failure before the first chunk falls through to the next tier; so does a stream that
+    # ends before it (the provider's chunk, not one litellm made up at the end of nothing).
     def peek_sync(self, pick: Pick, stream: Any) -> Any:
         iterator = iter(stream)
-        first = next(iterator)  # a failure here falls through to the next tier
+        try:
+            first = next(iterator)
+        except StopIteration:
+            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk") from None
+        if empty_start(stream, first):
+            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 
     async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
-        first = await iterator.__anext__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk") from None
+        if empty_start(stream, first):
+            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
+
+
+async def _nothing() -> AsyncIterator[Any]:
+    """An async iterator that ends at once (after a static answer's one chunk)."""
+    return
+    yield
 
 
 def _mark(result: Any, degraded: bool) -> None:

@@ -57,7 +57,7 @@ class ClientPool:
 
     def _key(self, model: str, arguments: Mapping[str, Any]) -> Key | None:
         base = arguments.get("api_base") or arguments.get("base_url")
-        if self._provider(model, base) != "openai":
+        if self.provider(model, base) != "openai":
             return None
         import litellm  # loaded already: the cascade calls through it
 
@@ -70,7 +70,7 @@ class ClientPool:
         organization = arguments.get("organization") or litellm.organization
         return str(base), str(key), organization
 
-    def _provider(self, model: str, base: str | None) -> str | None:
+    def provider(self, model: str, base: str | None) -> str | None:
         """litellm's provider for the model, remembered: resolving it walks litellm's tables."""
         found = self._providers.get((model, base), "")
         if found != "":

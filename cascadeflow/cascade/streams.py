@@ -4,7 +4,9 @@ with what was received, never a silent switch to another model mid-answer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 from typing import Any
 
 from cascadeflow.closing import aclose, close
@@ -33,6 +35,34 @@ def _chunk_text(chunk: Any) -> str:
 def _finishes(chunk: Any) -> bool:
     choices = getattr(chunk, "choices", None) or []
     return bool(choices) and getattr(choices[0], "finish_reason", None) is not None
+
+
+def empty_start(stream: Any, first: Any) -> bool:
+    """Whether the first chunk is all there is of an empty stream: litellm makes up a last chunk
+    with finish reason "stop" when the provider ended the stream without one, and sends it first
+    when nothing came before it."""
+    return _finishes(first) and not _chunk_text(first) and not _tool_calls(first) \
+        and not provider_finished(stream, False)
+
+
+def _tool_calls(chunk: Any) -> bool:
+    choices = getattr(chunk, "choices", None) or []
+    delta = getattr(choices[0], "delta", None) if choices else None
+    return bool(getattr(delta, "tool_calls", None))
+
+
+def static_chunk(text: str, client: str) -> Any:
+    """A static last tier's text as the one chunk of a stream, shaped like the client's own."""
+    body = {"id": "cascadeflow-static", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": "static", "choices": [{"index": 0, "finish_reason": "stop",
+                                            "delta": {"role": "assistant", "content": text}}]}
+    if client == "openai":
+        from openai.types.chat import ChatCompletionChunk
+
+        return ChatCompletionChunk.model_validate(body)
+    import litellm
+
+    return litellm.ModelResponseStream(**body)
 
 
 class _Peeked:
@@ -91,6 +121,13 @@ class SyncCascadeStream(_Peeked):
     def close(self) -> None:
         close(self._stream)
 
+    def __enter__(self) -> SyncCascadeStream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
 
 class AsyncCascadeStream(_Peeked):
     def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: str,
@@ -117,3 +154,13 @@ class AsyncCascadeStream(_Peeked):
 
     async def aclose(self) -> None:
         await aclose(self._stream)
+
+    async def close(self) -> None:  # the openai SDK's AsyncStream is closed with `await close()`
+        await aclose(self._stream)
+
+    async def __aenter__(self) -> AsyncCascadeStream:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -73,12 +73,21 @@ def check_tiers(tiers: Sequence[Tier], setting: str, source: str) -> None:
                                                     "static answer")
         if t.static is not None and index != len(tiers) - 1:
             raise ConfigError(where, shown, source, "a static answer can only be the last tier of the chain")
+        if t.timeout is not None:
+            check_seconds(t.timeout, f"{where}.timeout", source)
         if t.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy", t.strategy, source, f"one of {', '.join(STRATEGIES)}")
         for n, d in enumerate(t.deployments):
             if not isinstance(d.weight, int | float) or not math.isfinite(d.weight) or d.weight <= 0:
                 raise ConfigError(f"{where}.deployments[{n}].weight", d.weight, source,
                                   "a positive, finite number")
+
+
+def check_seconds(value: Any, setting: str, source: str) -> None:
+    """A deadline or a timeout: a positive, finite number of seconds (not a bool, not a string)."""
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0):
+        raise ConfigError(setting, value, source, "seconds: a positive, finite number")
 
 
 def check_failure_classes(values: Mapping[str, Any], setting: str, source: str) -> None:
