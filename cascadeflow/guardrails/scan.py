@@ -225,30 +225,59 @@ def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders
 
 
 def _texts(value: Any) -> list[tuple[Any, Any, str]]:
-    """(container, key, text) for every text in messages / prompt / input, to read and replace."""
+    """(container, key, text) for every text the provider reads in messages / prompt / input, to
+    read and replace: a message's content, a Responses tool result (`output`), the arguments of
+    tool calls sent back, in dicts or in the SDK's own objects (read as their dicts)."""
     out: list[tuple[Any, Any, str]] = []
     if isinstance(value, list):
         for index, item in enumerate(value):
             if isinstance(item, str):
                 out.append((value, index, item))
-            elif isinstance(item, dict):
-                content = item.get("content")
-                if isinstance(content, str):
-                    out.append((item, "content", content))
-                elif isinstance(content, list):
-                    for part in content:
-                        if isinstance(part, dict) and isinstance(part.get("text"), str):
-                            out.append((part, "text", part["text"]))
+                continue
+            message = item if isinstance(item, dict) else _dumped(item)
+            if message is None:
+                continue
+            _strings(message, "content", out)
+            _strings(message, "output", out)  # {"type": "function_call_output", "output": ...}
+            if isinstance(message.get("arguments"), str):  # {"type": "function_call", ...}
+                out.append((message, "arguments", message["arguments"]))
+            for call in message.get("tool_calls") or ():  # an assistant message's calls
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    out.append((function, "arguments", function["arguments"]))
     return out
 
 
+def _strings(container: dict[str, Any], key: str, out: list[tuple[Any, Any, str]]) -> None:
+    """The text under `key`: a string, or the `text` of each of its parts."""
+    content = container.get(key)
+    if isinstance(content, str):
+        out.append((container, key, content))
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                out.append((part, "text", part["text"]))
+
+
+def _dumped(value: Any) -> dict[str, Any] | None:
+    """An SDK object (a pydantic model, such as a message appended from a response) as the
+    dict the SDK would send for it; None for anything else."""
+    dump = getattr(value, "model_dump", None)
+    if not callable(dump) or isinstance(value, type):
+        return None
+    plain = dump(exclude_none=True)
+    return plain if isinstance(plain, dict) else None
+
+
 def _copy(value: Any) -> Any:
-    """Copy the containers of messages (not the strings) so edits never touch the caller's objects."""
+    """Copy the containers of messages (not the strings) so edits never touch the caller's
+    objects; an SDK object in them becomes its dict, which the SDK sends the same way."""
     if isinstance(value, list):
         return [_copy(v) for v in value]
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
-    return value
+    plain = _dumped(value)
+    return value if plain is None else _copy(plain)
 
 
 def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Placeholders | None = None

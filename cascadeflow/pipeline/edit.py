@@ -5,15 +5,17 @@ The caller's kwargs are never edited in place: a changed request is a copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascadeflow.policy.decision import Decision
-from cascadeflow.request import MAX_TOKEN_KEYS, PROMPT_KEYS, Request, tool_name
+from cascadeflow.request import MAX_TOKEN_KEYS, Request, tool_name
 
 
-def apply(request: Request, decisions: Sequence[Decision], prompt: Any = None) -> dict[str, Any]:
-    """The kwargs to send: a copy with switches, clamps, tool removals and an edited prompt."""
+def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """The kwargs to send: a copy with switches, clamps, tool removals and the arguments the
+    input guardrails edited (the prompt, `instructions`)."""
     kwargs = request.kwargs
     changed: dict[str, Any] | None = None
     for decision in decisions:
@@ -31,9 +33,9 @@ def apply(request: Request, decisions: Sequence[Decision], prompt: Any = None) -
         if decision.action == "deny_tool" and decision.tools_denied:
             changed = changed or dict(kwargs)
             strip_tools(changed, set(decision.tools_denied))
-    if prompt is not None:
+    if edited is not None:
         changed = changed or dict(kwargs)
-        changed[PROMPT_KEYS[request.operation]] = prompt
+        changed.update(edited)
     return kwargs if changed is None else changed
 
 

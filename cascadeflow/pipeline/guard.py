@@ -15,29 +15,47 @@ from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
+from cascadeflow.request import PROMPT_KEYS, Request
 
 
-def scan_input(step: Step) -> Any:
+def scan_input(step: Step) -> dict[str, Any] | None:
     """Input rules over the prompt, on the caller's thread (enforce with acting rules).
 
-    Sets `step.findings`; returns the edited prompt when a redact/rewrite rule matched, else None.
+    Sets `step.findings`; returns the edited arguments (the prompt, a Responses call's
+    `instructions`) when a redact/rewrite rule matched, else None.
     """
     view = step.view
     rules = view.input_rules
     edit = any(r.action in ("redact", "rewrite") for r in rules)
     placeholders = step.session.placeholders() if view.input_numbered else None
-    findings, edited = scan_prompt(rules, step.request.prompt, edit, placeholders)
+    read, instructions = _inputs(step.request)
+    findings, edited = scan_prompt(rules, read, edit, placeholders)
     step.findings = findings
     if placeholders is not None and placeholders.restoring:  # the answer may name any of the run's
         step.placeholders = placeholders
-    changed = edit and any(f.action in ("redact", "rewrite") for f in findings)
-    return edited if changed else None
+    if not (edit and any(f.action in ("redact", "rewrite") for f in findings)):
+        return None
+    key = PROMPT_KEYS[step.request.operation]
+    if not instructions:
+        return {key: edited}
+    prompt = step.request.prompt
+    return {"instructions": edited[0], key: edited[1:] if isinstance(prompt, list) else edited[1]}
+
+
+def _inputs(request: Request) -> tuple[Any, bool]:
+    """What the input rules read, and whether a Responses call's `instructions` lead it (they
+    reach the model like a system message)."""
+    instructions = request.kwargs.get("instructions") if request.operation == "responses" else None
+    if not isinstance(instructions, str):
+        return request.prompt, False
+    prompt = request.prompt
+    return [instructions, *(prompt if isinstance(prompt, list) else [prompt])], True
 
 
 def input_later(step: Step) -> None:
     """Worker task: the input scan of a step whose rules change nothing, recorded with its
     decision entries (same step number, findings after the decisions)."""
-    findings, _ = scan_prompt(step.view.input_rules, step.request.prompt, False)
+    findings, _ = scan_prompt(step.view.input_rules, _inputs(step.request)[0], False)
     record.admitted(step, findings)
     alert_findings(step, findings)
 
