@@ -143,6 +143,24 @@ def test_error_type_from_the_provider(provider: Any, otel: Any) -> None:
     assert span.attributes[ea.ERROR_TYPE] == "InternalServerError"
 
 
+def test_request_attributes_hold_what_was_given_in_the_conventions_types(provider: Any, otel: Any) -> None:
+    """The SDK's helpers pass a "not given" sentinel for every parameter left out: no attribute
+    for those (they were recorded as "<openai.Omit object at ...>"); `stop_sequences` is a
+    `string[]` even when one string was given."""
+    exporter, _reader, providers = otel
+    cascadeflow.init(mode="observe", **providers)
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                                        stop="END", temperature=0.5) as stream:
+        for _ in stream:
+            pass
+    cascadeflow.flush()
+    [span] = exporter.get_finished_spans()
+    requested = {k: v for k, v in (span.attributes or {}).items() if k.startswith("gen_ai.request.")}
+    assert requested == {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.request.stop_sequences": ("END",),
+                         "gen_ai.request.temperature": 0.5, "gen_ai.request.stream": True}
+
+
 def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_path: Any,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     exporter, _reader, providers = otel

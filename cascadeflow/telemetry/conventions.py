@@ -34,6 +34,8 @@ SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 
 # request parameters: (name in the call, attribute)
+# request attributes whose type is `string[]`: a single value given is recorded as a list of one
+ARRAY_PARAMS = frozenset({"gen_ai.request.stop_sequences", "gen_ai.request.encoding_formats"})
 REQUEST_PARAMS = (
     ("max_tokens", "gen_ai.request.max_tokens"),
     ("max_completion_tokens", "gen_ai.request.max_tokens"),

@@ -237,9 +237,9 @@ class Telemetry:
                 attributes[cv.PROVIDER] = provider
             kwargs = step.kwargs
             for key, attribute in cv.REQUEST_PARAMS:
-                value = kwargs.get(key)
+                value = _attr(kwargs.get(key), attribute in cv.ARRAY_PARAMS)
                 if value is not None:
-                    attributes[attribute] = _attr(value)
+                    attributes[attribute] = value
             address, port = server(request.api_base)
             if address:
                 attributes[cv.SERVER_ADDRESS] = address
@@ -328,10 +328,12 @@ def _wire_model(step: StepRecord) -> str:
     return wire_model(entry.model or request.model, entry.provider, request.client)
 
 
-def _attr(value: Any) -> Any:
-    """A value OpenTelemetry accepts as an attribute."""
+def _attr(value: Any, array: bool) -> Any:
+    """A request parameter as its attribute (a list where the convention says `string[]`), or
+    None when it was not given: absent, None, or the SDK's sentinel for "not given" (`omit`,
+    `NOT_GIVEN`, which its helpers such as `.stream()` pass for every parameter left out)."""
     if isinstance(value, bool | int | float | str):
-        return value
+        return [str(value)] if array else value
     if isinstance(value, list | tuple):
         return [str(v) for v in value]
-    return str(value)
+    return None
