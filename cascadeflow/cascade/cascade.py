@@ -464,23 +464,20 @@ class _Run:
     # ends before it (the provider's chunk, not one litellm made up at the end of nothing).
     def peek_sync(self, pick: Pick, stream: Any) -> Any:
         iterator = iter(stream)
-        try:
-            first = next(iterator)
-        except StopIteration:
-            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk") from None
-        if empty_start(stream, first):
+        first = next(iterator, _END)
+        if first is _END or empty_start(stream, first):
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 
     async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
-        try:
-            first = await iterator.__anext__()
-        except StopAsyncIteration:
-            raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk") from None
-        if empty_start(stream, first):
+        first = await anext(iterator, _END)
+        if first is _END or empty_start(stream, first):
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
+
+
+_END = object()  # what `next` gives back for a stream that had nothing
 
 
 async def _nothing() -> AsyncIterator[Any]:
