@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import cascadeflow
+import litellm
 import openai
 import pytest
 from cascadeflow import AllProvidersFailed
@@ -198,3 +199,20 @@ def test_a_second_cascade_asking_for_other_breaker_settings_is_told(provider: An
     assert len(warnings) == 1 and "openai/gpt-4o" in warnings[0] and provider.url not in warnings[0]
     shared = breakers.get(deployment_key("openai/gpt-4o", provider.url), second.breaker)
     assert shared.settings.failure_threshold == 100
+
+
+async def test_an_async_cascade_call_leaves_the_tasks_later_calls_unpinned(provider: Any,
+                                                                         tmp_path: Path) -> None:
+    """A cascade's attempts are pinned (no policy switch); from Python 3.12 `wait_for` runs the
+    attempt in the caller's task, so the flag must be reset there, or every later call of the
+    task escapes compliance switching."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[models."openai/gpt-4o-mini"]\ntags = ["gdpr"]\n'
+        f'[cascades.draft]\ntiers = [{{ model = "openai/gpt-4o-mini", api_base = "{provider.url}" }}]\n')
+    cascadeflow.init(mode="enforce")
+    async with cascadeflow.run(compliance="gdpr") as session:
+        await litellm.acompletion(model="draft", messages=MESSAGES, api_key=KEY)
+        await litellm.acompletion(model="openai/gpt-4o", messages=MESSAGES, api_base=provider.url,
+                                  api_key=KEY)
+    assert session.trace()[-1]["reason"] == "compliance_model_not_allowed"
+    assert [r.model for r in provider.requests] == ["gpt-4o-mini", "gpt-4o-mini"]

@@ -165,6 +165,44 @@ def test_kpi_switch_through_the_sdk(provider: Any, pool: Path) -> None:
     assert sent(provider)[0]["model"] == "gpt-4o-mini"
 
 
+WIDE = """
+[models."openai/o1"]
+quality = 0.99
+[models."openai/gpt-4o"]
+quality = 0.92
+[models."openai/gpt-4o-mini"]
+quality = 0.78
+[models."openai/gpt-4.1-nano"]
+quality = 0.6
+"""
+
+
+def test_a_better_model_the_budget_cannot_pay_for_is_no_stop(provider: Any, tmp_path: Path) -> None:
+    """KPI weights prefer o1; its worst case does not fit the budget, the model asked for does:
+    the call goes to the model asked for (it was stopped with a message about o1)."""
+    (tmp_path / "cascadeflow.toml").write_text(WIDE)
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.005, kpi_weights={"quality": 1.0}) as session:
+        litellm.completion(**chat_kwargs(provider, "word " * 4000), max_tokens=500)
+    [entry] = session.trace()
+    assert (entry["action"], entry["model"]) == ("allow", "openai/gpt-4o-mini")
+    assert sent(provider)[0]["model"] == "gpt-4o-mini"
+
+
+def test_a_switch_under_budget_pressure_never_costs_more_than_the_request(provider: Any,
+                                                                          tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(WIDE)
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.01) as outer:
+        litellm.completion(**chat_kwargs(provider, "word " * 3300, model="openai/gpt-4o"), max_tokens=10)
+        assert outer.summary()["cost_total"] > 0.008  # settled: under pressure from here
+        with cascadeflow.run(kpi_weights={"quality": 1.0}):
+            litellm.completion(**chat_kwargs(provider), max_tokens=50)
+    last = outer.trace()[-1]
+    assert (last["reason"], last["target_model"]) == ("budget_pressure", "openai/gpt-4.1-nano")
+    assert sent(provider)[-1]["model"] == "gpt-4.1-nano"
+
+
 def test_latency_target(provider: Any, pool: Path) -> None:
     # a switch needs a candidate known to be fast enough: observed, or a prior from the config
     pool.write_text(POOL.replace('quality = 0.78', 'quality = 0.78\nlatency_ms = 40'))

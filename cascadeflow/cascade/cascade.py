@@ -199,11 +199,16 @@ class Cascade:
 
     @staticmethod
     async def _attempt(call: Callable[..., Awaitable[Any]], state: _Run, pick: Pick) -> Any:
-        attempting.set(True)  # runs in its own task (wait_for): the caller's context is untouched
-        result = await call(**state.arguments(pick, is_async=True))
-        if state.stream:
-            result = await state.peek_async(pick, result)
-        return result
+        # reset, not left to a task of its own: from Python 3.12 `wait_for` awaits in the
+        # caller's task, where a flag left set would pin every later call of that task
+        token = attempting.set(True)
+        try:
+            result = await call(**state.arguments(pick, is_async=True))
+            if state.stream:
+                result = await state.peek_async(pick, result)
+            return result
+        finally:
+            attempting.reset(token)
 
 
 class _Run:

@@ -135,12 +135,17 @@ def _stop(needed: float, remaining: float, model: str) -> Decision:
 
 
 def _cheaper(engine: Context, request: Request, view: ChainView, model: str) -> str | None:
-    """The best allowed candidate cheaper than `model`, by KPI weights (or quality)."""
-    provider, _bare, _name = engine.names(model, request.provider if model == request.model else None)
-    current: Price | None = engine.prices.price(model, provider)
-    if current is None:
+    """The best allowed candidate cheaper than `model` and than the model asked for (a switch
+    under pressure never costs more than the request), by KPI weights (or quality)."""
+    references = []
+    for name in {model, request.model}:
+        provider, _bare, _name = engine.names(name, request.provider if name == request.model else None)
+        price: Price | None = engine.prices.price(name, provider)
+        if price is not None:
+            references.append(price.cost(1000, 300))
+    if not references:
         return None
-    reference = current.cost(1000, 300)
+    reference = min(references)
     options = [c for c in engine.candidates(request, view)
                if (cost := c.unit_cost()) is not None and cost < reference]
     if not options:

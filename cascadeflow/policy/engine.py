@@ -24,6 +24,10 @@ _MISSING = Decision("allow", "missing")  # a memo miss (never returned)
 MEMO_SIZE = 4096
 
 
+# switches made for a preference (KPI weights, the latency target), which the budget may overrule
+PREFERENCES = frozenset({"kpi_better_model", "latency_target_exceeded"})
+
+
 class Engine(Context):
     """Decides each step; see `Context` for what the rules share.
 
@@ -73,6 +77,12 @@ class Engine(Context):
             out.append(switch)
             model = switch.target_model or model
         money = budget.check(self, request, view, model, patient)
+        if money.action == "stop" and money.reason != budget.WAIT and switch is not None \
+                and switch.reason in PREFERENCES:
+            # a better model the budget cannot pay for is no reason to stop: the model asked
+            # for is judged instead (a compliance switch stays: the one asked for is not allowed)
+            out, model = [], request.model
+            money = budget.check(self, request, view, model, patient)
         if money.action == "stop":
             return [money]
         if money.action == "switch_model":
