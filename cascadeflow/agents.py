@@ -37,7 +37,10 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     if metadata is not None and not (isinstance(metadata, Mapping) and all(isinstance(k, str)
                                                                           for k in metadata)):
         raise ConfigError("metadata", metadata, "run()", "expected a dict with string keys")
-    base = rt.config.run
+    outer = current()
+    # the config's defaults are for a top-level run; a nested one inherits from its parents
+    # instead (defaults again here would override what an outer run set explicitly)
+    base = rt.config.run if outer is None or outer.ambient else RunLimits()
     if agent is not None and agent in rt.config.agents:
         base = _merge(base, rt.config.agents[agent].model_dump(exclude_defaults=True),
                       f"config agents.{agent}")

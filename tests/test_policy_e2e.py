@@ -203,6 +203,21 @@ def test_a_switch_under_budget_pressure_never_costs_more_than_the_request(provid
     assert sent(provider)[-1]["model"] == "gpt-4.1-nano"
 
 
+def test_config_defaults_apply_to_top_level_runs_only(provider: Any) -> None:
+    """A nested run inherits its parents' limits: the defaults of `init()` again would override
+    what the outer run set (here a step cap of 1 under an outer cap of 100)."""
+    cascadeflow.init(mode="enforce", budget=0.00002, max_steps=1)
+    with cascadeflow.run(budget=5.0, max_steps=100) as outer:
+        assert (outer.limits.budget, outer.limits.max_steps) == (5.0, 100)
+        with cascadeflow.run(user="u") as inner:
+            litellm.completion(**chat_kwargs(provider), max_tokens=20)
+            litellm.completion(**chat_kwargs(provider), max_tokens=20)
+    assert (inner.limits.budget, inner.limits.max_steps) == (None, None)
+    assert len(provider.requests) == 2
+    with cascadeflow.run() as top:  # a top-level run still gets them
+        assert (top.limits.budget, top.limits.max_steps) == (0.00002, 1)
+
+
 def test_latency_target(provider: Any, pool: Path) -> None:
     # a switch needs a candidate known to be fast enough: observed, or a prior from the config
     pool.write_text(POOL.replace('quality = 0.78', 'quality = 0.78\nlatency_ms = 40'))
