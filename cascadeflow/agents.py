@@ -72,7 +72,8 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
           tools_deny: list[str] | None = None) -> Any:
     """Give a function its own policy: each call opens a child session under the open one.
 
-    Works on sync and async functions, generators and async generators; keeps the signature.
+    Works on sync and async functions, generators and async generators, objects with an async
+    `__call__` and callables that return a coroutine; keeps the signature.
     Limits given here win over `[agents.<name>]` in the config, as code wins everywhere.
     """
     if callable(name):  # bare `@agent`: the function itself came as `name`
@@ -102,7 +103,7 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
             return cast(F, _wrap_async_gen(fn, open_session))
         if inspect.isgeneratorfunction(fn):
             return cast(F, _wrap_gen(fn, open_session))
-        if inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):  # an object's
             @functools.wraps(fn)
             async def async_call(*args: Any, **kwargs: Any) -> Any:
                 async with open_session():
@@ -112,10 +113,20 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             with open_session():
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                # a plain callable that hands back a coroutine (a lambda, a sync decorator): the
+                # work happens when it is awaited, so that is when the agent's session is open
+                return _awaited(open_session, result)
+            return result
         return cast(F, call)
 
     return decorate
+
+
+async def _awaited(open_session: Callable[[], Session], awaitable: Any) -> Any:
+    async with open_session():
+        return await awaitable
 
 
 def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session]

@@ -52,6 +52,29 @@ async def test_async_agent_and_signature(provider: Any) -> None:
     assert outer.trace()[0]["agent"] == "medical_agent"
 
 
+async def test_agents_whose_work_is_awaited_later_keep_their_policy(provider: Any) -> None:
+    """An object with `async def __call__`, and a plain callable that hands back a coroutine:
+    the agent's session is open while the work runs, so its budget stops the call (the session
+    used to close before the coroutine ran, and the call went out unbudgeted)."""
+    cascadeflow.init(mode="enforce")
+
+    async def answer(query: str) -> str:
+        await litellm.acompletion(**chat_kwargs(provider, query), max_tokens=50)
+        return cascadeflow.current_session().agent or ""
+
+    class Triage:
+        async def __call__(self, query: str) -> str:
+            return await answer(query)
+
+    for triage in (cascadeflow.agent("triage", budget=0.000001)(Triage()),
+                   cascadeflow.agent("triage", budget=0.000001)(lambda query: answer(query))):
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            await triage("x")
+        generous = cascadeflow.agent("triage", budget=1.0)(triage.__wrapped__)
+        assert await generous("x") == "triage"
+    assert len(provider.requests) == 2
+
+
 async def test_async_generator_agent_keeps_its_session_across_yields(provider: Any) -> None:
     cascadeflow.init(mode="observe")
 
