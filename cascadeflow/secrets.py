@@ -17,7 +17,10 @@ from typing import Any
 MASK = "[SECRET]"
 SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "x-api-key", "api-key", "openai_api_key",
                          "azure_ad_token", "aws_secret_access_key", "aws_session_token", "password",
-                         "secret", "client_secret", "access_token", "refresh_token", "token"})
+                         "secret", "client_secret", "access_token", "refresh_token", "token", "private_key"})
+# and every key named like one of them (`anthropic_api_key`, `bearer_token`, `db_password`)
+SECRET_SUFFIXES = ("_api_key", "-api-key", "apikey", "_token", "-token", "_secret", "-secret", "_password",
+                   "_private_key")
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,14 @@ FORMATS: tuple[KeyFormat, ...] = (
     _format("authorization_header", ("authorization",),
             r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?((?:[A-Za-z]+\s+)?[A-Za-z0-9._~+/=\-]{8,})", 0, 1,
             lower=True, gate=":="),
-    _format("bearer", ("bearer",), r"(?i:bearer)\s+([A-Za-z0-9._~+/\-]{12,}=*)", 0, 1, lower=True),
+    _format("bearer", ("bearer",), r"(?i:bearer)(?:\s+|[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9._~+/\-]{12,}=*)",
+            0, 1, lower=True),
     _format("basic_auth", ("basic",), r"(?i:basic)\s+([A-Za-z0-9+/]{12,}={0,2})", 0, 1, lower=True),
     _format("openai", ("sk-",), r"sk-(?:proj-|svcacct-|admin-|ant-(?:api\d+-)?)?[A-Za-z0-9_\-]{10,}"),
     _format("stripe", ("k_live_", "k_test_"), r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,}", 1),
     _format("groq", ("gsk_",), r"gsk_[A-Za-z0-9]{20,}"),
+    _format("xai", ("xai-",), r"xai-[A-Za-z0-9]{20,}"),
+    _format("perplexity", ("pplx-",), r"pplx-[A-Za-z0-9]{20,}"),
     _format("huggingface", ("hf_",), r"hf_[A-Za-z0-9]{20,}"),
     _format("github_pat", ("github_pat_",), r"github_pat_[A-Za-z0-9_]{22,}"),
     _format("github", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"gh[pousr]_[A-Za-z0-9]{30,}"),
@@ -75,6 +81,14 @@ FORMATS: tuple[KeyFormat, ...] = (
     _format("replicate", ("r8_",), r"r8_[A-Za-z0-9]{30,}"),
     _format("digitalocean", ("_v1_",), r"do[op]_v1_[a-f0-9]{64}", 3),
     _format("azure_connection", ("AccountKey=",), r"AccountKey=([A-Za-z0-9+/=]{40,})", 0, 1, token=False),
+    # webhook URLs are their own credential: whoever has one can post
+    _format("slack_webhook", ("hooks.slack.com/",), r"hooks\.slack\.com/(?:services|workflows|triggers)/"
+            r"([A-Za-z0-9/_\-]{20,})", 0, 1, token=False),
+    _format("discord_webhook", ("/api/webhooks/",), r"/api/webhooks/\d+/([A-Za-z0-9_\-]{30,})", 0, 1,
+            token=False),
+    # a key or a token in a URL's query (`?key=...`, `&access_token=...`, a signed URL's `sig=`)
+    _format("url_parameter", ("?", "&"), r"[?&][A-Za-z_\-]*?(?i:key|token|sig|signature|secret|password)"
+            r"=([^&\s#\"'<>]{8,})", 0, 1, token=False, gate="="),
     _format("url_credentials", ("://",), r"://[^\s:/@]*:([^\s:/@]{3,})@", 0, 1, token=False, gate="@"),
     _format("password", ("passw",), r"(?i:password|passwd)" + _VALUE, 0, 1, token=False, lower=True,
             gate=":="),
@@ -155,14 +169,19 @@ def mask(text: str) -> str:
     return "".join(out)
 
 
+def secret_key(name: str) -> bool:
+    """Whether a key's value is a secret by its name."""
+    low = name.lower()
+    return low in SECRET_KEYS or low.endswith(SECRET_SUFFIXES)
+
+
 def scrub(value: Any) -> Any:
     """A copy of `value` with secrets masked; strings, lists and dicts are walked, and the values
     of keys named like secrets (`api_key`, `authorization`, `password`...) are masked whole."""
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
-        return {k: (MASK if str(k).lower() in SECRET_KEYS and v is not None else scrub(v))
-                for k, v in value.items()}
+        return {k: (MASK if v is not None and secret_key(str(k)) else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if value is None or isinstance(value, int | float | bool):

@@ -16,7 +16,7 @@ import cascadeflow
 import litellm
 import pytest
 from cascadeflow.cascade import BreakerSettings, Cascade, RetryPolicy, Tier, stop_after_attempt
-from cascadeflow.secrets import FORMATS
+from cascadeflow.secrets import FORMATS, MASK, mask, scrub
 from cascadeflow.telemetry import Alert, WebhookSink
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -41,6 +41,8 @@ KEYS = [
     ("stripe_live", "sk_live_zq8Xk2Lp9Wm4Rt7Yv3Nb", "zq8Xk2Lp9Wm4Rt7Yv3Nb"),
     ("stripe_restricted", "rk_live_zq8Xk2Lp9Wm4Rt7Yv3Nb", "zq8Xk2Lp9Wm4Rt7Yv3Nb"),
     ("groq", "gsk_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5"),
+    ("xai", "xai-zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8"),
+    ("perplexity", "pplx-zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8"),
     ("huggingface", "hf_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5"),
     ("github_pat", "github_pat_11ABCDEFG0zq8Xk2Lp9Wm4Rt7Yv3Nb6", "11ABCDEFG0zq8Xk2Lp9Wm4Rt7Yv3Nb6"),
     ("github", "ghp_zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae", "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae"),
@@ -57,11 +59,27 @@ KEYS = [
     ("azure_connection", "AccountKey=zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8Zx4Cv7B==",
      "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8Zx4Cv7B"),
     ("url_credentials", "postgres://admin:hunter2zq8X@db.example.com/app", "hunter2zq8X"),
+    ("slack_webhook", "https://hooks.slack.com/services/T0ZQ8XK2/B0LP9WM4/zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1",
+     "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1"),
+    ("discord_webhook", "https://discord.com/api/webhooks/1234567890/zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8",
+     "zq8Xk2Lp9Wm4Rt7Yv3Nb6Hc1Jd5Fg0Qs2Ae8"),
+    ("url_parameter", "GET https://api.example.com/v1/models?key=zq8Xk2Lp9Wm4Rt7Y&alt=json",
+     "zq8Xk2Lp9Wm4Rt7Y"),
     ("password", "password=hunter2zq8Xk2", "hunter2zq8Xk2"),
     ("api_key", "api_key=zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
     ("token", "access_token: zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
     ("client_secret", "client_secret=zq8Xk2Lp9Wm4Rt7Y", "zq8Xk2Lp9Wm4Rt7Y"),
 ]
+
+
+def test_keys_named_like_secrets_and_other_spellings_are_masked() -> None:
+    record = scrub({"anthropic_api_key": "zq8Xk2Lp", "bearer_token": "zq8Xk2Lp", "db_password": "zq8Xk2Lp",
+                    "max_tokens": 500, "prompt_tokens": 12, "text": "bearer: zq8Xk2Lp9Wm4Rt7Yv3"})
+    assert record == {"anthropic_api_key": MASK, "bearer_token": MASK, "db_password": MASK, "max_tokens": 500,
+                      "prompt_tokens": 12, "text": f"bearer: {MASK}"}
+    # prose with `=`, `?` and `&` is not a URL's query
+    for prose in ("What is the key=value syntax? Use a=b & c=d.", "https://example.com/search?q=hi&page=3"):
+        assert mask(prose) == prose
 
 
 def test_the_table_covers_every_format_and_at_least_twenty() -> None:
