@@ -30,6 +30,12 @@ class Price:
     cache_read: float | None = None
     max_output_tokens: int | None = None
     max_input_tokens: int | None = None  # the context window: no prompt is billed beyond it
+    cache_write: float | None = None  # writing the prompt cache (Anthropic: 1.25x the input price)
+
+    @property
+    def input_bound(self) -> float:
+        """The most one input token can cost: a prompt may be written to the cache whole."""
+        return self.input if self.cache_write is None else max(self.input, self.cache_write)
 
     def output_limit(self, max_tokens: int | None) -> int:
         """The most one choice may answer: `max_tokens`, else the model's output limit."""
@@ -42,15 +48,19 @@ class Price:
             return None
         max_out = self.output_limit(max_tokens)
         n = choices if isinstance(choices, int) and choices > 1 else 1
-        return self.max_input_tokens * self.input + n * max_out * self.output
+        return self.max_input_tokens * self.input_bound + n * max_out * self.output
 
-    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
-        """Cost of a call; cached input tokens use the cache-read price when the map has one."""
-        if cached <= 0:
+    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, written: int = 0) -> float:
+        """Cost of a call; of the input tokens, `cached` ones were read from the prompt cache and
+        `written` ones written to it, each at its own price when the map has one."""
+        if cached <= 0 and written <= 0:
             return tokens_in * self.input + tokens_out * self.output
-        cached = min(cached, tokens_in)
-        cache_price = self.input if self.cache_read is None else self.cache_read
-        return (tokens_in - cached) * self.input + cached * cache_price + tokens_out * self.output
+        cached = min(max(cached, 0), tokens_in)
+        written = min(max(written, 0), tokens_in - cached)
+        read_price = self.input if self.cache_read is None else self.cache_read
+        write_price = self.input if self.cache_write is None else self.cache_write
+        return ((tokens_in - cached - written) * self.input + cached * read_price + written * write_price
+                + tokens_out * self.output)
 
 
 _lock = threading.Lock()
@@ -124,9 +134,12 @@ class PriceBook:
         max_out = spec.max_output_tokens if spec and spec.max_output_tokens else \
             entry.get("max_output_tokens")
         max_in = entry.get("max_input_tokens")
+        cache_write = spec.cache_creation_input_token_cost if spec and \
+            spec.cache_creation_input_token_cost is not None else entry.get("cache_creation_input_token_cost")
         return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
                      int(max_out) if isinstance(max_out, int | float) else None,
-                     int(max_in) if isinstance(max_in, int | float) else None)
+                     int(max_in) if isinstance(max_in, int | float) else None,
+                     float(cache_write) if isinstance(cache_write, int | float) else None)
 
     def provider_of(self, model: str) -> str | None:
         """The provider litellm's map names for a model without a provider prefix."""

@@ -8,7 +8,10 @@ from typing import Any
 import cascadeflow
 import litellm
 import pytest
-from cascadeflow.pricing import Price
+from cascadeflow.pricing import Price, PriceBook
+from cascadeflow.usage import read_usage
+from litellm.types.utils import ModelResponse
+from litellm.types.utils import Usage as LiteUsage
 
 from tests.conftest import chat_kwargs
 
@@ -52,3 +55,19 @@ def test_price_override_from_config(provider: Any, tmp_path: Path) -> None:
         litellm.completion(**chat_kwargs(provider, model="openai/our-private-model"))
     [entry] = session.trace()
     assert entry["cost"] == pytest.approx(entry["tokens_in"] * 0.001 + entry["tokens_out"] * 0.002)
+
+
+def test_prompt_cache_writes_are_charged_at_their_price() -> None:
+    """Anthropic bills tokens written to the prompt cache at 1.25x the input price; litellm
+    counts them in `prompt_tokens`. They were charged at the input price: 24% too little."""
+    response = ModelResponse(model="claude-sonnet-4-5", choices=[{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
+        usage=LiteUsage(prompt_tokens=10_010, completion_tokens=100, total_tokens=10_110,
+                        cache_creation_input_tokens=10_000))
+    usage = read_usage("chat", response)
+    price = PriceBook().price("claude-sonnet-4-5", "anthropic")
+    assert price is not None and price.cache_write is not None and price.cache_write > price.input
+    cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens, usage.cache_write_tokens)
+    billed = litellm.completion_cost(completion_response=response, model="claude-sonnet-4-5")
+    assert cost == pytest.approx(billed)
+    assert price.input_bound == price.cache_write  # what a budget reserves per input token

@@ -112,7 +112,8 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
         if price is None:
             step.price_known, step.cost = False, None
         else:
-            step.cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens)
+            step.cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens,
+                                   usage.cache_write_tokens)
     calls = 0 if usage is None else tools.counted(usage.tool_names, usage.tool_calls,
                                                    step.view.tools_exempt)
     reservation = step.primary.reservation

@@ -95,13 +95,13 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
         return unbounded(engine, model, "its input has audio or file parts and its context "
                                         "window is unknown")
     out_price = price.output * n
-    worst = bound * price.input + max_out * out_price
+    worst = bound * price.input_bound + max_out * out_price
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
     tokens_in = bound
     if provider in _TIKTOKEN_PROVIDERS:
         tokens_in = billing.input_tokens(request, model, price.max_input_tokens, exact=True) or bound
-    in_cost = tokens_in * price.input
+    in_cost = tokens_in * price.input_bound
     if embeddings or out_price <= 0:
         worst = in_cost + max_out * out_price
         if worst <= remaining:
