@@ -57,6 +57,13 @@ class RunLimits(_Strict):
             raise ValueError("at least one KPI weight must be > 0")
         return dict(value)
 
+    @field_validator("budget", "max_steps", "max_tool_calls", "max_latency_ms", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # budget=True would be a budget of 1 USD
+            raise ValueError(f"expected a number, got {value!r}")
+        return value
+
     @field_validator("tools_allow", "tools_deny", mode="before")
     @classmethod
     def _check_tool_list(cls, value: Any) -> Any:

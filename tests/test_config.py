@@ -150,6 +150,10 @@ def test_bad_run_and_agent_arguments() -> None:
     assert info.value.source == "@agent('a')"
     with pytest.raises(ConfigError):
         cascadeflow.run(max_steps=0)
+    for setting in ("budget", "max_steps", "max_tool_calls", "max_latency_ms"):
+        with pytest.raises(ConfigError) as info:  # True is no amount (it read as 1)
+            cascadeflow.run(**{setting: True})
+        assert info.value.setting == setting and "True" in str(info.value)
 
 
 def test_bad_config_keeps_previous_state() -> None:
