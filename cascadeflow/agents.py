@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast, overload
 from cascadeflow.config import RunLimits, limits
 from cascadeflow.config import resolve as resolve_config
 from cascadeflow.errors import ConfigError
-from cascadeflow.pipeline import Runtime
+from cascadeflow.pipeline import Runtime, initialised
 from cascadeflow.pipeline import current as current_runtime
 from cascadeflow.session import Session, current, reset_current, set_current
 
@@ -215,15 +215,17 @@ def _check_labels(**labels: Any) -> None:
 
 def _check_compliance_early(name: str, source: str) -> None:
     """At decoration: the profile must be built in, or known to the runtime `init()` installed,
-    or defined in the config file the process would load. (Decorators usually run at import,
-    before `init()`: the file is read here so a profile defined there is not refused.)"""
+    or defined in the config file the process would load. Decorators usually run at import,
+    before `init()`, which may name another file (`init(config=...)`): a profile none of those
+    know is then checked when the agent is first called, not refused here."""
     if name in current_runtime().config.compliance:
         return
     try:
         config = resolve_config({})
     except ConfigError:
         return  # the config file itself is broken: init() will say so
-    config.check_compliance(name, "compliance", source)
+    if initialised():
+        config.check_compliance(name, "compliance", source)
 
 
 def _check_guardrails(rt: Runtime, name: str | None, source: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cascadeflow
@@ -161,6 +164,40 @@ def test_bad_config_keeps_previous_state() -> None:
     with pytest.raises(ConfigError):
         cascadeflow.init(mode="nonsense")
     assert cascadeflow.current_session().mode == "observe"
+
+
+DECORATED_BEFORE_INIT = """
+import sys
+import cascadeflow
+
+@cascadeflow.agent("triage", compliance=sys.argv[2])  # at import, before init()
+def triage() -> str:
+    return cascadeflow.current_session().limits.compliance or ""
+
+cascadeflow.init(mode="observe", config=sys.argv[1])
+print(triage())
+"""
+
+
+def test_an_agent_may_name_a_profile_of_the_file_init_will_read(tmp_path: Path) -> None:
+    """Decorators run at import; the file `init(config=...)` names is read later: a profile
+    defined there is checked at the first call (it was refused at import), and a profile no
+    file defines is refused then, naming the agent."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "cascadeflow.toml").write_text('[compliance.eu_only]\nmodels = ["openai/*"]\n')
+    script = tmp_path / "app.py"
+    script.write_text(DECORATED_BEFORE_INIT)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+    def app(profile: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), str(conf / "cascadeflow.toml"), profile],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+    assert app("eu_only").stdout.strip() == "eu_only"
+    refused = app("eu_onyl")
+    assert refused.returncode != 0 and "compliance='eu_onyl'" in refused.stderr
+    assert "@agent('triage')" in refused.stderr
 
 
 def test_custom_compliance_profile_from_file(tmp_path: Path) -> None:

@@ -210,12 +210,17 @@ class Runtime:
         self.notify(self.observer.step_sent, started)
 
 
-_installed = Runtime(Config())
+_installed = _BEFORE_INIT = Runtime(Config())
 
 
 def current() -> Runtime:
     """The runtime `init()` installed (mode `off` before the first `init`)."""
     return _installed
+
+
+def initialised() -> bool:
+    """Whether `init()` has installed a runtime (decorators run at import, often before it)."""
+    return _installed is not _BEFORE_INIT
 
 
 def install(runtime: Runtime) -> Runtime:
