@@ -210,6 +210,11 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
 
 
 def choices(request: Request) -> int:
-    """How many answers the request asks for (`n`): each is billed as output."""
-    n = request.kwargs.get("n")
-    return n if isinstance(n, int) and n > 1 else 1
+    """How many answers are billed as output: `n`, or a text completion's `best_of` (the
+    provider writes that many and returns the best `n`, billing them all)."""
+    most = 1
+    for key in ("n", "best_of"):
+        value = request.kwargs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            most = value
+    return most

@@ -112,6 +112,19 @@ def test_n_choices_multiply_the_output(provider: Any) -> None:
     assert entry["tokens_out"] >= 8 * 80  # the provider billed every choice
 
 
+def test_best_of_multiplies_the_output_reserved(provider: Any) -> None:
+    """A text completion's `best_of` answers are all billed: the worst case counts them (a call
+    that fits once does not fit five times, so its max_tokens is clamped)."""
+    cascadeflow.init(mode="enforce")
+    kwargs = {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "Tell me", "api_base": provider.url,
+              "api_key": "sk-test-not-a-real-key-0000", "max_tokens": 1000}
+    with cascadeflow.run(budget=0.004):
+        litellm.text_completion(**kwargs)
+        litellm.text_completion(**kwargs, best_of=5)
+    once, five = (r.json["max_tokens"] for r in provider.requests)
+    assert once == 1000 and five < 1000 / 2
+
+
 def test_response_format_schema_is_counted(provider: Any) -> None:
     cascadeflow.init(mode="enforce")
     properties = {f"field_{i}": {"type": "string", "description": "A field the answer must fill in "

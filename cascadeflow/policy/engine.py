@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cascadeflow import billing
 from cascadeflow.guardrails.policy import Policy
 from cascadeflow.policy import budget, compliance, kpi, steps, tools
 from cascadeflow.policy.context import Approver, Context
@@ -111,7 +112,7 @@ class Engine(Context):
         kwargs = request.kwargs
         key = (request.model, request.provider, request.reachable, request.pinned, request.operation,
                kwargs.get("max_tokens"), kwargs.get("max_completion_tokens"),
-               kwargs.get("max_output_tokens"), kwargs.get("n"), self.latency.version)
+               kwargs.get("max_output_tokens"), kwargs.get("n"), kwargs.get("best_of"), self.latency.version)
         plan = view.plans.get(key)
         if plan is None:
             if len(view.plans) >= MEMO_SIZE:
@@ -137,7 +138,7 @@ class Engine(Context):
             return ([switch] if switch else [ALLOW]), 0.0
         model = switch.target_model if switch and switch.target_model else request.model
         ceiling = self.ceiling(model, request.provider if model == request.model else None,
-                               request.max_tokens, request.kwargs.get("n"))
+                               request.max_tokens, billing.choices(request))
         if ceiling is None:
             return None, 0.0
         if switch is None:
