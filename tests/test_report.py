@@ -121,6 +121,15 @@ def test_captured_content_shows_only_when_capture_was_on(provider: Any, tmp_path
     assert "a prompt kept private" not in hidden and "sk-test" not in shown + hidden
 
 
+def test_a_budget_of_zero_is_shown_as_one(provider: Any, tmp_path: Path) -> None:
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run(budget=0.0) as session:
+        litellm.completion(**chat_kwargs(provider))
+    page = report.render(report.review(report.saved_sessions([session.save(tmp_path / "z.jsonl")])))
+    assert "of budget $0" in page and "of budget none" not in page
+    assert 'stroke-dasharray="6 4"' in page  # the budget line of the burn-down
+
+
 def test_outcomes_are_recorded_saved_and_rolled_up(provider: Any, tmp_path: Path) -> None:
     cascadeflow.init(mode="observe")
 

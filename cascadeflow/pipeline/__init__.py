@@ -13,20 +13,5 @@ from cascadeflow.pipeline.runtime import CascadeRunner, Runtime, attempting, cur
 from cascadeflow.pipeline.settle import fail, finish, respond, settle_output
 from cascadeflow.pipeline.step import Step
 
-__all__ = [
-           "CascadeRunner",
-           "Runtime",
-           "Step",
-           "abegin",
-           "attempting",
-           "begin",
-           "current",
-           "fail",
-           "finish",
-           "initialised",
-           "install",
-           "observe",
-           "record_findings",
-           "respond",
-           "settle_output",
-]
+__all__ = ["CascadeRunner", "Runtime", "Step", "abegin", "attempting", "begin", "current", "fail",
+           "finish", "initialised", "install", "observe", "record_findings", "respond", "settle_output"]

@@ -206,7 +206,7 @@ def _run(run: Run) -> str:
             + (f" · {esc(run.agent)}" if run.agent else "") + "</h3>"
             f"<p><span class=pill>{esc(run.mode)}</span> user {esc(run.user or '-')} · project "
             f"{esc(run.project or '-')} · started {esc(when(run.started))} · {run.step_count} steps · "
-            f"{esc(money(run.cost))} of budget {esc(money(run.budget) if run.budget else 'none')} · "
+            f"{esc(money(run.cost))} of budget {esc('none' if run.budget is None else money(run.budget))} · "
             f"outcome <span class='pill {cls}'>{esc(outcome)}</span>"
             + (" · <span class='pill stop'>stopped</span>" if run.stopped else "")
             + (" · <span class='pill warn'>degraded</span>" if run.degraded else "") + "</p>")

@@ -134,10 +134,11 @@ def burndown(run: Run, width: int = 1100, height: int = 120) -> str:
              f'step {run.steps[-1].number}</text>',
              f'<text x="{x[-1]:.1f}" y="{max(y[-1] - 4, 10):.1f}" class=axis text-anchor="end">'
              f'spent {esc(money(total))}</text>']
-    if run.budget:
+    if run.budget is not None:  # a budget of 0 is a budget (every call stopped), drawn at $0
         by = 10 + height - run.budget / top * height
         parts.append(f'<line x1="60" x2="{width - 20}" y1="{by:.1f}" y2="{by:.1f}" stroke="#d62728" '
                      f'stroke-dasharray="6 4"/><text x="62" y="{by + 14:.1f}" class=axis>'
-                     f'budget {esc(money(run.budget))} ({esc(pct(total, run.budget))} spent)</text>')
+                     f'budget {esc(money(run.budget))}'
+                     + (f' ({esc(pct(total, run.budget))} spent)' if run.budget else '') + '</text>')
     parts.append("</svg>")
     return "".join(parts)
