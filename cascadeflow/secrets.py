@@ -175,13 +175,19 @@ def secret_key(name: str) -> bool:
     return low in SECRET_KEYS or low.endswith(SECRET_SUFFIXES)
 
 
+def _key(key: Any) -> Any:
+    """A dict key as JSON can hold it: str, int, float, bool and None as they are, else masked text."""
+    return key if key is None or isinstance(key, str | int | float) else mask(str(key))
+
+
 def scrub(value: Any) -> Any:
     """A copy of `value` with secrets masked; strings, lists and dicts are walked, and the values
-    of keys named like secrets (`api_key`, `authorization`, `password`...) are masked whole."""
+    of keys named like secrets (`api_key`, `authorization`, `password`...) are masked whole. A
+    key JSON cannot hold (a tuple, a date, an Enum) becomes text, so what is recorded can be saved."""
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
-        return {k: (MASK if v is not None and secret_key(str(k)) else scrub(v)) for k, v in value.items()}
+        return {_key(k): (MASK if v is not None and secret_key(str(k)) else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if value is None or isinstance(value, int | float | bool):

@@ -59,9 +59,28 @@ class UsageEvent:
         values = [getattr(self, name) for name in COLUMNS]
         meta, content = COLUMNS.index("metadata"), COLUMNS.index("content")
         for i in (meta, content):
-            values[i] = None if values[i] is None else json.dumps(values[i], default=str)
+            values[i] = None if values[i] is None else to_json(values[i])
         values[COLUMNS.index("applied")] = int(self.applied)
         return tuple(values)
+
+
+def to_json(value: Any, separators: tuple[str, str] | None = None) -> str:
+    """`value` as JSON, values JSON has no type for as text; a key JSON cannot hold (a tuple, a
+    date, an Enum) as text too, rather than the error that would cost the whole record."""
+    try:
+        return json.dumps(value, default=str, separators=separators)
+    except TypeError:
+        return json.dumps(_text_keys(value), default=str, separators=separators)
+
+
+def _text_keys(value: Any) -> Any:
+    """A copy of `value` whose dict keys JSON cannot hold are text."""
+    if isinstance(value, dict):
+        return {k if k is None or isinstance(k, str | int | float) else str(k): _text_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
@@ -87,7 +106,7 @@ class RunEntry:
 
     def to_row(self) -> tuple[Any, ...]:
         return (self.root_run_id, self.run_id, self.step, self.ts, self.user,
-                json.dumps(self.entry, separators=(",", ":"), default=str))
+                to_json(self.entry, separators=(",", ":")))
 
 
 @dataclass(slots=True)

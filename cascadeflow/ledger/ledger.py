@@ -9,7 +9,6 @@ and raising alerts).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from cascadeflow.alert import Alert
 from cascadeflow.config import LedgerSpec
 from cascadeflow.entry import SIDE_OPERATIONS, Entry
 from cascadeflow.ledger.cache import CacheWatch
-from cascadeflow.ledger.events import ENTRY_KEYS, Outcome, RunEntry, UsageEvent
+from cascadeflow.ledger.events import ENTRY_KEYS, Outcome, RunEntry, UsageEvent, to_json
 from cascadeflow.ledger.quotas import Quotas, SharedBudget, Shares, scope_value
 from cascadeflow.ledger.sqlite import SQLiteStore
 from cascadeflow.ledger.store import Claim, Refusal, Settlement, Store, StoreUnavailable, nano
@@ -101,7 +100,8 @@ class Ledger:
         """One batch: events and counters in one SQLite transaction; with Redis, the events on
         disk first (a failure there retries the batch whole), then the counters, which a Redis
         outage leaves owed and retried alone with the next batch, so no event is written twice
-        and none is lost to the outage."""
+        and none is lost to the outage. It raises only when no event of the batch was written
+        (the writer may then write the batch again, one settlement at a time)."""
         if self.store is self.events:
             self.store.commit(batch)
             return
@@ -110,7 +110,7 @@ class Ledger:
                              for s in batch if s.amounts or s.hold is not None]
         try:
             self.store.commit(owed)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # StoreUnavailable, or any other: the events are on disk
             kept = owed[-self.spec.queue_size:]
             if not self._owed:
                 self._alert(Alert("ledger_write_failed", f"the shared store refused the spend of "
@@ -141,7 +141,7 @@ class Ledger:
             with self._jsonl_lock:
                 if self._jsonl is None:
                     self._jsonl = open(self.spec.events_jsonl, "a", encoding="utf-8")  # noqa: SIM115
-                self._jsonl.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
+                self._jsonl.write("".join(to_json(r) + "\n" for r in rows))
                 self._jsonl.flush()
         for sink in self.sinks:
             for row in rows:

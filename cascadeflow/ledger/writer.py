@@ -4,7 +4,10 @@ Callers (the background worker, settling a step) append to a bounded queue and g
 commits what has gathered every `interval_s`, or sooner once `batch` are waiting, in one
 transaction: a durable write per call would cost a disk sync each. When the queue is full the
 settlement is dropped and counted; a batch the store refuses is retried, then counted as lost.
-Neither is ever silent: `on_loss` hears of it (the ledger alerts), `stats` counts it.
+A batch that fails for any other reason (a record that cannot be encoded) is written again one
+settlement at a time, so only the ones that fail are lost. None of it is ever silent: `on_loss`
+hears of it (the ledger alerts), `stats` counts it. Should the thread itself die, `flush` stops
+waiting for it and the next `put` starts another.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class Writer:
     def _reset(self) -> None:
         self._queue: deque[Settlement] = deque()
         self._cond = threading.Condition()
-        self._pending = 0  # taken from the queue, not yet committed or lost
+        self._pending = 0  # taken from the queue, not yet through (committed or lost, hooks run)
+        self._in_hand = 0  # of those, neither committed nor counted lost yet
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -67,15 +71,20 @@ class Writer:
                 self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._ended()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 if not self._queue and not self._closed:
                     self._cond.wait(self.interval_s)
                 if self._closed and not self._queue:
-                    self._cond.notify_all()
                     return
                 taken = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch))]
-                self._pending = len(taken)
+                self._pending = self._in_hand = len(taken)
             if taken:
                 self._write(taken)
             with self._cond:
@@ -84,24 +93,59 @@ class Writer:
             if len(self._queue) < self.batch and not self._closed:
                 time.sleep(self.interval_s / 4)  # gather a batch rather than commit each call
 
+    def _ended(self) -> None:
+        """The thread is ending (closed, or killed by something `_write` does not catch, such
+        as a hook's SystemExit): what it held uncommitted is lost, and the next `put` or `flush`
+        finds no thread and starts one or writes itself."""
+        with self._cond:
+            held, self._pending = self._in_hand, 0
+            self._thread = None
+            self._cond.notify_all()
+        if held:
+            self._lose(held, "writer_died", "the ledger's writer thread died")
+
     def _write(self, taken: list[Settlement]) -> None:
+        """Commit `taken`; a batch that fails for a reason other than the store is written again
+        one settlement at a time, so one bad record costs only itself."""
+        try:
+            committed = self._commit_retrying(taken)
+        except Exception as exc:
+            if len(taken) > 1:
+                for one in taken:
+                    self._write([one])
+                return
+            log.exception("cascadeflow ledger: a record could not be written")
+            self._lose(1, "write_failed", f"{type(exc).__name__}")
+            return
+        if committed:
+            self.written += len(taken)
+            self._in_hand = max(self._in_hand - len(taken), 0)
+            try:
+                self._on_commit(taken)
+            except Exception:  # alerts after a commit never undo it
+                log.exception("cascadeflow ledger: after-commit hook failed")
+
+    def _commit_retrying(self, taken: list[Settlement]) -> bool:
+        """Commit, retrying while the store is unavailable; False once `taken` was lost to it."""
         for attempt in range(RETRIES):
             try:
                 self._commit(taken)
+                return True
             except StoreUnavailable as exc:
                 if attempt == RETRIES - 1:
-                    self.lost += len(taken)
-                    log.error("cascadeflow ledger: %d settlements lost: %s", len(taken), exc)
-                    self._on_loss("store_unavailable", len(taken))
-                    return
+                    self._lose(len(taken), "store_unavailable", str(exc))
+                    return False
                 time.sleep(0.05 * 2 ** attempt)
-            else:
-                self.written += len(taken)
-                try:
-                    self._on_commit(taken)
-                except Exception:  # alerts after a commit never undo it
-                    log.exception("cascadeflow ledger: after-commit hook failed")
-                return
+        return False
+
+    def _lose(self, count: int, why: str, detail: str) -> None:
+        self.lost += count
+        self._in_hand = max(self._in_hand - count, 0)
+        log.error("cascadeflow ledger: %d settlements lost (%s): %s", count, why, detail)
+        try:
+            self._on_loss(why, count)
+        except Exception:  # the alert's failure must not stop the writer too
+            log.exception("cascadeflow ledger: loss hook failed")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed (or lost); False on timeout."""
@@ -109,15 +153,17 @@ class Writer:
         with self._cond:
             self._cond.notify_all()
             while self._queue or self._pending:
-                if self._thread is None:
+                if self._thread is None:  # never started, or ended: nobody else will write
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cond.wait(0.05 if left is None else min(left, 0.05))
-        if self._queue and self._thread is None:  # never started: write here
-            taken = list(self._queue)
-            self._queue.clear()
+            # no thread (never started, or ended): write here; popped one by one, as a `put`
+            # appends beside us without the lock
+            taken = [] if self._thread is not None else \
+                [self._queue.popleft() for _ in range(len(self._queue))]
+        if taken:
             self._write(taken)
         return True
 

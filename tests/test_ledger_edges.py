@@ -1,0 +1,126 @@
+"""The ledger at its edges: records it cannot write, a writer that dies, sinks that fail, calls in
+flight through `init()` and `shutdown()`, windows across a time change, calls longer than a
+rate's window, names that would collide in the store."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import openai
+import pytest
+from cascadeflow.alert import Alert
+from cascadeflow.config import LedgerSpec
+from cascadeflow.ledger import Ledger, Quotas, Settlement, UsageEvent
+from cascadeflow.ledger.writer import Writer
+
+KEY = "sk-test-not-a-real-key-0000"
+
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+
+
+def configure(tmp_path: Path, body: str = "") -> Path:
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'[ledger]\npath = "ledger.db"\nflush_interval_s = 0.02\n{body}')
+    return config
+
+
+def call(provider: Any, content: str = "count me") -> Any:
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", max_tokens=40,
+                                          messages=[{"role": "user", "content": content}])
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def returns(wait: Callable[[], Any], within_s: float = 20.0) -> bool:
+    """Whether `wait()` returned (in a thread, so a hang fails the test instead of the run)."""
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    thread.join(within_s)
+    return not thread.is_alive()
+
+
+def event(user: str, metadata: dict[str, Any] | None = None) -> UsageEvent:
+    return UsageEvent(ts=time.time(), run_id=f"run-{user}", step=1, user=user, project=None,
+                      agent=None, workflow=None, operation="chat", requested_model="gpt-4o-mini",
+                      model="gpt-4o-mini", provider="openai", metadata=metadata)
+
+
+# -- records the writer cannot write ----------------------------------------------------------
+
+def test_metadata_keys_json_cannot_hold_are_kept_as_text(provider: Any, tmp_path: Path) -> None:
+    config = configure(tmp_path, 'events_jsonl = "usage.jsonl"\n')
+    cascadeflow.init(mode="observe", config=config)
+    odd = {"tags": {("tenant", 1): "x", date(2026, 1, 2): "d", Tier.GOLD: "g", 7: "n"}}
+    with cascadeflow.run(user="a", metadata=odd) as session:
+        call(provider)
+    with cascadeflow.run(user="b"):
+        call(provider)
+    assert returns(cascadeflow.flush)
+    session.save(tmp_path / "run.json")  # what a session records can be saved too
+    kept = rows(tmp_path / "ledger.db", "SELECT user, metadata FROM events ORDER BY id")
+    assert [user for user, _ in kept] == ["a", "b"]
+    assert json.loads(kept[0][1])["tags"] == {"('tenant', 1)": "x", "2026-01-02": "d",
+                                              "Tier.GOLD": "g", "7": "n"}
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    assert [json.loads(line)["user"] for line in lines] == ["a", "b"]
+    assert cascadeflow.stats()["ledger_lost"] == 0
+
+
+def test_a_record_that_cannot_be_written_is_lost_alone_and_alerted(tmp_path: Path) -> None:
+    alerts: list[Alert] = []
+    ledger = Ledger(LedgerSpec(path=str(tmp_path / "ledger.db"), flush_interval_s=0.05),
+                    Quotas({}, {}), alerts.append)
+    loop: dict[str, Any] = {}
+    loop["self"] = loop  # JSON cannot encode it, whatever its keys
+    for settlement in (event("a"), event("bad", loop), event("b")):
+        ledger.settle(Settlement(settlement, settlement.ts))
+    assert returns(ledger.flush)
+    ledger.settle(Settlement(event("c"), time.time()))  # the writer goes on
+    assert returns(ledger.flush)
+    ledger.close()
+    assert rows(tmp_path / "ledger.db", "SELECT user FROM events ORDER BY id") == \
+        [("a",), ("b",), ("c",)]
+    assert ledger.stats()["ledger_lost"] == 1 and ledger.stats()["ledger_written"] == 3
+    assert [(a.kind, a.attributes["why"], a.attributes["count"]) for a in alerts] == \
+        [("ledger_write_failed", "write_failed", 1)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_flush_stops_waiting_for_a_writer_thread_that_died(tmp_path: Path) -> None:
+    losses: list[tuple[str, int]] = []
+    committed: list[Settlement] = []
+
+    def commit(batch: Sequence[Settlement]) -> None:
+        if any(s.event is not None and s.event.user == "exit" for s in batch):
+            sys.exit()  # ends the thread: no `except Exception` catches it
+        committed.extend(batch)
+
+    writer = Writer(commit, lambda batch: None, lambda why, n: losses.append((why, n)),
+                    interval_s=0.02)
+    before = set(threading.enumerate())
+    writer.put(Settlement(event("exit"), time.time()))
+    assert returns(writer.flush)
+    for thread in set(threading.enumerate()) - before:  # its exception reported in this test
+        thread.join(10)
+    assert losses == [("writer_died", 1)] and writer.lost == 1
+    writer.put(Settlement(event("after"), time.time()))  # a new thread takes it
+    assert returns(writer.flush)
+    assert [s.event.user for s in committed if s.event is not None] == ["after"]
+    assert writer.close()
+
