@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow.errors import ConfigError
+from cascadeflow.secrets import masked_url
 from pydantic import ValidationError
 
 
@@ -66,7 +67,17 @@ def error_at(exc: ValidationError, path: Path) -> ConfigError:
     line = find_line(path, loc)
     where = f"file {path}" + (f" line {line}" if line else "")
     problem = err["msg"].removeprefix("Value error, ")
-    return ConfigError(".".join(loc) or "?", err.get("input"), where, problem)
+    return ConfigError(".".join(loc) or "?", _shown(err.get("input"), loc), where, problem)
+
+
+def _shown(value: Any, loc: list[str]) -> Any:
+    """The rejected value as the error shows it: a `url` (its password) masked, on its own or
+    in the table it was rejected with."""
+    if loc and loc[-1] == "url" and isinstance(value, str):
+        return masked_url(value)
+    if isinstance(value, dict) and isinstance(value.get("url"), str):
+        return {**value, "url": masked_url(value["url"])}
+    return value
 
 
 def find_line(path: Path, loc: list[str]) -> int | None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from cascadeflow import _configfile, windows
 from cascadeflow.errors import ConfigError
+from cascadeflow.secrets import masked_url
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Mode = Literal["off", "observe", "enforce"]
@@ -234,7 +235,7 @@ class LedgerSpec(_Strict):
             raise ConfigError("ledger.url_env", self.url_env, f"file {config_file}",
                               f"the environment variable {self.url_env} is not set")
         if not url.startswith(REDIS_SCHEMES):
-            raise ConfigError("ledger.url", url, f"env {self.url_env}", REDIS_EXPECTED)
+            raise ConfigError("ledger.url", masked_url(url), f"env {self.url_env}", REDIS_EXPECTED)
         return url, f"env {self.url_env}"
 
 

@@ -175,6 +175,18 @@ def secret_key(name: str) -> bool:
     return low in SECRET_KEYS or low.endswith(SECRET_SUFFIXES)
 
 
+def masked_url(url: str) -> str:
+    """A URL as an error may show it, whatever its scheme (a URL rejected for its scheme still
+    carries its password): everything up to the last `@` and any query masked. A value with no
+    `:`, `/` or `@` is no URL at all and may be a bare password, so it is masked whole."""
+    if not any(c in url for c in ":/@"):
+        return MASK
+    _, at, host = url.rpartition("@")
+    shown = f"{MASK}@{host}" if at else url
+    base, query, _ = shown.partition("?")
+    return f"{base}?{MASK}" if query else base
+
+
 def _key(key: Any) -> Any:
     """A dict key as JSON can hold it: str, int, float, bool and None as they are, else masked text."""
     return key if key is None or isinstance(key, str | int | float) else mask(str(key))

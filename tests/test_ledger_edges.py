@@ -124,3 +124,35 @@ def test_flush_stops_waiting_for_a_writer_thread_that_died(tmp_path: Path) -> No
     assert [s.event.user for s in committed if s.event is not None] == ["after"]
     assert writer.close()
 
+
+# -- a Redis URL the config rejects -----------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "redis:/default:S3cr3tPassw0rd@redis.internal:6379/0",  # one slash missing
+    "default:S3cr3tPassw0rd@redis.internal:6379",  # scheme left out
+    "http://u:pa/ss:S3cr3tPassw0rd@redis.internal:6379/0",  # a `/` the URL pattern stops at
+    "redis.internal:6379/0?password=S3cr3tPassw0rd",
+    "S3cr3tPassw0rd",  # the password alone, in the URL's place
+])
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_a_rejected_redis_url_never_shows_its_password(tmp_path: Path, url: str, where: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if where == "env":
+        monkeypatch.setenv("REDIS_URL", url)
+        config = configure(tmp_path, 'url_env = "REDIS_URL"\n')
+    else:
+        config = configure(tmp_path, f'url = "{url}"\n')
+    with pytest.raises(cascadeflow.ConfigError) as rejected:
+        cascadeflow.init(mode="enforce", config=config)
+    text = str(rejected.value)
+    assert "S3cr3t" not in text and "S3cr3t" not in repr(rejected.value.value)
+    assert rejected.value.setting == "ledger.url" and "expected a redis://" in text
+    assert ("env REDIS_URL" if where == "env" else str(config)) in rejected.value.source
+
+
+def test_url_and_url_env_together_never_show_the_password(tmp_path: Path) -> None:
+    config = configure(tmp_path, 'url = "redis://u:pa/ss:S3cr3tPassw0rd@h:6379/0"\n'
+                                 'url_env = "REDIS_URL"\n')
+    with pytest.raises(cascadeflow.ConfigError, match="set url or url_env, not both") as rejected:
+        cascadeflow.init(mode="enforce", config=config)
+    assert "S3cr3t" not in str(rejected.value) and rejected.value.setting == "ledger"
