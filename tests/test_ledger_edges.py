@@ -156,3 +156,33 @@ def test_url_and_url_env_together_never_show_the_password(tmp_path: Path) -> Non
     with pytest.raises(cascadeflow.ConfigError, match="set url or url_env, not both") as rejected:
         cascadeflow.init(mode="enforce", config=config)
     assert "S3cr3t" not in str(rejected.value) and rejected.value.setting == "ledger"
+
+
+# -- sinks ------------------------------------------------------------------------------------
+
+def test_an_events_jsonl_that_cannot_be_written_keeps_sinks_and_budget_alerts(
+        provider: Any, tmp_path: Path) -> None:
+    config = configure(tmp_path, 'events_jsonl = "metering/usage.jsonl"\n'  # no such directory
+                                 '[budgets.daily]\nscope = "user"\nwindow = "day"\n'
+                                 'limit = 0.00001\nalert_at = 0.1\nmode = "observe"\n')
+    received: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
+    cascadeflow.init(mode="enforce", config=config, on_usage=[received.append],
+                     alerts=[alerts.append])
+    for _ in range(3):
+        with cascadeflow.run(user="u1"):
+            call(provider, "hello " * 50)
+        cascadeflow.flush()
+    assert len(received) == 3
+    kinds = [a.kind for a in alerts]
+    assert "budget_threshold" in kinds and "budget_window_exceeded" in kinds
+    failed = [a for a in alerts if a.kind == "ledger_write_failed"]
+    assert [a.attributes["why"] for a in failed] == ["events_jsonl"]  # once, not per batch
+    assert cascadeflow.stats()["usage_sink_errors"] == 3
+    (tmp_path / "metering").mkdir()  # fixed: the next batch is appended
+    with cascadeflow.run(user="u2"):
+        call(provider)
+    cascadeflow.shutdown()
+    lines = (tmp_path / "metering" / "usage.jsonl").read_text().splitlines()
+    assert [json.loads(line)["user"] for line in lines] == ["u2"]
+    assert len(received) == 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import IO, Any
 
 from cascadeflow.alert import Alert
@@ -44,6 +45,7 @@ class Ledger:
         self.cache = CacheWatch(alert)
         self._jsonl: IO[str] | None = None
         self._jsonl_lock = threading.Lock()
+        self._jsonl_failing = False  # alerted once until a write succeeds again
         self._owed: list[Settlement] = []  # spend the shared store has not taken yet (writer's)
         self.counters_lost = 0
         self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
@@ -138,11 +140,7 @@ class Ledger:
     def _deliver(self, events: list[UsageEvent]) -> None:
         rows = [e.as_dict() for e in events]
         if self.spec.events_jsonl:
-            with self._jsonl_lock:
-                if self._jsonl is None:
-                    self._jsonl = open(self.spec.events_jsonl, "a", encoding="utf-8")  # noqa: SIM115
-                self._jsonl.write("".join(to_json(r) + "\n" for r in rows))
-                self._jsonl.flush()
+            self._append_jsonl(self.spec.events_jsonl, rows)
         for sink in self.sinks:
             for row in rows:
                 try:
@@ -152,6 +150,38 @@ class Ledger:
                     if self.sink_errors == 1 or self.sink_errors % 1000 == 0:
                         log.exception("cascadeflow usage sink %r failed (%d so far)", sink,
                                       self.sink_errors)
+
+    def _append_jsonl(self, path: str, rows: list[dict[str, Any]]) -> None:
+        """Append the rows to `events_jsonl` (`path`). A failure (a missing directory, no
+        permission, a full disk) is counted as a sink's (`usage_sink_errors`, per row) and
+        alerted once until a write succeeds again; it never keeps the other sinks or the budget
+        alerts from running. The file is opened again for the next batch."""
+        try:
+            with self._jsonl_lock:
+                if self._jsonl is None:
+                    self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                self._jsonl.write("".join(to_json(r) + "\n" for r in rows))
+                self._jsonl.flush()
+        except Exception as exc:  # OSError mostly; whatever it is, the sinks and alerts go on
+            self._jsonl_failed(path, len(rows), exc)
+        else:
+            self._jsonl_failing = False
+
+    def _jsonl_failed(self, path: str, count: int, exc: Exception) -> None:
+        with self._jsonl_lock:
+            if self._jsonl is not None:
+                with suppress(OSError, ValueError):
+                    self._jsonl.close()
+                self._jsonl = None
+        self.sink_errors += count
+        log.error("cascadeflow ledger: %d usage events not written to %s: %s", count, path, exc)
+        if not self._jsonl_failing:
+            self._jsonl_failing = True
+            self._alert(Alert("ledger_write_failed", f"{count} usage events could not be appended "
+                              f"to events_jsonl {path} ({exc}); they are in the ledger, and the "
+                              f"other sinks and budget alerts still run (alerted once until a "
+                              f"write succeeds)", severity="error",
+                              attributes={"why": "events_jsonl", "count": count, "path": path}))
 
     def _check_thresholds(self, states: list[SharedBudget], now: float) -> None:
         """Alert once per window (across processes) when a budget crosses `alert_at`, and when a
