@@ -53,16 +53,22 @@ class Window:
         return self.buckets(now)[0]
 
     def start(self, now: float) -> int:
-        """When the window holding `now` began (a rolling window: `now` minus its length)."""
+        """When the window holding `now` began (a rolling window: `now` minus its length).
+
+        A day or a month begins at the first midnight that reads 00:00 (`fold=0`): in a repeated
+        hour after the clocks fall back across midnight (`now` reads with `fold=1`), replacing
+        the hour alone would keep the fold and start a second day an hour after the first, which
+        resets a daily budget for that hour. An hour keeps its fold: a repeated hour is an hour
+        of its own."""
         if self.calendar is None:
             return int(now - self.seconds)
         local = datetime.fromtimestamp(now, self.zone)
         if self.calendar == "hour":
             begun = local.replace(minute=0, second=0, microsecond=0)
         elif self.calendar == "day":
-            begun = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            begun = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
         else:
-            begun = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            begun = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0, fold=0)
         return int(begun.timestamp())
 
     def end(self, now: float) -> int:
@@ -73,10 +79,10 @@ class Window:
         if self.calendar == "hour":
             following = local + timedelta(hours=1)
         elif self.calendar == "day":
-            following = (local + timedelta(days=1, hours=2)).replace(hour=0)  # DST-safe
+            following = (local + timedelta(days=1, hours=2)).replace(hour=0, fold=0)  # DST-safe
         else:
             days = calendar.monthrange(local.year, local.month)[1]
-            following = (local + timedelta(days=days, hours=2)).replace(day=1, hour=0)
+            following = (local + timedelta(days=days, hours=2)).replace(day=1, hour=0, fold=0)
         return int(following.timestamp())
 
     def label(self, now: float) -> str:

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import threading
 import time
+from calendar import timegm
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 import cascadeflow
 import openai
 import pytest
+from cascadeflow import windows
 from cascadeflow.alert import Alert
 from cascadeflow.config import LedgerSpec
-from cascadeflow.ledger import Ledger, Quotas, Settlement, UsageEvent
+from cascadeflow.ledger import Ledger, Quotas, Settlement, SQLiteStore, UsageEvent
+from cascadeflow.ledger.store import Claim, Counter
 from cascadeflow.ledger.writer import Writer
 
 KEY = "sk-test-not-a-real-key-0000"
@@ -186,3 +189,29 @@ def test_an_events_jsonl_that_cannot_be_written_keeps_sinks_and_budget_alerts(
     lines = (tmp_path / "metering" / "usage.jsonl").read_text().splitlines()
     assert [json.loads(line)["user"] for line in lines] == ["u2"]
     assert len(received) == 4
+
+
+# -- windows across a time change -------------------------------------------------------------
+
+def utc(text: str) -> int:
+    return timegm(time.strptime(text, "%Y-%m-%dT%H:%M"))
+
+
+def test_a_day_that_repeats_its_first_hour_is_one_window(tmp_path: Path) -> None:
+    # Atlantic/Azores falls back from 01:00 to 00:00 on 2026-10-25: 00:00-01:00 local comes
+    # twice (00:00-01:00 UTC, then 01:00-02:00 UTC)
+    day = windows.parse("day", "Atlantic/Azores")
+    first_midnight = utc("2026-10-25T00:00")
+    times = [utc(t) for t in ("2026-10-25T00:30", "2026-10-25T01:30", "2026-10-25T20:00")]
+    assert {day.start(t) for t in times} == {first_midnight}
+    assert {day.label(t) for t in times} == {"2026-10-25"}
+    assert day.end(utc("2026-10-24T12:00")) == first_midnight
+    assert day.end(times[1]) == utc("2026-10-26T01:00")  # the next midnight, at UTC-1
+    month = windows.parse("month", "Atlantic/Azores")
+    assert month.start(times[1]) == month.start(times[0]) == utc("2026-10-01T00:00")
+    store = SQLiteStore(tmp_path / "ledger.db")
+    daily = Counter("budget:daily:u1", day, 1_000_000_000)  # 1 USD a day
+    store.commit([Settlement(None, times[0], None, [(daily, 1_000_000_000)])])  # spent it all
+    assert store.figures([daily], times[1]) == [(1_000_000_000, 0)]  # still today's spend
+    assert store.acquire("h", [Claim(daily, 500_000_000)], [], times[1]) is not None
+    store.close()
