@@ -25,6 +25,7 @@ from cascadeflow.config import LedgerSpec
 from cascadeflow.ledger import Ledger, Quotas, Settlement, SQLiteStore, UsageEvent
 from cascadeflow.ledger.store import Claim, Counter
 from cascadeflow.ledger.writer import Writer
+from cascadeflow.testing import Fault
 
 KEY = "sk-test-not-a-real-key-0000"
 
@@ -215,3 +216,22 @@ def test_a_day_that_repeats_its_first_hour_is_one_window(tmp_path: Path) -> None
     assert store.figures([daily], times[1]) == [(1_000_000_000, 0)]  # still today's spend
     assert store.acquire("h", [Claim(daily, 500_000_000)], [], times[1]) is not None
     store.close()
+
+
+# -- a call longer than a rate's buckets ------------------------------------------------------
+
+def test_a_rate_adds_tokens_where_the_call_ended_a_budget_where_it_began(
+        provider: Any, tmp_path: Path) -> None:
+    # rolling:1m keeps 1-second buckets: a call of 1.5 s ends in a later bucket than it began
+    config = configure(tmp_path, '[limits.per_user]\nscope = "user"\ntokens_per_minute = 100000\n'
+                                 '[budgets.minute]\nscope = "user"\nwindow = "rolling:1m"\n'
+                                 'limit = 5.0\n')
+    cascadeflow.init(mode="enforce", config=config)
+    provider.inject(Fault(latency_ms=1500, times=1))
+    with cascadeflow.run(user="u1"):
+        call(provider)
+    cascadeflow.shutdown()
+    (started,) = rows(tmp_path / "ledger.db", "SELECT ts FROM events")
+    buckets = dict(rows(tmp_path / "ledger.db", "SELECT key, bucket FROM counters"))
+    assert buckets["budget:minute:u1"] == int(started[0])  # the spend: where the call began
+    assert buckets["tokens:per_user:u1"] >= int(started[0] + 1.5)  # the tokens: where it ended

@@ -92,6 +92,18 @@ def test_a_rate_claim_only_asks_that_something_is_left(store: Store) -> None:
     assert store.acquire("h3", [Claim(tokens, 0)], [], now + 63) is None  # the minute moved on
 
 
+def test_a_rate_counts_a_long_call_where_it_ended_and_a_budget_where_it_began(store: Store) -> None:
+    """A call that lasted longer than a rate's window: its tokens are in the window that ends
+    now (a rate limits use in any minute); its spend stays in the window it started in, which
+    has passed."""
+    now = _now()
+    tokens = Counter(f"tokens:tpm:{uuid.uuid4().hex}", parse("rolling:1m"), 1000, at_end=True)
+    budget = Counter(f"budget:minute:{uuid.uuid4().hex}", parse("rolling:1m"), 10**9)
+    store.commit([Settlement(None, now - 90, None, [(tokens, 50_000), (budget, 300)], ended=now)])
+    assert store.figures([tokens, budget], now) == [(50_000, 0), (0, 0)]
+    assert store.acquire("h1", [Claim(tokens, 0)], [], now) == Refusal(0, 50_000, 0)
+
+
 def test_a_rolling_window_forgets_what_left_it(store: Store) -> None:
     now = _now()
     spend = Counter("usd:hourly:u-1", HOUR_ROLLING, 10**9)

@@ -108,7 +108,7 @@ class Ledger:
             self.store.commit(batch)
             return
         self.events.commit(batch)
-        owed = self._owed + [Settlement(None, s.ts, s.hold, s.amounts)
+        owed = self._owed + [Settlement(None, s.ts, s.hold, s.amounts, ended=s.ended)
                              for s in batch if s.amounts or s.hold is not None]
         try:
             self.store.commit(owed)

@@ -116,10 +116,11 @@ class Quotas:
                                          limit.requests_per_minute)))
             if limit.tokens_per_minute is not None:
                 rates.append(Rate(name, "tokens", Counter(key("tokens", name, value), MINUTE,
-                                                          limit.tokens_per_minute)))
+                                                          limit.tokens_per_minute, at_end=True)))
             if limit.usd_per_hour is not None:
                 rates.append(Rate(name, "usd", Counter(key("usd", name, value), HOUR,
-                                                       nano(limit.usd_per_hour, up=False))))
+                                                       nano(limit.usd_per_hour, up=False),
+                                                       at_end=True)))
         if not (budgets or watched or slots or rates):
             return None
         return Shares(tuple(budgets), tuple(watched), tuple(slots), tuple(rates))

@@ -232,8 +232,9 @@ class RedisStore:
                     for bucket in _hold_buckets(window, s.ts, now):
                         released.setdefault(f"{PREFIX}h:{counter.key}:{bucket}", []).append(s.hold)
                 if amount:
-                    entry = added.setdefault(f"{PREFIX}c:{counter.key}:{window.bucket(s.ts)}",
-                                             [0, window.end(s.ts) + MARGIN_S])
+                    at = s.at(counter)  # a budget's start, a rate's end
+                    entry = added.setdefault(f"{PREFIX}c:{counter.key}:{window.bucket(at)}",
+                                             [0, window.end(at) + MARGIN_S])
                     entry[0] += amount
         if not (released or added):
             return

@@ -192,12 +192,11 @@ class SQLiteStore:
                 return
             for s in settlements:
                 for counter, amount in s.amounts:
-                    window = counter.window
-                    bucket = window.bucket(s.ts)
+                    window, at = counter.window, s.at(counter)
                     if s.hold is not None:
                         db.execute("DELETE FROM holds WHERE key = ? AND id = ?", (counter.key, s.hold))
                     if amount:
-                        db.execute(_ADD, (counter.key, bucket, amount, window.end(s.ts)))
+                        db.execute(_ADD, (counter.key, window.bucket(at), amount, window.end(at)))
 
     def mark(self, key: str, until: float) -> bool:
         with self._write() as db:

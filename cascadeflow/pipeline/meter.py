@@ -2,7 +2,8 @@
 
 Runs on the worker after the step's trace entry is complete; the ledger's writer commits the
 result in a batch. Spend goes to every windowed budget of the chain (those only watched too),
-tokens and spend to its rate limits, and the step's hold is released in the same commit.
+tokens and spend to its rate limits, and the step's hold is released in the same commit. A budget
+counts the spend in the window the step started in, a rate in the one it ended in.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def settle(step: Step, ledger: Ledger) -> None:
         for rate in shares.rates:
             used = event.tokens_in + event.tokens_out if rate.unit == "tokens" else spent
             amounts.append((rate.counter, used))
-    ledger.settle(Settlement(event, event.ts, step.hold, amounts))
+    ledger.settle(Settlement(event, event.ts, step.hold, amounts, ended=step.ended_ns / 1e9))
 
 
 def _event(step: Step, ledger: Ledger) -> UsageEvent:
