@@ -235,3 +235,47 @@ def test_a_rate_adds_tokens_where_the_call_ended_a_budget_where_it_began(
     buckets = dict(rows(tmp_path / "ledger.db", "SELECT key, bucket FROM counters"))
     assert buckets["budget:minute:u1"] == int(started[0])  # the spend: where the call began
     assert buckets["tokens:per_user:u1"] >= int(started[0] + 1.5)  # the tokens: where it ended
+
+
+# -- a call in flight through init() or shutdown() --------------------------------------------
+
+def wait_for(ready: Callable[[], bool], within_s: float = 20.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not ready():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("then", ["init", "shutdown"])
+def test_a_call_in_flight_through_init_or_shutdown_keeps_its_event_and_releases_its_hold(
+        provider: Any, tmp_path: Path, then: str) -> None:
+    config = configure(tmp_path, '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 5.0\n')
+    cascadeflow.init(mode="enforce", config=config)
+
+    def spend(user: str) -> None:
+        with cascadeflow.run(user=user):
+            call(provider)
+
+    spend("before")
+    provider.inject(Fault(hold=True, times=1))
+    in_flight = threading.Thread(target=spend, args=("in-flight",))
+    in_flight.start()
+    wait_for(lambda: len(provider.requests) == 2)  # it holds its budget and waits for the answer
+    if then == "init":
+        cascadeflow.init(mode="enforce", config=config)  # a config reload
+    else:
+        cascadeflow.shutdown()
+    provider.release()
+    in_flight.join(20)
+    assert not in_flight.is_alive()
+    if then == "init":
+        spend("after")
+    assert returns(cascadeflow.flush)
+    cascadeflow.shutdown()
+    db = tmp_path / "ledger.db"
+    users = ["before", "in-flight"] + (["after"] if then == "init" else [])
+    assert [u for (u,) in rows(db, "SELECT user FROM events ORDER BY id")] == users
+    assert rows(db, "SELECT key, amount FROM holds") == []  # no spend held for ever
+    spent = dict(rows(db, "SELECT key, amount FROM counters"))
+    assert spent["budget:daily:in-flight"] == spent["budget:daily:before"] > 0
+    assert cascadeflow.stats()["ledger_lost"] == cascadeflow.stats()["ledger_dropped"] == 0

@@ -46,6 +46,7 @@ class Ledger:
         self._jsonl: IO[str] | None = None
         self._jsonl_lock = threading.Lock()
         self._jsonl_failing = False  # alerted once until a write succeeds again
+        self._closed = False  # a settlement after close is written by the writer all the same
         self._owed: list[Settlement] = []  # spend the shared store has not taken yet (writer's)
         self.counters_lost = 0
         self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
@@ -162,6 +163,9 @@ class Ledger:
                     self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
                 self._jsonl.write("".join(to_json(r) + "\n" for r in rows))
                 self._jsonl.flush()
+                if self._closed:  # a call that was in flight at close: leave no file open
+                    self._jsonl.close()
+                    self._jsonl = None
         except Exception as exc:  # OSError mostly; whatever it is, the sinks and alerts go on
             self._jsonl_failed(path, len(rows), exc)
         else:
@@ -233,6 +237,7 @@ class Ledger:
                 self._counters_lost(len(self._owed), str(exc))
             self._owed = []
         with self._jsonl_lock:
+            self._closed = True
             if self._jsonl is not None:
                 self._jsonl.close()
                 self._jsonl = None

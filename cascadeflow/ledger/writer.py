@@ -49,9 +49,12 @@ class Writer:
         self._in_hand = 0  # of those, neither committed nor counted lost yet
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._writing = threading.RLock()  # writes made without the thread (after close), one at a time
 
     def put(self, settlement: Settlement) -> None:
-        """Queue one settlement (never blocks the caller)."""
+        """Queue one settlement (never blocks the caller while the writer is open). After
+        `close` (a call that was in flight through `init()` or `shutdown()`) it is committed
+        here, so its event is kept and its hold released."""
         if len(self._queue) >= self.capacity:
             self.dropped += 1
             self._on_loss("queue_full", 1)
@@ -64,11 +67,23 @@ class Writer:
                 self._cond.notify()
 
     def _start(self) -> None:
+        """Start the thread; once closed, write what is queued here instead."""
         with self._cond:
-            if self._thread is None and not self._closed:
+            if self._thread is not None:
+                return
+            if not self._closed:
                 self._thread = threading.Thread(target=self._run, name="cascadeflow-ledger",
                                                 daemon=True)
                 self._thread.start()
+                return
+            taken = [self._queue.popleft() for _ in range(len(self._queue))]
+        self._write_here(taken)
+
+    def _write_here(self, taken: list[Settlement]) -> None:
+        """Write on the calling thread (no writer thread runs): one such write at a time."""
+        if taken:
+            with self._writing:
+                self._write(taken)
 
     def _run(self) -> None:
         try:
@@ -82,6 +97,7 @@ class Writer:
                 if not self._queue and not self._closed:
                     self._cond.wait(self.interval_s)
                 if self._closed and not self._queue:
+                    self._thread = None  # with the lock: a `put` from now on writes itself
                     return
                 taken = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch))]
                 self._pending = self._in_hand = len(taken)
@@ -163,8 +179,7 @@ class Writer:
             # appends beside us without the lock
             taken = [] if self._thread is not None else \
                 [self._queue.popleft() for _ in range(len(self._queue))]
-        if taken:
-            self._write(taken)
+        self._write_here(taken)
         return True
 
     def close(self, timeout: float | None = 5.0) -> bool:
