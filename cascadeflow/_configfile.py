@@ -64,8 +64,7 @@ def error_at(exc: ValidationError, path: Path) -> ConfigError:
     """Turn a pydantic error on file data into a ConfigError naming the key and, if found, the line."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
-    line = find_line(path, loc)
-    where = f"file {path}" + (f" line {line}" if line else "")
+    where = place(path, loc)
     problem = err["msg"].removeprefix("Value error, ")
     return ConfigError(".".join(loc) or "?", _shown(err.get("input"), loc), where, problem)
 
@@ -78,6 +77,12 @@ def _shown(value: Any, loc: list[str]) -> Any:
     if isinstance(value, dict) and isinstance(value.get("url"), str):
         return {**value, "url": masked_url(value["url"])}
     return value
+
+
+def place(path: Path, loc: list[str]) -> str:
+    """`file PATH line N` of the key at `loc` (without the line when it is not found)."""
+    line = find_line(path, loc)
+    return f"file {path}" + (f" line {line}" if line else "")
 
 
 def find_line(path: Path, loc: list[str]) -> int | None:

@@ -453,6 +453,7 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
             file_cfg = FileConfig(**file_data)
         except ValidationError as exc:
             raise _configfile.error_at(exc, config_path) from None
+        _check_quota_names(file_cfg, config_path)
 
     sources: dict[str, str] = {}
     chosen: dict[str, Any] = {}
@@ -527,6 +528,17 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     for name, agent in cfg.agents.items():
         cfg.check_compliance(agent.compliance, f"agents.{name}.compliance", f"file {config_path}")
     return cfg
+
+
+def _check_quota_names(file_cfg: FileConfig, config_path: Path) -> None:
+    """A budget's or limit's name is part of its keys in the store (`budget:NAME:VALUE`), split
+    at the first ':': a name holding one would share keys with another budget."""
+    for table, names in (("budgets", file_cfg.budgets), ("limits", file_cfg.limits)):
+        for name in names:
+            if ":" in name:
+                raise ConfigError(f"{table}.{name}", name, _configfile.place(config_path, [table, name]),
+                                  "a budget or limit name cannot contain ':' (it separates the parts "
+                                  "of the ledger's keys); use '-' or '_' instead")
 
 
 def _ledger(file_cfg: FileConfig, config_path: Path | None) -> LedgerSpec | None:

@@ -279,3 +279,21 @@ def test_a_call_in_flight_through_init_or_shutdown_keeps_its_event_and_releases_
     spent = dict(rows(db, "SELECT key, amount FROM counters"))
     assert spent["budget:daily:in-flight"] == spent["budget:daily:before"] > 0
     assert cascadeflow.stats()["ledger_lost"] == cascadeflow.stats()["ledger_dropped"] == 0
+
+
+# -- names that would collide in the store ----------------------------------------------------
+
+@pytest.mark.parametrize("table", [
+    '[budgets."support:daily"]\nscope = "user"\nwindow = "day"\nlimit = 1.0\n',
+    '[limits."per:user"]\nscope = "user"\nrequests_per_minute = 5\n',
+], ids=["budget", "limit"])
+def test_a_budget_or_limit_name_with_a_colon_is_refused(tmp_path: Path, table: str) -> None:
+    # budget "support:daily" for user "bob" and budget "support" for user "daily:bob" would
+    # share the counter budget:support:daily:bob
+    config = configure(tmp_path, table)
+    with pytest.raises(cascadeflow.ConfigError, match="cannot contain ':'") as refused:
+        cascadeflow.init(mode="enforce", config=config)
+    name = "support:daily" if "budgets" in table else "per:user"
+    kind = "budgets" if "budgets" in table else "limits"
+    assert refused.value.setting == f"{kind}.{name}" and refused.value.value == name
+    assert refused.value.source == f"file {config} line 4"
