@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -62,6 +63,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     now = time.time()
     command = args.ledger_command
     try:
+        _check_steps(args)
         target = locate(args.ledger, args.config)
         after = _since(args, now)
         reader = _open(target)
@@ -133,6 +135,19 @@ def _open(target: Target) -> query.ReadOnly:
         raise ConfigError(target.setting, target.spec.path, target.where, str(exc)) from None
 
 
+def _check_steps(args: argparse.Namespace) -> None:
+    """`steps`' numbers: argparse takes `nan`, `inf` and negatives, which would filter out every
+    step or none without a word."""
+    latency = getattr(args, "min_latency_ms", None)
+    if latency is not None and not (math.isfinite(latency) and latency >= 0):
+        raise ConfigError("--min-latency-ms", latency, "the command line",
+                          "expected a number of milliseconds, 0 or more")
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 0:
+        raise ConfigError("--limit", limit, "the command line",
+                          "expected how many steps to list, 0 or more")
+
+
 def _since(args: argparse.Namespace, now: float) -> float | None:
     text = getattr(args, "since", None)
     return None if text is None else parse_since(text, now)
@@ -161,7 +176,7 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
            out: TextIO) -> int:
     filters = query.Filters(args.model, args.agent, args.user, args.project, args.error,
                             args.status, args.min_latency_ms, after)
-    rows = query.steps(store, filters, max(args.limit, 0))
+    rows = query.steps(store, filters, args.limit)
     count, latencies = query.matched(store, filters)
     ranks = {f"p{p}": percentile(latencies, p) for p in PERCENTILES}
     if args.json:

@@ -209,6 +209,13 @@ def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureF
     (["forget", "--user", "u", "--ledger", "other.db"], "--ledger='other.db' (from the command line): "
                                                         "not a cascadeflow ledger"),
     (["purge", "--config", "nope.toml"], "--config='nope.toml' (from the command line): no such"),
+    (["steps", "--ledger", "l.db", "--min-latency-ms", "nan"],
+     "--min-latency-ms=nan (from the command line): expected a number of milliseconds"),
+    (["steps", "--ledger", "l.db", "--min-latency-ms", "-5"],
+     "--min-latency-ms=-5.0 (from the command line): expected a number of milliseconds"),
+    (["steps", "--ledger", "l.db", "--min-latency-ms", "inf"], "--min-latency-ms=inf (from"),
+    (["steps", "--ledger", "l.db", "--limit", "-3"],
+     "--limit=-3 (from the command line): expected how many steps to list"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], named: str) -> None:
