@@ -59,12 +59,13 @@ class Writer:
             self.dropped += 1
             self._on_loss("queue_full", 1)
             return
-        self._queue.append(settlement)
-        if self._thread is None:
-            self._start()
-        elif len(self._queue) >= self.batch:
-            with self._cond:
+        with self._cond:  # with the lock a closing thread decides under: it sees this, or we see it gone
+            self._queue.append(settlement)
+            running = self._thread is not None
+            if running and len(self._queue) >= self.batch:
                 self._cond.notify()
+        if not running:
+            self._start()
 
     def _start(self) -> None:
         """Start the thread; once closed, write what is queued here instead."""
