@@ -199,7 +199,8 @@ def scrub(value: Any) -> Any:
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
-        return {_key(k): (MASK if v is not None and secret_key(str(k)) else scrub(v)) for k, v in value.items()}
+        return {_key(k): (MASK if v is not None and secret_key(str(k)) else scrub(v))
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if value is None or isinstance(value, int | float | bool):
