@@ -139,10 +139,14 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
                                       else None, tracer_provider, meter_provider,
                                       "init()" if otel is not None else "config")
     opened = _Opened(Dispatcher(sinks), providers)
-    if resolved.mode != "off" and resolved.ledger is not None:
-        opened.ledger = _ledger(resolved, opened, list(on_usage or ()))
-        opened.breakers = _shared_breakers(resolved)
-    runtime = _runtime(resolved, approver, opened)
+    try:
+        if resolved.mode != "off" and resolved.ledger is not None:
+            opened.ledger = _ledger(resolved, opened, list(on_usage or ()))
+            opened.breakers = _shared_breakers(resolved)
+        runtime = _runtime(resolved, approver, opened)
+    except BaseException:  # a setting refused after the ledger opened: nothing of it stays open
+        opened.close()
+        raise
     with _lock:
         if resolved.mode == "off":
             interceptors.uninstrument()

@@ -166,6 +166,23 @@ def test_bad_config_keeps_previous_state() -> None:
     assert cascadeflow.current_session().mode == "observe"
 
 
+def test_an_init_refused_after_the_ledger_opened_leaves_nothing_open(tmp_path: Path) -> None:
+    """The ledger opens before the guardrail profile is checked: a refused init() closes it
+    (each refused attempt kept the SQLite file open, and its writer ready)."""
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "ledger.db"\n[run]\nguardrails = "nope"\n')
+
+    def held() -> list[str]:
+        fds = Path("/proc/self/fd")
+        return [] if not fds.exists() else [
+            link for fd in fds.iterdir() if (link := os.path.realpath(fd)).startswith(str(tmp_path))]
+
+    for _ in range(3):
+        with pytest.raises(ConfigError) as info:
+            cascadeflow.init(mode="observe")
+        assert info.value.setting == "guardrails"
+    assert held() == []
+
+
 DECORATED_BEFORE_INIT = """
 import sys
 import cascadeflow
