@@ -93,9 +93,15 @@ def find_line(path: Path, loc: list[str]) -> int | None:
         return None
     pos, found = 0, None
     for part in loc:
-        if part.isdigit():
+        if part.isdigit():  # the part-th inline table of the list: skip the ones before it
+            for _ in range(int(part) + 1):
+                brace = text.find("{", pos)
+                if brace == -1:
+                    break
+                pos = brace + 1
             continue
-        pattern = re.compile(r'(^|[\[.\s{,"\'])' + re.escape(part) + r'["\']?\s*(=|\]|\.|:)', re.M)
+        # the delimiter after the key is looked at, not taken: `[cascades.classify]` holds both
+        pattern = re.compile(r'(^|[\[.\s{,"\'])' + re.escape(part) + r'(?=["\']?\s*(=|\]|\.|:))', re.M)
         match = pattern.search(text, pos)
         if match is None:
             break

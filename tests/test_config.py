@@ -117,6 +117,18 @@ def test_invalid_key_names_key_and_line(tmp_path: Path) -> None:
     assert err.source.endswith("cascadeflow.toml line 7")
 
 
+def test_a_key_in_a_dotted_table_or_a_list_of_tables_is_found_on_its_line(tmp_path: Path) -> None:
+    """The line of the second tier's key, not of the table header (`[cascades.classify]`)."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        'mode = "observe"\n\n[cascades.classify]\ndeadline_s = 5\ntiers = [\n'
+        '  { model = "openai/gpt-4o", timeout_s = 10 },\n'
+        '  { model = "openai/gpt-4o-mini", timeout_s = -1 },\n]\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    assert info.value.setting == "cascades.classify.tiers.1.timeout_s"
+    assert info.value.source.endswith("cascadeflow.toml line 7")
+
+
 def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "cascadeflow.toml").write_text('mode = "observe"\nbugdet = 1.0\n')
     with pytest.raises(ConfigError) as info:
