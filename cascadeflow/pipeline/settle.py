@@ -20,7 +20,7 @@ from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
 from cascadeflow.session import Session
-from cascadeflow.usage import Usage, read_usage, response_text
+from cascadeflow.usage import Usage, carried_usage, read_usage, response_text
 
 
 def respond(step: Step, response: Any, operation: str, usage: Usage | None = None,
@@ -61,9 +61,12 @@ def finish(step: Step, usage: Usage, status: str = "ok", ended: int | None = Non
 
 def fail(step: Step, exc: BaseException, usage: Usage | None = None, status: str = "error",
          ended: int | None = None) -> None:
-    """Settle a call that raised (or a stream that broke): the error type is recorded."""
+    """Settle a call that raised (or a stream that broke): the error type is recorded, and the
+    usage of a billed response that the client rejected after it arrived is charged."""
     if _arrived(step, ended):
         step.error = type(exc).__name__
+        if usage is None and step.request.operation != "tool":
+            usage = carried_usage(step.request.operation, exc)
         step.post(_settle, step, usage, status)
 
 

@@ -1,0 +1,52 @@
+"""The edges of interception through the openai SDK and litellm: errors raised after a billed
+response, legacy parameters, raw responses whose body fails to parse, token limits the caller
+left unset, stops that litellm would rewrap, and bodies read line by line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cascadeflow
+import openai
+import pydantic
+import pytest
+
+KEY = "sk-test-not-a-real-key-0000"
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+class Label(pydantic.BaseModel):
+    label: str
+    reason: str
+
+
+def client(provider: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_parse_rejecting_a_cut_answer_still_charges_it(provider: Any, mode: str) -> None:
+    """`parse` raises after the provider billed a 200; what it billed is charged."""
+    cascadeflow.init(mode=mode)
+    with cascadeflow.run(budget=1.0) as session, pytest.raises(openai.LengthFinishReasonError) as err:
+        client(provider).chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES,
+                                                response_format=Label, max_tokens=3)
+    billed = err.value.completion.usage
+    assert billed is not None
+    [entry] = session.trace()
+    assert entry["error"] == "LengthFinishReasonError"
+    assert (entry["tokens_in"], entry["tokens_out"]) == (billed.prompt_tokens, billed.completion_tokens)
+    assert entry["cost"] > 0 and session.summary()["cost_total"] == pytest.approx(entry["cost"])
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_parse_rejecting_a_filtered_answer_still_charges_it(provider: Any, mode: str) -> None:
+    """`ContentFilterFinishReasonError` carries no completion: its usage is found all the same."""
+    provider.reply("partial", finish_reason="content_filter")
+    cascadeflow.init(mode=mode)
+    with cascadeflow.run(budget=1.0) as session, pytest.raises(openai.ContentFilterFinishReasonError):
+        client(provider).chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES,
+                                                response_format=Label)
+    [entry] = session.trace()
+    assert entry["error"] == "ContentFilterFinishReasonError"
+    assert entry["tokens_in"] > 0 and entry["tokens_out"] > 0 and entry["cost"] > 0
