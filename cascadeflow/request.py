@@ -7,6 +7,7 @@ from typing import Any
 from cascadeflow import tokens
 
 MAX_TOKEN_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+TOOL_KEYS = ("tools", "functions")  # `functions`: the chat API's legacy form of `tools`
 # where each operation carries its prompt
 PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "input",
                "embeddings": "input"}
@@ -100,8 +101,19 @@ class Request:
 
     @property
     def tools(self) -> list[Any]:
-        tools = self.kwargs.get("tools")
-        return list(tools) if isinstance(tools, list | tuple) else []
+        """The tool definitions offered: `tools` and chat's legacy `functions`, which the model
+        calls just the same, so the lists and caps read both."""
+        found: list[Any] = []
+        for key in TOOL_KEYS:
+            tools = self.kwargs.get(key)
+            if isinstance(tools, list | tuple):
+                found.extend(tools)
+        return found
+
+    @property
+    def offers_tools(self) -> bool:
+        kwargs = self.kwargs
+        return any(isinstance(kwargs.get(key), list | tuple) and kwargs[key] for key in TOOL_KEYS)
 
     def tool_names(self) -> list[str]:
         return [name for name in (tool_name(t) for t in self.tools) if name]

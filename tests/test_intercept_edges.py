@@ -50,3 +50,23 @@ def test_parse_rejecting_a_filtered_answer_still_charges_it(provider: Any, mode:
     [entry] = session.trace()
     assert entry["error"] == "ContentFilterFinishReasonError"
     assert entry["tokens_in"] > 0 and entry["tokens_out"] > 0 and entry["cost"] > 0
+
+
+SCHEMA = {"type": "object", "properties": {"id": {"type": "string"}}}
+DELETE = {"name": "delete_account", "parameters": SCHEMA}
+LOOKUP = {"name": "lookup", "parameters": SCHEMA}
+
+
+def test_tools_deny_reaches_the_legacy_functions_parameter(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(tools_deny=["delete_account"]) as session:
+        client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                 functions=[DELETE])
+        client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                 functions=[DELETE, LOOKUP],
+                                                 function_call={"name": "delete_account"})
+    alone, beside = (r.json for r in provider.requests)
+    assert "functions" not in alone and "function_call" not in alone
+    assert beside["functions"] == [LOOKUP] and "function_call" not in beside
+    assert [(e["action"], e["tools_denied"]) for e in session.trace()] == [
+        ("deny_tool", ["delete_account"])] * 2

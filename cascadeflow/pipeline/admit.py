@@ -253,7 +253,7 @@ def _hinges_on_spend(request: Request, view: ChainView, decisions: list[Decision
     for decision in decisions:
         if decision.reason in _SPEND_REASONS:
             return True
-    return bool(view.tool_capped) and bool(request.kwargs.get("tools"))
+    return bool(view.tool_capped) and request.offers_tools
 
 
 def _account(step: Step, decisions: list[Decision]) -> PolicyStop | None:

@@ -40,14 +40,21 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
 
 
 def strip_tools(kwargs: dict[str, Any], denied: set[str]) -> None:
-    """Remove denied tools (and a `tool_choice` naming one); no tools left removes the keys."""
-    tools = [t for t in kwargs.get("tools") or () if tool_name(t) not in denied]
-    choice = kwargs.get("tool_choice")
+    """Remove denied tools, from `tools` and the legacy `functions` (and a `tool_choice` or
+    `function_call` naming one); none left in a list removes it and its companions."""
+    _strip(kwargs, denied, "tools", ("tool_choice", "parallel_tool_calls"))
+    _strip(kwargs, denied, "functions", ("function_call",))
+
+
+def _strip(kwargs: dict[str, Any], denied: set[str], key: str, companions: tuple[str, ...]) -> None:
+    tools = [t for t in kwargs.get(key) or () if tool_name(t) not in denied]
+    choice_key = companions[0]
+    choice = kwargs.get(choice_key)
     if tools:
-        kwargs["tools"] = tools
+        kwargs[key] = tools
         named = choice.get("function", choice) if isinstance(choice, dict) else None
         if isinstance(named, dict) and named.get("name") in denied:
-            kwargs.pop("tool_choice", None)
+            kwargs.pop(choice_key, None)
     else:
-        for key in ("tools", "tool_choice", "parallel_tool_calls"):
-            kwargs.pop(key, None)
+        for name in (key, *companions):
+            kwargs.pop(name, None)

@@ -58,7 +58,7 @@ def counted(names: Sequence[str], calls: int, patterns: Sequence[str]) -> int:
 
 def check_request(engine: Context, request: Request, view: ChainView) -> Decision | None:
     """Tools to strip from a model request (never the exempt ones)."""
-    if not request.kwargs.get("tools"):
+    if not request.offers_tools:
         return None
     names = [n for n in request.tool_names() if not exempt(n, view.tools_exempt)]
     if not names:
