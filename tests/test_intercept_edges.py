@@ -70,3 +70,45 @@ def test_tools_deny_reaches_the_legacy_functions_parameter(provider: Any) -> Non
     assert beside["functions"] == [LOOKUP] and "function_call" not in beside
     assert [(e["action"], e["tools_denied"]) for e in session.trace()] == [
         ("deny_tool", ["delete_account"])] * 2
+
+
+def _raw_parse_error(provider: Any, mode: str, call: Any) -> tuple[type[BaseException], Any]:
+    """What `call(client)` returned and the error its `parse()` raised, in `mode`."""
+    cascadeflow.init(mode=mode)
+    raw = call(client(provider))
+    assert raw.status_code == 200
+    with pytest.raises(Exception) as err:
+        raw.parse()
+    return err.type, raw
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_raw_body_that_does_not_parse_is_returned_as_with_cascadeflow_off(provider: Any,
+                                                                             mode: str) -> None:
+    """`create` hands the raw response back and only `parse()` raises; the step settles as an
+    error and its reservation is released, so the next call is not clamped."""
+    def call(sdk: openai.OpenAI) -> Any:
+        return sdk.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-cascadeflow-fault": "malformed_json"})
+
+    off, _ = _raw_parse_error(provider, "off", call)
+    with cascadeflow.run(budget=0.01) as session:
+        error, _ = _raw_parse_error(provider, mode, call)
+        client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert error is off
+    first, second = session.trace()
+    assert (first["status"], first["error"]) == ("error", off.__name__)
+    assert (second["status"], second["reason"]) == ("ok", "ok")
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_raw_parse_of_a_cut_answer_is_charged_when_parsed(provider: Any, mode: str) -> None:
+    def call(sdk: openai.OpenAI) -> Any:
+        return sdk.chat.completions.with_raw_response.parse(
+            model="gpt-4o-mini", messages=MESSAGES, response_format=Label, max_tokens=3)
+
+    with cascadeflow.run(budget=1.0) as session:
+        error, _ = _raw_parse_error(provider, mode, call)
+    assert error is openai.LengthFinishReasonError
+    [entry] = session.trace()
+    assert entry["status"] == "error" and entry["tokens_out"] == 3 and entry["cost"] > 0

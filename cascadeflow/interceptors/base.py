@@ -184,8 +184,27 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
             functools.partial(_enforce_unread, step))
     if request.stream:
         return _enforce_stream(step, is_async, result)
-    _enforce_body(step, result.parse() if raw else result)  # a raw response: the body is read
+    if raw:
+        return _enforce_raw(step, result)
+    _enforce_body(step, result)
     return result
+
+
+def _enforce_raw(step: Step, raw: Any) -> Any:
+    """Settle from a raw response's body, read now (the SDK keeps what `parse()` returned, so
+    the caller's `parse()` gets the same, edited, object). A body that does not parse settles
+    the step as failed and the raw response is returned, as with cascadeflow off: the caller's
+    `parse()` raises. Unless output rules or placeholders had to edit that body: unvetted, it is
+    not handed over, and the error is raised here."""
+    try:
+        body = raw.parse()
+    except Exception as exc:
+        fail(step, exc)
+        if step.view.output_acts or step.placeholders is not None:
+            raise
+        return raw
+    _enforce_body(step, body)
+    return raw
 
 
 def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
@@ -223,8 +242,22 @@ def _observed(cap: Capture, result: Any, operation: str, kwargs: dict[str, Any],
             functools.partial(_observed_unread, cap))
     if stream:
         return _observed_stream(cap, operation, is_async, result)
-    observe.done(cap, result.parse() if raw else result, operation)
+    if raw:
+        return _observed_raw(cap, result, operation)
+    observe.done(cap, result, operation)
     return result
+
+
+def _observed_raw(cap: Capture, raw: Any, operation: str) -> Any:
+    """Settle from a raw response's body, read now (the SDK keeps what `parse()` returned); a
+    body that does not parse is recorded as the error the caller's own `parse()` will raise."""
+    try:
+        body = raw.parse()
+    except Exception as exc:
+        observe.failed(cap, exc)
+    else:
+        observe.done(cap, body, operation)
+    return raw
 
 
 def _observed_stream(cap: Capture, operation: str, is_async: bool, stream: Any) -> Any:
