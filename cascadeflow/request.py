@@ -91,13 +91,19 @@ class Request:
 
     @property
     def max_tokens(self) -> int | None:
+        """The output limit the caller set, whichever key holds it."""
+        key = self.max_tokens_key
+        return None if key is None else int(self.kwargs[key])
+
+    @property
+    def max_tokens_key(self) -> str | None:
+        """The key of the output limit the caller set: one whose value is a number, so the
+        openai SDK's `omit` / `NOT_GIVEN` (what its `.stream()` helper passes) is no limit."""
         kwargs = self.kwargs
-        value = kwargs.get("max_tokens")
-        if value is None:
-            value = kwargs.get("max_completion_tokens")
-            if value is None:
-                value = kwargs.get("max_output_tokens")
-        return value if isinstance(value, int) else None
+        for key in MAX_TOKEN_KEYS:
+            if isinstance(kwargs.get(key), int):
+                return key
+        return None
 
     @property
     def tools(self) -> list[Any]:

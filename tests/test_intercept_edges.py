@@ -112,3 +112,30 @@ def test_raw_parse_of_a_cut_answer_is_charged_when_parsed(provider: Any, mode: s
     assert error is openai.LengthFinishReasonError
     [entry] = session.trace()
     assert entry["status"] == "error" and entry["tokens_out"] == 3 and entry["cost"] > 0
+
+
+def _limits(provider: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.json.items() if k.startswith("max_")} for r in provider.requests]
+
+
+def test_the_stream_helper_keeps_the_callers_max_completion_tokens(provider: Any) -> None:
+    """`.stream()` passes `max_tokens=omit`: the limit set is `max_completion_tokens`, reserved
+    as asked and not clamped under another key."""
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.002) as session, client(provider).chat.completions.stream(
+            model="gpt-4o-mini", messages=MESSAGES, max_completion_tokens=50) as stream:
+        for _ in stream:
+            pass
+    assert _limits(provider) == [{"max_completion_tokens": 50}]
+    assert session.trace()[0]["reason"] == "ok"
+
+
+def test_a_clamp_through_the_sdk_uses_max_completion_tokens(provider: Any) -> None:
+    """OpenAI rejects `max_tokens` for reasoning models; `max_completion_tokens` fits all."""
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.01) as session:
+        client(provider).chat.completions.create(model="o4-mini", messages=MESSAGES)
+        client(provider).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=90000)
+    [unset], [asked] = ([*limits] for limits in _limits(provider))
+    assert unset == "max_completion_tokens" and asked == "max_tokens"  # the caller's own key kept
+    assert [e["reason"] for e in session.trace()] == ["max_tokens_clamped"] * 2

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascadeflow.policy.decision import Decision
-from cascadeflow.request import MAX_TOKEN_KEYS, Request, tool_name
+from cascadeflow.request import Request, tool_name
 
 
 def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, Any] | None = None
@@ -27,9 +27,7 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
             changed["model"] = target
         if decision.max_tokens is not None:
             changed = changed or dict(kwargs)
-            key = next((k for k in MAX_TOKEN_KEYS if k in kwargs),
-                       "max_output_tokens" if request.operation == "responses" else "max_tokens")
-            changed[key] = decision.max_tokens
+            changed[request.max_tokens_key or _limit_key(request)] = decision.max_tokens
         if decision.action == "deny_tool" and decision.tools_denied:
             changed = changed or dict(kwargs)
             strip_tools(changed, set(decision.tools_denied))
@@ -37,6 +35,17 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
         changed = changed or dict(kwargs)
         changed.update(edited)
     return kwargs if changed is None else changed
+
+
+def _limit_key(request: Request) -> str:
+    """Where a clamp goes when the caller set no limit: the Responses API's key, and for chat
+    through the openai SDK `max_completion_tokens`, which OpenAI takes for every model (it
+    rejects `max_tokens` for reasoning models); litellm maps its `max_tokens` per model."""
+    if request.operation == "responses":
+        return "max_output_tokens"
+    if request.operation == "chat" and request.client == "openai":
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 def strip_tools(kwargs: dict[str, Any], denied: set[str]) -> None:
