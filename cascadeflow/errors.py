@@ -30,6 +30,11 @@ class PolicyStop(CascadeflowError):
     and the trace entry (a dict, as `session.trace()` returns it).
     """
 
+    # Read by retry layers that go by an error's HTTP status (litellm's Router): a stop is not to
+    # be repeated, so it says 400, as litellm's own BudgetExceededError does, not the 500 a
+    # status-less error is taken for (retried, and the deployment cooled down).
+    status_code = 400
+
     def __init__(self, message: str, *, reason: str, run_id: str, step: int,
                  entry: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -37,6 +42,19 @@ class PolicyStop(CascadeflowError):
         self.run_id = run_id
         self.step = step
         self.entry = entry or {}
+
+
+def stop_beneath(error: BaseException) -> PolicyStop | None:
+    """The PolicyStop that `error` was raised while handling, itself included, or None: a client
+    library that wraps whatever its provider call raised (litellm) turns a stop into its own error."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(seen) < 16 and all(current is not e for e in seen):
+        if isinstance(current, PolicyStop):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class BudgetExceeded(PolicyStop):

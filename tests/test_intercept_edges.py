@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import cascadeflow
+import litellm
 import openai
 import pydantic
 import pytest
+
+from tests.conftest import chat_kwargs
 
 KEY = "sk-test-not-a-real-key-0000"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -139,3 +142,23 @@ def test_a_clamp_through_the_sdk_uses_max_completion_tokens(provider: Any) -> No
     [unset], [asked] = ([*limits] for limits in _limits(provider))
     assert unset == "max_completion_tokens" and asked == "max_tokens"  # the caller's own key kept
     assert [e["reason"] for e in session.trace()] == ["max_tokens_clamped"] * 2
+
+
+def test_the_router_does_not_retry_a_stop(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": provider.url, "api_key": KEY}}])
+    with cascadeflow.run(budget=0.0) as session, pytest.raises(cascadeflow.BudgetExceeded):
+        router.completion(model="m", messages=MESSAGES)
+    assert len(session.trace()) == 1 and not provider.requests
+
+
+def test_a_stop_beneath_a_litellm_call_not_intercepted_reaches_the_caller(provider: Any) -> None:
+    """`from litellm import completion` before `init()`: the openai SDK's interceptor stops the
+    call, and the caller gets that stop, not litellm's 500 made of it."""
+    completion = litellm.completion  # as a module that imported it before init() holds it
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.0) as session, pytest.raises(cascadeflow.BudgetExceeded) as stop:
+        completion(**chat_kwargs(provider))
+    assert stop.value.run_id == session.run_id
+    assert [e["status"] for e in session.trace()] == ["stopped"] and not provider.requests

@@ -2,13 +2,19 @@
 the Router.
 
 The functions are replaced on the `litellm` module, which is where the Router and user code
-look them up. Code that ran `from litellm import completion` before `init()` keeps the original.
+look them up. Code that ran `from litellm import completion` before `init()` keeps the original
+(intercepted only where litellm calls the openai SDK); litellm's error mapping is patched so a
+stop raised there reaches that code as it is.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from cascadeflow.errors import stop_beneath
 from cascadeflow.interceptors.base import maker as _maker
 from cascadeflow.interceptors.base import patch
 from cascadeflow.request import Request
@@ -60,4 +66,29 @@ def instrument() -> bool:
         if not hasattr(litellm, name):
             continue
         patch(litellm, name, _maker(_adapter(operation, positional), is_async, operation))
+    _pass_stops_through()
     return True
+
+
+def _pass_stops_through() -> None:
+    """Have litellm's error mapping hand a PolicyStop on as it is. A litellm call that is not
+    intercepted (its function imported before `init()`, `completion_with_retries`) reaches the
+    openai SDK's interceptor, whose stop litellm would turn into a 500 to retry; the caller
+    must get the stop, once. Patched in each module that imported the mapping by name."""
+    from litellm.litellm_core_utils import exception_mapping_utils
+
+    source = exception_mapping_utils.exception_type
+    for module in [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "litellm"]:
+        if getattr(module, "exception_type", None) is source:
+            patch(module, "exception_type", _stop_first)
+
+
+def _stop_first(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def exception_type(*args: Any, **kwargs: Any) -> Any:
+        error = kwargs.get("original_exception", args[1] if len(args) > 1 else None)
+        stop = stop_beneath(error) if isinstance(error, BaseException) else None
+        return original(*args, **kwargs) if stop is None else stop
+
+    exception_type.__cascadeflow_original__ = original  # type: ignore[attr-defined]
+    return exception_type
