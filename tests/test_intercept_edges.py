@@ -162,3 +162,60 @@ def test_a_stop_beneath_a_litellm_call_not_intercepted_reaches_the_caller(provid
         completion(**chat_kwargs(provider))
     assert stop.value.run_id == session.run_id
     assert [e["status"] for e in session.trace()] == ["stopped"] and not provider.requests
+
+
+READERS = {
+    "text": lambda response: response.text(),
+    "read": lambda response: response.read(),
+    "iter_lines": lambda response: list(response.iter_lines()),
+    "iter_text": lambda response: list(response.iter_text(7)),
+    "iter_bytes": lambda response: list(response.iter_bytes(5)),
+}
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_streaming_response_read_by_hand_is_charged_what_it_used(provider: Any, mode: str,
+                                                                   reader: str) -> None:
+    """A body (or a stream's events) read as text, bytes or lines settles from what it holds,
+    not at the worst case of a body never read."""
+    cascadeflow.init(mode=mode)
+    sdk = client(provider)
+    with cascadeflow.run(budget=1.0) as session:
+        plain = sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        for stream in (False, True):
+            with sdk.chat.completions.with_streaming_response.create(
+                    model="gpt-4o-mini", messages=MESSAGES, stream=stream) as response:
+                READERS[reader](response)
+    expected, whole, events = session.trace()
+    assert [whole["status"], events["status"]] == ["ok", "ok"]
+    assert whole["usage_estimated"] is False and events["usage_estimated"] is True
+    for entry in (whole, events):
+        assert (entry["tokens_in"], entry["tokens_out"]) == (plain.usage.prompt_tokens,
+                                                             plain.usage.completion_tokens)
+        assert entry["cost"] == pytest.approx(expected["cost"])
+
+
+async def test_an_async_streaming_response_read_by_lines_is_charged_what_it_used(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    async with cascadeflow.run(budget=1.0) as session:
+        async with sdk.responses.with_streaming_response.create(
+                model="gpt-4o-mini", input="hi", stream=True) as response:
+            lines = [line async for line in response.iter_lines()]
+        async with sdk.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MESSAGES) as response:
+            await response.text()
+    assert any(line.startswith("data:") for line in lines)
+    entries = session.trace()
+    assert [e["status"] for e in entries] == ["ok", "ok"]
+    assert all(e["tokens_out"] > 0 and e["cost"] < 0.001 for e in entries)
+
+
+def test_a_streaming_response_read_in_part_is_still_unread(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    respond = client(provider).chat.completions.with_streaming_response
+    with cascadeflow.run(budget=1.0) as session, respond.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                stream=True) as response:
+        next(iter(response.iter_lines()))
+    assert session.trace()[0]["status"] == "unread"

@@ -181,7 +181,7 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
         return RawResponseProxy(
             result, functools.partial(_enforce_body, step),
             functools.partial(_enforce_stream, step, is_async) if request.stream else None,
-            functools.partial(_enforce_unread, step))
+            functools.partial(_enforce_unread, step), functools.partial(_enforce_events, step))
     if request.stream:
         return _enforce_stream(step, is_async, result)
     if raw:
@@ -221,6 +221,18 @@ def _enforce_body(step: Step, body: Any) -> None:
         respond(step, body, step.request.operation)
 
 
+def _enforce_events(step: Step, events: list[Any]) -> None:
+    enforce_settle(step, _accumulated(step.request.operation, events), None, "ok")
+
+
+def _accumulated(operation: str, events: list[Any]) -> StreamAccumulator:
+    """A stream's events the caller read by hand, as the stream proxy would have seen them."""
+    acc = StreamAccumulator(operation)
+    for event in events:
+        acc.add(event)
+    return acc
+
+
 def _enforce_unread(step: Step) -> None:
     finish(step, StreamAccumulator(step.request.operation).finish(step.request), status="unread")
 
@@ -239,7 +251,7 @@ def _observed(cap: Capture, result: Any, operation: str, kwargs: dict[str, Any],
         return RawResponseProxy(
             result, functools.partial(observe.done, cap, operation=operation),
             functools.partial(_observed_stream, cap, operation, is_async) if stream else None,
-            functools.partial(_observed_unread, cap))
+            functools.partial(_observed_unread, cap), functools.partial(_observed_events, cap, operation))
     if stream:
         return _observed_stream(cap, operation, is_async, result)
     if raw:
@@ -264,6 +276,10 @@ def _observed_stream(cap: Capture, operation: str, is_async: bool, stream: Any) 
     settle = functools.partial(observe.stream_done, cap)
     cls = AsyncStreamProxy if is_async else SyncStreamProxy
     return cls(stream, operation, settle, settle)
+
+
+def _observed_events(cap: Capture, operation: str, events: list[Any]) -> None:
+    observe.stream_done(cap, _accumulated(operation, events), None, "ok")
 
 
 def _observed_unread(cap: Capture) -> None:

@@ -2,9 +2,11 @@
 
 With these the SDK hands back its response object, not the parsed body, and the body is read
 later by the caller: `.parse()` (a completion, or a `Stream` when `stream=True`), `.json()`,
-`.read()`. The proxy settles the step from whatever the caller reads, streams through the
-stream proxy, and, when the response is closed or dropped unread, from an estimate (the call
-was sent and billed; its usage was never seen).
+`.read()`, `.text()`, or piece by piece with `.iter_bytes()`, `.iter_text()`, `.iter_lines()`.
+The proxy settles the step from whatever the caller reads: a parsed stream through the stream
+proxy, a body read whole or to its end from the JSON it holds or, for a stream, from the events
+on its `data:` lines; and, when the response is closed or dropped unread (or read only in
+part), from an estimate (the call was sent and billed; its usage was never seen).
 """
 
 from __future__ import annotations
@@ -12,25 +14,27 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 OnBody = Callable[[Any], None]  # settle from the parsed body (a completion object or a dict)
 WrapStream = Callable[[Any], Any]  # the stream proxy for a parsed `Stream`
+OnEvents = Callable[[list[Any]], None]  # settle from a stream's events, read by hand (dicts)
 OnUnread = Callable[[], None]  # settle from an estimate
 
 
 class RawResponseProxy:
     """Forwards everything to the SDK's response object; settles on the first read."""
 
-    __slots__ = ("_done", "_on_body", "_on_unread", "_stream", "_wrap_stream", "_wrapped")
+    __slots__ = ("_done", "_on_body", "_on_events", "_on_unread", "_stream", "_wrap_stream", "_wrapped")
 
     def __init__(self, wrapped: Any, on_body: OnBody, wrap_stream: WrapStream | None,
-                 on_unread: OnUnread) -> None:
-        """`wrap_stream` is given when the request asked for a stream."""
+                 on_unread: OnUnread, on_events: OnEvents | None = None) -> None:
+        """`wrap_stream` and `on_events` are given when the request asked for a stream."""
         self._wrapped = wrapped
         self._on_body = on_body
         self._wrap_stream = wrap_stream
+        self._on_events = on_events
         self._on_unread = on_unread
         self._stream: Any = None
         self._done = False
@@ -73,18 +77,62 @@ class RawResponseProxy:
         return result
 
     def read(self) -> Any:
-        result = self._wrapped.read()
+        return self._whole(self._wrapped.read())
+
+    def text(self) -> Any:
+        return self._whole(self._wrapped.text())
+
+    def iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
+        return self._pieces(self._wrapped.iter_bytes(*args, **kwargs), b"")
+
+    def iter_text(self, *args: Any, **kwargs: Any) -> Any:
+        return self._pieces(self._wrapped.iter_text(*args, **kwargs), "")
+
+    def iter_lines(self) -> Any:
+        return self._pieces(self._wrapped.iter_lines(), "\n")
+
+    def _whole(self, result: Any) -> Any:
+        """The body read at once (bytes or text), or an awaitable of it."""
         if inspect.isawaitable(result):
-            return self._read_later(result, _loads)
-        if self._wrap_stream is None:
-            self._settle(_loads(result))
+            return self._read_later(result, None)
+        self._seen(result)
         return result
 
-    async def _read_later(self, result: Any, to_body: Callable[[Any], Any]) -> Any:
+    async def _read_later(self, result: Any, to_body: Callable[[Any], Any] | None) -> Any:
         value = await result
-        if self._wrap_stream is None:
+        if to_body is None:
+            self._seen(value)
+        elif self._wrap_stream is None:
             self._settle(to_body(value))
         return value
+
+    def _pieces(self, pieces: Any, joint: Any) -> Any:
+        """The caller's iterator over the body, which settles once it has run to the end."""
+        if hasattr(pieces, "__aiter__"):
+            return self._apieces(pieces, joint)
+        return self._spieces(pieces, joint)
+
+    def _spieces(self, pieces: Iterator[Any], joint: Any) -> Iterator[Any]:
+        seen = []
+        for piece in pieces:
+            seen.append(piece)
+            yield piece
+        self._seen(joint.join(seen))
+
+    async def _apieces(self, pieces: AsyncIterator[Any], joint: Any) -> AsyncIterator[Any]:
+        seen = []
+        async for piece in pieces:
+            seen.append(piece)
+            yield piece
+        self._seen(joint.join(seen))
+
+    def _seen(self, raw: Any) -> None:
+        """Settle from the whole body as the caller read it: JSON, or a stream's events."""
+        if self._wrap_stream is None:
+            self._settle(_loads(raw))
+        elif self._on_events is not None and not self._done:
+            self._done = True
+            self._on_events(_events(raw))
 
     def _settle(self, body: Any) -> None:
         if not self._done:
@@ -118,3 +166,16 @@ def _loads(raw: Any) -> Any:
         return json.loads(raw)
     except (TypeError, ValueError):
         return None
+
+
+def _events(raw: Any) -> list[Any]:
+    """The events of a server-sent-events body: the JSON on each `data:` line, `[DONE]` left out."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    events = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            event = _loads(data) if data and data != "[DONE]" else None
+            if event is not None:
+                events.append(event)
+    return events
