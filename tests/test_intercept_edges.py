@@ -4,6 +4,7 @@ left unset, stops that litellm would rewrap, and bodies read line by line."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import cascadeflow
@@ -219,3 +220,23 @@ def test_a_streaming_response_read_in_part_is_still_unread(provider: Any) -> Non
                                                                 stream=True) as response:
         next(iter(response.iter_lines()))
     assert session.trace()[0]["status"] == "unread"
+
+
+def test_raw_responses_touched_before_init_are_intercepted(provider: Any) -> None:
+    """The SDK caches `with_raw_response` / `with_streaming_response` with the method bound when
+    first touched (LangChain's ChatOpenAI touches it at its first call, often before init)."""
+    sync, later = client(provider).chat.completions, openai.AsyncOpenAI(
+        base_url=provider.url, api_key=KEY, max_retries=0).chat.completions
+    for completions in (sync, later):
+        assert completions.with_raw_response.create and completions.with_streaming_response.create
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=0.0):
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            sync.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            sync.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES).__enter__()
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            asyncio.run(later.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert not provider.requests
+    cascadeflow.shutdown()  # what was bound while active passes straight through afterwards
+    assert sync.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).parse().usage

@@ -115,7 +115,7 @@ def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
             wrapper = make(original)
             lowest.__wrapped__ = wrapper
         else:
-            original = vars(owner)[name] if had_own else getattr(owner, name)
+            original = vars(owner)[name] if had_own else getattr(owner, name, None)
             wrapper = make(original)
             setattr(owner, name, wrapper)
         _patches[key] = Patch(owner, name, original, had_own, wrapper)

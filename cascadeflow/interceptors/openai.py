@@ -3,13 +3,17 @@
 The methods are replaced on the resource classes, so every client instance, made before or after
 `init()`, is intercepted. The SDK's helpers go through them: `chat.completions.stream` and
 `responses.stream` call `create`, and `with_raw_response` / `with_streaming_response` wrap the
-bound methods, so they are covered with no patch of their own. A switch through an SDK client
-only picks models of that client's provider: the client cannot reach any other.
+bound methods. Those two bind the method when first touched and the resource caches them, so
+the classes of what they return get a descriptor that rebinds a method bound before `init()`
+(LangChain's ChatOpenAI touches `with_raw_response` at its first call). A switch through an SDK
+client only picks models of that client's provider: the client cannot reach any other.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from cascadeflow.interceptors.base import maker as _maker
@@ -32,6 +36,57 @@ RESOURCES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
 TARGETS: tuple[tuple[str, str, str, str, bool], ...] = tuple(
     (module, prefix + cls, method, operation, bool(prefix))
     for module, cls, methods, operation in RESOURCES for prefix in ("", "Async") for method in methods)
+
+
+# the SDK's classes that hold a resource's methods wrapped for `with_raw_response` and
+# `with_streaming_response` (named after the resource's), and the function that wraps them
+HOLDERS = (("WithRawResponse", "openai._legacy_response", "to_raw_response_wrapper"),
+           ("WithStreamingResponse", "openai._response", "to_streamed_response_wrapper"))
+
+
+class Rebound:
+    """A method of a `with_raw_response` / `with_streaming_response` object, read through the
+    class: a data descriptor comes before the instance's own attribute, which the SDK set to its
+    wrapper around the resource's method as bound when the object was made. Made before
+    `init()`, that is the original, which would bypass interception for good: it is wrapped
+    again around the method the resource has now."""
+
+    def __init__(self, name: str, wrap: Callable[[Any], Any]) -> None:
+        self.name = name
+        self.wrap = wrap
+
+    def __set__(self, holder: Any, value: Any) -> None:
+        holder.__dict__[self.name] = value
+
+    def __get__(self, holder: Any, owner: type | None = None) -> Any:
+        if holder is None:
+            return self
+        try:
+            held = holder.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        bound = getattr(held, "__wrapped__", None)
+        resource = getattr(bound, "__self__", None)
+        if resource is None:
+            return held  # not the SDK's wrapper of a bound method: left as it is
+        now = getattr(resource, self.name, None)
+        if now is None or now == bound:
+            return held
+        held = holder.__dict__[self.name] = self.wrap(now)
+        return held
+
+
+def _rebind(module: Any, class_name: str, method: str, is_async: bool) -> None:
+    """Put `Rebound` on the classes that hold `class_name.method` for raw responses."""
+    for suffix, wrappers, wrapper in HOLDERS:
+        holder = getattr(module, class_name + suffix, None)
+        wrap = getattr(importlib.import_module(wrappers), ("async_" if is_async else "") + wrapper, None)
+        if isinstance(holder, type) and callable(wrap):
+            patch(holder, method, functools.partial(_descriptor, method, wrap))
+
+
+def _descriptor(method: str, wrap: Callable[[Any], Any], _original: Any) -> Rebound:
+    return Rebound(method, wrap)
 
 
 def _client_info(resource: Any) -> tuple[str, str | None]:
@@ -64,9 +119,11 @@ def instrument() -> bool:
         return False
     for module_name, class_name, method, operation, is_async in TARGETS:
         try:
-            owner = getattr(importlib.import_module(module_name), class_name)
+            module = importlib.import_module(module_name)
+            owner = getattr(module, class_name)
         except (ImportError, AttributeError):
             continue
         if callable(getattr(owner, method, None)):
             patch(owner, method, _maker(_adapter(operation), is_async, operation))
+            _rebind(module, class_name, method, is_async)
     return True
