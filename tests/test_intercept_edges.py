@@ -240,3 +240,29 @@ def test_raw_responses_touched_before_init_are_intercepted(provider: Any) -> Non
     assert not provider.requests
     cascadeflow.shutdown()  # what was bound while active passes straight through afterwards
     assert sync.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).parse().usage
+
+
+BLOCK_CARDS = """
+version = "v1"
+[profiles.strict_out]
+[[profiles.strict_out.output]]
+name = "no_cards"
+detector = "pii"
+types = ["credit_card"]
+action = "block"
+"""
+
+
+def test_an_unparsed_raw_body_output_rules_must_vet_is_not_handed_over(provider: Any,
+                                                                       tmp_path: Any) -> None:
+    """Enforce with output rules: a raw body they cannot read (parse raised) stays withheld, the
+    error is raised by the call, and the step is settled."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(BLOCK_CARDS)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.reply("card 4242 4242 4242 4242", finish_reason="length")
+    with cascadeflow.run(guardrails="strict_out") as session, pytest.raises(openai.LengthFinishReasonError):
+        client(provider).chat.completions.with_raw_response.parse(
+            model="gpt-4o-mini", messages=MESSAGES, response_format=Label)
+    [entry] = session.trace()
+    assert entry["status"] == "error" and entry["cost"] > 0
