@@ -12,6 +12,7 @@ part), from an estimate (the call was sent and billed; its usage was never seen)
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +22,7 @@ OnBody = Callable[[Any], None]  # settle from the parsed body (a completion obje
 WrapStream = Callable[[Any], Any]  # the stream proxy for a parsed `Stream`
 OnEvents = Callable[[list[Any]], None]  # settle from a stream's events, read by hand (dicts)
 OnUnread = Callable[[], None]  # settle from an estimate
+_PIECES = {"iter_bytes": b"", "iter_text": "", "iter_lines": "\n"}  # reader -> what joins its pieces
 
 
 class RawResponseProxy:
@@ -44,7 +46,15 @@ class RawResponseProxy:
         return type(self._wrapped)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "_wrapped"), name)
+        """The SDK's attribute; the body readers it has read through the proxy (they are a
+        streaming response's: a raw response's `.text` is a property, and it has no `iter_*`)."""
+        value = getattr(object.__getattribute__(self, "_wrapped"), name)
+        if callable(value):
+            if name in _PIECES:
+                return functools.partial(self._read_pieces, value, _PIECES[name])
+            if name == "text":
+                return functools.partial(self._read_whole, value)
+        return value
 
     def __repr__(self) -> str:
         return f"<cascadeflow proxy of {self._wrapped!r}>"
@@ -79,17 +89,11 @@ class RawResponseProxy:
     def read(self) -> Any:
         return self._whole(self._wrapped.read())
 
-    def text(self) -> Any:
-        return self._whole(self._wrapped.text())
+    def _read_whole(self, reader: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self._whole(reader(*args, **kwargs))
 
-    def iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
-        return self._pieces(self._wrapped.iter_bytes(*args, **kwargs), b"")
-
-    def iter_text(self, *args: Any, **kwargs: Any) -> Any:
-        return self._pieces(self._wrapped.iter_text(*args, **kwargs), "")
-
-    def iter_lines(self) -> Any:
-        return self._pieces(self._wrapped.iter_lines(), "\n")
+    def _read_pieces(self, reader: Callable[..., Any], joint: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._pieces(reader(*args, **kwargs), joint)
 
     def _whole(self, result: Any) -> Any:
         """The body read at once (bytes or text), or an awaitable of it."""
