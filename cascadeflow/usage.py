@@ -124,25 +124,31 @@ def read_usage(operation: str, response: Any) -> Usage:
     return out
 
 
+# the openai SDK's parsers of a billed response (`parse`), and the argument that holds it
+_PARSERS = {"parse_chat_completion": "chat_completion", "parse_response": "response"}
+
+
 def carried_usage(operation: str, error: BaseException) -> Usage | None:
     """The usage of a response the provider billed but the client rejected once it arrived, or
     None. The openai SDK's `parse` raises `LengthFinishReasonError`, which carries the completion,
-    or `ContentFilterFinishReasonError`, which does not: its parser's `chat_completion` argument,
-    still in the traceback, holds it. Without this the call would settle at no cost."""
+    or `ContentFilterFinishReasonError` or a pydantic `ValidationError` (an answer that does not
+    fit the schema), which do not: the parser's argument, still in the traceback, holds it.
+    Without this the call would settle at no cost."""
     response = getattr(error, "completion", None)
     if response is None:
-        response = _parser_argument(error, "parse_chat_completion", "chat_completion")
+        response = _parser_argument(error)
     if response is None or get(response, "usage") is None:
         return None
     return read_usage(operation, response)
 
 
-def _parser_argument(error: BaseException, function: str, name: str) -> Any:
-    """Argument `name` of the frame of `function` that `error` was raised through, or None."""
+def _parser_argument(error: BaseException) -> Any:
+    """The response a parser of `_PARSERS` was given, when `error` was raised through it."""
     tb = error.__traceback__
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == function:
+        name = _PARSERS.get(frame.f_code.co_name)
+        if name is not None:
             return frame.f_locals.get(name)
         tb = tb.tb_next
     return None

@@ -57,6 +57,21 @@ def test_parse_rejecting_a_filtered_answer_still_charges_it(provider: Any, mode:
 
 
 SCHEMA = {"type": "object", "properties": {"id": {"type": "string"}}}
+def test_an_answer_that_does_not_fit_the_schema_is_still_charged(provider: Any) -> None:
+    """`parse` raises pydantic's ValidationError for chat and the Responses API alike."""
+    provider.reply("not json at all")
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0) as session:
+        with pytest.raises(pydantic.ValidationError):
+            client(provider).chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES,
+                                                    response_format=Label)
+        with pytest.raises(pydantic.ValidationError):
+            client(provider).responses.parse(model="gpt-4o-mini", input="hi", text_format=Label)
+    entries = session.trace()
+    assert [e["error"] for e in entries] == ["ValidationError"] * 2
+    assert all(e["tokens_in"] > 0 and e["tokens_out"] > 0 and e["cost"] > 0 for e in entries)
+
+
 DELETE = {"name": "delete_account", "parameters": SCHEMA}
 LOOKUP = {"name": "lookup", "parameters": SCHEMA}
 
