@@ -439,11 +439,14 @@ def cascades(quick: bool, provider: ProviderServer) -> list[Row]:
     endpoint = {"api_base": provider.url, "api_key": "bench-key"}
     provider.inject(model="gpt-4o", status=503)
     once = RetryPolicy(stop=stop_after_attempt(1))
-    healthy = Cascade([Tier("openai/gpt-4o-mini", params=endpoint)], retry=once)
+    never = BreakerSettings(failure_threshold=10**9, min_calls=10**9)  # the 503s must not open it
+    healthy = Cascade([Tier("openai/gpt-4o-mini", params=endpoint)], retry=once, breaker=never)
     fallback = Cascade([Tier("openai/gpt-4o", params=endpoint), Tier("openai/gpt-4o-mini", params=endpoint)],
-                       retry=once, breaker=BreakerSettings(failure_threshold=10**9, min_calls=10**9))
-    skipping = Cascade([Tier("openai/gpt-4o", params={**endpoint, "api_base": provider.url + "/"}),
-                        Tier("openai/gpt-4o-mini", params=endpoint)],
+                       retry=once, breaker=never)
+    # its own endpoint for both tiers: breakers are per deployment, and this cascade's settings
+    # (open at one failure, never recover) must not become those of the others' gpt-4o-mini
+    apart = {**endpoint, "api_base": provider.url + "/"}
+    skipping = Cascade([Tier("openai/gpt-4o", params=apart), Tier("openai/gpt-4o-mini", params=apart)],
                        retry=once, breaker=BreakerSettings(failure_threshold=1, recovery_timeout=10**9))
     with contextlib.suppress(Exception):
         skipping.complete(messages=MESSAGES, max_tokens=100)  # opens the breaker of the first tier
