@@ -77,7 +77,7 @@ def plain(request: Request) -> bool:
     """True for the usual request: chat messages that are plain text, no tools or schemas.
     Its bound is the prompt's text alone, which `Request.input_bound` computes for free."""
     kwargs = request.kwargs
-    if not _SCHEMA_KEYS.isdisjoint(kwargs):
+    if not _SCHEMA_KEYS.isdisjoint(kwargs) or request.stored_tokens:
         return False
     prompt = kwargs.get(PROMPT_KEYS.get(request.operation, ""))
     if type(prompt) is list:
@@ -205,7 +205,7 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
     else:
         text = sum(tokens.upper_bound(t) for t in found.texts)
     most = (text + found.items * (tokens.MESSAGE_OVERHEAD + extra) + tokens.REPLY_PRIMING
-            + found.schemas * schema + found.images * image_tokens(model))
+            + found.schemas * schema + found.images * image_tokens(model) + (request.stored_tokens or 0))
     return most if window is None else min(most, window)
 
 

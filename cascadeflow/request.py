@@ -17,7 +17,8 @@ class Request:
     """One intercepted call: what was asked, of whom, through which client."""
 
     __slots__ = ("_counted", "_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
-                 "kwargs", "model", "operation", "pinned", "provider", "reachable", "stream", "tool")
+                 "kwargs", "model", "operation", "pinned", "provider", "reachable", "stored_tokens", "stream",
+                 "tool")
 
     def __init__(self, operation: str, client: str, model: str, kwargs: dict[str, Any],
                  provider: str | None = None, args: tuple[Any, ...] = (), stream: bool = False,
@@ -35,6 +36,9 @@ class Request:
         self.irreversible = irreversible
         self.reachable = reachable  # provider prefixes a switch may use; None = any
         self.pinned = pinned  # a cascade attempt: the cascade chose the model; no switching it
+        # input the provider holds and bills again (a Responses call's `previous_response_id`),
+        # when this process settled that response; None when there is none or it is unknown
+        self.stored_tokens: int | None = None
         self._prompt_text: str | None = None
         self._input_bound: int | None = None
         self._counted: tuple[str, int] | None = None  # (model, tiktoken count of the prompt text)

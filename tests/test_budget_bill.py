@@ -13,6 +13,7 @@ from typing import Any
 
 import cascadeflow
 import litellm
+import openai
 import pytest
 from cascadeflow.pricing import PriceBook
 
@@ -123,6 +124,29 @@ def test_best_of_multiplies_the_output_reserved(provider: Any) -> None:
         litellm.text_completion(**kwargs, best_of=5)
     once, five = (r.json["max_tokens"] for r in provider.requests)
     assert once == 1000 and five < 1000 / 2
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_a_responses_chain_is_billed_again_and_counted(provider: Any, mode: str) -> None:
+    """`previous_response_id` brings the earlier response's input and output back as input: a
+    continuation that would fit on its own text is stopped where the chain does not fit (an id
+    this process did not settle stays uncounted, as before)."""
+    cascadeflow.init(mode=mode)
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000", max_retries=0)
+    with cascadeflow.run(budget=0.011) as session:
+        first = sdk.responses.create(model="gpt-4o", input="word " * 3000, max_output_tokens=50)
+        sdk.responses.create(model="gpt-4o", input="and now?", max_output_tokens=50)
+        sdk.responses.create(model="gpt-4o", input="and now?", previous_response_id="resp_elsewhere",
+                             max_output_tokens=50)
+        if mode == "enforce":
+            with pytest.raises(cascadeflow.BudgetExceeded):
+                sdk.responses.create(model="gpt-4o", input="and now?", previous_response_id=first.id,
+                                     max_output_tokens=50)
+        else:
+            sdk.responses.create(model="gpt-4o", input="and now?", previous_response_id=first.id,
+                                 max_output_tokens=50)
+    reasons = [e["reason"] for e in session.trace()]
+    assert reasons == ["ok", "ok", "ok", "budget_exceeded"]
 
 
 def test_response_format_schema_is_counted(provider: Any) -> None:

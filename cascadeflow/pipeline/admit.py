@@ -166,6 +166,8 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
         if step.scan_input_later or rt.reads_prompts or request.stream:
             request.freeze()  # read later: keep it as sent, whatever the caller does to its list
             step.kwargs = request.kwargs
+    if request.operation == "responses":
+        _stored(rt, request, wait=True)
     down = None
     if view.shared is not None and rt.ledger is not None:
         down = shared.refresh(step, rt.ledger, view.shared)
@@ -225,11 +227,27 @@ def _approve(step: Step) -> None:
         request.kwargs["approver_error"] = type(exc).__name__
 
 
+def _stored(rt: Runtime, request: Request, wait: bool) -> None:
+    """The tokens of the response a Responses call continues, when this process settled it (on
+    the caller's thread a settlement still on the worker is waited for: the call usually
+    follows its predecessor at once; on the worker it was settled before, in order)."""
+    previous = request.kwargs.get("previous_response_id")
+    if not isinstance(previous, str):
+        return
+    tokens = rt.stored.get(previous)
+    if tokens is None and wait and not rt.worker.idle():
+        rt.worker.flush()
+        tokens = rt.stored.get(previous)
+    request.stored_tokens = tokens
+
+
 def admit(step: Step) -> PolicyStop | None:
     """Observe mode, on the worker: decide and account the captured step in arrival order,
     as enforce would have. Nothing waits here: where enforce would have waited for calls in
     flight to settle, the trace says so (`budget_wait`)."""
     rt, request, view = step.rt, step.request, step.view
+    if request.operation == "responses":
+        _stored(rt, request, wait=False)
     ledger, shares = rt.ledger, view.shared
     down = None
     if shares is not None and ledger is not None:

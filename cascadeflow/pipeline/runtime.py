@@ -20,6 +20,7 @@ from cascadeflow.entry import NOT_FALLBACKS, Entry
 from cascadeflow.guardrails.policy import Policy, PolicyStore
 from cascadeflow.ledger import Ledger
 from cascadeflow.pipeline.observer import Observer
+from cascadeflow.pipeline.stored import StoredInputs
 from cascadeflow.policy import Engine
 from cascadeflow.policy.view import ChainView
 from cascadeflow.secrets import scrub
@@ -59,6 +60,7 @@ class Runtime:
         self.cascades: Mapping[str, CascadeRunner] = cascades or {}
         self.observer = observer
         self.ledger = ledger  # usage events, windowed budgets and rate limits (docs/ledger.md)
+        self.stored = StoredInputs()  # what Responses calls continuing a settled response are billed
         self._alert = alert
         self.telemetry_errors = 0  # telemetry hooks that raised (a user's span processor, exporter)
         # prompt text is read after the call returns (trace content, span content)
