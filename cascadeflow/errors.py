@@ -44,17 +44,22 @@ class PolicyStop(CascadeflowError):
         self.entry = entry or {}
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first: clients wrap the wire's error in their
+    own (litellm wraps the openai SDK's, which wraps httpx's), and the innermost says what
+    actually happened."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 16 and all(current is not seen for seen in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
 def stop_beneath(error: BaseException) -> PolicyStop | None:
     """The PolicyStop that `error` was raised while handling, itself included, or None: a client
     library that wraps whatever its provider call raised (litellm) turns a stop into its own error."""
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and len(seen) < 16 and all(current is not e for e in seen):
-        if isinstance(current, PolicyStop):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return next((link for link in causes(error) if isinstance(link, PolicyStop)), None)
 
 
 class BudgetExceeded(PolicyStop):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cascadeflow.errors import causes
 from cascadeflow.secrets import mask
 
 RETRY, NEXT, FATAL = "retry", "next", "fatal"
@@ -60,17 +61,6 @@ class Failure:
         return DISPOSITION.get(self.kind, NEXT)
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and what caused it: clients wrap the wire's error in their own (litellm wraps
-    the openai SDK's, which wraps httpx's), and the innermost says what actually happened."""
-    out: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(out) < 16 and all(current is not seen for seen in out):
-        out.append(current)
-        current = current.__cause__ or current.__context__
-    return out
-
-
 def _status(exc: BaseException) -> int | None:
     for attr in ("status_code", "code"):
         value = getattr(exc, attr, None)
@@ -109,7 +99,7 @@ def classify(exc: BaseException) -> Failure:
     """Map an exception from litellm, the openai SDK or httpx to a failure class, from the types
     of the exception and its causes and the response's status, never from message text: the
     same failure reads differently in every client and version."""
-    chain = _chain(exc)
+    chain = causes(exc)
     names = {cls.__name__ for link in chain for cls in type(link).__mro__}
     text = mask(f"{type(exc).__name__}: {exc}")  # provider error texts can quote the key that was sent
     if isinstance(exc, EmptyStream):

@@ -33,24 +33,23 @@ ERROR_TYPE = "error.type"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 
-# request parameters: (name in the call, attribute)
-# request attributes whose type is `string[]`: a single value given is recorded as a list of one
-ARRAY_PARAMS = frozenset({"gen_ai.request.stop_sequences", "gen_ai.request.encoding_formats"})
+# request parameters: (name in the call, attribute, whether the attribute is a `string[]`: a
+# single value given is recorded as a list of one)
 REQUEST_PARAMS = (
-    ("max_tokens", "gen_ai.request.max_tokens"),
-    ("max_completion_tokens", "gen_ai.request.max_tokens"),
-    ("max_output_tokens", "gen_ai.request.max_tokens"),
-    ("temperature", "gen_ai.request.temperature"),
-    ("top_p", "gen_ai.request.top_p"),
-    ("top_k", "gen_ai.request.top_k"),
-    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-    ("presence_penalty", "gen_ai.request.presence_penalty"),
-    ("seed", "gen_ai.request.seed"),
-    ("n", "gen_ai.request.choice.count"),
-    ("stop", "gen_ai.request.stop_sequences"),
-    ("stream", "gen_ai.request.stream"),
-    ("encoding_format", "gen_ai.request.encoding_formats"),
-    ("dimensions", EMBEDDINGS_DIMENSIONS),
+    ("max_tokens", "gen_ai.request.max_tokens", False),
+    ("max_completion_tokens", "gen_ai.request.max_tokens", False),
+    ("max_output_tokens", "gen_ai.request.max_tokens", False),
+    ("temperature", "gen_ai.request.temperature", False),
+    ("top_p", "gen_ai.request.top_p", False),
+    ("top_k", "gen_ai.request.top_k", False),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty", False),
+    ("presence_penalty", "gen_ai.request.presence_penalty", False),
+    ("seed", "gen_ai.request.seed", False),
+    ("n", "gen_ai.request.choice.count", False),
+    ("stop", "gen_ai.request.stop_sequences", True),
+    ("stream", "gen_ai.request.stream", False),
+    ("encoding_format", "gen_ai.request.encoding_formats", True),
+    ("dimensions", EMBEDDINGS_DIMENSIONS, False),
 )
 
 # litellm's provider prefix -> `gen_ai.provider.name`, the values of the conventions'

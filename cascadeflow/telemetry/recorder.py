@@ -236,8 +236,8 @@ class Telemetry:
             if provider:
                 attributes[cv.PROVIDER] = provider
             kwargs = step.kwargs
-            for key, attribute in cv.REQUEST_PARAMS:
-                value = _attr(kwargs.get(key), attribute in cv.ARRAY_PARAMS)
+            for key, attribute, array in cv.REQUEST_PARAMS:
+                value = _attr(kwargs.get(key), array)
                 if value is not None:
                     attributes[attribute] = value
             address, port = server(request.api_base)
