@@ -12,7 +12,7 @@ import math
 import re
 from functools import cache
 
-from cascadeflow.guardrails import encodings
+from cascadeflow.guardrails import classifier, encodings
 from cascadeflow.guardrails.classifier import MIN_FEATURES, features, model, windows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,3 +74,11 @@ RUNS = st.lists(st.sampled_from([*"ABZ27Q=aGz09 :fF8-_+/\n", "deadbeef", "AAAAAA
 def test_base32_and_hex_find_what_their_plain_patterns_find(text: str) -> None:
     for fast, plain in ((encodings._B32, PLAIN_B32), (encodings._HEX, PLAIN_HEX)):
         assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)]
+
+
+@SETTINGS
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
+def test_split_reads_ascii_text_as_the_separator_table_does(text: str) -> None:
+    """ASCII text is split through a bytes table (faster): the words are those the `str`
+    table gives, for every ASCII character; other text takes the `str` table itself."""
+    assert classifier.split(text) == text.translate(classifier.SEPARATORS).split()

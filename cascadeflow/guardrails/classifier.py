@@ -30,6 +30,9 @@ MODEL_FILE = "injection_model.json.gz"
 # with this table, for its phrases, this model and its decoders)
 _PUNCTUATION = "!\"#$%&()*,.:;<>?@[\\]^_`{|}~\u3001\u3002\uff0c\uff01\uff1f\uff1a"
 SEPARATORS = str.maketrans({c: " " for c in _PUNCTUATION})
+# the same for ASCII text, as bytes: `bytes.translate` reads a table where `str.translate`
+# asks a dict for each character (a 4 KB text: 20 us less, before the split)
+_ASCII_SEPARATORS = bytes(0x20 if chr(b) in _PUNCTUATION else b for b in range(256))
 
 
 def _is_cjk(char: str) -> bool:
@@ -39,7 +42,14 @@ def _is_cjk(char: str) -> bool:
 def words(text: str) -> list[str]:
     """The text's words, lower-cased; a run of CJK characters becomes its character pairs
     (those scripts do not separate words with spaces)."""
-    return split_cjk(text.lower().translate(SEPARATORS).split(), text.isascii())
+    return split_cjk(split(text.lower()), text.isascii())
+
+
+def split(text: str) -> list[str]:
+    """`text` split at whitespace and at `SEPARATORS`' punctuation."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split()
+    return text.translate(SEPARATORS).split()
 
 
 def split_cjk(out: list[str], ascii_only: bool) -> list[str]:

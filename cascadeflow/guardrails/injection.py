@@ -253,7 +253,7 @@ class InjectionDetector:
         clean = text if plain else normalise(text)
         offset_ok = len(clean) == len(text)
         low = clean.lower()
-        tokens = low.translate(_PUNCT).split()
+        tokens = classifier.split(low)
         words = set(tokens)
         signals = self._read(clean, offset_ok, low, tokens, words)
         for payload in encodings.payloads(clean, tokens, words):
@@ -281,7 +281,7 @@ class InjectionDetector:
         if low is None:
             low = clean.lower()
         if tokens is None:
-            tokens = low.translate(_PUNCT).split()
+            tokens = classifier.split(low)
         if words is None:
             words = set(tokens)
         mask = _TRIGGERS.mask(low, words)
