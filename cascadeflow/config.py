@@ -58,10 +58,12 @@ class RunLimits(_Strict):
             raise ValueError("at least one KPI weight must be > 0")
         return dict(value)
 
-    @field_validator("budget", "max_steps", "max_tool_calls", "max_latency_ms", mode="before")
+    @field_validator("budget", "max_steps", "max_tool_calls", "max_latency_ms", "kpi_weights", mode="before")
     @classmethod
     def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):  # budget=True would be a budget of 1 USD
+        # budget=True would be a budget of 1 USD, {"quality": True} a weight of 1
+        numbers = value.values() if isinstance(value, dict) else (value,)
+        if any(isinstance(v, bool) for v in numbers):
             raise ValueError(f"expected a number, got {value!r}")
         return value
 

@@ -175,6 +175,13 @@ def test_durations_are_checked_where_the_cascade_is_built(settings: dict[str, An
     assert info.value.setting == setting and "Cascade()" in str(info.value)
 
 
+@pytest.mark.parametrize("weight", [True, 0, float("nan"), "2"])
+def test_a_deployment_weight_is_a_positive_number(weight: Any) -> None:
+    with pytest.raises(cascadeflow.ConfigError) as info:
+        Cascade([Tier(deployments=[Deployment("openai/gpt-4o", weight=weight)])], name="c")
+    assert info.value.setting == "cascades.c.tiers[0].deployments[0].weight"
+
+
 def test_an_infinite_deadline_in_the_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cascadeflow.toml").write_text(
         '[cascades.c]\ndeadline_s = inf\ntiers = [{ model = "openai/gpt-4o" }]\n')

@@ -27,7 +27,7 @@ BAD_RUN_ARGS = [
     ("budget", float("inf")), ("budget", float("nan")), ("budget", -1.0),
     ("max_latency_ms", float("inf")),
     ("kpi_weights", {"quality": float("nan")}), ("kpi_weights", {"quality": float("inf")}),
-    ("kpi_weights", {"quality": -1.0}),
+    ("kpi_weights", {"quality": -1.0}), ("kpi_weights", {"quality": True, "cost": 0.5}),
     ("tools_deny", "refund"), ("tools_allow", "refund"), ("tools_allow", 5),
     ("metadata", "str"), ("metadata", {1: "x"}), ("user", 3), ("project", ["p"]),
 ]

@@ -78,16 +78,21 @@ def check_tiers(tiers: Sequence[Tier], setting: str, source: str) -> None:
         if t.strategy not in STRATEGIES:
             raise ConfigError(f"{where}.strategy", t.strategy, source, f"one of {', '.join(STRATEGIES)}")
         for n, d in enumerate(t.deployments):
-            if not isinstance(d.weight, int | float) or not math.isfinite(d.weight) or d.weight <= 0:
+            if not _positive(d.weight):
                 raise ConfigError(f"{where}.deployments[{n}].weight", d.weight, source,
                                   "a positive, finite number")
 
 
 def check_seconds(value: Any, setting: str, source: str) -> None:
     """A deadline or a timeout: a positive, finite number of seconds (not a bool, not a string)."""
-    if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            and value > 0):
+    if not _positive(value):
         raise ConfigError(setting, value, source, "seconds: a positive, finite number")
+
+
+def _positive(value: Any) -> bool:
+    """A positive, finite int or float; not a bool (`weight=True` is no weight of 1)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def check_failure_classes(values: Mapping[str, Any], setting: str, source: str) -> None:
