@@ -149,7 +149,8 @@ def _walk(item: Any, out: Shape) -> None:
         elif isinstance(value, list | tuple):
             for part in value:
                 _walk(part, out)
-    for call in data.get("tool_calls") or ():
+    legacy = data.get("function_call")  # an assistant's call in the legacy form, sent back
+    for call in [*(data.get("tool_calls") or ()), *([{"function": legacy}] if legacy else [])]:
         call_data = call if isinstance(call, dict) else _as_dict(call) or {}
         fn = call_data.get("function") or {}
         fn_data = fn if isinstance(fn, dict) else _as_dict(fn) or {}

@@ -71,7 +71,7 @@ def fields(obj: Any) -> dict[str, Any]:
     return {**found, **extra} if extra else found
 
 
-_NAMES = ("id", "model", "usage", "choices", "message", "content", "text", "tool_calls",
+_NAMES = ("id", "model", "usage", "choices", "message", "content", "text", "tool_calls", "function_call",
           "finish_reason", "prompt_tokens", "completion_tokens", "prompt_tokens_details",
           "completion_tokens_details", "cached_tokens", "reasoning_tokens",
           "cache_creation_input_tokens")
@@ -106,7 +106,7 @@ def read_usage(operation: str, response: Any) -> Usage:
         message = first.get("message")
         if message is not None:
             m = fields(message)
-            content, calls = m.get("content"), m.get("tool_calls")
+            content, calls = m.get("content"), _calls_of(m)
         else:
             content, calls = first.get("text"), None
         out.text = content if isinstance(content, str) else str(content or "")
@@ -115,7 +115,7 @@ def read_usage(operation: str, response: Any) -> Usage:
         if calls:
             out.calls = tuple(_call(call) for call in calls)
         for choice in choices[1:]:
-            calls = get(get(choice, "message"), "tool_calls")
+            calls = _calls_of(get(choice, "message"))
             out.tool_calls += len(calls) if calls else 0
             if calls:
                 names += _call_names(calls)
@@ -152,6 +152,16 @@ def _parser_argument(error: BaseException) -> Any:
             return frame.f_locals.get(name)
         tb = tb.tb_next
     return None
+
+
+def _calls_of(message: Any) -> Any:
+    """A message's tool calls; a legacy `function_call` (the answer to `functions=`) as one call
+    without an id: it counts against `max_tool_calls` like any other."""
+    calls = get(message, "tool_calls")
+    if calls:
+        return calls
+    legacy = get(message, "function_call")
+    return [{"function": legacy}] if legacy is not None else None
 
 
 def _call_names(calls: Any) -> list[str]:
@@ -194,6 +204,15 @@ def _responses_usage(response: Any) -> Usage:
                        for part in (get(item, "content") or ()))
     out.finish_reason = get(response, "status")
     return out
+
+
+def _delta_calls(delta: Any) -> Any:
+    """A chunk's tool-call deltas; a legacy `function_call` delta as the delta of call 0."""
+    calls = get(delta, "tool_calls")
+    if calls:
+        return calls
+    legacy = get(delta, "function_call")
+    return [{"index": 0, "function": legacy}] if legacy is not None else ()
 
 
 def provider_finished(stream: Any, finish_seen: bool) -> bool:
@@ -250,7 +269,7 @@ class StreamAccumulator:
             else:
                 delta = get(choice, "delta")
                 text = get(delta, "content")
-                for call in get(delta, "tool_calls") or ():
+                for call in _delta_calls(delta):
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
                     name = get(get(call, "function"), "name")

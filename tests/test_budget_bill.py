@@ -88,6 +88,24 @@ def test_twenty_tool_schemas_are_counted_before_the_call(provider: Any) -> None:
     assert first["tokens_in"] > 2000  # the provider billed the schemas: the text alone is ~15 tokens
 
 
+def test_a_legacy_function_call_sent_back_is_counted(provider: Any) -> None:
+    """An assistant turn in the legacy form (`function_call`, the answer to `functions=`) sent
+    back in the history: the provider bills its arguments as input, and so does the bound."""
+    cascadeflow.init(mode="enforce")
+    arguments = '{"notes": "' + "order history line; " * 2000 + '"}'  # ~8,000 tokens
+    messages = [{"role": "user", "content": "Summarise the order notes."},
+                {"role": "assistant", "content": None,
+                 "function_call": {"name": "lookup", "arguments": arguments}},
+                {"role": "function", "name": "lookup", "content": "done"}]
+    kwargs = {**chat_kwargs(provider, model=MODEL, max_tokens=50), "messages": messages}
+    session, answered, stopped = _spend_until_stopped(0.01, lambda: litellm.completion(**kwargs))
+    assert stopped and answered == 0  # the arguments alone cost about 0.02
+    assert provider.bodies("/chat/completions") == []
+    session, answered, stopped = _spend_until_stopped(0.1, lambda: litellm.completion(**kwargs))
+    assert stopped and answered >= 1 and _billed(session) <= 0.1
+    assert session.trace()[0]["tokens_in"] > 6000  # the provider billed the arguments
+
+
 def test_images_are_counted_by_the_tile_rule(provider: Any) -> None:
     cascadeflow.init(mode="enforce")
     content = [{"type": "text", "text": "What is in these pictures?"},

@@ -91,6 +91,37 @@ def test_tools_deny_reaches_the_legacy_functions_parameter(provider: Any) -> Non
         ("deny_tool", ["delete_account"])] * 2
 
 
+def _legacy_call(provider: Any, via: str, stream: bool) -> str | None:
+    """One chat call offering `functions=[LOOKUP]`: the name of the function the answer calls
+    (legacy `function_call`, streamed or not)."""
+    kwargs: dict[str, Any] = {"messages": MESSAGES, "functions": [LOOKUP], "stream": stream}
+    if via == "litellm":
+        answer = litellm.completion(**{**chat_kwargs(provider), **kwargs})
+    else:
+        answer = client(provider).chat.completions.create(model="gpt-4o-mini", **kwargs)
+    if not stream:
+        call = answer.choices[0].message.function_call
+        return call.name if call else None
+    names = [c.choices[0].delta.function_call.name for c in answer
+             if c.choices and c.choices[0].delta.function_call]
+    return next((n for n in names if n), None)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("via", ["openai", "litellm"])
+def test_a_legacy_function_call_counts_against_max_tool_calls(provider: Any, via: str, stream: bool) -> None:
+    """The chat API's legacy `functions=` answers with `function_call`, not `tool_calls`: it is
+    a tool call all the same, counted in the trace and against `max_tool_calls`."""
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(max_tool_calls=1) as session:
+        assert _legacy_call(provider, via, stream) == "lookup"
+        _legacy_call(provider, via, stream)
+    first, second = session.trace()
+    assert first["tool_calls"] == 1 and session.summary()["tool_calls_requested"] >= 1
+    assert (second["action"], second["reason"]) == ("deny_tool", "max_tool_calls_reached")
+    assert "functions" not in provider.requests[1].json  # the second call was sent without them
+
+
 def _raw_parse_error(provider: Any, mode: str, call: Any) -> tuple[type[BaseException], Any]:
     """What `call(client)` returned and the error its `parse()` raised, in `mode`."""
     cascadeflow.init(mode=mode)

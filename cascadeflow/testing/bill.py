@@ -32,7 +32,7 @@ def input_tokens(model: str, messages: Any, body: dict[str, Any]) -> int:
     items = messages if isinstance(messages, list) else [] if messages is None else [messages]
     for item in items:
         total += PER_MESSAGE + _item(model, item)
-    tools = body.get("tools") or []
+    tools = body.get("tools") or body.get("functions") or []  # (`functions`: the legacy form)
     if tools:
         total += tokens.count(_render_tools(tools), model)
     fmt = body.get("response_format")
@@ -61,9 +61,10 @@ def _item(model: str, item: Any) -> int:
         total += tokens.count(content, model)
     elif isinstance(content, list):
         total += sum(_item(model, part) for part in content)
-    for call in item.get("tool_calls") or ():
-        fn = (call.get("function") if isinstance(call, dict) else None) or {}
-        total += tokens.count(str(fn.get("name", "")) + str(fn.get("arguments", "")), model)
+    calls = [call.get("function") for call in item.get("tool_calls") or () if isinstance(call, dict)]
+    for fn in [*calls, item.get("function_call")]:  # (`function_call`: the legacy form)
+        if isinstance(fn, dict):
+            total += tokens.count(str(fn.get("name", "")) + str(fn.get("arguments", "")), model)
     return total
 
 

@@ -45,6 +45,7 @@ class Answer:
     completion_tokens: int  # for all choices together
     cached_tokens: int
     choices: int = 1
+    legacy: bool = False  # the request offered `functions` (the chat API's legacy form of tools)
 
 
 def _schema_args(schema: dict[str, Any], hint: str) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     else:
         text = _default_text(model, last_user)
     if tool_call is not None:
-        finish = "tool_calls"
+        finish = "function_call" if _legacy(kwargs) else "tool_calls"
     limit = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or kwargs.get(
         "max_output_tokens")
     if text and isinstance(limit, int) and tokens.count(text, model) > limit:
@@ -109,7 +110,7 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     n = kwargs.get("n")
     n = n if isinstance(n, int) and n > 1 else 1
     out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model) * n
-    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n)
+    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n, _legacy(kwargs))
 
 
 def _wanted_schema(kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -135,11 +136,16 @@ def _last_user_text(messages: Any) -> str:
     return ""
 
 
+def _legacy(kwargs: dict[str, Any]) -> bool:
+    """The request offers `functions` and no `tools`: the answer is a legacy `function_call`."""
+    return bool(kwargs.get("functions")) and not kwargs.get("tools")
+
+
 def _wants_tool(messages: Any, kwargs: dict[str, Any]) -> bool:
     """Call a tool when tools are offered, unless the turn answers a tool result (then text),
     or the request forces one (`tool_choice` "required" or named), as output tools do."""
-    choice = kwargs.get("tool_choice")
-    if not kwargs.get("tools") or choice == "none":
+    choice = kwargs.get("function_call") if _legacy(kwargs) else kwargs.get("tool_choice")
+    if not (kwargs.get("tools") or _legacy(kwargs)) or choice == "none":
         return False
     if choice == "required" or isinstance(choice, dict):
         return True
@@ -160,13 +166,16 @@ def _called(messages: Any) -> set[str]:
         for call in message.get("tool_calls") or ():
             if isinstance(call, dict):
                 names.add(str((call.get("function") or {}).get("name")))
+        if isinstance(message.get("function_call"), dict):  # the legacy form
+            names.add(str(message["function_call"].get("name")))
     return names
 
 
 def _pick_tool(kwargs: dict[str, Any], messages: Any = None) -> dict[str, Any]:
     """The named tool; else the first not called yet in the conversation; else the last."""
-    tools = [item.get("function", item) for item in kwargs.get("tools") or [] if isinstance(item, dict)]
-    choice = kwargs.get("tool_choice")
+    offered = kwargs.get("functions") if _legacy(kwargs) else kwargs.get("tools")
+    tools = [item.get("function", item) for item in offered or [] if isinstance(item, dict)]
+    choice = kwargs.get("function_call") if _legacy(kwargs) else kwargs.get("tool_choice")
     if isinstance(choice, dict):
         wanted = (choice.get("function") or choice).get("name")
         for fn in tools:
@@ -194,7 +203,9 @@ def new_id(prefix: str) -> str:
 
 def chat_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
-    if a.tool_call:
+    if a.tool_call and a.legacy:
+        message["function_call"] = {"name": a.tool_call[0], "arguments": a.tool_call[1]}
+    elif a.tool_call:
         message["tool_calls"] = [{"id": f"call_{rid[-12:]}", "type": "function",
                                   "function": {"name": a.tool_call[0], "arguments": a.tool_call[1]}}]
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -209,7 +220,14 @@ def chat_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[di
             "system_fingerprint": "fp_cascadeflow"}
     chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                     "logprobs": None, "finish_reason": None}]}]
-    if a.tool_call:
+    if a.tool_call and a.legacy:
+        name, args = a.tool_call
+        chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
+                                            "delta": {"function_call": {"name": name, "arguments": ""}}}]})
+        for piece in _pieces(args):
+            chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
+                                                "delta": {"function_call": {"arguments": piece}}}]})
+    elif a.tool_call:
         name, args = a.tool_call
         chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
                                             "delta": {"tool_calls": [{"index": 0, "id": f"call_{rid[-12:]}",
