@@ -12,6 +12,7 @@ Run: python examples/concurrent_budget.py
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import cascadeflow
 import litellm
@@ -21,7 +22,8 @@ PROMPT = "Summarise this order history for the support agent.\n" + "order line i
 
 
 async def main() -> None:
-    cascadeflow.init(mode="enforce", budget_wait_s=10)
+    cascadeflow.init(mode="enforce", budget_wait_s=10,
+                     config=Path(__file__).with_name("cascadeflow.toml"))  # the model pool
     with serve() as provider:
         async def ask() -> str:
             response = await litellm.acompletion(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -24,6 +25,18 @@ def test_example_runs(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest
     out = capsys.readouterr().out
     assert out.strip()
     assert "Traceback" not in out
+
+
+def test_concurrent_budget_switches_from_any_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Run from the repository root, as its docstring says, the example still loads the model
+    pool of examples/cascadeflow.toml, so calls under budget pressure switch to a cheaper model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CASCADEFLOW_CONFIG", raising=False)
+    runpy.run_path(str(EXAMPLES / "concurrent_budget.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    switched = re.search(r"\((\d+) on a cheaper model\)", out)
+    assert switched and int(switched.group(1)) > 0, out
 
 
 def test_rollout_guide_does_what_the_guide_says(monkeypatch: pytest.MonkeyPatch,
