@@ -252,3 +252,30 @@ def test_a_finding_counts_every_match_it_stands_for(provider: Any, tmp_path: Pat
         assert review.totals.findings == 6
         rows = sorted((r.count, r.would_have, sorted(r.by.items())) for r in review.findings)
         assert rows == [(3, 3, [("input", 3)]), (3, 3, [("output", 3)])], source
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`cascadeflow trace FILE | head`: when the reader closes the pipe, the command stops
+    quietly (exit status 1), as the help promises: never a traceback."""
+    import subprocess
+    import sys
+
+    cascadeflow.init(mode="observe")
+
+    @cascadeflow.tool
+    def lookup(n: int) -> int:
+        return n
+
+    with cascadeflow.run() as session:
+        for n in range(2_000):  # a table far larger than a pipe's buffer
+            lookup(n)
+    session.save(tmp_path / "long.jsonl")
+    cascadeflow.shutdown()
+    child = subprocess.Popen([sys.executable, "-m", "cascadeflow", "trace", str(tmp_path / "long.jsonl")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.read(100)
+    child.stdout.close()
+    errors = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1
+    assert "Traceback" not in errors and "Exception ignored" not in errors, errors
