@@ -70,10 +70,16 @@ class RunLimits(_Strict):
     @field_validator("tools_allow", "tools_deny", mode="before")
     @classmethod
     def _check_tool_list(cls, value: Any) -> Any:
-        if isinstance(value, str):  # tuple("refund") would be six one-letter tool names
-            raise ValueError(f"expected a list of tool names, got the string {value!r}; "
-                             f"write [{value!r}]")
-        return value
+        return _tool_list(value)
+
+
+def _tool_list(value: Any) -> Any:
+    """A list of tool names (globs), said so for anything else, before pydantic's "valid tuple"."""
+    if isinstance(value, str):  # tuple("refund") would be six one-letter tool names
+        raise ValueError(f"expected a list of tool names, got the string {value!r}; write [{value!r}]")
+    if value is not None and not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"expected a list of tool names, got {value!r}")
+    return value
 
 
 class ModelSpec(_Strict):
@@ -99,6 +105,11 @@ class ComplianceProfile(_Strict):
     capture_content: bool = False
     guardrails: str | None = None
     description: str = ""
+
+    @field_validator("tools_allow", "tools_deny", mode="before")
+    @classmethod
+    def _check_tool_list(cls, value: Any) -> Any:
+        return _tool_list(value)
 
 
 # Self-hosted providers keep data on the user's own machines, so every built-in profile allows them.

@@ -234,3 +234,20 @@ def test_custom_compliance_profile_from_file(tmp_path: Path) -> None:
     cascadeflow.init(mode="observe")
     with cascadeflow.run(compliance="internal") as session:
         assert session.limits.compliance == "internal"
+
+
+@pytest.mark.parametrize("value", [5, {"refund": True}, 2.5])
+def test_a_tool_list_that_is_no_list_says_so(tmp_path: Path, value: object) -> None:
+    """`tools_allow` / `tools_deny` given as a number or a table get the same message as a string
+    (`expected a list of tool names`), in code and in the file, not pydantic's "valid tuple"."""
+    cascadeflow.init(mode="observe")
+    for setting in ("tools_allow", "tools_deny"):
+        with pytest.raises(ConfigError, match="expected a list of tool names") as err:
+            cascadeflow.run(**{setting: value})  # type: ignore[arg-type]
+        assert err.value.setting == setting and err.value.source == "run()"
+    config = tmp_path / "cascadeflow.toml"
+    rendered = "{ refund = true }" if isinstance(value, dict) else repr(value)
+    config.write_text(f'[agents.triage]\ntools_deny = {rendered}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="expected a list of tool names"):
+        cascadeflow.init(mode="observe", config=config)
+    cascadeflow.shutdown()
