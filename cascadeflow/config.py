@@ -313,6 +313,18 @@ class FileConfig(_Strict):
     budgets: dict[str, BudgetSpec] = {}
     limits: dict[str, LimitSpec] = {}
 
+    @field_validator("tools_exempt", mode="before")
+    @classmethod
+    def _check_tool_list(cls, value: Any) -> Any:
+        return _tool_list(value)
+
+    @field_validator("instrument", mode="before")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, list | tuple):  # "openai" is not ("openai",)
+            raise ValueError(f"expected a list such as ['litellm', 'openai'], got {value!r}")
+        return value
+
 
 # (setting, environment variable, parser name)
 ENV_VARS: dict[str, str] = {

@@ -245,9 +245,18 @@ def test_a_tool_list_that_is_no_list_says_so(tmp_path: Path, value: object) -> N
         with pytest.raises(ConfigError, match="expected a list of tool names") as err:
             cascadeflow.run(**{setting: value})  # type: ignore[arg-type]
         assert err.value.setting == setting and err.value.source == "run()"
+    with pytest.raises(ConfigError, match="expected a list of tool names") as err:
+        cascadeflow.init(mode="observe", tools_exempt=value)  # type: ignore[arg-type]
+    assert err.value.setting == "tools_exempt" and err.value.source == "init()"
     config = tmp_path / "cascadeflow.toml"
     rendered = "{ refund = true }" if isinstance(value, dict) else repr(value)
     config.write_text(f'[agents.triage]\ntools_deny = {rendered}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="expected a list of tool names"):
         cascadeflow.init(mode="observe", config=config)
     cascadeflow.shutdown()
+
+
+def test_instrument_given_as_one_name_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"expected a list such as \['litellm', 'openai'\]") as err:
+        cascadeflow.init(mode="observe", instrument="openai")
+    assert err.value.setting == "instrument" and err.value.source == "init()"
