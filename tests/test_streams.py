@@ -165,3 +165,43 @@ def test_a_streamed_litellm_text_completion_is_one_step(provider: Any) -> None:
             pass
     assert [(e["operation"], e["status"]) for e in session.trace()] == [("text_completion", "ok")]
     assert session.summary()["steps"] == 1
+
+
+def test_stream_helpers_left_early_settle_when_their_block_ends(provider: Any) -> None:
+    """The SDK's `chat.completions.stream` and `responses.stream` close a stream left early
+    through its HTTP response, not the stream: the step still settles there (`closed`), and
+    its reservation is released while the helper object is still referenced."""
+    cascadeflow.init(mode="enforce")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    messages = [{"role": "user", "content": "a long answer"}]
+    with cascadeflow.run(budget=1.0) as session:
+        with sdk.chat.completions.stream(model="gpt-4o-mini", messages=messages) as chat:
+            for _ in chat:
+                break
+        with sdk.responses.stream(model="gpt-4o-mini", input="a long answer") as responses:
+            for _ in responses:
+                break
+        cascadeflow.flush()
+        assert session.reserved == 0.0
+    assert [e["status"] for e in session.trace()] == ["closed", "closed"]
+    assert all(e["tokens_in"] > 0 for e in session.trace())
+    assert chat is not None and responses is not None  # held until here: no finaliser settled them
+
+
+async def test_async_stream_helpers_left_early_settle_when_their_block_ends(provider: Any) -> None:
+    cascadeflow.init(mode="enforce")
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    messages = [{"role": "user", "content": "a long answer"}]
+    async with cascadeflow.run(budget=1.0) as session:
+        async with sdk.chat.completions.stream(model="gpt-4o-mini", messages=messages) as chat:
+            async for _ in chat:
+                break
+        async with sdk.responses.stream(model="gpt-4o-mini", input="a long answer") as responses:
+            async for _ in responses:
+                break
+        async with sdk.chat.completions.stream(model="gpt-4o-mini", messages=messages) as whole:
+            await whole.get_final_completion()
+        cascadeflow.flush()
+        assert session.reserved == 0.0
+    assert [e["status"] for e in session.trace()] == ["closed", "closed", "ok"]
+    assert chat is not None and responses is not None and whole is not None

@@ -183,6 +183,13 @@ class _Proxy:
     def __getattr__(self, name: str) -> Any:
         return getattr(object.__getattribute__(self, "_wrapped"), name)
 
+    @property
+    def response(self) -> Any:
+        """The SDK's HTTP response, closing which settles the stream as `close()` does: the
+        openai SDK's helpers (`chat.completions.stream`, `responses.stream`) close a stream
+        left early through its response, never through the stream."""
+        return _ClosingResponse(self._wrapped.response, self)
+
     def __repr__(self) -> str:
         return f"<cascadeflow stream proxy of {self._wrapped!r}>"
 
@@ -309,6 +316,39 @@ class AsyncStreamProxy(_Proxy):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _ClosingResponse:
+    """A stream's HTTP response (httpx's), forwarded whole; `close()` and `aclose()` also end
+    the stream's step (status `closed`, or `ok` when its last chunk had arrived)."""
+
+    __slots__ = ("_stream", "_wrapped")
+
+    def __init__(self, wrapped: Any, stream: _Proxy) -> None:
+        self._wrapped = wrapped
+        self._stream = stream
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() sees httpx's class
+        return type(self._wrapped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_wrapped"), name)
+
+    def __repr__(self) -> str:
+        return repr(self._wrapped)
+
+    def close(self) -> None:
+        try:
+            self._wrapped.close()
+        finally:
+            self._stream._end(StreamIncomplete("stream closed before its end"), status="closed")
+
+    async def aclose(self) -> None:
+        try:
+            await self._wrapped.aclose()
+        finally:
+            self._stream._end(StreamIncomplete("stream closed before its end"), status="closed")
 
 
 def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
