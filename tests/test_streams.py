@@ -205,3 +205,30 @@ async def test_async_stream_helpers_left_early_settle_when_their_block_ends(prov
         assert session.reserved == 0.0
     assert [e["status"] for e in session.trace()] == ["closed", "closed", "ok"]
     assert chat is not None and responses is not None and whole is not None
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+async def test_streaming_response_blocks_left_early_settle_their_parsed_stream(
+        provider: Any, mode: str) -> None:
+    """`with_streaming_response` with `stream=True`: the stream `parse()` gave, left half-read,
+    ends with the block, which closes the response (never the stream)."""
+    cascadeflow.init(mode=mode)
+    sync = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    sdk = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    messages = [{"role": "user", "content": "a long answer"}]
+    async with cascadeflow.run(budget=1.0) as session:
+        async with sdk.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=messages, stream=True) as response:
+            chat = await response.parse()
+            async for _ in chat:
+                break
+        with sync.responses.with_streaming_response.create(
+                model="gpt-4o-mini", input="a long answer", stream=True) as response:
+            events = response.parse()
+            for _ in events:
+                break
+        cascadeflow.flush()
+        assert session.reserved == 0.0
+    assert [e["status"] for e in session.trace()] == ["closed", "closed"]
+    assert all(e["tokens_in"] > 0 for e in session.trace())
+    assert chat is not None and events is not None  # held until here: no finaliser settled them

@@ -148,11 +148,18 @@ class RawResponseProxy:
         result = self._wrapped.close()
         if inspect.isawaitable(result):
             return self._closed_later(result)
-        self._unread()
+        self._closed()
         return result
 
     async def _closed_later(self, result: Any) -> None:
         await result
+        self._closed()
+
+    def _closed(self) -> None:
+        """The response is closed: unread, or the stream parsed from it ends here (the SDK's
+        `with_streaming_response` block closes the response, not the stream)."""
+        if self._stream is not None:  # the stream proxy `wrap_stream` made
+            self._stream.response_closed()
         self._unread()
 
     def _unread(self) -> None:

@@ -193,6 +193,11 @@ class _Proxy:
     def __repr__(self) -> str:
         return f"<cascadeflow stream proxy of {self._wrapped!r}>"
 
+    def response_closed(self) -> None:
+        """Its HTTP response was closed (by the SDK, not through the stream): settled as a
+        closed stream (`ok` when the last chunk had arrived)."""
+        self._end(StreamIncomplete("stream closed before its end"), status="closed")
+
     def _end(self, error: BaseException | None = None, status: str = "ok") -> None:
         if self._done:
             return
@@ -342,13 +347,13 @@ class _ClosingResponse:
         try:
             self._wrapped.close()
         finally:
-            self._stream._end(StreamIncomplete("stream closed before its end"), status="closed")
+            self._stream.response_closed()
 
     async def aclose(self) -> None:
         try:
             await self._wrapped.aclose()
         finally:
-            self._stream._end(StreamIncomplete("stream closed before its end"), status="closed")
+            self._stream.response_closed()
 
 
 def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
