@@ -112,21 +112,35 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with open_session():
+            session = open_session()
+            session.attach(current())
+            entered = set_current(session)
+            try:
                 result = fn(*args, **kwargs)
+            except BaseException:
+                reset_current(entered)
+                session.close()
+                raise
+            reset_current(entered)
             if inspect.isawaitable(result):
                 # a plain callable that hands back a coroutine (a lambda, a sync decorator): the
-                # work happens when it is awaited, so that is when the agent's session is open
-                return _awaited(open_session, result)
+                # work happens when it is awaited, so the same session is open again then (one
+                # call is one session: a second one would show in the run's `sessions`)
+                return _awaited(session, result)
+            session.close()
             return result
         return cast(F, call)
 
     return decorate
 
 
-async def _awaited(open_session: Callable[[], Session], awaitable: Any) -> Any:
-    async with open_session():
+async def _awaited(session: Session, awaitable: Any) -> Any:
+    entered = set_current(session)
+    try:
         return await awaitable
+    finally:
+        reset_current(entered)
+        session.close()
 
 
 def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session]

@@ -223,3 +223,22 @@ def test_tools_in_mode_off_just_run() -> None:
     with cascadeflow.run() as session:
         assert plain() == 3
     assert session.trace() == []
+
+
+async def test_an_agent_whose_work_is_awaited_later_is_one_session_per_call(provider: Any) -> None:
+    """A plain callable that hands back a coroutine: the session its call opens is the one open
+    while the coroutine runs, not a second one (two per call used to be listed in the run's
+    `sessions`, the first empty)."""
+    cascadeflow.init(mode="enforce")
+
+    async def answer(query: str) -> str:
+        await litellm.acompletion(**chat_kwargs(provider, query), max_tokens=50)
+        return cascadeflow.current_session().run_id
+
+    triage = cascadeflow.agent("triage", budget=1.0)(lambda query: answer(query))
+    async with cascadeflow.run(budget=1.0) as outer:
+        ran = [await triage("a"), await triage("b")]
+        assert cascadeflow.current_session() is outer
+    assert sorted(outer.summary()["sessions"]) == sorted(ran)
+    assert [e["run_id"] for e in outer.trace()] == ran
+    assert all(s["ended"] is not None for s in outer.summary()["sessions"].values())
