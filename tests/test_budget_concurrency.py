@@ -132,3 +132,30 @@ def test_the_wait_runs_while_calls_keep_settling(provider: Any) -> None:
     assert answered >= 0.9 * sequential
     assert not any("after waiting" in str(r) for r in results if isinstance(r, Exception))
     _check(session, answered, sequential)
+
+
+def test_a_cancelled_call_gives_its_reservation_to_the_calls_waiting(provider: Any) -> None:
+    """A call cancelled while the provider holds it (a timeout, a task group that failed) is
+    settled, not left pending: the call waiting for its reservation goes on, nothing stays held."""
+    cascadeflow.init(mode="enforce", budget_wait_s=60)
+    provider.inject(model="gpt-4o", hold=True, times=1)
+
+    async def main() -> tuple[Any, Any]:
+        async with cascadeflow.run(budget=BUDGET) as session:  # no max_tokens: one call at a time
+            held = asyncio.ensure_future(litellm.acompletion(**chat_kwargs(provider, PROMPT, model=MODEL)))
+            while not provider.requests:
+                await asyncio.sleep(0.01)
+            waiting = asyncio.ensure_future(litellm.acompletion(**chat_kwargs(provider, PROMPT, model=MODEL)))
+            await asyncio.sleep(0.2)
+            assert not waiting.done() and len(provider.requests) == 1  # it waits for the held call
+            held.cancel()
+            answer = await waiting
+        provider.release()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        return session, answer
+
+    session, answer = asyncio.run(main())
+    assert answer.choices[0].message.content
+    assert [(e["status"], e["error"]) for e in session.trace()] == [("error", "CancelledError"), ("ok", None)]
+    assert session.reserved == 0.0 and session.summary()["cost_total"] == session.trace()[1]["cost"]
