@@ -232,3 +232,28 @@ async def test_streaming_response_blocks_left_early_settle_their_parsed_stream(
     assert [e["status"] for e in session.trace()] == ["closed", "closed"]
     assert all(e["tokens_in"] > 0 for e in session.trace())
     assert chat is not None and events is not None  # held until here: no finaliser settled them
+
+
+def test_a_stream_left_at_its_last_event_settles_there(provider: Any) -> None:
+    """A caller that stops reading at the event carrying the usage (Responses' `response.completed`,
+    chat's include_usage chunk) and never closes the stream: the step settles at that event,
+    exactly, and its reservation no longer stops the next call (it was held until the stream was
+    dropped: under this budget the next call waited, then was stopped with 0 USD left)."""
+    cascadeflow.init(mode="enforce", budget_wait_s=0.2)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(budget=0.0003) as session:  # no max_tokens: each call reserves all that is free
+        events = sdk.responses.create(model="gpt-4o-mini", input="hello", stream=True)
+        for event in events:
+            if event.type == "response.completed":
+                break
+        chunks = sdk.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                             messages=[{"role": "user", "content": "hi"}],
+                                             stream_options={"include_usage": True})
+        for chunk in chunks:
+            if chunk.usage is not None:
+                break
+        sdk.responses.create(model="gpt-4o-mini", input="hello again")
+    trace = session.trace()
+    assert [e["status"] for e in trace] == ["ok", "ok", "ok"]
+    assert not any(e["usage_estimated"] for e in trace) and all(e["tokens_out"] > 0 for e in trace)
+    assert events is not None and chunks is not None  # held until here: no finaliser settled them

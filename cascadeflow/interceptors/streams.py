@@ -6,8 +6,9 @@ placeholders are restored (`stream_edit`); then a chunk may wait for the next pi
 what was read before it.
 
 They forward every attribute they don't handle and report the wrapped class as their own, so
-`isinstance(stream, openai.Stream)` still holds. A stream is settled when it is exhausted, when
-it raises, when it is closed, or when it is garbage-collected half-read (status `abandoned`).
+`isinstance(stream, openai.Stream)` still holds. A stream is settled at the event that carries
+its usage, when it is exhausted, when it raises, when it is closed (itself or its HTTP response),
+or when it is garbage-collected half-read (status `abandoned`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cascadeflow.pipeline import Step, fail, finish, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later
 from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
 from cascadeflow.request import MAX_TOKEN_KEYS
-from cascadeflow.usage import StreamAccumulator, provider_finished
+from cascadeflow.usage import StreamAccumulator, get, provider_finished
 
 
 class StreamIncomplete(Exception):
@@ -144,6 +145,8 @@ class _Proxy:
         else:
             if self._editor is not None:
                 self._held.append(chunk)
+            if _last_word(self._acc.operation, chunk):
+                self._end(finished=True)
             return None
         self._stopped(ending)
         return ending
@@ -198,13 +201,14 @@ class _Proxy:
         closed stream (`ok` when the last chunk had arrived)."""
         self._end(StreamIncomplete("stream closed before its end"), status="closed")
 
-    def _end(self, error: BaseException | None = None, status: str = "ok") -> None:
+    def _end(self, error: BaseException | None = None, status: str = "ok", finished: bool = False) -> None:
+        """Settle the step once. `finished`: the provider's last word has arrived."""
         if self._done:
             return
         self._done = True
         acc = self._acc
         if error is None or isinstance(error, StreamIncomplete):
-            finished = provider_finished(self._wrapped, acc.usage.finish_reason is not None)
+            finished = finished or provider_finished(self._wrapped, acc.usage.finish_reason is not None)
             if error is None and not finished:
                 acc.usage.finish_reason = None  # the one litellm made up
                 error, status = StreamTruncated("the stream ended before the provider finished it"), \
@@ -354,6 +358,17 @@ class _ClosingResponse:
             await self._wrapped.aclose()
         finally:
             self._stream.response_closed()
+
+
+def _last_word(operation: str, chunk: Any) -> bool:
+    """The event that ends what a provider bills for a stream, with its usage: the Responses
+    API's `response.completed` or `response.incomplete`, or the chat usage chunk (no choices)
+    that `stream_options.include_usage` adds last. Only the end of the connection follows, so
+    the step settles here, exactly: a caller that stops reading at it (a `break`) and keeps
+    the stream unclosed no longer holds its reservation until the stream is dropped."""
+    if operation == "responses":
+        return get(chunk, "type") in ("response.completed", "response.incomplete")
+    return get(chunk, "choices") == [] and get(chunk, "usage") is not None
 
 
 def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
