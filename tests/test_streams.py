@@ -235,8 +235,9 @@ async def test_streaming_response_blocks_left_early_settle_their_parsed_stream(
 
 
 def test_a_stream_left_at_its_last_event_settles_there(provider: Any) -> None:
-    """A caller that stops reading at the event carrying the usage (Responses' `response.completed`,
-    chat's include_usage chunk) and never closes the stream: the step settles at that event,
+    """A caller that stops reading at the last event billed (Responses' `response.completed`, chat's
+    include_usage chunk, or its finish reason when none follows) and never closes the stream: the
+    step settles at that event,
     exactly, and its reservation no longer stops the next call (it was held until the stream was
     dropped: under this budget the next call waited, then was stopped with 0 USD left)."""
     cascadeflow.init(mode="enforce", budget_wait_s=0.2)
@@ -252,8 +253,14 @@ def test_a_stream_left_at_its_last_event_settles_there(provider: Any) -> None:
         for chunk in chunks:
             if chunk.usage is not None:
                 break
+        plain = sdk.chat.completions.create(model="gpt-4o-mini", stream=True,  # no usage chunk follows
+                                            messages=[{"role": "user", "content": "hi"}])
+        for chunk in plain:
+            if chunk.choices[0].finish_reason:
+                break
         sdk.responses.create(model="gpt-4o-mini", input="hello again")
     trace = session.trace()
-    assert [e["status"] for e in trace] == ["ok", "ok", "ok"]
-    assert not any(e["usage_estimated"] for e in trace) and all(e["tokens_out"] > 0 for e in trace)
-    assert events is not None and chunks is not None  # held until here: no finaliser settled them
+    assert [e["status"] for e in trace] == ["ok", "ok", "ok", "ok"]
+    assert [e["usage_estimated"] for e in trace] == [False, False, True, False]
+    assert all(e["tokens_out"] > 0 for e in trace)
+    assert events is not None and chunks is not None and plain is not None  # no finaliser settled them

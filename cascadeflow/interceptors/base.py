@@ -16,7 +16,7 @@ from typing import Any
 
 from cascadeflow.interceptors.inside import inside as _inside
 from cascadeflow.interceptors.raw import RawResponseProxy
-from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle
+from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle, finish_is_last
 from cascadeflow.pipeline import (
     CascadeRunner,
     Runtime,
@@ -211,7 +211,8 @@ def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
     settle = functools.partial(enforce_settle, step)
     late = functools.partial(step.rt.worker.submit, enforce_settle, step)
     cls = AsyncStreamProxy if is_async else SyncStreamProxy
-    return cls(stream, step.request.operation, settle, late, step)
+    operation = step.request.operation
+    return cls(stream, operation, settle, late, step, finish_is_last(operation, step.kwargs, stream))
 
 
 def _enforce_body(step: Step, body: Any) -> None:
@@ -275,7 +276,7 @@ def _observed_raw(cap: Capture, raw: Any, operation: str) -> Any:
 def _observed_stream(cap: Capture, operation: str, is_async: bool, stream: Any) -> Any:
     settle = functools.partial(observe.stream_done, cap)
     cls = AsyncStreamProxy if is_async else SyncStreamProxy
-    return cls(stream, operation, settle, settle)
+    return cls(stream, operation, settle, settle, None, finish_is_last(operation, cap.kwargs, stream))
 
 
 def _observed_events(cap: Capture, operation: str, events: list[Any]) -> None:

@@ -6,15 +6,15 @@ placeholders are restored (`stream_edit`); then a chunk may wait for the next pi
 what was read before it.
 
 They forward every attribute they don't handle and report the wrapped class as their own, so
-`isinstance(stream, openai.Stream)` still holds. A stream is settled at the event that carries
-its usage, when it is exhausted, when it raises, when it is closed (itself or its HTTP response),
-or when it is garbage-collected half-read (status `abandoned`).
+`isinstance(stream, openai.Stream)` still holds. A stream is settled at the last event billed
+(`_last_word`, `finish_is_last`), when it is exhausted, when it raises, when it is closed (itself
+or its HTTP response), or when it is garbage-collected half-read (status `abandoned`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cascadeflow import billing, tokens
@@ -44,15 +44,18 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_cap", "_done", "_editor", "_error", "_exhausted", "_guarded", "_held", "_iter",
-                 "_late", "_next_check", "_out_bytes", "_seen", "_settle", "_step", "_wrapped")
+    __slots__ = ("_acc", "_cap", "_done", "_editor", "_error", "_exhausted", "_finish_last", "_guarded",
+                 "_held", "_iter", "_late", "_next_check", "_out_bytes", "_seen", "_settle", "_step",
+                 "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
-                 step: Step | None = None) -> None:
+                 step: Step | None = None, finish_last: bool = False) -> None:
         """`settle` ends the step however the stream ends; `late` does it from a finaliser,
         which may run while this thread holds a session lock, so it must only queue work.
-        `step` is given in enforce mode, where output rules may edit or block chunks."""
+        `step` is given in enforce mode, where output rules may edit or block chunks.
+        `finish_last`: the chunk with the finish reason is the last one billed (`finish_is_last`)."""
         self._wrapped = wrapped
+        self._finish_last = finish_last
         self._step = step
         self._settle = settle
         self._late = late
@@ -145,7 +148,7 @@ class _Proxy:
         else:
             if self._editor is not None:
                 self._held.append(chunk)
-            if _last_word(self._acc.operation, chunk):
+            if _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)):
                 self._end(finished=True)
             return None
         self._stopped(ending)
@@ -369,6 +372,24 @@ def _last_word(operation: str, chunk: Any) -> bool:
     if operation == "responses":
         return get(chunk, "type") in ("response.completed", "response.incomplete")
     return get(chunk, "choices") == [] and get(chunk, "usage") is not None
+
+
+def finish_is_last(operation: str, kwargs: Mapping[str, Any], stream: Any) -> bool:
+    """Whether the chunk with the finish reason ends what is billed for an openai SDK stream:
+    one answer (`n` 1) and no usage chunk asked to follow it (`include_usage`). (litellm's
+    streams report their own end; it may add a usage chunk after the finish.)"""
+    if operation not in ("chat", "text_completion") or \
+            type(stream).__module__.partition(".")[0] != "openai":
+        return False
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return False
+    return not any(isinstance(kwargs.get(k), int) and kwargs[k] > 1 for k in ("n", "best_of"))
+
+
+def _finishes(chunk: Any) -> bool:
+    choices = get(chunk, "choices")
+    return bool(choices) and get(choices[0], "finish_reason") is not None
 
 
 def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
