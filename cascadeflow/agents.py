@@ -228,18 +228,17 @@ def _check_labels(**labels: Any) -> None:
 
 
 def _check_compliance_early(name: str, source: str) -> None:
-    """At decoration: the profile must be built in, or known to the runtime `init()` installed,
-    or defined in the config file the process would load. Decorators usually run at import,
-    before `init()`, which may name another file (`init(config=...)`): a profile none of those
-    know is then checked when the agent is first called, not refused here."""
-    if name in current_runtime().config.compliance:
+    """At decoration, once `init()` has run: the profile must be built in, known to the runtime
+    it installed, or defined in the config file the process would load. Decorators usually run
+    at import, before `init()`, which may name another file (`init(config=...)`): their profile
+    is checked when the agent is first called, and nothing is read here."""
+    if not initialised() or name in current_runtime().config.compliance:
         return
     try:
         config = resolve_config({})
     except ConfigError:
         return  # the config file itself is broken: init() will say so
-    if initialised():
-        config.check_compliance(name, "compliance", source)
+    config.check_compliance(name, "compliance", source)
 
 
 def _check_guardrails(rt: Runtime, name: str | None, source: str) -> None:
