@@ -95,9 +95,14 @@ class Request:
 
     @property
     def max_tokens(self) -> int | None:
-        """The output limit the caller set, whichever key holds it."""
-        key = self.max_tokens_key
-        return None if key is None else int(self.kwargs[key])
+        """The output limit the caller set, whichever key holds it (read as `max_tokens_key`
+        finds it, without calling it: the engine asks on every decision)."""
+        kwargs = self.kwargs
+        for key in MAX_TOKEN_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, int):
+                return int(value)
+        return None
 
     @property
     def max_tokens_key(self) -> str | None:
@@ -122,8 +127,13 @@ class Request:
 
     @property
     def offers_tools(self) -> bool:
+        """A non-empty `tools` or `functions` list (asked on every decision: no generator)."""
         kwargs = self.kwargs
-        return any(isinstance(kwargs.get(key), list | tuple) and kwargs[key] for key in TOOL_KEYS)
+        tools = kwargs.get("tools")
+        if tools and isinstance(tools, list | tuple):
+            return True
+        functions = kwargs.get("functions")
+        return bool(functions) and isinstance(functions, list | tuple)
 
     def tool_names(self) -> list[str]:
         return [name for name in (tool_name(t) for t in self.tools) if name]
