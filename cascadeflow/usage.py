@@ -175,19 +175,6 @@ def _call(call: Any) -> ToolCall:
             str(get(function, "arguments") or ""))
 
 
-def response_text(operation: str, response: Any) -> str:
-    """Only the answer's text (of the first choice), for output rules on the caller's thread."""
-    if operation == "responses":
-        return _responses_usage(response).text
-    choices = get(response, "choices")
-    if not choices:
-        return ""
-    first = choices[0]
-    message = get(first, "message")
-    content = get(message, "content") if message is not None else get(first, "text")
-    return content if isinstance(content, str) else str(content or "")
-
-
 def _responses_usage(response: Any) -> Usage:
     usage = get(response, "usage")
     out = Usage(model=get(response, "model"), response_id=get(response, "id"))

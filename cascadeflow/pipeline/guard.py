@@ -16,6 +16,7 @@ from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transfo
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
+from cascadeflow.usage import get
 
 
 def scan_input(step: Step) -> dict[str, Any] | None:
@@ -95,26 +96,31 @@ def entry_dict(step: Step) -> dict[str, Any]:
     return entry.as_dict(step.step_no)
 
 
-def check_output(step: Step, response: Any, text: str) -> None:
-    """Output rules on an unstreamed answer. In enforce with acting rules: on the caller's thread,
-    editing the answer or raising `GuardrailBlocked`; otherwise recorded by the worker."""
+def check_output(step: Step, response: Any) -> None:
+    """Output rules on an unstreamed answer: every text the application receives (each
+    choice's, each responses `output_text` part), each judged as its own text. In enforce with
+    acting rules: on the caller's thread, editing the answer or raising `GuardrailBlocked`;
+    otherwise recorded by the worker."""
     view = step.view
-    if not view.output_rules or not text:
+    places = _places(step.request.operation, response) if view.output_rules else []
+    if not places:
         return
     if not (step.rt.enforce and view.output_acts):
-        step.post(output_later, step, text)
+        step.post(output_later, step, *(text for _holder, _name, text in places))
         return
-    scan = scan_text(view.output_rules, text, "output")
-    if not scan.hits:
+    scans = [(holder, name, text, scan_text(view.output_rules, text, "output"))
+             for holder, name, text in places]
+    findings = [f for *_place, scan in scans for f in scan.findings]
+    if not findings:
         return
-    findings = scan.findings
     record_findings(step, findings)
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no, entry=entry_dict(step))
-    if any(f.action in ("redact", "rewrite") for f in findings):
-        _set_text(response, step.request.operation, transform(text, scan))
+    for holder, name, text, scan in scans:
+        if any(f.action in ("redact", "rewrite") for f in scan.findings):
+            _put(holder, name, transform(text, scan))
 
 
 def restore_output(step: Step, response: Any) -> None:
@@ -148,27 +154,37 @@ def restore_output(step: Step, response: Any) -> None:
                 function.arguments = restore_json(arguments)
 
 
-def output_later(step: Step, text: str) -> None:
-    """Worker task: output rules that change nothing here, recorded."""
-    scan = scan_text(step.view.output_rules, text, "output")
-    if scan.findings:
-        record_findings(step, scan.findings, on_worker=True)
+def output_later(step: Step, *texts: str) -> None:
+    """Worker task: output rules that change nothing here, recorded (each text on its own)."""
+    for text in texts:
+        scan = scan_text(step.view.output_rules, text, "output")
+        if scan.findings:
+            record_findings(step, scan.findings, on_worker=True)
 
 
-def _set_text(response: Any, operation: str, text: str) -> None:
-    """Replace the answer's text in the library's own response object."""
+def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
+    """(holder, field, text) of each non-empty text of an answer that the application receives:
+    every choice's message content or text, every text part of a responses answer (its
+    `output_text`, and the reasoning text some models return), in SDK objects or dicts alike."""
+    out: list[tuple[Any, str, str]] = []
     if operation == "responses":
-        for item in getattr(response, "output", None) or []:
-            for part in getattr(item, "content", None) or []:
-                if getattr(part, "type", None) == "output_text":
-                    part.text = text
-                    return
-        return
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        return
-    message = getattr(choices[0], "message", None)
-    if message is not None:
-        message.content = text
+        for item in get(response, "output") or ():
+            for part in get(item, "content") or ():
+                text = get(part, "text")
+                if isinstance(text, str) and text:
+                    out.append((part, "text", text))
+        return out
+    for choice in get(response, "choices") or ():
+        message = get(choice, "message")
+        holder, name = (choice, "text") if message is None else (message, "content")
+        text = get(holder, name)
+        if isinstance(text, str) and text:
+            out.append((holder, name, text))
+    return out
+
+
+def _put(holder: Any, name: str, value: str) -> None:
+    if isinstance(holder, dict):
+        holder[name] = value
     else:
-        choices[0].text = text
+        setattr(holder, name, value)

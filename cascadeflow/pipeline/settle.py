@@ -20,7 +20,7 @@ from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
 from cascadeflow.session import Session
-from cascadeflow.usage import Usage, carried_usage, read_usage, response_text
+from cascadeflow.usage import Usage, carried_usage, read_usage
 
 
 def respond(step: Step, response: Any, operation: str, usage: Usage | None = None,
@@ -43,11 +43,16 @@ def settle_output(step: Step, response: Any) -> None:
     its text) is read here, after the rules' edits and before the originals go back, so the
     trace holds what the rules let through and never races the edit on the worker."""
     operation, arrived = step.request.operation, time.perf_counter_ns()
+    withheld = True
     try:
         if step.view.output_acts:
-            guard.check_output(step, response, response_text(operation, response))
-    finally:  # a blocked answer is settled too, as the provider sent it
-        respond(step, response, operation, read_usage(operation, response), arrived)
+            guard.check_output(step, response)
+        withheld = False
+    finally:  # a blocked answer is settled too, as the provider billed it
+        usage = read_usage(operation, response)
+        if withheld:  # the trace keeps what the rules let through: none of a blocked answer's text
+            usage.text = ""
+        respond(step, response, operation, usage, arrived)
     if step.placeholders is not None:
         guard.restore_output(step, response)
 

@@ -1,0 +1,97 @@
+"""Output rules on unstreamed answers with more than one text: every choice of an `n` > 1
+chat call, every `output_text` part of a responses answer, each judged and edited in its own
+place; and a blocked answer's text kept out of what cascadeflow records. Served by the built-in
+provider, read through the real litellm and openai clients."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import openai
+import pytest
+from cascadeflow.errors import GuardrailBlocked
+
+SSN = "123-45-6789"
+POLICY = """
+version = "o1"
+
+[profiles.support]
+[[profiles.support.output]]
+name = "no_ssn"
+detector = "pii"
+types = ["ssn"]
+action = "{action}"
+"""
+KEY = "sk-test-0000000000000000"
+
+
+def start(tmp_path: Path, action: str = "redact") -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(POLICY.format(action=action))
+    cascadeflow.init(mode="enforce", guardrails_file=path, capture_content=True)
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_every_choice_of_an_answer_gets_the_output_rules(client: str, provider: Any, tmp_path: Path) -> None:
+    start(tmp_path)
+    provider.reply(f"Your SSN is {SSN}.")
+    messages = [{"role": "user", "content": "what is my number"}]
+    with cascadeflow.run(guardrails="support") as session:
+        if client == "litellm":
+            response = litellm.completion(model="openai/gpt-4o-mini", messages=messages, n=3,
+                                          api_base=provider.url, api_key=KEY)
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+            response = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, n=3)  # type: ignore[arg-type]
+    assert [c.message.content for c in response.choices] == ["Your SSN is [SSN]."] * 3
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 3}
+
+
+def responses_body(output: list[dict[str, Any]]) -> str:
+    return json.dumps({"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini",
+                       "status": "completed", "output": output, "parallel_tool_calls": True,
+                       "tool_choice": "auto", "tools": [],
+                       "usage": {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14,
+                                 "input_tokens_details": {"cached_tokens": 0},
+                                 "output_tokens_details": {"reasoning_tokens": 0}}})
+
+
+def test_each_part_of_a_responses_answer_is_edited_in_its_place(provider: Any, tmp_path: Path) -> None:
+    start(tmp_path)
+    provider.inject(body=responses_body([
+        {"type": "reasoning", "id": "rs_1", "summary": [],
+         "content": [{"type": "reasoning_text", "text": f"The user gave {SSN}. "}]},
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Here it is. ", "annotations": []},
+                     {"type": "output_text", "text": f"SSN {SSN}", "annotations": []}]},
+        {"type": "message", "id": "msg_2", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": f"Again: {SSN}", "annotations": []}]}]), times=1)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support"):
+        response = sdk.responses.create(model="gpt-4o-mini", input="what is my number")
+    parts = [part.text for item in response.output for part in (getattr(item, "content", None) or [])]
+    assert parts == ["The user gave [SSN]. ", "Here it is. ", "SSN [SSN]", "Again: [SSN]"]
+    assert response.output_text == "Here it is. SSN [SSN]Again: [SSN]"
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_blocked_answer_leaves_no_copy_in_the_trace(client: str, provider: Any, tmp_path: Path) -> None:
+    start(tmp_path, "block")
+    provider.reply(f"Your SSN is {SSN}.")
+    messages = [{"role": "user", "content": "what is my number"}]
+    with cascadeflow.run(guardrails="support") as session, pytest.raises(GuardrailBlocked):
+        if client == "litellm":
+            litellm.completion(model="openai/gpt-4o-mini", messages=messages, api_base=provider.url,
+                               api_key=KEY)
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+    cascadeflow.flush()
+    recorded = json.dumps(session.trace()) + session.save(tmp_path / "run.json").read_text()
+    assert SSN not in recorded
+    call = next(e for e in session.trace() if e["operation"] == "chat")
+    assert call["content"]["completion"] == "" and call["tokens_out"] > 0  # billed, withheld
