@@ -81,3 +81,20 @@ def test_numbered_redaction_is_for_input_redact_rules() -> None:
             {"name": "r", "detector": "pii", "action": action, "redaction": "reversible"}]}}}
         with pytest.raises(ConfigError, match=r"profiles\.p"):
             compile_policy(spec, "test")
+
+
+def test_placeholder_text_the_application_wrote_is_never_issued_nor_restored() -> None:
+    run = Placeholders()
+    prompt = [{"role": "system", "content": "Greet [EMAIL_1] and [CREDIT_CARD_2] by name."},
+              {"role": "user", "content": "Mail ana@example.com and bo@example.com, "
+                                          "card 4242 4242 4242 4242"}]
+    _findings, edited = scan_prompt(REVERSIBLE, prompt, True, run)
+    assert edited[1]["content"] == "Mail [EMAIL_2] and [EMAIL_3], card [CREDIT_CARD_1]"
+    answer = "Greet [EMAIL_1]: mail sent to [EMAIL_2], card [CREDIT_CARD_1], [CREDIT_CARD_2]."
+    assert run.restore(answer) == ("Greet [EMAIL_1]: mail sent to ana@example.com, card 4242 4242 4242 4242, "
+                                   "[CREDIT_CARD_2].")
+    # the run's own placeholders sent back in the history are its own, not the application's
+    _findings, again = scan_prompt(REVERSIBLE, [*edited, {"role": "user", "content": "And cy@example.com"}],
+                                   True, run)
+    assert again[2]["content"] == "And [EMAIL_4]"
+    assert run.restore("[EMAIL_2]") == "ana@example.com"

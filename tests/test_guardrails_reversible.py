@@ -119,6 +119,18 @@ def test_placeholders_are_stable_within_a_run_and_forgotten_after(provider: Any,
     assert json.loads(provider.requests[0].body)["messages"][0]["content"] == "Now [EMAIL_1]"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_placeholder_the_application_wrote_keeps_its_meaning(
+        stream: bool, provider: Any, spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    start(tmp_path, spans)
+    ask = f"Our template greets [EMAIL_1] by name; send it to {EMAIL}"
+    with cascadeflow.run(guardrails="support"):
+        answer = call("openai", provider, ask, stream)
+    assert json.loads(provider.requests[0].body)["messages"][0]["content"] == \
+        "Our template greets [EMAIL_1] by name; send it to [EMAIL_2]"
+    assert answer.endswith(f'"Our template greets [EMAIL_1] by name; send it to {EMAIL}".')
+
+
 def test_numbered_placeholders_stay_in_the_answer(provider: Any, spans: InMemorySpanExporter,
                                                   tmp_path: Path) -> None:
     start(tmp_path, spans, redaction="numbered")

@@ -27,6 +27,8 @@ class Placeholders:
         self._labels: dict[tuple[str, str], str] = {}  # (kind, value) -> "[EMAIL_1]"
         self._values: dict[str, str] = {}  # "[EMAIL_1]" -> value, for the placeholders to restore
         self._counts: dict[str, int] = {}
+        self._issued: set[str] = set()  # every placeholder this run made
+        self._taken: set[str] = set()  # placeholder-shaped text the application wrote itself
         self._lock = threading.Lock()
 
     def label(self, kind: str, value: str, restorable: bool = True) -> str:
@@ -41,12 +43,29 @@ class Placeholders:
             if found is None:
                 tag = kind.upper()
                 number = self._counts.get(tag, 0) + 1
+                while f"[{tag}_{number}]" in self._taken:
+                    number += 1
                 self._counts[tag] = number
                 found = f"[{tag}_{number}]"
                 self._labels[key] = found
+                self._issued.add(found)
             if restorable:
                 self._values[found] = value
             return found
+
+    def reserve(self, text: str) -> None:
+        """Note placeholder-shaped text in a prompt that this run did not make (a template's
+        literal `[EMAIL_1]`): the run never issues it, so the provider never sees one placeholder
+        stand for two things, and `restore` leaves it as written. Call it with every text of a
+        prompt before `label` is asked for any of them."""
+        if "[" not in text:
+            return
+        for m in _LABEL.finditer(text):
+            found = m.group()
+            if found not in self._taken and found not in self._issued:
+                with self._lock:
+                    if found not in self._issued:
+                        self._taken.add(found)
 
     def restore(self, text: str) -> str:
         """`text` with every restorable placeholder of this run replaced by its original value

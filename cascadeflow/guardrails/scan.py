@@ -288,11 +288,16 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
     the run's, for rules that redact to numbered placeholders (see `transform`)."""
     key = tuple(map(id, rules))
     if isinstance(prompt, str):
+        if placeholders is not None:
+            placeholders.reserve(prompt)
         scan = INPUTS.scan(rules, key, prompt)
         return scan.findings, (transform(prompt, scan, placeholders) if edit and scan.hits else prompt)
     found: list[Finding] = []
     edits: list[tuple[int, str]] = []
     places = _texts(prompt)
+    if placeholders is not None:  # the application's own `[EMAIL_1]`, anywhere in the prompt
+        for _container, _key, text in places:
+            placeholders.reserve(text)
     for index, (_container, _key, text) in enumerate(places):
         scan = INPUTS.scan(rules, key, text)
         if scan.hits:
