@@ -181,7 +181,8 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
         return RawResponseProxy(
             result, functools.partial(_enforce_body, step),
             functools.partial(_enforce_stream, step, is_async) if request.stream else None,
-            functools.partial(_enforce_unread, step), functools.partial(_enforce_events, step))
+            functools.partial(_enforce_unread, step), functools.partial(_enforce_events, step),
+            edits=_edits(step), operation=request.operation)
     if request.stream:
         return _enforce_stream(step, is_async, result)
     if raw:
@@ -200,11 +201,20 @@ def _enforce_raw(step: Step, raw: Any) -> Any:
         body = raw.parse()
     except Exception as exc:
         fail(step, exc)
-        if step.view.output_acts or step.placeholders is not None:
+        if _edits(step):
             raise
         return raw
     _enforce_body(step, body)
-    return raw
+    if not _edits(step):
+        return raw
+    # its `.text` and `.content` hand over the edited answer too, not the provider's bytes
+    return RawResponseProxy(raw, functools.partial(_enforce_body, step), None,
+                            functools.partial(_enforce_unread, step), edits=True).settled(body)
+
+
+def _edits(step: Step) -> bool:
+    """Whether output rules or the run's placeholders may change the answer the caller gets."""
+    return step.view.output_acts or step.placeholders is not None
 
 
 def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
@@ -216,7 +226,7 @@ def _enforce_stream(step: Step, is_async: bool, stream: Any) -> Any:
 
 
 def _enforce_body(step: Step, body: Any) -> None:
-    if step.view.output_acts or step.placeholders is not None:  # the answer may be edited here
+    if _edits(step):  # the answer may be edited here
         settle_output(step, body)
     else:
         respond(step, body, step.request.operation)

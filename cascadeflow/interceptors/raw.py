@@ -7,6 +7,11 @@ The proxy settles the step from whatever the caller reads: a parsed stream throu
 proxy, a body read whole or to its end from the JSON it holds or, for a stream, from the events
 on its `data:` lines; and, when the response is closed or dropped unread (or read only in
 part), from an estimate (the call was sent and billed; its usage was never seen).
+
+When output rules or the run's placeholders may edit the answer (`edits`), every reader hands
+over the edited answer, never the provider's bytes: a body is parsed, edited and written again
+as JSON; a stream is read through the stream proxy (`parse()`) and its events written again as
+server-sent events. The transport's own `http_response` is left as it is.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ _PIECES = {"iter_bytes": b"", "iter_text": "", "iter_lines": "\n"}  # reader -> 
 class RawResponseProxy:
     """Forwards everything to the SDK's response object; settles on the first read."""
 
-    __slots__ = ("_done", "_on_body", "_on_events", "_on_unread", "_stream", "_wrap_stream", "_wrapped")
+    __slots__ = ("_body", "_done", "_edits", "_on_body", "_on_events", "_on_unread", "_operation",
+                 "_stream", "_wrap_stream", "_wrapped")
 
     def __init__(self, wrapped: Any, on_body: OnBody, wrap_stream: WrapStream | None,
-                 on_unread: OnUnread, on_events: OnEvents | None = None) -> None:
-        """`wrap_stream` and `on_events` are given when the request asked for a stream."""
+                 on_unread: OnUnread, on_events: OnEvents | None = None, edits: bool = False,
+                 operation: str = "chat") -> None:
+        """`wrap_stream` and `on_events` are given when the request asked for a stream; `edits`
+        when output rules or placeholders may change the answer (see the module's docstring),
+        whose events are written back in the shape of `operation`'s stream."""
         self._wrapped = wrapped
         self._on_body = on_body
         self._wrap_stream = wrap_stream
@@ -40,6 +49,14 @@ class RawResponseProxy:
         self._on_unread = on_unread
         self._stream: Any = None
         self._done = False
+        self._edits = edits
+        self._operation = operation
+        self._body: Any = None  # the body as settled (and edited), once it is
+
+    def settled(self, body: Any) -> RawResponseProxy:
+        """This proxy over a body already parsed and settled (`with_raw_response`)."""
+        self._done, self._body = True, body
+        return self
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the SDK's class
@@ -54,6 +71,8 @@ class RawResponseProxy:
                 return functools.partial(self._read_pieces, value, _PIECES[name])
             if name == "text":
                 return functools.partial(self._read_whole, value)
+        elif name in ("text", "content") and self._edits:  # a raw response's body properties
+            return self._written(value)  # (a stream's raise before it is read, as the SDK's do)
         return value
 
     def __repr__(self) -> str:
@@ -79,20 +98,30 @@ class RawResponseProxy:
         return result
 
     def json(self, *args: Any, **kwargs: Any) -> Any:
-        result = self._wrapped.json(*args, **kwargs)
+        reader = self._wrapped.json  # (a raw response has none: the SDK's AttributeError)
+        if self._edits and self._wrap_stream is None and self._done:  # parsed before: its edits
+            return _plain(self._body)
+        result = reader(*args, **kwargs)
         if inspect.isawaitable(result):
             return self._read_later(result, lambda data: data)
         if self._wrap_stream is None:
             self._settle(result)
+            return _plain(self._body) if self._edits else result
         return result
 
     def read(self) -> Any:
+        if self._edits and self._wrap_stream is not None:
+            return self._stream_whole(self._wrapped.read, b"")
         return self._whole(self._wrapped.read())
 
     def _read_whole(self, reader: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._edits and self._wrap_stream is not None:
+            return self._stream_whole(reader, "")
         return self._whole(reader(*args, **kwargs))
 
     def _read_pieces(self, reader: Callable[..., Any], joint: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._edits and self._wrap_stream is not None:
+            return self._stream_pieces(reader, joint)
         return self._pieces(reader(*args, **kwargs), joint)
 
     def _whole(self, result: Any) -> Any:
@@ -100,15 +129,50 @@ class RawResponseProxy:
         if inspect.isawaitable(result):
             return self._read_later(result, None)
         self._seen(result)
-        return result
+        return self._written(result)
 
     async def _read_later(self, result: Any, to_body: Callable[[Any], Any] | None) -> Any:
         value = await result
         if to_body is None:
             self._seen(value)
-        elif self._wrap_stream is None:
+            return self._written(value)
+        if self._wrap_stream is None:
             self._settle(to_body(value))
+            return _plain(self._body) if self._edits else value
         return value
+
+    def _written(self, raw: Any) -> Any:
+        """What a reader hands over of a body read whole: with `edits`, the settled (edited)
+        body written again as JSON, bytes where the reader gave bytes."""
+        if not self._edits or self._wrap_stream is not None or not self._done or self._body is None:
+            return raw
+        written = json.dumps(_plain(self._body))
+        return written.encode() if isinstance(raw, (bytes, bytearray)) else written
+
+    # -- a stream's body, with `edits`: its events as the stream proxy hands them over -----
+    def _stream_whole(self, reader: Callable[..., Any], empty: Any) -> Any:
+        """The whole stream, as `read()` or `text()` would give it (`reader` is not called: the
+        body is read through `parse()`)."""
+        stream, operation = self.parse(), self._operation
+        if inspect.isawaitable(stream):
+            async def whole() -> Any:
+                text = "".join([piece async for piece in _asse(await stream, operation)])
+                return text.encode() if isinstance(empty, bytes) else text
+            return whole()
+        text = "".join(_sse(stream, operation))
+        return text.encode() if isinstance(empty, bytes) else text
+
+    def _stream_pieces(self, reader: Callable[..., Any], joint: Any) -> Any:
+        """The stream piece by piece, as `reader` (`iter_lines`, ...) would give it."""
+        stream, operation = self.parse(), self._operation
+        lines = joint == "\n"
+        if inspect.isawaitable(stream):
+            async def pieces() -> AsyncIterator[Any]:
+                async for piece in _asse(await stream, operation):
+                    for out in _split(piece, joint, lines):
+                        yield out
+            return pieces()
+        return (out for piece in _sse(stream, operation) for out in _split(piece, joint, lines))
 
     def _pieces(self, pieces: Any, joint: Any) -> Any:
         """The caller's iterator over the body, which settles once it has run to the end."""
@@ -117,6 +181,11 @@ class RawResponseProxy:
         return self._spieces(pieces, joint)
 
     def _spieces(self, pieces: Iterator[Any], joint: Any) -> Iterator[Any]:
+        if self._edits:  # the body may change: it is handed over whole, once edited
+            whole = joint.join(pieces)
+            self._seen(whole)
+            yield self._written(whole)
+            return
         seen = []
         for piece in pieces:
             seen.append(piece)
@@ -124,6 +193,11 @@ class RawResponseProxy:
         self._seen(joint.join(seen))
 
     async def _apieces(self, pieces: AsyncIterator[Any], joint: Any) -> AsyncIterator[Any]:
+        if self._edits:  # the body may change: it is handed over whole, once edited
+            whole = joint.join([piece async for piece in pieces])
+            self._seen(whole)
+            yield self._written(whole)
+            return
         seen = []
         async for piece in pieces:
             seen.append(piece)
@@ -142,6 +216,7 @@ class RawResponseProxy:
         if not self._done:
             self._done = True
             self._on_body(body)
+            self._body = body  # edited in place by the output rules and placeholders
 
     # -- closing unread --------------------------------------------------------------------
     def close(self) -> Any:
@@ -190,3 +265,38 @@ def _events(raw: Any) -> list[Any]:
             if event is not None:
                 events.append(event)
     return events
+
+
+def _plain(body: Any) -> Any:
+    """A body as JSON data: an SDK object's fields as sent (a dict stays as it is)."""
+    dump = getattr(body, "model_dump", None)
+    return dump(mode="json", by_alias=True, exclude_unset=True) if callable(dump) else body
+
+
+def _event_text(event: Any, operation: str) -> str:
+    """One event written again as server-sent events (`event:` line for the Responses API)."""
+    data = json.dumps(_plain(event))
+    kind = _plain(event).get("type") if operation == "responses" else None
+    return (f"event: {kind}\n" if isinstance(kind, str) else "") + f"data: {data}\n\n"
+
+
+def _sse(stream: Any, operation: str) -> Iterator[str]:
+    for event in stream:
+        yield _event_text(event, operation)
+    if operation != "responses":
+        yield "data: [DONE]\n\n"
+
+
+async def _asse(stream: Any, operation: str) -> AsyncIterator[str]:
+    async for event in stream:
+        yield _event_text(event, operation)
+    if operation != "responses":
+        yield "data: [DONE]\n\n"
+
+
+def _split(piece: str, joint: Any, lines: bool) -> list[Any]:
+    """A written event as the reader hands pieces over: its lines (no line ends), its text, or
+    its bytes."""
+    if lines:
+        return piece.split("\n")[:-1]
+    return [piece.encode()] if isinstance(joint, bytes) else [piece]

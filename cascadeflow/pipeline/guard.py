@@ -130,28 +130,20 @@ def restore_output(step: Step, response: Any) -> None:
     placeholders = step.placeholders
     if placeholders is None:
         return
-    restore, restore_json = placeholders.restore, placeholders.restore_json
-    if step.request.operation == "responses":
-        for item in getattr(response, "output", None) or []:
-            for part in getattr(item, "content", None) or []:
-                if isinstance(getattr(part, "text", None), str):
-                    part.text = restore(part.text)
-            if isinstance(getattr(item, "arguments", None), str):
-                item.arguments = restore_json(item.arguments)
-        return
-    for choice in getattr(response, "choices", None) or []:
-        message = getattr(choice, "message", None)
-        if message is None:
-            if isinstance(getattr(choice, "text", None), str):
-                choice.text = restore(choice.text)
-            continue
-        if isinstance(getattr(message, "content", None), str):
-            message.content = restore(message.content)
-        for call in getattr(message, "tool_calls", None) or []:
-            function = getattr(call, "function", None)
-            arguments = getattr(function, "arguments", None)
-            if function is not None and isinstance(arguments, str):
-                function.arguments = restore_json(arguments)
+    for holder, name, text in _places(step.request.operation, response):
+        _put(holder, name, placeholders.restore(text))
+    for holder in _calls(step.request.operation, response):
+        arguments = get(holder, "arguments")
+        if isinstance(arguments, str):
+            _put(holder, "arguments", placeholders.restore_json(arguments))
+
+
+def _calls(operation: str, response: Any) -> list[Any]:
+    """What holds the `arguments` of each tool call of an answer (SDK objects or dicts)."""
+    if operation == "responses":
+        return list(get(response, "output") or ())
+    return [get(call, "function") for choice in get(response, "choices") or ()
+            for call in get(get(choice, "message"), "tool_calls") or ()]
 
 
 def output_later(step: Step, *texts: str) -> None:
