@@ -3,7 +3,9 @@
 Each new piece is scanned together with the last `window` characters before it, so a finding
 split across chunks is still caught. When enforcement may edit the text (redact / rewrite), the
 last `window` characters are held back until the next piece (or the end) shows they are clean:
-the caller receives the edited text, slightly delayed, never the original.
+the caller receives the edited text, slightly delayed, never the original. A match that runs to
+the end of what has arrived may go on in the next piece (an API key of 150 characters): it is
+held back whole until it ends, up to `MAX_HELD` characters.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from cascadeflow.guardrails.policy import Rule
 from cascadeflow.guardrails.scan import Finding, Hit, findings, matches, transform
 
 WINDOW = 64
+MAX_HELD = 4096  # the most a match still growing at the end of the text can hold back
 
 
 class StreamGuard:
@@ -21,22 +24,16 @@ class StreamGuard:
         self.rules = tuple(rules)
         self.edit = edit and any(r.action in ("redact", "rewrite") for r in rules)
         self.window = window
-        self._held = ""  # edit mode: text not yet released
+        self._held = ""  # edit mode: text not yet released, as it arrived
         self._tail = ""  # scan mode: the last `window` characters already scanned
-        self._offset = 0  # absolute position of the start of _held / _tail
+        self._offset = 0  # position in the stream (as it arrived) of the start of _held / _tail
         self._seen: set[tuple[int, str, str]] = set()
 
-    def feed(self, piece: str) -> tuple[list[Finding], str]:
-        """New findings in `piece` (with its look-behind), and the text to release now."""
+    def feed(self, piece: str, final: bool = False) -> tuple[list[Finding], str]:
+        """New findings in `piece` (with its look-behind), and the text to release now (`final`:
+        the last piece, after which nothing is held)."""
         if self.edit:
-            pending = self._held + piece
-            hits = self._new(matches(self.rules, pending))
-            found = findings(hits, pending, "output") if hits else []
-            pending = transform(pending, hits)
-            cut = max(len(pending) - self.window, 0)
-            release, self._held = pending[:cut], pending[cut:]
-            self._offset += cut
-            return found, release
+            return self._edit(self._held + piece, final)
         text = self._tail + piece
         hits = self._new(matches(self.rules, text))
         found = findings(hits, text, "output") if hits else []
@@ -45,15 +42,32 @@ class StreamGuard:
         self._tail = text[len(text) - keep:]
         return found, piece
 
-    def finish(self) -> str:
-        """The held-back text, released at the end of the stream."""
-        held, self._held = self._held, ""
-        self._offset += len(held)  # what comes next is new text, not the same positions again
-        return held
+    def finish(self) -> tuple[list[Finding], str]:
+        """The end of the stream: findings not reported yet, and the held-back text, edited."""
+        if self.edit:
+            return self._edit(self._held, True)
+        return [], ""
+
+    def _edit(self, pending: str, final: bool) -> tuple[list[Finding], str]:
+        """Release what no match can still reach, edited. Held text stays as it arrived (so a
+        match is found whole, at the same place, however the stream was cut) and is edited when
+        released: everything but the last `window` characters, and the matches that run to the
+        end of what has arrived (they may go on), up to `MAX_HELD`."""
+        end = len(pending)
+        hits = matches(self.rules, pending)
+        open_at = end if final or end > MAX_HELD else _open(hits, end)
+        done = [(r, m) for r, m in hits if m.end <= open_at]  # matches no later text can change
+        fresh = self._new(done)
+        found = findings(fresh, pending, "output") if fresh else []
+        cut = end if final else _clear(done, max(open_at - self.window, 0))
+        release = transform(pending[:cut], [(r, m) for r, m in done if m.end <= cut])
+        self._held = pending[cut:]
+        self._offset += cut
+        return found, release
 
     def _new(self, hits: list[Hit]) -> list[Hit]:
-        """The hits not reported before (a match in the look-behind was found with the piece
-        before it)."""
+        """The hits not reported before (a match in the look-behind or in the held text was
+        found with the piece before it)."""
         fresh = []
         for rule, match in hits:
             key = (self._offset + match.start, rule.name, match.kind)
@@ -62,3 +76,27 @@ class StreamGuard:
             self._seen.add(key)
             fresh.append((rule, match))
         return fresh
+
+
+def _open(hits: list[Hit], end: int) -> int:
+    """Where the earliest match that may still grow starts: one that runs to `end`, or one
+    overlapping it (`end` when there is none)."""
+    at = min((m.start for _r, m in hits if m.end == end), default=end)
+    changed = at < end
+    while changed:
+        changed = False
+        for _r, m in hits:
+            if m.start < at < m.end:
+                at, changed = m.start, True
+    return at
+
+
+def _clear(hits: list[Hit], cut: int) -> int:
+    """`cut`, moved back to the start of any match it would split."""
+    changed = True
+    while changed:
+        changed = False
+        for _r, m in hits:
+            if m.start < cut < m.end:
+                cut, changed = m.start, True
+    return cut

@@ -53,9 +53,7 @@ class _Text:
         release = piece
         guard = self.guard
         if guard is not None:
-            findings, release = guard.feed(piece)
-            if guard.edit and finished:
-                release += guard.finish()
+            findings, release = guard.feed(piece, final=finished)
         guarded = release
         restorer = self.restorer
         if restorer is not None:
