@@ -192,14 +192,16 @@ def load(path: Path | None, origin: str = "init()") -> Policy:
 
 
 class PolicyStore:
-    """Serves the current policy; re-reads the file when its mtime changes (checked at most once
-    per `interval` seconds, so the call path pays one clock read)."""
+    """Serves the current policy; re-reads the file when it changes: its mtime, size or inode
+    (checked at most once per `interval` seconds, so the call path pays one clock read)."""
 
     def __init__(self, path: Path | None, interval: float = 1.0,
                  on_error: Callable[[str, str], None] | None = None, origin: str = "init()") -> None:
         """`on_error(kind, message)` hears of a rejected edit (`guardrail_policy_rejected`) and
-        of profiles an edit removed (`guardrail_profile_missing`), which are kept."""
-        self.path = path
+        of profiles an edit removed (`guardrail_profile_missing`), which are kept. A relative
+        `path` is taken from the working directory now: a process that changes it later still
+        reloads the same file."""
+        self.path = None if path is None else path.absolute()
         self.interval = interval
         self.origin = origin
         self.policy = load(path, origin)
@@ -209,11 +211,14 @@ class PolicyStore:
         self._checked = time.monotonic()
         self._lock = threading.Lock()
 
-    def _stat(self) -> float | None:
+    def _stat(self) -> tuple[int, int, int] | None:
+        """What tells an edit: the mtime alone misses a second write within the clock's tick
+        (or one that keeps the mtime, as `touch -r` and some sync tools do)."""
         try:
-            return os.stat(self.path).st_mtime_ns if self.path else None
+            stat = os.stat(self.path) if self.path else None
         except OSError:
             return None
+        return None if stat is None else (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def current(self) -> Policy:
         if self.path is not None and time.monotonic() - self._checked >= self.interval:
