@@ -95,3 +95,22 @@ def test_a_blocked_answer_leaves_no_copy_in_the_trace(client: str, provider: Any
     assert SSN not in recorded
     call = next(e for e in session.trace() if e["operation"] == "chat")
     assert call["content"]["completion"] == "" and call["tokens_out"] > 0  # billed, withheld
+
+
+@pytest.mark.parametrize(("mode", "action"), [("enforce", "alert"), ("enforce", "log_only"), ("observe", "redact"),
+                                              ("observe", "block")])
+def test_rules_that_change_nothing_record_every_choice(mode: str, action: str, provider: Any,
+                                                       tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(POLICY.format(action=action))
+    cascadeflow.init(mode=mode, guardrails_file=path)
+    provider.reply(f"Your SSN is {SSN}.")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        response = sdk.chat.completions.create(model="gpt-4o-mini", n=3,
+                                               messages=[{"role": "user", "content": "my number?"}])
+    assert [c.message.content for c in response.choices] == [f"Your SSN is {SSN}."] * 3
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 3}
+    if mode == "observe":  # recorded as what would have happened
+        assert [f["applied"] for f in session.findings()] == [False] * 3

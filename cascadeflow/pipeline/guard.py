@@ -154,6 +154,11 @@ def output_later(step: Step, *texts: str) -> None:
             record_findings(step, scan.findings, on_worker=True)
 
 
+def output_texts(operation: str, response: Any) -> list[str]:
+    """Every text of an unstreamed answer that output rules judge (see `_places`)."""
+    return [text for _holder, _name, text in _places(operation, response)]
+
+
 def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
     """(holder, field, text) of each non-empty text of an answer that the application receives:
     every choice's message content or text, every text part of a responses answer (its

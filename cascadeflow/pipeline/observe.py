@@ -105,11 +105,13 @@ def _admit(cap: Capture) -> None:
 def settle_response(cap: Capture, response: Any, operation: str, ended: int) -> None:
     """Worker task: settle an observed call from its response."""
     if cap.step is not None:
-        _settle_usage(cap, read_usage(operation, response), None, "ok", ended)
+        _settle_usage(cap, read_usage(operation, response), None, "ok", ended,
+                      guard.output_texts(operation, response))
 
 
 def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None, status: str,
-                  ended: int) -> None:
+                  ended: int, texts: list[str] | None = None) -> None:
+    """`texts`: every text of an unstreamed answer, for the output rules (else the usage's)."""
     step = cap.step
     if step is None:
         return
@@ -118,8 +120,10 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
         fail(step, error, usage, status, ended)
     elif usage is not None:
         finish(step, usage, status, ended)
-    if usage is not None and usage.text and step.view.output_rules:
-        guard.output_later(step, usage.text)
+    if texts is None:
+        texts = [usage.text] if usage is not None and usage.text else []
+    if texts and step.view.output_rules:
+        guard.output_later(step, *texts)
 
 
 def _settle_stream(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str,

@@ -43,16 +43,20 @@ def settle_output(step: Step, response: Any) -> None:
     its text) is read here, after the rules' edits and before the originals go back, so the
     trace holds what the rules let through and never races the edit on the worker."""
     operation, arrived = step.request.operation, time.perf_counter_ns()
-    withheld = True
+    withheld, texts = True, []
     try:
         if step.view.output_acts:
             guard.check_output(step, response)
+        elif step.view.output_rules:  # rules that change nothing: their texts, read before restoring
+            texts = guard.output_texts(operation, response)
         withheld = False
     finally:  # a blocked answer is settled too, as the provider billed it
         usage = read_usage(operation, response)
         if withheld:  # the trace keeps what the rules let through: none of a blocked answer's text
             usage.text = ""
         respond(step, response, operation, usage, arrived)
+    if texts:
+        step.post(guard.output_later, step, *texts)
     if step.placeholders is not None:
         guard.restore_output(step, response)
 
@@ -97,12 +101,16 @@ def _observe_latency(step: Step) -> None:
 
 # -- on the worker (or at once, when the worker is replaying an observed step) ---------------
 def _settle_response(step: Step, response: Any, operation: str, usage: Usage | None = None) -> None:
+    """(`usage` given: `settle_output` read it, and ran the output rules, on the caller's thread.)"""
+    view = step.view
     if usage is None:
         usage = read_usage(operation, response)
+        texts = guard.output_texts(operation, response) if view.output_rules and not view.output_acts else []
+    else:
+        texts = []
     _settle(step, usage, "ok")
-    view = step.view
-    if view.output_rules and not view.output_acts and usage.text:  # rules that change nothing
-        guard.output_later(step, usage.text)
+    if texts:  # rules that change nothing
+        guard.output_later(step, *texts)
 
 
 def _settle(step: Step, usage: Usage | None, status: str) -> None:
