@@ -97,8 +97,8 @@ def test_a_blocked_answer_leaves_no_copy_in_the_trace(client: str, provider: Any
     assert call["content"]["completion"] == "" and call["tokens_out"] > 0  # billed, withheld
 
 
-@pytest.mark.parametrize(("mode", "action"), [("enforce", "alert"), ("enforce", "log_only"), ("observe", "redact"),
-                                              ("observe", "block")])
+@pytest.mark.parametrize(("mode", "action"), [("enforce", "alert"), ("enforce", "log_only"),
+                                              ("observe", "redact"), ("observe", "block")])
 def test_rules_that_change_nothing_record_every_choice(mode: str, action: str, provider: Any,
                                                        tmp_path: Path) -> None:
     path = tmp_path / "guardrails.toml"

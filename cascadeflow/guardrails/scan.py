@@ -7,10 +7,11 @@ can be kept and shared without becoming a store of the PII it describes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice, repeat
 from typing import Any, NamedTuple
 
@@ -214,6 +215,14 @@ def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders 
         at = end
     pieces.append(text[at:])
     return "".join(pieces)
+
+
+def json_safe(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """`rules` for text inside a JSON document (a tool call's arguments): a rewrite rule's
+    replacement written as JSON string content, so a quote in it cannot break the document
+    (redaction's placeholders need no escaping)."""
+    return tuple(replace(r, replacement=json.dumps(r.replacement)[1:-1])
+                 if r.action == "rewrite" and r.replacement is not None else r for r in rules)
 
 
 def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from cascadeflow.guardrails.placeholders import Placeholders, Restorer
 from cascadeflow.guardrails.policy import Rule
-from cascadeflow.guardrails.scan import Finding
+from cascadeflow.guardrails.scan import Finding, json_safe
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.usage import get
 
@@ -39,13 +39,14 @@ def put(obj: Any, name: str, value: Any) -> None:
 
 
 class _Text:
-    """One part's text on its way to the caller: the output rules, then the placeholders."""
+    """One part's text on its way to the caller: the output rules, then the placeholders
+    (`json`: a tool call's arguments, where edits are written as JSON string content)."""
 
     __slots__ = ("guard", "restorer")
 
-    def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None) -> None:
-        self.guard = StreamGuard(rules, edit=True) if rules else None
-        self.restorer = Restorer(placeholders) if placeholders is not None else None
+    def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None, json: bool = False) -> None:
+        self.guard = StreamGuard(json_safe(rules) if json else rules, edit=True) if rules else None
+        self.restorer = Restorer(placeholders, json=json) if placeholders is not None else None
 
     def release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:
         """(findings, the text the rules let through, the text the caller gets now)."""
@@ -72,7 +73,7 @@ class StreamEditor:
         self._rules = tuple(rules)
         self._placeholders = placeholders
         self._texts: dict[Any, _Text] = {}
-        self._args: dict[Any, Restorer] = {}  # tool call -> its arguments' restorer
+        self._args: dict[Any, _Text] = {}  # tool call -> its arguments' rules and restorer
         self._handed: dict[Key, list[str]] = {}  # responses part -> what the caller was handed
         self._carriers: dict[Key, Any] = {}  # open part -> the last chunk that carried a piece
         # something may be released late: a redacting rule or placeholders to restore (rules
@@ -90,15 +91,13 @@ class StreamEditor:
             text = self._texts[key] = _Text(self._rules, self._placeholders)
         return text
 
-    def _restore_args(self, key: Any, piece: str, finished: bool) -> str:
-        restorer = self._args.get(key)
-        if restorer is None:
-            assert self._placeholders is not None  # arguments are edited only to restore them
-            restorer = self._args[key] = Restorer(self._placeholders, json=True)
-        release = restorer.feed(piece)
-        if finished:
-            release += restorer.finish()
-        return release
+    def _edit_args(self, key: Any, piece: str, finished: bool) -> tuple[list[Finding], str]:
+        """A tool call's arguments: the output rules' findings, and what the caller gets now."""
+        args = self._args.get(key)
+        if args is None:
+            args = self._args[key] = _Text(self._rules, self._placeholders, json=True)
+        findings, _guarded, release = args.release(piece, finished)
+        return findings, release
 
     def _carry(self, key: Key, chunk: Any) -> None:
         if self._late_releases:
@@ -155,20 +154,23 @@ class StreamEditor:
         finished = get(choice, "finish_reason") is not None
         chat = self.operation != "text_completion"
         delta = get(choice, "delta") if chat else None
-        if chat and self._placeholders is not None:
+        in_args: list[Finding] = []
+        if chat and (self._placeholders is not None or self._rules):
             for call in get(delta, "tool_calls") or ():
                 function = get(call, "function")
                 arguments = get(function, "arguments")
                 if isinstance(arguments, str):
                     key = (index, get(call, "index", 0))
-                    put(function, "arguments", self._restore_args(key, arguments, False))
+                    found_here, released = self._edit_args(key, arguments, False)
+                    in_args += found_here
+                    put(function, "arguments", released)
                     self._carry(("args", key), chunk)
         piece = get(delta, "content") if chat else get(choice, "text")
-        found: tuple[list[Finding], str | None] = ([], None)
+        found: tuple[list[Finding], str | None] = (in_args, None)
         if isinstance(piece, str) or finished:
             findings, guarded, release = self._text(index).release(piece if isinstance(piece, str) else "",
                                                                     finished)
-            found = (findings, guarded)
+            found = (in_args + findings, guarded)
             holder = delta if chat else choice
             if holder is None:
                 self._late(("text", index), release)  # a last chunk with no delta
@@ -177,16 +179,20 @@ class StreamEditor:
             if isinstance(piece, str) and not finished:
                 self._carry(("text", index), chunk)
         if finished:
-            self._finish_choice(index)
+            found = (found[0] + self._finish_choice(index), found[1])
         return found
 
-    def _finish_choice(self, index: Any) -> None:
+    def _finish_choice(self, index: Any) -> list[Finding]:
+        findings: list[Finding] = []
         for key in [k for k in self._args if k[0] == index]:
-            self._late(("args", key), self._restore_args(key, "", True))
+            found, release = self._edit_args(key, "", True)
+            findings += found
+            self._late(("args", key), release)
             del self._args[key]
         self._texts.pop(index, None)
         for key in [k for k in self._carriers if k[1] == index or (k[0] == "args" and k[1][0] == index)]:
             del self._carriers[key]
+        return findings
 
     def _event(self, event: Any) -> tuple[list[Finding], str | None]:
         """One event of the Responses API."""
@@ -205,8 +211,8 @@ class StreamEditor:
             put(event, "text", "".join(self._handed.get(("text", key), ())))
             return found
         if kind in _ARGUMENTS:
-            if self._placeholders is not None:
-                self._arguments(event, kind)
+            if self._placeholders is not None or self._rules:
+                return self._arguments(event, kind), None
             return [], None
         if kind == "response.content_part.done":
             self._part(get(event, "output_index"), get(event, "content_index"), get(event, "part"))
@@ -245,26 +251,31 @@ class StreamEditor:
             if text:
                 guarded.append(text)
         for index in [i for i in self._args if which((i,))]:
-            self._end_args(index)
+            findings += self._end_args(index)
         return findings, "".join(guarded) if guarded else None
 
-    def _arguments(self, event: Any, kind: str) -> None:
+    def _arguments(self, event: Any, kind: str) -> list[Finding]:
         key = get(event, "output_index")
         if kind == "response.function_call_arguments.delta":
-            released = self._restore_args(key, get(event, "delta") or "", False)
+            findings, released = self._edit_args(key, get(event, "delta") or "", False)
             put(event, "delta", released)
             self._handed.setdefault(("args", key), []).append(released)
             self._carry(("args", key), event)
-            return
-        self._end_args(key)
+            return findings
+        findings = self._end_args(key)
         put(event, "arguments", "".join(self._handed.get(("args", key), ())))
+        return findings
 
-    def _end_args(self, key: Any) -> None:
-        """A responses function call's arguments ended: release what their restorer held."""
+    def _end_args(self, key: Any) -> list[Finding]:
+        """A responses function call's arguments ended: release what their rules and restorer
+        held."""
+        findings: list[Finding] = []
         if key in self._args:
-            self._late(("args", key), self._restore_args(key, "", True))
+            findings, release = self._edit_args(key, "", True)
+            self._late(("args", key), release)
             del self._args[key]
         self._carriers.pop(("args", key), None)
+        return findings
 
     def _part(self, index: Any, content_index: Any, part: Any) -> None:
         handed = self._handed.get(("text", (index, content_index)))

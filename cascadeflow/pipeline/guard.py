@@ -12,7 +12,7 @@ from typing import Any
 
 from cascadeflow.alert import Alert
 from cascadeflow.errors import GuardrailBlocked
-from cascadeflow.guardrails.scan import Finding, scan_prompt, scan_text, transform
+from cascadeflow.guardrails.scan import Finding, json_safe, scan_prompt, scan_text, transform
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
@@ -98,18 +98,22 @@ def entry_dict(step: Step) -> dict[str, Any]:
 
 def check_output(step: Step, response: Any) -> None:
     """Output rules on an unstreamed answer: every text the application receives (each
-    choice's, each responses `output_text` part), each judged as its own text. In enforce with
-    acting rules: on the caller's thread, editing the answer or raising `GuardrailBlocked`;
-    otherwise recorded by the worker."""
+    choice's, each responses text part, each tool call's arguments), each judged as its own
+    text. In enforce with acting rules: on the caller's thread, editing the answer or raising
+    `GuardrailBlocked`; otherwise recorded by the worker."""
     view = step.view
-    places = _places(step.request.operation, response) if view.output_rules else []
-    if not places:
+    operation = step.request.operation
+    places = _places(operation, response) if view.output_rules else []
+    calls = _arguments(operation, response) if view.output_rules else []
+    if not (places or calls):
         return
     if not (step.rt.enforce and view.output_acts):
-        step.post(output_later, step, *(text for _holder, _name, text in places))
+        step.post(output_later, step, *(text for _holder, _name, text in places + calls))
         return
+    in_json = json_safe(view.output_rules) if calls else ()
     scans = [(holder, name, text, scan_text(view.output_rules, text, "output"))
              for holder, name, text in places]
+    scans += [(holder, name, text, scan_text(in_json, text, "output")) for holder, name, text in calls]
     findings = [f for *_place, scan in scans for f in scan.findings]
     if not findings:
         return
@@ -155,8 +159,19 @@ def output_later(step: Step, *texts: str) -> None:
 
 
 def output_texts(operation: str, response: Any) -> list[str]:
-    """Every text of an unstreamed answer that output rules judge (see `_places`)."""
-    return [text for _holder, _name, text in _places(operation, response)]
+    """Every text of an unstreamed answer that output rules judge: its texts (see `_places`)
+    and its tool calls' arguments."""
+    return [text for _holder, _name, text in _places(operation, response) + _arguments(operation, response)]
+
+
+def _arguments(operation: str, response: Any) -> list[tuple[Any, str, str]]:
+    """(holder, "arguments", arguments) of each tool call of an answer with arguments."""
+    out = []
+    for holder in _calls(operation, response):
+        arguments = get(holder, "arguments")
+        if isinstance(arguments, str) and arguments:
+            out.append((holder, "arguments", arguments))
+    return out
 
 
 def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:

@@ -1,0 +1,105 @@
+"""Output rules on the tool calls a model asks for: their arguments are judged like its text
+(an SSN the model put in a call is redacted or blocked), edits keep the JSON valid, streamed or
+not, chat and Responses API, through the real litellm and openai clients against the built-in
+provider."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import openai
+import pytest
+from cascadeflow.errors import GuardrailBlocked
+
+SSN = "123-45-6789"
+KEY = "sk-test-0000000000000000"
+POLICY = """
+version = "t1"
+
+[profiles.support]
+[[profiles.support.output]]
+name = "no_ssn"
+detector = "pii"
+types = ["ssn"]
+action = "{action}"
+
+[[profiles.support.output]]
+name = "no_rivals"
+detector = "words"
+words = ["Globex"]
+action = "rewrite"
+replacement = 'a "trusted" partner'
+"""
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}}}
+ARGS = {"note": f"SSN {SSN} from Globex"}
+EXPECTED = {"note": 'SSN [SSN] from a "trusted" partner'}
+
+
+def start(provider: Any, tmp_path: Path, action: str = "redact") -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(POLICY.format(action=action))
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.reply(tool_call=("lookup", ARGS))
+
+
+def chat_arguments(client: str, provider: Any, stream: bool) -> str:
+    messages = [{"role": "user", "content": "look it up"}]
+    if client == "litellm":
+        response = litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[TOOL],
+                                      api_base=provider.url, api_key=KEY, stream=stream)
+    else:
+        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+        response = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[call-overload]
+                                               tools=[TOOL], stream=stream)
+    if not stream:
+        return str(response.choices[0].message.tool_calls[0].function.arguments)
+    pieces = []
+    for chunk in response:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            pieces.append(call.function.arguments or "")
+    return "".join(pieces)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_tool_calls_arguments_get_the_output_rules(client: str, stream: bool, provider: Any,
+                                                     tmp_path: Path) -> None:
+    start(provider, tmp_path)
+    with cascadeflow.run(guardrails="support") as session:
+        arguments = chat_arguments(client, provider, stream)
+    assert json.loads(arguments) == EXPECTED
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1, "no_rivals": 1}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_carrying_what_a_block_rule_finds_is_blocked(stream: bool, provider: Any,
+                                                                 tmp_path: Path) -> None:
+    start(provider, tmp_path, "block")
+    with cascadeflow.run(guardrails="support"), pytest.raises(GuardrailBlocked):
+        chat_arguments("openai", provider, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_function_call_arguments_get_the_output_rules(stream: bool, provider: Any,
+                                                                tmp_path: Path) -> None:
+    start(provider, tmp_path)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    tool = {"type": "function", "name": "lookup", "parameters": TOOL["function"]["parameters"]}  # type: ignore[index]
+    with cascadeflow.run(guardrails="support"):
+        if stream:
+            events = list(sdk.responses.create(model="gpt-4o-mini", input="look it up", tools=[tool],  # type: ignore[list-item]
+                                               stream=True))
+            deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+            done = next(e.arguments for e in events if e.type == "response.function_call_arguments.done")
+            final = next(e.response for e in events if e.type == "response.completed")
+            assert json.loads(deltas) == json.loads(done) == EXPECTED
+            arguments = final.output[0].arguments
+        else:
+            response = sdk.responses.create(model="gpt-4o-mini", input="look it up", tools=[tool])  # type: ignore[list-item]
+            arguments = response.output[0].arguments
+    assert json.loads(arguments) == EXPECTED
