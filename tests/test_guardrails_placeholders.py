@@ -98,3 +98,18 @@ def test_placeholder_text_the_application_wrote_is_never_issued_nor_restored() -
                                    True, run)
     assert again[2]["content"] == "And [EMAIL_4]"
     assert run.restore("[EMAIL_2]") == "ana@example.com"
+
+
+@pytest.mark.parametrize(("kind", "label"), [("emp-id", "[EMP_ID_1]"), ("employee id", "[EMPLOYEE_ID_1]"),
+                                             ("9lives", "[PII_9LIVES_1]"), ("x" * 60, f"[{'X' * 32}_1]")])
+def test_a_custom_kinds_placeholder_is_restored_whatever_its_name(kind: str, label: str) -> None:
+    rule = {"name": "ids", "detector": "regex", "patterns": {kind: r"\bEMP-\d{5}\b"}, "action": "redact",
+            "redaction": "reversible"}
+    ids = compile_policy({"version": "t", "profiles": {"p": {"input": [rule]}}}, "test").profiles["p"].input
+    run = Placeholders()
+    _findings, edited = scan_prompt(ids, "Employee EMP-12345 asked", True, run)
+    assert edited == f"Employee {label} asked"
+    assert run.restore(f"Done for {label}.") == "Done for EMP-12345."
+    restorer = Restorer(run)
+    streamed = "".join(restorer.feed(c) for c in f"Done for {label}.") + restorer.finish()
+    assert streamed == "Done for EMP-12345."

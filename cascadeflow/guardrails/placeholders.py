@@ -41,7 +41,7 @@ class Placeholders:
         with self._lock:
             found = self._labels.get(key)
             if found is None:
-                tag = kind.upper()
+                tag = _tag(kind)
                 number = self._counts.get(tag, 0) + 1
                 while f"[{tag}_{number}]" in self._taken:
                     number += 1
@@ -120,6 +120,18 @@ class Restorer:
         """What is held back, restored, at the end of the stream."""
         held, self._held = self._held, ""
         return self._restore(held)
+
+
+def _tag(kind: str) -> str:
+    """A kind's name as a placeholder's tag: capitals, digits and underscores, starting with a
+    capital and at most `_TAG` long, so that `restore` and a stream's `Restorer` know it (a
+    custom pattern named "emp-id" or "employee id" is `[EMP_ID_1]`)."""
+    tag = _NOT_TAG.sub("_", kind.upper()).strip("_")[:_TAG].rstrip("_")
+    return tag if tag[:1].isascii() and tag[:1].isalpha() else f"PII_{tag}"[:_TAG].rstrip("_")
+
+
+_NOT_TAG = re.compile(r"[^A-Z0-9]+")
+_TAG = 32  # with "[", "_", a number and "]", well within LONGEST
 
 
 # what a placeholder's start looks like: "[", "[EMA", "[EMAIL_", "[CREDIT_CARD_1"
