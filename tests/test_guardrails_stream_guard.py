@@ -11,6 +11,7 @@ from typing import Any
 import cascadeflow
 import openai
 import pytest
+from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.guardrails import compile_policy, scan_text, transform
 from cascadeflow.guardrails.stream import WINDOW, StreamGuard
 
@@ -82,3 +83,39 @@ def test_a_streamed_list_of_addresses_reaches_the_application_redacted(provider:
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "[EMAIL] " * 8
     assert session.summary()["findings_by_rule"] == {"mails": 8}
+
+
+BLOCK_RULE = {"name": "no_ssn", "detector": "pii", "types": ["ssn"], "action": "block"}
+BLOCK = compile_policy({"version": "t", "profiles": {"p": {"output": [BLOCK_RULE]}}},
+                       "test").profiles["p"].output
+
+
+@pytest.mark.parametrize("size", range(1, 30))
+def test_nothing_of_what_a_block_rule_finds_is_released_before_the_block(size: int) -> None:
+    text = "Sure. Your number on file is SSN 123-45-6789, as you asked."
+    guard = StreamGuard(BLOCK, edit=True)
+    released = []
+    for i in range(0, len(text), size):
+        found, release = guard.feed(text[i:i + size], final=i + size >= len(text))
+        if found:
+            assert [f.action for f in found] == ["block"]
+            break
+        released.append(release)
+    else:
+        pytest.fail("the SSN was not found")
+    assert "123" not in "".join(released)
+
+
+def test_a_blocked_stream_hands_over_no_part_of_the_match(provider: Any, tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text('version = "b1"\n[profiles.p]\n[[profiles.p.output]]\nname = "no_ssn"\ndetector = "pii"\n'
+                    'types = ["ssn"]\naction = "block"\n')
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.reply("Your number: SSN 123-45-6789.")  # served 12 characters a chunk
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    got: list[str] = []
+    with cascadeflow.run(guardrails="p"), pytest.raises(GuardrailBlocked):
+        for chunk in sdk.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                 messages=[{"role": "user", "content": "my number?"}]):
+            got.append((chunk.choices[0].delta.content or "") if chunk.choices else "")
+    assert "123" not in "".join(got)

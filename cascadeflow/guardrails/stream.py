@@ -1,9 +1,10 @@
 """Output rules on streamed text, as it arrives, with a bounded look-behind window.
 
 Each new piece is scanned together with the last `window` characters before it, so a finding
-split across chunks is still caught. When enforcement may edit the text (redact / rewrite), the
-last `window` characters are held back until the next piece (or the end) shows they are clean:
-the caller receives the edited text, slightly delayed, never the original. A match that runs to
+split across chunks is still caught. When enforcement may edit the text or block it (redact,
+rewrite, block), the last `window` characters are held back until the next piece (or the end)
+shows they are clean: the caller receives the edited text, slightly delayed, never the original
+(nor the first half of what a block rule then finds). A match that runs to
 the end of what has arrived may go on in the next piece (an API key of 150 characters): it is
 held back whole until it ends, up to `MAX_HELD` characters.
 """
@@ -22,7 +23,7 @@ MAX_HELD = 4096  # the most a match still growing at the end of the text can hol
 class StreamGuard:
     def __init__(self, rules: Sequence[Rule], edit: bool, window: int = WINDOW) -> None:
         self.rules = tuple(rules)
-        self.edit = edit and any(r.action in ("redact", "rewrite") for r in rules)
+        self.edit = edit and any(r.action in ("redact", "rewrite", "block") for r in rules)
         self.window = window
         self._held = ""  # edit mode: text not yet released, as it arrived
         self._tail = ""  # scan mode: the last `window` characters already scanned

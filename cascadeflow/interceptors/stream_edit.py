@@ -76,8 +76,9 @@ class StreamEditor:
         self._args: dict[Any, _Text] = {}  # tool call -> its arguments' rules and restorer
         self._handed: dict[Key, list[str]] = {}  # responses part -> what the caller was handed
         self._carriers: dict[Key, Any] = {}  # open part -> the last chunk that carried a piece
-        # something may be released late: a redacting rule or placeholders to restore (rules
-        # that only block or alert change nothing, and the stream is handed over as it comes)
+        # something may be released late: a rule that redacts, rewrites or blocks (a block must
+        # come before any of what it found is handed over) or placeholders to restore (rules
+        # that only alert or log change nothing, and the stream is handed over as it comes)
         edits = bool(rules) and StreamGuard(rules, edit=True).edit
         self._late_releases = edits or placeholders is not None
 
