@@ -103,3 +103,19 @@ def test_responses_function_call_arguments_get_the_output_rules(stream: bool, pr
             response = sdk.responses.create(model="gpt-4o-mini", input="look it up", tools=[tool])  # type: ignore[list-item]
             arguments = response.output[0].arguments
     assert json.loads(arguments) == EXPECTED
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("mode", "action"), [("observe", "redact"), ("enforce", "alert")])
+def test_rules_that_change_nothing_record_what_tool_calls_carry(mode: str, action: str, stream: bool,
+                                                                provider: Any, tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    ssn_only = POLICY.format(action=action).split('[[profiles.support.output]]\nname = "no_rivals"')[0]
+    path.write_text(ssn_only)
+    cascadeflow.init(mode=mode, guardrails_file=path)
+    provider.reply(tool_call=("lookup", ARGS))
+    with cascadeflow.run(guardrails="support") as session:
+        arguments = chat_arguments("openai", provider, stream)
+    assert json.loads(arguments) == ARGS  # nothing changed
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1}

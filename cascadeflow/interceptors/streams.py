@@ -23,7 +23,7 @@ from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, fail, finish, record_findings
-from cascadeflow.pipeline.guard import entry_dict, output_later
+from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
 from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
 from cascadeflow.request import MAX_TOKEN_KEYS
 from cascadeflow.usage import StreamAccumulator, get, provider_finished
@@ -399,8 +399,9 @@ def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | No
         finish(step, usage)
     else:
         fail(step, error, usage, status=status)
-    if not step.view.output_acts and step.view.output_rules and usage.text:
-        step.post(output_later, step, usage.text)
+    texts = usage_texts(usage) if step.view.output_rules and not step.view.output_acts else []
+    if texts:
+        step.post(output_later, step, *texts)
 
 
 def _output_cap(step: Step) -> int:

@@ -16,7 +16,7 @@ from cascadeflow.guardrails.scan import Finding, json_safe, scan_prompt, scan_te
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
-from cascadeflow.usage import get
+from cascadeflow.usage import Usage, get
 
 
 def scan_input(step: Step) -> dict[str, Any] | None:
@@ -162,6 +162,12 @@ def output_texts(operation: str, response: Any) -> list[str]:
     """Every text of an unstreamed answer that output rules judge: its texts (see `_places`)
     and its tool calls' arguments."""
     return [text for _holder, _name, text in _places(operation, response) + _arguments(operation, response)]
+
+
+def usage_texts(usage: Usage) -> list[str]:
+    """What output rules judge of a streamed answer, as its accumulator read it: the text and
+    the tool calls' arguments."""
+    return [text for text in (usage.text, *(call[2] for call in usage.calls)) if text]
 
 
 def _arguments(operation: str, response: Any) -> list[tuple[Any, str, str]]:

@@ -121,7 +121,7 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
     elif usage is not None:
         finish(step, usage, status, ended)
     if texts is None:
-        texts = [usage.text] if usage is not None and usage.text else []
+        texts = guard.usage_texts(usage) if usage is not None else []
     if texts and step.view.output_rules:
         guard.output_later(step, *texts)
 
