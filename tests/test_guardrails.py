@@ -124,6 +124,17 @@ def test_bad_rules_are_named() -> None:
     assert "replacement" in str(info.value)
 
 
+def test_an_injection_threshold_of_zero_is_kept() -> None:
+    """An unset threshold is 0.7 for prompt injection; 0.0, written, means every score above 0."""
+    def rule(**extra: Any) -> Any:
+        policy = compile_policy({"version": "1", "profiles": {"p": {"input": [
+            {"name": "r", "detector": "prompt_injection", "action": "block", **extra}]}}}, "test")
+        return policy.profiles["p"].input[0]
+    assert rule().threshold == 0.7
+    assert rule(threshold=0.0).threshold == 0.0
+    assert rule(threshold=0.4).threshold == 0.4
+
+
 def test_yaml_policy_file(tmp_path: Path, provider: Any) -> None:
     path = tmp_path / "guardrails.yaml"
     path.write_text("version: y1\nprofiles:\n  cards:\n    input:\n      - name: cards\n"

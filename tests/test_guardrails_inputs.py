@@ -56,6 +56,19 @@ def test_pii_in_tool_results_instructions_and_arguments_is_redacted(sdk: openai.
     assert call["function"] == {"name": "lookup", "arguments": arguments}  # the caller's, untouched
 
 
+def test_pii_in_a_legacy_function_call_sent_back_is_redacted(sdk: openai.OpenAI, provider: Any) -> None:
+    """Chat's legacy form (`function_call` on the assistant turn, a `function` message after it)."""
+    arguments = json.dumps({"ssn": SSN})
+    call = {"name": "lookup", "arguments": arguments}
+    history = [{"role": "user", "content": "check my record"},
+               {"role": "assistant", "content": None, "function_call": call},
+               {"role": "function", "name": "lookup", "content": "found"}]
+    with cascadeflow.run(guardrails="default"):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=history)  # type: ignore[arg-type]
+    assert SSN not in sent(provider) and "[SSN]" in sent(provider)
+    assert call == {"name": "lookup", "arguments": arguments}  # the caller's, untouched
+
+
 def test_the_sdks_own_message_objects_are_read_and_left_untouched(sdk: openai.OpenAI, provider: Any) -> None:
     """Agent loops append `response.choices[0].message` to their history as it is."""
     message = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]

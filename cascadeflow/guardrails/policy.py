@@ -42,7 +42,7 @@ class RuleSpec(_Strict):
     types: tuple[str, ...] | None = None
     patterns: dict[str, str] | None = None
     words: tuple[str, ...] | None = None
-    threshold: float = Field(default=0.0, ge=0, le=1)
+    threshold: float | None = Field(default=None, ge=0, le=1)  # unset: 0.7 for prompt_injection, else 0
     replacement: str | None = None
     message: str | None = None
     redaction: Redaction = "typed"
@@ -168,7 +168,7 @@ def _rule(r: RuleSpec, setting: str, source: str, stage: str) -> Rule:
         if stage == "output":  # the run's placeholders are restored: an output redaction would be undone
             raise ConfigError(setting, r.redaction, source, "numbered and reversible redaction are for "
                               "input rules; an output rule redacts to typed placeholders")
-    threshold = r.threshold if r.threshold or r.detector != "prompt_injection" else 0.7
+    threshold = r.threshold if r.threshold is not None else 0.7 if r.detector == "prompt_injection" else 0.0
     return Rule(r.name, detector, r.action, threshold, r.replacement, r.message or DEFAULT_BLOCK,
                 r.redaction)
 

@@ -236,7 +236,8 @@ def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders
 def _texts(value: Any) -> list[tuple[Any, Any, str]]:
     """(container, key, text) for every text the provider reads in messages / prompt / input, to
     read and replace: a message's content, a Responses tool result (`output`), the arguments of
-    tool calls sent back, in dicts or in the SDK's own objects (read as their dicts)."""
+    tool calls sent back (chat's legacy `function_call` too), in dicts or in the SDK's own
+    objects (read as their dicts)."""
     out: list[tuple[Any, Any, str]] = []
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -250,8 +251,8 @@ def _texts(value: Any) -> list[tuple[Any, Any, str]]:
             _strings(message, "output", out)  # {"type": "function_call_output", "output": ...}
             if isinstance(message.get("arguments"), str):  # {"type": "function_call", ...}
                 out.append((message, "arguments", message["arguments"]))
-            for call in message.get("tool_calls") or ():  # an assistant message's calls
-                function = call.get("function") if isinstance(call, dict) else None
+            calls = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
+            for function in [*calls, message.get("function_call")]:  # (the legacy form: one call)
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                     out.append((function, "arguments", function["arguments"]))
     return out
