@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cascadeflow.secrets import mask
 
@@ -26,6 +26,7 @@ log = logging.getLogger("cascadeflow")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Listener = Callable[[str, str, str], None]  # (deployment, old state, new state)
+T = TypeVar("T")
 # where a deployment key's endpoint starts: "@" then a URL scheme, or "@" at the end (no endpoint)
 _ENDPOINT = re.compile(r"@(?:[A-Za-z][A-Za-z0-9+.-]*://|$)")
 
@@ -67,11 +68,31 @@ class BreakerState:
 
 
 class BreakerStore(Protocol):
-    """Where breaker state lives; the in-process store is the default."""
+    """Where breaker state lives; the in-process store is the default. A store shared by several
+    processes also offers `update(key, change)` (see `update`), so that two processes' changes
+    never overwrite each other."""
 
     def load(self, key: str) -> BreakerState: ...
 
     def save(self, key: str, state: BreakerState) -> None: ...
+
+
+# what a breaker does to its state: the result, and whether the state changed (to be saved)
+Change = Callable[[BreakerState], tuple[T, bool]]
+
+
+def update(store: BreakerStore, key: str, change: Change[T]) -> T:
+    """Apply `change` to the state of `key` in `store` as one step: through the store's own
+    `update` when it has one (a shared store: atomic across processes, so two replicas cannot
+    both take the last probe slot), else load, change, save."""
+    atomic: Callable[[str, Change[T]], T] | None = getattr(store, "update", None)
+    if atomic is not None:
+        return atomic(key, change)
+    state = store.load(key)
+    result, changed = change(state)
+    if changed:
+        store.save(key, state)
+    return result
 
 
 class InMemoryBreakerStore:
@@ -84,9 +105,14 @@ class InMemoryBreakerStore:
     def save(self, key: str, state: BreakerState) -> None:
         self._states[key] = state
 
+    def update(self, key: str, change: Change[T]) -> T:
+        """The state is this store's own object, changed in place (under the breaker's lock)."""
+        return change(self.load(key))[0]
+
 
 class CircuitBreaker:
-    """Thread- and asyncio-safe: every transition happens under one short lock, never awaiting."""
+    """Thread- and asyncio-safe: every transition happens under one short lock, never awaiting.
+    With a shared store, each decision is one atomic update of the shared state."""
 
     def __init__(self, key: str, settings: BreakerSettings, store: BreakerStore,
                  clock: Callable[[], float] = time.monotonic,
@@ -98,66 +124,84 @@ class CircuitBreaker:
         self.listeners = listeners if listeners is not None else []
         self._lock = threading.Lock()
 
+    def _apply(self, change: Callable[[BreakerState, list[tuple[str, str]]], tuple[T, bool]]) -> T:
+        """`change` after the transitions time makes (open -> half-open, a lost probe), as one
+        update of the store; listeners hear the transitions of the update that was kept (a
+        shared store may run `change` again on a state another process changed meanwhile)."""
+        moves: list[tuple[str, str]] = []
+
+        def step(s: BreakerState) -> tuple[T, bool]:
+            moves.clear()
+            timed = self._advance(s, moves)
+            result, changed = change(s, moves)
+            return result, changed or timed
+
+        with self._lock:
+            result = update(self.store, self.key, step)
+            for old, new in moves:
+                for listener in self.listeners:
+                    listener(self.key, old, new)
+        return result
+
     @property
     def state(self) -> str:
-        with self._lock:
-            return self._current().state
+        return self._apply(lambda s, moves: (s.state, False))
 
-    def _current(self) -> BreakerState:
-        s = self.store.load(self.key)
+    def _advance(self, s: BreakerState, moves: list[tuple[str, str]]) -> bool:
+        """The transitions time alone makes; whether it made one."""
         if s.state == OPEN and self.clock() - s.opened_at >= self.settings.recovery_timeout:
-            self._move(s, HALF_OPEN)
+            self._move(s, HALF_OPEN, moves)
             s.probes_started = s.probes_succeeded = 0
             s.probe_since = None
-        elif s.state == HALF_OPEN and s.probe_since is not None and \
+            return True
+        if s.state == HALF_OPEN and s.probe_since is not None and \
                 self.clock() - s.probe_since >= self.settings.probe_timeout:
-            self._move(s, OPEN)  # a probe that never answered: the deployment has not recovered
+            self._move(s, OPEN, moves)  # a probe that never answered: the deployment has not recovered
             s.probe_since = None
-            self.store.save(self.key, s)
-        return s
+            return True
+        return False
 
-    def _move(self, s: BreakerState, new: str) -> None:
-        old, s.state = s.state, new
+    def _move(self, s: BreakerState, new: str, moves: list[tuple[str, str]]) -> None:
+        moves.append((s.state, new))
+        s.state = new
         if new == OPEN:
             s.opened_at = self.clock()
-        for listener in self.listeners:
-            listener(self.key, old, new)
 
     def acquire(self) -> bool:
         """May a call go to this deployment now? Half-open hands out exactly the probe slots."""
-        with self._lock:
-            s = self._current()
+        def take(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[bool, bool]:
             if s.state == CLOSED:
-                return True
+                return True, False
             if s.state == HALF_OPEN and s.probes_started < self.settings.half_open_max_calls:
                 if s.probes_started == s.probes_succeeded:
                     s.probe_since = self.clock()
                 s.probes_started += 1
-                self.store.save(self.key, s)
-                return True
-            return False
+                return True, True
+            return False, False
+
+        return self._apply(take)
 
     def success(self) -> None:
-        with self._lock:
-            s = self._current()
+        def note(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
             if s.state == HALF_OPEN:
                 s.probes_succeeded += 1
                 if s.probes_started == s.probes_succeeded:
                     s.probe_since = None
                 if s.probes_succeeded >= self.settings.half_open_max_calls:
-                    self._move(s, CLOSED)
+                    self._move(s, CLOSED, moves)
                     s.consecutive = 0
                     s.outcomes.clear()
             else:
                 s.consecutive = 0
                 self._note(s, failed=False)
-            self.store.save(self.key, s)
+            return None, True
+
+        self._apply(note)
 
     def failure(self) -> None:
-        with self._lock:
-            s = self._current()
+        def note(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
             if s.state == HALF_OPEN:
-                self._move(s, OPEN)
+                self._move(s, OPEN, moves)
             elif s.state == CLOSED:
                 s.consecutive += 1
                 self._note(s, failed=True)
@@ -165,18 +209,22 @@ class CircuitBreaker:
                 failures = sum(s.outcomes)
                 if s.consecutive >= cfg.failure_threshold or (
                         len(s.outcomes) >= cfg.min_calls and failures / len(s.outcomes) >= cfg.failure_rate):
-                    self._move(s, OPEN)
-            self.store.save(self.key, s)
+                    self._move(s, OPEN, moves)
+            return None, True
+
+        self._apply(note)
 
     def release(self) -> None:
         """A call that acquired a slot ended without saying anything about the deployment."""
-        with self._lock:
-            s = self._current()
+        def give_back(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
             if s.state == HALF_OPEN and s.probes_started > s.probes_succeeded:
                 s.probes_started -= 1
                 if s.probes_started == s.probes_succeeded:
                     s.probe_since = None
-                self.store.save(self.key, s)
+                return None, True
+            return None, False
+
+        self._apply(give_back)
 
     def _note(self, s: BreakerState, failed: bool) -> None:
         s.outcomes.append(failed)

@@ -1,8 +1,10 @@
 """Circuit-breaker state in Redis, so a breaker one replica opened is open for every replica.
 
 Each deployment's state is one JSON string at `cascadeflow:breaker:<deployment key>`: read on
-every breaker decision, written after every change (last write wins; two processes recording an
-outcome at the same moment may each miss the other's, which only delays a transition by a call).
+every breaker decision, and written after a change only if no other process wrote it since the
+read (a compare-and-set script); a change that lost the race is made again on the winner's
+state. So the probe slots of a half-open breaker are counted across every process, and no
+outcome is overwritten.
 Times cross machines as wall-clock seconds: the breaker's own clock is monotonic, so they are
 translated on the way in and out.
 
@@ -19,15 +21,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from cascadeflow.breakers import BreakerState, InMemoryBreakerStore
+from cascadeflow.breakers import BreakerState, Change, InMemoryBreakerStore
 from cascadeflow.ledger.redis import clean, connect, safe_url
 
 log = logging.getLogger("cascadeflow.breakers")
 PREFIX = "cascadeflow:breaker:"
 COOL_DOWN_S = 5.0
 TTL_S = 7 * 86400  # a deployment unused for a week starts afresh
+CAS_ATTEMPTS = 20  # updates that lost a race, tried again from the winner's state
+T = TypeVar("T")
+# compare-and-set: KEYS[1] becomes ARGV[2] (expiring in ARGV[3] s) if it still holds ARGV[1]
+# ('' for no key); 1 when it was set
+_SWAP = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 
 
 class RedisBreakerStore:
@@ -45,6 +56,7 @@ class RedisBreakerStore:
         self.errors = 0  # loads and saves Redis failed (each served from `local`)
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._swap = client.register_script(_SWAP)
 
     def load(self, key: str) -> BreakerState:
         if time.monotonic() < self._down_until:
@@ -66,6 +78,34 @@ class RedisBreakerStore:
             self.client.set(PREFIX + key, self._encode(state), ex=TTL_S)
         except self._errors as exc:
             self._failed(exc)
+
+    def update(self, key: str, change: Change[T]) -> T:
+        """Read the state, apply `change`, and write it back only if no other process wrote the
+        key in between (compare-and-set in one script), else again from what that process
+        wrote: so N replicas taking the probe slots of a half-open breaker at once hand out
+        exactly `half_open_max_calls`, not N."""
+        if time.monotonic() < self._down_until:
+            return self._locally(key, change)
+        try:
+            for attempt in range(CAS_ATTEMPTS):
+                raw = self.client.get(PREFIX + key)
+                state = BreakerState() if raw is None else self._decode(raw)
+                result, changed = change(state)
+                if changed:
+                    value = self._encode(state)
+                    if attempt == CAS_ATTEMPTS - 1:  # contended beyond reason: last write wins
+                        self.client.set(PREFIX + key, value, ex=TTL_S)
+                    elif not self._swap(keys=[PREFIX + key], args=[raw or b"", value, TTL_S]):
+                        continue
+                self.local.save(key, state)
+                return result
+        except self._errors as exc:
+            self._failed(exc)
+        return self._locally(key, change)
+
+    def _locally(self, key: str, change: Change[T]) -> T:
+        """`change` on this process's last known state (Redis failed or is resting)."""
+        return self.local.update(key, change)
 
     def close(self) -> None:
         self.client.close()

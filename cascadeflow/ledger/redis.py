@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement, Slot, Store, StoreUnavailable
@@ -127,7 +127,12 @@ def connect(url: str, source: str) -> Any:
         client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,
                                       socket_timeout=SOCKET_TIMEOUT_S, retry=Retry(NoBackoff(), 1),
                                       health_check_interval=30)
-    except (ValueError, redis.RedisError) as exc:
+        # the pool builds its first connection only at the first command: build one now (no
+        # I/O), so an option the client rejects (`?ssl=1`, `?ssl_cert_reqs=bogus`) is this
+        # ConfigError, not an exception out of every call
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs).disconnect()
+    except (TypeError, ValueError, redis.RedisError) as exc:
         raise ConfigError("ledger.url", safe_url(url), source, clean(str(exc), url)) from None
     return client
 
@@ -149,11 +154,13 @@ def safe_url(url: str) -> str:
 def clean(text: str, url: str) -> str:
     """An error message without `url`'s password, whatever the client put in it."""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        passwords = [parts.password, *parse_qs(parts.query).get("password", [])]
     except ValueError:
-        password = None
-    if password:
-        text = text.replace(password, MASK)
+        passwords = []
+    for password in passwords:
+        if password:
+            text = text.replace(password, MASK)
     return mask(text)
 
 

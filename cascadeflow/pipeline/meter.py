@@ -30,6 +30,8 @@ def settle(step: Step, ledger: Ledger) -> None:
         for rate in shares.rates:
             used = event.tokens_in + event.tokens_out if rate.unit == "tokens" else spent
             amounts.append((rate.counter, used))
+    elif shares is not None and step.hold is not None:  # stopped after its hold may have been
+        amounts = [(b.counter, 0) for b in shares.budgets]  # taken: released, nothing added
     ledger.settle(Settlement(event, event.ts, step.hold, amounts, ended=step.ended_ns / 1e9))
 
 

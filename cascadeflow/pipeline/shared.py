@@ -54,6 +54,8 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
         try:
             refusal = ledger.acquire(shares, hold, reservation, time.time())
         except StoreUnavailable as exc:
+            if shares.budgets and reservation > 0:  # a timed-out script may still run: the
+                step.hold = hold  # settlement releases whatever it took (the step's or nothing)
             stop = _unreachable(step, ledger, exc)
             return decisions if stop is None else [stop]
         if refusal is None:
