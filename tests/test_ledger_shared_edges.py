@@ -1,0 +1,209 @@
+"""What shared state does at its edges: a Redis that answers too late, a URL the client rejects,
+and a half-open breaker probed by several processes at once (a real redis-server throughout)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import cascadeflow
+import litellm
+import pytest
+from cascadeflow.breakers import BreakerSettings, CircuitBreaker
+from cascadeflow.errors import ConfigError
+from cascadeflow.ledger.breakerstore import open_redis_breakers
+from cascadeflow.ledger.redis import _ACQUIRE, SOCKET_TIMEOUT_S, open_redis
+from cascadeflow.ledger.store import Counter
+from cascadeflow.windows import parse
+
+from tests import ledger_procs
+from tests.conftest import chat_kwargs, start_redis
+
+DAY = parse("day")
+
+
+class SlowProxy:
+    """A loopback TCP proxy to a redis-server. Once `armed`, a connection that sends `marker`
+    gets its replies late (after the client gave up waiting); its requests still reach the
+    server at once, so what they do is done: a Redis too slow to answer in time."""
+
+    def __init__(self, port: int, marker: bytes) -> None:
+        self.port, self.marker, self.armed = port, marker, False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port))
+            slow = threading.Event()
+            threading.Thread(target=self._pump, args=(client, server, slow, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, slow, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, slow: threading.Event,
+              upstream: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if upstream and self.armed and self.marker in data:
+                    slow.set()
+                if not upstream and slow.is_set():
+                    time.sleep(3 * SOCKET_TIMEOUT_S)  # the client has timed out (and retried)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def slow_redis(tmp_path: Path) -> Iterator[tuple[str, SlowProxy]]:
+    """A redis-server of its own (its URL) and a proxy in front of it that can answer the
+    acquire script late."""
+    proc, url = start_redis(tmp_path)
+    proxy = SlowProxy(int(url.rsplit(":", 1)[1].split("/")[0]),
+                      hashlib.sha1(_ACQUIRE.encode()).hexdigest().encode())
+    yield url, proxy
+    proxy.close()
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("failure", ["open", "closed"])
+def test_an_acquire_redis_answered_too_late_leaves_no_hold_behind(
+        provider: Any, tmp_path: Path, slow_redis: tuple[str, SlowProxy], failure: str) -> None:
+    """The client gave up on the acquire script, but Redis ran it: the hold it took is released
+    when the step settles (went on unchecked, or stopped), not kept for the rest of the day."""
+    url, proxy = slow_redis
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "{proxy.url}"\npath = "ledger.db"\n'
+                      f'store_failure = "{failure}"\n\n[budgets.daily]\nscope = "user"\n'
+                      f'window = "day"\nlimit = 1.0\n')
+    cascadeflow.init(config=config)
+    with cascadeflow.run(user="u-1"):
+        litellm.completion(**chat_kwargs(provider, max_tokens=50))  # loads the scripts
+        assert cascadeflow.flush()
+        proxy.armed = True
+        if failure == "open":
+            litellm.completion(**chat_kwargs(provider, max_tokens=50))
+        else:
+            with pytest.raises(cascadeflow.StoreUnreachable):
+                litellm.completion(**chat_kwargs(provider, max_tokens=50))
+        proxy.armed = False
+    assert cascadeflow.stats()["ledger_store_errors"] == 1
+    cascadeflow.shutdown()  # its last batch went to Redis: the settlement of the late acquire
+    store = open_redis(url, "test")
+    ((settled, held),) = store.figures([Counter("budget:daily:u-1", DAY, 10**9)], time.time())
+    store.close()
+    assert settled > 0 and held == 0
+
+
+@pytest.mark.parametrize("query", ["ssl=1", "ssl_cert_reqs=bogus"])
+def test_a_redis_url_option_the_client_rejects_is_a_config_error(tmp_path: Path, query: str) -> None:
+    """Not an exception out of every later call (TypeError: unexpected keyword argument 'ssl',
+    even with store_failure = "open"); the password stays out of the message."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "redis://:pw-kept-out@127.0.0.1:1/0?'
+                      f'{query}"\nstore_failure = "open"\n\n[budgets.daily]\nscope = "user"\n'
+                      f'window = "day"\nlimit = 1.0\n')
+    with pytest.raises(ConfigError) as bad:
+        cascadeflow.init(config=config)
+    assert bad.value.setting == "ledger.url" and query.split("=")[0] in str(bad.value)
+    assert "pw-kept-out" not in str(bad.value)
+
+
+def _probe(url: str, key: str, start: Any, taken: Any) -> None:
+    """One process: its own client of the shared breaker, asking for a probe slot when every
+    process is ready."""
+    breaker = CircuitBreaker(key, BreakerSettings(recovery_timeout=600), open_redis_breakers(url, "test"))
+    assert breaker.state == "half_open"  # connected, and past the recovery timeout
+    start.wait(60)
+    taken.put(breaker.acquire())
+
+
+def _open_long_ago(url: str, key: str) -> None:
+    """Open `key`'s shared breaker as if it failed 10,000 s ago: half-open at the next look."""
+    opener = open_redis_breakers(url, "test")
+    CircuitBreaker(key, BreakerSettings(failure_threshold=1), opener,
+                   lambda: time.monotonic() - 10_000).failure()
+    opener.close()
+
+
+def test_processes_asking_a_half_open_breaker_at_once_get_one_probe(redis_url: str) -> None:
+    """Eight processes read the half-open state at the same moment: one probe slot is handed
+    out (half_open_max_calls = 1), not one per process that read "no probe yet"."""
+    _open_long_ago(redis_url, "openai/gpt-4o@x")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cascadeflow", "tests.test_ledger_shared_edges"])
+    start, taken = context.Barrier(8), context.Queue()
+    procs = [context.Process(target=_probe, args=(redis_url, "openai/gpt-4o@x", start, taken))
+             for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    answers = [taken.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    assert sorted(answers) == [False] * 7 + [True]
+
+
+def test_a_half_open_breaker_hands_out_one_probe_across_processes(provider: Any, redis_url: str,
+                                                                  tmp_path: Path) -> None:
+    """Twelve calls in three processes find the shared breaker ready for its one probe at the
+    same moment: one of them probes (the provider holds it), the other eleven fall back."""
+    primary = f"openai/gpt-4o@{provider.url}"
+    _open_long_ago(redis_url, primary)
+    tier = '{{ model = "{}", api_base = "{}", api_key_env = "CF_TEST_KEY" }}'
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f"""mode = "enforce"
+
+[ledger]
+url = "{redis_url}"
+path = "ledger.db"
+
+[cascades.classify]
+max_attempts = 1
+tiers = [{tier.format("openai/gpt-4o", provider.url)}, {tier.format("openai/gpt-4o-mini", provider.url)}]
+
+[cascades.classify.breaker]
+failure_threshold = 1
+recovery_timeout_s = 600
+half_open_max_calls = 1
+""")
+    provider.inject(model="gpt-4o", hold=True)
+    spec = {"config": str(config), "user": "u-1", "threads": 4, "calls": 1, "model": "classify",
+            "prompt": "Classify: charged twice", "max_tokens": 200}
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cascadeflow", "litellm", "tests.ledger_procs"])
+    outs = [tmp_path / f"report-{i}.json" for i in range(3)]
+    procs = [context.Process(target=ledger_procs.run, args=(spec, str(out))) for out in outs]
+    try:
+        for proc in procs:
+            proc.start()
+        deadline = time.monotonic() + 120  # a safety net: every call sends one request
+        while len(provider.requests) < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        probes = [r for r in provider.requests if r.model == "gpt-4o"]
+    finally:
+        provider.release()
+        for proc in procs:
+            proc.join(120)
+    assert all(proc.exitcode == 0 for proc in procs)
+    assert len(probes) == 1, [r.model for r in provider.requests]
+    reports = [json.loads(out.read_text()) for out in outs]
+    assert sum(r["phases"][0].get("ok", 0) for r in reports) == 12, reports
