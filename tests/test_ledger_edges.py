@@ -231,10 +231,11 @@ def test_a_rate_adds_tokens_where_the_call_ended_a_budget_where_it_began(
     with cascadeflow.run(user="u1"):
         call(provider)
     cascadeflow.shutdown()
-    (started,) = rows(tmp_path / "ledger.db", "SELECT ts FROM events")
+    ((started, latency_ms),) = rows(tmp_path / "ledger.db", "SELECT ts, latency_ms FROM events")
     buckets = dict(rows(tmp_path / "ledger.db", "SELECT key, bucket FROM counters"))
-    assert buckets["budget:minute:u1"] == int(started[0])  # the spend: where the call began
-    assert buckets["tokens:per_user:u1"] >= int(started[0] + 1.5)  # the tokens: where it ended
+    # the spend: where the call was admitted (its hold taken), before the provider's 1.5 s
+    assert int(started) <= buckets["budget:minute:u1"] <= started + latency_ms / 1000 - 1.5
+    assert buckets["tokens:per_user:u1"] >= int(started + 1.5)  # the tokens: where it ended
 
 
 # -- a call in flight through init() or shutdown() --------------------------------------------

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cascadeflow
@@ -21,7 +22,9 @@ from cascadeflow.breakers import BreakerSettings, CircuitBreaker
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger.breakerstore import open_redis_breakers
 from cascadeflow.ledger.redis import _ACQUIRE, SOCKET_TIMEOUT_S, open_redis
-from cascadeflow.ledger.store import Counter
+from cascadeflow.ledger import SQLiteStore, nano
+from cascadeflow.ledger.store import Counter, Settlement
+from cascadeflow.pipeline import shared
 from cascadeflow.windows import parse
 
 from tests import ledger_procs
@@ -207,3 +210,27 @@ half_open_max_calls = 1
     assert len(probes) == 1, [r.model for r in provider.requests]
     reports = [json.loads(out.read_text()) for out in outs]
     assert sum(r["phases"][0].get("ok", 0) for r in reports) == 12, reports
+
+
+def test_a_call_admitted_after_midnight_is_paid_for_by_the_new_day(
+        provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call started before midnight, and its budget was read and its hold taken after it (it
+    waited for money, or a guardrail scan took a while): tomorrow's budget admitted it, so its
+    spend is tomorrow's. Today's budget, spent to its limit already, is not charged past it."""
+    now = time.time()
+    after_midnight = DAY.end(now) + 5
+    daily = Counter("budget:daily:u-1", DAY, nano(1.0))
+    today = SQLiteStore(tmp_path / "ledger.db")
+    today.commit([Settlement(None, now, None, [(daily, nano(1.0))])])  # today's dollar is spent
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('mode = "enforce"\n\n[ledger]\npath = "ledger.db"\n\n[budgets.daily]\n'
+                      'scope = "user"\nwindow = "day"\nlimit = 1.0\n')
+    cascadeflow.init(config=config)
+    monkeypatch.setattr(shared, "time", SimpleNamespace(time=lambda: after_midnight))
+    with cascadeflow.run(user="u-1"):
+        litellm.completion(**chat_kwargs(provider, max_tokens=50))
+    cascadeflow.shutdown()
+    assert today.figures([daily], now) == [(nano(1.0), 0)]
+    ((settled, held),) = today.figures([daily], after_midnight)
+    today.close()
+    assert settled > 0 and held == 0

@@ -12,10 +12,11 @@ one atomic:
   counters and release their holds;
 - `mark`: once per window and key (a budget's alert), whichever process gets there first.
 
-Holds and a budget's amounts go into the bucket of the call's start, so a call counts in the
-window it began in. A token or spend rate's amounts go into the bucket of the call's end (its
-response): a rate limits what is used in any minute or hour, and a call longer than the window
-would otherwise add its use to a bucket already out of the window. A hold whose process died
+Holds and a budget's amounts go into the bucket of the moment the call's hold was taken (its
+start when it held nothing), so a call counts in the window that admitted it. A token or spend
+rate's amounts go into the bucket of the call's end (its response): a rate limits what is used
+in any minute or hour, and a call longer than the window would otherwise add its use to a
+bucket already out of the window. A hold whose process died
 mid-call is never released: it counts at its full amount for the rest of its window (the
 provider may have billed it), so a budget errs on the side of caution.
 """
@@ -84,9 +85,9 @@ class Refusal:
 
 @dataclass(slots=True)
 class Settlement:
-    """What one settled call adds to each counter (in the bucket of `ts`, the call's start, or of
-    `ended` for a rate's counter), and the hold it releases (its id, or None when it held
-    nothing). A run's other trace entries and its outcomes travel the same way, without amounts:
+    """What one settled call adds to each counter (in the bucket of `ts`, when its hold was
+    taken or its start without one, or of `ended` for a rate's counter), and the hold it
+    releases (its id, or None when it held nothing). A run's other trace entries and its outcomes travel the same way, without amounts:
     one writer, one batch, one transaction."""
 
     event: UsageEvent | None
@@ -98,8 +99,7 @@ class Settlement:
     ended: float | None = None  # when the call's response arrived (None: at `ts`)
 
     def at(self, counter: Counter) -> float:
-        """When the amount on `counter` counts: a rate's at the call's end, a budget's at its
-        start."""
+        """When the amount on `counter` counts: a rate's at the call's end, a budget's at `ts`."""
         return self.ended if counter.at_end and self.ended is not None else self.ts
 
 

@@ -3,7 +3,8 @@
 Runs on the worker after the step's trace entry is complete; the ledger's writer commits the
 result in a batch. Spend goes to every windowed budget of the chain (those only watched too),
 tokens and spend to its rate limits, and the step's hold is released in the same commit. A budget
-counts the spend in the window the step started in, a rate in the one it ended in.
+counts the spend in the window that admitted the step (where its hold was), a rate in the one
+it ended in.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def settle(step: Step, ledger: Ledger) -> None:
             amounts.append((rate.counter, used))
     elif shares is not None and step.hold is not None:  # stopped after its hold may have been
         amounts = [(b.counter, 0) for b in shares.budgets]  # taken: released, nothing added
-    ledger.settle(Settlement(event, event.ts, step.hold, amounts, ended=step.ended_ns / 1e9))
+    # a budget's spend goes into the window its hold was checked and taken in (a call that
+    # started at 23:59:59 and waited past midnight for money was admitted by tomorrow's budget)
+    counted = event.ts if step.held_at is None else step.held_at
+    ledger.settle(Settlement(event, counted, step.hold, amounts, ended=step.ended_ns / 1e9))
 
 
 def _event(step: Step, ledger: Ledger) -> UsageEvent:

@@ -51,16 +51,17 @@ def acquire(step: Step, ledger: Ledger, shares: Shares, decisions: list[Decision
                 and request.operation == "tool"):
             return None if primary.reason == WAIT else decisions
         reservation = primary.reservation if shares.budgets else 0.0
+        now = time.time()
         try:
-            refusal = ledger.acquire(shares, hold, reservation, time.time())
+            refusal = ledger.acquire(shares, hold, reservation, now)
         except StoreUnavailable as exc:
             if shares.budgets and reservation > 0:  # a timed-out script may still run: the
-                step.hold = hold  # settlement releases whatever it took (the step's or nothing)
+                step.hold, step.held_at = hold, now  # settlement releases what it took, if any
             stop = _unreachable(step, ledger, exc)
             return decisions if stop is None else [stop]
         if refusal is None:
-            if shares.budgets and reservation > 0:
-                step.hold, step.held = hold, nano(reservation)
+            if shares.budgets and reservation > 0:  # checked and held in the windows of `now`:
+                step.hold, step.held, step.held_at = hold, nano(reservation), now  # spent there
             return decisions
         budgets = len(shares.budgets)
         if refusal.index >= budgets:  # a rate limit: no waiting, the window moves on its own

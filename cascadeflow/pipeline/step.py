@@ -39,6 +39,7 @@ class Step:
     stop_pending: PolicyStop | None = None  # the stop admission decided, raised once it is done
     hold: str | None = None  # its hold on shared budgets (the ledger's), released when settled
     held = 0  # nano-USD held on each of them
+    held_at: float | None = None  # when: its spend counts in the budgets' windows of then
     store_down = False  # the ledger's store failed for this step
     findings: list[Finding] = []  # input findings made on the caller's thread (never mutated)
     scan_input_later = False  # the input rules change nothing: the worker runs them
