@@ -87,8 +87,8 @@ class Refusal:
 class Settlement:
     """What one settled call adds to each counter (in the bucket of `ts`, when its hold was
     taken or its start without one, or of `ended` for a rate's counter), and the hold it
-    releases (its id, or None when it held nothing). A run's other trace entries and its outcomes travel the same way, without amounts:
-    one writer, one batch, one transaction."""
+    releases (its id, or None when it held nothing). A run's other trace entries and its
+    outcomes travel the same way, without amounts: one writer, one batch, one transaction."""
 
     event: UsageEvent | None
     ts: float
