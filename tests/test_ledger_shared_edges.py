@@ -20,9 +20,9 @@ import litellm
 import pytest
 from cascadeflow.breakers import BreakerSettings, CircuitBreaker
 from cascadeflow.errors import ConfigError
+from cascadeflow.ledger import SQLiteStore, nano
 from cascadeflow.ledger.breakerstore import open_redis_breakers
 from cascadeflow.ledger.redis import _ACQUIRE, SOCKET_TIMEOUT_S, open_redis
-from cascadeflow.ledger import SQLiteStore, nano
 from cascadeflow.ledger.store import Counter, Settlement
 from cascadeflow.pipeline import shared
 from cascadeflow.windows import parse
