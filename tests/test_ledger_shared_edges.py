@@ -1,5 +1,6 @@
 """What shared state does at its edges: a Redis that answers too late, a URL the client rejects,
-and a half-open breaker probed by several processes at once (a real redis-server throughout)."""
+a half-open breaker probed by several processes at once (a real redis-server throughout), and a
+call admitted in the window after the one it started in."""
 
 from __future__ import annotations
 
