@@ -24,7 +24,7 @@ from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, nano
 from cascadeflow.ledger.breakerstore import open_redis_breakers
 from cascadeflow.ledger.redis import _ACQUIRE, SOCKET_TIMEOUT_S, open_redis
-from cascadeflow.ledger.store import Counter, Settlement
+from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement
 from cascadeflow.pipeline import shared
 from cascadeflow.windows import parse
 
@@ -235,3 +235,21 @@ def test_a_call_admitted_after_midnight_is_paid_for_by_the_new_day(
     ((settled, held),) = today.figures([daily], after_midnight)
     today.close()
     assert settled > 0 and held == 0
+
+
+def test_a_replica_whose_clock_lags_keeps_its_window_on_redis(redis_url: str) -> None:
+    """A replica a few minutes behind Redis's clock, in what is for it the last seconds of an
+    hour that for Redis is over: what it spends and holds there stays counted (the keys do not
+    expire at once), so it cannot spend that hour's budget again."""
+    real = time.time()
+    # an hour window whose start is at least a minute ago (UTC's, or India's, half an hour off)
+    zone = "UTC" if real % 3600 >= 120 else "Asia/Kolkata"
+    hour = parse("hour", zone)
+    lagging = hour.start(real) - 30  # its clock reads 30 s before the hour Redis is already in
+    budget = Counter("budget:hourly:u-1", hour, 1000)
+    store = open_redis(redis_url, "test")
+    assert store.acquire("h1", [Claim(budget, 400)], [], lagging) is None
+    store.commit([Settlement(None, lagging, None, [(budget, 500)])])
+    assert store.figures([budget], lagging) == [(500, 400)]
+    assert store.acquire("h2", [Claim(budget, 400)], [], lagging) == Refusal(0, 500, 400)
+    store.close()

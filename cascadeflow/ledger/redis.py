@@ -14,7 +14,8 @@ runs when every key it touches shares a slot; the price is that the ledger lives
 - `cascadeflow:{cf}:s:<slot key>`: a sorted set, one member per request, scored by its time;
 - `cascadeflow:{cf}:m:<mark key>`: set once (SET NX) per budget alert and window.
 
-Every key expires at its window's end plus `MARGIN_S`, so nothing needs purging. Amounts are
+Every key expires at its window's end plus `MARGIN_S` (a calendar window's plus
+`CALENDAR_MARGIN_S`), so nothing needs purging. Amounts are
 integers (nano-USD, tokens); the scripts add them as Lua numbers, exact up to 2**53 (9 million
 USD in one window). Times are the callers' clocks (`now`), as with SQLite: machines need them in
 sync (NTP); a clock off by s seconds moves its windows by s seconds.
@@ -41,6 +42,11 @@ from cascadeflow.windows import Window
 
 PREFIX = "cascadeflow:{cf}:"
 MARGIN_S = 60  # keys outlive their window by this much (clocks a little apart)
+# a calendar window's keys outlive it by an hour: a replica whose clock lags finds the figures of
+# the window it still believes current (an EXPIREAT already past on Redis's clock deletes the key,
+# and with it the window's spend); its few keys cost nothing. A rolling window's newest bucket
+# outlives the whole window anyway.
+CALENDAR_MARGIN_S = 3600
 CONNECT_TIMEOUT_S = 0.5
 SOCKET_TIMEOUT_S = 1.0
 COOL_DOWN_S = 1.0  # after a connection error, fail fast for this long on the caller's thread
@@ -215,7 +221,7 @@ class RedisStore:
             window = claim.counter.window
             buckets = window.buckets(now)
             keys += _bucket_keys(claim.counter.key, buckets)
-            args += [claim.amount, claim.counter.limit, len(buckets), window.end(now) + MARGIN_S]
+            args += [claim.amount, claim.counter.limit, len(buckets), _expiry(window, now)]
         for slot in slots:
             keys.append(f"{PREFIX}s:{slot.key}")
             args += [slot.seconds, slot.limit, f"{hold}:{uuid.uuid4().hex}",
@@ -241,7 +247,7 @@ class RedisStore:
                 if amount:
                     at = s.at(counter)  # a budget's start, a rate's end
                     entry = added.setdefault(f"{PREFIX}c:{counter.key}:{window.bucket(at)}",
-                                             [0, window.end(at) + MARGIN_S])
+                                             [0, _expiry(window, at)])
                     entry[0] += amount
         if not (released or added):
             return
@@ -263,6 +269,11 @@ class RedisStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _expiry(window: Window, now: float) -> int:
+    """When the keys of the bucket holding `now` expire (epoch seconds)."""
+    return window.end(now) + (CALENDAR_MARGIN_S if window.calendar is not None else MARGIN_S)
 
 
 def _bucket_keys(key: str, buckets: Sequence[int]) -> list[str]:
