@@ -253,3 +253,24 @@ def test_a_replica_whose_clock_lags_keeps_its_window_on_redis(redis_url: str) ->
     assert store.figures([budget], lagging) == [(500, 400)]
     assert store.acquire("h2", [Claim(budget, 400)], [], lagging) == Refusal(0, 500, 400)
     store.close()
+
+
+def test_a_rolling_budget_over_its_alert_mark_alerts_once_per_window_not_per_bucket(
+        provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rolling:1m keeps 1-second buckets: four calls 2 s apart, each over `alert_at`, made four
+    budget_threshold alerts (one per bucket; a rolling:1h alerted every minute). One now."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('mode = "enforce"\n\n[ledger]\npath = "ledger.db"\n\n[budgets.minute]\n'
+                      'scope = "user"\nwindow = "rolling:1m"\nlimit = 1.0\nalert_at = 0.000001\n')
+    alerts: list[Any] = []
+    cascadeflow.init(config=config, alerts=[alerts.append])
+    clock = SimpleNamespace(time=lambda: 0.0)
+    monkeypatch.setattr(shared, "time", clock)
+    start = time.time() // 60 * 60 + 1  # four calls in one minute (of the epoch's)
+    with cascadeflow.run(user="u-1"):
+        for i in range(4):
+            clock.time = lambda at=start + 2 * i: at  # each call held in a bucket of its own
+            litellm.completion(**chat_kwargs(provider, max_tokens=20))
+            assert cascadeflow.flush()
+    cascadeflow.shutdown()
+    assert [a.kind for a in alerts].count("budget_threshold") == 1

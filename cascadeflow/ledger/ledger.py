@@ -25,6 +25,7 @@ from cascadeflow.ledger.sqlite import SQLiteStore
 from cascadeflow.ledger.store import Claim, Refusal, Settlement, Store, StoreUnavailable, nano
 from cascadeflow.ledger.writer import Writer
 from cascadeflow.session import Session
+from cascadeflow.windows import Window
 
 log = logging.getLogger("cascadeflow.ledger")
 Sink = Callable[[dict[str, Any]], None]
@@ -194,7 +195,7 @@ class Ledger:
         for state, (settled, _held) in zip(states, figures, strict=True):
             spec, window = state.spec, state.counter.window
             share = settled / state.counter.limit
-            bucket, until = window.bucket(now), window.end(now)
+            period, until = _alert_period(window, now)
             marks = []
             if spec.alert_at is not None and share >= spec.alert_at:
                 marks.append(("budget_threshold", f"{spec.alert_at:.0%} threshold"))
@@ -202,7 +203,7 @@ class Ledger:
                 marks.append(("budget_window_exceeded", "limit reached; observe mode, so calls "
                                                         "go on (enforce would stop them)"))
             for kind, what in marks:
-                if self.store.mark(f"{kind}:{state.counter.key}:{bucket}", until):
+                if self.store.mark(f"{kind}:{state.counter.key}:{period}", until):
                     self._alert(Alert(kind, f"budget {state.name} for {state.spec.scope} "
                                       f"{state.value} spent {settled / 1e9:.6f} of {spec.limit} USD "
                                       f"in {window.label(now)}: {what}",
@@ -250,6 +251,16 @@ class Ledger:
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
                 "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
+
+
+def _alert_period(window: Window, now: float) -> tuple[int, int]:
+    """Where a budget alerts at most once (its start and end): its calendar window, or a stretch
+    of a rolling window's length (aligned to the epoch), not each of its 60 buckets, which
+    alerted a budget that stayed over `alert_at` every minute of a `rolling:1h`."""
+    if window.calendar is not None:
+        return window.bucket(now), window.end(now)
+    start = int(now // window.seconds) * window.seconds
+    return start, start + window.seconds
 
 
 def _labels(entry: Entry, primary: bool) -> dict[str, Any]:
