@@ -9,7 +9,7 @@ The strategies LiteLLM Router users know:
 
 Whatever the strategy, an attempt prefers a deployment this call has not tried yet, so a retry
 lands on another deployment while there is one, and a deployment whose breaker is open is passed
-over. Counts and averages are kept per process, like the breakers.
+over. Counts and averages are kept per process, even where breakers are shared through Redis.
 """
 
 from __future__ import annotations
