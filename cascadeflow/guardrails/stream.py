@@ -82,14 +82,7 @@ class StreamGuard:
 def _open(hits: list[Hit], end: int) -> int:
     """Where the earliest match that may still grow starts: one that runs to `end`, or one
     overlapping it (`end` when there is none)."""
-    at = min((m.start for _r, m in hits if m.end == end), default=end)
-    changed = at < end
-    while changed:
-        changed = False
-        for _r, m in hits:
-            if m.start < at < m.end:
-                at, changed = m.start, True
-    return at
+    return _clear(hits, min((m.start for _r, m in hits if m.end == end), default=end))
 
 
 def _clear(hits: list[Hit], cut: int) -> int:
