@@ -8,6 +8,7 @@ what the previous one opened (after the worker has written everything queued for
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
 from collections.abc import Sequence
@@ -121,6 +122,10 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
     resolved = config_mod.resolve(code)
     if approver is not None and not callable(approver):
         raise ConfigError("approver", approver, "init()", "expected a callable(tool, args, kwargs) -> bool")
+    if approver is not None and _is_async(approver):
+        raise ConfigError("approver", approver, "init()",
+                          "expected a plain function returning True or False; an async approver "
+                          "cannot be awaited where a tool is approved (run its work in a thread)")
     if alerts is not None and not isinstance(alerts, list | tuple):
         raise ConfigError("alerts", alerts, "init()", "expected a list of alert sinks")
     sinks = list(alerts or ())
@@ -222,6 +227,12 @@ def flush(timeout: float | None = None) -> bool:
         done = opened.ledger.flush(timeout) and done
     opened.dispatcher.flush(5.0 if timeout is None else timeout)
     return done
+
+
+def _is_async(approver: Any) -> bool:
+    """An `async def` function, or an object whose `__call__` is one."""
+    return inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(
+        getattr(approver, "__call__", None))
 
 
 def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:

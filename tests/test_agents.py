@@ -242,3 +242,29 @@ async def test_an_agent_whose_work_is_awaited_later_is_one_session_per_call(prov
     assert sorted(outer.summary()["sessions"]) == sorted(ran)
     assert [e["run_id"] for e in outer.trace()] == ran
     assert all(s["ended"] is not None for s in outer.summary()["sessions"].values())
+
+
+def test_an_approver_answer_other_than_a_bool_denies() -> None:
+    """An approver object whose `__call__` hands back a coroutine, or one returning "no", used
+    to approve the irreversible tool (both are truthy); `async def` approvers are refused."""
+    async def ask_a_person(tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        return False
+
+    with pytest.raises(cascadeflow.ConfigError, match="approver"):
+        cascadeflow.init(mode="enforce", approver=ask_a_person)
+
+    ran: list[str] = []
+
+    @cascadeflow.tool(irreversible=True)
+    def refund(order_id: str) -> str:
+        ran.append(order_id)
+        return f"refunded {order_id}"
+
+    for answer in (lambda tool, args, kwargs: ask_a_person(tool, args, kwargs),
+                   lambda tool, args, kwargs: "no"):
+        cascadeflow.init(mode="enforce", approver=answer)
+        with cascadeflow.run() as session, pytest.raises(cascadeflow.ToolDenied) as info:
+            refund("A-1")
+        assert info.value.reason == "approver_error"
+        assert session.trace()[0]["reason"] == "approver_error"
+    assert ran == []

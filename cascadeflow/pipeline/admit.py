@@ -12,6 +12,7 @@ A call that only the reservations of calls in flight keep out waits here for the
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
@@ -221,10 +222,20 @@ def _approve(step: Step) -> None:
         return
     args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
     try:
-        request.kwargs["approved"] = bool(approver(request.model, tuple(args), dict(kwargs)))
+        answer = approver(request.model, tuple(args), dict(kwargs))
     except Exception as exc:  # an approver that fails denies; it never breaks the call path
         request.kwargs["approved"] = APPROVER_FAILED
-        request.kwargs["approver_error"] = type(exc).__name__
+        request.kwargs["approver_error"] = f"raised {type(exc).__name__}"
+        return
+    if isinstance(answer, bool):
+        request.kwargs["approved"] = answer
+        return
+    # anything else denies: a coroutine (an `async def` approver, never awaited here) or a
+    # string such as "no" is truthy, and used to approve the irreversible tool
+    if inspect.iscoroutine(answer):
+        answer.close()  # never awaited: close it so Python does not warn
+    request.kwargs["approved"] = APPROVER_FAILED
+    request.kwargs["approver_error"] = f"returned a {type(answer).__name__}, not True or False"
 
 
 def _stored(rt: Runtime, request: Request, wait: bool) -> None:

@@ -11,7 +11,7 @@ from cascadeflow.policy.state import SessionState
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 
-APPROVER_FAILED = "approver_failed"  # the approver raised: the tool is denied with `approver_error`
+APPROVER_FAILED = "approver_failed"  # the approver raised or gave no bool: denied with `approver_error`
 
 
 def cap_reached(view: ChainView, executed: bool) -> SessionState | None:
@@ -87,9 +87,9 @@ def check_execution(engine: Context, request: Request, view: ChainView) -> Decis
     needs_approval = request.irreversible or name in view.approval_tools
     approved = request.kwargs.get("approved")
     if needs_approval and approved == APPROVER_FAILED:
-        error = request.kwargs.get("approver_error", "an error")
+        error = request.kwargs.get("approver_error", "raised an error")
         return Decision("deny_tool", "approver_error", tools_denied=(name,),
-                        message=f"the approver raised {error} for irreversible tool {name!r}: denied")
+                        message=f"the approver {error} for irreversible tool {name!r}: denied")
     if needs_approval and approved is not True:
         if engine.approver is not None and approved is None:  # observe mode does not ask it
             return Decision("deny_tool", "would_need_approval", tools_denied=(name,),
