@@ -231,8 +231,7 @@ def flush(timeout: float | None = None) -> bool:
 
 def _is_async(approver: Any) -> bool:
     """An `async def` function, or an object whose `__call__` is one."""
-    return inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(
-        getattr(approver, "__call__", None))
+    return inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(type(approver).__call__)
 
 
 def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
