@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar, cast, overload
 
 from cascadeflow.errors import ConfigError
@@ -50,7 +50,11 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
                 return begin(rt, request)
             return observe.capture(rt, observe.tool_request(request), (), {})
 
-        if inspect.iscoroutinefunction(fn):
+        if inspect.isgeneratorfunction(fn):
+            return cast(F, _wrap_gen(fn, start, tool_name))
+        if inspect.isasyncgenfunction(fn):
+            return cast(F, _wrap_async_gen(fn, start, tool_name))
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
             @functools.wraps(fn)
             async def async_call(*args: Any, **kwargs: Any) -> Any:
                 handle = start(args, kwargs)
@@ -88,6 +92,104 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
         return cast(F, call)
 
     return decorate
+
+
+Start = Callable[[tuple[Any, ...], dict[str, Any]], "Handle | None"]
+
+
+def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], start: Start, name: str
+              ) -> Callable[..., Generator[Any, Any, Any]]:
+    """A generator tool is one step from its first `next()` to its end: the step used to finish
+    when the generator object was made, before any of its code ran, so an error it raised
+    was traced as a success. A denied tool raises on the first `next()`. The step's span is
+    current until the first item only: it must not stay current in the consumer's code."""
+    @functools.wraps(fn)
+    def gen(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        handle = start(args, kwargs)
+        if handle is None:
+            return (yield from fn(*args, **kwargs))
+        _span_started(handle, name)
+        current = handle.span is not None
+        try:
+            inner = fn(*args, **kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                try:
+                    item = inner.throw(thrown) if thrown is not None else inner.send(sent)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                finally:
+                    if current:
+                        current = False
+                        handle.rt.span_sent(handle.span)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:  # the consumer stopped early: the tool did what was asked
+                    inner.close()
+                    _done(handle)
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: hand it on
+                    thrown = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            _failed(handle, exc)
+            raise
+        finally:
+            if current:
+                handle.rt.span_sent(handle.span)
+        _done(handle)
+        return result
+    return gen
+
+
+def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], start: Start, name: str
+                    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """An async generator tool is one step from its first item to its end (see `_wrap_gen`)."""
+    @functools.wraps(fn)
+    async def agen(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        handle = start(args, kwargs)
+        if handle is None:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        _span_started(handle, name)
+        current = handle.span is not None
+        try:
+            inner = fn(*args, **kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                try:
+                    item = await (inner.athrow(thrown) if thrown is not None else inner.asend(sent))
+                except StopAsyncIteration:
+                    break
+                finally:
+                    if current:
+                        current = False
+                        handle.rt.span_sent(handle.span)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await inner.aclose()
+                    _done(handle)
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            _failed(handle, exc)
+            raise
+        finally:
+            if current:
+                handle.rt.span_sent(handle.span)
+        _done(handle)
+    return agen
 
 
 def _span_started(handle: Handle, name: str) -> None:

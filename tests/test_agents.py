@@ -268,3 +268,46 @@ def test_an_approver_answer_other_than_a_bool_denies() -> None:
         assert info.value.reason == "approver_error"
         assert session.trace()[0]["reason"] == "approver_error"
     assert ran == []
+
+
+async def test_generator_and_awaitable_tools_are_traced_while_they_run() -> None:
+    """A generator tool's step used to finish when the generator object was made, and an
+    object with `async def __call__` when the coroutine was made: the errors they raised were
+    traced as successes. Now the step covers the work; a denied generator raises on first use."""
+    cascadeflow.init(mode="enforce")
+
+    @cascadeflow.tool
+    def pages(n: int) -> Iterator[int]:
+        yield from range(n)
+        raise RuntimeError("backend down")
+
+    @cascadeflow.tool
+    async def apages(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+        raise RuntimeError("backend down")
+
+    class Fetch:
+        async def __call__(self, query: str) -> str:
+            raise RuntimeError("backend down")
+
+    fetch = cascadeflow.tool(name="fetch")(Fetch())
+
+    with cascadeflow.run(max_tool_calls=4) as session:
+        with pytest.raises(RuntimeError):
+            list(pages(2))
+        with pytest.raises(RuntimeError):
+            [i async for i in apages(2)]
+        with pytest.raises(RuntimeError):
+            await fetch("q")
+        first = pages(5)
+        assert next(first) == 0
+        first.close()  # the consumer stops early: not an error
+        with pytest.raises(cascadeflow.ToolDenied):
+            next(pages(1))  # the cap of 4 executions is used up
+    statuses = [(e["tool"], e["status"], e["error"]) for e in session.trace()]
+    assert statuses[:4] == [("pages", "error", "RuntimeError"), ("apages", "error", "RuntimeError"),
+                            ("fetch", "error", "RuntimeError"), ("pages", "ok", None)]
+    assert statuses[4][0] == "pages" and session.trace()[4]["reason"] == "max_tool_calls_reached"
+    summary = session.summary()
+    assert (summary["errors"], summary["tool_executions"]) == (3, 4)

@@ -555,3 +555,28 @@ def test_a_tracer_provider_that_is_not_the_sdks_nests_too(provider: Any, otel: O
     assert chat.parent.span_id == run.context.span_id
     assert chat.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] > 0
     assert spans["app.in_tool"].parent.span_id == spans["execute_tool lookup"].context.span_id
+
+
+def test_a_generator_tools_span_covers_its_work_and_stays_out_of_the_consumer(otel: Otel) -> None:
+    """The `execute_tool` span of a generator tool used to end before its code ran: the error
+    it raised was not on it. Spans its first item opens nest under it; the consumer's own spans
+    between items do not."""
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="enforce", **otel.providers)
+
+    @cascadeflow.tool
+    def pages(n: int) -> Iterator[int]:
+        with app.start_as_current_span("app.first_page"):
+            yield 0
+        raise RuntimeError("backend down")
+
+    with cascadeflow.run(), pytest.raises(RuntimeError):
+        for _ in pages(2):
+            with app.start_as_current_span("app.consumer"):
+                pass
+    cascadeflow.flush()
+    spans = {s.name: s for s in otel.spans()}
+    tool = spans["execute_tool pages"]
+    assert spans["app.first_page"].parent.span_id == tool.context.span_id
+    assert spans["app.consumer"].parent.span_id != tool.context.span_id
+    assert tool.attributes[ea.ERROR_TYPE] == "RuntimeError"
