@@ -49,8 +49,10 @@ def add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    runs = [LoadedSession(dict(r.summary), [dict(e) for e in r.entries])
-            for r in report.SavedSessions(Path(args.path), "FILE").runs()]
+    records = list(report.SavedSessions(Path(args.path), "FILE").runs())
+    for record in records:  # the checks the report makes: a bad value is a one-line error
+        report.read_run(record, "FILE")
+    runs = [LoadedSession(dict(r.summary), [dict(e) for e in r.entries]) for r in records]
     filtered = any(v is not None for v in (args.agent, args.action, args.reason))
     keep = trace_filter([e for run in runs for e in run.trace()], args.path, agent=args.agent,
                         action=args.action, reason=args.reason) if filtered else None

@@ -43,24 +43,29 @@ def print_trace(session: Any, out: TextIO, keep: Keep | None = None) -> None:
     for e in session.trace():
         if keep is not None and not keep(e):
             continue
-        operation = e["operation"]
-        what = {"tool": e["tool"], "guardrail": f"rule {e.get('rule')}"}.get(operation, e["model"])
-        tokens = {"tool": "tool", "guardrail": e.get("stage", ""), "cascade": "cascade"}.get(
-            operation, f"{e['tokens_in']}/{e['tokens_out']}")
-        latency = "-" if e["latency_ms"] is None else f"{e['latency_ms']:.0f}"
-        print(f"{e['step']:>4}  {e['agent'] or '-':<9} {e['action']:<13} {e['reason']:<24} "
-              f"{('yes' if e['applied'] else 'no'):<7} {what or '-':<20} {tokens:>11} "
-              f"{_fmt_cost(e['cost']):>10} {latency:>6}", file=out)
+        operation = e.get("operation") or "chat"  # a file from an older version may lack a key
+        what = {"tool": e.get("tool"), "guardrail": f"rule {e.get('rule')}"}.get(operation, e.get("model"))
+        tokens = {"tool": "tool", "guardrail": e.get("stage") or "", "cascade": "cascade"}.get(
+            operation, f"{e.get('tokens_in') or 0}/{e.get('tokens_out') or 0}")
+        latency = "-" if e.get("latency_ms") is None else f"{e['latency_ms']:.0f}"
+        print(f"{e.get('step', '-'):>4}  {e.get('agent') or '-':<9} {e.get('action') or '-':<13} "
+              f"{e.get('reason') or '-':<24} {('yes' if e.get('applied') else 'no'):<7} "
+              f"{what or '-':<20} {tokens:>11} {_fmt_cost(e.get('cost')):>10} {latency:>6}", file=out)
 
 
 def print_summary(session: Any, out: TextIO) -> None:
     s = session.summary()
-    print(f"\nsummary: {s['steps']} steps, cost {_fmt_cost(s['cost_total'])} of budget "
-          f"${s['budget']:.2f}, {s['tokens_in']} tokens in / {s['tokens_out']} out, "
-          f"{s['tool_calls']} tool calls requested / {s['tool_executions']} executed, "
-          f"latency {s['latency_total_ms']:.0f} ms, stopped={s['stopped']}", file=out)
-    print(f"actions: {s['actions']}", file=out)
-    if s["reasons"]:
+    budget = "none" if s.get("budget") is None else f"${s['budget']:.2f}"
+    latency = s.get("latency_total_ms")
+    latency_text = f"{latency:.0f}" if isinstance(latency, int | float) else "-"
+    print(f"\nsummary: {s.get('steps', 0)} steps, cost {_fmt_cost(s.get('cost_total'))} of budget "
+          f"{budget}, {s.get('tokens_in', 0)} tokens in / {s.get('tokens_out', 0)} out, "
+          f"{s.get('tool_calls_requested', s.get('tool_calls', 0))} tool calls requested / "
+          f"{s.get('tool_executions', 0)} executed, "
+          f"latency {latency_text} ms, stopped={s.get('stopped', False)}", file=out)
+    print(f"actions: {s.get('actions', {})}", file=out)
+    if s.get("reasons"):
         print(f"reasons: {s['reasons']}", file=out)
-    print(f"guardrail findings: {s['guardrail_findings']} {s['findings_by_rule']}; cascade retries "
-          f"{s['retries']}, fallbacks {s['fallbacks']}, degraded={s['degraded']}", file=out)
+    print(f"guardrail findings: {s.get('guardrail_findings', 0)} {s.get('findings_by_rule', {})}; "
+          f"cascade retries {s.get('retries', 0)}, fallbacks {s.get('fallbacks', 0)}, "
+          f"degraded={s.get('degraded', False)}", file=out)

@@ -232,6 +232,25 @@ def test_bad_input_is_an_error_naming_argument_value_and_source(
     assert named in err and "Traceback" not in err
 
 
+def test_trace_reads_a_sparse_file_and_refuses_a_bad_value(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`cascadeflow trace` indexed every key: a file without one (an older version's, a
+    hand-trimmed one) ended in a KeyError traceback, a bad value in a TypeError; and the summary
+    line gave `tool_calls` (the larger of requested and executed) as the calls requested."""
+    sparse = tmp_path / "sparse.jsonl"
+    sparse.write_text(json.dumps({"type": "summary", "run_id": "r1", "budget": 1.0, "tool_calls": 2,
+                                  "tool_calls_requested": 0, "tool_executions": 2}) + "\n"
+                      + json.dumps({"type": "entry", "step": 1, "action": "allow"}) + "\n")
+    assert main(["trace", str(sparse)]) == 0
+    out = capsys.readouterr().out
+    assert "0 tool calls requested / 2 executed" in out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"type": "summary", "run_id": "r1", "budget": "1"}) + "\n")
+    assert main(["trace", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "budget='1'" in err and "Traceback" not in err
+
+
 def test_a_finding_counts_every_match_it_stands_for(provider: Any, tmp_path: Path) -> None:
     """A text with three addresses is one finding of its rule and kind, with count 3: the
     review counts matches, as the session's summary does, from saved runs and from the ledger."""
