@@ -232,6 +232,32 @@ def test_bad_input_is_an_error_naming_argument_value_and_source(
     assert named in err and "Traceback" not in err
 
 
+def test_breakdowns_add_up_to_the_total_when_a_bounded_trace_dropped_entries(
+        provider: Any, tmp_path: Path) -> None:
+    """A run whose trace kept its last 3 of 8 entries: the cost per model, day and agent used
+    to sum the 3 kept steps (38% of the run's exact cost); what was dropped is now a group of
+    its own, and the cost per user is the run's whole cost."""
+    cascadeflow.init(mode="observe", run_max_entries=3)
+
+    @cascadeflow.agent(name="sub")
+    def sub() -> None:
+        litellm.completion(**chat_kwargs(provider))
+        litellm.completion(**chat_kwargs(provider))
+
+    with cascadeflow.run(user="u-1") as session:
+        for _ in range(4):
+            sub()
+    assert session.summary()["trace_entries_dropped"] == 5
+    review = report.review(report.saved_sessions([session.save(tmp_path / "long.jsonl")]))
+    total = review.totals.cost
+    assert total == pytest.approx(session.summary()["cost_total"]) and total > 0
+    for groups in (review.by_model, review.by_day, review.by_agent, review.by_user):
+        assert sum(g.cost for g in groups) == pytest.approx(total)
+        assert sum(g.calls for g in groups) == 8
+    assert {g.name for g in review.by_model} == {"openai/gpt-4o-mini", "(entries not kept)"}
+    assert [(g.name, g.calls) for g in review.by_user] == [("u-1", 8)]
+
+
 def test_trace_reads_a_sparse_file_and_refuses_a_bad_value(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """`cascadeflow trace` indexed every key: a file without one (an older version's, a

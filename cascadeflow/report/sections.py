@@ -11,7 +11,7 @@ from cascadeflow.report.fmt import esc, money, ms, pct, short, span, when
 from cascadeflow.report.model import Run
 from cascadeflow.report.page import bar, card, table
 from cascadeflow.report.review import Review
-from cascadeflow.report.stats import Group, LatencyRow
+from cascadeflow.report.stats import NOT_KEPT, Group, LatencyRow
 
 TOP = 15  # rows of a breakdown table; the rest are summed into one line
 
@@ -44,6 +44,8 @@ def _groups(title: str, groups: list[Group]) -> str:
 
 def _day(name: str) -> str:
     """MM-DD under a bar (the year is in the header's period); "(none)" as it is."""
+    if name == NOT_KEPT:
+        return "not kept"  # as narrow as a date under its bar
     return name[5:] if name[:4].isdigit() else name
 
 
@@ -59,7 +61,7 @@ def overview(r: Review) -> str:
                   if rate else "-", "completion rate")]
     unknown = (f"<p class=muted>{t.cost_unknown_steps} steps had no known price and count as $0.</p>"
                if t.cost_unknown_steps else "")
-    most_used = sorted(r.by_model, key=lambda g: (-g.calls, g.name))[:TOP]
+    most_used = sorted((g for g in r.by_model if g.name != NOT_KEPT), key=lambda g: (-g.calls, g.name))[:TOP]
     top_calls = max((g.calls for g in most_used), default=0)
     models = table(["model", "calls", "cost", "tokens"],
                    [[esc(g.name), bar(g.calls, top_calls) + str(g.calls), esc(money(g.cost)),

@@ -77,6 +77,7 @@ class Group:
 
 
 NO_LABEL = "(none)"
+NOT_KEPT = "(entries not kept)"  # what a bounded trace dropped: its run's totals less the rest
 
 
 def _day(step: Step, run: Run) -> str:
@@ -96,11 +97,26 @@ KEYS: dict[str, Callable[[Step, Run], str | None]] = {
 def breakdown(runs: Iterable[Run], by: str) -> list[Group]:
     """Cost, calls and tokens per key, most expensive first (days in date order). Tool
     executions are calls of their agent and day, never of a model; steps enforcement kept from
-    being sent are not calls."""
+    being sent are not calls. A run whose bounded trace dropped entries adds what they were
+    (its exact totals less the entries kept) under its user, or `NOT_KEPT`: the groups
+    always add up to the total."""
     key = KEYS[by]
     groups: dict[str, Group] = {}
+
+    def add(name: str, run: Run, cost: float, calls: int, tokens: int) -> None:
+        g = groups.get(name)
+        if g is None:
+            g = groups[name] = Group(name)
+        g.cost += cost
+        g.calls += calls
+        g.tokens += tokens
+        g.runs.add(run.run_id)
+
     for run in runs:
+        kept_cost, kept_tokens = 0.0, 0
         for step in run.steps:
+            kept_cost += step.cost or 0.0
+            kept_tokens += step.tokens_in + step.tokens_out
             if not step.sent:
                 continue
             name = key(step, run)
@@ -108,13 +124,13 @@ def breakdown(runs: Iterable[Run], by: str) -> list[Group]:
                 if by == "model":
                     continue
                 name = NO_LABEL
-            g = groups.get(name)
-            if g is None:
-                g = groups[name] = Group(name)
-            g.cost += step.cost or 0.0
-            g.calls += 1
-            g.tokens += step.tokens_in + step.tokens_out
-            g.runs.add(run.run_id)
+            add(name, run, step.cost or 0.0, 1, step.tokens_in + step.tokens_out)
+        if run.dropped:
+            calls = max(run.step_count - len(run.steps), 0)
+            cost = max(run.cost - kept_cost, 0.0)
+            tokens = max(run.tokens_in + run.tokens_out - kept_tokens, 0)
+            if calls or cost or tokens:
+                add((run.user or NO_LABEL) if by == "user" else NOT_KEPT, run, cost, calls, tokens)
     if by == "day":
         return sorted(groups.values(), key=lambda g: g.name)
     return sorted(groups.values(), key=lambda g: (-g.cost, -g.calls, g.name))
