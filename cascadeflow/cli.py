@@ -140,8 +140,9 @@ def _recommend(args: argparse.Namespace) -> int:
     runs, names, _keep = _runs(args)
     if not runs:
         raise CascadeflowError(f"no runs to recommend from in {', '.join(names)} (check the filters)")
-    print(to_toml(propose(runs, args.percentile, args.headroom), args.percentile, args.headroom, names),
-          end="")
+    bounded = sum(1 for run in runs if run.dropped)
+    print(to_toml(propose(runs, args.percentile, args.headroom), args.percentile, args.headroom, names,
+                  bounded), end="")
     return 0
 
 

@@ -258,6 +258,28 @@ def test_breakdowns_add_up_to_the_total_when_a_bounded_trace_dropped_entries(
     assert [(g.name, g.calls) for g in review.by_user] == [("u-1", 8)]
 
 
+def test_recommend_leaves_out_agent_calls_a_bounded_trace_cut_short(
+        provider: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each call of `sub` takes 5 steps; the run's trace keeps its last 3 entries. Recommend read
+    those 3 as one whole call and proposed `max_steps = 4`, which stops every real call."""
+    cascadeflow.init(mode="observe", run_max_entries=3)
+
+    @cascadeflow.agent(name="sub")
+    def sub() -> None:
+        for _ in range(5):
+            litellm.completion(**chat_kwargs(provider))
+
+    with cascadeflow.run() as session:
+        sub()
+        sub()
+    assert main(["recommend", str(session.save(tmp_path / "long.jsonl"))]) == 0
+    text = capsys.readouterr().out
+    proposed = tomllib.loads(text)
+    assert proposed["run"]["max_steps"] >= 10  # the run's totals stay exact
+    assert "sub" not in proposed.get("agents", {})
+    assert "1 runs outgrew run_max_entries" in text
+
+
 def test_trace_reads_a_sparse_file_and_refuses_a_bad_value(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """`cascadeflow trace` indexed every key: a file without one (an older version's, a

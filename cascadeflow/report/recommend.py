@@ -64,6 +64,8 @@ def usages(runs: Iterable[Run]) -> dict[str, list[Usage]]:
     for run in runs:
         out.setdefault(_section(run.agent), []).append(
             Usage(run.cost, run.step_count, run.tool_calls, 0, run.stopped))
+        if run.dropped:  # a bounded trace lost its early entries: its agent calls would look
+            continue     # smaller than they were, and the limits proposed would stop them
         per: dict[str, Usage] = {}
         stopped: set[str] = set()
         costs = session_costs(run)
@@ -144,12 +146,17 @@ def _observed(limit: str, value: float) -> str:
     return money(value) if limit == "budget" else f"{value:g}"
 
 
-def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: Sequence[str]) -> str:
-    """The snippet to merge into cascadeflow.toml, each value with what it rests on."""
+def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: Sequence[str],
+            bounded: int = 0) -> str:
+    """The snippet to merge into cascadeflow.toml, each value with what it rests on (`bounded`:
+    runs whose trace dropped entries, left out of the agent proposals)."""
     lines = [f"# cascadeflow recommend: p{q:g} of observed use + {headroom:.0%} head-room",
              f"# from {', '.join(sources) or '-'}; merge into cascadeflow.toml.",
              "# Each line: the percentile observed, and how many observed runs (or agent calls) "
              "the limit would have stopped."]
+    if bounded:
+        lines.append(f"# {bounded} runs outgrew run_max_entries (their early trace entries are gone): "
+                     "their agent calls are left out of the [agents.*] proposals.")
     for p in proposals:
         kind = "runs" if p.section == "run" or not p.section.startswith("agents.") else "calls"
         lines += ["", f"# {len(p.usages)} observed {kind}"
