@@ -199,6 +199,18 @@ def test_recommend_proposes_parsable_limits_and_counts_the_runs_they_stop() -> N
     assert config.agents["on call"].budget == 0.000024 and config.agents["on call"].max_steps == 4
 
 
+def test_recommend_says_when_too_few_runs_were_seen_for_the_percentile() -> None:
+    """One run used to give a p95 "limit" with nothing to say it rests on one observation."""
+    def runs(n: int) -> list[report.Run]:
+        return [report.read_run(report.RunRecord({"run_id": f"r{i}", "cost_total": 0.01, "steps": 3},
+                                                 [], f"r{i}")) for i in range(n)]
+    few = to_toml(propose(runs(1)), 95, 0.2, [])
+    assert "# too few for a p95 (it takes 20 or more)" in few
+    assert FileConfig.model_validate(tomllib.loads(few)).run.max_steps == 4
+    assert "too few" not in to_toml(propose(runs(20)), 95, 0.2, [])
+    assert "too few" not in to_toml(propose(runs(2), q=50), 50, 0.2, [])
+
+
 def test_cli_report_recommend_and_trace_filters(demo_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.html"

@@ -142,6 +142,11 @@ def _toml_value(value: float | int) -> str:
     return text + "0" if text.endswith(".") else text
 
 
+def _enough(q: float) -> int:
+    """Observations below which the q-th percentile is just the largest one seen (20 for p95)."""
+    return 1 if q >= 100 else math.ceil(100 / (100 - q) - 1e-9)
+
+
 def _observed(limit: str, value: float) -> str:
     return money(value) if limit == "budget" else f"{value:g}"
 
@@ -161,7 +166,11 @@ def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: S
         kind = "runs" if p.section == "run" or not p.section.startswith("agents.") else "calls"
         lines += ["", f"# {len(p.usages)} observed {kind}"
                   + (f"; {p.censored} stopped by enforcement (their need was higher)"
-                     if p.censored else ""), f"[{p.section}]"]
+                     if p.censored else "")]
+        if len(p.usages) < _enough(q):
+            lines.append(f"# too few for a p{q:g} (it takes {_enough(q)} or more): these rest on the few "
+                         f"seen; observe more {kind} before enforcing them")
+        lines.append(f"[{p.section}]")
         for limit in LIMITS:
             value = p.values.get(limit)
             seen = _observed(limit, p.observed[limit])
