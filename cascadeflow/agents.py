@@ -85,7 +85,11 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
              "guardrails": guardrails, "tools_allow": tools_allow, "tools_deny": tools_deny}
 
     def decorate(fn: F) -> F:
-        agent_name = name or fn.__name__
+        agent_name = name or getattr(fn, "__name__", None)
+        if not isinstance(agent_name, str) or not agent_name:  # a callable object, a functools.partial
+            raise ConfigError("name", name, "@agent()",
+                              f"{type(fn).__name__} has no __name__: give the agent one, "
+                              f"@agent(name=...)")
         source = f"@agent({agent_name!r})"
         _merge(RunLimits(), given, source)  # fail at decoration time on a bad value
         if compliance is not None:  # a profile unknown to the runtime now, and to the config file

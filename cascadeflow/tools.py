@@ -38,7 +38,11 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
         raise ConfigError("irreversible", irreversible, "@tool()", "expected true or false")
 
     def decorate(fn: F) -> F:
-        tool_name = name or fn.__name__
+        tool_name = name or getattr(fn, "__name__", None)
+        if not isinstance(tool_name, str) or not tool_name:  # a callable object, a functools.partial
+            raise ConfigError("name", name, "@tool()",
+                              f"{type(fn).__name__} has no __name__: give the tool one, "
+                              f"@tool(name=...)")
 
         def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Handle | None:
             rt = current()

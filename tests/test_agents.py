@@ -311,3 +311,21 @@ async def test_generator_and_awaitable_tools_are_traced_while_they_run() -> None
     assert statuses[4][0] == "pages" and session.trace()[4]["reason"] == "max_tool_calls_reached"
     summary = session.summary()
     assert (summary["errors"], summary["tool_executions"]) == (3, 4)
+
+
+def test_a_callable_without_a_name_asks_for_one() -> None:
+    """Bare `@tool` / `@agent` on a callable object or a functools.partial failed with an
+    AttributeError from inside the decorator; it is a ConfigError asking for `name=`, and a
+    named one works."""
+    class Fetch:
+        def __call__(self, query: str) -> str:
+            return query
+
+    for decorate in (cascadeflow.tool, cascadeflow.agent):
+        with pytest.raises(cascadeflow.ConfigError, match=r"name=\.\.\."):
+            decorate(Fetch())
+    cascadeflow.init(mode="observe")
+    fetch = cascadeflow.tool(name="fetch")(Fetch())
+    with cascadeflow.run() as session:
+        assert fetch("q") == "q"
+    assert session.trace()[0]["tool"] == "fetch"
