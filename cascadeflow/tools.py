@@ -91,11 +91,24 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
             finally:
                 if handle.span is not None:
                     handle.rt.span_sent(handle.span)
+            if inspect.isawaitable(result):  # a lambda or sync wrapper handing back a coroutine:
+                return _settled_when_awaited(handle, result)  # the work happens when awaited
             _done(handle)
             return result
         return cast(F, call)
 
     return decorate
+
+
+async def _settled_when_awaited(handle: Handle, awaitable: Any) -> Any:
+    """The step of a tool whose function returned an awaitable ends when that is done."""
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        _failed(handle, exc)
+        raise
+    _done(handle)
+    return result
 
 
 Start = Callable[[tuple[Any, ...], dict[str, Any]], "Handle | None"]

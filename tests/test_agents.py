@@ -272,8 +272,9 @@ def test_an_approver_answer_other_than_a_bool_denies() -> None:
 
 async def test_generator_and_awaitable_tools_are_traced_while_they_run() -> None:
     """A generator tool's step used to finish when the generator object was made, and an
-    object with `async def __call__` when the coroutine was made: the errors they raised were
-    traced as successes. Now the step covers the work; a denied generator raises on first use."""
+    object with `async def __call__` (or a lambda handing back a coroutine) when the coroutine
+    was made: the errors they raised were traced as successes. Now the step covers the work; a
+    denied generator raises on first use."""
     cascadeflow.init(mode="enforce")
 
     @cascadeflow.tool
@@ -292,25 +293,29 @@ async def test_generator_and_awaitable_tools_are_traced_while_they_run() -> None
             raise RuntimeError("backend down")
 
     fetch = cascadeflow.tool(name="fetch")(Fetch())
+    wrapped = cascadeflow.tool(name="wrapped")(lambda query: Fetch()(query))  # hands back a coroutine
 
-    with cascadeflow.run(max_tool_calls=4) as session:
+    with cascadeflow.run(max_tool_calls=5) as session:
         with pytest.raises(RuntimeError):
             list(pages(2))
         with pytest.raises(RuntimeError):
             [i async for i in apages(2)]
         with pytest.raises(RuntimeError):
             await fetch("q")
+        with pytest.raises(RuntimeError):
+            await wrapped("q")
         first = pages(5)
         assert next(first) == 0
         first.close()  # the consumer stops early: not an error
         with pytest.raises(cascadeflow.ToolDenied):
-            next(pages(1))  # the cap of 4 executions is used up
+            next(pages(1))  # the cap of 5 executions is used up
     statuses = [(e["tool"], e["status"], e["error"]) for e in session.trace()]
-    assert statuses[:4] == [("pages", "error", "RuntimeError"), ("apages", "error", "RuntimeError"),
-                            ("fetch", "error", "RuntimeError"), ("pages", "ok", None)]
-    assert statuses[4][0] == "pages" and session.trace()[4]["reason"] == "max_tool_calls_reached"
+    assert statuses[:5] == [("pages", "error", "RuntimeError"), ("apages", "error", "RuntimeError"),
+                            ("fetch", "error", "RuntimeError"), ("wrapped", "error", "RuntimeError"),
+                            ("pages", "ok", None)]
+    assert statuses[5][0] == "pages" and session.trace()[5]["reason"] == "max_tool_calls_reached"
     summary = session.summary()
-    assert (summary["errors"], summary["tool_executions"]) == (3, 4)
+    assert (summary["errors"], summary["tool_executions"]) == (4, 5)
 
 
 def test_a_callable_without_a_name_asks_for_one() -> None:
