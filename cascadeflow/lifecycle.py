@@ -32,7 +32,7 @@ from cascadeflow.pipeline import Runtime, current, install
 from cascadeflow.policy import Engine
 from cascadeflow.telemetry import AlertSink, Dispatcher, Providers, Telemetry
 from cascadeflow.telemetry import resolve as resolve_telemetry
-from cascadeflow.worker import shared
+from cascadeflow.worker import shared, telemetry
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
 FLUSH_AT_EXIT_S = 5.0
@@ -67,6 +67,7 @@ class _Opened:
 
     def close(self) -> None:
         shared().flush(FLUSH_AT_EXIT_S)  # spans and records queued for these providers first
+        telemetry().flush_unless_stuck(FLUSH_AT_EXIT_S)
         if self.ledger is not None:  # settlements the worker just queued, then the sinks' alerts
             self.ledger.close(FLUSH_AT_EXIT_S)
             _closed_losses["ledger_dropped"] += self.ledger.writer.dropped
@@ -191,12 +192,13 @@ def stats() -> dict[str, int]:
     the ledger's events dropped or lost, and spend Redis has not taken yet (owed, sent with the
     next batch) or never took (lost).
     The calls themselves are never affected by any of these."""
-    worker = shared()
+    worker, spans = shared(), telemetry()
     with _lock:
         opened = _opened
     ledger = opened.ledger.stats() if opened.ledger is not None else {}
     return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
-            "tasks_failed": worker.failed,
+            "tasks_failed": worker.failed, "telemetry_dropped": spans.dropped,
+            "telemetry_stalls": spans.stalls,
             "alerts_dropped": _closed_losses["alerts_dropped"] + opened.dispatcher.dropped,
             "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed,
             "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),
@@ -221,6 +223,9 @@ def flush(timeout: float | None = None) -> bool:
     Returns False if `timeout` (seconds) passed first.
     """
     done = shared().flush(timeout)
+    spans = telemetry()  # without a timeout, a span processor that hangs is not waited for again
+    done = (spans.flush(timeout) if timeout is not None
+            else spans.flush_unless_stuck(FLUSH_AT_EXIT_S)) and done
     with _lock:
         opened = _opened
     if opened.ledger is not None:

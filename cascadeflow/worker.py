@@ -20,6 +20,10 @@ the queue stays short. A worker that keeps up is never helped.
 The queue is bounded. When it is full the caller waits for room (back-pressure); if the worker
 makes no progress for `block_s`, the task is dropped and counted instead of hanging the
 application.
+
+Spans and metrics go to a second worker of the same kind (`telemetry()`): span processors and
+exporters are the application's code, and one that hangs must only hold up telemetry, never the
+settlements that budgets and `summary()` wait for.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Worker:
         self.name = name
         self.dropped = 0  # tasks not run because the queue stayed full
         self.failed = 0  # tasks that raised (logged, never propagated)
+        self.stalls = 0  # bounded waits (`flush_unless_stuck`) that gave up on a task that hangs
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # a forked child starts with no thread
 
@@ -129,6 +134,20 @@ class Worker:
                 return False
         return True
 
+    def flush_unless_stuck(self, timeout: float) -> bool:
+        """`flush(timeout)`, but once a wait has timed out, return False at once until the
+        worker makes progress: a task that hangs costs its callers one timeout, not one each."""
+        if self._thread is not None and self._done == self._stuck_at and not self.idle():
+            return False
+        if self.flush(timeout):
+            return True
+        self._stuck_at = self._done
+        self.stalls += 1
+        log.error("cascadeflow %s: a task has not finished within %.1fs (a span processor or "
+                  "exporter that hangs?); not waiting for it (%d so far)", self.name, timeout,
+                  self.stalls)
+        return False
+
     def pending(self) -> int:
         return len(self._queue)
 
@@ -198,6 +217,7 @@ class Worker:
 
 
 _shared: Worker | None = None
+_telemetry: Worker | None = None
 _shared_lock = threading.Lock()
 
 
@@ -209,3 +229,14 @@ def shared() -> Worker:
             if _shared is None:
                 _shared = Worker()
     return _shared
+
+
+def telemetry() -> Worker:
+    """The process's telemetry worker: spans and metrics, in the order the worker queues them."""
+    global _telemetry
+    if _telemetry is None:
+        with _shared_lock:
+            if _telemetry is None:
+                # full (its processors hang): drop spans at once rather than hold the worker
+                _telemetry = Worker(name="cascadeflow-telemetry", block_s=0.05)
+    return _telemetry

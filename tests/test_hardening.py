@@ -281,6 +281,45 @@ def test_a_span_processor_that_raises_breaks_nothing(provider: Any, mode: str) -
     assert cascadeflow.stats()["telemetry_errors"] >= 2
 
 
+class _Hanging(SpanProcessor):
+    """A user's span processor whose exporter hangs (a wedged collector, a deadlock)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def on_end(self, span: Any) -> None:
+        self.gate.wait()
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_span_processor_that_hangs_holds_up_no_run(provider: Any, mode: str) -> None:
+    hanging = _Hanging()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(hanging)
+    cascadeflow.init(mode=mode, tracer_provider=tracer_provider)
+    results: dict[str, Any] = {}
+    stalls = cascadeflow.stats()["telemetry_stalls"]
+
+    def calls() -> None:
+        for name in ("first", "second"):  # the second run is not held up at all
+            with cascadeflow.run(budget=1.0) as session:
+                litellm.completion(**chat_kwargs(provider, name))
+                litellm.completion(**chat_kwargs(provider, "again"))
+            results[name] = session.summary()
+
+    try:
+        thread = threading.Thread(target=calls, daemon=True)
+        thread.start()
+        thread.join(60)  # a safety net: before, the run's exit waited for the processor forever
+        assert not thread.is_alive()
+        assert results["first"]["steps"] == results["second"]["steps"] == 2
+        assert results["second"]["cost_total"] > 0
+        assert cascadeflow.stats()["telemetry_stalls"] == stalls + 1  # waited once, then not
+    finally:
+        hanging.gate.set()
+    assert cascadeflow.flush(30)
+
+
 def test_a_long_run_keeps_a_bounded_trace_and_exact_totals() -> None:
     cascadeflow.init(mode="observe", run_max_entries=50)
 

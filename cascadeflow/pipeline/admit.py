@@ -148,6 +148,8 @@ def _retry(step: Step, wait: _Wait) -> bool:
 def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     """The stages up to the decision; True when the step must wait for settlements."""
     rt.worker.help_if_behind()
+    if rt.observer is not None:
+        rt.telemetry_worker.help_if_behind()
     session = CURRENT.get() or rt.ambient
     if attempting.get():
         request.pinned = True

@@ -51,6 +51,8 @@ def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[
     """Observe a call about to be sent: queue its admission, return what settles it later."""
     worker = rt.worker
     worker.help_if_behind()
+    if rt.observer is not None:
+        rt.telemetry_worker.help_if_behind()
     prompt = kwargs.get(prompt_key) if prompt_key else None
     cap = Capture(rt, CURRENT.get() or rt.ambient, make, args, kwargs,
                   prompt[:] if type(prompt) is list else None, attempting.get(),

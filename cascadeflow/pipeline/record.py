@@ -92,7 +92,7 @@ def append(step: Step, entries: Sequence[Entry]) -> None:
                                step.entries[0] if step.entries else None)
     observer = step.rt.observer
     if observer is not None:
-        step.rt.notify(observer.decisions_made, entries)
+        step.rt.observed(observer.decisions_made, entries)
 
 
 def admitted(step: Step, findings: Sequence[Finding] = ()) -> None:
@@ -112,7 +112,7 @@ def stopped(step: Step) -> None:
     if observer is not None:
         if step.request.operation != "tool":
             step.content_allowed = step.rt.capture_allowed(step.chain)
-        step.rt.notify(observer.step_recorded, step)
+        step.rt.observed(observer.step_recorded, step)
 
 
 def fill(entry: Entry, step: Step) -> None:
@@ -149,4 +149,4 @@ def settled(step: Step) -> None:
     if rt.ledger is not None:
         meter.settle(step, rt.ledger)
     if rt.observer is not None:
-        rt.notify(rt.observer.step_recorded, step)
+        rt.observed(rt.observer.step_recorded, step)

@@ -25,9 +25,11 @@ from cascadeflow.policy import Engine
 from cascadeflow.policy.view import ChainView
 from cascadeflow.secrets import scrub
 from cascadeflow.session import CURRENT, Session
-from cascadeflow.worker import Worker, shared
+from cascadeflow.worker import Worker, shared, telemetry
 
 log = logging.getLogger("cascadeflow")
+# how long the exit of an outermost `run()` waits for its spans to reach the span processors
+HANDOVER_S = 2.0
 
 # Set while a cascade makes an attempt: the cascade chose the model, policies must not switch it.
 attempting: ContextVar[bool] = ContextVar("cascadeflow_cascade_attempt", default=False)
@@ -50,12 +52,15 @@ class Runtime:
                  policies: PolicyStore | None = None,
                  cascades: Mapping[str, CascadeRunner] | None = None,
                  observer: Observer | None = None,
-                 alert: Callable[[Alert], None] | None = None, ledger: Ledger | None = None) -> None:
+                 alert: Callable[[Alert], None] | None = None, ledger: Ledger | None = None,
+                 telemetry_worker: Worker | None = None) -> None:
         self.config = config
         self.mode: str = config.mode
         self.enforce = config.mode == "enforce"
         self.engine = engine or Engine(config)
         self.worker = worker or shared()
+        # spans and metrics: the application's processors and exporters, apart from settlements
+        self.telemetry_worker = telemetry_worker or telemetry()
         self.policies = policies
         self.cascades: Mapping[str, CascadeRunner] = cascades or {}
         self.observer = observer
@@ -98,6 +103,12 @@ class Runtime:
         except Exception:
             self._hook_failed(hook)
             return None
+
+    def observed(self, hook: Callable[..., Any], *args: Any) -> None:
+        """Queue a telemetry hook of the worker's (a span built, metrics recorded) on the
+        telemetry worker, in order: a span processor or exporter that hangs holds up telemetry
+        only, never the settlements that budgets, `summary()` and `trace()` wait for."""
+        self.telemetry_worker.submit(self.notify, hook, *args)
 
     def _hook_failed(self, hook: Callable[..., Any]) -> None:
         """Count and log (the first, then every thousandth) the exception being handled."""
@@ -162,7 +173,7 @@ class Runtime:
         if self.ledger is not None:
             self.ledger.entries(session.chain, numbers[-1], [entry])
         if self.observer is not None:
-            self.notify(self.observer.decisions_made, [entry])
+            self.observed(self.observer.decisions_made, [entry])
 
     # -- SessionHooks: what sessions tell the runtime ----------------------------------------
     def opened(self, session: Session) -> None:
@@ -171,12 +182,14 @@ class Runtime:
 
     def closed(self, session: Session) -> None:
         """Queue the session span's end after its steps. With telemetry, an outermost session
-        waits for the worker, so its spans and metrics are handed over when `with run()` exits
+        waits for the workers, so its spans and metrics are handed over when `with run()` exits
+        (for at most `HANDOVER_S`: a span processor that hangs does not hold the exit)
         (its trace is complete whenever it is read: `summary()` and `trace()` wait anyway)."""
         if self.observer is not None and session.span is not None:
-            self.worker.submit(self.notify, self.observer.session_closed, session)
+            self.worker.submit(self.observed, self.observer.session_closed, session)
             if session.parent is None:
                 self.worker.flush()
+                self.telemetry_worker.flush_unless_stuck(HANDOVER_S)
 
     def outcome(self, session: Session) -> None:
         """The ledger keeps the outcome, written by the worker after the steps queued before it
