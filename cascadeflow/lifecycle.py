@@ -163,6 +163,11 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         install(runtime)
         previous, _opened = _opened, opened
     previous.close()
+    # atexit runs last-registered first, and the OpenTelemetry SDK's providers shut themselves
+    # down at exit from where they were made (before this init): come after them, so what is
+    # still queued at exit reaches their processors before they stop
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)
     versions = {"config": resolved.version} if resolved.version else {}
     if runtime.policies is not None:
         versions["guardrails"] = runtime.policies.policy.version
@@ -320,7 +325,8 @@ def _otel_capture(config: Config) -> bool:
 
 @atexit.register
 def _at_exit() -> None:
-    """At interpreter exit, write what is queued (bounded in time) and deliver pending alerts."""
+    """At interpreter exit, write what is queued (bounded in time), hand spans and metrics to the
+    providers before they shut down (`init` registers this again) and deliver pending alerts."""
     with _lock:
         opened = _opened
     opened.close()

@@ -368,6 +368,43 @@ with serve() as provider:
 """
 
 
+SPANS_AT_EXIT_SCRIPT = """
+import sys, time
+import cascadeflow
+from cascadeflow.testing import serve
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+import litellm
+
+out = open(sys.argv[1], "a")
+
+class SlowExporter(SpanExporter):  # slower than the program
+    def export(self, spans):
+        time.sleep(0.02)
+        out.write("".join(span.name + "\\n" for span in spans))
+        out.flush()
+        return SpanExportResult.SUCCESS
+
+tracer_provider = TracerProvider()  # it shuts itself down at exit, and then takes no span
+tracer_provider.add_span_processor(SimpleSpanProcessor(SlowExporter()))
+cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+server = serve()  # left serving: the interpreter exits right after the last call
+provider = server.__enter__()
+for _ in range(10):  # outside any run(): nothing waits for the spans before exit
+    litellm.completion(model="openai/gpt-4o-mini", api_base=provider.url, api_key="k",
+                       messages=[{"role": "user", "content": "hello"}])
+# no shutdown(): the interpreter exits here
+"""
+
+
+def test_queued_spans_reach_the_processors_at_normal_exit(tmp_path: Path) -> None:
+    script, received = tmp_path / "app.py", tmp_path / "spans.txt"
+    script.write_text(SPANS_AT_EXIT_SCRIPT)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    subprocess.run([sys.executable, str(script), str(received)], check=True, env=env, timeout=120)
+    assert received.read_text().splitlines() == ["chat gpt-4o-mini"] * 10
+
+
 def test_queued_alerts_are_delivered_at_normal_exit(tmp_path: Path) -> None:
     script, received = tmp_path / "app.py", tmp_path / "alerts.txt"
     script.write_text(EXIT_SCRIPT)

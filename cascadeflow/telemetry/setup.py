@@ -89,8 +89,9 @@ def _otlp(source: str) -> Providers:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-    tracer_provider = TracerProvider(resource=resource)
+    # shut down by `shutdown()` or at exit by cascadeflow, after what is queued is handed over
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
     return Providers(tracer_provider, meter_provider, "otlp", owned=True)
