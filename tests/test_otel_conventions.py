@@ -157,6 +157,17 @@ def test_usage_cost_and_metric_point_attributes(provider: Any, otel: Otel) -> No
             assert point.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
 
 
+def test_cost_points_name_the_model_as_the_gen_ai_points_do(provider: Any, otel: Otel) -> None:
+    cascadeflow.init(mode="observe", **otel.providers)
+    litellm.completion(**chat_kwargs(provider))  # `openai/gpt-4o-mini`: litellm's prefix
+    openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    durations = otel.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    [duration] = {p.attributes[ga.GEN_AI_REQUEST_MODEL] for p in durations}
+    [cost] = otel.points("cascadeflow.cost")  # one series for the model, whichever client sent it
+    assert cost.attributes[ga.GEN_AI_REQUEST_MODEL] == duration == "gpt-4o-mini"
+
+
 def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Otel) -> None:
     cascadeflow.init(mode="observe", **otel.providers)
     client = openai.OpenAI(base_url=provider.url, api_key="test")

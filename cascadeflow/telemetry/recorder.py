@@ -151,7 +151,8 @@ class Telemetry:
         if tool or usage is None:
             return  # usage not known is not reported (a failed, stopped or unread call)
         if entry.cost:
-            self.cost.add(entry.cost, {cv.REQUEST_MODEL: entry.model or request.model,
+            # the model as the other gen_ai points name it (on the wire), so they join
+            self.cost.add(entry.cost, {cv.REQUEST_MODEL: _wire_model(step),
                                        cv.AGENT_NAME: entry.agent or "",
                                        cv.CF_PROJECT: step.chain[-1].project or ""})
 
