@@ -366,6 +366,26 @@ def _record_sender(at_send: dict[str, Any]) -> Any:
     return hook
 
 
+def test_attributes_a_tool_sets_on_its_current_span_are_kept(otel: Otel) -> None:
+    from opentelemetry import trace
+
+    cascadeflow.init(mode="enforce", **otel.providers)
+
+    @cascadeflow.tool(name="lookup")
+    def lookup(ticket: int) -> int:
+        span = trace.get_current_span()
+        if span.is_recording():  # how instrumented code guards its annotations
+            span.set_attribute("ticket.id", ticket)
+            span.set_attributes({"ticket.queue": "billing", ga.GEN_AI_TOOL_NAME: "renamed"})
+        return ticket
+
+    with cascadeflow.run():
+        lookup(42)
+    [span] = [s for s in otel.spans() if s.name == "execute_tool lookup"]
+    assert span.attributes["ticket.id"] == 42 and span.attributes["ticket.queue"] == "billing"
+    assert span.attributes[ga.GEN_AI_TOOL_NAME] == "lookup"  # the conventions' names stay cascadeflow's
+
+
 def test_generator_agent_span_is_current_only_while_it_runs(otel: Otel) -> None:
     from opentelemetry import trace
 

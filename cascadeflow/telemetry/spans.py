@@ -36,7 +36,7 @@ class Started:
     on first read, under a lock, so every reader sees the same span id."""
 
     __slots__ = ("_built", "attributes", "flags", "parent", "parent_context", "recording", "span",
-                 "span_id", "state", "token", "trace_id")
+                 "span_id", "state", "token", "trace_id", "user")
     _span_context: Callable[..., Any]  # the API's SpanContext, set on the subclass StepSpans makes
 
     def __init__(self, parent: Any, parent_context: Any, trace_id: int, flags: Any, state: Any,
@@ -48,6 +48,7 @@ class Started:
         self.attributes: Any = None  # the sampler's attributes
         self.span: Any = None  # the real span, with a tracer that is not the SDK's
         self.token: Any = None  # to leave the context made current
+        self.user: dict[str, Any] | None = None  # attributes the application's code set on it
         self._built: Any = None
 
     @property
@@ -66,6 +67,21 @@ class Started:
 
     def get_span_context(self) -> Any:
         return self.context
+
+    def is_recording(self) -> bool:
+        return self.recording
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Code running under the step (a `@tool` annotating its span) sets attributes on the
+        current span: kept for the worker, which builds the span with them."""
+        if self.recording:
+            if self.user is None:
+                self.user = {}
+            self.user[key] = value
+
+    def set_attributes(self, attributes: Any) -> None:
+        for key, value in dict(attributes).items():
+            self.set_attribute(key, value)
 
     @property
     def _context(self) -> Any:  # what `NonRecordingSpan` keeps it in, for code that reads it
@@ -185,8 +201,8 @@ class StepSpans:
             if not started.recording:
                 return
             tracer = self.tracer
-            if started.attributes:
-                attributes = {**started.attributes, **attributes}
+            if started.attributes or started.user:  # cascadeflow's own names win
+                attributes = {**(started.attributes or {}), **(started.user or {}), **attributes}
             span = self._span_class(
                 name, started.context, parent=started.parent, sampler=tracer.sampler,
                 resource=tracer.resource, attributes=attributes, kind=kind,
