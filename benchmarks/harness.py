@@ -22,7 +22,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,13 +137,13 @@ def long_switch_interval(seconds: float = 1.0) -> Iterator[None]:
 
 
 def paired(variants: dict[str, Variant], rounds: int, pairs: int,
-           worker: Callable[[], threading.Thread | None] = lambda: None,
+           worker: Callable[[], Sequence[threading.Thread | None]] = lambda: (),
            settle: Callable[[], Any] = lambda: None, warmup: int = 5) -> dict[str, Added]:
     """`pairs` back-to-back (original, instrumented) pairs per variant per round.
 
     `settle()` runs after every pair, outside the clocks: it waits for the background worker, so
-    a pair never pays for the records of the pair before it. `worker()` is the worker thread,
-    whose CPU time is added up per variant.
+    a pair never pays for the records of the pair before it. `worker()` is the worker threads
+    (records, telemetry), whose CPU time is added up per variant.
     """
     out = {name: Added() for name in variants}
     for r in range(rounds):
@@ -163,10 +163,10 @@ def paired(variants: dict[str, Variant], rounds: int, pairs: int,
                     second()
                     c2, w2 = _clocks()
                     one.add(first is instrumented, (c0, c1, c2), (w0, w1, w2))
-                    thread = worker()
-                    before = thread_cpu_ns(thread)
+                    threads = worker()
+                    before = sum(thread_cpu_ns(thread) for thread in threads)
                     settle()
-                    spent += thread_cpu_ns(thread) - before
+                    spent += sum(thread_cpu_ns(thread) for thread in threads) - before
             one.into(out[name], pairs, spent)
     return out
 

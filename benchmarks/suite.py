@@ -28,7 +28,7 @@ from cascadeflow.policy import Engine
 from cascadeflow.request import Request
 from cascadeflow.session import Session
 from cascadeflow.testing import ProviderServer
-from cascadeflow.worker import shared
+from cascadeflow.worker import shared, telemetry
 
 from benchmarks import ledger as ledger_bench
 from benchmarks.common import (
@@ -79,8 +79,9 @@ def _variant(config: Path, setting: Config, patched: Callable[[], Any], call: Ca
     return enter
 
 
-def _worker() -> threading.Thread | None:
-    return shared()._thread
+def _worker() -> tuple[threading.Thread | None, ...]:
+    """The background threads: records, and spans and metrics (their own, apart)."""
+    return shared()._thread, telemetry()._thread
 
 
 class _BetweenPairs:
