@@ -284,6 +284,16 @@ def test_webhook_sink_posts_json() -> None:
     assert KEY not in body.decode()
 
 
+@pytest.mark.parametrize(("url", "timeout"), [
+    ("hooks.slack.com/services/T0/B0/SECRETPATH", 5.0),  # no scheme: it never posted, silently
+    ("file:///etc/hosts", 5.0), ("https:///services/SECRETPATH", 5.0),
+    ("https://hooks.slack.com/services/T0/B0/SECRETPATH", 0), ("https://h.example/", float("nan"))])
+def test_webhook_sink_refuses_what_could_never_post(url: str, timeout: float) -> None:
+    with pytest.raises(cascadeflow.ConfigError, match="WebhookSink") as info:
+        WebhookSink(url, timeout=timeout)
+    assert "SECRETPATH" not in str(info.value)  # a webhook URL is a credential
+
+
 def test_a_failing_sink_never_fails_the_call(provider: Any) -> None:
     def broken(alert: Alert) -> None:
         raise RuntimeError("pager down")

@@ -9,14 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from cascadeflow.alert import Alert
+from cascadeflow.errors import ConfigError
 from cascadeflow.secrets import scrub
 
 log = logging.getLogger("cascadeflow.alerts")
@@ -41,6 +44,17 @@ class WebhookSink:
 
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0,
                  payload: Callable[[Alert], Mapping[str, Any]] | None = None) -> None:
+        # checked here: a bad URL would otherwise only fail on the alert thread, in a log line
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            shown = type(url).__name__ if parts is None else \
+                f"{parts.scheme}://..." if parts.scheme else "(a URL with no scheme)"
+            raise ConfigError("WebhookSink url", shown, "WebhookSink()", "expected an http:// or "
+                              "https:// URL with a host (the URL is not shown: it is a credential)")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or not math.isfinite(timeout) or timeout <= 0:
+            raise ConfigError("WebhookSink timeout", timeout, "WebhookSink()",
+                              "expected a positive number of seconds")
         self.url = url
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.timeout = timeout
