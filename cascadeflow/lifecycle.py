@@ -76,8 +76,8 @@ class _Opened:
         self.dispatcher.close(FLUSH_AT_EXIT_S)
         _closed_losses["alerts_dropped"] += self.dispatcher.dropped
         _closed_losses["alert_sink_errors"] += self.dispatcher.failed
-        if self.providers is not None:
-            self.providers.close()
+        if self.providers is not None and not self.providers.close(FLUSH_AT_EXIT_S):
+            _closed_losses["telemetry_stalls"] += 1
         if self.breakers is not None:
             _closed_losses["breaker_store_errors"] += self.breakers.errors
             self.breakers.close()
@@ -87,7 +87,7 @@ _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
 # of dispatchers and ledgers already closed
 _closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
-                  "ledger_counters_lost": 0, "breaker_store_errors": 0}
+                  "ledger_counters_lost": 0, "breaker_store_errors": 0, "telemetry_stalls": 0}
 
 
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
@@ -203,7 +203,7 @@ def stats() -> dict[str, int]:
     ledger = opened.ledger.stats() if opened.ledger is not None else {}
     return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
             "tasks_failed": worker.failed, "telemetry_dropped": spans.dropped,
-            "telemetry_stalls": spans.stalls,
+            "telemetry_stalls": spans.stalls + _closed_losses["telemetry_stalls"],
             "alerts_dropped": _closed_losses["alerts_dropped"] + opened.dispatcher.dropped,
             "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed,
             "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),

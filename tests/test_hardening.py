@@ -20,6 +20,7 @@ from cascadeflow.alert import Alert
 from cascadeflow.cascade import Cascade, Tier
 from cascadeflow.guardrails import load, scan_text, transform
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tests.conftest import chat_kwargs
 
@@ -318,6 +319,46 @@ def test_a_span_processor_that_hangs_holds_up_no_run(provider: Any, mode: str) -
     finally:
         hanging.gate.set()
     assert cascadeflow.flush(30)
+
+
+def test_an_exporter_that_hangs_holds_up_no_shutdown_or_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cascadeflow.lifecycle, "FLUSH_AT_EXIT_S", 0.5)  # how long shutdown waits
+    entered, gate = threading.Event(), threading.Event()
+
+    class Hanging(SpanExporter):  # a wedged collector behind the usual batch processor
+        def export(self, spans: Any) -> SpanExportResult:
+            entered.set()
+            gate.wait()
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Hanging(), schedule_delay_millis=10))
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+
+    @cascadeflow.tool
+    def lookup() -> int:
+        return 1
+
+    stalls = cascadeflow.stats()["telemetry_stalls"]
+    try:
+        with cascadeflow.run():
+            lookup()
+        assert entered.wait(30)
+        with cascadeflow.run():  # a second span, queued behind the export that hangs
+            lookup()
+
+        def again() -> None:  # the SDK's force_flush waits for the export, whatever its timeout
+            cascadeflow.shutdown()
+            cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+            cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+
+        thread = threading.Thread(target=again, daemon=True)
+        thread.start()
+        thread.join(60)  # a safety net: before, shutdown() waited for the exporter forever
+        assert not thread.is_alive()
+        assert cascadeflow.stats()["telemetry_stalls"] > stalls
+    finally:
+        gate.set()
 
 
 def test_a_long_run_keeps_a_bounded_trace_and_exact_totals() -> None:

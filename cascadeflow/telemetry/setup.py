@@ -11,11 +11,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow.errors import ConfigError
+
+log = logging.getLogger("cascadeflow.telemetry")
+
+# providers whose flush has not returned yet (id of the tracer provider -> set when it returns):
+# one that hangs is waited for once, not at every later init() and shutdown()
+_closing: dict[int, threading.Event] = {}
+_closing_lock = threading.Lock()
 
 _ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -33,7 +42,36 @@ class Providers:
             if callable(flush):
                 flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> bool:
+        """Flush, and shut down what cascadeflow made, waiting at most `timeout` seconds; False
+        when that ran out. The SDK's batch processor blocks in `force_flush`, whatever timeout it
+        is given, while its exporter hangs (a wedged collector): that must not hang `shutdown()`,
+        `init()` or the interpreter's exit. What raises is logged, never passed on."""
+        key = id(self.tracer_provider)
+        with _closing_lock:
+            if key in _closing and not _closing[key].is_set():
+                return False  # still stuck in the flush an earlier close started
+            done = _closing[key] = threading.Event()
+
+        def close() -> None:
+            try:
+                self._close()
+            except Exception:
+                log.exception("cascadeflow: flushing or shutting down the telemetry providers failed")
+            finally:
+                done.set()
+                with _closing_lock:
+                    if _closing.get(key) is done:
+                        del _closing[key]
+
+        threading.Thread(target=close, name="cascadeflow-otel-close", daemon=True).start()
+        if done.wait(timeout):
+            return True
+        log.error("cascadeflow: the telemetry providers did not flush within %.1fs (an exporter "
+                  "that hangs?); not waiting for them", timeout)
+        return False
+
+    def _close(self) -> None:
         self.flush()
         if self.owned:
             for provider in (self.tracer_provider, self.meter_provider):
