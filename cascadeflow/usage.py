@@ -106,7 +106,7 @@ def read_usage(operation: str, response: Any) -> Usage:
         message = first.get("message")
         if message is not None:
             m = fields(message)
-            content, calls = m.get("content"), _calls_of(m)
+            content, calls = m.get("content"), message_calls(m)
         else:
             content, calls = first.get("text"), None
         out.text = content if isinstance(content, str) else str(content or "")
@@ -115,7 +115,7 @@ def read_usage(operation: str, response: Any) -> Usage:
         if calls:
             out.calls = tuple(_call(call) for call in calls)
         for choice in choices[1:]:
-            calls = _calls_of(get(choice, "message"))
+            calls = message_calls(get(choice, "message"))
             out.tool_calls += len(calls) if calls else 0
             if calls:
                 names += _call_names(calls)
@@ -154,7 +154,7 @@ def _parser_argument(error: BaseException) -> Any:
     return None
 
 
-def _calls_of(message: Any) -> Any:
+def message_calls(message: Any) -> Any:
     """A message's tool calls; a legacy `function_call` (the answer to `functions=`) as one call
     without an id: it counts against `max_tool_calls` like any other."""
     calls = get(message, "tool_calls")
@@ -193,7 +193,7 @@ def _responses_usage(response: Any) -> Usage:
     return out
 
 
-def _delta_calls(delta: Any) -> Any:
+def delta_calls(delta: Any) -> Any:
     """A chunk's tool-call deltas; a legacy `function_call` delta as the delta of call 0."""
     calls = get(delta, "tool_calls")
     if calls:
@@ -256,7 +256,7 @@ class StreamAccumulator:
             else:
                 delta = get(choice, "delta")
                 text = get(delta, "content")
-                for call in _delta_calls(delta):
+                for call in delta_calls(delta):
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
                     name = get(get(call, "function"), "name")

@@ -119,3 +119,22 @@ def test_rules_that_change_nothing_record_what_tool_calls_carry(mode: str, actio
     assert json.loads(arguments) == ARGS  # nothing changed
     cascadeflow.flush()
     assert session.summary()["findings_by_rule"] == {"no_ssn": 1}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_legacy_function_calls_arguments_get_the_output_rules(stream: bool, provider: Any,
+                                                                tmp_path: Path) -> None:
+    """The answer to chat's legacy `functions=` (`function_call`, not `tool_calls`)."""
+    start(provider, tmp_path)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        messages = [{"role": "user", "content": "x"}]
+        response = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[call-overload]
+                                               functions=[TOOL["function"]], stream=stream)  # type: ignore[index]
+        if stream:
+            arguments = "".join(c.choices[0].delta.function_call.arguments or "" for c in response
+                                if c.choices and c.choices[0].delta.function_call)
+        else:
+            arguments = response.choices[0].message.function_call.arguments
+    assert json.loads(arguments) == EXPECTED
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1, "no_rivals": 1}

@@ -22,7 +22,7 @@ from cascadeflow.guardrails.placeholders import Placeholders, Restorer
 from cascadeflow.guardrails.policy import Rule
 from cascadeflow.guardrails.scan import Finding, json_safe
 from cascadeflow.guardrails.stream import StreamGuard
-from cascadeflow.usage import get
+from cascadeflow.usage import delta_calls, get
 
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 _ARGUMENTS = ("response.function_call_arguments.delta", "response.function_call_arguments.done")
@@ -128,7 +128,7 @@ class StreamEditor:
             if kind == "text":
                 put(delta, "content", (get(delta, "content") or "") + tail)
                 return
-            for call in get(delta, "tool_calls") or ():
+            for call in delta_calls(delta):
                 if get(call, "index", 0) == call_index:
                     function = get(call, "function")
                     put(function, "arguments", (get(function, "arguments") or "") + tail)
@@ -157,7 +157,7 @@ class StreamEditor:
         delta = get(choice, "delta") if chat else None
         in_args: list[Finding] = []
         if chat and (self._placeholders is not None or self._rules):
-            for call in get(delta, "tool_calls") or ():
+            for call in delta_calls(delta):
                 function = get(call, "function")
                 arguments = get(function, "arguments")
                 if isinstance(arguments, str):

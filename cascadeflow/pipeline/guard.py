@@ -16,7 +16,7 @@ from cascadeflow.guardrails.scan import Finding, json_safe, scan_prompt, scan_te
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
-from cascadeflow.usage import Usage, get
+from cascadeflow.usage import Usage, get, message_calls
 
 
 def scan_input(step: Step) -> dict[str, Any] | None:
@@ -147,7 +147,7 @@ def _calls(operation: str, response: Any) -> list[Any]:
     if operation == "responses":
         return list(get(response, "output") or ())
     return [get(call, "function") for choice in get(response, "choices") or ()
-            for call in get(get(choice, "message"), "tool_calls") or ()]
+            for call in message_calls(get(choice, "message")) or ()]  # (a legacy function_call too)
 
 
 def output_later(step: Step, *texts: str) -> None:
