@@ -121,9 +121,9 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
             entered = set_current(session)
             try:
                 result = fn(*args, **kwargs)
-            except BaseException:
+            except BaseException as exc:
                 reset_current(entered)
-                session.close()
+                session.close(exc)
                 raise
             reset_current(entered)
             if inspect.isawaitable(result):
@@ -141,10 +141,14 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
 async def _awaited(session: Session, awaitable: Any) -> Any:
     entered = set_current(session)
     try:
-        return await awaitable
-    finally:
+        result = await awaitable
+    except BaseException as exc:
         reset_current(entered)
-        session.close()
+        session.close(exc)
+        raise
+    reset_current(entered)
+    session.close()
+    return result
 
 
 def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session]

@@ -130,6 +130,7 @@ class Session:
         self.retries = 0
         self.degraded = False
         self.stopped = False
+        self.failed: str | None = None  # the type of the exception that left the session's block
         self.actions: dict[str, int] = {}
         self.findings_by_rule: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
@@ -177,17 +178,20 @@ class Session:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        self.close(exc)
 
     async def __aenter__(self) -> Session:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        self.close()
+        self.__exit__(exc_type, exc, tb)
 
-    def close(self) -> None:
-        """Leave the session: later calls in this context go to the enclosing one."""
+    def close(self, error: BaseException | None = None) -> None:
+        """Leave the session: later calls in this context go to the enclosing one. `error`: the
+        exception that ends its block, whose type its span ends with."""
+        if error is not None and not isinstance(error, GeneratorExit) and self.failed is None:
+            self.failed = type(error).__name__
         if self._token is not None:
             try:
                 CURRENT.reset(self._token)

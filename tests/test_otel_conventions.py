@@ -23,6 +23,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
 from opentelemetry.semconv.attributes import error_attributes as ea
 from opentelemetry.semconv.attributes import server_attributes as sa
+from opentelemetry.trace import StatusCode
 
 from tests.conftest import chat_kwargs
 
@@ -611,3 +612,27 @@ def test_a_generator_tools_span_covers_its_work_and_stays_out_of_the_consumer(ot
     assert spans["app.first_page"].parent.span_id == tool.context.span_id
     assert spans["app.consumer"].parent.span_id != tool.context.span_id
     assert tool.attributes[ea.ERROR_TYPE] == "RuntimeError"
+
+
+def test_an_agent_or_run_that_raised_ends_its_span_with_the_error(otel: Otel) -> None:
+    """An `invoke_agent` span whose operation failed carries `error.type` and ERROR status, as
+    the GenAI conventions ask; one that ended normally stays UNSET."""
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    @cascadeflow.agent(name="triage")
+    def triage() -> None:
+        raise LookupError("no such ticket")
+
+    @cascadeflow.agent(name="fine")
+    def fine() -> None:
+        return None
+
+    with pytest.raises(LookupError), cascadeflow.run():
+        fine()
+        triage()
+    spans = {s.name: s for s in otel.spans()}
+    for name in ("invoke_agent triage", "invoke_agent run"):
+        assert spans[name].status.status_code == StatusCode.ERROR
+        assert spans[name].attributes["error.type"] == "LookupError"
+    assert spans["invoke_agent fine"].status.status_code == StatusCode.UNSET
+    assert "error.type" not in spans["invoke_agent fine"].attributes

@@ -91,6 +91,9 @@ class Telemetry:
         span.set_attribute(cv.CF_DEGRADED, session.degraded)
         span.set_attribute(cv.INPUT_TOKENS, session.tokens_in)
         span.set_attribute(cv.OUTPUT_TOKENS, session.tokens_out)
+        if session.failed is not None:  # the agent or run raised (a policy stop included)
+            span.set_attribute(cv.ERROR_TYPE, session.failed)
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, session.failed))
         span.end()
         session.span = None
         budget = session.limits.budget
