@@ -40,8 +40,9 @@ def respond(step: Step, response: Any, operation: str, usage: Usage | None = Non
 def settle_output(step: Step, response: Any) -> None:
     """Settle an unstreamed answer that the caller's thread may still edit: output rules that
     act in enforce, then the originals of reversible placeholders. Its usage (and, with capture,
-    its text) is read here, after the rules' edits and before the originals go back, so the
-    trace holds what the rules let through and never races the edit on the worker."""
+    its text) is read after the rules' edits: on the worker, as for any answer, unless the
+    originals go back into it (read here, before they do, so the trace never holds them) or
+    the rules withheld it (read here, without its text)."""
     operation, arrived = step.request.operation, time.perf_counter_ns()
     withheld, texts = True, []
     try:
@@ -51,9 +52,11 @@ def settle_output(step: Step, response: Any) -> None:
             texts = guard.output_texts(operation, response)
         withheld = False
     finally:  # a blocked answer is settled too, as the provider billed it
-        usage = read_usage(operation, response)
-        if withheld:  # the trace keeps what the rules let through: none of a blocked answer's text
-            usage.text = ""
+        usage = None
+        if withheld or step.placeholders is not None:
+            usage = read_usage(operation, response)
+            if withheld:  # the trace keeps what the rules let through: none of a blocked answer's text
+                usage.text = ""
         respond(step, response, operation, usage, arrived)
     if texts:
         step.post(guard.output_later, step, *texts)
