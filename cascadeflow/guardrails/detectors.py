@@ -10,8 +10,8 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import compress, repeat, takewhile
-from operator import ge, itemgetter, sub
+from itertools import compress, islice, repeat, takewhile
+from operator import ge, itemgetter, le, sub
 from typing import NamedTuple, Protocol
 
 from cascadeflow import secrets
@@ -178,12 +178,11 @@ def _fresh(kind: str, found: Iterable[re.Match[str]], kept: list[Match]) -> list
     non-overlapping; walked once alongside) and that `kind`'s check scores above 0."""
     valid = _VALID[kind]
     out: list[Match] = []
-    i, size = 0, len(kept)
+    i, size, ends = 0, len(kept), list(map(_END, kept))
     for m in found:
         start, end = m.span()
-        while i < size and kept[i].end <= start:
-            i += 1
-        if i < size and kept[i].start < end:
+        i = bisect_right(ends, start, i)  # the first kept that ends after `start`
+        if i < size and kept[i][1] < end:
             continue
         score = valid(m)
         if score > 0:
@@ -193,7 +192,17 @@ def _fresh(kind: str, found: Iterable[re.Match[str]], kept: list[Match]) -> list
 
 def _merge(kept: list[Match], found: list[Match]) -> list[Match]:
     """`kept` (sorted, non-overlapping) with the matches of `found` (sorted) that overlap none of
-    them: each is looked up by bisection, and the two sorted lists are merged in C."""
+    them. Mostly none does (numeric types skip what is kept already): the two lists sorted
+    together are then the answer, which a check in C confirms; else each match of `found` is
+    looked up by bisection (`_merge_overlapping`)."""
+    merged = sorted(kept + found, key=_START) if kept else found
+    if all(map(le, map(_END, merged), map(_START, islice(merged, 1, None)))):
+        return merged  # each match ends where or before the next one starts
+    return _merge_overlapping(kept, found)
+
+
+def _merge_overlapping(kept: list[Match], found: list[Match]) -> list[Match]:
+    """`_merge`, a match of `found` at a time."""
     fresh: list[Match] = []
     i, size = 0, len(kept)
     last_end = -1  # end of the last match taken from `found`
@@ -218,15 +227,38 @@ _START, _END = itemgetter(1), itemgetter(2)
 _NUMERIC = ("iban", "credit_card", "ssn", "ip_address", "phone")
 
 
+# Validity of the matched strings seen lately, by string (a check reads only the string; what
+# the words before a match change is decided apart): an export repeats its values.
+_SEEN = 4096  # entries a memo holds before it starts again from empty
+_CARDS: dict[str, str] = {}  # match -> its digits, "" where it is no card whatever the context
+_IBANS: dict[str, float] = {}
+
+
+def _card_digits(number: str) -> str:
+    """The digits of a card number as issued (a network's prefix and length, Luhn), else ""."""
+    digits = number.replace(" ", "").replace("-", "")
+    short = len(digits) == 12 or (len(digits) == 13 and digits[0] != "4")  # Maestro's, if any
+    if not (12 <= len(digits) <= 19 and (digits.startswith(SHORT_MAESTRO) if short else issued(digits))
+            and luhn_ok(digits)):
+        return ""
+    return digits
+
+
 def _card(m: re.Match[str]) -> float:
     """Context is read only where it decides: a short Maestro number needs "card" before it
     (12 digits under one of Maestro's own ranges score lower without it), and a number of 15
     digits or fewer must not follow "IMEI", "EAN", "serial"..."""
-    digits = m.group().replace(" ", "").replace("-", "")
-    short = len(digits) == 12 or (len(digits) == 13 and digits[0] != "4")  # Maestro's, if any
-    if not (12 <= len(digits) <= 19 and (digits.startswith(SHORT_MAESTRO) if short else issued(digits))
-            and luhn_ok(digits)):
+    number = m.group()
+    digits = _CARDS.get(number)
+    if digits is None:
+        if len(_CARDS) >= _SEEN:
+            _CARDS.clear()
+        digits = _CARDS[number] = _card_digits(number)
+    if len(digits) > 15:
+        return 0.9
+    if not digits:
         return 0.0
+    short = len(digits) == 12 or (len(digits) == 13 and digits[0] != "4")
     text, start = m.string, m.start()
     if len(digits) <= 15 and _before(text, start, "not_card"):
         return 0.0  # an IMEI, an EAN, a serial number that happens to pass Luhn
@@ -253,7 +285,10 @@ def _ip(m: re.Match[str]) -> float:
     address = m.group(1)
     if address is None or not _v4_ok(address):
         return 0.0
-    before = m.string[max(m.start() - 12, 0):m.start()].rstrip().lower()
+    text, start = m.string, m.start()
+    if not text[start - 1:start].isspace():
+        return 0.9  # the character before (no word character, "." or ":") ends no word below
+    before = text[max(start - 12, 0):start].rstrip().lower()
     if before.endswith(_VERSION_WORDS) or (before.endswith("v") and not before[-2:-1].isalpha()):
         return 0.0  # "version 6.2.1.21", "v10.0.0.1"
     return 0.9
@@ -265,8 +300,9 @@ _FRAGMENT = re.compile(r"(?:\d|[A-Z]{2}\d{2}) $")
 def _phone(m: re.Match[str]) -> float:
     """Tried first as if a word such as "invoice" stood before it (the strictest reading), so the
     words before it are read only for numbers whose shape does not decide."""
-    number = m.group()
-    if _FRAGMENT.search(m.string, max(m.start() - 5, 0), m.start()):
+    number, text, start = m.group(), m.string, m.start()
+    # (`$` also matches before a last newline)
+    if text[start - 1:start] in (" ", "\n") and _FRAGMENT.search(text, max(start - 5, 0), start):
         return 0.0  # the tail of a longer number ("FR96 0917 4297 0012 ...", a failed IBAN)
     if phones.phone_ok(number, False, True):
         return 0.85
@@ -277,9 +313,19 @@ def _phone(m: re.Match[str]) -> float:
     return (0.95 if context else 0.85) if phones.phone_ok(number, context, named_id) else 0.0
 
 
+def _iban(m: re.Match[str]) -> float:
+    number = m.group(1)
+    score = _IBANS.get(number)
+    if score is None:
+        if len(_IBANS) >= _SEEN:
+            _IBANS.clear()
+        score = _IBANS[number] = 1.0 if iban_ok(number.replace(" ", "")) else 0.0
+    return score
+
+
 # each numeric type's check: a score (0: not this type), raised by context words before the match
 _VALID: dict[str, Callable[[re.Match[str]], float]] = {
-    "iban": lambda m: 1.0 if iban_ok(m.group(1).replace(" ", "")) else 0.0,
+    "iban": _iban,
     "credit_card": _card,
     "ssn": _ssn,
     "ip_address": _ip,
@@ -372,7 +418,8 @@ _PHONE_CLASSES = _classes({_DIGITS: b"0", b"+": b"+", b"(": b"(", b" \t\n\r\x0b\
 _PHONE_STOPS = _classes({_DIGITS + b"+() \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f./-xet": b"p"})
 # the character before a phone number's start, with what every match has from there on
 # (`+` or `(` and a digit; five digits; `00`, more digits and a `(`)
-_PHONE_START = re.compile(rb"(?:[ (_]|(?<!0),)(?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
+# (a set of characters first, so that the engine skips in C to where one is)
+_PHONE_START = re.compile(rb"[ (_,](?<!0,)(?=[+(]0|0(?:[ .]?0){4}|000{0,2}[ .]?\()")
 _IBAN_CLASSES = _classes({_UPPER: b"A", _DIGITS: b"0"})
 _DOT_CLASSES = _classes({_DIGITS: b"0", b".": b"."})
 # necessary parts of a match, over the classes above: a run without one is not tried
@@ -397,16 +444,16 @@ class _Stops:
 
     def end(self, at: int, kept: Match) -> int:
         """The end of the stretch around `at` when it lies in `kept`; else 0."""
-        stops = self.stops
+        stops, (_kind, start, end, _score) = self.stops, kept
         if kept is not self.kept:  # other characters from just before `kept` to just after it
-            lo = max(kept.start - 1, 0)
-            self.kept, self.first, self.last = kept, stops.find(b"_", lo, kept.end + 1), \
-                stops.rfind(b"_", lo, kept.end + 1)
-        if kept.start and not -1 < self.first < at:
+            lo = max(start - 1, 0)
+            self.kept, self.first = kept, stops.find(b"_", lo, end + 1)
+            self.last = stops.rfind(b"_", lo, end + 1)
+        if start and not -1 < self.first < at:
             return 0  # the stretch starts before `kept`
         if self.last >= at:
-            return stops.find(b"_", at, kept.end + 1)  # (not read again: the search goes on there)
-        return kept.end if kept.end == len(stops) else 0
+            return stops.find(b"_", at, end + 1)  # (not read again: the search goes on there)
+        return end if end == len(stops) else 0
 
 
 class _Numbers:
@@ -468,16 +515,15 @@ class _Numbers:
         match = _PATTERNS[kind].match
         windows = iter(self.windows)
         hi = -1
-        i, size, resume = 0, len(kept), 0
+        i, size, resume, kept_ends = 0, len(kept), 0, list(map(_END, kept))
         confined = kind != "ip_address"  # an address's port can end after its run
         starts, ends = self.starts, self.ends
         for run in runs:
             start, end = starts[run], ends[run]
             while hi < end:  # the window of the run
                 hi = next(windows)[1]
-            while i < size and kept[i].end <= start:
-                i += 1
-            if confined and i < size and kept[i].start <= start and end <= kept[i].end:
+            i = bisect_right(kept_ends, start, i)  # the first kept that ends after `start`
+            if confined and i < size and kept[i][1] <= start and end <= kept_ends[i]:
                 continue  # every match in the run would be dropped, and ends in it
             at = start if start >= resume else find(b".0", resume - 1, end) + 1 or -1
             if end - start > _LONG_RUN:
@@ -513,15 +559,14 @@ class _Numbers:
         stops = _Stops(text)
         search, match = _PHONE_START.search, _PATTERNS["phone"].match
         i, size, window, last = 0, len(kept), 0, len(windows) - 1
+        kept_ends, window_ends = list(map(_END, kept)), [hi for _lo, hi in windows]
         found = search(marks)
         while found is not None:
             at = found.start()  # the start, in `text`
-            while window < last and windows[window][1] <= at:
-                window += 1
+            window = bisect_right(window_ends, at, window, last)  # the first ending after `at`, or the last
             lo, hi = windows[window]
-            while i < size and kept[i].end <= at:
-                i += 1
-            inside = i < size and kept[i].start <= at and stops.end(at, kept[i])
+            i = bisect_right(kept_ends, at, i)  # the first kept that ends after `at`
+            inside = i < size and kept[i][1] <= at and stops.end(at, kept[i])
             m = match(text, at, hi) if lo <= at < hi and not inside else None
             found = search(marks, m.end() if m is not None else inside or at + 1)
             if m is not None:

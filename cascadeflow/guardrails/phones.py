@@ -86,13 +86,14 @@ def _nanp(digits: str) -> bool:
 def phone_ok(candidate: str, context: bool, id_context: bool = False) -> bool:
     """`candidate` (a PATTERN match) is a phone number; `context`: a phone word stands before it;
     `id_context`: a word such as "invoice" or "order" does (a bare number is then that id)."""
-    number = _EXTENSION.sub("", candidate)
+    number = _EXTENSION.sub("", candidate) if "x" in candidate else candidate  # (an extension has one)
+    if number.startswith("+"):  # (a date or an SSN starts with a digit)
+        return _international(_digits(number.replace("(0)", "")))
     if _DATE.fullmatch(number) or _DATE.match(number) or _SSN_SHAPE.fullmatch(number):
         return False
+    if number.startswith("00"):
+        return _international(_digits(number.replace("(0)", ""))[2:])
     grouped = bool(_GROUPS.search(number.strip())) or "(" in number
-    if number.startswith("+") or number.startswith("00"):
-        body = _digits(number.replace("(0)", ""))
-        return _international(body[2:] if number.startswith("00") else body)
     digits = _digits(number)
     if "." in number and number.count(".") >= 3 and not context:
         return False  # 4-part dotted numbers are versions and addresses, not phones

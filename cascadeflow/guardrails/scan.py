@@ -12,7 +12,8 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import islice, repeat
+from itertools import compress, islice, repeat
+from operator import attrgetter, ge, itemgetter
 from typing import Any, NamedTuple
 
 from cascadeflow.guardrails.detectors import Match
@@ -97,12 +98,14 @@ def matches(rules: Sequence[Rule], text: str) -> list[Hit]:
     """Matches of every rule at or above its threshold; a span two profiles' rules both find is
     kept once (the first rule's)."""
     out: list[Hit] = []
-    seen: set[tuple[str, int, int]] = set()
+    seen: set[tuple[str, int, int]] | None = None  # the spans in `out`, made when a second rule finds any
     for rule in rules:
-        found = [m for m in rule.detector.scan(text) if m.score >= rule.threshold and m.score > 0]
+        found = _above(rule.detector.scan(text), rule.threshold)
         if not found:
             continue
         if out:  # only a second rule's matches can repeat a span
+            if seen is None:
+                seen = set(map(_SPAN, map(_MATCH, out)))
             fresh = []
             for match in found:
                 key = (match.kind, match.start, match.end)
@@ -110,10 +113,18 @@ def matches(rules: Sequence[Rule], text: str) -> list[Hit]:
                     seen.add(key)
                     fresh.append(match)
             found = fresh
-        else:
-            seen.update((m.kind, m.start, m.end) for m in found)
         out.extend(zip(repeat(rule), found, strict=False))
     return out
+
+
+def _above(found: list[Match], threshold: float) -> list[Match]:
+    """The matches scored at or above `threshold` and above 0 (their scores compared in C)."""
+    if not threshold > 0:  # (0, or NaN: compared as written)
+        return [m for m in found if m.score >= threshold and m.score > 0]
+    return list(compress(found, map(ge, map(_SCORE, found), repeat(threshold))))
+
+
+_MATCH, _SCORE, _SPAN = itemgetter(1), attrgetter("score"), attrgetter("kind", "start", "end")
 
 
 def findings(hits: Sequence[Hit], text: str, stage: str) -> list[Finding]:
@@ -186,6 +197,9 @@ def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders 
     the originals for the application where the rule is reversible."""
     if isinstance(hits, Scan):
         hits = hits.hits
+    done = _typed(text, hits, placeholders is not None)
+    if done is not None:
+        return done
     typed: dict[str, str] = {}  # kind -> "[KIND]", made once per kind
     edits = []
     for rule, match in hits:
@@ -212,6 +226,28 @@ def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders 
     for start, end, new in reversed(kept):
         pieces.append(text[at:start])
         pieces.append(new)
+        at = end
+    pieces.append(text[at:])
+    return "".join(pieces)
+
+
+def _typed(text: str, hits: Sequence[Hit], numbered: bool) -> str | None:
+    """`transform` where every hit is redacted to its typed placeholder (`numbered`: the run's
+    placeholders are there for rules that ask for them) and each starts after the previous one
+    ends, as one PII rule's matches do: the text is then cut once, left to right, with no edits
+    to sort. None where that does not hold (`transform` sorts those out)."""
+    labels: dict[str, str] = {}  # kind -> "[KIND]", made once per kind
+    pieces: list[str] = []
+    at = 0
+    for rule, match in hits:
+        kind, start, end = match.kind, match.start, match.end
+        if start < at or start == end or rule.action != "redact" or (numbered and rule.redaction != "typed"):
+            return None
+        label = labels.get(kind)
+        if label is None:
+            label = labels[kind] = f"[{kind.upper()}]"
+        pieces.append(text[at:start])
+        pieces.append(label)
         at = end
     pieces.append(text[at:])
     return "".join(pieces)
