@@ -431,31 +431,6 @@ _LONG_RUN = 64  # characters: a run longer is searched by the regex engine (see 
 _MIN_DIGITS = {"credit_card": (12, 23), "ssn": (9, 11), "ip_address": (4, 15)}
 
 
-class _Stops:
-    """Where the stretches of phone characters inside a kept match end. A phone number never
-    crosses another character: where the whole stretch around a candidate lies in a match kept
-    before, every match that starts in it is dropped, and the next one starts after it. The
-    first and last other characters of each kept match are looked up once (linear in the text)."""
-
-    def __init__(self, text: str) -> None:
-        self.stops = text.encode("ascii").translate(_PHONE_STOPS)
-        self.kept: Match | None = None
-        self.first = self.last = -1
-
-    def end(self, at: int, kept: Match) -> int:
-        """The end of the stretch around `at` when it lies in `kept`; else 0."""
-        stops, (_kind, start, end, _score) = self.stops, kept
-        if kept is not self.kept:  # other characters from just before `kept` to just after it
-            lo = max(start - 1, 0)
-            self.kept, self.first = kept, stops.find(b"_", lo, end + 1)
-            self.last = stops.rfind(b"_", lo, end + 1)
-        if start and not -1 < self.first < at:
-            return 0  # the stretch starts before `kept`
-        if self.last >= at:
-            return stops.find(b"_", at, end + 1)  # (not read again: the search goes on there)
-        return end if end == len(stops) else 0
-
-
 class _Numbers:
     """The numeric runs of an ASCII text and the windows around them (as `_windows` makes them),
     read from a copy of the text with one byte per class (digit, other run character, the rest),
@@ -552,25 +527,36 @@ class _Numbers:
         """A phone number starts after a character its lookbehind allows, with `+`, `(`, `00`
         or five digits apart at most by single separators: the pattern is tried only where the
         classes say so, in a window, from the end of the last match on (as `finditer` goes on).
-        Where a candidate lies in a kept match with the whole stretch of phone characters around
-        it, the search goes on after that stretch (see `_Stops`)."""
+        A phone number never crosses a character it is not made of (`_PHONE_STOPS`): where a
+        candidate lies in a kept match with the whole stretch of such characters around it, every
+        match that starts in the stretch would be dropped, and the search goes on after it."""
         text, windows = self.text, self.windows
         marks = b" " + text.encode("ascii").translate(_PHONE_CLASSES)  # text[i] is at i + 1
-        stops = _Stops(text)
+        stops = text.encode("ascii").translate(_PHONE_STOPS)
+        find, rfind, length = stops.find, stops.rfind, len(text)
         search, match = _PHONE_START.search, _PATTERNS["phone"].match
         i, size, window, last = 0, len(kept), 0, len(windows) - 1
         kept_ends, window_ends = list(map(_END, kept)), [hi for _lo, hi in windows]
         found = search(marks)
         while found is not None:
             at = found.start()  # the start, in `text`
+            i = bisect_right(kept_ends, at, i)  # the first kept that ends after `at`
+            if i < size and kept[i][1] <= at:  # in a kept match: is the stretch around `at` in it too?
+                _kind, start, end, _score = kept[i]
+                after = find(b"_", at, end + 1)  # the stretch's end, if in the match
+                if after == -1:
+                    after = end if end == length else 0
+                if after and (not start or rfind(b"_", start - 1, at) != -1):  # and its start
+                    found = search(marks, after)
+                    continue
             window = bisect_right(window_ends, at, window, last)  # the first ending after `at`, or the last
             lo, hi = windows[window]
-            i = bisect_right(kept_ends, at, i)  # the first kept that ends after `at`
-            inside = i < size and kept[i][1] <= at and stops.end(at, kept[i])
-            m = match(text, at, hi) if lo <= at < hi and not inside else None
-            found = search(marks, m.end() if m is not None else inside or at + 1)
-            if m is not None:
-                yield m
+            m = match(text, at, hi) if lo <= at < hi else None
+            if m is None:
+                found = search(marks, at + 1)
+                continue
+            found = search(marks, m.end())
+            yield m
 
     def ibans(self) -> Iterator[re.Match[str]]:
         """IBANs start with two capital letters and two digits: the pattern is tried where
