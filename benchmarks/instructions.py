@@ -6,8 +6,9 @@ a ten-line C helper (built here with gcc against valgrind's `callgrind.h`) switc
 each measured loop and dumps the count under the variant's name. Each loop makes `n` calls of
 the litellm interceptor around a stub that returns a prebuilt response (no litellm, no HTTP:
 litellm's import alone takes minutes under valgrind), so the count is cascadeflow's own work
-per step on the caller's thread; the worker's share is counted apart, by a second window
-around the flush that lets it write those steps.
+per step on the caller's thread; the background's share is counted apart, by a window on the
+worker around the flush that lets it write those steps, and one on the telemetry worker around
+the spans and metrics it then builds.
 
     python -m benchmarks.instructions          # prints the rows (needs valgrind and gcc)
 """
@@ -66,11 +67,12 @@ def run(quick: bool, n: int | None = None) -> list[Row]:
     base = counts.pop("stub alone")
     rows = []
     for name, total in counts.items():
-        if name.endswith(": worker"):
+        if name.endswith((": worker", ": telemetry")):
             continue
+        background = counts.get(f"{name}: worker", 0) + counts.get(f"{name}: telemetry", 0)
         rows.append({"benchmark": BENCHMARK, "variant": name,
                      "instructions": (total - base) / calls,
-                     "worker_instructions": counts.get(f"{name}: worker", 0) / calls, "n": calls})
+                     "worker_instructions": background / calls, "n": calls})
     return rows
 
 
@@ -97,7 +99,7 @@ def _child(lib_path: str, calls: int) -> None:
     import cascadeflow
     from cascadeflow.interceptors import base
     from cascadeflow.interceptors import litellm as adapter
-    from cascadeflow.worker import shared
+    from cascadeflow.worker import shared, telemetry
     from openai.types.chat import ChatCompletion
 
     from benchmarks.common import BUDGET_KPI, ENFORCE_RUN, config_file, sample_text, telemetry_providers
@@ -116,8 +118,8 @@ def _child(lib_path: str, calls: int) -> None:
     wrapped = base.sync_wrapper(stub, adapter._adapter("chat", ("model", "messages")), "chat")
     messages = [{"role": "system", "content": "You classify support tickets."},
                 {"role": "user", "content": sample_text(2_000)}]
-    worker = shared()
-    worker.help_at = 10**9  # the caller never runs the queue itself here: the worker is held
+    worker, spans = shared(), telemetry()
+    worker.help_at = spans.help_at = 10**9  # the caller never runs the queues itself: both are held
 
     def loop(fn: Any) -> None:
         for _ in range(calls):
@@ -132,14 +134,22 @@ def _child(lib_path: str, calls: int) -> None:
         # whichever variant they fell into was billed 10,000s of instructions a call.
         gc.collect()
         gc.disable()
-        gate = threading.Event()
-        worker.submit(gate.wait)  # the worker waits here while the caller's loop is counted,
-        worker.submit(helper.cf_start)  # then counts its own (counting is per thread)
+        # Both workers wait while the caller's loop is counted; then the worker counts its own,
+        # then the telemetry worker (the spans and metrics the worker handed it). Each window
+        # follows the one before: a thread that woke up meanwhile (the telemetry worker polls its
+        # queue) would take the interpreter from the counted one and add to its count.
+        gate, spans_gate = threading.Event(), threading.Event()
+        worker.submit(gate.wait)
+        worker.submit(helper.cf_start)
+        spans.submit(spans_gate.wait)
+        spans.submit(helper.cf_start)
         helper.cf_start()
         loop(fn)
         helper.cf_stop(name.encode())
         gc.enable()
         worker.submit(helper.cf_stop, f"{name}: worker".encode())
+        worker.submit(spans.submit, helper.cf_stop, f"{name}: telemetry".encode())
+        worker.submit(spans_gate.set)
         gate.set()
         cascadeflow.flush()
 
