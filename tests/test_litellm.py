@@ -167,3 +167,55 @@ def test_mode_off_records_nothing(provider: Any) -> None:
     assert session.trace() == []
     assert session.summary()["steps"] == 0
     assert len(provider.requests) == 1
+
+
+def test_batch_completion_counts_in_the_callers_session(provider: Any) -> None:
+    # litellm sends each message list from a thread pool of its own: its calls must still count
+    # against the run's budget and steps, not escape into the ambient session
+    cascadeflow.init(mode="enforce")
+    batches = [[{"role": "user", "content": text}] for text in ("one", "two", "three")]
+    with cascadeflow.run(budget=1.0) as session:
+        replies = litellm.batch_completion(model="openai/gpt-4o-mini", messages=batches,
+                                           api_base=provider.url, api_key=KEY)
+    assert [type(r).__name__ for r in replies] == ["ModelResponse"] * 3
+    assert [e["status"] for e in session.trace()] == ["ok"] * 3
+    provider.reset()
+    with cascadeflow.run(max_steps=1) as session:
+        litellm.completion(**chat_kwargs(provider))
+        replies = litellm.batch_completion(model="openai/gpt-4o-mini", messages=batches,
+                                           api_base=provider.url, api_key=KEY)
+    assert all(isinstance(r, cascadeflow.PolicyStop) for r in replies), replies
+    assert len(provider.requests) == 1
+
+
+def test_batch_completion_models_counts_in_the_callers_session(provider: Any) -> None:
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        litellm.batch_completion_models(models=["openai/gpt-4o-mini", "openai/gpt-4o"],
+                                        messages=[{"role": "user", "content": "hi"}],
+                                        api_base=provider.url, api_key=KEY)
+    assert sorted(e["model"] for e in session.trace()) == ["openai/gpt-4o", "openai/gpt-4o-mini"]
+
+
+def test_every_positional_argument_is_read(provider: Any) -> None:
+    # `completion(model, messages, timeout)` was an unusual shape let through untouched: with
+    # only litellm instrumented (or a provider litellm does not reach through the openai SDK)
+    # it bypassed the policy in enforce mode
+    cascadeflow.init(mode="enforce", instrument=["litellm"])
+    messages = [{"role": "user", "content": "hi"}]
+    with cascadeflow.run(max_steps=1) as session:
+        litellm.completion("openai/gpt-4o-mini", messages, 30, api_base=provider.url, api_key=KEY)
+        with pytest.raises(cascadeflow.StepLimitReached):
+            litellm.completion("openai/gpt-4o-mini", messages, 30, api_base=provider.url, api_key=KEY)
+    assert [e["status"] for e in session.trace()] == ["ok", "stopped"]
+    assert len(provider.requests) == 1
+
+
+async def test_every_positional_argument_of_an_async_entry_point_is_read(provider: Any) -> None:
+    cascadeflow.init(mode="observe", instrument=["litellm"])
+    async with cascadeflow.run() as session:
+        await litellm.aembedding("openai/text-embedding-3-small", ["one"], None,
+                                 api_base=provider.url, api_key=KEY)
+        await litellm.atext_completion("hi", "openai/gpt-3.5-turbo-instruct", None,
+                                       api_base=provider.url, api_key=KEY)
+    assert [e["operation"] for e in session.trace()] == ["embeddings", "text_completion"]

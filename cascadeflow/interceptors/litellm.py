@@ -1,5 +1,5 @@
-"""litellm: completion, text_completion, embedding and responses, sync and async, streams and
-the Router.
+"""litellm: completion, text_completion, embedding and responses, sync and async, streams, the
+Router and the batch helpers.
 
 The functions are replaced on the `litellm` module, which is where the Router and user code
 look them up. Code that ran `from litellm import completion` before `init()` keeps the original
@@ -9,7 +9,10 @@ stop raised there reaches that code as it is.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +33,22 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "responses": ("responses", ("input", "model"), False),
     "aresponses": ("responses", ("input", "model"), True),
 }
+
+
+def _positional(function: Any) -> tuple[str, ...]:
+    """The names of the parameters `function` takes by position, in order: a call that passes
+    more than model and messages by position (`completion(model, messages, 30)`) is read too,
+    not let through unchecked. Empty for `(*args, **kwargs)` (then the sync twin's are used)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    names: list[str] = []
+    for parameter in parameters:
+        if parameter.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            break
+        names.append(parameter.name)
+    return tuple(names)
 
 
 def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
@@ -65,9 +84,32 @@ def instrument() -> bool:
     for name, (operation, positional, is_async) in ENTRY_POINTS.items():
         if not hasattr(litellm, name):
             continue
-        patch(litellm, name, _maker(_adapter(operation, positional), is_async, operation))
+        names = _positional(getattr(litellm, name)) or _positional(getattr(litellm, name[1:], None))
+        patch(litellm, name, _maker(_adapter(operation, names or positional), is_async, operation))
     _pass_stops_through()
+    _carry_context_into_batches()
     return True
+
+
+def _carry_context_into_batches() -> None:
+    """`batch_completion` and `batch_completion_models` send each call from a thread pool of
+    their own, whose threads start with an empty context: without this their calls would count
+    in the ambient session, outside the caller's budget and step limit. Their module's pool
+    runs each call in a copy of the context it was submitted from, the caller's."""
+    try:
+        from litellm.batch_completion import main as batches
+    except ImportError:
+        return
+    if isinstance(getattr(batches, "ThreadPoolExecutor", None), type):
+        patch(batches, "ThreadPoolExecutor", _context_pool)
+
+
+def _context_pool(original: type[concurrent.futures.ThreadPoolExecutor]) -> type:
+    class ContextThreadPoolExecutor(original):  # type: ignore[valid-type,misc]
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+    return ContextThreadPoolExecutor
 
 
 def _pass_stops_through() -> None:
