@@ -12,12 +12,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from cascadeflow import _configfile, windows
 from cascadeflow.errors import ConfigError
 from cascadeflow.secrets import masked_url
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Mode = Literal["off", "observe", "enforce"]
 MODES: tuple[str, ...] = ("off", "observe", "enforce")
@@ -26,6 +35,30 @@ KPI_KEYS: frozenset[str] = frozenset({"quality", "cost", "latency"})
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1: `limit = true` would be a 1 USD budget, a price of true 1 USD
+        annotation = cls.model_fields[info.field_name or ""].annotation
+        if _numeric(annotation):
+            values: Any = (value,)
+        elif get_origin(annotation) is dict and isinstance(value, dict) and _numeric(get_args(annotation)[1]):
+            values = value.values()
+        else:
+            return value
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError(f"expected a number, got {value!r}")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds an int or a float (optional, constrained), which bool is not."""
+    if get_origin(annotation) is Annotated:
+        return _numeric(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_numeric(arg) for arg in get_args(annotation))
+    return annotation in (int, float)
 
 
 class RunLimits(_Strict):

@@ -90,6 +90,20 @@ _closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped":
                   "ledger_counters_lost": 0, "breaker_store_errors": 0, "telemetry_stalls": 0}
 
 
+def _path(setting: str, value: Any) -> Any:
+    """A path argument as text; a ConfigError naming it for what is no path (`os.fspath` would
+    raise a TypeError that names neither the setting nor its source)."""
+    if value is None:
+        return None
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):  # bytes too: `Path` takes no bytes
+        raise ConfigError(setting, value, "init()", "expected a file path (str or os.PathLike)")
+    return path
+
+
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
          budget: float | None = None, max_steps: int | None = None, max_tool_calls: int | None = None,
          max_latency_ms: float | None = None, compliance: str | None = None,
@@ -107,7 +121,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
     """Resolve settings (keyword > env > file > default), patch the client libraries, report."""
     global _opened
     code: dict[str, Any] = {
-        "mode": mode, "config": None if config is None else os.fspath(config), "budget": budget,
+        "mode": mode, "config": _path("config", config), "budget": budget,
         "max_steps": max_steps, "max_tool_calls": max_tool_calls, "max_latency_ms": max_latency_ms,
         "compliance": compliance, "kpi_weights": kpi_weights, "capture_content": capture_content,
         "instrument": tuple(instrument) if isinstance(instrument, list | tuple) else instrument,
@@ -115,7 +129,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         "kpi_hysteresis": kpi_hysteresis, "budget_alert": budget_alert, "otel": otel,
         "otel_client_spans": otel_client_spans,
         "guardrails": guardrails,
-        "guardrails_file": None if guardrails_file is None else os.fspath(guardrails_file),
+        "guardrails_file": _path("guardrails_file", guardrails_file),
         "unknown_price": unknown_price, "budget_wait_s": budget_wait_s,
         "run_max_entries": run_max_entries,
         "tools_exempt": tuple(tools_exempt) if isinstance(tools_exempt, list | tuple) else tools_exempt,

@@ -260,3 +260,51 @@ def test_instrument_given_as_one_name_says_so() -> None:
     with pytest.raises(ConfigError, match=r"expected a list such as \['litellm', 'openai'\]") as err:
         cascadeflow.init(mode="observe", instrument="openai")
     assert err.value.setting == "instrument" and err.value.source == "init()"
+
+
+@pytest.mark.parametrize("setting", ["config", "guardrails_file"])
+@pytest.mark.parametrize("value", [123, ["cascadeflow.toml"]])
+def test_a_path_argument_that_is_no_path_says_so(setting: str, value: object) -> None:
+    """`init(config=123)` was a TypeError from `os.fspath`, naming neither setting nor source."""
+    with pytest.raises(ConfigError, match="expected a file path") as err:
+        cascadeflow.init(mode="observe", **{setting: value})  # type: ignore[arg-type]
+    assert err.value.setting == setting and err.value.source == "init()"
+    assert err.value.value == value
+
+
+CASCADE = '[cascades.c]\ntiers = [{ model = "openai/gpt-4o-mini" }]\n'
+
+
+@pytest.mark.parametrize(("text", "setting"), [
+    ("run_max_entries = true\n", "run_max_entries"),
+    ("budget_alert = true\n", "budget_alert"),
+    ("budget_wait_s = false\n", "budget_wait_s"),
+    ('[models.mini]\ninput_cost_per_token = true\n', "models.mini.input_cost_per_token"),
+    (CASCADE + "deadline_s = true\n", "cascades.c.deadline_s"),
+    (CASCADE + "max_attempts = true\n", "cascades.c.max_attempts"),
+    (CASCADE + "retries = { timeout = true }\n", "cascades.c.retries"),
+    ('[cascades.c]\ntiers = [{ model = "a", timeout_s = true }]\n', "cascades.c.tiers.0.timeout_s"),
+    ('[cascades.c]\ntiers = [{ deployments = [{ model = "a", weight = true }] }]\n',
+     "cascades.c.tiers.0.deployments.0.weight"),
+    ('[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = true\n', "budgets.daily.limit"),
+    ('[limits.rpm]\nscope = "user"\nrequests_per_minute = true\n', "limits.rpm.requests_per_minute"),
+    ("[ledger]\nqueue_size = true\n", "ledger.queue_size"),
+])
+def test_true_is_no_number_in_the_file(tmp_path: Path, text: str, setting: str) -> None:
+    """pydantic reads `true` as 1: `limit = true` was a 1 USD budget, `input_cost_per_token =
+    true` a price of 1 USD a token, `run_max_entries = true` a trace of one entry, silently. The
+    docs promise `true` is refused for numbers, as `[run] budget = true` already was."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="expected a number") as err:
+        cascadeflow.init(mode="observe", config=config)
+    assert err.value.setting == setting
+    assert err.value.source.startswith(f"file {config}")
+
+
+@pytest.mark.parametrize("setting", ["run_max_entries", "ambient_max_entries", "budget_alert",
+                                     "kpi_hysteresis", "budget_wait_s"])
+def test_true_is_no_number_in_init(setting: str) -> None:
+    with pytest.raises(ConfigError, match="expected a number") as err:
+        cascadeflow.init(mode="observe", **{setting: True})  # type: ignore[arg-type]
+    assert err.value.setting == setting and err.value.source == "init()"
