@@ -107,3 +107,21 @@ def test_shutdown_leaves_a_plain_wrapper_made_after_it(provider: Any) -> None:
     litellm.completion = ours  # they leave
     cascadeflow.shutdown()
     assert litellm.completion is original
+
+
+def test_a_later_init_that_drops_a_library_unpatches_it(provider: Any) -> None:
+    # a second init() naming fewer libraries reported only those, but left the others patched
+    before = _originals()
+    cascadeflow.init(mode="observe")
+    report = cascadeflow.init(mode="observe", instrument=["openai"])
+    assert report.instrumented == ["openai"]
+    assert all(getattr(litellm, name) is before[name] for name in NAMES)
+    assert Completions.__dict__["create"] is not before["Completions"]
+    with cascadeflow.run() as session:
+        litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                           api_base=provider.url, api_key="sk-test")
+    assert [e["model"] for e in session.trace()] == ["gpt-4o-mini"]  # seen by the SDK's patch only
+    cascadeflow.init(mode="observe")
+    assert litellm.completion is not before["completion"]
+    cascadeflow.shutdown()
+    assert _originals() == before

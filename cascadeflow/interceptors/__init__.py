@@ -10,8 +10,11 @@ _INSTRUMENTORS = {"litellm": litellm_interceptor.instrument, "openai": openai_in
 
 
 def instrument(libraries: tuple[str, ...]) -> list[str]:
-    """Patch the named client libraries that are installed; idempotent. Returns those patched."""
+    """Patch the named client libraries that are installed, and only those (one a previous call
+    patched and this one does not name is restored); idempotent. Returns those patched."""
     with base._lock:
+        for name in _INSTRUMENTORS.keys() - set(libraries):
+            base.unpatch_library(name)
         done = [name for name in libraries if _INSTRUMENTORS[name]()]
         base.set_active(True)
         return done

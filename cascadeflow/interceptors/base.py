@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,21 @@ def unpatch_all() -> None:
         for key, item in reversed(list(_patches.items())):
             if item.restore():
                 del _patches[key]
+
+
+def unpatch_library(library: str) -> None:
+    """`unpatch_all` for one client library's patches only (`litellm`, `openai`): a later
+    `init()` that no longer names it leaves it as it found it."""
+    with _lock:
+        for key, item in reversed(list(_patches.items())):
+            if _library(item.owner) == library and item.restore():
+                del _patches[key]
+
+
+def _library(owner: Any) -> str:
+    """The top-level package a patched module or class belongs to."""
+    name = owner.__name__ if isinstance(owner, types.ModuleType) else owner.__module__
+    return str(name).split(".")[0]
 
 
 def patched() -> list[Patch]:
