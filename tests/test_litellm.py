@@ -219,3 +219,22 @@ async def test_every_positional_argument_of_an_async_entry_point_is_read(provide
         await litellm.atext_completion("hi", "openai/gpt-3.5-turbo-instruct", None,
                                        api_base=provider.url, api_key=KEY)
     assert [e["operation"] for e in session.trace()] == ["embeddings", "text_completion"]
+
+
+async def test_a_sync_router_call_inside_an_event_loop_counts_in_the_callers_session(provider: Any) -> None:
+    # the sync Router methods run their async twin on a thread of litellm's own when an event
+    # loop already runs (a notebook cell, sync code called from async code): that thread's calls
+    # counted in the ambient session, past the run's step cap and budget
+    cascadeflow.init(mode="enforce")
+    router = litellm.Router(model_list=[
+        {"model_name": "triage-model", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_base": provider.url, "api_key": KEY}},
+        {"model_name": "embedder", "litellm_params": {
+            "model": "openai/text-embedding-3-small", "api_base": provider.url, "api_key": KEY}}])
+    with cascadeflow.run(max_steps=2) as session:
+        router.completion(model="triage-model", messages=[{"role": "user", "content": "hi"}])
+        router.embedding(model="embedder", input=["hi"])
+        with pytest.raises(cascadeflow.StepLimitReached):
+            router.completion(model="triage-model", messages=[{"role": "user", "content": "hi"}])
+    assert [e["operation"] for e in session.trace()] == ["chat", "embeddings", "chat"]
+    assert len(provider.requests) == 2

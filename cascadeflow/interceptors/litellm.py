@@ -9,6 +9,7 @@ stop raised there reaches that code as it is.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import functools
@@ -88,7 +89,41 @@ def instrument() -> bool:
         patch(litellm, name, _maker(_adapter(operation, names or positional), is_async, operation))
     _pass_stops_through()
     _carry_context_into_batches()
+    _carry_context_into_sync_bridges()
     return True
+
+
+def _carry_context_into_sync_bridges() -> None:
+    """The Router's sync methods (and `completion_with_fallbacks`) run their async twin through
+    `run_async_function`, which, where an event loop already runs (a notebook cell, sync code
+    called from async code), runs it on a thread of its own with an empty context: its calls
+    counted in the ambient session, past the caller's budget and step limit. Patched in each
+    module that imported it by name, to run the coroutine in a copy of the caller's context."""
+    from litellm.litellm_core_utils import asyncify
+
+    _patch_where_imported("run_async_function", asyncify.run_async_function, _in_callers_context)
+
+
+def _in_callers_context(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def run_async_function(async_function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        context = contextvars.copy_context()
+
+        async def in_context() -> Any:
+            return await asyncio.get_running_loop().create_task(async_function(*args, **kwargs),
+                                                                context=context)
+
+        return original(in_context)
+
+    run_async_function.__cascadeflow_original__ = original  # type: ignore[attr-defined]
+    return run_async_function
+
+
+def _patch_where_imported(name: str, source: Any, make: Callable[[Any], Any]) -> None:
+    """Patch `name` in every litellm module that holds `source` under it."""
+    for module in [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "litellm"]:
+        if getattr(module, name, None) is source:
+            patch(module, name, make)
 
 
 def _carry_context_into_batches() -> None:
@@ -119,10 +154,7 @@ def _pass_stops_through() -> None:
     must get the stop, once. Patched in each module that imported the mapping by name."""
     from litellm.litellm_core_utils import exception_mapping_utils
 
-    source = exception_mapping_utils.exception_type
-    for module in [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "litellm"]:
-        if getattr(module, "exception_type", None) is source:
-            patch(module, "exception_type", _stop_first)
+    _patch_where_imported("exception_type", exception_mapping_utils.exception_type, _stop_first)
 
 
 def _stop_first(original: Callable[..., Any]) -> Callable[..., Any]:
