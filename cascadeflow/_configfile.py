@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow.errors import ConfigError
-from cascadeflow.secrets import masked_url
+from cascadeflow.secrets import MASK, masked_url, secret_key
 from pydantic import ValidationError
 
 
@@ -71,7 +71,10 @@ def error_at(exc: ValidationError, path: Path) -> ConfigError:
 
 def _shown(value: Any, loc: list[str]) -> Any:
     """The rejected value as the error shows it: a `url` (its password) masked, on its own or
-    in the table it was rejected with."""
+    in the table it was rejected with; the value of a key named like a secret (`api_key =
+    "..."` where `api_key_env` belongs) masked whole, whatever its format."""
+    if loc and secret_key(loc[-1]) and value is not None:
+        return MASK
     if loc and loc[-1] == "url" and isinstance(value, str):
         return masked_url(value)
     if isinstance(value, dict) and isinstance(value.get("url"), str):

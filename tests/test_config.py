@@ -308,3 +308,23 @@ def test_true_is_no_number_in_init(setting: str) -> None:
     with pytest.raises(ConfigError, match="expected a number") as err:
         cascadeflow.init(mode="observe", **{setting: True})  # type: ignore[arg-type]
     assert err.value.setting == setting and err.value.source == "init()"
+
+
+AZURE_KEY = "0f3c9a7e2b6d41c8a5e9f0d3b7c1a2e4"
+
+
+@pytest.mark.parametrize("text", [
+    f'api_key = "{AZURE_KEY}"\n',
+    f'[cascades.c]\ntiers = [{{ model = "azure/gpt-4o", api_key = "{AZURE_KEY}" }}]\n',
+    f'[cascades.c]\ntiers = [{{ deployments = [{{ model = "a", password = "{AZURE_KEY}" }}] }}]\n',
+    f'[ledger]\nredis_password = "{AZURE_KEY}"\n',
+])
+def test_a_key_named_like_a_secret_is_masked_in_the_error(tmp_path: Path, text: str) -> None:
+    """`api_key = "..."` where `api_key_env` belongs is a likely mistake: the error named the key
+    and showed its value, an Azure key (32 hex digits) no key format recognises, in full."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="Extra inputs are not permitted") as err:
+        cascadeflow.init(mode="observe", config=config)
+    assert AZURE_KEY not in str(err.value)
+    assert AZURE_KEY not in repr(err.value.value)
