@@ -5,6 +5,7 @@ left unset, stops that litellm would rewrap, and bodies read line by line."""
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import Any
 
 import cascadeflow
@@ -312,3 +313,33 @@ def test_an_unparsed_raw_body_output_rules_must_vet_is_not_handed_over(provider:
             model="gpt-4o-mini", messages=MESSAGES, response_format=Label)
     [entry] = session.trace()
     assert entry["status"] == "error" and entry["cost"] > 0
+
+
+class Model(str, enum.Enum):  # noqa: UP042 (how applications often keep their model names)
+    MINI = "openai/gpt-4o-mini"
+
+
+class SdkModel(enum.StrEnum):
+    MINI = "gpt-4o-mini"
+
+
+def test_a_model_name_that_is_a_str_enum_is_intercepted(provider: Any) -> None:
+    # litellm's adapter took only an exact `str`: a `(str, Enum)` model was let through
+    # untouched, so in enforce no limit applied (3 requests sent under max_steps=1)
+    cascadeflow.init(mode="enforce", instrument=["litellm"])
+    with cascadeflow.run(max_steps=1) as session:
+        litellm.completion(model=Model.MINI, messages=MESSAGES, api_base=provider.url, api_key=KEY)
+        with pytest.raises(cascadeflow.StepLimitReached):
+            litellm.completion(model=Model.MINI, messages=MESSAGES, api_base=provider.url, api_key=KEY)
+    assert len(provider.requests) == 1
+    entry = session.trace()[0]
+    assert type(entry["model"]) is str and entry["model"] == "openai/gpt-4o-mini"
+    assert entry["provider"] == "openai" and entry["cost"] > 0
+
+
+def test_a_str_enum_model_is_recorded_as_its_name(provider: Any) -> None:
+    cascadeflow.init(mode="observe", instrument=["openai"])
+    with cascadeflow.run() as session:
+        client(provider).chat.completions.create(model=SdkModel.MINI, messages=MESSAGES)
+    entry = session.trace()[0]
+    assert type(entry["model"]) is str and entry["model"] == "gpt-4o-mini"

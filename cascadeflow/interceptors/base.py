@@ -171,7 +171,8 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
     if model is None:  # litellm's positional form
         request = to_request(args, kwargs)
         model = None if request is None else request.model
-    cascade = rt.cascades.get(model) if isinstance(model, str) else None
+    # a str Enum hashes by its member name: looked up by its value
+    cascade = rt.cascades.get(str.__str__(model)) if isinstance(model, str) else None
     if cascade is None:
         return None
     request = to_request(args, kwargs)
@@ -181,7 +182,7 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
 def _model(kwargs: dict[str, Any]) -> str:
     """The model asked for, for the span's name before the worker knows the request."""
     model = kwargs.get("model")  # (litellm's positional forms name it later, on the worker)
-    return model if isinstance(model, str) else ""
+    return str.__str__(model) if isinstance(model, str) else ""
 
 
 def _raw_kind(kwargs: dict[str, Any]) -> str | None:

@@ -64,8 +64,9 @@ def _adapter(operation: str, positional: tuple[str, ...]) -> Any:
                 return None
             call = {**merged, **kwargs}
         model = call.get("model")
-        if type(model) is not str:
+        if not isinstance(model, str):
             return None
+        model = str.__str__(model)  # a str Enum's value, as litellm reads it
         provider = call.get("custom_llm_provider")
         if type(provider) is not str:
             provider = model.partition("/")[0] if "/" in model else None

@@ -104,6 +104,7 @@ def _adapter(operation: str) -> Any:
         if not isinstance(model, str):
             return None
         provider, base = _client_info(args[0])
+        model = str.__str__(model)  # a str Enum's value, as the SDK sends it
         return Request(operation=operation, client="openai", model=model, kwargs=kwargs, args=args,
                        provider=provider, stream=kwargs.get("stream") is True, api_base=base,
                        reachable=(provider,))
