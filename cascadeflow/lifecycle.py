@@ -104,6 +104,13 @@ def _path(setting: str, value: Any) -> Any:
     return path
 
 
+def _check_provider(setting: str, value: Any, kind: str, method: str) -> None:
+    """An OpenTelemetry provider is refused here when it is none, not as an AttributeError from
+    deep in telemetry setup (or, in mode `off`, never)."""
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigError(setting, value, "init()", f"expected an OpenTelemetry {kind} (with {method}())")
+
+
 def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = None,
          budget: float | None = None, max_steps: int | None = None, max_tool_calls: int | None = None,
          max_latency_ms: float | None = None, compliance: str | None = None,
@@ -147,6 +154,8 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
     for sink in sinks:
         if not callable(sink):
             raise ConfigError("alerts", sink, "init()", "each alert sink must be a callable(Alert)")
+    _check_provider("tracer_provider", tracer_provider, "TracerProvider", "get_tracer")
+    _check_provider("meter_provider", meter_provider, "MeterProvider", "get_meter")
     if on_usage is not None and (not isinstance(on_usage, list | tuple)
                                  or not all(callable(s) for s in on_usage)):
         raise ConfigError("on_usage", on_usage, "init()", "expected a list of callables(dict)")

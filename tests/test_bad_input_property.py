@@ -25,14 +25,16 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
 INIT_ARGS = ["mode", "budget", "max_steps", "max_tool_calls", "max_latency_ms", "compliance",
              "kpi_weights", "capture_content", "instrument", "approver", "ambient_max_entries",
              "budget_pressure", "budget_alert", "kpi_hysteresis", "otel", "alerts", "guardrails",
-             "unknown_price", "budget_wait_s", "tools_exempt", "run_max_entries"]
+             "unknown_price", "budget_wait_s", "tools_exempt", "run_max_entries", "config",
+             "otel_client_spans", "guardrails_file", "on_usage", "tracer_provider", "meter_provider"]
 RUN_ARGS = ["budget", "max_tool_calls", "max_steps", "max_latency_ms", "compliance", "kpi_weights",
             "guardrails", "tools_allow", "tools_deny", "user", "agent", "project", "metadata"]
 AGENT_ARGS = ["budget", "max_tool_calls", "max_steps", "max_latency_ms", "compliance", "kpi_weights",
               "guardrails", "tools_allow", "tools_deny"]
 FILE_KEYS = ["mode", "capture_content", "otel", "instrument", "budget_pressure", "budget_alert",
              "kpi_hysteresis", "ambient_max_entries", "unknown_price", "budget_wait_s", "tools_exempt",
-             "run_max_entries", "run", "models", "compliance", "agents", "cascades"]
+             "run_max_entries", "run", "models", "compliance", "agents", "cascades", "otel_client_spans",
+             "guardrails_file", "version", "ledger", "budgets", "limits"]
 # FUZZ_EXAMPLES=1000 for a deeper search; the suite's default keeps it to seconds
 PROPERTY = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
                     suppress_health_check=list(HealthCheck))

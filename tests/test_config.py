@@ -328,3 +328,13 @@ def test_a_key_named_like_a_secret_is_masked_in_the_error(tmp_path: Path, text: 
         cascadeflow.init(mode="observe", config=config)
     assert AZURE_KEY not in str(err.value)
     assert AZURE_KEY not in repr(err.value.value)
+
+
+@pytest.mark.parametrize(("setting", "value"), [("tracer_provider", 5), ("meter_provider", "otel")])
+@pytest.mark.parametrize("mode", ["off", "observe"])
+def test_a_provider_that_is_no_provider_says_so(setting: str, value: object, mode: str) -> None:
+    """`init(tracer_provider=5)` raised AttributeError ('int' object has no attribute
+    'get_tracer') from deep in telemetry setup in observe, and passed unseen in off."""
+    with pytest.raises(ConfigError, match="expected an OpenTelemetry") as err:
+        cascadeflow.init(mode=mode, **{setting: value})  # type: ignore[arg-type]
+    assert err.value.setting == setting and err.value.source == "init()"
