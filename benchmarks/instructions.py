@@ -115,7 +115,7 @@ def _child(lib_path: str, calls: int) -> None:
     def stub(**_kwargs: Any) -> Any:
         return response
 
-    wrapped = base.sync_wrapper(stub, adapter._adapter("chat", ("model", "messages")), "chat")
+    wrapped = base.sync_wrapper(stub, adapter._adapter("chat", ("model", "messages")), "chat", "litellm")
     messages = [{"role": "system", "content": "You classify support tickets."},
                 {"role": "user", "content": sample_text(2_000)}]
     worker, spans = shared(), telemetry()
@@ -165,6 +165,7 @@ def _child(lib_path: str, calls: int) -> None:
         providers = dict(zip(("tracer_provider", "meter_provider"), telemetry_providers(),
                              strict=True)) if otel else {}
         cascadeflow.init(mode=mode, config=config, instrument=(), **providers)
+        base.set_active(frozenset({"litellm"}))  # the stub's wrapper intercepts; nothing is patched
         with contextlib.ExitStack() as stack:
             stack.enter_context(cascadeflow.run(**run_kwargs))
             measure(name, wrapped)

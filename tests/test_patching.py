@@ -7,6 +7,7 @@ from typing import Any
 
 import cascadeflow
 import litellm
+import openai
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.resources.embeddings import Embeddings
 from openai.resources.responses import Responses
@@ -125,3 +126,19 @@ def test_a_later_init_that_drops_a_library_unpatches_it(provider: Any) -> None:
     assert litellm.completion is not before["completion"]
     cascadeflow.shutdown()
     assert _originals() == before
+
+
+def test_a_dropped_librarys_stale_references_pass_through(provider: Any) -> None:
+    # references taken while the openai SDK was patched (a `with_raw_response` holder, a bound
+    # method) kept making steps after an init() that no longer names it, litellm still patched
+    cascadeflow.init(mode="observe")
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test")
+    raw, kept = sdk.chat.completions.with_raw_response, sdk.chat.completions.create
+    cascadeflow.init(mode="observe", instrument=["litellm"])
+    with cascadeflow.run() as session:
+        raw.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).parse()
+        kept(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                           api_base=provider.url, api_key="sk-test")
+    assert [e["model"] for e in session.trace()] == ["openai/gpt-4o-mini"]
+    assert len(provider.requests) == 3

@@ -16,12 +16,12 @@ def instrument(libraries: tuple[str, ...]) -> list[str]:
         for name in _INSTRUMENTORS.keys() - set(libraries):
             base.unpatch_library(name)
         done = [name for name in libraries if _INSTRUMENTORS[name]()]
-        base.set_active(True)
+        base.set_active(frozenset(done))
         return done
 
 
 def uninstrument() -> None:
     """Restore every patched function exactly; stale references to wrappers pass straight through."""
     with base._lock:
-        base.set_active(False)
+        base.set_active(frozenset())
         base.unpatch_all()

@@ -39,12 +39,14 @@ ToRequest = Callable[[tuple[Any, ...], dict[str, Any]], Request | None]
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # how the openai SDK asks `create` for a raw response
 
 _lock = threading.RLock()
-_active = False
+_active: frozenset[str] = frozenset()  # the libraries instrumented now: others' wrappers pass through
 
 
-def set_active(value: bool) -> None:
+def set_active(libraries: frozenset[str]) -> None:
+    """Which libraries' wrappers intercept: a wrapper still referenced after its library was
+    restored (a bound method, a `with_raw_response` holder) passes straight through."""
     global _active
-    _active = value
+    _active = libraries
 
 
 @dataclass(slots=True)
@@ -314,13 +316,13 @@ def _observed_unread(cap: Capture) -> None:
     observe.usage_done(cap, Usage(estimated=True), status="unread")
 
 
-def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation: str
+def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation: str, library: str
                  ) -> Callable[..., Any]:
     prompt_key = PROMPT_KEYS.get(operation)
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _active or _inside.get():
+        if library not in _active or _inside.get():
             return original(*args, **kwargs)
         rt = current()
         if rt.mode == "off":
@@ -368,13 +370,13 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
     return wrapper
 
 
-def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest, operation: str
-                  ) -> Callable[..., Awaitable[Any]]:
+def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest, operation: str,
+                  library: str) -> Callable[..., Awaitable[Any]]:
     prompt_key = PROMPT_KEYS.get(operation)
 
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _active or _inside.get():
+        if library not in _active or _inside.get():
             return await original(*args, **kwargs)
         rt = current()
         if rt.mode == "off":
@@ -422,10 +424,10 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
     return wrapper
 
 
-def maker(to_request: ToRequest, is_async: bool, operation: str) -> Callable[[Any], Any]:
-    """The factory `patch` calls with the original function."""
+def maker(to_request: ToRequest, is_async: bool, operation: str, library: str) -> Callable[[Any], Any]:
+    """The factory `patch` calls with the original function of `library` (`litellm`, `openai`)."""
     def make(original: Any) -> Any:
         if is_async:
-            return async_wrapper(original, to_request, operation)
-        return sync_wrapper(original, to_request, operation)
+            return async_wrapper(original, to_request, operation, library)
+        return sync_wrapper(original, to_request, operation, library)
     return make

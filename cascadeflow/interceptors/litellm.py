@@ -87,7 +87,8 @@ def instrument() -> bool:
         if not hasattr(litellm, name):
             continue
         names = _positional(getattr(litellm, name)) or _positional(getattr(litellm, name[1:], None))
-        patch(litellm, name, _maker(_adapter(operation, names or positional), is_async, operation))
+        patch(litellm, name, _maker(_adapter(operation, names or positional), is_async, operation,
+                                       "litellm"))
     _pass_stops_through()
     _carry_context_into_batches()
     _carry_context_into_sync_bridges()

@@ -125,6 +125,6 @@ def instrument() -> bool:
         except (ImportError, AttributeError):
             continue
         if callable(getattr(owner, method, None)):
-            patch(owner, method, _maker(_adapter(operation), is_async, operation))
+            patch(owner, method, _maker(_adapter(operation), is_async, operation, "openai"))
             _rebind(module, class_name, method, is_async)
     return True
