@@ -17,7 +17,7 @@ def has_tool_section(pyproject: Path) -> bool:
     """True when pyproject.toml has a `[tool.cascadeflow]` table (cheap text check first). A
     pyproject.toml that is not UTF-8 cannot hold one (TOML is UTF-8): it is not ours to judge."""
     try:
-        text = pyproject.read_text(encoding="utf-8")
+        text = pyproject.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return False
     return "tool.cascadeflow" in text and "cascadeflow" in parse_toml(text, pyproject).get("tool", {})
@@ -35,9 +35,10 @@ def load(path: Path, origin: str) -> dict[str, Any]:
 
 
 def read(path: Path, setting: str, origin: str) -> str:
-    """The file's text; a file that cannot be read or is not UTF-8 is the `setting`'s error."""
+    """The file's text; a file that cannot be read or is not UTF-8 is the `setting`'s error. A
+    byte order mark (editors on Windows may write one) is dropped: tomllib and json refuse it."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(setting, str(path), origin, f"cannot read: {exc}") from None
     except UnicodeDecodeError as exc:

@@ -338,3 +338,13 @@ def test_a_provider_that_is_no_provider_says_so(setting: str, value: object, mod
     with pytest.raises(ConfigError, match="expected an OpenTelemetry") as err:
         cascadeflow.init(mode=mode, **{setting: value})  # type: ignore[arg-type]
     assert err.value.setting == setting and err.value.source == "init()"
+
+
+@pytest.mark.parametrize(("name", "text"), [("cascadeflow.toml", 'mode = "observe"\n'),
+                                            ("cascadeflow.json", '{"mode": "observe"}')])
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path, name: str, text: str) -> None:
+    """Editors on Windows may save UTF-8 with a BOM: the file was refused as `invalid TOML:
+    Invalid statement (at line 1, column 1)`, with nothing to see there."""
+    config = tmp_path / name
+    config.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert cascadeflow.init(config=config).mode == "observe"
