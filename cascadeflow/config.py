@@ -33,8 +33,12 @@ MODES: tuple[str, ...] = ("off", "observe", "enforce")
 KPI_KEYS: frozenset[str] = frozenset({"quality", "cost", "latency"})
 
 
-class _Strict(BaseModel):
+class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Strict(_Frozen):
+    """A section of the configuration: no unknown keys, and no bool where a number belongs."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -61,8 +65,10 @@ def _numeric(annotation: Any) -> bool:
     return annotation in (int, float)
 
 
-class RunLimits(_Strict):
-    """The limits a run, an agent or the config defaults can set."""
+class RunLimits(_Frozen):
+    """The limits a run, an agent or the config defaults can set. Built on every `run()` and
+    agent call, so its numbers are refused as bools by name (`_no_bool`), not by the check of
+    every field that the file's sections have (it doubled the cost of opening a run)."""
 
     budget: float | None = Field(default=None, ge=0, allow_inf_nan=False,
                                  description="USD for the session; None for no limit")
