@@ -35,6 +35,7 @@ from cascadeflow.cascade.tiers import (
     check_tiers,
     tier,
 )
+from cascadeflow.closing import aclose, close
 from cascadeflow.errors import AllProvidersFailed, ConfigError, PolicyStop
 from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, EmptyStream, Expectations, Failure, classify
 from cascadeflow.pipeline import events
@@ -466,11 +467,14 @@ class _Run:
 
     # -- streams ---------------------------------------------------------------------------
     # A failure before the first chunk falls through to the next tier; so does a stream that
-    # ends before it (the provider's chunk, not one litellm made up at the end of nothing).
+    # ends before it (the provider's chunk, not one litellm made up at the end of nothing). The
+    # empty stream is closed at once: left open, its step (and its worst-case reservation)
+    # would wait for the garbage collector.
     def peek_sync(self, pick: Pick, stream: Any) -> Any:
         iterator = iter(stream)
         first = next(iterator, _END)
         if first is _END or empty_start(stream, first):
+            close(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 
@@ -478,6 +482,7 @@ class _Run:
         iterator = stream.__aiter__()
         first = await anext(iterator, _END)
         if first is _END or empty_start(stream, first):
+            await aclose(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
 

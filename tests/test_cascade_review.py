@@ -1,0 +1,75 @@
+"""Cascades at the edges a second review found: what an attempt that failed leaves in the
+session (reservations, trace entries, secrets), and many calls at once. On the built-in
+provider, through the real litellm client."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import cascadeflow
+import pytest
+from cascadeflow.cascade import Cascade, RetryPolicy, Tier, breakers, stop_after_attempt, wait_fixed
+
+KEY = "sk-test-not-a-real-key-0000"
+MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
+FAST = RetryPolicy(stop=stop_after_attempt(2), wait=wait_fixed(0.001))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> None:
+    breakers.reset()
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """What a failed attempt leaves behind must be settled by the cascade, not by a collection
+    that may come much later (or, in a long-lived worker, hold money until it does)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def endpoint(provider: Any, key: str = KEY) -> dict[str, str]:
+    return {"api_base": provider.url, "api_key": key}
+
+
+def two_tiers(provider: Any) -> Cascade:
+    return Cascade([Tier("openai/gpt-4o", params=endpoint(provider)),
+                    Tier("openai/gpt-4o-mini", params=endpoint(provider))], retry=FAST)
+
+
+def test_a_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: Any, no_gc: None) -> None:
+    """The empty stream's step was left open: its worst-case reservation (0.16 USD for gpt-4o)
+    held the budget until the garbage collector dropped the stream, and its trace entry said
+    `pending`, then `abandoned`."""
+    provider.inject(model="gpt-4o", end_stream_after=0)
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0) as session:
+        text = "".join(c.choices[0].delta.content or "" for c in two_tiers(provider).complete(
+            messages=MESSAGES, stream=True))
+        assert "gpt-4o-mini" in text
+        cascadeflow.flush()
+        assert session.reserved == pytest.approx(0.0, abs=1e-12)
+    first = session.trace()[0]
+    assert first["model"] == "openai/gpt-4o"
+    assert first["status"] not in ("pending", "abandoned")
+
+
+async def test_an_async_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: Any,
+                                                                                   no_gc: None) -> None:
+    provider.inject(model="gpt-4o", end_stream_after=0)
+    cascadeflow.init(mode="enforce")
+    async with cascadeflow.run(budget=1.0) as session:
+        stream = await two_tiers(provider).acomplete(messages=MESSAGES, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+        assert "gpt-4o-mini" in text
+        cascadeflow.flush()
+        assert session.reserved == pytest.approx(0.0, abs=1e-12)
+    assert session.trace()[0]["status"] not in ("pending", "abandoned")
