@@ -73,3 +73,30 @@ async def test_an_async_stream_that_ends_before_its_first_chunk_is_settled_at_on
         cascadeflow.flush()
         assert session.reserved == pytest.approx(0.0, abs=1e-12)
     assert session.trace()[0]["status"] not in ("pending", "abandoned")
+
+
+# An Azure-style key: 32 hex digits, a format no pattern can tell from a hash or an id.
+PLAIN_KEY = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+
+
+@pytest.mark.parametrize("status", [503, 401])
+def test_a_tier_key_the_provider_echoes_reaches_no_event_trace_or_file(provider: Any, tmp_path: Any,
+                                                                       status: int) -> None:
+    """The cascade knows each tier's key: a provider's error text that quotes it (a gateway's
+    "invalid key ..." message) reached `on_fallback` (503), the `stop` trace entry and the saved
+    session (401), whenever the key has no recognisable format."""
+    events: list[dict[str, Any]] = []
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider, PLAIN_KEY)),
+                       Tier("openai/gpt-4o-mini", params=endpoint(provider, PLAIN_KEY))],
+                      retry=RetryPolicy(stop=stop_after_attempt(1)), on_fallback=events.append)
+    provider.inject(status=status, message=f"invalid key {PLAIN_KEY} for this deployment")
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0) as session, pytest.raises(Exception):  # noqa: B017,PT011
+        cascade.complete(messages=MESSAGES)
+    assert events or status == 401
+    assert all(PLAIN_KEY not in json.dumps(e) for e in events)
+    assert any("[SECRET]" in e["message"] for e in events) or status == 401
+    recorded = json.dumps(session.trace(), default=str)
+    assert PLAIN_KEY not in recorded
+    session.save(tmp_path / "session.jsonl")
+    assert PLAIN_KEY not in (tmp_path / "session.jsonl").read_text()

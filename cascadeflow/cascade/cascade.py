@@ -20,7 +20,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cascadeflow.balance import Load, load
@@ -41,6 +41,7 @@ from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, EmptyStream, Ex
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
 from cascadeflow.retry import RetryPolicy
+from cascadeflow.secrets import MASK, secret_key
 from cascadeflow.usage import get, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
@@ -359,6 +360,8 @@ class _Run:
 
     def failed(self, pick: Pick, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
+        failure = replace(failure, message=_conceal(failure.message, pick.deployment.params,
+                                                    pick.tier.params, self.kwargs))
         self.last_error = exc
         self.outcome = failure
         self.c.load.ended(pick.key, None)
@@ -494,6 +497,20 @@ async def _nothing() -> AsyncIterator[Any]:
     """An async iterator that ends at once (after a static answer's one chunk)."""
     return
     yield
+
+
+def _conceal(text: str, *params: Mapping[str, Any]) -> str:
+    """`text` without the secrets the call was made with: a provider's error text may quote the
+    key it was sent, and a key of no recognisable format (an Azure key is 32 hex digits) is
+    masked only by knowing it. Short values are left: masking them would garble the text."""
+    for values in params:
+        for name, value in values.items():
+            if isinstance(value, str) and len(value) >= _SECRET_MIN and secret_key(str(name)):
+                text = text.replace(value, MASK)
+    return text
+
+
+_SECRET_MIN = 8
 
 
 def _mark(result: Any, degraded: bool) -> None:
