@@ -91,7 +91,7 @@ def test_a_tier_key_the_provider_echoes_reaches_no_event_trace_or_file(provider:
                       retry=RetryPolicy(stop=stop_after_attempt(1)), on_fallback=events.append)
     provider.inject(status=status, message=f"invalid key {PLAIN_KEY} for this deployment")
     cascadeflow.init(mode="enforce")
-    with cascadeflow.run(budget=1.0) as session, pytest.raises(Exception):  # noqa: B017,PT011
+    with cascadeflow.run(budget=1.0) as session, pytest.raises(Exception):  # noqa: B017
         cascade.complete(messages=MESSAGES)
     assert events or status == 401
     assert all(PLAIN_KEY not in json.dumps(e) for e in events)
@@ -100,3 +100,16 @@ def test_a_tier_key_the_provider_echoes_reaches_no_event_trace_or_file(provider:
     assert PLAIN_KEY not in recorded
     session.save(tmp_path / "session.jsonl")
     assert PLAIN_KEY not in (tmp_path / "session.jsonl").read_text()
+
+
+async def test_many_calls_at_once_all_reach_the_built_in_provider(provider: Any) -> None:
+    """A cascade's pooled client opens a connection per call in flight; the built-in provider
+    listened with a backlog of 5, so 50 calls at once lost connections (`stream_broken` after
+    seconds of SYN retries), failed with AllProvidersFailed and opened a healthy deployment's
+    breaker: a test of breakers under concurrency tested the test server."""
+    cascade = Cascade([Tier("openai/gpt-4o-mini", params=endpoint(provider))], retry=FAST)
+    results = await asyncio.gather(*[cascade.acomplete(messages=MESSAGES) for _ in range(200)],
+                                   return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert not failed, failed[0]
+    assert len(provider.requests) == 200

@@ -222,6 +222,9 @@ _MASKED = {"authorization", "api-key", "x-api-key"}
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: calls made at once (a pooled client opens a
+    # connection for each) overflowed it and failed after seconds of SYN retries
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up mid-stream are normal here (closed and abandoned streams)."""
