@@ -12,7 +12,16 @@ from typing import Any
 
 import cascadeflow
 import pytest
-from cascadeflow.cascade import Cascade, RetryPolicy, Tier, breakers, stop_after_attempt, wait_fixed
+from cascadeflow.cascade import (
+    BreakerSettings,
+    Cascade,
+    RetryPolicy,
+    StreamInterrupted,
+    Tier,
+    breakers,
+    stop_after_attempt,
+    wait_fixed,
+)
 
 KEY = "sk-test-not-a-real-key-0000"
 MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
@@ -113,3 +122,39 @@ async def test_many_calls_at_once_all_reach_the_built_in_provider(provider: Any)
     failed = [r for r in results if isinstance(r, BaseException)]
     assert not failed, failed[0]
     assert len(provider.requests) == 200
+
+
+def test_no_retry_waits_for_a_breaker_that_is_open(provider: Any) -> None:
+    """The failure that opened the tier's breaker was still retried: the cascade slept the
+    provider's Retry-After (20 s) and only then found the breaker open and moved on. An open
+    breaker means no request is sent: the cascade moves on at once."""
+    sleeps: list[float] = []
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider)),
+                       Tier("openai/gpt-4o-mini", params=endpoint(provider))],
+                      retry=RetryPolicy(stop=stop_after_attempt(3)), sleep=sleeps.append,
+                      breaker=BreakerSettings(failure_threshold=1))
+    provider.inject(model="gpt-4o", status=429, retry_after=20)
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        response = cascade.complete(messages=MESSAGES)
+    assert response.model == "gpt-4o-mini"
+    assert sleeps == []
+    decisions = [(e["action"], e["reason"]) for e in session.trace() if e["action"] != "allow"]
+    assert decisions == [("breaker", "closed_to_open"), ("fallback", "circuit_open")]
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"]
+
+
+def test_a_stream_broken_by_an_error_quoting_a_key_does_not_pass_it_on(provider: Any) -> None:
+    """StreamInterrupted quoted the provider's error whole: a key of a known format (`sk-...`)
+    and the tier's own key, unmasked, in cascadeflow's own exception."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"},
+                          "finish_reason": None}]}
+    error = {"error": {"message": f"upstream rejected {KEY} and {PLAIN_KEY}", "type": "server_error"}}
+    provider.inject(model="gpt-4o", body=f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\n")
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider, PLAIN_KEY))])
+    stream = cascade.complete(messages=MESSAGES, stream=True)
+    with pytest.raises(StreamInterrupted) as info:
+        list(stream)
+    assert info.value.received == "Hello"
+    assert "upstream rejected [SECRET] and [SECRET]" in str(info.value)

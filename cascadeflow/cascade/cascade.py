@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, EmptyStream, Ex
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
 from cascadeflow.retry import RetryPolicy
-from cascadeflow.secrets import MASK, secret_key
+from cascadeflow.secrets import MASK, mask, secret_key
 from cascadeflow.usage import get, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
@@ -264,7 +265,8 @@ class _Run:
                     failure = self.outcome
                 assert failure is not None
                 pause = self.next_move(current_tier, failure, attempt, tier_start, counts,
-                                       untried=self.untried(current_tier, deployments, tried))
+                                       untried=self.untried(current_tier, deployments, tried),
+                                       shut=self.shut(current_tier, deployments))
                 if pause is None:
                     break
                 yield "wait", pause
@@ -326,8 +328,14 @@ class _Run:
         for index in order:
             if self.breaker(keys[index]).acquire():
                 return Pick(tier_, deployments[index], keys[index]), None
-        which = keys[0] if len(keys) == 1 else f"every deployment of {tier_.label}"
-        return None, Failure("circuit_open", f"the breaker of {which} is open")
+        return None, _circuit_open(tier_, keys)
+
+    def shut(self, tier_: Tier, deployments: tuple[Deployment, ...]) -> Failure | None:
+        """`circuit_open` when every deployment's breaker is open now: a retry would be refused."""
+        keys = [self.key(tier_, d) for d in deployments]
+        if any(self.breaker(key).state != "open" for key in keys):
+            return None
+        return _circuit_open(tier_, keys)
 
     def untried(self, tier_: Tier, deployments: tuple[Deployment, ...], tried: set[str]) -> bool:
         """Whether a deployment of the tier not tried yet could take the next attempt (one whose
@@ -360,13 +368,20 @@ class _Run:
 
     def failed(self, pick: Pick, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
-        failure = replace(failure, message=_conceal(failure.message, pick.deployment.params,
-                                                    pick.tier.params, self.kwargs))
+        failure = replace(failure, message=_conceal(failure.message, self.secrets(pick)))
         self.last_error = exc
         self.outcome = failure
         self.c.load.ended(pick.key, None)
         self._attempt(pick, failure, t0, exc)
         return failure
+
+    def secrets(self, pick: Pick) -> tuple[str, ...]:
+        """The secrets this attempt was called with (its key), to be masked wherever a provider's
+        text may quote them: a key of no recognisable format is masked only by knowing it.
+        Short values are left: masking them would garble the text."""
+        return tuple(value for params in (pick.deployment.params, pick.tier.params, self.kwargs)
+                     for name, value in params.items()
+                     if isinstance(value, str) and len(value) >= _SECRET_MIN and secret_key(str(name)))
 
     def checked(self, pick: Pick, result: Any, t0: float) -> Failure | None:
         """Success that is not success: empty, cut off, refusing, schema-invalid."""
@@ -404,12 +419,13 @@ class _Run:
                               "attempt": len(self.attempts) + 1})
 
     def next_move(self, tier_: Tier, failure: Failure, attempt: int, tier_start: float,
-                  counts: Counter[str], untried: bool) -> float | None:
+                  counts: Counter[str], untried: bool, shut: Failure | None = None) -> float | None:
         """Seconds to wait before the tier's next attempt, or None to move on (or raise when fatal).
 
         A failure class listed in the cascade's `retries` gets that many retries on the tier,
         whatever its disposition; others follow the retry policy when they are retryable. With a
-        deployment of the tier not tried yet, a retry goes there at once."""
+        deployment of the tier not tried yet, a retry goes there at once; with every deployment's
+        breaker open (`shut`), there is none to make: the cascade moves on without waiting."""
         if failure.kind in ("deadline_exceeded", "circuit_open"):
             self.attempts.append({"tier": tier_.label, "failure": failure.kind, "latency_ms": 0.0,
                                   "attempt": 0})
@@ -431,6 +447,8 @@ class _Run:
             again = counts[failure.kind] <= limit
         else:
             again = failure.disposition == RETRY and not self.c.retry.stop(attempt, clock - tier_start)
+        if again and shut is not None:
+            return self.next_move(tier_, shut, attempt, tier_start, counts, untried)
         if again:
             pause = 0.0 if untried else self.c.retry.wait(attempt, failure.retry_after)
             if clock + pause < self.deadline:
@@ -479,7 +497,8 @@ class _Run:
         if first is _END or empty_start(stream, first):
             close(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
-        return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
+        return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
+                                 functools.partial(_conceal, secrets=self.secrets(pick)))
 
     async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
@@ -487,7 +506,8 @@ class _Run:
         if first is _END or empty_start(stream, first):
             await aclose(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
-        return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded)
+        return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
+                                  functools.partial(_conceal, secrets=self.secrets(pick)))
 
 
 _END = object()  # what `next` gives back for a stream that had nothing
@@ -499,14 +519,16 @@ async def _nothing() -> AsyncIterator[Any]:
     yield
 
 
-def _conceal(text: str, *params: Mapping[str, Any]) -> str:
-    """`text` without the secrets the call was made with: a provider's error text may quote the
-    key it was sent, and a key of no recognisable format (an Azure key is 32 hex digits) is
-    masked only by knowing it. Short values are left: masking them would garble the text."""
-    for values in params:
-        for name, value in values.items():
-            if isinstance(value, str) and len(value) >= _SECRET_MIN and secret_key(str(name)):
-                text = text.replace(value, MASK)
+def _circuit_open(tier_: Tier, keys: Sequence[str]) -> Failure:
+    which = keys[0] if len(keys) == 1 else f"every deployment of {tier_.label}"
+    return Failure("circuit_open", f"the breaker of {which} is open")
+
+
+def _conceal(text: str, secrets: Sequence[str]) -> str:
+    """`text` with the secrets it may quote masked: those of a known format, and `secrets`."""
+    text = mask(text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
     return text
 
 

@@ -5,12 +5,13 @@ with what was received, never a silent switch to another model mid-answer."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import CascadeflowError
+from cascadeflow.secrets import mask
 from cascadeflow.usage import provider_finished
 
 
@@ -68,8 +69,11 @@ def static_chunk(text: str, client: str) -> Any:
 class _Peeked:
     """What both kinds share: the peeked chunk, the text so far, whether the provider finished."""
 
-    def __init__(self, first: Any, stream: Any, tier: str, degraded: bool) -> None:
+    def __init__(self, first: Any, stream: Any, tier: str, degraded: bool,
+                 conceal: Callable[[str], str] = mask) -> None:
+        """`conceal` masks the secrets an error's text may quote (the key the call was sent)."""
         self._pending: list[Any] = [first]
+        self._conceal = conceal
         self._stream = stream
         self._received: list[str] = []
         self._finished = False
@@ -91,14 +95,15 @@ class _Peeked:
 
     def _broke(self, exc: BaseException) -> StreamInterrupted:
         return StreamInterrupted(f"the stream from {self.tier} broke after {len(self._received)} chunks: "
-                                 f"{exc}", "".join(self._received), self.tier)
+                                 f"{self._conceal(str(exc))}", "".join(self._received), self.tier)
 
 
 class SyncCascadeStream(_Peeked):
     """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
 
-    def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: str, degraded: bool) -> None:
-        super().__init__(first, stream, tier, degraded)
+    def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: str, degraded: bool,
+                 conceal: Callable[[str], str] = mask) -> None:
+        super().__init__(first, stream, tier, degraded, conceal)
         self._iterator = iterator
 
     def __iter__(self) -> SyncCascadeStream:
@@ -131,8 +136,8 @@ class SyncCascadeStream(_Peeked):
 
 class AsyncCascadeStream(_Peeked):
     def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: str,
-                 degraded: bool) -> None:
-        super().__init__(first, stream, tier, degraded)
+                 degraded: bool, conceal: Callable[[str], str] = mask) -> None:
+        super().__init__(first, stream, tier, degraded, conceal)
         self._iterator = iterator
 
     def __aiter__(self) -> AsyncCascadeStream:
