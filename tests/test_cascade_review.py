@@ -158,3 +158,24 @@ def test_a_stream_broken_by_an_error_quoting_a_key_does_not_pass_it_on(provider:
         list(stream)
     assert info.value.received == "Hello"
     assert "upstream rejected [SECRET] and [SECRET]" in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("half_open_max_calls", 0),  # half-open with no probe slot: the breaker never closes again
+    ("recovery_timeout", float("nan")),  # never half-open: open for good
+    ("probe_timeout", float("nan")),
+    ("recovery_timeout", -1),
+    ("failure_threshold", 0),
+    ("failure_threshold", True),
+    ("window", 0),
+    ("min_calls", 2.5),
+    ("failure_rate", 0),
+    ("failure_rate", 1.5),
+])
+def test_breaker_settings_are_checked_where_the_cascade_is_built(field: str, value: Any) -> None:
+    """The config file's breaker settings were checked, `Cascade(breaker=BreakerSettings(...))`
+    took anything: half_open_max_calls=0 or a NaN recovery_timeout left the first breaker that
+    opened open for good, with no error anywhere."""
+    with pytest.raises(cascadeflow.ConfigError) as info:
+        Cascade(["openai/gpt-4o"], name="c", breaker=BreakerSettings(**{field: value}))
+    assert info.value.setting == f"cascades.c.breaker.{field}" and "Cascade()" in str(info.value)

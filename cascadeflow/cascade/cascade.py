@@ -31,6 +31,7 @@ from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream, e
 from cascadeflow.cascade.tiers import (
     Deployment,
     Tier,
+    check_breaker,
     check_failure_classes,
     check_seconds,
     check_tiers,
@@ -94,6 +95,7 @@ class Cascade:
         self.retry = retry or RetryPolicy()
         self.deadline_s = deadline_s
         self.breaker = breaker or BreakerSettings()
+        check_breaker(self.breaker, f"{setting}.breaker", source)
         self.expect = expect or Expectations()
         if self.expect.schema is not None and isinstance(self.expect.schema, dict):
             try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow.balance import STRATEGIES
+from cascadeflow.breakers import BreakerSettings
 from cascadeflow.errors import ConfigError
 from cascadeflow.failures import DISPOSITION, FATAL
 
@@ -93,6 +94,20 @@ def _positive(value: Any) -> bool:
     """A positive, finite int or float; not a bool (`weight=True` is no weight of 1)."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return number and math.isfinite(value) and value > 0
+
+
+def check_breaker(settings: BreakerSettings, setting: str, source: str) -> None:
+    """Breaker settings a breaker can recover with, as the config file's are checked: a
+    half-open breaker with no probe slot, or a NaN recovery timeout, would stay open for good."""
+    for name in ("failure_threshold", "window", "min_calls", "half_open_max_calls"):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{setting}.{name}", value, source, "a whole number, 1 or more")
+    rate = settings.failure_rate
+    if not _positive(rate) or rate > 1:
+        raise ConfigError(f"{setting}.failure_rate", rate, source, "a share of calls: more than 0, at most 1")
+    check_seconds(settings.recovery_timeout, f"{setting}.recovery_timeout", source)
+    check_seconds(settings.probe_timeout, f"{setting}.probe_timeout", source)
 
 
 def check_failure_classes(values: Mapping[str, Any], setting: str, source: str) -> None:
