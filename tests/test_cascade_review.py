@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import cascadeflow
+import openai
 import pytest
 from cascadeflow.cascade import (
     BreakerSettings,
@@ -179,3 +180,25 @@ def test_breaker_settings_are_checked_where_the_cascade_is_built(field: str, val
     with pytest.raises(cascadeflow.ConfigError) as info:
         Cascade(["openai/gpt-4o"], name="c", breaker=BreakerSettings(**{field: value}))
     assert info.value.setting == f"cascades.c.breaker.{field}" and "Cascade()" in str(info.value)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_the_openai_sdk_does_not_retry_under_a_cascade(provider: Any, tmp_path: Any, is_async: bool) -> None:
+    """Through the openai SDK, each attempt of a cascade called by its logical name went out with
+    the client's own retries (2 by default, with the SDK's backoff): 2 attempts on a failing tier
+    were 6 requests and seconds of waiting, and the breaker heard of one failure in three. The
+    cascade retries; the SDK underneath must not, as with litellm."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        "[cascades.classify]\nmax_attempts = 2\nbackoff_initial_s = 0.001\n"
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    provider.inject(model="gpt-4o", status=503)
+    cascadeflow.init(mode="observe")
+    if is_async:
+        sdk_async = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY)
+        response = asyncio.run(sdk_async.chat.completions.create(model="classify", messages=MESSAGES))  # type: ignore[arg-type]
+    else:
+        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+        response = sdk.chat.completions.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
+        assert sdk.max_retries == 2  # the caller's client is left as it was
+    assert response.model == "gpt-4o-mini"
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]

@@ -178,7 +178,25 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
     if cascade is None:
         return None
     request = to_request(args, kwargs)
-    return None if request is None else (cascade, request)
+    if request is None:
+        return None
+    if request.client == "openai" and request.args:
+        request.args = (_without_retries(request.args[0]), *request.args[1:])
+    return cascade, request
+
+
+def _without_retries(resource: Any) -> Any:
+    """The resource on a copy of its openai SDK client that never retries: the cascade retries,
+    with its backoff, deadline and breakers, and the SDK's own retries (2 by default) made each
+    attempt up to 3 requests. The caller's client is left as it is."""
+    client = getattr(resource, "_client", None)
+    copy = getattr(client, "with_options", None)
+    if copy is None or getattr(client, "max_retries", 0) == 0:
+        return resource
+    try:
+        return type(resource)(copy(max_retries=0))
+    except TypeError:  # an SDK whose resources are made otherwise: its retries stay
+        return resource
 
 
 def _model(kwargs: dict[str, Any]) -> str:
