@@ -202,3 +202,18 @@ def test_the_openai_sdk_does_not_retry_under_a_cascade(provider: Any, tmp_path: 
         assert sdk.max_retries == 2  # the caller's client is left as it was
     assert response.model == "gpt-4o-mini"
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
+
+
+def test_the_callers_timeout_caps_each_attempt(provider: Any) -> None:
+    """`complete(timeout=2)` was overwritten by what was left of the deadline: a hung tier held
+    the first attempt for the whole deadline, so no retry and no other tier was tried. The
+    caller's timeout caps each attempt, as a tier's does."""
+    provider.inject(model="gpt-4o", hold=True)
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider)), Tier(static="busy")],
+                      retry=FAST, deadline_s=20)
+    try:
+        response = cascade.complete(messages=MESSAGES, timeout=2)
+    finally:
+        provider.release()
+    assert response.choices[0].message.content == "busy"
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import random
 import time
 from collections import Counter
@@ -236,6 +237,11 @@ class _Run:
         self.outcome: Failure | None = None  # of the latest attempt, reported by failed/checked
         self.left_after: str | None = None  # the failure class the cascade left the latest tier with
         self.switched = False  # running a failure class's own fallbacks
+        # the caller's own `timeout=` (seconds) caps each attempt, as a tier's does; the
+        # attempt's timeout replaces it in the call
+        given = self.kwargs.get("timeout")
+        self.caller_timeout: float | None = float(given) if isinstance(given, int | float) and \
+            not isinstance(given, bool) and math.isfinite(given) and given > 0 else None
 
     def plan(self) -> Iterator[tuple[str, Any]]:
         """What to do next: ("call", pick), ("wait", seconds) or ("answer", response).
@@ -349,8 +355,10 @@ class _Run:
         model = pick.deployment.model
         if self.client == "openai" and "/" in model:
             model = model.split("/", 1)[1]
-        remaining = max(self.deadline - self.c._clock(), 0.001)
-        timeout = min(pick.tier.timeout, remaining) if pick.tier.timeout else remaining
+        timeout = max(self.deadline - self.c._clock(), 0.001)
+        for cap in (pick.tier.timeout, self.caller_timeout):
+            if cap is not None:
+                timeout = min(timeout, cap)
         if self.client == "litellm":
             args = {**self.kwargs, **pick.tier.params, **pick.deployment.params, "model": model,
                     "timeout": timeout}
