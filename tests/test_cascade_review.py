@@ -16,6 +16,7 @@ import pytest
 from cascadeflow.cascade import (
     BreakerSettings,
     Cascade,
+    Expectations,
     RetryPolicy,
     StreamInterrupted,
     Tier,
@@ -217,3 +218,13 @@ def test_the_callers_timeout_caps_each_attempt(provider: Any) -> None:
         provider.release()
     assert response.choices[0].message.content == "busy"
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o"]
+
+
+def test_an_invalid_json_schema_is_refused_where_the_cascade_is_built(provider: Any) -> None:
+    """An expectation schema that is no JSON schema was taken, and raised jsonschema's own
+    SchemaError from inside a call, after a paid answer, and only once an answer parsed."""
+    with pytest.raises(cascadeflow.ConfigError) as info:
+        Cascade([Tier("openai/gpt-4o", params=endpoint(provider))], name="c",
+                expect=Expectations(schema={"type": "nonsense"}))
+    assert info.value.setting == "cascades.c.schema" and "Cascade()" in str(info.value)
+    assert provider.requests == []

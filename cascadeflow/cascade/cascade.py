@@ -100,11 +100,16 @@ class Cascade:
         self.expect = expect or Expectations()
         if self.expect.schema is not None and isinstance(self.expect.schema, dict):
             try:
-                import jsonschema  # noqa: F401
+                import jsonschema
             except ImportError:
                 raise ConfigError(f"{setting}.schema", "dict", source,
                                   "JSON-schema validation needs the jsonschema package; "
                                   "pass a pydantic model instead") from None
+            try:  # here, not in a call: after a paid answer, and only once one parses
+                jsonschema.validators.validator_for(self.expect.schema).check_schema(self.expect.schema)
+            except jsonschema.SchemaError as exc:
+                raise ConfigError(f"{setting}.schema", self.expect.schema, source,
+                                  f"not a JSON schema: {exc.message}") from None
         self.on_fallback = on_fallback
         self.registry = registry or breakers
         self.pool = pool or clients
