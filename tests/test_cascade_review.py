@@ -228,3 +228,19 @@ def test_an_invalid_json_schema_is_refused_where_the_cascade_is_built(provider: 
                 expect=Expectations(schema={"type": "nonsense"}))
     assert info.value.setting == "cascades.c.schema" and "Cascade()" in str(info.value)
     assert provider.requests == []
+
+
+def test_every_attempt_of_all_providers_failed_has_the_documented_fields(provider: Any) -> None:
+    """A tier skipped (here: its breaker open) was recorded without `error` (and `model`):
+    `attempt["error"]`, which the docs promise on each, raised KeyError."""
+    provider.inject(model="gpt-4o", status=503)
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider))],
+                      retry=RetryPolicy(stop=stop_after_attempt(3), wait=wait_fixed(0.001)),
+                      breaker=BreakerSettings(failure_threshold=1))
+    with pytest.raises(cascadeflow.AllProvidersFailed) as info:
+        cascade.complete(messages=MESSAGES)
+    attempts = info.value.attempts
+    assert [a["failure"] for a in attempts] == ["server_error", "circuit_open"]
+    assert [a["error"] for a in attempts] == ["ServiceUnavailableError", None]
+    assert [a["model"] for a in attempts] == ["openai/gpt-4o", "openai/gpt-4o"]
+    assert all({"tier", "failure", "latency_ms", "error"} <= a.keys() for a in attempts)

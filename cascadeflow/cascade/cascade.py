@@ -324,7 +324,7 @@ class _Run:
 
     def _skip(self, tier_: Tier, reason: str, message: str) -> None:
         """A skipped tier is a fallback like any other: traced, alerted and told to `on_fallback`."""
-        self.attempts.append({"tier": tier_.label, "failure": reason, "latency_ms": 0.0, "attempt": 0})
+        self.attempts.append(_skipped(tier_, reason))
         self.rt.note("fallback", reason, model=tier_.model or tier_.label,
                      message=f"{self.c.name}: {message}")
         self._fallback(tier_, Failure(reason, message))
@@ -442,8 +442,7 @@ class _Run:
         deployment of the tier not tried yet, a retry goes there at once; with every deployment's
         breaker open (`shut`), there is none to make: the cascade moves on without waiting."""
         if failure.kind in ("deadline_exceeded", "circuit_open"):
-            self.attempts.append({"tier": tier_.label, "failure": failure.kind, "latency_ms": 0.0,
-                                  "attempt": 0})
+            self.attempts.append(_skipped(tier_, failure.kind))
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
             self.rt.note("fallback", failure.kind, model=tier_.model or tier_.label,
@@ -532,6 +531,12 @@ async def _nothing() -> AsyncIterator[Any]:
     """An async iterator that ends at once (after a static answer's one chunk)."""
     return
     yield
+
+
+def _skipped(tier_: Tier, failure: str) -> dict[str, Any]:
+    """A tier passed over without a call, with the fields of an attempt (`attempt` 0)."""
+    return {"tier": tier_.label, "model": tier_.model, "failure": failure, "latency_ms": 0.0,
+            "error": None, "attempt": 0}
 
 
 def _circuit_open(tier_: Tier, keys: Sequence[str]) -> Failure:
