@@ -244,3 +244,34 @@ def test_every_attempt_of_all_providers_failed_has_the_documented_fields(provide
     assert [a["error"] for a in attempts] == ["ServiceUnavailableError", None]
     assert [a["model"] for a in attempts] == ["openai/gpt-4o", "openai/gpt-4o"]
     assert all({"tier", "failure", "latency_ms", "error"} <= a.keys() for a in attempts)
+
+
+def test_streams_that_break_midway_open_the_breaker(provider: Any) -> None:
+    """A stream that broke after its first chunk raised StreamInterrupted (right: no switch
+    mid-answer) but told the breaker nothing, and the first chunk had counted as a success: a
+    deployment that broke every stream was never skipped, every call failed midway. A broken
+    stream counts as a failure as well, so later calls go to the next tier (here by the failure
+    rate: each broken stream is a success, then a failure)."""
+    provider.inject(model="gpt-4o", cut_stream_after=3)
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider)),
+                       Tier("openai/gpt-4o-mini", params=endpoint(provider))],
+                      retry=FAST, breaker=BreakerSettings(failure_threshold=100, window=4, min_calls=4))
+    for _ in range(2):
+        with pytest.raises(StreamInterrupted):
+            list(cascade.complete(messages=MESSAGES, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in cascade.complete(messages=MESSAGES, stream=True))
+    assert "gpt-4o-mini" in text
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
+
+
+async def test_async_streams_that_break_midway_open_the_breaker(provider: Any) -> None:
+    provider.inject(model="gpt-4o", cut_stream_after=3)
+    cascade = Cascade([Tier("openai/gpt-4o", params=endpoint(provider)),
+                       Tier("openai/gpt-4o-mini", params=endpoint(provider))],
+                      retry=FAST, breaker=BreakerSettings(failure_threshold=1))
+    with pytest.raises(StreamInterrupted):
+        async for _ in await cascade.acomplete(messages=MESSAGES, stream=True):
+            pass
+    stream = await cascade.acomplete(messages=MESSAGES, stream=True)
+    assert "gpt-4o-mini" in "".join([c.choices[0].delta.content or "" async for c in stream])
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"]

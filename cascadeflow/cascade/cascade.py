@@ -504,7 +504,8 @@ class _Run:
     # A failure before the first chunk falls through to the next tier; so does a stream that
     # ends before it (the provider's chunk, not one litellm made up at the end of nothing). The
     # empty stream is closed at once: left open, its step (and its worst-case reservation)
-    # would wait for the garbage collector.
+    # would wait for the garbage collector. One that breaks later raises, and counts as a
+    # failure of its deployment (its first chunk counted as a success).
     def peek_sync(self, pick: Pick, stream: Any) -> Any:
         iterator = iter(stream)
         first = next(iterator, _END)
@@ -512,7 +513,8 @@ class _Run:
             close(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
-                                 functools.partial(_conceal, secrets=self.secrets(pick)))
+                                 functools.partial(_conceal, secrets=self.secrets(pick)),
+                                 self.breaker(pick.key).failure)
 
     async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
@@ -521,7 +523,8 @@ class _Run:
             await aclose(stream)
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
-                                  functools.partial(_conceal, secrets=self.secrets(pick)))
+                                  functools.partial(_conceal, secrets=self.secrets(pick)),
+                                  self.breaker(pick.key).failure)
 
 
 _END = object()  # what `next` gives back for a stream that had nothing

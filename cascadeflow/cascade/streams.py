@@ -70,10 +70,12 @@ class _Peeked:
     """What both kinds share: the peeked chunk, the text so far, whether the provider finished."""
 
     def __init__(self, first: Any, stream: Any, tier: str, degraded: bool,
-                 conceal: Callable[[str], str] = mask) -> None:
-        """`conceal` masks the secrets an error's text may quote (the key the call was sent)."""
+                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None) -> None:
+        """`conceal` masks the secrets an error's text may quote (the key the call was sent);
+        `broken` tells the deployment's breaker that the stream broke midway."""
         self._pending: list[Any] = [first]
         self._conceal = conceal
+        self._broken = broken
         self._stream = stream
         self._received: list[str] = []
         self._finished = False
@@ -94,6 +96,8 @@ class _Peeked:
                                  "".join(self._received), self.tier, failure="truncated")
 
     def _broke(self, exc: BaseException) -> StreamInterrupted:
+        if self._broken is not None:
+            self._broken()
         return StreamInterrupted(f"the stream from {self.tier} broke after {len(self._received)} chunks: "
                                  f"{self._conceal(str(exc))}", "".join(self._received), self.tier)
 
@@ -102,8 +106,8 @@ class SyncCascadeStream(_Peeked):
     """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
 
     def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: str, degraded: bool,
-                 conceal: Callable[[str], str] = mask) -> None:
-        super().__init__(first, stream, tier, degraded, conceal)
+                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None) -> None:
+        super().__init__(first, stream, tier, degraded, conceal, broken)
         self._iterator = iterator
 
     def __iter__(self) -> SyncCascadeStream:
@@ -136,8 +140,9 @@ class SyncCascadeStream(_Peeked):
 
 class AsyncCascadeStream(_Peeked):
     def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: str,
-                 degraded: bool, conceal: Callable[[str], str] = mask) -> None:
-        super().__init__(first, stream, tier, degraded, conceal)
+                 degraded: bool, conceal: Callable[[str], str] = mask,
+                 broken: Callable[[], None] | None = None) -> None:
+        super().__init__(first, stream, tier, degraded, conceal, broken)
         self._iterator = iterator
 
     def __aiter__(self) -> AsyncCascadeStream:
