@@ -275,3 +275,37 @@ async def test_async_streams_that_break_midway_open_the_breaker(provider: Any) -
     stream = await cascade.acomplete(messages=MESSAGES, stream=True)
     assert "gpt-4o-mini" in "".join([c.choices[0].delta.content or "" async for c in stream])
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"]
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_raw_responses_of_a_cascade_are_judged_by_their_body(provider: Any, tmp_path: Any, mode: str) -> None:
+    """`with_raw_response` / `with_streaming_response` through a cascade called by its logical
+    name: the raw response was judged as an answer with no text, so every tier's answer was an
+    `empty_response` and the call failed with AllProvidersFailed, whatever the tiers answered."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        "[cascades.classify]\nmax_attempts = 1\n"
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    provider.inject(model="gpt-4o", status=503)
+    cascadeflow.init(mode=mode)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+    raw = sdk.chat.completions.with_raw_response.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
+    assert raw.parse().model == "gpt-4o-mini"
+    with sdk.chat.completions.with_streaming_response.create(model="classify",
+                                                             messages=MESSAGES) as streamed:  # type: ignore[arg-type]
+        assert streamed.parse().model == "gpt-4o-mini"
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"] * 2
+
+
+def test_a_raw_response_whose_body_does_not_parse_is_malformed(provider: Any, tmp_path: Any) -> None:
+    """Judged by its body, a raw response whose body does not parse is a `malformed_response`
+    (the next tier answers), not the SDK's error out of the middle of the cascade."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        "[cascades.classify]\nmax_attempts = 1\n"
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    provider.inject(model="gpt-4o", body="{not json")
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+        raw = sdk.chat.completions.with_raw_response.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
+    assert raw.parse().model == "gpt-4o-mini"
+    assert ("fallback", "malformed_response") in [(e["action"], e["reason"]) for e in session.trace()]

@@ -401,12 +401,20 @@ class _Run:
     def checked(self, pick: Pick, result: Any, t0: float) -> Failure | None:
         """Success that is not success: empty, cut off, refusing, schema-invalid."""
         self.c.load.ended(pick.key, self.c._clock() - t0)
+        try:
+            body = _body(result)
+        except Exception as exc:  # a raw response whose body does not parse
+            self.last_error = exc
+            self.outcome = Failure("malformed_response",
+                                   _conceal(f"{type(exc).__name__}: {exc}", self.secrets(pick)))
+            self._attempt(pick, self.outcome, t0, exc)
+            return self.outcome
         if self.stream:
             failure = None
         elif self.operation == "embeddings":
-            failure = None if get(result, "data") else Failure("empty_response", "no embeddings")
+            failure = None if get(body, "data") else Failure("empty_response", "no embeddings")
         else:
-            usage = read_usage(self.operation, result)
+            usage = read_usage(self.operation, body)
             failure = self.c.expect.check(usage.text, usage.finish_reason, usage.tool_calls)
         self.outcome = failure
         if failure is None:
@@ -534,6 +542,16 @@ async def _nothing() -> AsyncIterator[Any]:
     """An async iterator that ends at once (after a static answer's one chunk)."""
     return
     yield
+
+
+def _body(result: Any) -> Any:
+    """The answer in `result`: an openai SDK raw response (`with_raw_response`,
+    `with_streaming_response`) is judged by its parsed body, which the SDK keeps for the
+    caller's own `parse()`; anything else is the answer itself."""
+    parse = getattr(result, "parse", None)
+    if callable(parse) and hasattr(result, "http_response"):
+        return parse()
+    return result
 
 
 def _skipped(tier_: Tier, failure: str) -> dict[str, Any]:
