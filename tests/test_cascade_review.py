@@ -309,3 +309,24 @@ def test_a_raw_response_whose_body_does_not_parse_is_malformed(provider: Any, tm
         raw = sdk.chat.completions.with_raw_response.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
     assert raw.parse().model == "gpt-4o-mini"
     assert ("fallback", "malformed_response") in [(e["action"], e["reason"]) for e in session.trace()]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_cascade_named_like_a_model_of_its_tiers_serves_the_openai_sdk(provider: Any, tmp_path: Any,
+                                                                         is_async: bool) -> None:
+    """`[cascades."gpt-4o"]` with a tier `openai/gpt-4o`: through the openai SDK the attempt is
+    sent as `gpt-4o`, which named the cascade again, and so on: RecursionError. A cascade's own
+    attempt is never routed to a cascade."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[cascades."gpt-4o"]\nmax_attempts = 1\n'
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    provider.inject(model="gpt-4o", status=503)
+    cascadeflow.init(mode="observe")
+    if is_async:
+        sdk_async = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY)
+        response = asyncio.run(sdk_async.chat.completions.create(model="gpt-4o", messages=MESSAGES))  # type: ignore[arg-type]
+    else:
+        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+        response = sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert response.model == "gpt-4o-mini"
+    assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"]

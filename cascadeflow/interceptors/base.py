@@ -23,6 +23,7 @@ from cascadeflow.pipeline import (
     Runtime,
     Step,
     abegin,
+    attempting,
     begin,
     current,
     fail,
@@ -168,7 +169,11 @@ def patched() -> list[Patch]:
 
 def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_request: ToRequest
              ) -> tuple[CascadeRunner, Request] | None:
-    """The configured cascade when the requested model is one of its logical names."""
+    """The configured cascade when the requested model is one of its logical names. Never for a
+    cascade's own attempt: a cascade named like a model of its tiers (`gpt-4o`, a tier
+    `openai/gpt-4o` sent as `gpt-4o` through the openai SDK) would call itself without end."""
+    if attempting.get():
+        return None
     model = kwargs.get("model")
     if model is None:  # litellm's positional form
         request = to_request(args, kwargs)
