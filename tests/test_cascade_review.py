@@ -298,6 +298,28 @@ def test_raw_responses_of_a_cascade_are_judged_by_their_body(provider: Any, tmp_
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"] * 2
 
 
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_raw_streaming_call_to_a_cascade_is_refused_before_any_request(provider: Any, tmp_path: Any,
+                                                                         mode: str) -> None:
+    """`with_raw_response.create(model=<cascade>, stream=True)` raised TypeError ("RawResponseProxy
+    object is not iterable") from inside the cascade, after a request had gone out: refused up
+    front, naming the cascade, with what to call instead."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        "[cascades.classify]\nmax_attempts = 1\n"
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    cascadeflow.init(mode=mode)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+    with pytest.raises(cascadeflow.ConfigError, match="'classify' answers streams through the plain call"):
+        sdk.chat.completions.with_raw_response.create(model="classify", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(cascadeflow.ConfigError, match="without with_raw_response"), \
+            sdk.chat.completions.with_streaming_response.create(
+                model="classify", messages=MESSAGES, stream=True):  # type: ignore[arg-type]
+        pass
+    assert provider.requests == []
+    streamed = sdk.chat.completions.create(model="classify", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in streamed)
+
+
 def test_a_raw_response_whose_body_does_not_parse_is_malformed(provider: Any, tmp_path: Any) -> None:
     """Judged by its body, a raw response whose body does not parse is a `malformed_response`
     (the next tier answers), not the SDK's error out of the middle of the cascade."""

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cascadeflow.errors import ConfigError
 from cascadeflow.interceptors.inside import inside as _inside
 from cascadeflow.interceptors.raw import RawResponseProxy
 from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle, finish_is_last
@@ -185,6 +186,12 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
     request = to_request(args, kwargs)
     if request is None:
         return None
+    if request.stream and _raw_kind(request.kwargs) is not None:
+        # a cascade reads a stream's first chunk to judge it, and hands back a stream of its own
+        raise ConfigError("model", model, "a raw streaming call (with_raw_response or "
+                          "with_streaming_response, stream=True)",
+                          f"the cascade {model!r} answers streams through the plain call only: "
+                          "call create(..., stream=True) without with_raw_response")
     if request.client == "openai" and request.args:
         request.args = (_without_retries(request.args[0]), *request.args[1:])
     return cascade, request
