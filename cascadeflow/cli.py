@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cascadeflow import ledger_cli, report
-from cascadeflow.console import print_summary, print_trace, trace_filter
+from cascadeflow.console import absent_from, print_summary, print_trace, trace_filter
 from cascadeflow.demo.run import main as run_demo
 from cascadeflow.errors import CascadeflowError, ConfigError
 from cascadeflow.report.recommend import propose, to_toml
@@ -49,22 +49,31 @@ def add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    records = list(report.SavedSessions(Path(args.path), "FILE").runs())
-    for record in records:  # the checks the report makes: a bad value is a one-line error
-        report.read_run(record, "FILE")
-    runs = [LoadedSession(dict(r.summary), [dict(e) for e in r.entries]) for r in records]
-    filtered = any(v is not None for v in (args.agent, args.action, args.reason))
-    keep = trace_filter([e for run in runs for e in run.trace()], args.path, agent=args.agent,
-                        action=args.action, reason=args.reason) if filtered else None
-    for loaded in runs:
-        if keep is not None and not any(keep(e) for e in loaded.trace()):
+    """Check and print one run at a time: a file of thousands of runs never sits in memory, and
+    `| head` sees the first run at once."""
+    wanted = {"agent": args.agent, "reason": args.reason}
+    keep = trace_filter(args.path, agent=args.agent, action=args.action, reason=args.reason)
+    present: dict[str, set[str]] = {key: set() for key, value in wanted.items() if value is not None}
+    runs = shown = 0
+    for record in report.SavedSessions(Path(args.path), "FILE").runs():
+        report.read_run(record, "FILE")  # the checks the report makes: a bad value is a one-line error
+        runs += 1
+        loaded = LoadedSession(dict(record.summary), [dict(e) for e in record.entries])
+        for key, values in present.items():
+            values.update(str(e[key]) for e in record.entries if e.get(key) is not None)
+        if keep is not None and not any(keep(e) for e in record.entries):
             continue  # a file of many runs: only those with a matching entry
+        shown += 1
         summary = loaded.summary()
         print(json.dumps({k: summary.get(k) for k in ("run_id", "mode", "steps", "cost_total",
                                                        "outcome")}))
         print_trace(loaded, sys.stdout, keep)
-        if summary.get("budget") is not None and not filtered:
+        if summary.get("budget") is not None and keep is None:
             print_summary(loaded, sys.stdout)
+    if not runs:
+        raise ConfigError("FILE", args.path, "the command line", "holds no saved session")
+    if not shown:
+        absent_from(present, wanted, args.path)  # a typo must not look like an empty trace
     return 0
 
 

@@ -17,22 +17,30 @@ def _fmt_cost(value: Any) -> str:
     return "unknown" if value is None else f"${value:.6f}"
 
 
-def trace_filter(entries: list[dict[str, Any]], source: str, *, agent: str | None = None,
-                 action: str | None = None, reason: str | None = None) -> Keep:
-    """The entries `cascadeflow trace --agent/--action/--reason` keeps. A value no entry has is
-    an error listing the values there are (a typo must not look like an empty trace)."""
+def trace_filter(source: str, *, agent: str | None = None, action: str | None = None,
+                 reason: str | None = None) -> Keep | None:
+    """The entries `cascadeflow trace --agent/--action/--reason` keeps (None: all). A misspelt
+    action is an error at once; an agent or reason no entry has is one once the file is read
+    (`absent_from`)."""
     if action is not None and action not in ACTIONS:
         raise ConfigError("--action", action, source, f"unknown action; known: {', '.join(ACTIONS)}")
-    for flag, key, value in (("--agent", "agent", agent), ("--reason", "reason", reason)):
-        present = sorted({str(e.get(key)) for e in entries if e.get(key) is not None})
-        if value is not None and value not in present:
-            raise ConfigError(flag, value, source, f"no trace entry has this {key}; present: "
-                                                   f"{', '.join(present) or 'none'}")
+    if agent is None and action is None and reason is None:
+        return None
 
     def keep(e: Mapping[str, Any]) -> bool:
         return ((agent is None or e.get("agent") == agent) and (action is None or e.get("action") == action)
                 and (reason is None or e.get("reason") == reason))
     return keep
+
+
+def absent_from(present: Mapping[str, set[str]], wanted: Mapping[str, str | None], source: str) -> None:
+    """Raise for the first `--agent` / `--reason` value no trace entry has, listing the values
+    the entries do have (a typo must not look like an empty trace)."""
+    for key, values in present.items():
+        value = wanted[key]
+        if value is not None and value not in values:
+            raise ConfigError(f"--{key}", value, source, f"no trace entry has this {key}; present: "
+                                                         f"{', '.join(sorted(values)) or 'none'}")
 
 
 def print_trace(session: Any, out: TextIO, keep: Keep | None = None) -> None:
