@@ -402,3 +402,27 @@ def test_trace_filters_still_name_the_values_a_whole_file_has(tmp_path: Path,
     assert main(["trace", str(empty)]) == 2
     assert "FILE='" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["report", "far.jsonl"], "started='1e+20'"),
+    (["report", "far_step.jsonl"], "ts='1e+19'"),
+    (["recommend", "far.jsonl"], "started='1e+20'"),
+    (["report", "x.jsonl", "--since", "1e30"], "--since='1e30'"),
+    (["report", "x.jsonl", "--since", "9999999999d"], "--since='9999999999d'"),
+    (["ledger", "steps", "--ledger", "l.db", "--since", "1e30"], "--since='1e30'"),
+])
+def test_a_time_out_of_any_calendar_is_an_error_not_a_traceback(
+        argv: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A start time of 1e20 in a saved file (or `--since 1e30`) passed every check and ended in
+    an OverflowError traceback from the report's date formatting."""
+    monkeypatch.chdir(tmp_path)
+    write_synthetic(tmp_path / "x.jsonl", 2)
+    far = {"type": "summary", "run_id": "a", "started": 1e20}
+    (tmp_path / "far.jsonl").write_text(json.dumps(far) + "\n")
+    (tmp_path / "far_step.jsonl").write_text(
+        json.dumps({"type": "summary", "run_id": "a"}) + "\n"
+        + json.dumps({"type": "entry", "step": 1, "ts": 1e19}) + "\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err, err

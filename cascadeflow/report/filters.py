@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cascadeflow.errors import ConfigError
-from cascadeflow.report.model import Run
+from cascadeflow.report.model import Run, in_calendar
 from cascadeflow.windows import since
 
 
@@ -19,9 +19,13 @@ def parse_since(value: str, now: float | None = None, argument: str = "--since")
     """`30m`, `24h`, `7d`, `2w` ago, an ISO date/time (UTC unless it names a zone) or an epoch:
     `windows.since`, with a bad value a ConfigError naming the argument."""
     try:
-        return since(value, time.time() if now is None else now)
+        epoch = since(value, time.time() if now is None else now)
     except ValueError as exc:
         raise ConfigError(argument, value, "the command line", str(exc)) from None
+    if not in_calendar(epoch):  # 1e30, 9999999999d: no date to compare with or to print
+        raise ConfigError(argument, value, "the command line", "a time before the year 1 or "
+                          "after 9999")
+    return epoch
 
 
 @dataclass(frozen=True, slots=True)

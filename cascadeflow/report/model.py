@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cascadeflow.entry import SIDE_OPERATIONS
@@ -128,6 +129,15 @@ class Run:
         return found
 
 
+def in_calendar(epoch: float) -> bool:
+    """Whether a date can be made of `epoch` (1e20 overflows the platform's time_t)."""
+    try:
+        datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
 class _Reader:
     """Typed reads of one record's fields, with errors that name the record and the key."""
 
@@ -152,6 +162,13 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise self.fail(where, key, value, "a finite number")
         return float(value)
+
+    def moment(self, d: Mapping[str, Any], key: str, where: str) -> float | None:
+        """An epoch in seconds that a calendar date can show (the report prints it as one)."""
+        value = self.number(d, key, where)
+        if value is not None and not in_calendar(value):
+            raise self.fail(where, key, value, "a time (epoch seconds) between the years 1 and 9999")
+        return value
 
     def count(self, d: Mapping[str, Any], key: str, where: str) -> int:
         value = d.get(key) or 0
@@ -190,12 +207,12 @@ def read_run(record: RunRecord, argument: str = "SOURCES") -> Run:
                     message=r.text(e, "message", where) if operation not in SIDE_OPERATIONS else None,
                     rule=r.text(e, "rule", where), kind=r.text(e, "kind", where),
                     stage=r.text(e, "stage", where), score=r.number(e, "score", where),
-                    ts=r.number(e, "ts", where), count=max(r.count(e, "count", where), 1))
+                    ts=r.moment(e, "ts", where), count=max(r.count(e, "count", where), 1))
         marks.append(mark)
         if number in steps:
             steps[number].marks.append(mark)
     ordered = sorted(steps.values(), key=lambda st: st.number)
-    started = r.number(s, "started", "summary")
+    started = r.moment(s, "started", "summary")
     if started is None:
         started = min((st.ts for st in ordered if st.ts is not None), default=None)
     return Run(
@@ -220,7 +237,7 @@ def _step(r: _Reader, e: Mapping[str, Any], where: str, number: int, action: str
     shown: dict[str, str] | None = None
     if isinstance(content, Mapping):  # only present when the run captured content
         shown = {str(k): str(v)[:MAX_CONTENT_CHARS] for k, v in content.items() if v is not None}
-    return Step(number=number, ts=r.number(e, "ts", where), latency_ms=r.number(e, "latency_ms", where),
+    return Step(number=number, ts=r.moment(e, "ts", where), latency_ms=r.number(e, "latency_ms", where),
                 operation=operation, model=r.text(e, "model", where), tool=r.text(e, "tool", where),
                 agent=r.text(e, "agent", where), session=r.text(e, "run_id", where, "") or "",
                 cost=r.number(e, "cost", where), tokens_in=r.count(e, "tokens_in", where),
@@ -244,6 +261,6 @@ def _sessions(r: _Reader, raw: Any) -> dict[str, SessionInfo]:
             raise r.fail(where, "session", info, "an object")
         out[str(run_id)] = SessionInfo(
             run_id=str(run_id), agent=r.text(info, "agent", where), parent=r.text(info, "parent", where),
-            started=r.number(info, "started", where), ended=r.number(info, "ended", where),
+            started=r.moment(info, "started", where), ended=r.moment(info, "ended", where),
             outcome=r.text(info, "outcome", where), outcome_value=info.get("outcome_value"))
     return out
