@@ -426,3 +426,21 @@ def test_a_time_out_of_any_calendar_is_an_error_not_a_traceback(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err, err
+
+
+def test_a_long_unbroken_name_wraps_inside_its_cell(tmp_path: Path) -> None:
+    """A Bedrock inference-profile ARN is a model name of 90 characters without a space: tables
+    grew past the page, and the right-hand panel of each two-column row (cost per agent, latency
+    per model) was pushed off screen. Cells may now break such a name, and each column of the
+    two-column grid may shrink below its content's width."""
+    model = "bedrock/arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-v2:0"
+    record = report.RunRecord({"run_id": "r1", "cost_total": 0.01}, [
+        {"step": 1, "model": model, "agent": "a" * 120, "cost": 0.01, "latency_ms": 5.0}], "r1")
+    page = report.render(report.build([report.read_run(record)], ["r1"], None, 1))
+    assert model in page
+    css = re.search(r"<style>(.*)</style>", page, re.S)
+    assert css is not None
+    rules = {sel.strip(): body for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css.group(1))}
+    assert "overflow-wrap:anywhere" in rules["td"]  # not in headers: "runs" stays one word
+    assert "minmax(0,1fr) minmax(0,1fr)" in rules[".grid"]
+

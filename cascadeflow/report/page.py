@@ -20,10 +20,11 @@ nav a{color:#dfe6f3;margin-right:14px;text-decoration:none;font-size:13px}
 .card b{display:block;font-size:19px}.card span{color:#6b7385;font-size:12px}
 table{border-collapse:collapse;background:#fff;margin:6px 0 12px;width:100%}
 th,td{border:1px solid #e1e5ec;padding:3px 7px;text-align:left;vertical-align:top;font-size:13px}
+td{overflow-wrap:anywhere}
 th{background:#eef1f5;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{background:#4c78a8;height:9px;display:inline-block;vertical-align:middle;margin-right:6px}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+.grid{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:16px}
 .run{background:#fff;border:1px solid #d8dde6;border-radius:6px;padding:10px 14px;margin:14px 0}
 .chart{display:block;background:#fff}
 .chart .axis{font-size:11px;fill:#6b7385}.chart .label{font-size:11px;fill:#1d2330}
