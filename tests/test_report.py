@@ -3,6 +3,7 @@ outcomes, recommendations, trace filters and errors on bad input."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import statistics
@@ -444,3 +445,24 @@ def test_a_long_unbroken_name_wraps_inside_its_cell(tmp_path: Path) -> None:
     assert "overflow-wrap:anywhere" in rules["td"]  # not in headers: "runs" stays one word
     assert "minmax(0,1fr) minmax(0,1fr)" in rules[".grid"]
 
+
+def test_a_waterfall_row_label_stays_left_of_the_bars() -> None:
+    """The label of a step row shortened its model to 26 characters but not its agent: an agent
+    named like a job ("customer_support_escalation_agent") with a Bedrock model ran 60 characters,
+    about 400 px at 11 px, across the bars that start 280 px in. Labels are now cut to the room
+    their nesting leaves (at most 6.5 px a character), and the full text is the row's tooltip."""
+    from cascadeflow.report.svg import LABEL_W, waterfall
+
+    agent = "customer_support_escalation_agent"
+    record = report.RunRecord({"run_id": "r1", "cost_total": 0.01, "sessions": {
+        "s1": {"agent": agent, "parent": None}, "s2": {"agent": agent, "parent": "s1"}}}, [
+        {"step": 1, "model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "agent": agent,
+         "run_id": "s1", "ts": 1.0, "latency_ms": 5.0},
+        {"step": 2, "model": "openai/gpt-4o-mini", "agent": agent, "run_id": "s2", "ts": 1.1,
+         "latency_ms": 5.0}], "r1")
+    svg = waterfall(report.read_run(record))
+    labels = re.findall(r'<text x="(\d+)" y="\d+" class=label>([^<]*)<title>', svg)
+    assert len(labels) == 2
+    for x, text in labels:
+        assert int(x) + 6.5 * len(html.unescape(text)) <= LABEL_W - 8, (x, text)
+    assert agent in svg  # in full, in a tooltip

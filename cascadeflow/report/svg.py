@@ -16,6 +16,8 @@ MAX_WATERFALL_ROWS = 150
 MAX_BURNDOWN_POINTS = 500  # a run of more steps is drawn from every k-th step and its last
 ROW = 18
 LABEL_W = 280
+LABEL_CHAR_W = 6.5  # px a character of an 11 px label takes at most, near enough
+MAX_INDENT = 10  # nesting levels shown by indenting a row; deeper rows line up with the tenth
 
 
 def bars(points: Sequence[tuple[str, float]], fmt: Callable[[float], str], width: int = 900,
@@ -85,10 +87,13 @@ def waterfall(run: Run, width: int = 1100) -> str:
              f'<text x="{LABEL_W + chart}" y="12" class=axis text-anchor="end">{esc(ms(span * 1000))}</text>']
     for i, s in enumerate(steps):
         y = 20 + i * ROW
-        indent = 6 + 14 * nest.get(s.session, 1)
+        indent = 6 + 14 * min(nest.get(s.session, 1), MAX_INDENT)
         what = s.tool if s.operation == "tool" else s.model
-        label = f"{s.number} {s.agent or 'run'} · {short(what, 26)}"
-        parts.append(f'<text x="{indent}" y="{y + 12}" class=label>{esc(label)}</text>')
+        full = f"{s.number} {s.agent or 'run'} · {what or '-'}"
+        label = short(f"{s.number} {short(s.agent or 'run', 18)} · {what or '-'}",
+                      int((LABEL_W - 8 - indent) / LABEL_CHAR_W))  # never across the bars
+        parts.append(f'<text x="{indent}" y="{y + 12}" class=label>{esc(label)}'
+                     f'<title>{esc(full)}</title></text>')
         x = LABEL_W + ((s.ts or t0) - t0) / span * chart
         sent = s.latency_ms is not None
         w = max((s.latency_ms or 0.0) / 1000 / span * chart, 2.0)
