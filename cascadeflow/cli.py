@@ -35,6 +35,11 @@ def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    try:  # before the demo starts: a file in the way is a one-line error, not a traceback
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out-dir", str(args.out_dir), "the command line",
+                          f"cannot make this folder: {exc.strerror}") from None
     run_demo(live=args.live, out_dir=args.out_dir)
     return 0
 

@@ -112,3 +112,16 @@ def test_live_demo_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as info:
         main(["demo", "--live"])
     assert "OPENAI_API_KEY" in str(info.value)
+
+
+def test_demo_out_dir_that_cannot_be_a_folder_is_a_one_line_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cascadeflow demo --out-dir report.html` (a file) ended in a FileExistsError traceback
+    from mkdir; it is now exit status 2 and one line naming --out-dir and the path."""
+    from cascadeflow.cli import main
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    for target in ("taken", "taken/inside"):
+        assert main(["demo", "--out-dir", str(tmp_path / target)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out-dir='{tmp_path / target}'" in err and len(err.strip().splitlines()) == 1, err
