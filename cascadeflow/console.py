@@ -13,6 +13,13 @@ ACTIONS = ("allow", "stop", "switch_model", "deny_tool", "redact", "block", "rew
 Keep = Callable[[Mapping[str, Any]], bool]
 
 
+def _cell(value: object) -> str:
+    """A value as printable text: a name with control characters cannot move the cursor or
+    clear the screen (as in `cascadeflow ledger steps`)."""
+    text = str(value)
+    return text if text.isprintable() else ascii(text)[1:-1]
+
+
 def _fmt_cost(value: Any) -> str:
     return "unknown" if value is None else f"${value:.6f}"
 
@@ -56,9 +63,11 @@ def print_trace(session: Any, out: TextIO, keep: Keep | None = None) -> None:
         tokens = {"tool": "tool", "guardrail": e.get("stage") or "", "cascade": "cascade"}.get(
             operation, f"{e.get('tokens_in') or 0}/{e.get('tokens_out') or 0}")
         latency = "-" if e.get("latency_ms") is None else f"{e['latency_ms']:.0f}"
-        print(f"{e.get('step', '-'):>4}  {e.get('agent') or '-':<9} {e.get('action') or '-':<13} "
-              f"{e.get('reason') or '-':<24} {('yes' if e.get('applied') else 'no'):<7} "
-              f"{what or '-':<20} {tokens:>11} {_fmt_cost(e.get('cost')):>10} {latency:>6}", file=out)
+        agent, action, reason = (_cell(e.get(k) or "-") for k in ("agent", "action", "reason"))
+        print(f"{e.get('step', '-'):>4}  {agent:<9} {action:<13} {reason:<24} "
+              f"{('yes' if e.get('applied') else 'no'):<7} "
+              f"{_cell(what or '-'):<20} {_cell(tokens):>11} {_fmt_cost(e.get('cost')):>10} {latency:>6}",
+              file=out)
 
 
 def print_summary(session: Any, out: TextIO) -> None:

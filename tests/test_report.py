@@ -466,3 +466,18 @@ def test_a_waterfall_row_label_stays_left_of_the_bars() -> None:
     for x, text in labels:
         assert int(x) + 6.5 * len(html.unescape(text)) <= LABEL_W - 8, (x, text)
     assert agent in svg  # in full, in a tooltip
+
+
+def test_trace_prints_no_control_characters_from_the_file(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent or model name with an escape sequence (from a saved file or an application that
+    takes model names from its users) reached the terminal as is through `cascadeflow trace`:
+    "\\x1b[2J" cleared the screen. Cells now show such characters escaped, as `ledger steps` does."""
+    path = tmp_path / "esc.jsonl"
+    path.write_text(json.dumps({"type": "summary", "run_id": "r1", "budget": 1.0}) + "\n" + json.dumps(
+        {"type": "entry", "step": 1, "agent": "a\x1b[2J", "model": "m\x07\r", "reason": "r\x1b]0;t\x07",
+         "action": "allow"}) + "\n")
+    assert main(["trace", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "a\\x1b[2J" in out
