@@ -481,3 +481,23 @@ def test_trace_prints_no_control_characters_from_the_file(tmp_path: Path,
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "a\\x1b[2J" in out
+
+
+def test_recommend_writes_valid_toml_for_any_agent_or_file_name(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent named with an emoji came out as `[agents."\\ud83e\\udd16 helper"]` (JSON's
+    surrogate escapes), which no TOML reader accepts; a DEL character went out raw (TOML forbids
+    it), and a file name with a line break ended the `# from` comment and began a line of TOML.
+    Names now keep their characters, escaped as TOML wants, and the snippet loads."""
+    names = ["\U0001f916 helper \u00e9", "del\x7fete", 'quote"back\\slash', "tab\tnew\nline"]
+    folder = tmp_path / "odd\n[run]\nbudget = 99"
+    folder.mkdir()
+    for i, name in enumerate(names):
+        (folder / f"{i}.jsonl").write_text(
+            json.dumps({"type": "summary", "run_id": f"r{i}", "agent": name, "steps": 2,
+                        "cost_total": 0.01}) + "\n"
+            + json.dumps({"type": "entry", "step": 1, "agent": name, "cost": 0.01}) + "\n")
+    assert main(["recommend", str(folder)]) == 0
+    proposed = tomllib.loads(capsys.readouterr().out)
+    assert set(proposed["agents"]) == set(names)
+    assert "run" not in proposed

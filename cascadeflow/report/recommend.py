@@ -55,7 +55,18 @@ class Proposal:
 def _section(agent: str | None) -> str:
     if agent is None:
         return "run"
-    return "agents." + (agent if _BARE_KEY.match(agent) else json.dumps(agent))
+    return "agents." + (agent if _BARE_KEY.match(agent) else _toml_string(agent))
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: the characters kept (JSON's ASCII escapes would split an emoji into
+    surrogates, which TOML refuses), the control characters TOML forbids raw (DEL too) escaped."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _comment(text: str) -> str:
+    """Text for a `#` comment: a line break in a file name must not start a line of TOML."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def usages(runs: Iterable[Run]) -> dict[str, list[Usage]]:
@@ -156,7 +167,7 @@ def to_toml(proposals: Sequence[Proposal], q: float, headroom: float, sources: S
     """The snippet to merge into cascadeflow.toml, each value with what it rests on (`bounded`:
     runs whose trace dropped entries, left out of the agent proposals)."""
     lines = [f"# cascadeflow recommend: p{q:g} of observed use + {headroom:.0%} head-room",
-             f"# from {', '.join(sources) or '-'}; merge into cascadeflow.toml.",
+             f"# from {_comment(', '.join(sources)) or '-'}; merge into cascadeflow.toml.",
              "# Each line: the percentile observed, and how many observed runs (or agent calls) "
              "the limit would have stopped."]
     if bounded:
