@@ -425,7 +425,7 @@ def iter_saved(path: str | Path) -> Iterator[SavedRun]:
     summary: dict[str, Any] | None = None
     entries: list[dict[str, Any]] = []
     start = 0
-    with open(path, encoding="utf-8") as lines:
+    with open(path, encoding="utf-8-sig") as lines:  # a BOM (Windows editors) is skipped
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

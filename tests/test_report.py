@@ -501,3 +501,17 @@ def test_recommend_writes_valid_toml_for_any_agent_or_file_name(tmp_path: Path,
     proposed = tomllib.loads(capsys.readouterr().out)
     assert set(proposed["agents"]) == set(names)
     assert "run" not in proposed
+
+
+def test_a_saved_file_with_a_byte_order_mark_is_read(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A saved session trimmed in a Windows editor starts with a UTF-8 byte order mark: trace,
+    report and load_session refused it ("Unexpected UTF-8 BOM"), as the config file was until
+    it learned to read one."""
+    path = write_synthetic(tmp_path / "plain.jsonl", 1)
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert main(["trace", str(marked)]) == 0
+    assert '"run_id"' in capsys.readouterr().out
+    assert report.review(report.saved_sessions([marked])).totals.runs == 1
+    assert cascadeflow.load_session(marked).summary() == cascadeflow.load_session(path).summary()
