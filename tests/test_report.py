@@ -515,3 +515,15 @@ def test_a_saved_file_with_a_byte_order_mark_is_read(tmp_path: Path,
     assert '"run_id"' in capsys.readouterr().out
     assert report.review(report.saved_sessions([marked])).totals.runs == 1
     assert cascadeflow.load_session(marked).summary() == cascadeflow.load_session(path).summary()
+
+
+def test_the_scale_label_of_a_bar_chart_sits_above_the_tallest_bar() -> None:
+    """The chart's top value ("$0.000618" in the demo's cost per day) was drawn at y 12 over the
+    tallest bar, whose top was at y 10: on one day's bar the figure was dark text on blue. Bars
+    now start below the label's baseline."""
+    from cascadeflow.report.svg import bars
+
+    chart = bars([("11-22", 0.000618), ("11-23", 0.0003)], money)
+    label_y = float(re.findall(r'<text x="2" y="([\d.]+)" class=axis>', chart)[0])
+    tops = [float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)"', chart)]
+    assert min(tops) >= label_y + 3, (label_y, tops)

@@ -17,6 +17,7 @@ MAX_BURNDOWN_POINTS = 500  # a run of more steps is drawn from every k-th step a
 ROW = 18
 LABEL_W = 280
 LABEL_CHAR_W = 6.5  # px a character of an 11 px label takes at most, near enough
+TOP_GAP = 18  # bars start below the scale label (baseline y 12) in a bar chart's corner
 MAX_INDENT = 10  # nesting levels shown by indenting a row; deeper rows line up with the tenth
 
 
@@ -29,14 +30,15 @@ def bars(points: Sequence[tuple[str, float]], fmt: Callable[[float], str], width
     n = len(points)
     slot = min((width - 40) / n, 60.0)
     every = max(1, -(-n // 8))  # at most eight labels under the bars
-    parts = [f'<svg class=chart viewBox="0 0 {width} {height + 40}" width="100%" role="img">']
+    parts = [f'<svg class=chart viewBox="0 0 {width} {height + 48}" width="100%" role="img">']
     for i, (label, value) in enumerate(points):
         h = value / top * height
         x = 30 + i * slot
-        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{height - h + 10:.1f}" width="{slot * 0.8:.1f}" '
-                     f'height="{h:.1f}" fill="#4c78a8"><title>{esc(label)}: {esc(fmt(value))}</title></rect>')
+        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{height - h + TOP_GAP:.1f}" '
+                     f'width="{slot * 0.8:.1f}" height="{h:.1f}" fill="#4c78a8">'
+                     f'<title>{esc(label)}: {esc(fmt(value))}</title></rect>')
         if i % every == 0:
-            parts.append(f'<text x="{x + slot / 2:.1f}" y="{height + 26}" class=axis '
+            parts.append(f'<text x="{x + slot / 2:.1f}" y="{height + 34}" class=axis '
                          f'text-anchor="middle">{esc(label)}</text>')
     parts.append(f'<text x="2" y="12" class=axis>{esc(fmt(top))}</text></svg>')
     return "".join(parts)
