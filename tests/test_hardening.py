@@ -465,3 +465,20 @@ def test_alerts_a_hanging_sink_never_takes_are_counted(provider: Any,
     cascadeflow.shutdown()
     gate.set()
     assert cascadeflow.stats()["alerts_dropped"] >= 19  # the first may be in the sink's hands
+
+
+@pytest.mark.parametrize(("where", "error"), [("missing/trace.jsonl", FileNotFoundError),
+                                              (".", IsADirectoryError)])
+def test_a_save_that_cannot_write_names_the_path_asked_for(
+        where: str, error: type[OSError], tmp_path: Path) -> None:
+    """`session.save("runs/x.jsonl")` with no runs/ folder raised "No such file or directory:
+    'runs/.x.jsonl.tzq0unsq.tmp'", naming a temporary file the caller never asked for; a folder
+    as the target named the temporary file too. The error keeps its type and names the target."""
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run() as session:
+        pass
+    target = tmp_path / where
+    with pytest.raises(error) as info:
+        session.save(target)
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value), str(info.value)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
