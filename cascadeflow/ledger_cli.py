@@ -28,6 +28,7 @@ from cascadeflow.report import parse_since
 from cascadeflow.windows import parse, time_zone
 
 PERCENTILES = (50, 95, 99)
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer
 
 
 def add_parser(sub: Any) -> None:
@@ -143,9 +144,9 @@ def _check_steps(args: argparse.Namespace) -> None:
         raise ConfigError("--min-latency-ms", latency, "the command line",
                           "expected a number of milliseconds, 0 or more")
     limit = getattr(args, "limit", None)
-    if limit is not None and limit < 0:
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
         raise ConfigError("--limit", limit, "the command line",
-                          "expected how many steps to list, 0 or more")
+                          f"expected how many steps to list, 0 to {MAX_LIMIT}")
 
 
 def _since(args: argparse.Namespace, now: float) -> float | None:

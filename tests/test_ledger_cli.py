@@ -216,6 +216,9 @@ def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureF
     (["steps", "--ledger", "l.db", "--min-latency-ms", "inf"], "--min-latency-ms=inf (from"),
     (["steps", "--ledger", "l.db", "--limit", "-3"],
      "--limit=-3 (from the command line): expected how many steps to list"),
+    # past SQLite's integers: was an OverflowError traceback from the query
+    (["steps", "--ledger", "l.db", "--limit", "99999999999999999999"],
+     "--limit=99999999999999999999 (from the command line): expected how many steps to list"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], named: str) -> None:
