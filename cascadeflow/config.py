@@ -591,7 +591,32 @@ def resolve(code: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     cfg.check_compliance(run_limits.compliance, "compliance", where("compliance"))
     for name, agent in cfg.agents.items():
         cfg.check_compliance(agent.compliance, f"agents.{name}.compliance", f"file {config_path}")
+    _check_overridden(cfg, env_values, file_run.get("compliance"), config_path)
     return cfg
+
+
+def _check_overridden(cfg: Config, env_values: Mapping[str, Any], file_compliance: Any,
+                      config_path: Path | None) -> None:
+    """Values a higher source overrides are refused when bad, as the file's others are: a typo
+    such as `CASCADEFLOW_MODE=enforec` must not lie unnoticed until code stops passing `mode=`."""
+    for setting, value in env_values.items():
+        if cfg.sources.get(setting) == "env":
+            continue  # in force, and checked above
+        origin = f"env {ENV_VARS[setting]}"
+        if setting == "mode":
+            if value not in MODES:
+                raise ConfigError("mode", value, origin, f"expected one of {list(MODES)}")
+        elif setting in RUN_SETTINGS:
+            limits({setting: value}, origin)
+            if setting == "compliance":
+                cfg.check_compliance(value, "compliance", origin)
+        elif setting != "capture_content":  # parsed to a bool already
+            try:
+                FileConfig(**{setting: value})
+            except ValidationError as exc:
+                raise _from_validation(exc, origin) from None
+    if file_compliance is not None and cfg.sources.get("compliance") != "file":
+        cfg.check_compliance(file_compliance, "compliance", f"file {config_path}")
 
 
 def _check_quota_names(file_cfg: FileConfig, config_path: Path) -> None:

@@ -89,6 +89,37 @@ def test_bad_values_name_setting_value_and_source(monkeypatch: pytest.MonkeyPatc
     assert setting in str(err) and where in str(err)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "env", "setting"),
+    [
+        ({"mode": "observe"}, {"CASCADEFLOW_MODE": "enforec"}, "mode"),
+        ({"budget": 1.0}, {"CASCADEFLOW_BUDGET": "-1"}, "budget"),
+        ({"max_steps": 5}, {"CASCADEFLOW_MAX_STEPS": "-3"}, "max_steps"),
+        ({"compliance": "gdpr"}, {"CASCADEFLOW_COMPLIANCE": "sox"}, "compliance"),
+        ({"kpi_weights": {"cost": 1.0}}, {"CASCADEFLOW_KPI_WEIGHTS": "speed=1"}, "kpi_weights"),
+        ({"unknown_price": "allow"}, {"CASCADEFLOW_UNKNOWN_PRICE": "maybe"}, "unknown_price"),
+        ({"budget_wait_s": 1.0}, {"CASCADEFLOW_BUDGET_WAIT_S": "-2"}, "budget_wait_s"),
+    ],
+)
+def test_a_bad_env_value_is_refused_even_where_code_overrides_it(
+        monkeypatch: pytest.MonkeyPatch, kwargs: dict, env: dict, setting: str) -> None:
+    # a bad value in the file is refused whether or not code overrides it, and so is an env
+    # value that does not parse: a typo such as CASCADEFLOW_MODE=enforec is not ignored either
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    [var] = env
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init(**kwargs)
+    assert info.value.setting == setting and info.value.source == f"env {var}"
+
+
+def test_a_file_compliance_profile_overridden_by_code_is_still_checked(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text('[run]\ncompliance = "sox"\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init(mode="observe", compliance="gdpr")
+    assert info.value.setting == "compliance" and "cascadeflow.toml" in info.value.source
+
+
 def test_env_kpi_weights_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASCADEFLOW_KPI_WEIGHTS", "quality=0.6, cost=0.4")
     cascadeflow.init(mode="observe")
