@@ -6,6 +6,7 @@ Each test checks the trace and what the provider actually received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -343,3 +344,32 @@ def test_tools_exempt_is_configurable(provider: Any) -> None:
         litellm.completion(**chat_kwargs(provider, "find order 42"), tools=tools)
         litellm.completion(**chat_kwargs(provider, "find order 43"), tools=tools)
     assert "tools" not in provider.bodies("/chat/completions")[1]
+
+
+def test_observe_judges_the_steps_after_a_would_be_denial_on_what_ran() -> None:
+    # documented in docs/concepts.md ("Modes"): the rehearsal is exact up to the first decision
+    # that would have changed something; a tool enforce would have denied ran in observe, and
+    # counts toward max_tool_calls there
+    @cascadeflow.tool(name="other")
+    def other() -> str:
+        return "ran"
+
+    @cascadeflow.tool(name="lookup")
+    def lookup() -> str:
+        return "ran"
+
+    def sequence() -> list[tuple[str, str]]:
+        with cascadeflow.run(max_tool_calls=1, tools_deny=["other"]) as session:
+            for fn in (other, lookup):
+                with contextlib.suppress(cascadeflow.ToolDenied):
+                    fn()
+        assert session.summary()["tool_executions"] == (2 if session.mode == "observe" else 1)
+        return [(e["action"], e["reason"]) for e in session.trace()]
+
+    cascadeflow.init(mode="observe")
+    observed = sequence()
+    cascadeflow.init(mode="enforce")
+    enforced = sequence()
+    assert observed[0] == enforced[0] == ("deny_tool", "tool_not_allowed")
+    assert enforced[1] == ("allow", "ok")
+    assert observed[1] == ("deny_tool", "max_tool_calls_reached")

@@ -4,8 +4,9 @@ In observe mode nothing may change a request, so nothing has to happen before it
 caller's thread keeps what the call was (its arguments, a copy of the prompt list, the session,
 the clock, the response) and queues it; the background worker replays admission and settlement
 in the order they happened, through the same stages enforce runs on the caller's thread. The
-decisions, step numbers and spend it records are those enforce would have made, with
-`applied=False`; `summary()` and `trace()` wait for the replay.
+decisions and step numbers it records are those enforce would have made, with `applied=False`,
+up to the first decision that would have changed something; the spend and counters are always
+what really happened (docs/concepts.md, "Modes"). `summary()` and `trace()` wait for the replay.
 """
 
 from __future__ import annotations
