@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from typing import Any
 
@@ -103,6 +104,61 @@ def test_enforce_cuts_a_stream_that_passes_its_reservation(provider: Any) -> Non
     (entry,) = session.trace()
     assert entry["status"] == "cut"
     assert entry["cost"] > 0
+
+
+@pytest.mark.parametrize("client", ["openai", "litellm"])
+def test_observe_records_the_cut_enforce_would_make(provider: Any, client: str) -> None:
+    """A stream enforce cuts (a provider that ignores max_tokens) is a would-be stop in observe,
+    at the same step, while the caller still gets the whole stream."""
+    provider.reply("lorem ipsum dolor " * 200, when="long answer")
+    messages = [{"role": "user", "content": "a long answer please"}]
+    fault = {"x-cascadeflow-fault": "ignore_max_tokens"}
+
+    def sequence() -> tuple[str, list[dict[str, Any]]]:
+        received = ""
+        with cascadeflow.run(budget=1.0) as session:
+            litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                               api_base=provider.url, api_key="sk-test-not-a-real-key-0000")
+            if client == "openai":
+                sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+                stream: Any = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                                          max_tokens=30, stream=True, extra_headers=fault)
+            else:
+                stream = litellm.completion(model="openai/gpt-4o-mini", messages=messages, max_tokens=30,
+                                            stream=True, api_base=provider.url, extra_headers=fault,
+                                            api_key="sk-test-not-a-real-key-0000")
+            with contextlib.suppress(cascadeflow.BudgetExceeded):
+                for chunk in stream:
+                    received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        return received, session.trace()
+
+    cascadeflow.init(mode="enforce")
+    cut, enforced = sequence()
+    cascadeflow.init(mode="observe")
+    whole, observed = sequence()
+    assert [e["status"] for e in enforced] == ["ok", "cut"]
+    assert whole == "lorem ipsum dolor " * 200 and len(cut) < len(whole)
+    would = [e for e in observed if e["action"] == "stop"]
+    assert [(e["step"], e["reason"], e["applied"]) for e in would] == [(2, "budget_exceeded", False)]
+    assert "cut" in would[0]["message"] and "30 tokens" in would[0]["message"]
+    assert [e["status"] for e in observed if e["action"] == "allow"] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_raw_stream_body_read_as_bytes_is_never_cut(provider: Any, mode: str) -> None:
+    """Enforce holds stream objects to their reservation, not the bytes of a raw body; observe
+    records no cut there either."""
+    cascadeflow.init(mode=mode)
+    provider.reply("lorem ipsum dolor " * 200, when="long answer")
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    with cascadeflow.run(budget=1.0) as session, \
+            sdk.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "a long answer please"}],
+                max_tokens=30, stream=True, extra_headers={"x-cascadeflow-fault": "ignore_max_tokens"}
+            ) as response:
+        lines = list(response.iter_lines())
+    assert any("[DONE]" in line for line in lines)
+    assert [(e["action"], e["status"]) for e in session.trace()] == [("allow", "ok")]
 
 
 async def test_enforce_cuts_an_async_stream(provider: Any) -> None:

@@ -339,7 +339,7 @@ def _observed_stream(cap: Capture, operation: str, is_async: bool, stream: Any) 
 
 
 def _observed_events(cap: Capture, operation: str, events: list[Any]) -> None:
-    observe.stream_done(cap, _accumulated(operation, events), None, "ok")
+    observe.stream_done(cap, _accumulated(operation, events), None, "ok", cuts=False)
 
 
 def _observed_unread(cap: Capture) -> None:

@@ -17,15 +17,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cascadeflow import billing, tokens
+from cascadeflow import tokens
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
-from cascadeflow.pipeline import Step, fail, finish, record_findings
+from cascadeflow.pipeline import Step, fail, finish, output_cap, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
-from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
-from cascadeflow.request import MAX_TOKEN_KEYS
 from cascadeflow.usage import StreamAccumulator, get, provider_finished
 
 
@@ -81,7 +79,7 @@ class _Proxy:
         # In enforce mode under a budget, output past what the reservation pays for cuts the
         # stream (a provider that ignores max_tokens); UTF-8 bytes bound the tokens for free,
         # and the text is counted only once the bytes could have passed the cap.
-        self._cap = _output_cap(step) if step is not None and step.rt.enforce and \
+        self._cap = output_cap(step) if step is not None and step.rt.enforce and \
             step.primary.reservation else None
         self._out_bytes = 0
         self._seen = (0, 0)  # the accumulator's text parts and tool-call arguments counted so far
@@ -402,13 +400,3 @@ def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | No
     texts = usage_texts(usage) if step.view.output_rules and not step.view.output_acts else []
     if texts:
         step.post(output_later, step, *texts)
-
-
-def _output_cap(step: Step) -> int:
-    """Output tokens the step's reservation pays for: its `max_tokens` (as sent, after a clamp)
-    or the model's limit the reservation assumed, times `n`."""
-    kwargs = step.kwargs
-    asked = next((kwargs[k] for k in MAX_TOKEN_KEYS if isinstance(kwargs.get(k), int)), None)
-    price = step.rt.engine.priced(step.model, step.provider)[1]
-    limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
-    return int(limit) * billing.choices(step.request)

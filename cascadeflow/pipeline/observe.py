@@ -17,7 +17,7 @@ from typing import Any
 
 from cascadeflow.pipeline import admit, guard
 from cascadeflow.pipeline.runtime import Runtime, attempting
-from cascadeflow.pipeline.settle import fail, finish
+from cascadeflow.pipeline.settle import fail, finish, would_cut
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
 from cascadeflow.session import CURRENT, Session
@@ -82,9 +82,12 @@ def failed(cap: Capture, error: BaseException) -> None:
     cap.rt.worker.submit(_settle_usage, cap, None, error, "error", time.perf_counter_ns())
 
 
-def stream_done(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
-    """A stream ended (or broke, or was dropped): its accumulated usage settles on the worker."""
-    cap.rt.worker.submit(_settle_stream, cap, acc, error, status, time.perf_counter_ns())
+def stream_done(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str,
+                cuts: bool = True) -> None:
+    """A stream ended (or broke, or was dropped): its accumulated usage settles on the worker.
+    `cuts`: enforce would have held it to its reservation (a stream object, not a raw body's
+    bytes), so an output past that is recorded as the stop enforce would have made."""
+    cap.rt.worker.submit(_settle_stream, cap, acc, error, status, time.perf_counter_ns(), cuts)
 
 
 # -- on the worker ---------------------------------------------------------------------------
@@ -130,6 +133,10 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
 
 
 def _settle_stream(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str,
-                   ended: int) -> None:
-    if cap.step is not None:
-        _settle_usage(cap, acc.finish(cap.step.request), error, status, ended)
+                   ended: int, cuts: bool) -> None:
+    step = cap.step
+    if step is not None:
+        usage = acc.finish(step.request)
+        _settle_usage(cap, usage, error, status, ended)
+        if cuts:
+            would_cut(step, usage)

@@ -15,10 +15,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from cascadeflow import billing, tokens
 from cascadeflow.alert import Alert
 from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
+from cascadeflow.policy.decision import Decision
+from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
+from cascadeflow.request import MAX_TOKEN_KEYS
 from cascadeflow.session import Session
 from cascadeflow.usage import Usage, carried_usage, read_usage
 
@@ -164,3 +168,30 @@ def _alert(step: Step, session: Session) -> None:
         f"{session.spent:.6f} of {session.limits.budget} USD ({threshold:.0%} threshold)",
         run_id=session.run_id, step=step.step_no,
         attributes={"budget": session.limits.budget, "spent": session.spent, "agent": session.agent}))
+
+
+def output_cap(step: Step) -> int:
+    """Output tokens the step's reservation pays for: its `max_tokens` (as sent, after a clamp)
+    or the model's limit the reservation assumed, times `n`. Enforce cuts a stream past it."""
+    kwargs = step.kwargs
+    asked = next((kwargs[k] for k in MAX_TOKEN_KEYS if isinstance(kwargs.get(k), int)), None)
+    price = step.rt.engine.priced(step.model, step.provider)[1]
+    limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
+    return int(limit) * billing.choices(step.request)
+
+
+def would_cut(step: Step, usage: Usage | None) -> None:
+    """Worker task, observe mode: a stream whose output passed what its reservation pays for
+    (a provider that ignores `max_tokens`) is one enforce would have cut: a would-be stop on
+    the step's entries, as enforce raises `BudgetExceeded` there (its entry's status `cut`)."""
+    if usage is None or step.stopped or not step.primary.reservation:
+        return
+    cap = output_cap(step)
+    used = tokens.count(usage.text + "".join(call[2] for call in usage.calls), step.model)
+    if used <= cap:
+        return
+    entry = record.decision_entry(step, Decision(
+        "stop", "budget_exceeded", message=f"enforce would have cut the stream: its output "
+        f"({used} tokens) passed the {cap} tokens its budget reservation pays for"))
+    entry.status = step.status
+    record.append(step, [entry])
