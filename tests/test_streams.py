@@ -101,9 +101,13 @@ def test_enforce_cuts_a_stream_that_passes_its_reservation(provider: Any) -> Non
     assert received and caught.value.text.startswith(received) and caught.value.text != received
     assert "cut the stream" in str(caught.value)
     assert tokens.count(received, "gpt-4o-mini") <= 30 < tokens.count(caught.value.text, "gpt-4o-mini")
-    (entry,) = session.trace()
+    entry, stop = session.trace()
     assert entry["status"] == "cut"
     assert entry["cost"] > 0
+    # the stop that cut it is a decision of that step, as in observe (where it is a would-be one)
+    assert (stop["step"], stop["action"], stop["reason"], stop["applied"], stop["status"]) == \
+        (entry["step"], "stop", "budget_exceeded", True, "cut")
+    assert "cut the stream" in stop["message"]
 
 
 @pytest.mark.parametrize("client", ["openai", "litellm"])
@@ -136,8 +140,10 @@ def test_observe_records_the_cut_enforce_would_make(provider: Any, client: str) 
     cut, enforced = sequence()
     cascadeflow.init(mode="observe")
     whole, observed = sequence()
-    assert [e["status"] for e in enforced] == ["ok", "cut"]
+    assert [e["status"] for e in enforced] == ["ok", "cut", "cut"]
     assert whole == "lorem ipsum dolor " * 200 and len(cut) < len(whole)
+    decisions = [[(e["step"], e["action"], e["reason"]) for e in trace] for trace in (enforced, observed)]
+    assert decisions[0] == decisions[1]
     would = [e for e in observed if e["action"] == "stop"]
     assert [(e["step"], e["reason"], e["applied"]) for e in would] == [(2, "budget_exceeded", False)]
     assert "cut" in would[0]["message"] and "30 tokens" in would[0]["message"]

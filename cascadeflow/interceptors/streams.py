@@ -22,7 +22,7 @@ from cascadeflow.closing import aclose, close
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
-from cascadeflow.pipeline import Step, fail, finish, output_cap, record_findings
+from cascadeflow.pipeline import Step, cut, fail, finish, output_cap, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
 from cascadeflow.usage import StreamAccumulator, get, provider_finished
 
@@ -141,6 +141,8 @@ class _Proxy:
         ending: BaseException | None
         if self._cap is not None and (ending := self._overrun()) is not None:
             self._end(ending, status="cut")
+            if self._step is not None:
+                self._step.post(cut, self._step, str(ending))
         elif (ending := self._check(chunk)) is not None:
             self._end(ending, status="blocked")
         else:

@@ -190,8 +190,13 @@ def would_cut(step: Step, usage: Usage | None) -> None:
     used = tokens.count(usage.text + "".join(call[2] for call in usage.calls), step.model)
     if used <= cap:
         return
-    entry = record.decision_entry(step, Decision(
-        "stop", "budget_exceeded", message=f"enforce would have cut the stream: its output "
-        f"({used} tokens) passed the {cap} tokens its budget reservation pays for"))
+    cut(step, f"enforce would have cut the stream: its output ({used} tokens) passed the {cap} "
+        f"tokens its budget reservation pays for")
+
+
+def cut(step: Step, message: str) -> None:
+    """Worker task: the stop that cut the step's stream (enforce), or would have (observe), as
+    an entry after the step's own, so both modes' traces name the same decision."""
+    entry = record.decision_entry(step, Decision("stop", "budget_exceeded", message=message))
     entry.status = step.status
     record.append(step, [entry])
