@@ -187,7 +187,10 @@ def would_cut(step: Step, usage: Usage | None) -> None:
     if usage is None or step.stopped or not step.primary.reservation:
         return
     cap = output_cap(step)
-    used = tokens.count(usage.text + "".join(call[2] for call in usage.calls), step.model)
+    text = usage.text + "".join(call[2] for call in usage.calls)
+    if len(text.encode()) <= cap:  # no token is shorter than a byte: no cut possible, no tokenizing
+        return
+    used = tokens.count(text, step.model)
     if used <= cap:
         return
     cut(step, f"enforce would have cut the stream: its output ({used} tokens) passed the {cap} "
