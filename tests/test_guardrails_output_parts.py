@@ -95,6 +95,7 @@ def test_a_blocked_answer_leaves_no_copy_in_the_trace(client: str, provider: Any
     assert SSN not in recorded
     call = next(e for e in session.trace() if e["operation"] == "chat")
     assert call["content"]["completion"] == "" and call["tokens_out"] > 0  # billed, withheld
+    assert session.summary()["stopped"] is True  # the caller got GuardrailBlocked
 
 
 @pytest.mark.parametrize(("mode", "action"), [("enforce", "alert"), ("enforce", "log_only"),

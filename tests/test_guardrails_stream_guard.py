@@ -114,8 +114,9 @@ def test_a_blocked_stream_hands_over_no_part_of_the_match(provider: Any, tmp_pat
     provider.reply("Your number: SSN 123-45-6789.")  # served 12 characters a chunk
     sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
     got: list[str] = []
-    with cascadeflow.run(guardrails="p"), pytest.raises(GuardrailBlocked):
+    with cascadeflow.run(guardrails="p") as session, pytest.raises(GuardrailBlocked):
         for chunk in sdk.chat.completions.create(model="gpt-4o-mini", stream=True,
                                                  messages=[{"role": "user", "content": "my number?"}]):
             got.append((chunk.choices[0].delta.content or "") if chunk.choices else "")
     assert "123" not in "".join(got)
+    assert session.summary()["stopped"] is True  # the caller got GuardrailBlocked

@@ -108,6 +108,7 @@ def test_enforce_cuts_a_stream_that_passes_its_reservation(provider: Any) -> Non
     assert (stop["step"], stop["action"], stop["reason"], stop["applied"], stop["status"]) == \
         (entry["step"], "stop", "budget_exceeded", True, "cut")
     assert "cut the stream" in stop["message"]
+    assert session.summary()["stopped"] is True  # the caller got BudgetExceeded: the run was stopped
 
 
 @pytest.mark.parametrize("client", ["openai", "litellm"])

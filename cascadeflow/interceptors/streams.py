@@ -142,9 +142,12 @@ class _Proxy:
         if self._cap is not None and (ending := self._overrun()) is not None:
             self._end(ending, status="cut")
             if self._step is not None:
+                self._step.halt()
                 self._step.post(cut, self._step, str(ending))
         elif (ending := self._check(chunk)) is not None:
             self._end(ending, status="blocked")
+            if self._step is not None:
+                self._step.halt()
         else:
             if self._editor is not None:
                 self._held.append(chunk)

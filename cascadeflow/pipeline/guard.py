@@ -120,6 +120,7 @@ def check_output(step: Step, response: Any) -> None:
     record_findings(step, findings)
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
+        step.halt()
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no, entry=entry_dict(step))
     for holder, name, text, scan in scans:

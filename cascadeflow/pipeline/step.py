@@ -88,6 +88,13 @@ class Step:
         """Wall-clock end (the start for a step that never ran), ns since the epoch."""
         return wall_ns(self.t1 or self.t0)
 
+    def halt(self) -> None:
+        """Enforce raised a stop for this step after its send (a stream cut at its reservation,
+        an answer or stream a guardrail blocked): its sessions count as stopped, as they do for
+        a step stopped before the send."""
+        for session in self.chain:
+            session.stopped = True
+
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Have `fn(*args)` write a record: queued for the worker, or at once on the worker."""
         if self.on_worker:
