@@ -6,7 +6,10 @@ Each failure class has one disposition: `retry` (the same tier may succeed if as
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,17 +75,38 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asks to wait: `retry-after-ms` (OpenAI and Azure send it, the
+    openai SDK reads it first), else `retry-after` in seconds or as an HTTP date (RFC 9110).
+    None for none, or for a value that is no finite wait."""
     headers: Any = getattr(exc, "litellm_response_headers", None)
     if headers is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
-    if headers is None:
+    if headers is None or not hasattr(headers, "get"):
         return None
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    millis = _seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    seconds = _seconds(value)
+    if seconds is None and isinstance(value, str):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT; a malformed one may lack its zone
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
+    return seconds
+
+
+def _seconds(value: Any) -> float | None:
+    """A header's number, when it is one that can be waited (finite, not negative)."""
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        number = float(value)
+    except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 # error codes in the provider's error body (the openai SDK's `exc.code`) that name the failure

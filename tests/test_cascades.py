@@ -85,6 +85,28 @@ def test_failures_are_classified(provider: Any, fault: str, kind: str, dispositi
         assert failure.retry_after == 2.0
 
 
+@pytest.mark.parametrize(("form", "low", "high"), [("ms", 1.5, 1.5), ("date", 28.0, 30.0),
+                                                   ("seconds", 30.0, 30.0)])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_the_wait_a_provider_asks_for_is_read_in_each_form(provider: Any, client: str, form: str,
+                                                           low: float, high: float) -> None:
+    """`retry-after-ms` (OpenAI's, read first by its SDK) and a `Retry-After` HTTP date were not
+    read: the backoff ignored them and retried a rate-limited tier before it said to."""
+    wait = 1.5 if form == "ms" else 30
+    headers = {"x-cascadeflow-fault": f"status=429,retry_after={wait},retry_after_as={form}"}
+    with pytest.raises(Exception) as info:
+        if client == "litellm":
+            litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url,
+                               api_key=KEY, num_retries=0, extra_headers=headers)
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,  # type: ignore[arg-type]
+                                        extra_headers=headers)
+    failure = classify(info.value)
+    assert failure.kind == "rate_limited"
+    assert failure.retry_after is not None and low <= failure.retry_after <= high
+
+
 class Verdict(pydantic.BaseModel):
     category: str
 

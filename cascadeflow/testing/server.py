@@ -7,6 +7,7 @@ and embeddings, records every request it receives, and fails on demand: per mode
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import sys
@@ -28,6 +29,7 @@ class Fault:
 
     status: int | None = None
     retry_after: float | None = None
+    retry_after_as: str = "seconds"  # how it is sent: seconds | ms (`retry-after-ms`) | date (HTTP date)
     latency_ms: float = 0.0
     empty_body: bool = False
     malformed_json: bool = False
@@ -41,6 +43,10 @@ class Fault:
     model: str | None = None
     message: str = "injected failure"
     code: str | None = None  # the error's `code` (e.g. context_length_exceeded); else from the status
+
+    def __post_init__(self) -> None:
+        if self.retry_after_as not in ("seconds", "ms", "date"):
+            raise ValueError(f"retry_after_as must be seconds, ms or date, not {self.retry_after_as!r}")
 
     @classmethod
     def parse(cls, header: str) -> Fault:
@@ -63,6 +69,16 @@ class Fault:
             else:
                 values[key] = raw
         return cls(**values)
+
+
+def _retry_header(seconds: float, form: str) -> dict[str, str]:
+    """The wait as a provider writes it: `Retry-After` in seconds or as an HTTP date (rounded to
+    the second), or OpenAI's `retry-after-ms`."""
+    if form == "ms":
+        return {"retry-after-ms": f"{seconds * 1000:g}"}
+    if form == "date":
+        return {"Retry-After": email.utils.formatdate(time.time() + seconds, usegmt=True)}
+    return {"Retry-After": f"{seconds:g}"}
 
 
 @dataclass
@@ -351,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = int(fault.status or 500)
         kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 429: "rate_limit_error"}.get(status, "server_error")
-        extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        extra = {} if fault.retry_after is None else _retry_header(fault.retry_after, fault.retry_after_as)
         self._json(status, {"error": {"message": fault.message, "type": kind, "code": fault.code or kind}},
                    extra)
 
