@@ -35,6 +35,15 @@ def _fresh_breakers() -> None:
     breakers.reset()
 
 
+def _create(provider: Any, model: str, is_async: bool) -> tuple[Any, Any]:
+    """A chat call through the openai SDK (sync or async) naming `model`: (response, client)."""
+    if is_async:
+        sdk_async = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY)
+        return asyncio.run(sdk_async.chat.completions.create(model=model, messages=MESSAGES)), sdk_async  # type: ignore[arg-type]
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+    return sdk.chat.completions.create(model=model, messages=MESSAGES), sdk  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def no_gc() -> Iterator[None]:
     """What a failed attempt leaves behind must be settled by the cascade, not by a collection
@@ -196,13 +205,8 @@ def test_the_openai_sdk_does_not_retry_under_a_cascade(provider: Any, tmp_path: 
         'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
     provider.inject(model="gpt-4o", status=503)
     cascadeflow.init(mode="observe")
-    if is_async:
-        sdk_async = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY)
-        response = asyncio.run(sdk_async.chat.completions.create(model="classify", messages=MESSAGES))  # type: ignore[arg-type]
-    else:
-        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
-        response = sdk.chat.completions.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
-        assert sdk.max_retries == 2  # the caller's client is left as it was
+    response, sdk = _create(provider, "classify", is_async)
+    assert sdk.max_retries == 2  # the caller's client is left as it was
     assert response.model == "gpt-4o-mini"
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
 
@@ -346,11 +350,6 @@ def test_a_cascade_named_like_a_model_of_its_tiers_serves_the_openai_sdk(provide
         'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
     provider.inject(model="gpt-4o", status=503)
     cascadeflow.init(mode="observe")
-    if is_async:
-        sdk_async = openai.AsyncOpenAI(base_url=provider.url, api_key=KEY)
-        response = asyncio.run(sdk_async.chat.completions.create(model="gpt-4o", messages=MESSAGES))  # type: ignore[arg-type]
-    else:
-        sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
-        response = sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    response, _sdk = _create(provider, "gpt-4o", is_async)
     assert response.model == "gpt-4o-mini"
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"]
