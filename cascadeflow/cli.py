@@ -77,9 +77,22 @@ def _trace(args: argparse.Namespace) -> int:
             print_summary(loaded, sys.stdout)
     if not runs:
         raise ConfigError("FILE", args.path, "the command line", "holds no saved session")
-    if not shown:
+    if not shown and keep is not None:
         absent_from(present, wanted, args.path)  # a typo must not look like an empty trace
+        _none_match(args)
     return 0
+
+
+def _none_match(args: argparse.Namespace) -> None:
+    """Each value is in the file but no entry has them all (or the action is on none): an
+    error, not an empty trace that exits 0."""
+    given = [(f"--{key}", value) for key in ("agent", "action", "reason")
+             if (value := getattr(args, key)) is not None]
+    if len(given) == 1:
+        raise ConfigError(given[0][0], given[0][1], args.path, "no trace entry has this action")
+    shown = " and ".join(f"{flag}={value!r}" for flag, value in given)
+    raise ConfigError(given[0][0], given[0][1], args.path,
+                      f"no trace entry matches {shown} together")
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:

@@ -404,6 +404,22 @@ def test_trace_filters_still_name_the_values_a_whole_file_has(tmp_path: Path,
     assert "FILE='" in capsys.readouterr().err
 
 
+def test_trace_filters_no_entry_matches_together_are_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent and a reason each in the file but never on one entry, or an action no entry has,
+    is a one-line error with exit 2, not an empty trace that exits 0."""
+    path = write_synthetic(tmp_path / "x.jsonl", 3)  # triage entries all have reason ok
+    assert main(["trace", str(path), "--agent", "triage", "--reason", "max_steps_reached"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "no trace entry matches --agent='triage' and --reason='max_steps_reached' together" \
+        in captured.err
+    assert main(["trace", str(path), "--action", "block"]) == 2
+    assert "--action='block'" in capsys.readouterr().err
+    assert main(["trace", str(path), "--agent", "reviewer", "--reason", "max_steps_reached"]) == 0
+
+
 @pytest.mark.parametrize(("argv", "named"), [
     (["report", "far.jsonl"], "started='1e+20'"),
     (["report", "far_step.jsonl"], "ts='1e+19'"),
