@@ -180,9 +180,11 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
     rows = query.steps(store, filters, args.limit)
     count, latencies = query.matched(store, filters)
     ranks = {f"p{p}": percentile(latencies, p) for p in PERCENTILES}
+    similar = _similar_models(store, args.model) if args.model is not None and not count else None
     if args.json:
         _json(out, {"steps": rows, "matched": count, "latency_ms": ranks,
-                    "latency_samples": len(latencies)})
+                    "latency_samples": len(latencies),
+                    **({} if similar is None else {"models_containing": similar})})
         return 0
     zone = time_zone(target.spec.time_zone)
     _table(out, ("time", "run", "step", "user", "agent", "model", "status", "error", "tok in",
@@ -197,7 +199,24 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
     print(f"{len(rows)} of {count} matching steps, newest first; times in "
           f"{target.spec.time_zone}\nlatency ms over the {len(latencies)} matching steps with one "
           f"(interpolated between ranks): {shown}", file=out)
+    if similar is not None:
+        _no_such_model(args.model, similar, out)
     return 0
+
+
+def _similar_models(store: query.Reader, model: str) -> list[str] | None:
+    """None when some step has exactly this model (another filter left nothing), else the
+    models whose name contains it."""
+    found = query.models_containing(store, model)
+    return None if found[:1] == [model] else found
+
+
+def _no_such_model(model: str, similar: Sequence[str], out: TextIO) -> None:
+    """`--model` is an exact match: say which models with that name in them the ledger has."""
+    found = ", ".join(_cell(m) for m in similar)
+    print(f"no step has model {_cell(model)!r} (an exact match); " + (
+        f"models in the ledger containing it: {found}" if similar else
+        "no model in the ledger contains it"), file=out)
 
 
 def _purge(args: argparse.Namespace, target: Target, store: SQLiteStore, now: float,

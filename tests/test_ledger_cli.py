@@ -128,6 +128,27 @@ def test_steps_filters_and_percentiles(tmp_path: Path,
     assert "SECRET-PROMPT-TEXT" not in table + capsys.readouterr().out
 
 
+def test_steps_names_the_models_that_contain_a_model_no_step_has(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model` is exact: asked for `gpt-4o-mini` in a ledger of `openai/gpt-4o-mini`, the log
+    says which models contain the name instead of a bare "0 of 0"."""
+    now = time.time()
+    _ledger(tmp_path / "l.db", [_event(now - 10, model="openai/gpt-4o-mini"),
+                                _event(now - 5, model="azure/gpt-4o-mini-2024"),
+                                _event(now - 1, model="openai/gpt-4o")]).close()
+    base = ("steps", "--ledger", str(tmp_path / "l.db"))
+    assert main(["ledger", *base, "--model", "gpt-4o-mini"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 0 matching steps" in out
+    assert ("no step has model 'gpt-4o-mini' (an exact match); models in the ledger containing it: "
+            "azure/gpt-4o-mini-2024, openai/gpt-4o-mini") in out
+    assert _cli(capsys, *base, "--model", "claude")["models_containing"] == []
+    # the model is there, another filter left nothing: no hint
+    assert main(["ledger", *base, "--model", "openai/gpt-4o", "--agent", "nobody"]) == 0
+    assert "no step has model" not in capsys.readouterr().out
+    assert "models_containing" not in _cli(capsys, *base, "--model", "openai/gpt-4o")
+
+
 def test_purge_applies_retention_per_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "cascadeflow.toml").write_text(
         '[ledger]\npath = "l.db"\n[ledger.retention]\nusage_days = 90\ncontent_days = 7\n'

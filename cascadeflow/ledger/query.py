@@ -164,6 +164,15 @@ def matched(store: Reader, filters: Filters) -> tuple[int, list[float]]:
     return len(rows), sorted(float(v) for (v,) in rows if isinstance(v, int | float))
 
 
+def models_containing(store: Reader, name: str, limit: int = 10) -> list[str]:
+    """The models the ledger has whose name contains `name` (any case), `name` itself first:
+    `--model gpt-4o-mini` matches nothing in a ledger of `openai/gpt-4o-mini`, and the user
+    should be told so."""
+    rows = store.read('SELECT DISTINCT "model" FROM events WHERE instr(lower("model"), lower(?)) > 0 '
+                      'ORDER BY "model" = ? DESC, "model" LIMIT ?', [name, name, limit])
+    return [str(model) for (model,) in rows]
+
+
 # -- retention ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Retention:
