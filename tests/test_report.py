@@ -519,6 +519,20 @@ def test_recommend_writes_valid_toml_for_any_agent_or_file_name(tmp_path: Path,
     assert "run" not in proposed
 
 
+@pytest.mark.parametrize(("cost", "headroom"), [(5e-324, "0.2"), (1e-13, "0.2"), (1.6e308, "1")])
+def test_recommend_proposes_a_budget_for_a_cost_at_either_end_of_the_floats(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], cost: float, headroom: str) -> None:
+    """A run costing 5e-324 crashed recommend with an OverflowError (10.0 ** 325 in the rounding),
+    1.6e308 plus head-room did too (infinity), and 1e-13 was proposed as `budget = 0.0`. Each now
+    gives a TOML budget no lower than the cost."""
+    (tmp_path / "r.jsonl").write_text(
+        json.dumps({"type": "summary", "run_id": "r1", "steps": 1, "cost_total": cost}) + "\n"
+        + json.dumps({"type": "entry", "step": 1, "cost": cost}) + "\n")
+    assert main(["recommend", str(tmp_path / "r.jsonl"), "--headroom", headroom]) == 0
+    budget = tomllib.loads(capsys.readouterr().out)["run"]["budget"]
+    assert cost <= budget < float("inf")
+
+
 def test_a_saved_file_with_a_byte_order_mark_is_read(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """A saved session trimmed in a Windows editor starts with a UTF-8 byte order mark: trace,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 
 from cascadeflow.errors import ConfigError
 from cascadeflow.quantiles import percentile
@@ -114,11 +116,16 @@ def _ancestors(run: Run, session: str) -> list[str]:
 
 
 def _round_up(value: float, digits: int = 2) -> float:
-    """Up to `digits` significant digits, never below the value ($0.000487 -> $0.00049)."""
+    """Up to `digits` significant digits, never below the value ($0.000487 -> $0.00049). In
+    decimal, from the float's shortest text: a float's scale such as 10**325 (a cost of 5e-324)
+    is out of range, and 0.00049 is not 0.00050 for a binary tail."""
     if value <= 0:
         return 0.0
-    scale = 10.0 ** (digits - 1 - math.floor(math.log10(value)))
-    return math.ceil(value * scale - 1e-9) / scale
+    if value >= sys.float_info.max:  # a cost near the float's limit, plus head-room
+        return sys.float_info.max
+    exact = Decimal(repr(value))
+    step = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+    return min(float(exact.quantize(step, rounding=ROUND_CEILING)), sys.float_info.max)
 
 
 def propose(runs: Sequence[Run], q: float = 95.0, headroom: float = 0.2) -> list[Proposal]:
@@ -146,11 +153,13 @@ def propose(runs: Sequence[Run], q: float = 95.0, headroom: float = 0.2) -> list
 
 
 def _toml_value(value: float | int) -> str:
-    """A plain decimal (0.000019, not 1.9e-05), still a TOML float."""
+    """A plain decimal (0.000019, not 1.9e-05), still a TOML float, as many digits as it takes."""
     if isinstance(value, int):
         return str(value)
-    text = f"{value:.12f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
+    if 0 < value < 1e-12:
+        return repr(value)  # 5e-324: a TOML float too, not 0.0 nor 300 zeros
+    text = format(Decimal(repr(value)), "f")  # every digit
+    return text if "." in text else text + ".0"
 
 
 def _enough(q: float) -> int:
