@@ -25,6 +25,13 @@ from cascadeflow.session import LoadedSession
 
 Handler = Callable[[argparse.Namespace], int]
 
+DESCRIPTION = """\
+Review and govern the LLM calls of an application that runs cascadeflow: read the sessions it
+saved and the ledger it writes, and propose the limits to enforce.
+
+Run `cascadeflow COMMAND --help` for a command's arguments. Bad input is a one-line error and
+exit status 2."""
+
 
 def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="run the support-triage demo (built-in provider, no keys)")
@@ -182,9 +189,9 @@ COMMANDS = (add_demo, add_trace, add_report, add_recommend, add_ledger)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cascadeflow", description=__doc__,
+    parser = argparse.ArgumentParser(prog="cascadeflow", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     args = parser.parse_args(argv)

@@ -533,6 +533,20 @@ def test_recommend_proposes_a_budget_for_a_cost_at_either_end_of_the_floats(
     assert cost <= budget < float("inf")
 
 
+def test_top_level_help_is_for_a_user(capsys: pytest.CaptureFixture[str]) -> None:
+    """`cascadeflow --help` printed the module docstring, implementation notes ("each registered
+    by its own `add_*` function") included; it now says what the tool does and lists the
+    commands."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "add_" not in text and "registered" not in text
+    assert "Review and govern" in text
+    for command in ("demo", "trace", "report", "recommend", "ledger"):
+        assert re.search(rf"^ +{command}\b", text, re.MULTILINE), command
+
+
 def test_a_saved_file_with_a_byte_order_mark_is_read(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """A saved session trimmed in a Windows editor starts with a UTF-8 byte order mark: trace,
