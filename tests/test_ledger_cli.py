@@ -226,6 +226,9 @@ def test_forget_removes_one_user_exactly(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize(("argv", "named"), [
     (["steps"], "ledger.path=None (from no config file found)"),
     (["steps", "--ledger", "missing/l.db"], "--ledger='missing/l.db' (from the command line): no such"),
+    # a folder said "no such file"
+    (["steps", "--ledger", "."], "--ledger='.' (from the command line): a folder, not a ledger file"),
+    (["purge", "--ledger", "."], "--ledger='.' (from the command line): a folder, not a ledger file"),
     (["spend", "--ledger", "l.db", "--since", "yesterday"], "--since='yesterday' (from the command line)"),
     (["forget", "--user", "u", "--ledger", "other.db"], "--ledger='other.db' (from the command line): "
                                                         "not a cascadeflow ledger"),

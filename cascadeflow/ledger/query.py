@@ -54,6 +54,11 @@ class ReadOnly:
     report neither needs nor should wait for behind busy writers."""
 
     def __init__(self, path: Path) -> None:
+        if path.is_dir():
+            raise ValueError("a folder, not a ledger file: pass the SQLite file the ledger writes "
+                             "(its [ledger] path)")
+        if path.exists() and not path.is_file():
+            raise ValueError("not a regular file, so not a ledger")
         if not path.is_file():
             raise ValueError("no such file (nothing has been recorded there yet?)")
         self.path = path
