@@ -25,6 +25,10 @@ from cascadeflow.session import LoadedSession
 
 Handler = Callable[[argparse.Namespace], int]
 
+
+class NoSource(CascadeflowError, ValueError):
+    """`report` or `recommend` with no SOURCES, no --ledger and no ledger in a config file."""
+
 DESCRIPTION = """\
 Review and govern the LLM calls of an application that runs cascadeflow: read the sessions it
 saved and the ledger it writes, and propose the limits to enforce.
@@ -133,11 +137,15 @@ def _ledger(args: argparse.Namespace, keep: report.RunFilter) -> report.LedgerRu
         target = ledger_cli.locate(args.ledger or None, args.config)
     except ConfigError as exc:
         if args.ledger is None and exc.setting == "ledger.path":
-            raise ConfigError("SOURCES", None, "the command line", "no source given and no ledger "
-                              "configured: pass files written by session.save(path) or folders of "
-                              "them, --ledger PATH, or a config file with [ledger] path") from None
+            raise NoSource(f"nothing to read: pass a file written by session.save(path) (or a "
+                           f"folder of them) or --ledger PATH ({_no_ledger(exc.source)})") from None
         raise
     return report.LedgerRuns(target.spec.path, keep, target.setting, target.where)
+
+
+def _no_ledger(where: str) -> str:
+    """Why the config gave no ledger: no config file, or one without [ledger] path."""
+    return where if where.startswith("no ") else f"{where.removeprefix('file ')} names no [ledger] path"
 
 
 def add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
