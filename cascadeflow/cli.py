@@ -26,8 +26,9 @@ from cascadeflow.session import LoadedSession
 Handler = Callable[[argparse.Namespace], int]
 
 
-class NoSource(CascadeflowError, ValueError):
-    """`report` or `recommend` with no SOURCES, no --ledger and no ledger in a config file."""
+class UsageError(CascadeflowError, ValueError):
+    """Bad input that is no one argument's value: `report` with nothing to read, `demo --live`
+    without the key it needs."""
 
 DESCRIPTION = """\
 Review and govern the LLM calls of an application that runs cascadeflow: read the sessions it
@@ -46,6 +47,8 @@ def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.live and not os.environ.get("OPENAI_API_KEY"):  # before the banner, as bad input is
+        raise UsageError("--live needs OPENAI_API_KEY in the environment")
     try:  # before the demo starts: a file in the way is a one-line error, not a traceback
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -137,7 +140,7 @@ def _ledger(args: argparse.Namespace, keep: report.RunFilter) -> report.LedgerRu
         target = ledger_cli.locate(args.ledger or None, args.config)
     except ConfigError as exc:
         if args.ledger is None and exc.setting == "ledger.path":
-            raise NoSource(f"nothing to read: pass a file written by session.save(path) (or a "
+            raise UsageError(f"nothing to read: pass a file written by session.save(path) (or a "
                            f"folder of them) or --ledger PATH ({_no_ledger(exc.source)})") from None
         raise
     return report.LedgerRuns(target.spec.path, keep, target.setting, target.where)

@@ -105,13 +105,18 @@ def test_cli_demo_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "ping" in capsys.readouterr().out
 
 
-def test_live_demo_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_demo_needs_a_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the key, `demo --live` printed its banner and exited 1; it is now bad input: one
+    line, exit status 2, nothing else printed and no folder made."""
     from cascadeflow.cli import main
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(SystemExit) as info:
-        main(["demo", "--live"])
-    assert "OPENAI_API_KEY" in str(info.value)
+    assert main(["demo", "--live", "--out-dir", str(tmp_path / "d")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "cascadeflow demo: error: --live needs OPENAI_API_KEY in the environment\n"
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_out_dir_that_cannot_be_a_folder_is_a_one_line_error(
