@@ -20,6 +20,7 @@ from cascadeflow.cli import main
 from cascadeflow.config import FileConfig
 from cascadeflow.demo.run import main as demo_main
 from cascadeflow.demo.triage import THREAD
+from cascadeflow.ledger import SQLiteStore
 from cascadeflow.quantiles import percentile
 from cascadeflow.report.fmt import money
 from cascadeflow.report.recommend import propose, to_toml
@@ -545,6 +546,18 @@ def test_top_level_help_is_for_a_user(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Review and govern" in text
     for command in ("demo", "trace", "report", "recommend", "ledger"):
         assert re.search(rf"^ +{command}\b", text, re.MULTILINE), command
+
+
+def test_a_report_of_no_runs_does_not_say_every_decision_was_applied(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty ledger's report said "No observe runs in these sources: every decision was
+    applied" with no runs at all; it now says there are no runs."""
+    SQLiteStore(tmp_path / "l.db").close()
+    assert main(["report", "--ledger", str(tmp_path / "l.db"), "-o", str(tmp_path / "r.html")]) == 0
+    assert "0 runs reviewed" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "every decision was applied" not in page
+    assert "No runs in these sources" in page
 
 
 def test_a_saved_file_with_a_byte_order_mark_is_read(tmp_path: Path,

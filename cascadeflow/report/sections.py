@@ -97,6 +97,8 @@ def outcomes(r: Review) -> str:
 def would_have(r: Review) -> str:
     w = r.would_have
     key, title = "would-have", "What enforce would have done"
+    if not r.totals.runs:  # not "every decision was applied": there were none
+        return _h2(key, title, "No runs in these sources (after the filters): nothing to compare.")
     if not w.observe_runs:
         return _h2(key, title, "No observe runs in these sources: every decision was applied.")
     note = (f"Over the {w.observe_runs} observe runs: what observe recorded with applied=False. "
