@@ -35,6 +35,13 @@ def _fresh_breakers() -> None:
     breakers.reset()
 
 
+def _two_tiers(tmp_path: Any, section: str, settings: str) -> None:
+    """A config file with one cascade of gpt-4o then gpt-4o-mini under `section`."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        f"[{section}]\n{settings}\n"
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+
+
 def _create(provider: Any, model: str, is_async: bool) -> tuple[Any, Any]:
     """A chat call through the openai SDK (sync or async) naming `model`: (response, client)."""
     if is_async:
@@ -200,9 +207,7 @@ def test_the_openai_sdk_does_not_retry_under_a_cascade(provider: Any, tmp_path: 
     the client's own retries (2 by default, with the SDK's backoff): 2 attempts on a failing tier
     were 6 requests and seconds of waiting, and the breaker heard of one failure in three. The
     cascade retries; the SDK underneath must not, as with litellm."""
-    (tmp_path / "cascadeflow.toml").write_text(
-        "[cascades.classify]\nmax_attempts = 2\nbackoff_initial_s = 0.001\n"
-        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    _two_tiers(tmp_path, "cascades.classify", "max_attempts = 2\nbackoff_initial_s = 0.001")
     provider.inject(model="gpt-4o", status=503)
     cascadeflow.init(mode="observe")
     response, sdk = _create(provider, "classify", is_async)
@@ -288,9 +293,7 @@ def test_raw_responses_of_a_cascade_are_judged_by_their_body(provider: Any, tmp_
     """`with_raw_response` / `with_streaming_response` through a cascade called by its logical
     name: the raw response was judged as an answer with no text, so every tier's answer was an
     `empty_response` and the call failed with AllProvidersFailed, whatever the tiers answered."""
-    (tmp_path / "cascadeflow.toml").write_text(
-        "[cascades.classify]\nmax_attempts = 1\n"
-        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    _two_tiers(tmp_path, "cascades.classify", "max_attempts = 1")
     provider.inject(model="gpt-4o", status=503)
     cascadeflow.init(mode=mode)
     sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
@@ -308,9 +311,7 @@ def test_a_raw_streaming_call_to_a_cascade_is_refused_before_any_request(provide
     """`with_raw_response.create(model=<cascade>, stream=True)` raised TypeError ("RawResponseProxy
     object is not iterable") from inside the cascade, after a request had gone out: refused up
     front, naming the cascade, with what to call instead."""
-    (tmp_path / "cascadeflow.toml").write_text(
-        "[cascades.classify]\nmax_attempts = 1\n"
-        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    _two_tiers(tmp_path, "cascades.classify", "max_attempts = 1")
     cascadeflow.init(mode=mode)
     sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
     with pytest.raises(cascadeflow.ConfigError, match="'classify' answers streams through the plain call"):
@@ -327,9 +328,7 @@ def test_a_raw_streaming_call_to_a_cascade_is_refused_before_any_request(provide
 def test_a_raw_response_whose_body_does_not_parse_is_malformed(provider: Any, tmp_path: Any) -> None:
     """Judged by its body, a raw response whose body does not parse is a `malformed_response`
     (the next tier answers), not the SDK's error out of the middle of the cascade."""
-    (tmp_path / "cascadeflow.toml").write_text(
-        "[cascades.classify]\nmax_attempts = 1\n"
-        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    _two_tiers(tmp_path, "cascades.classify", "max_attempts = 1")
     provider.inject(model="gpt-4o", body="{not json")
     cascadeflow.init(mode="observe")
     with cascadeflow.run() as session:
@@ -345,9 +344,7 @@ def test_a_cascade_named_like_a_model_of_its_tiers_serves_the_openai_sdk(provide
     """`[cascades."gpt-4o"]` with a tier `openai/gpt-4o`: through the openai SDK the attempt is
     sent as `gpt-4o`, which named the cascade again, and so on: RecursionError. A cascade's own
     attempt is never routed to a cascade."""
-    (tmp_path / "cascadeflow.toml").write_text(
-        '[cascades."gpt-4o"]\nmax_attempts = 1\n'
-        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    _two_tiers(tmp_path, 'cascades."gpt-4o"', "max_attempts = 1")
     provider.inject(model="gpt-4o", status=503)
     cascadeflow.init(mode="observe")
     response, _sdk = _create(provider, "gpt-4o", is_async)

@@ -438,20 +438,22 @@ for _ in range(10):  # outside any run(): nothing waits for the spans before exi
 """
 
 
-def test_queued_spans_reach_the_processors_at_normal_exit(tmp_path: Path) -> None:
-    script, received = tmp_path / "app.py", tmp_path / "spans.txt"
-    script.write_text(SPANS_AT_EXIT_SCRIPT)
+def _lines_at_exit(tmp_path: Path, script_text: str) -> list[str]:
+    """Run `script_text` as an application that exits without `shutdown()`; the lines it wrote
+    to the file named by its argument."""
+    script, received = tmp_path / "app.py", tmp_path / "received.txt"
+    script.write_text(script_text)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     subprocess.run([sys.executable, str(script), str(received)], check=True, env=env, timeout=120)
-    assert received.read_text().splitlines() == ["chat gpt-4o-mini"] * 10
+    return received.read_text().splitlines()
+
+
+def test_queued_spans_reach_the_processors_at_normal_exit(tmp_path: Path) -> None:
+    assert _lines_at_exit(tmp_path, SPANS_AT_EXIT_SCRIPT) == ["chat gpt-4o-mini"] * 10
 
 
 def test_queued_alerts_are_delivered_at_normal_exit(tmp_path: Path) -> None:
-    script, received = tmp_path / "app.py", tmp_path / "alerts.txt"
-    script.write_text(EXIT_SCRIPT)
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    subprocess.run([sys.executable, str(script), str(received)], check=True, env=env, timeout=120)
-    assert received.read_text().splitlines() == ["budget_threshold"] * 20
+    assert _lines_at_exit(tmp_path, EXIT_SCRIPT) == ["budget_threshold"] * 20
 
 
 def test_alerts_a_hanging_sink_never_takes_are_counted(provider: Any,
