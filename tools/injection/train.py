@@ -49,12 +49,12 @@ def _load_classifier():  # type: ignore[no-untyped-def]
 classifier = _load_classifier()
 
 OUT = Path(__file__).parents[2] / "cascadeflow" / "guardrails" / classifier.MODEL_FILE
-KEEP = int(os.environ.get("INJ_KEEP", 60_000))  # features kept (by weight), about 1 MB gzipped
-C = float(os.environ.get("INJ_C", 1.0))
+KEEP = int(os.environ.get("INJ_KEEP", 20_000))  # features kept (by weight): 0.13 MB gzipped
+C = float(os.environ.get("INJ_C", 2.0))
 # added to the fitted bias: the shift validate.py chooses (the largest at which the whole detector
 # flags at most 0.5% of the benign texts of collections held out of training, at the documented
 # threshold 0.7); INJ_BIAS_SHIFT overrides it
-BIAS_SHIFT = float(os.environ.get("INJ_BIAS_SHIFT", 0.07))
+BIAS_SHIFT = float(os.environ.get("INJ_BIAS_SHIFT", 0.11))
 # training texts to leave out (ids written by `overlap.py --write`: texts that share a run of 12
 # words with the evaluation collections); not there, nothing is left out
 EXCLUDED = Path(__file__).parent / "excluded.txt"
