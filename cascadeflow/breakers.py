@@ -4,8 +4,11 @@ A breaker opens after `failure_threshold` consecutive failures, or when the fail
 last `window` calls reaches `failure_rate` (once `min_calls` are in the window). While open, the
 cascade skips the tier without sending anything. After `recovery_timeout` seconds it lets exactly
 `half_open_max_calls` probe calls through: if they all succeed it closes, if one fails it opens
-again. A probe that reports nothing within `probe_timeout` (it hangs, or its caller vanished
-without a word) counts as failed, so a lost probe can never wedge the breaker half-open.
+again. Only those probes decide: a call admitted before (while closed, or as a probe of an earlier
+half-open period) that answers late says nothing about the deployment now, so each admission is a
+`Ticket` that its outcome is reported with. A probe that reports nothing within `probe_timeout`
+(it hangs, or its caller vanished without a word) counts as failed, so a lost probe can never
+wedge the breaker half-open.
 State lives behind `BreakerStore`, so a shared store can replace the in-process one.
 """
 
@@ -65,6 +68,16 @@ class BreakerState:
     probes_started: int = 0
     probes_succeeded: int = 0
     probe_since: float | None = None  # when probes last went from none unanswered to some
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What `admit` hands a call: whether it is a probe, and of which half-open period (named by
+    when the breaker opened before it). Its outcome, reported with it, decides a half-open
+    breaker only if it is a probe of this period."""
+
+    probe: bool
+    opened_at: float
 
 
 class BreakerStore(Protocol):
@@ -168,21 +181,36 @@ class CircuitBreaker:
             s.opened_at = self.clock()
 
     def acquire(self) -> bool:
-        """May a call go to this deployment now? Half-open hands out exactly the probe slots."""
-        def take(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[bool, bool]:
+        """May a call go to this deployment now? (`admit`, for a caller that reports no outcome.)"""
+        return self.admit() is not None
+
+    def admit(self) -> Ticket | None:
+        """A ticket if a call may go to this deployment now, else None. Half-open hands out
+        exactly the probe slots; report the call's outcome with its ticket."""
+        def take(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[Ticket | None, bool]:
             if s.state == CLOSED:
-                return True, False
+                return Ticket(False, s.opened_at), False
             if s.state == HALF_OPEN and s.probes_started < self.settings.half_open_max_calls:
                 if s.probes_started == s.probes_succeeded:
                     s.probe_since = self.clock()
                 s.probes_started += 1
-                return True, True
-            return False, False
+                return Ticket(True, s.opened_at), True
+            return None, False
 
         return self._apply(take)
 
-    def success(self) -> None:
+    def _stale(self, s: BreakerState, ticket: Ticket | None) -> bool:
+        """Whether a half-open breaker must ignore this outcome: the call was no probe of this
+        half-open period (None: a caller that vouches for its outcome, as before tickets).
+        Two periods' openings are at least `recovery_timeout` apart; half of it absorbs the
+        wall-clock translation of a shared store, which moves `opened_at` by microseconds."""
+        return s.state == HALF_OPEN and ticket is not None and not (
+            ticket.probe and abs(ticket.opened_at - s.opened_at) < self.settings.recovery_timeout / 2)
+
+    def success(self, ticket: Ticket | None = None) -> None:
         def note(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
+            if self._stale(s, ticket):
+                return None, False
             if s.state == HALF_OPEN:
                 s.probes_succeeded += 1
                 if s.probes_started == s.probes_succeeded:
@@ -198,8 +226,10 @@ class CircuitBreaker:
 
         self._apply(note)
 
-    def failure(self) -> None:
+    def failure(self, ticket: Ticket | None = None) -> None:
         def note(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
+            if self._stale(s, ticket):
+                return None, False
             if s.state == HALF_OPEN:
                 self._move(s, OPEN, moves)
             elif s.state == CLOSED:
@@ -214,9 +244,12 @@ class CircuitBreaker:
 
         self._apply(note)
 
-    def release(self) -> None:
-        """A call that acquired a slot ended without saying anything about the deployment."""
+    def release(self, ticket: Ticket | None = None) -> None:
+        """A call that was admitted ended without saying anything about the deployment: its
+        probe slot, if it held one of this half-open period, goes back."""
         def give_back(s: BreakerState, moves: list[tuple[str, str]]) -> tuple[None, bool]:
+            if self._stale(s, ticket):
+                return None, False
             if s.state == HALF_OPEN and s.probes_started > s.probes_succeeded:
                 s.probes_started -= 1
                 if s.probes_started == s.probes_succeeded:

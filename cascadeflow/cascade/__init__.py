@@ -7,6 +7,7 @@ from cascadeflow.breakers import (
     BreakerStore,
     CircuitBreaker,
     InMemoryBreakerStore,
+    Ticket,
     breakers,
 )
 from cascadeflow.cascade.cascade import Cascade
@@ -38,6 +39,7 @@ __all__ = [
     "Load",
     "RetryPolicy",
     "StreamInterrupted",
+    "Ticket",
     "Tier",
     "breakers",
     "classify",

@@ -26,7 +26,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cascadeflow.balance import Load, load
-from cascadeflow.breakers import BreakerRegistry, BreakerSettings, CircuitBreaker, breakers, deployment_key
+from cascadeflow.breakers import (
+    BreakerRegistry,
+    BreakerSettings,
+    CircuitBreaker,
+    Ticket,
+    breakers,
+    deployment_key,
+)
 from cascadeflow.cascade.clients import ClientPool, clients
 from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream, empty_start, static_chunk
 from cascadeflow.cascade.tiers import (
@@ -57,6 +64,7 @@ class Pick:
     tier: Tier
     deployment: Deployment
     key: str  # the deployment at the endpoint the call will use: what a breaker guards
+    ticket: Ticket | None = None  # the breaker's admission: its outcome is reported with it
 
 
 class Cascade:
@@ -339,8 +347,9 @@ class _Run:
         order = [0] if len(deployments) == 1 else self.c.load.order(
             tier_.strategy, keys, [d.weight for d in deployments], tried, self.c.rng)
         for index in order:
-            if self.breaker(keys[index]).acquire():
-                return Pick(tier_, deployments[index], keys[index]), None
+            ticket = self.breaker(keys[index]).admit()
+            if ticket is not None:
+                return Pick(tier_, deployments[index], keys[index], ticket), None
         return None, _circuit_open(tier_, keys)
 
     def shut(self, tier_: Tier, deployments: tuple[Deployment, ...]) -> Failure | None:
@@ -378,7 +387,7 @@ class _Run:
     # -- outcomes ------------------------------------------------------------------------------
     def abandon(self, pick: Pick) -> None:
         """The attempt ended without a word about the deployment (a stop, a cancellation)."""
-        self.breaker(pick.key).release()
+        self.breaker(pick.key).release(pick.ticket)
         self.c.load.ended(pick.key, None)
 
     def failed(self, pick: Pick, exc: BaseException, t0: float) -> Failure:
@@ -424,7 +433,7 @@ class _Run:
         return failure
 
     def _succeed(self, pick: Pick, result: Any) -> None:
-        self.breaker(pick.key).success()
+        self.breaker(pick.key).success(pick.ticket)
         _mark(result, pick.tier.degraded)
         if pick.tier.degraded:
             self.rt.note("fallback", "degraded_answer", model=pick.deployment.model, degraded=True,
@@ -433,9 +442,9 @@ class _Run:
     def _attempt(self, pick: Pick, failure: Failure, t0: float, exc: BaseException | None) -> None:
         breaker = self.breaker(pick.key)
         if failure.kind in BREAKER_FAILURES:
-            breaker.failure()
+            breaker.failure(pick.ticket)
         else:  # the deployment answered: it is up, whatever it said
-            breaker.success()
+            breaker.success(pick.ticket)
         self.attempts.append({"tier": pick.tier.label, "model": pick.deployment.model,
                               "failure": failure.kind, "latency_ms": (self.c._clock() - t0) * 1000.0,
                               "error": type(exc).__name__ if exc is not None else None,
@@ -522,7 +531,7 @@ class _Run:
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
                                  functools.partial(_conceal, secrets=self.secrets(pick)),
-                                 self.breaker(pick.key).failure)
+                                 functools.partial(self.breaker(pick.key).failure, pick.ticket))
 
     async def peek_async(self, pick: Pick, stream: Any) -> Any:
         iterator = stream.__aiter__()
@@ -532,7 +541,7 @@ class _Run:
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
                                   functools.partial(_conceal, secrets=self.secrets(pick)),
-                                  self.breaker(pick.key).failure)
+                                  functools.partial(self.breaker(pick.key).failure, pick.ticket))
 
 
 _END = object()  # what `next` gives back for a stream that had nothing
