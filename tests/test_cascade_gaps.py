@@ -6,8 +6,13 @@ tier could have served. On the built-in provider, through the real litellm and o
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import cascadeflow
+import httpx
+import litellm
+import openai
 import pytest
 from cascadeflow.breakers import deployment_key
 from cascadeflow.cascade import (
@@ -139,3 +144,75 @@ def test_a_probe_of_an_earlier_half_open_period_does_not_close_the_breaker() -> 
     assert breaker.admit() is None
     breaker.success(new)
     assert breaker.state == "closed"
+
+
+# -- 2. the caller's shorter timeout bounds each attempt ------------------------------------------
+
+def classify_config(tmp_path: Path, deadline_s: float = 60) -> Path:
+    """`[cascades.classify]`: gpt-4o, then gpt-4o-mini, one attempt each."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'mode = "observe"\n\n[cascades.classify]\ndeadline_s = {deadline_s}\n'
+                      'max_attempts = 1\n'
+                      'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini" }]\n')
+    return config
+
+
+def test_an_openai_clients_own_timeout_bounds_each_attempt(provider: Any, tmp_path: Path) -> None:
+    """`openai.OpenAI(timeout=3)` and a cascade with a 60 s deadline: a hung primary is given up
+    after the client's 3 s and the next tier answers, not after the deadline (when no time was
+    left for the next tier)."""
+    cascadeflow.init(config=classify_config(tmp_path))
+    provider.inject(Fault.parse("hold,model=gpt-4o"))  # never answers in this test
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, timeout=3)
+    reply = client.chat.completions.create(model="classify", messages=MESSAGES)
+    assert reply.choices[0].message.content.startswith("Reply from gpt-4o-mini:")
+
+
+def timeouts_sent() -> tuple[list[Any], httpx.Client]:
+    """An httpx client that records the timeout each request was sent with."""
+    seen: list[Any] = []
+    return seen, httpx.Client(event_hooks={"request": [lambda r: seen.append(r.extensions["timeout"])]})
+
+
+PHASES = ("connect", "read", "write", "pool")
+
+
+def test_an_openai_clients_httpx_timeout_keeps_its_shorter_phases(provider: Any, tmp_path: Path) -> None:
+    """A client's `httpx.Timeout(20, connect=2)`: each phase of each attempt is bounded by the
+    shorter of the client's and the deadline's (60 s), not replaced by the deadline."""
+    cascadeflow.init(config=classify_config(tmp_path))
+    seen, http = timeouts_sent()
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, http_client=http,
+                           timeout=httpx.Timeout(20, connect=2))
+    client.chat.completions.create(model="classify", messages=MESSAGES)
+    assert seen == [{"connect": 2.0, "read": 20.0, "write": 20.0, "pool": 20.0}]
+    seen.clear()
+    client.with_options(timeout=5).chat.completions.create(model="classify", messages=MESSAGES)
+    assert seen == [dict.fromkeys(PHASES, 5.0)]
+
+
+def test_a_litellm_calls_httpx_timeout_bounds_each_attempt(provider: Any, tmp_path: Path) -> None:
+    """`litellm.completion(model="classify", timeout=httpx.Timeout(...))` was replaced by the
+    deadline's seconds; now each phase keeps the shorter of the two."""
+    cascadeflow.init(config=classify_config(tmp_path))
+    seen, http = timeouts_sent()
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, http_client=http)
+    litellm.completion(model="classify", messages=MESSAGES, client=client,
+                       timeout=httpx.Timeout(30, connect=1))
+    assert seen == [{"connect": 1.0, "read": 30.0, "write": 30.0, "pool": 30.0}]
+
+
+@pytest.mark.parametrize("how", ["seconds_as_text", "tier_params", "litellm_request_timeout"])
+def test_every_timeout_the_caller_gave_bounds_each_attempt(provider: Any, how: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call's `timeout="4"` (litellm takes text), a tier's `params={"timeout": 4}`, and
+    `litellm.request_timeout = 4` each bound the attempt below the 60 s deadline."""
+    seen, http = timeouts_sent()
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, http_client=http)
+    params = {"client": client, **({"timeout": 4} if how == "tier_params" else {})}
+    cascade = Cascade([Tier("openai/gpt-4o", params=params)], deadline_s=60)
+    extra = {"timeout": "4"} if how == "seconds_as_text" else {}
+    if how == "litellm_request_timeout":
+        monkeypatch.setattr(litellm, "request_timeout", 4)
+    cascade.complete(messages=MESSAGES, **extra)
+    assert seen == [dict.fromkeys(PHASES, 4.0)]

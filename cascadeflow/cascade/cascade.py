@@ -250,11 +250,11 @@ class _Run:
         self.outcome: Failure | None = None  # of the latest attempt, reported by failed/checked
         self.left_after: str | None = None  # the failure class the cascade left the latest tier with
         self.switched = False  # running a failure class's own fallbacks
-        # the caller's own `timeout=` (seconds) caps each attempt, as a tier's does; the
-        # attempt's timeout replaces it in the call
-        given = self.kwargs.get("timeout")
-        self.caller_timeout: float | None = float(given) if isinstance(given, int | float) and \
-            not isinstance(given, bool) and math.isfinite(given) and given > 0 else None
+        # the caller's own timeouts cap each attempt, as a tier's does: the call's `timeout=`
+        # (an openai SDK client's own, which the interceptor passes as it), and litellm's
+        # `request_timeout` where it was set; the attempt's timeout replaces them in the call
+        self.given_timeouts: tuple[Any, ...] = (self.kwargs.get("timeout"),) + (
+            (_litellm_timeout(),) if client == "litellm" else ())
 
     def plan(self) -> Iterator[tuple[str, Any]]:
         """What to do next: ("call", pick), ("wait", seconds) or ("answer", response).
@@ -369,10 +369,11 @@ class _Run:
         model = pick.deployment.model
         if self.client == "openai" and "/" in model:
             model = model.split("/", 1)[1]
-        timeout = max(self.deadline - self.c._clock(), 0.001)
-        for cap in (pick.tier.timeout, self.caller_timeout):
-            if cap is not None:
-                timeout = min(timeout, cap)
+        bound = max(self.deadline - self.c._clock(), 0.001)
+        if pick.tier.timeout is not None:
+            bound = min(bound, pick.tier.timeout)
+        timeout = _within(bound, (*self.given_timeouts, pick.tier.params.get("timeout"),
+                                  pick.deployment.params.get("timeout")))
         if self.client == "litellm":
             args = {**self.kwargs, **pick.tier.params, **pick.deployment.params, "model": model,
                     "timeout": timeout}
@@ -551,6 +552,51 @@ async def _nothing() -> AsyncIterator[Any]:
     """An async iterator that ends at once (after a static answer's one chunk)."""
     return
     yield
+
+
+_PHASES = ("connect", "read", "write", "pool")  # an httpx.Timeout's
+
+
+def _seconds(value: Any) -> float | None:
+    """A timeout given in seconds (a number, or a string of one, as litellm takes), if it is one
+    that bounds anything: positive and finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _within(bound: float, given: Sequence[Any]) -> Any:
+    """An attempt's timeout: `bound` (what is left of the deadline, the tier's timeout), made
+    shorter by each timeout the caller gave. One given as an httpx.Timeout keeps its shape:
+    each phase the shorter of its own and the bound (a phase it leaves unbounded, the bound)."""
+    shapes = []
+    for value in given:
+        seconds = _seconds(value)
+        if seconds is not None:
+            bound = min(bound, seconds)
+        elif value is not None and all(hasattr(value, phase) for phase in _PHASES):
+            shapes.append(value)
+    if not shapes:
+        return bound
+    phases = {phase: min([bound] + [s for shape in shapes if (s := _seconds(getattr(shape, phase)))])
+              for phase in _PHASES}
+    return type(shapes[0])(**phases)
+
+
+def _litellm_timeout() -> float | None:
+    """`litellm.request_timeout` where the user set it (litellm's own default bounds nothing
+    the deadline does not)."""
+    import litellm
+
+    try:
+        from litellm.litellm_core_utils.request_timeout_resolver import get_configured_request_timeout
+    except ImportError:  # an older litellm: its default is 6000 s, far past any deadline
+        return _seconds(getattr(litellm, "request_timeout", None))
+    return get_configured_request_timeout()
 
 
 def _body(result: Any) -> Any:

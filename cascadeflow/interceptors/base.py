@@ -193,6 +193,9 @@ def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_requ
                           f"the cascade {model!r} answers streams through the plain call only: "
                           "call create(..., stream=True) without with_raw_response")
     if request.client == "openai" and request.args:
+        own = getattr(getattr(request.args[0], "_client", None), "timeout", None)
+        if own is not None and "timeout" not in request.kwargs:  # the client's own bounds each attempt
+            request.kwargs["timeout"] = own
         request.args = (_without_retries(request.args[0]), *request.args[1:])
     return cascade, request
 
