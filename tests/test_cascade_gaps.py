@@ -14,6 +14,7 @@ import httpx
 import litellm
 import openai
 import pytest
+from cascadeflow import BudgetExceeded, StepLimitReached
 from cascadeflow.breakers import deployment_key
 from cascadeflow.cascade import (
     BreakerRegistry,
@@ -216,3 +217,48 @@ def test_every_timeout_the_caller_gave_bounds_each_attempt(provider: Any, how: s
         monkeypatch.setattr(litellm, "request_timeout", 4)
     cascade.complete(messages=MESSAGES, **extra)
     assert seen == [dict.fromkeys(PHASES, 4.0)]
+
+
+# -- 3. a tier the budget cannot pay for is passed over for a cheaper one ----------------------
+
+LONG = [{"role": "user", "content": "word " * 600}]  # ~600 tokens: 0.0015 USD in for gpt-4o
+
+
+def test_a_tier_the_budget_cannot_pay_for_is_skipped_for_a_cheaper_one(provider: Any) -> None:
+    """0.001 USD left: gpt-4o needs 0.00168 even for a 16-token answer, gpt-4o-mini 0.0001. The
+    cascade passes gpt-4o over (a `budget_exceeded` fallback, like any skipped tier) and
+    gpt-4o-mini answers, instead of the cascade stopping with money left for it."""
+    cascadeflow.init(mode="enforce")
+    told: list[dict[str, Any]] = []
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE,
+                      name="classify", on_fallback=told.append)
+    with cascadeflow.run(budget=0.001) as session:
+        reply = cascade.complete(messages=LONG, max_tokens=50)
+    assert reply.choices[0].message.content.startswith("Reply from gpt-4o-mini:")
+    assert [r.model for r in provider.requests] == ["gpt-4o-mini"]  # nothing was sent to gpt-4o
+    skips = [e for e in session.trace() if e["action"] == "fallback"]
+    assert [(e["reason"], e["model"]) for e in skips] == [("budget_exceeded", "openai/gpt-4o")]
+    assert [(t["tier"], t["failure"]) for t in told] == [("openai/gpt-4o", "budget_exceeded")]
+    assert session.summary()["fallbacks"] == 1 and session.summary()["budget_remaining"] > 0
+
+
+async def test_a_cascade_no_tier_of_which_fits_raises_budget_exceeded(provider: Any) -> None:
+    """When the budget pays for no tier, the caller learns it from the budget's own error (the
+    one a plain call raises), not from an AllProvidersFailed no provider had a part in."""
+    cascadeflow.init(mode="enforce")
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE)
+    async with cascadeflow.run(budget=0.00001):
+        with pytest.raises(BudgetExceeded) as stopped:
+            await cascade.acomplete(messages=LONG, max_tokens=50)
+    assert "gpt-4o-mini" in str(stopped.value) and provider.requests == []
+
+
+def test_a_stop_other_than_the_budget_still_ends_the_cascade(provider: Any) -> None:
+    """`max_steps` stops whatever model is asked for: the next tier is not tried."""
+    cascadeflow.init(mode="enforce")
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE)
+    with cascadeflow.run(max_steps=1):
+        cascade.complete(messages=MESSAGES)
+        with pytest.raises(StepLimitReached):
+            cascade.complete(messages=MESSAGES)
+    assert [r.model for r in provider.requests] == ["gpt-4o"]

@@ -46,7 +46,7 @@ from cascadeflow.cascade.tiers import (
     tier,
 )
 from cascadeflow.closing import aclose, close
-from cascadeflow.errors import AllProvidersFailed, ConfigError, PolicyStop
+from cascadeflow.errors import AllProvidersFailed, BudgetExceeded, ConfigError, PolicyStop
 from cascadeflow.failures import BREAKER_FAILURES, FATAL, RETRY, EmptyStream, Expectations, Failure, classify
 from cascadeflow.pipeline import events
 from cascadeflow.pipeline.runtime import attempting, current
@@ -173,10 +173,7 @@ class Cascade:
                 if state.stream:
                     result = state.peek_sync(pick, result)
             except Exception as exc:
-                if isinstance(exc, PolicyStop):
-                    state.abandon(pick)
-                    raise
-                state.failed(pick, exc, t0)
+                state.failed_or_stopped(pick, exc, t0)
             except BaseException:  # interrupted: the attempt says nothing about the deployment
                 state.abandon(pick)
                 raise
@@ -204,10 +201,7 @@ class Cascade:
                 result = await asyncio.wait_for(self._attempt(call, state, pick),
                                                 max(state.deadline - self._clock(), 0.001))
             except Exception as exc:
-                if isinstance(exc, PolicyStop):
-                    state.abandon(pick)
-                    raise
-                state.failed(pick, exc, t0)
+                state.failed_or_stopped(pick, exc, t0)
             except BaseException:  # cancelled (a client disconnect): a half-open probe slot goes back
                 state.abandon(pick)
                 raise
@@ -250,6 +244,7 @@ class _Run:
         self.outcome: Failure | None = None  # of the latest attempt, reported by failed/checked
         self.left_after: str | None = None  # the failure class the cascade left the latest tier with
         self.switched = False  # running a failure class's own fallbacks
+        self.priced_out: BudgetExceeded | None = None  # the latest tier the budget could not pay for
         # the caller's own timeouts cap each attempt, as a tier's does: the call's `timeout=`
         # (an openai SDK client's own, which the interceptor passes as it), and litellm's
         # `request_timeout` where it was set; the attempt's timeout replaces them in the call
@@ -391,6 +386,20 @@ class _Run:
         self.breaker(pick.key).release(pick.ticket)
         self.c.load.ended(pick.key, None)
 
+    def failed_or_stopped(self, pick: Pick, exc: Exception, t0: float) -> None:
+        """An attempt that raised: the provider's failure, or the policy's stop before anything
+        was sent. A stop ends the cascade, except the budget's: what this tier's model costs (or
+        that its price is unknown) does not fit, and a later, cheaper tier may, so the tier is
+        passed over like one whose breaker is open."""
+        if not isinstance(exc, PolicyStop):
+            self.failed(pick, exc, t0)
+            return
+        self.abandon(pick)
+        if not isinstance(exc, BudgetExceeded):
+            raise exc
+        self.priced_out = exc
+        self.outcome = Failure("budget_exceeded", str(exc))
+
     def failed(self, pick: Pick, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
         failure = replace(failure, message=_conceal(failure.message, self.secrets(pick)))
@@ -459,7 +468,7 @@ class _Run:
         whatever its disposition; others follow the retry policy when they are retryable. With a
         deployment of the tier not tried yet, a retry goes there at once; with every deployment's
         breaker open (`shut`), there is none to make: the cascade moves on without waiting."""
-        if failure.kind in ("deadline_exceeded", "circuit_open"):
+        if failure.kind in ("deadline_exceeded", "circuit_open", "budget_exceeded"):
             self.attempts.append(_skipped(tier_, failure.kind))
             if failure.kind == "deadline_exceeded":
                 self.deadline = -1.0  # nothing else may start either
@@ -515,6 +524,8 @@ class _Run:
         return SyncCascadeStream(chunk, iter(()), None, tier_.label, tier_.degraded)
 
     def exhausted(self) -> Any:
+        if self.priced_out is not None and not any(a["attempt"] for a in self.attempts):
+            raise self.priced_out  # no tier was called: the budget, not the providers, is why
         tried = ", ".join(f"{a['tier']}: {a['failure']}" for a in self.attempts)
         raise AllProvidersFailed(f"cascade {self.c.name}: every tier failed ({tried})", self.attempts)
 
