@@ -262,3 +262,30 @@ def test_a_stop_other_than_the_budget_still_ends_the_cascade(provider: Any) -> N
         with pytest.raises(StepLimitReached):
             cascade.complete(messages=MESSAGES)
     assert [r.model for r in provider.requests] == ["gpt-4o"]
+
+
+# -- 4. a policy's cut of a stream is no failure of the deployment ------------------------------
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_budget_cut_of_a_cascaded_stream_is_budget_exceeded_not_a_broken_stream(
+        provider: Any, is_async: bool) -> None:
+    """Enforce mode cuts a stream whose output passes what its reservation pays for (a provider
+    that ignores `max_tokens`) and raises `BudgetExceeded`. Through a cascade it came out as
+    `StreamInterrupted(failure="stream_broken")` and counted against the deployment's breaker:
+    two cut streams (a success and a failure each) opened a healthy deployment's breaker."""
+    cascadeflow.init(mode="enforce")
+    provider.inject(Fault.parse("ignore_max_tokens"))
+    cascade = Cascade([tier(provider, "gpt-4o")], retry=ONCE,
+                      breaker=BreakerSettings(min_calls=4, window=4, failure_rate=0.5))
+    for _ in range(3):
+        async with cascadeflow.run(budget=1.0):
+            with pytest.raises(BudgetExceeded) as cut:
+                if is_async:
+                    async for _chunk in await cascade.acomplete(messages=MESSAGES, max_tokens=3, stream=True):
+                        pass
+                else:
+                    for _chunk in cascade.complete(messages=MESSAGES, max_tokens=3, stream=True):
+                        pass
+        assert cut.value.text
+    assert breakers.get(deployment_key("openai/gpt-4o", provider.url), cascade.breaker).state == "closed"
+    assert len(provider.requests) == 3  # the third went out: no breaker opened

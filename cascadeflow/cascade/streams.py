@@ -1,6 +1,7 @@
 """A cascaded stream: the first chunk was peeked (a failure before it falls through to the next
 tier); a failure after it, or an end before the provider finished, raises `StreamInterrupted`
-with what was received, never a silent switch to another model mid-answer."""
+with what was received, never a silent switch to another model mid-answer. A stop of the policy
+(enforce mode's budget cut, a guardrail's block) is raised as it is: the deployment did no wrong."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from cascadeflow.closing import aclose, close
-from cascadeflow.errors import CascadeflowError
+from cascadeflow.errors import CascadeflowError, PolicyStop
 from cascadeflow.secrets import mask
 from cascadeflow.usage import provider_finished
 
@@ -123,6 +124,8 @@ class SyncCascadeStream(_Peeked):
             if error is not None:
                 raise error from None
             raise
+        except PolicyStop:  # the policy cut it (a budget, a guardrail): not the deployment's fault
+            raise
         except Exception as exc:
             raise self._broke(exc) from exc
         return self._seen(chunk)
@@ -157,6 +160,8 @@ class AsyncCascadeStream(_Peeked):
             error = self._ended()
             if error is not None:
                 raise error from None
+            raise
+        except PolicyStop:  # the policy cut it (a budget, a guardrail): not the deployment's fault
             raise
         except Exception as exc:
             raise self._broke(exc) from exc
