@@ -6,6 +6,7 @@ tier could have served. On the built-in provider, through the real litellm and o
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cascadeflow.cascade import (
     BreakerRegistry,
     BreakerSettings,
     Cascade,
+    ClientPool,
     RetryPolicy,
     Tier,
     breakers,
@@ -289,3 +291,43 @@ async def test_a_budget_cut_of_a_cascaded_stream_is_budget_exceeded_not_a_broken
         assert cut.value.text
     assert breakers.get(deployment_key("openai/gpt-4o", provider.url), cascade.breaker).state == "closed"
     assert len(provider.requests) == 3  # the third went out: no breaker opened
+
+
+# -- 5. the HTTP client litellm is configured with ----------------------------------------------
+
+async def test_a_cascade_sends_through_litellms_client_session(provider: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`litellm.client_session` / `aclient_session` (an application's proxy, certificates, hooks)
+    carry every plain litellm call; a cascade's attempts bypassed them with clients of its own."""
+    sync_seen: list[str] = []
+    async_seen: list[str] = []
+    monkeypatch.setattr(litellm, "client_session",
+                        httpx.Client(event_hooks={"request": [lambda r: sync_seen.append(r.url.path)]}))
+
+    async def note(request: httpx.Request) -> None:
+        async_seen.append(request.url.path)
+
+    monkeypatch.setattr(litellm, "aclient_session", httpx.AsyncClient(event_hooks={"request": [note]}))
+    cascade = Cascade([tier(provider, "gpt-4o")], retry=ONCE)
+    cascade.complete(messages=MESSAGES)
+    await cascade.acomplete(messages=MESSAGES)
+    assert sync_seen == ["/v1/chat/completions"] and async_seen == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_cascades_pooled_client_verifies_tls_as_litellm_is_told(
+        provider: Any, monkeypatch: pytest.MonkeyPatch, is_async: bool) -> None:
+    """`litellm.ssl_verify = False` (or a CA bundle) is how litellm is pointed at a proxy or a
+    private CA; the cascade's own clients used the SDK's defaults, so with a cascade every TLS
+    call failed as a `connection_error`. (Read off the client: the built-in provider has no TLS.)"""
+    monkeypatch.setattr(litellm, "ssl_verify", False)
+    pool = ClientPool()
+    pooled = pool.client("openai/gpt-4o", {"api_base": provider.url, "api_key": KEY}, is_async)
+    transport = pooled._client._transport
+    context = getattr(getattr(transport, "_pool", None), "_ssl_context", None)
+    if context is None:  # litellm's async transport over aiohttp: its connector holds the setting
+        connector_ssl = transport._get_valid_client_session().connector._ssl
+        assert connector_ssl is False or connector_ssl.verify_mode == ssl.CERT_NONE
+    else:
+        assert context.verify_mode == ssl.CERT_NONE
+    await pool.aclose() if is_async else pool.close()

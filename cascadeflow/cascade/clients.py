@@ -5,6 +5,8 @@ is left of its deadline: a different number on every attempt, so every attempt u
 client and open a new TCP (and TLS) connection, and the cache kept them all. A cascade now hands
 litellm a client of its own for each OpenAI-protocol deployment (`client=`) and the deadline goes
 with the request as its timeout, which the SDK applies per request: the connection pool is reused.
+Its HTTP client is the one litellm would make (SSL settings, proxies); an application's own
+`litellm.client_session` / `aclient_session` is left to litellm to use.
 
 Providers litellm reaches over its own HTTP handler (Anthropic, Bedrock, Vertex, ...) already pool
 connections independently of the timeout and are left to it. Async clients belong to the event loop
@@ -40,6 +42,10 @@ class ClientPool:
         another protocol, no key to build one with, or a client the caller passed already."""
         if arguments.get("client") is not None:
             return None
+        import litellm  # loaded already: the cascade calls through it
+
+        if (litellm.aclient_session if is_async else litellm.client_session) is not None:
+            return None  # the application's own HTTP client (proxy, certificates): litellm uses it
         key = self._key(model, arguments)
         if key is None:
             return None
@@ -113,13 +119,24 @@ def _new(key: Key, is_async: bool) -> Any:
 
     base, api_key, organization = key
     cls = _classes()[is_async]
-    if not is_async:
-        return cls(base_url=base, api_key=api_key, organization=organization)
-    # The SDK's own async HTTP client schedules its close on whatever loop is running when it is
-    # collected, which fails for one made on a loop since closed; with the SDK's defaults but no
-    # such finaliser, a client whose loop is gone is simply dropped with it.
-    return cls(base_url=base, api_key=api_key, organization=organization,
-               http_client=openai.DefaultAsyncHttpxClient())
+    # The HTTP client litellm would make for this call: its SSL settings (`litellm.ssl_verify`,
+    # SSL_CERT_FILE), proxies and HTTP/2, which the SDK's defaults know nothing of. (The SDK's
+    # own async client schedules its close on whatever loop is running when it is collected,
+    # which fails for one made on a loop since closed; this one is simply dropped with it.)
+    http = _litellm_http_client(is_async)
+    if http is None:
+        http = openai.DefaultAsyncHttpxClient() if is_async else openai.DefaultHttpxClient()
+    return cls(base_url=base, api_key=api_key, organization=organization, http_client=http)
+
+
+def _litellm_http_client(is_async: bool) -> Any | None:
+    """litellm's own HTTP client for OpenAI-protocol calls, or None where this litellm has none."""
+    try:
+        from litellm.llms.openai.common_utils import BaseOpenAILLM
+
+        return BaseOpenAILLM._get_async_http_client() if is_async else BaseOpenAILLM._get_sync_http_client()
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 @functools.cache
