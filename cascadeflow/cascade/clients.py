@@ -5,7 +5,7 @@ is left of its deadline: a different number on every attempt, so every attempt u
 client and open a new TCP (and TLS) connection, and the cache kept them all. A cascade now hands
 litellm a client of its own for each OpenAI-protocol deployment (`client=`) and the deadline goes
 with the request as its timeout, which the SDK applies per request: the connection pool is reused.
-Its HTTP client is the one litellm would make (SSL settings, proxies); an application's own
+Its HTTP client verifies certificates as litellm's would (`ssl_verify`); an application's own
 `litellm.client_session` / `aclient_session` is left to litellm to use.
 
 Providers litellm reaches over its own HTTP handler (Anthropic, Bedrock, Vertex, ...) already pool
@@ -119,23 +119,24 @@ def _new(key: Key, is_async: bool) -> Any:
 
     base, api_key, organization = key
     cls = _classes()[is_async]
-    # The HTTP client litellm would make for this call: its SSL settings (`litellm.ssl_verify`,
-    # SSL_CERT_FILE), proxies and HTTP/2, which the SDK's defaults know nothing of. (The SDK's
-    # own async client schedules its close on whatever loop is running when it is collected,
-    # which fails for one made on a loop since closed; this one is simply dropped with it.)
-    http = _litellm_http_client(is_async)
-    if http is None:
-        http = openai.DefaultAsyncHttpxClient() if is_async else openai.DefaultHttpxClient()
+    # Certificates as litellm verifies them (`litellm.ssl_verify`, SSL_CERT_FILE, SSL_VERIFY),
+    # which the SDK's defaults know nothing of. (The SDK's own async client schedules its close on
+    # whatever loop is running when it is collected, which fails for one made on a loop since
+    # closed; an httpx client with the SDK's defaults but no such finaliser is simply dropped.)
+    verify = _litellm_verify()
+    settings = {} if verify is None else {"verify": verify}
+    http = openai.DefaultAsyncHttpxClient(**settings) if is_async else openai.DefaultHttpxClient(**settings)
     return cls(base_url=base, api_key=api_key, organization=organization, http_client=http)
 
 
-def _litellm_http_client(is_async: bool) -> Any | None:
-    """litellm's own HTTP client for OpenAI-protocol calls, or None where this litellm has none."""
+def _litellm_verify() -> Any | None:
+    """What litellm verifies TLS with (a bool, a CA bundle's SSL context), or None where this
+    litellm cannot say."""
     try:
-        from litellm.llms.openai.common_utils import BaseOpenAILLM
+        from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
 
-        return BaseOpenAILLM._get_async_http_client() if is_async else BaseOpenAILLM._get_sync_http_client()
-    except (ImportError, AttributeError, TypeError):
+        return get_ssl_configuration()
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
         return None
 
 
