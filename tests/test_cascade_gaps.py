@@ -28,7 +28,7 @@ from cascadeflow.cascade import (
     stop_after_attempt,
 )
 from cascadeflow.ledger.breakerstore import open_redis_breakers
-from cascadeflow.testing import Fault
+from cascadeflow.testing import Fault, serve
 
 from tests.conftest import Clock, half_open
 
@@ -325,3 +325,26 @@ async def test_a_cascades_pooled_client_verifies_tls_as_litellm_is_told(
     pooled = pool.client("openai/gpt-4o", {"api_base": provider.url, "api_key": KEY}, is_async)
     assert pooled._client._transport._pool._ssl_context.verify_mode == ssl.CERT_NONE
     await pool.aclose() if is_async else pool.close()
+
+
+# -- 6. an openai SDK client's cascade guards the client's own endpoint ----------------------------
+
+def test_two_openai_clients_of_two_endpoints_share_no_breaker(provider: Any) -> None:
+    """Through the openai SDK a cascade calls the client's own base URL, but its breakers were
+    keyed with no endpoint: gpt-4o failing at one endpoint opened the breaker of gpt-4o at every
+    other, and a healthy endpoint's calls skipped it (`circuit_open`)."""
+    cascade = Cascade(["openai/gpt-4o", "openai/gpt-4o-mini"], retry=ONCE,
+                      breaker=BreakerSettings(failure_threshold=1))
+    provider.inject(Fault.parse("status=503,model=gpt-4o"))
+
+    def through(client: openai.OpenAI) -> Any:
+        return cascade.run(lambda **kw: client.chat.completions.create(**kw), {"messages": MESSAGES},
+                           client="openai", reachable=("openai",), endpoint=str(client.base_url))
+
+    with serve() as healthy:
+        down = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+        up = openai.OpenAI(base_url=healthy.url, api_key=KEY, max_retries=0)
+        assert through(down).choices[0].message.content.startswith("Reply from gpt-4o-mini:")
+        assert through(up).choices[0].message.content.startswith("Reply from gpt-4o:")
+        assert [r.model for r in healthy.requests] == ["gpt-4o"]
+    assert breakers.get(deployment_key("openai/gpt-4o", provider.url), cascade.breaker).state == "open"

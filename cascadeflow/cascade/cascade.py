@@ -156,9 +156,11 @@ class Cascade:
     # `_Run.plan()` decides what happens next (call a deployment, wait, answer statically); `run`
     # and `arun` only carry it out, the one with plain calls and sleeps, the other with awaits.
     def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = "litellm",
-            reachable: tuple[str, ...] | None = None, operation: str = "chat") -> Any:
-        """Try the tiers in order with `call(**kwargs, model=...)`; see `arun` for async."""
-        state = _Run(self, kwargs, client, reachable, operation, is_async=False)
+            reachable: tuple[str, ...] | None = None, operation: str = "chat",
+            endpoint: str | None = None) -> Any:
+        """Try the tiers in order with `call(**kwargs, model=...)`; see `arun` for async.
+        `endpoint` is the base URL an openai SDK client calls (its deployments' breakers)."""
+        state = _Run(self, kwargs, client, reachable, operation, is_async=False, endpoint=endpoint)
         for move, value in state.plan():
             if move == "answer":
                 return value
@@ -186,8 +188,8 @@ class Cascade:
 
     async def arun(self, call: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any],
                    client: str = "litellm", reachable: tuple[str, ...] | None = None,
-                   operation: str = "chat") -> Any:
-        state = _Run(self, kwargs, client, reachable, operation, is_async=True)
+                   operation: str = "chat", endpoint: str | None = None) -> Any:
+        state = _Run(self, kwargs, client, reachable, operation, is_async=True, endpoint=endpoint)
         for move, value in state.plan():
             if move == "answer":
                 return value
@@ -228,7 +230,8 @@ class _Run:
     """The bookkeeping of one cascaded call: attempts, deadline, events, breakers, load."""
 
     def __init__(self, cascade: Cascade, kwargs: Mapping[str, Any], client: str,
-                 reachable: tuple[str, ...] | None, operation: str, is_async: bool) -> None:
+                 reachable: tuple[str, ...] | None, operation: str, is_async: bool,
+                 endpoint: str | None = None) -> None:
         self.c = cascade
         self.rt = current()  # the cascade is an entry point: it reads the installed runtime once
         self.kwargs = dict(kwargs)
@@ -238,6 +241,7 @@ class _Run:
         self.operation = operation
         self.stream = self.kwargs.get("stream") is True
         self.is_async = is_async
+        self.endpoint = endpoint
         self.deadline = cascade._clock() + cascade.deadline_s
         self.attempts: list[dict[str, Any]] = []
         self.last_error: BaseException | None = None
@@ -292,7 +296,10 @@ class _Run:
 
     # -- choosing where an attempt goes ------------------------------------------------------
     def key(self, tier_: Tier, deployment: Deployment) -> str:
-        """The deployment at the endpoint its call will use (`arguments` merges the same three)."""
+        """The deployment at the endpoint its call will use (`arguments` merges the same three;
+        an openai SDK client calls its own base URL, whatever the tier says)."""
+        if self.client == "openai":
+            return deployment_key(deployment.model, (self.endpoint or "").rstrip("/"))
         base = ""
         for params in (deployment.params, tier_.params, self.kwargs):
             base = params.get("api_base") or params.get("base_url") or ""
