@@ -348,3 +348,27 @@ def test_two_openai_clients_of_two_endpoints_share_no_breaker(provider: Any) -> 
         assert through(up).choices[0].message.content.startswith("Reply from gpt-4o:")
         assert [r.model for r in healthy.requests] == ["gpt-4o"]
     assert breakers.get(deployment_key("openai/gpt-4o", provider.url), cascade.breaker).state == "open"
+
+
+# -- on_fallback is the application's code: its failure is logged, never the call's -----------
+
+
+def test_an_on_fallback_that_raises_does_not_fail_the_call_the_next_tier_answers(
+        provider: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """gpt-4o answers 503, gpt-4o-mini answers: a callback that raises on the fallback (a
+    dashboard client whose server is down) is logged with its traceback, and the caller gets
+    gpt-4o-mini's answer, as it would with no callback."""
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("dashboard unreachable")
+
+    provider.inject(model="gpt-4o", status=503)
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE,
+                      name="classify", on_fallback=broken)
+    with caplog.at_level("ERROR", logger="cascadeflow.cascade"):
+        reply = cascade.complete(messages=MESSAGES)
+        cascade.complete(messages=MESSAGES)
+    assert reply.choices[0].message.content.startswith("Reply from gpt-4o-mini:")
+    assert cascade.fallback_errors == 2
+    logged = [r for r in caplog.records if r.name == "cascadeflow.cascade"]
+    assert len(logged) == 1 and "on_fallback of cascade classify raised" in logged[0].getMessage()
+    assert logged[0].exc_info is not None and "dashboard unreachable" in str(logged[0].exc_info[1])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import random
 import time
@@ -55,6 +56,8 @@ from cascadeflow.secrets import MASK, mask, secret_key
 from cascadeflow.usage import get, read_usage
 
 Alert = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger("cascadeflow.cascade")
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Cascade:
                 raise ConfigError(f"{setting}.schema", self.expect.schema, source,
                                   f"not a JSON schema: {exc.message}") from None
         self.on_fallback = on_fallback
+        self.fallback_errors = 0  # exceptions `on_fallback` raised (logged, never passed on)
         self.registry = registry or breakers
         self.pool = pool or clients
         self.load = balance or load
@@ -517,7 +521,13 @@ class _Run:
         events.alert(self.rt, "fallback", f"cascade {self.c.name}: {tier_.label} failed ({failure.kind})",
                      event)
         if self.c.on_fallback is not None:
-            self.c.on_fallback(event)
+            try:
+                self.c.on_fallback(event)
+            except Exception:  # a callback that watches the cascade must not fail its call
+                self.c.fallback_errors += 1
+                if self.c.fallback_errors == 1 or self.c.fallback_errors % 1000 == 0:
+                    log.exception("on_fallback of cascade %s raised (%d so far); the cascade goes on",
+                                  self.c.name, self.c.fallback_errors)
 
     def static_answer(self, tier_: Tier) -> Any:
         """The fixed text as the client's response; asked for a stream, a stream of one chunk."""
