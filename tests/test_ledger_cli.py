@@ -281,3 +281,98 @@ def test_reads_never_wait_for_a_writer(tmp_path: Path, capsys: pytest.CaptureFix
     writer.execute("ROLLBACK")
     writer.close()
     store.close()
+
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Any:
+    """A folder only its owner may write, on a path anyone may walk (pytest's own tmp_path is
+    not, under root), removed afterwards."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="cf-ledger-"))
+    base.chmod(0o755)
+    folder = base / "service"
+    folder.mkdir()
+    folder.chmod(0o755)
+    yield folder
+    folder.chmod(0o755)
+    shutil.rmtree(base)
+
+
+def _as_reader_only(folder: Path, argv: list[str]) -> tuple[int, str, str]:
+    """Run the command in a forked child that may read `folder` but not write it (as `nobody`
+    when the tests run as root, whom file modes do not stop): an operator reading a service's
+    ledger. Its exit status, stdout and stderr."""
+    import io
+    import os
+    import sys
+    import traceback
+
+    folder.chmod(0o555)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(read)
+            os.chdir(folder)  # no config file there
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            out, err = io.StringIO(), io.StringIO()
+            sys.stdout, sys.stderr = out, err
+            status = main(argv)
+            os.write(write, json.dumps([status, out.getvalue(), err.getvalue()]).encode())
+        except BaseException:
+            os.write(write, json.dumps([99, "", traceback.format_exc()]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    folder.chmod(0o755)
+    status, out, err = json.loads(b"".join(chunks))
+    return status, out, err
+
+
+def test_a_ledger_whose_folder_the_reader_cannot_write_is_read(service: Path) -> None:
+    """Once the last writer closed it, a WAL ledger has no -shm index beside it, and SQLite wants
+    to create one to read it: a user who may read the file but not its folder was told the file
+    was 'not a cascadeflow ledger (attempt to write a readonly database)', exit 2."""
+    _ledger(service / "l.db", [_event(time.time(), cost=0.25)]).close()
+    assert sorted(p.name for p in service.iterdir()) == ["l.db"]  # checkpointed: no -wal, -shm
+    (service / "l.db").chmod(0o644)
+    status, out, err = _as_reader_only(service, ["ledger", "spend", "--ledger",
+                                                 str(service / "l.db"), "--json"])
+    assert (status, err) == (0, ""), err
+    assert json.loads(out)["total"] == {"calls": 1, "cost": 0.25, "unpriced": 0}
+    assert sorted(p.name for p in service.iterdir()) == ["l.db"]  # nothing written beside it
+
+
+def test_a_log_the_reader_cannot_index_says_why(tmp_path: Path, service: Path) -> None:
+    """A -wal file left without its -shm (a writer killed, the index removed): nothing can read
+    the log without writing the folder, and the error says so instead of 'not a ledger'."""
+    import shutil
+
+    store = _ledger(tmp_path / "l.db", [_event(time.time(), cost=0.25)])
+    for name in ("l.db", "l.db-wal"):  # as a killed writer leaves them, less the index
+        shutil.copy(tmp_path / name, service / name)
+        (service / name).chmod(0o644)
+    store.close()
+    status, _out, err = _as_reader_only(service, ["ledger", "spend", "--ledger",
+                                                  str(service / "l.db")])
+    assert status == 2, err
+    assert "l.db-shm" in err and "may not write" in err and "not a cascadeflow ledger" not in err
+
+
+def test_a_ledger_the_reader_may_not_read_says_so(service: Path) -> None:
+    _ledger(service / "l.db", [_event(time.time(), cost=0.25)]).close()
+    (service / "l.db").chmod(0o600)
+    status, _out, err = _as_reader_only(service, ["ledger", "steps", "--ledger",
+                                                  str(service / "l.db")])
+    assert status == 2, err
+    assert "permission denied" in err and "not a cascadeflow ledger" not in err

@@ -11,6 +11,7 @@ zone, so the windows are made here (`Window.start`/`end`, DST included) and join
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ DAY_S = 86400
 GROUPS = ("user", "project", "agent", "model", "provider")  # --by: event columns, nothing else
 BATCH = 5000  # rows a retention or deletion transaction changes: writers wait at most one batch
 MARK_KINDS = ("budget_threshold", "budget_window_exceeded")  # Ledger._check_thresholds' marks
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14  # primary result codes (the low byte)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,7 @@ class ReadOnly:
             raise ValueError("no such file (nothing has been recorded there yet?)")
         self.path = path
         try:
-            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                         timeout=BUSY_TIMEOUT_S)
-            self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            self._conn = _connect(path)
         except sqlite3.Error as exc:
             raise ValueError(f"not a cascadeflow ledger ({exc})") from None
 
@@ -77,6 +77,40 @@ class ReadOnly:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the ledger at `path`, its schema checked.
+
+    Reading a WAL file needs its `-shm` index beside it, which SQLite creates when it is missing:
+    once the last writer has closed the ledger it is gone, and a user who may read the file but
+    not write its folder (an operator reading a service's ledger) is refused. With no `-wal`
+    file either, everything is in the main file, which is then read as it is (`immutable`); with
+    a `-wal` but no `-shm`, nothing can read the log, and the error says what to do."""
+    if not os.access(path, os.R_OK):
+        raise ValueError("this user may not read it (permission denied)")
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return conn
+    except sqlite3.Error as exc:
+        conn.close()
+        folder = path.resolve().parent
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code not in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or os.access(folder, os.W_OK):
+            raise
+        if path.with_name(f"{path.name}-wal").exists():
+            raise ValueError(f"cannot read its log {path.name}-wal: SQLite must create "
+                             f"{path.name}-shm beside it and this user may not write {folder}; "
+                             f"run as the user that writes the ledger") from None
+    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def windows(window: Window, low: float, high: float) -> list[tuple[str, int, int]]:
