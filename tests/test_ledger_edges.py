@@ -298,3 +298,29 @@ def test_a_budget_or_limit_name_with_a_colon_is_refused(tmp_path: Path, table: s
     kind = "budgets" if "budgets" in table else "limits"
     assert refused.value.setting == f"{kind}.{name}" and refused.value.value == name
     assert refused.value.source == f"file {config} line 4"
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+def test_metadata_a_run_adds_after_it_opens_is_masked_in_every_record(provider: Any,
+                                                                       tmp_path: Path) -> None:
+    """`run(metadata=...)` is masked when the session opens; a key the code adds to
+    `session.metadata` afterwards (a customer's token, an auth header) reached the ledger, the
+    JSONL metering file and the `on_usage` sinks as it was."""
+    token = "sk-proj-" + "a1B2c3D4e5" * 4
+    seen: list[dict[str, Any]] = []
+    cascadeflow.init(mode="observe", config=configure(tmp_path, 'events_jsonl = "usage.jsonl"\n'),
+                     on_usage=[seen.append])
+    with cascadeflow.run(user="u", metadata={"tenant": "acme"}) as session:
+        session.metadata["customer_token"] = token
+        session.metadata["request"] = {"headers": {"Authorization": f"Bearer {token}"},
+                                       "note": f"called with {token}"}
+        call(provider)
+    assert returns(cascadeflow.flush)
+    cascadeflow.shutdown()
+    ((stored,),) = rows(tmp_path / "ledger.db", "SELECT metadata FROM events")
+    written = (tmp_path / "usage.jsonl").read_text()
+    for record in (stored, written, json.dumps(seen)):
+        assert token not in record and "a1B2c3D4e5" not in record
+        assert "acme" in record and "[SECRET]" in record
+    assert seen[0]["metadata"]["tenant"] == "acme"

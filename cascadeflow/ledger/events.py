@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from cascadeflow.secrets import scrub
+
 
 @dataclass(slots=True)
 class UsageEvent:
@@ -44,6 +46,13 @@ class UsageEvent:
     prefix_hash: str | None = None  # keyed hash of the cacheable prompt prefix, never the text
     metadata: dict[str, Any] | None = None  # the session's metadata, secrets masked
     content: dict[str, Any] | None = None  # prompt and completion, only with capture on
+
+    def __post_init__(self) -> None:
+        # a copy with secrets masked, taken when the step settles (on the worker): the session's
+        # metadata is masked when it opens, but code may add to `session.metadata` afterwards,
+        # and the ledger, the metering file and every sink get what is kept here
+        if self.metadata is not None:
+            self.metadata = scrub(self.metadata)
 
     @property
     def uncached_tokens(self) -> int:
