@@ -376,3 +376,27 @@ def test_a_ledger_the_reader_may_not_read_says_so(service: Path) -> None:
                                                   str(service / "l.db")])
     assert status == 2, err
     assert "permission denied" in err and "not a cascadeflow ledger" not in err
+
+
+def test_forget_streams_a_large_metering_file(tmp_path: Path) -> None:
+    """A metering file nobody rotated grows without end; `forget` held every line it kept in
+    memory (a 10 GB file, 10 GB of memory) before writing them back."""
+    import tracemalloc
+
+    from cascadeflow.ledger import jsonl
+
+    line = json.dumps({"user": "bob", "cost": 1, "pad": "x" * 200}) + "\n"
+    path = tmp_path / "usage.jsonl"
+    with path.open("w") as out:
+        for i in range(100_000):  # about 22 MB
+            out.write(json.dumps({"user": "u-42", "cost": 1}) + "\n" if i % 1000 == 0 else line)
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        assert jsonl.forget(path, "u-42") == 100
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 10
+    assert path.stat().st_size == size - 100 * len(json.dumps({"user": "u-42", "cost": 1}) + "\n")
+    assert jsonl.forget(path, "u-42") == 0

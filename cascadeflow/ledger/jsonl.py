@@ -16,24 +16,25 @@ from pathlib import Path
 
 def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> int:
     """Remove the lines of `user`'s events from the file (or, dry, count them). A line that is
-    not a JSON object is kept as it is: it names no user this can know of."""
+    not a JSON object is kept as it is: it names no user this can know of. The file is streamed,
+    never held in memory (a metering file nobody rotates is large): counted first, and
+    rewritten only when it has lines to remove."""
     source = Path(path)
     if not source.exists():
         return 0
-    kept: list[str] = []
-    removed = 0
     with source.open(encoding="utf-8") as lines:
-        for line in lines:
-            if _user(line) == user:
-                removed += 1
-            else:
-                kept.append(line)
+        removed = sum(_user(line) == user for line in lines)
     if dry_run or not removed:
         return removed
     fd, temporary = tempfile.mkstemp(prefix=f".{source.name}.", dir=source.parent)
+    removed = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(kept)
+        with os.fdopen(fd, "w", encoding="utf-8") as out, source.open(encoding="utf-8") as lines:
+            for line in lines:
+                if _user(line) == user:
+                    removed += 1
+                else:
+                    out.write(line)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, source.stat().st_mode & 0o7777)
