@@ -23,7 +23,6 @@ from typing import Any, TextIO
 from cascadeflow.config import LedgerSpec, resolve
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, StoreUnavailable, jsonl, query
-from cascadeflow.quantiles import percentile
 from cascadeflow.report import parse_since
 from cascadeflow.windows import parse, time_zone
 
@@ -155,7 +154,7 @@ def _since(args: argparse.Namespace, now: float) -> float | None:
 
 
 # -- the commands ----------------------------------------------------------------------------
-def _spend(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+def _spend(args: argparse.Namespace, target: Target, store: query.ReadOnly, after: float | None,
            out: TextIO) -> int:
     rows = query.spend(store, args.by, parse(args.window, target.spec.time_zone), after)
     total = {"calls": sum(r.calls for r in rows), "cost": sum(r.cost for r in rows),
@@ -173,17 +172,18 @@ def _spend(args: argparse.Namespace, target: Target, store: query.Reader, after:
     return 0
 
 
-def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after: float | None,
+def _steps(args: argparse.Namespace, target: Target, store: query.ReadOnly, after: float | None,
            out: TextIO) -> int:
     filters = query.Filters(args.model, args.agent, args.user, args.project, args.error,
                             args.status, args.min_latency_ms, after)
     rows = query.steps(store, filters, args.limit)
-    count, latencies = query.matched(store, filters)
-    ranks = {f"p{p}": percentile(latencies, p) for p in PERCENTILES}
+    found = query.matched(store, filters, PERCENTILES)
+    count, samples = found.count, found.samples
+    ranks = {f"p{p}": v for p, v in zip(PERCENTILES, found.percentiles, strict=True)}
     similar = _similar_models(store, args.model) if args.model is not None and not count else None
     if args.json:
         _json(out, {"steps": rows, "matched": count, "latency_ms": ranks,
-                    "latency_samples": len(latencies),
+                    "latency_samples": samples,
                     **({} if similar is None else {"models_containing": similar})})
         return 0
     zone = time_zone(target.spec.time_zone)
@@ -197,7 +197,7 @@ def _steps(args: argparse.Namespace, target: Target, store: query.Reader, after:
     shown = ", ".join(f"P{p} {'-' if v is None else f'{v:.0f}'}" for p, v in zip(
         PERCENTILES, ranks.values(), strict=True))
     print(f"{len(rows)} of {count} matching steps, newest first; times in "
-          f"{target.spec.time_zone}\nlatency ms over the {len(latencies)} matching steps with one "
+          f"{target.spec.time_zone}\nlatency ms over the {samples} matching steps with one "
           f"(interpolated between ranks): {shown}", file=out)
     if similar is not None:
         _no_such_model(args.model, similar, out)

@@ -15,7 +15,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
+    low, high, weight = ranks(len(ordered), q)
+    return ordered[low] + (ordered[high] - ordered[low]) * weight
+
+
+def ranks(count: int, q: float) -> tuple[int, int, float]:
+    """Where the q-th percentile of `count` (at least 1) ordered values lies: the two closest
+    ranks and the weight of the higher one, for a reader that streams the values in order
+    rather than holding them all (`percentile` is `ordered[low] + (ordered[high] -
+    ordered[low]) * weight`)."""
+    rank = (count - 1) * q / 100.0
     low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    return low, min(low + 1, count - 1), rank - low

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from typing import Protocol
 from cascadeflow.ledger.quotas import KINDS, key
 from cascadeflow.ledger.sqlite import BUSY_TIMEOUT_S, SQLiteStore
 from cascadeflow.ledger.store import StoreUnavailable
+from cascadeflow.quantiles import ranks
 from cascadeflow.windows import Window
 
 DAY_S = 86400
@@ -74,6 +76,29 @@ class ReadOnly:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    def stream(self, sql: str, params: Sequence[object] = ()) -> Iterator[tuple[object, ...]]:
+        """The rows of a query one at a time, for a result too large to hold."""
+        try:
+            cursor = self._conn.execute(sql, params)
+            while batch := cursor.fetchmany(1000):
+                yield from batch
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see the ledger as of one moment (one read transaction): writers commit
+        beside it in WAL mode, and never wait for it."""
+        try:
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+        try:
+            yield
+        finally:
+            with suppress(sqlite3.Error):
+                self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()
@@ -195,12 +220,41 @@ def steps(store: Reader, filters: Filters, limit: int) -> list[dict[str, object]
     return [dict(zip(STEP_COLUMNS, row, strict=True)) for row in rows]
 
 
-def matched(store: Reader, filters: Filters) -> tuple[int, list[float]]:
-    """How many steps match, and the latencies of those that have one, ascending (one scan;
-    sorting here is faster than SQLite's ORDER BY on an unindexed column)."""
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """The steps `Filters` match: how many, how many have a latency, its percentiles (None
+    without one)."""
+
+    count: int
+    samples: int
+    percentiles: tuple[float | None, ...]
+
+
+def matched(store: ReadOnly, filters: Filters, percents: Sequence[float]) -> Matched:
+    """Count the matching steps and take the `percents` of their latencies from one ordered
+    pass in one snapshot. SQLite sorts (spilling to a temporary file) and only the values at
+    the ranks wanted are kept: a ledger of tens of millions of steps held every latency in
+    memory (a 3-million-step ledger took 340 MB to list its steps)."""
     where, params = filters.where()
-    rows = store.read(f"SELECT latency_ms FROM events{where}", params)
-    return len(rows), sorted(float(v) for (v,) in rows if isinstance(v, int | float))
+    numeric = "typeof(latency_ms) IN ('integer', 'real')"
+    with store.snapshot():
+        ((count, samples),) = store.read(f"SELECT COUNT(*), TOTAL({numeric}) FROM events{where}",
+                                         params)
+        total = as_int(samples)
+        if not total:
+            return Matched(as_int(count), 0, tuple(None for _ in percents))
+        wanted = [ranks(total, q) for q in percents]
+        needed = sorted({index for low, high, _ in wanted for index in (low, high)})
+        clause = f"{where} AND {numeric}" if where else f" WHERE {numeric}"
+        found: dict[int, float] = {}
+        rows = store.stream(f"SELECT latency_ms FROM events{clause} ORDER BY latency_ms", params)
+        for index, (value,) in enumerate(rows):
+            if index == needed[len(found)]:
+                found[index] = as_float(value)
+                if len(found) == len(needed):
+                    break
+    values = tuple(found[low] + (found[high] - found[low]) * weight for low, high, weight in wanted)
+    return Matched(as_int(count), total, values)
 
 
 def models_containing(store: Reader, name: str, limit: int = 10) -> list[str]:
