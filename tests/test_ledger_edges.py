@@ -324,3 +324,31 @@ def test_metadata_a_run_adds_after_it_opens_is_masked_in_every_record(provider: 
         assert token not in record and "a1B2c3D4e5" not in record
         assert "acme" in record and "[SECRET]" in record
     assert seen[0]["metadata"]["tenant"] == "acme"
+
+
+# -- a ledger another process holds ---------------------------------------------------------------
+
+def test_shutdown_does_not_wait_out_the_busy_timeout_of_a_locked_ledger(
+        provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another process holds the ledger's write lock (a long purge, a backup, a sqlite3
+    shell), shutdown() waits its 5 s for the writer, then closed the store under it: that waited
+    on the writer's connection until the busy timeout ran out (30 s before the application could
+    exit), and when the lock came free in between, closed the connection in the middle of the
+    writer's transaction, which crashed the interpreter (SIGSEGV). The writer keeps its
+    connection now, and commits if the process lives on."""
+    from cascadeflow.ledger import sqlite as ledger_sqlite
+
+    monkeypatch.setattr(ledger_sqlite, "BUSY_TIMEOUT_S", 120.0)  # far above shutdown's 5 s
+    cascadeflow.init(mode="observe", config=configure(tmp_path))
+    with cascadeflow.run(user="a"):
+        call(provider)
+    assert returns(cascadeflow.flush)
+    holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with cascadeflow.run(user="b"):
+            call(provider)
+        assert returns(cascadeflow.shutdown, within_s=60.0)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

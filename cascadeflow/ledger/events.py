@@ -5,6 +5,7 @@ Never prompt text unless content capture is on, never a secret."""
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -52,7 +53,10 @@ class UsageEvent:
         # metadata is masked when it opens, but code may add to `session.metadata` afterwards,
         # and the ledger, the metering file and every sink get what is kept here
         if self.metadata is not None:
-            self.metadata = scrub(self.metadata)
+            # a dict that holds itself, a __str__ that raises: it is no JSON either, so it stays
+            # as it is and the writer loses this record alone, and says so
+            with suppress(Exception):
+                self.metadata = scrub(self.metadata)
 
     @property
     def uncached_tokens(self) -> int:

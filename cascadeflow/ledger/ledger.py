@@ -242,6 +242,12 @@ class Ledger:
             if self._jsonl is not None:
                 self._jsonl.close()
                 self._jsonl = None
+        if not stopped:  # the writer is still in a commit (a ledger another process holds
+            # locked): closing its connection under it waited out the busy timeout, or crashed
+            # the interpreter; it keeps them, and commits if the process lives long enough
+            log.warning("cascadeflow ledger: the writer did not finish within %s s; what it "
+                        "holds is committed if the process lives on", timeout)
+            return
         self.store.close()
         if self.store is not self.events:
             self.events.close()
