@@ -352,3 +352,58 @@ def test_shutdown_does_not_wait_out_the_busy_timeout_of_a_locked_ledger(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+_CALLS_THROUGH_SHUTDOWN = '''
+import sqlite3, sys, threading, time
+import cascadeflow, openai
+config, url, db = sys.argv[1:4]
+cascadeflow.init(mode="enforce", config=config, instrument=["openai"])
+client = openai.OpenAI(base_url=url, api_key="sk-test-not-a-real-key-0000", max_retries=0)
+holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+holder.execute("BEGIN IMMEDIATE")  # another process's long write: the calls' holds wait for it
+outcomes = []
+def call():
+    try:
+        with cascadeflow.run(user="u"):
+            client.chat.completions.create(model="gpt-4o-mini", max_tokens=40,
+                                           messages=[{"role": "user", "content": "hi"}])
+        outcomes.append("ok")
+    except cascadeflow.PolicyStop as stop:
+        outcomes.append(stop.reason)
+threads = [threading.Thread(target=call) for _ in range(4)]
+for thread in threads:
+    thread.start()
+time.sleep(1.0)  # (the test holds either way: a call not yet waiting just runs later)
+threading.Timer(1.0, lambda: holder.execute("ROLLBACK")).start()  # comes free during shutdown
+cascadeflow.shutdown()
+for thread in threads:
+    thread.join()
+print(sorted(set(outcomes)), len(outcomes), flush=True)
+'''
+
+
+def test_shutdown_while_calls_wait_for_a_locked_ledger_does_not_crash(provider: Any,
+                                                                       tmp_path: Path) -> None:
+    """Calls under a daily budget wait for the ledger's write lock (another process holds it)
+    when the application shuts down or reloads its config: closing the store closed their
+    connections under them, and when the lock came free the interpreter crashed (SIGSEGV).
+    A connection in use is now closed by its own thread when it is done."""
+    import os
+    import subprocess
+
+    config = configure(tmp_path, '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 5.0\n')
+    db = tmp_path / "ledger.db"
+    SQLiteStore(db).close()
+    script = tmp_path / "calls.py"
+    script.write_text(_CALLS_THROUGH_SHUTDOWN)
+    root = str(Path(__file__).resolve().parent.parent)  # this tree's cascadeflow, whatever the cwd
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env.pop("CASCADEFLOW_CONFIG", None)
+    env.pop("CASCADEFLOW_MODE", None)
+    done = subprocess.run([sys.executable, "-X", "faulthandler", str(script), str(config),
+                           provider.url, str(db)],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("]")[-1].strip() == "4"  # every call came back, one way or another

@@ -82,6 +82,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._pid = os.getpid()
         self._opened: list[sqlite3.Connection] = []  # every thread's, closed by `close`
+        # connections a thread is using now, and those `close` left to that thread to close:
+        # closing one under a thread in the middle of a statement crashes the interpreter
+        self._guard = threading.Lock()
+        self._in_use: set[sqlite3.Connection] = set()
+        self._retired: set[sqlite3.Connection] = set()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connection()
@@ -113,6 +118,7 @@ class SQLiteStore:
             return conn
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
             self._local, self._pid, self._opened = threading.local(), os.getpid(), []
+            self._guard, self._in_use, self._retired = threading.Lock(), set(), set()
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -122,37 +128,58 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, holding the file's write lock from its first statement."""
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, marked in use until the block ends: `close` then leaves
+        it to this thread, which closes it here."""
         try:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+        with self._guard:
+            self._in_use.add(conn)
         try:
             yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+        finally:
+            with self._guard:
+                self._in_use.discard(conn)
+                retired = conn in self._retired
+                self._retired.discard(conn)
+            if retired:
+                conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the file's write lock from its first statement."""
+        with self._use() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
                 raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
-            raise
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+                raise
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Rows of a read-only query (the CLI and the report)."""
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+        with self._use() as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
 
     # -- Store -----------------------------------------------------------------------------
     def figures(self, counters: Sequence[Counter], now: float) -> list[tuple[int, int]]:
-        try:
-            conn = self._connection()
-            return [_figures(conn, c, now) for c in counters]
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
+        with self._use() as conn:
+            try:
+                return [_figures(conn, c, now) for c in counters]
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
 
     def acquire(self, hold: str, claims: Sequence[Claim], slots: Sequence[Slot], now: float
                 ) -> Refusal | None:
@@ -224,9 +251,16 @@ class SQLiteStore:
             return int(db.execute(sql, params).rowcount)
 
     def close(self) -> None:
+        """Close every thread's connection; one a thread is using now (a call's hold waiting
+        for another process's lock, the writer's batch) is closed by that thread when it is
+        done. A later use opens a new one."""
         if self._pid == os.getpid():
-            for conn in self._opened:
-                conn.close()
+            with self._guard:
+                for conn in self._opened:
+                    if conn in self._in_use:
+                        self._retired.add(conn)
+                    else:
+                        conn.close()
         self._local, self._opened = threading.local(), []
 
 
