@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -77,12 +77,15 @@ class ReadOnly:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
 
-    def stream(self, sql: str, params: Sequence[object] = ()) -> Iterator[tuple[object, ...]]:
+    def stream(self, sql: str, params: Sequence[object] = ()) -> Generator[tuple[object, ...], None, None]:
         """The rows of a query one at a time, for a result too large to hold."""
         try:
             cursor = self._conn.execute(sql, params)
-            while batch := cursor.fetchmany(1000):
-                yield from batch
+            try:
+                while batch := cursor.fetchmany(1000):
+                    yield from batch
+            finally:
+                cursor.close()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"ledger {self.path}: {exc}") from exc
 
@@ -248,11 +251,12 @@ def matched(store: ReadOnly, filters: Filters, percents: Sequence[float]) -> Mat
         clause = f"{where} AND {numeric}" if where else f" WHERE {numeric}"
         found: dict[int, float] = {}
         rows = store.stream(f"SELECT latency_ms FROM events{clause} ORDER BY latency_ms", params)
-        for index, (value,) in enumerate(rows):
-            if index == needed[len(found)]:
-                found[index] = as_float(value)
-                if len(found) == len(needed):
-                    break
+        with closing(rows):  # its statement ends before the snapshot does
+            for index, (value,) in enumerate(rows):
+                if index == needed[len(found)]:
+                    found[index] = as_float(value)
+                    if len(found) == len(needed):
+                        break
     values = tuple(found[low] + (found[high] - found[low]) * weight for low, high, weight in wanted)
     return Matched(as_int(count), total, values)
 
