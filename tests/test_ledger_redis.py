@@ -146,6 +146,21 @@ def test_request_slots_slide(store: Store) -> None:
     assert store.acquire("h4", [], [slot], now + 61) == Refusal(0, 3, 0)
 
 
+def test_request_slots_from_before_a_clock_stepped_back_do_not_block(store: Store) -> None:
+    """A clock stepped back an hour (a VM resumed, NTP correcting a wrong time): the requests
+    of the minute before the step were dated an hour ahead and stayed in the sliding log, so a
+    user at the limit was refused for the whole hour. A slot more than its window ahead of now
+    is from such a clock, and leaves the log; a few seconds of skew between machines stay."""
+    now = _now()
+    slot = Slot("requests:rpm:u-1", 60, 2)
+    assert store.acquire("h0", [], [slot], now) is None
+    assert store.acquire("h1", [], [slot], now + 1) is None
+    assert store.acquire("h2", [], [slot], now - 5) == Refusal(0, 2, 0)  # a few seconds: kept
+    assert store.acquire("h3", [], [slot], now - 3600) is None  # an hour back: the log restarts
+    assert store.acquire("h4", [], [slot], now - 3599) is None
+    assert store.acquire("h5", [], [slot], now - 3598) == Refusal(0, 2, 0)  # the limit holds
+
+
 def test_a_mark_is_set_once(store: Store) -> None:
     until = time.time() + 60
     assert store.mark("budget_threshold:budget:daily:u-1:1", until) is True

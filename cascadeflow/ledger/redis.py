@@ -77,7 +77,7 @@ end
 return out
 """
 # ARGV: hold id, now, claims, slots; per claim: amount, limit, buckets, expire-at; per slot:
-# seconds, limit, member, expire-at. KEYS: per claim its counters and holds (newest bucket
+# seconds, limit, member, seconds to live. KEYS: per claim its counters and holds (newest bucket
 # first), then one sorted set per slot. Returns {} when all were taken, else the refusal.
 _ACQUIRE = _SUM + """
 local hold, now = ARGV[1], tonumber(ARGV[2])
@@ -95,6 +95,8 @@ end
 for i = 1, slots do
   local key = KEYS[k + i - 1]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[a]))
+  -- more than a window ahead: a clock that stepped back dated them (skew of seconds stays)
+  redis.call('ZREMRANGEBYSCORE', key, '(' .. (now + tonumber(ARGV[a])), '+inf')
   local used = redis.call('ZCARD', key)
   if used >= tonumber(ARGV[a + 1]) then return {claims + i - 1, used, 0} end
   a = a + 4
@@ -107,7 +109,7 @@ a = 5 + 4 * claims
 for i = 1, slots do
   local key = KEYS[k + i - 1]
   redis.call('ZADD', key, now, ARGV[a + 2])
-  redis.call('EXPIREAT', key, ARGV[a + 3])
+  redis.call('EXPIRE', key, ARGV[a + 3])
   a = a + 4
 end
 return {}
@@ -224,8 +226,11 @@ class RedisStore:
             args += [claim.amount, claim.counter.limit, len(buckets), _expiry(window, now)]
         for slot in slots:
             keys.append(f"{PREFIX}s:{slot.key}")
+            # a sliding log lives a window past its newest request, on Redis's clock: an
+            # EXPIREAT from a clock behind Redis's (stepped back) deleted it at once, and with it
+            # the rate limit
             args += [slot.seconds, slot.limit, f"{hold}:{uuid.uuid4().hex}",
-                     int(now) + slot.seconds + MARGIN_S]
+                     slot.seconds + MARGIN_S]
         found = self._call(lambda: self._acquire(keys=keys, args=args), fast=True)
         if not found:
             return None

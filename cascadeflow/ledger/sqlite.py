@@ -190,7 +190,9 @@ class SQLiteStore:
                 if settled + held + claim.amount > limit or (claim.amount == 0 and settled >= limit):
                     return Refusal(index, settled, held)
             for index, slot in enumerate(slots, len(claims)):
-                db.execute("DELETE FROM slots WHERE key = ? AND ts <= ?", (slot.key, now - slot.seconds))
+                # out of the window, or more than a window ahead (a clock that stepped back)
+                db.execute("DELETE FROM slots WHERE key = ? AND (ts <= ? OR ts > ?)",
+                           (slot.key, now - slot.seconds, now + slot.seconds))
                 (used,) = db.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (slot.key,)).fetchone()
                 if used >= slot.limit:
                     return Refusal(index, int(used), 0)
