@@ -26,13 +26,13 @@ from cascadeflow.pipeline import (
     abegin,
     attempting,
     begin,
-    current,
     fail,
     finish,
     observe,
     respond,
     settle_output,
 )
+from cascadeflow.pipeline import runtime as _runtime
 from cascadeflow.pipeline.observe import Capture
 from cascadeflow.request import PROMPT_KEYS, Request
 from cascadeflow.usage import StreamAccumulator, Usage
@@ -239,7 +239,10 @@ def _response(step: Step, result: Any, is_async: bool) -> Any:
         return _enforce_stream(step, is_async, result)
     if raw:
         return _enforce_raw(step, result)
-    _enforce_body(step, result)
+    if step.view.output_acts or step.placeholders is not None:  # `_enforce_body`, inline
+        settle_output(step, result)
+    else:
+        respond(step, result, request.operation)
     return result
 
 
@@ -357,7 +360,7 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if library not in _active or _inside.get():
             return original(*args, **kwargs)
-        rt = current()
+        rt = _runtime._installed  # `current()`, one frame less on every call
         if rt.mode == "off":
             return original(*args, **kwargs)
         if rt.cascades:
@@ -380,6 +383,10 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
                 _inside.reset(token)
                 if cap.span is not None:
                     rt.span_sent(cap.span)
+            if "extra_headers" not in kwargs and kwargs.get("stream") is not True:
+                # the usual call (`_observed`, inline): settled by the worker from the response
+                cap.rt.worker.submit(observe.settle_response, cap, result, operation, time.perf_counter_ns())
+                return result
             return _observed(cap, result, operation, kwargs, False)
         wanted = to_request(args, kwargs)
         if wanted is None:
@@ -411,7 +418,7 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if library not in _active or _inside.get():
             return await original(*args, **kwargs)
-        rt = current()
+        rt = _runtime._installed  # `current()`, one frame less on every call
         if rt.mode == "off":
             return await original(*args, **kwargs)
         if rt.cascades:

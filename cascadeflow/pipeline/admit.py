@@ -153,7 +153,8 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     session = CURRENT.get() or rt.ambient
     if attempting.get():
         request.pinned = True
-    policy = rt.policy()
+    policies = rt.policies  # `rt.policy()`, one frame less on every call
+    policy = None if policies is None else policies.current()
     cached = session.policy_view  # the engine's view of the chain, cached on the session
     view = cached[1] if cached is not None and cached[0] is rt.config and cached[2] is policy \
         else rt.view(session.chain, policy)
@@ -176,8 +177,11 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
         down = shared.refresh(step, rt.ledger, view.shared)
     with session.lock:
         decisions = [down] if down is not None else rt.engine.decide_in(request, view)
-        settled = not _hinges_on_spend(request, view, decisions) or rt.worker.idle()
-        if settled and decisions[0].reason != WAIT:
+        if decisions[0].reason != WAIT and (not _hinges_on_spend(request, view, decisions)
+                                            or rt.worker.idle()):
+            if view.shared is None or rt.ledger is None:
+                step.stop_pending = _account(step, decisions)  # `_conclude` with nothing shared
+                return step, edited, False
             return step, edited, _conclude(step, decisions)
     # it hinged on spend the worker has yet to settle, or on money held by calls in flight
     rt.worker.flush()
@@ -319,7 +323,11 @@ def _account(step: Step, decisions: list[Decision]) -> PolicyStop | None:
         step.model, step.provider = target, rt.engine.names(target, None)[0]
     else:
         step.model, step.provider = request.model, request.provider
-    step.post(guard.input_later if step.scan_input_later else record.admitted, step)
+    task = guard.input_later if step.scan_input_later else record.admitted
+    if step.on_worker:  # `step.post`, inline: this runs on every step
+        task(step)
+    else:
+        step.worker.submit(task, step)
     return None
 
 

@@ -35,7 +35,8 @@ class Capture:
     def __init__(self, rt: Runtime, session: Session, make: MakeRequest, args: tuple[Any, ...],
                  kwargs: dict[str, Any], prompt: list[Any] | None, pinned: bool, t0: int) -> None:
         self.rt = rt
-        self.policy = rt.policy()  # the guardrail policy in force when the call was made
+        # the guardrail policy in force when the call was made (`rt.policy()`, one frame less)
+        self.policy = None if rt.policies is None else rt.policies.current()
         self.session = session
         self.make = make
         self.args = args

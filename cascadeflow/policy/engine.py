@@ -60,9 +60,30 @@ class Engine(Context):
             if stop:
                 return [stop]
         if not (view.tool_capped or view.tool_lists):
-            planned = self._planned(request, view)
-            if planned is not None:
-                return planned
+            # The usual step's decisions, memoised per chain and request shape: its model switch
+            # (if any) and a budget the most the call can cost fits `CEILING_SHARE` times over
+            # with no pressure. When the budget is closer than that, the full decision runs.
+            # (Inline: every call of a session with limits takes this path.)
+            kwargs = request.kwargs
+            key = (request.model, request.provider, request.reachable, request.pinned, request.operation,
+                   kwargs.get("max_tokens"), kwargs.get("max_completion_tokens"),
+                   kwargs.get("max_output_tokens"), kwargs.get("n"), kwargs.get("best_of"),
+                   self.latency.version)
+            plan = view.plans.get(key)
+            if plan is None:
+                if len(view.plans) >= MEMO_SIZE:
+                    view.plans.clear()
+                plan = view.plans[key] = self._plan(request, view)
+            decisions, most = plan
+            if decisions is not None:
+                share = self.config.budget_pressure
+                for session in view.budgeted:
+                    cap = session.limits.budget or 0.0
+                    left = cap - session.spent - session.reserved
+                    if left < most * budget.CEILING_SHARE or left < share * cap:
+                        break
+                else:
+                    return decisions
         return self._decide(request, view, patient)
 
     def _decide(self, request: Request, view: ChainView, patient: bool = True) -> list[Decision]:
@@ -104,29 +125,6 @@ class Engine(Context):
                 out.append(Decision("allow", money.reason, max_tokens=money.max_tokens,
                                     message=money.message))
         return out
-
-    def _planned(self, request: Request, view: ChainView) -> list[Decision] | None:
-        """The usual step's decisions, memoised per chain and request shape: its model switch
-        (if any) and a budget the most the call can cost fits `CEILING_SHARE` times over with no
-        pressure. None when the budget is closer than that: the full decision runs."""
-        kwargs = request.kwargs
-        key = (request.model, request.provider, request.reachable, request.pinned, request.operation,
-               kwargs.get("max_tokens"), kwargs.get("max_completion_tokens"),
-               kwargs.get("max_output_tokens"), kwargs.get("n"), kwargs.get("best_of"), self.latency.version)
-        plan = view.plans.get(key)
-        if plan is None:
-            if len(view.plans) >= MEMO_SIZE:
-                view.plans.clear()
-            plan = view.plans[key] = self._plan(request, view)
-        decisions, most = plan
-        if decisions is not None and view.budgeted:
-            share = self.config.budget_pressure
-            for session in view.budgeted:
-                cap = session.limits.budget or 0.0
-                left = cap - session.spent - session.reserved
-                if left < most * budget.CEILING_SHARE or left < share * cap:
-                    return None
-        return decisions
 
     def _plan(self, request: Request, view: ChainView) -> tuple[list[Decision] | None, float]:
         switch = None
