@@ -217,12 +217,21 @@ class Runtime:
         """The span the step will have, made current until `span_sent`, so spans opened
         meanwhile (HTTP clients, the tool's own code) nest under it; None when the observer
         failed. Callers check for an observer first (its absence is the common, free case)."""
-        assert self.observer is not None
-        return self.notify(self.observer.step_started, session, operation, name)
+        observer = self.observer
+        assert observer is not None
+        try:  # `notify`, inline: one frame less on every call
+            return observer.step_started(session, operation, name)
+        except Exception:
+            self._hook_failed(observer.step_started)
+            return None
 
     def span_sent(self, started: Any) -> None:
-        assert self.observer is not None
-        self.notify(self.observer.step_sent, started)
+        observer = self.observer
+        assert observer is not None
+        try:  # `notify`, inline
+            observer.step_sent(started)
+        except Exception:
+            self._hook_failed(observer.step_sent)
 
 
 _installed = _BEFORE_INIT = Runtime(Config())

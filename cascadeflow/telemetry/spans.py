@@ -103,7 +103,7 @@ class StepSpans:
         self.tracer = tracer
         self._started: type[Started] = type("StepSpanContext", (Started, trace.NonRecordingSpan),
                                             {"__slots__": (), "_span_context": trace.SpanContext})
-        self._last: tuple[Any, Any, Any] = (None, None, None)  # span, its context, a child's flags
+        self._last: tuple[Any, ...] = (None,) * 6  # a parent span, as `_parent_of` reads it
         self._get, self._set, self._reset = _context_access(context, ContextVarsRuntimeContext)
         self._sdk: Any = None
         self._follows_parent = False
@@ -130,15 +130,14 @@ class StepSpans:
         current = self._get()
         span = current.get(self._span_key)
         last = self._last
-        if last[0] is span:
-            parent, flags = last[1], last[2]
-        else:  # one span (the session's, or the application's around a loop) is the usual parent
-            parent, flags = self._parent_of(span)
-            self._last = (span, parent, flags)
+        if last[0] is not span:  # one span (the session's, the application's around a loop) is usual
+            last = self._last = self._parent_of(span)
+        parent = last[1]
         if parent is not None:
             parent_context = current
         elif session_span is not None:
-            parent, flags = self._parent_of(session_span)
+            last = self._parent_of(session_span)
+            parent = last[1]
             parent_context = self._trace.set_span_in_context(session_span, current)
         else:
             parent_context = current
@@ -146,24 +145,29 @@ class StepSpans:
             return self._start_real(parent, parent_context, f"{prefix} {name}", kind)
         if parent is not None and self._follows_parent:
             # the default sampler (parent-based, standard delegates): the parent's decision,
-            # as `should_sample` would return it, without its cost on every call
-            started = self._started(parent, parent_context, parent.trace_id, flags, parent.trace_state,
-                                    flags.sampled, self._span_id())
+            # as `should_sample` would return it, without its cost on every call (the parent's
+            # trace id, trace state and sampled flag as `_parent_of` read them)
+            span_id = random.getrandbits(64) if self._span_id is _random_span_id else 0
+            if not span_id:  # (`_random_span_id` inline; it draws again only after a 0)
+                span_id = self._span_id()
+            started = self._started(parent, parent_context, last[3], last[2], last[4], last[5], span_id)
         else:
             started = self._sampled(parent, parent_context, f"{prefix} {name}", kind)
         started.token = self._set(self._new_context({**parent_context, self._span_key: started}))
         return started
 
-    def _parent_of(self, span: Any) -> tuple[Any, Any]:
-        """(the span's SpanContext, the flags a child of it gets from the default sampler: its
-        sampled bit and, as the SDK keeps it, its random-trace-id bit), or (None, None) for no
-        valid span."""
+    def _parent_of(self, span: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+        """(`span`, its SpanContext, the flags a child of it gets from the default sampler (its
+        sampled bit and, as the SDK keeps it, its random-trace-id bit), its trace id, its trace
+        state, whether the flags say sampled), read once for every step under the same parent;
+        (`span`, None, None, None, None, None) for no valid span."""
         parent = span.get_span_context() if hasattr(span, "get_span_context") else None
         if parent is None or not parent.is_valid:
-            return None, None
+            return span, None, None, None, None, None
         flags = self._trace.TraceFlags
         bits = flags.SAMPLED if parent.trace_flags.sampled else flags.DEFAULT
-        return parent, flags(bits | (parent.trace_flags & self._random_flag))
+        child = flags(bits | (parent.trace_flags & self._random_flag))
+        return span, parent, child, parent.trace_id, parent.trace_state, child.sampled
 
     def _sampled(self, parent: Any, parent_context: Any, name: str, kind: Any) -> Started:
         """A root span, or a sampler that is not the default: asked as `start_span` would."""
