@@ -59,7 +59,9 @@ class Worker:
         os.register_at_fork(after_in_child=self._reset)  # a forked child starts with no thread
 
     def _reset(self) -> None:
-        self._queue: deque[Task] = deque()
+        # the tasks waiting, in order; outside the worker only read, and only for its length
+        # (a call's entry checks `len(worker.queue) >= worker.help_at` before `help_if_behind`)
+        self.queue: deque[Task] = deque()
         self._done = 0  # tasks run; written by the worker only
         self._busy = False  # set before a task is taken from the queue, cleared once it is empty
         self._sleeping = True  # blocked until woken (no work for `idle_s`), or not started yet
@@ -74,7 +76,7 @@ class Worker:
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue `fn(*args)`; it runs within `poll_s` (sooner when something flushes)."""
-        queue = self._queue
+        queue = self.queue
         if len(queue) >= self.capacity and not self._wait_for_room():
             self.dropped += 1
             log.error("cascadeflow worker queue full for %.1fs: dropped a task (%d so far)",
@@ -88,7 +90,7 @@ class Worker:
         """Run the queued tasks here when more than `help_at` wait. The worker is asked to stop
         after the task it is running (tasks always run one at a time, in order). Call it only
         where no lock a task could take is held: at the entry of a call."""
-        if len(self._queue) < self.help_at or getattr(self._local, "draining", False) \
+        if len(self.queue) < self.help_at or getattr(self._local, "draining", False) \
                 or self._done == self._stuck_at:
             return
         self._pause = True
@@ -121,10 +123,10 @@ class Worker:
         if thread is None or threading.current_thread() is thread \
                 or getattr(self._local, "draining", False):
             return True
-        if not self._queue and not self._busy:  # read in this order: the worker sets busy first
+        if not self.queue and not self._busy:  # read in this order: the worker sets busy first
             return True
         marker = threading.Event()
-        self._queue.append((marker.set, ()))
+        self.queue.append((marker.set, ()))
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not marker.wait(0.1):
@@ -149,11 +151,11 @@ class Worker:
         return False
 
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     def idle(self) -> bool:
         """Nothing queued and nothing running (read in this order: the worker sets busy first)."""
-        return not self._queue and not self._busy
+        return not self.queue and not self._busy
 
     def _wait_for_room(self) -> bool:
         """Back-pressure: wait while the worker makes progress; False if it stalls for `block_s`."""
@@ -161,7 +163,7 @@ class Worker:
             return True  # a task queueing a follow-up: never wait for ourselves
         self._wake.set()
         done, since = self._done, time.monotonic()
-        while len(self._queue) >= self.capacity:
+        while len(self.queue) >= self.capacity:
             time.sleep(0.001)
             if self._done != done:
                 done, since = self._done, time.monotonic()
@@ -178,7 +180,7 @@ class Worker:
 
     # -- the worker's side ------------------------------------------------------------------
     def _run(self) -> None:
-        queue = self._queue
+        queue = self.queue
         last_work = time.monotonic()
         self._sleeping = False
         while True:
@@ -199,7 +201,7 @@ class Worker:
 
     def _drain(self) -> None:
         """Run tasks until the queue is empty (the caller holds `_runner`)."""
-        queue = self._queue
+        queue = self.queue
         self._local.draining = True
         self._busy = True
         try:

@@ -62,7 +62,11 @@ def begin(rt: Runtime, request: Request) -> Step:
                 time.sleep(wait.delay())
             pending = _retry(step, wait)
         step.t0 = time.perf_counter_ns()  # latency is the provider's, not the wait's
-    return _admitted(step, edited)
+    primary = step.decisions[0]
+    if step.stop_pending is not None or step.findings or edited is not None or len(step.decisions) > 1 \
+            or primary.action != "allow" or primary.max_tokens is not None:
+        return _admitted(step, edited)
+    return step  # (the usual step: nothing for `_admitted` to do)
 
 
 async def abegin(rt: Runtime, request: Request) -> Step:
@@ -147,8 +151,10 @@ def _retry(step: Step, wait: _Wait) -> bool:
 
 def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
     """The stages up to the decision; True when the step must wait for settlements."""
-    rt.worker.help_if_behind()
-    if rt.observer is not None:
+    worker = rt.worker
+    if len(worker.queue) >= worker.help_at:  # (checked here: a frame less when it is not behind)
+        worker.help_if_behind()
+    if rt.observer is not None and len(rt.telemetry_worker.queue) >= rt.telemetry_worker.help_at:
         rt.telemetry_worker.help_if_behind()
     session = CURRENT.get() or rt.ambient
     if attempting.get():
@@ -177,8 +183,10 @@ def _begin(rt: Runtime, request: Request) -> tuple[Step, Any, bool]:
         down = shared.refresh(step, rt.ledger, view.shared)
     with session.lock:
         decisions = [down] if down is not None else rt.engine.decide_in(request, view)
-        if decisions[0].reason != WAIT and (not _hinges_on_spend(request, view, decisions)
-                                            or rt.worker.idle()):
+        first = decisions[0]
+        if first.reason != WAIT and (
+                (len(decisions) == 1 and first.reason not in _SPEND_REASONS and not view.tool_capped)
+                or not _hinges_on_spend(request, view, decisions) or rt.worker.idle()):
             if view.shared is None or rt.ledger is None:
                 step.stop_pending = _account(step, decisions)  # `_conclude` with nothing shared
                 return step, edited, False

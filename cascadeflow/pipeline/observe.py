@@ -52,8 +52,9 @@ def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[
             prompt_key: str | None = None) -> Capture:
     """Observe a call about to be sent: queue its admission, return what settles it later."""
     worker = rt.worker
-    worker.help_if_behind()
-    if rt.observer is not None:
+    if len(worker.queue) >= worker.help_at:  # (checked here: a frame less when it is not behind)
+        worker.help_if_behind()
+    if rt.observer is not None and len(rt.telemetry_worker.queue) >= rt.telemetry_worker.help_at:
         rt.telemetry_worker.help_if_behind()
     prompt = kwargs.get(prompt_key) if prompt_key else None
     cap = Capture(rt, CURRENT.get() or rt.ambient, make, args, kwargs,
