@@ -350,6 +350,25 @@ def test_two_openai_clients_of_two_endpoints_share_no_breaker(provider: Any) -> 
     assert breakers.get(deployment_key("openai/gpt-4o", provider.url), cascade.breaker).state == "open"
 
 
+def test_a_cascade_called_by_name_through_two_clients_keeps_their_breakers_apart(
+        provider: Any, tmp_path: Path) -> None:
+    """The same through the intercepted client (`model="classify"` from the config file): client
+    A's endpoint fails gpt-4o once (threshold 1), client B's endpoint is healthy and still gets
+    gpt-4o, not a `circuit_open` skip to gpt-4o-mini."""
+    config = classify_config(tmp_path)
+    config.write_text(config.read_text() + "\n[cascades.classify.breaker]\nfailure_threshold = 1\n")
+    cascadeflow.init(config=config)
+    provider.inject(Fault.parse("status=503,model=gpt-4o"))
+    with serve() as healthy:
+        down = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+        up = openai.OpenAI(base_url=healthy.url, api_key=KEY, max_retries=0)
+        first = down.chat.completions.create(model="classify", messages=MESSAGES)
+        second = up.chat.completions.create(model="classify", messages=MESSAGES)
+        assert [r.model for r in healthy.requests] == ["gpt-4o"]
+    assert first.choices[0].message.content.startswith("Reply from gpt-4o-mini:")
+    assert second.choices[0].message.content.startswith("Reply from gpt-4o:")
+
+
 # -- on_fallback is the application's code: its failure is logged, never the call's -----------
 
 

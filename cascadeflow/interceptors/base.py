@@ -168,6 +168,12 @@ def patched() -> list[Patch]:
         return list(_patches.values())
 
 
+def _endpoint(request: Request) -> str | None:
+    """The base URL an openai SDK client calls: its cascade's breakers are that endpoint's (a
+    litellm call's endpoints are its tiers')."""
+    return request.api_base if request.client == "openai" else None
+
+
 def _cascade(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], to_request: ToRequest
              ) -> tuple[CascadeRunner, Request] | None:
     """The configured cascade when the requested model is one of its logical names. Never for a
@@ -368,7 +374,7 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
             if routed is not None:  # each tier's attempt comes back through this wrapper
                 cascade, request = routed
                 return cascade.run(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                                   request.client, request.reachable, request.operation)
+                                   request.client, request.reachable, request.operation, _endpoint(request))
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)
@@ -426,7 +432,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
             if routed is not None:
                 cascade, request = routed
                 return await cascade.arun(lambda **kw: wrapper(*request.args, **kw), request.kwargs,
-                                          request.client, request.reachable, request.operation)
+                                          request.client, request.reachable, request.operation,
+                                          _endpoint(request))
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
             token = _inside.set(True)

@@ -39,10 +39,12 @@ class CascadeRunner(Protocol):
     """A configured cascade, called by its logical name through an intercepted client."""
 
     def run(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = ...,
-            reachable: tuple[str, ...] | None = ..., operation: str = ...) -> Any: ...
+            reachable: tuple[str, ...] | None = ..., operation: str = ...,
+            endpoint: str | None = ...) -> Any: ...
 
     async def arun(self, call: Callable[..., Any], kwargs: Mapping[str, Any], client: str = ...,
-                   reachable: tuple[str, ...] | None = ..., operation: str = ...) -> Any: ...
+                   reachable: tuple[str, ...] | None = ..., operation: str = ...,
+                   endpoint: str | None = ...) -> Any: ...
 
 
 class Runtime:
