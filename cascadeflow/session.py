@@ -347,7 +347,7 @@ class Session:
                 "outcome_value": self.outcome_value,
                 "outcome_ts": self.outcome_ts,
                 "sessions": {k: dict(v) for k, v in dict(self.children).items()},
-                "metadata": dict(self.metadata),
+                "metadata": scrub(self.metadata),  # the dict is the caller's: it may have gained keys
                 "trace_entries_dropped": self.entries - len(self._trace),
             }
 

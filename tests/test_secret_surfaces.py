@@ -164,3 +164,16 @@ def test_an_endpoint_with_credentials_never_shows_them(provider: Any, tmp_path: 
     assert "breaker" in surfaces["metrics"]
     leaks = [name for name, value in surfaces.items() if secret in value]
     assert not leaks, f"the endpoint's password is visible in: {leaks}"
+
+
+def test_metadata_added_after_the_run_opened_is_masked_in_summary_and_saved_file(tmp_path: Path) -> None:
+    """`session.metadata` is the application's dict: keys it gains after `run()` opened (a token
+    read later, an auth header) were shown as they are by `summary()` and written by `save()`."""
+    key = "sk-proj-" + "a1B2c3D4" * 5
+    with cascadeflow.run(metadata={"ticket": 7}) as session:
+        session.metadata["upstream"] = f"called with {key}"
+        session.metadata["authorization"] = "Bearer 0123456789abcdef0123456789abcdef"
+    summary = session.summary()["metadata"]
+    assert summary == {"ticket": 7, "upstream": f"called with {mask(key)}", "authorization": MASK}
+    saved = session.save(tmp_path / "trace.jsonl").read_text()
+    assert key not in saved and "0123456789abcdef0123456789abcdef" not in saved
