@@ -87,6 +87,12 @@ def _dumps(folder: Path) -> dict[str, int]:
     return counts
 
 
+def _held(inside: Any, gate: Any) -> None:
+    """A worker's task that says it is running, then waits for the gate (threading.Events)."""
+    inside.set()
+    gate.wait()
+
+
 def _child(lib_path: str, calls: int) -> None:
     """Runs under callgrind: each variant's loop between cf_start and cf_stop."""
     import contextlib
@@ -138,11 +144,17 @@ def _child(lib_path: str, calls: int) -> None:
         # then the telemetry worker (the spans and metrics the worker handed it). Each window
         # follows the one before: a thread that woke up meanwhile (the telemetry worker polls its
         # queue) would take the interpreter from the counted one and add to its count.
+        # Each worker must be inside its gate before the count starts: a worker still asleep
+        # has every `submit` of the loop wake it (an Event.set on the caller), which billed the
+        # caller ~14,000 instructions a call in some runs and not in others.
         gate, spans_gate = threading.Event(), threading.Event()
-        worker.submit(gate.wait)
+        inside, spans_inside = threading.Event(), threading.Event()
+        worker.submit(_held, inside, gate)
         worker.submit(helper.cf_start)
-        spans.submit(spans_gate.wait)
+        spans.submit(_held, spans_inside, spans_gate)
         spans.submit(helper.cf_start)
+        inside.wait()
+        spans_inside.wait()
         helper.cf_start()
         loop(fn)
         helper.cf_stop(name.encode())

@@ -13,6 +13,7 @@ from typing import Any
 import cascadeflow
 import litellm
 import openai
+import pytest
 
 from tests.conftest import chat_kwargs
 
@@ -175,3 +176,25 @@ def test_openai_calls_count_in_sessions(provider: Any) -> None:
     with cascadeflow.run() as session:
         sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert session.summary()["models"]["gpt-4o-mini"]["calls"] == 1
+
+
+def test_a_stopped_steps_budget_remaining_counts_the_steps_before_it(provider: Any) -> None:
+    """A step enforce stops had its entry's `budget_remaining` read on the caller's thread while
+    the step before it could still be settling on the worker: 1.0 or 0.99998755 by the worker's
+    timing. It now counts every step before it, as an admitted step's does. (The worker is held
+    while the second call is stopped: the timing that made it 1.0.)"""
+    from cascadeflow.worker import shared
+
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0, max_steps=1) as session:
+        litellm.completion(**chat_kwargs(provider))
+        gate = threading.Event()
+        shared().submit(gate.wait)
+        try:
+            with pytest.raises(cascadeflow.StepLimitReached):
+                litellm.completion(**chat_kwargs(provider))
+        finally:
+            gate.set()
+    first, stopped = session.trace()
+    assert stopped["status"] == "stopped" and first["cost"] > 0
+    assert stopped["budget_remaining"] == pytest.approx(1.0 - first["cost"], abs=1e-12)

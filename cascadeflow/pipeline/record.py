@@ -24,14 +24,21 @@ def entries(step: Step, findings: Sequence[Finding] = ()) -> list[Entry]:
     `budget_remaining` is the tightest budget's remainder as the worker sees it now: every
     settlement that arrived before this step was queued before it, so it is what was spent
     when the step was decided."""
-    for b in step.view.budgeted:
-        left = (b.limits.budget or 0.0) - b.spent
-        if step.remaining is None or left < step.remaining:
-            step.remaining = left
+    step.remaining = remaining(step)
     out = [decision_entry(step, d) for d in step.decisions]
     out += [finding_entry(step, f) for f in (*step.findings, *findings)]
     for extra in out[1:]:
         extra.status = "ok"
+    return out
+
+
+def remaining(step: Step) -> float | None:
+    """The tightest budget's remainder as the settlements recorded so far leave it."""
+    out = step.remaining
+    for b in step.view.budgeted:
+        left = (b.limits.budget or 0.0) - b.spent
+        if out is None or left < out:
+            out = left
     return out
 
 
@@ -104,7 +111,13 @@ def admitted(step: Step, findings: Sequence[Finding] = ()) -> None:
 
 def stopped(step: Step) -> None:
     """A step enforcement stopped before sending: its entries, its usage event, and a span
-    carrying the stop."""
+    carrying the stop. Its entries were made on the caller's thread, for the error, while
+    earlier steps may still have been settling: their `budget_remaining` is read again here, in
+    order, as every other step's is."""
+    step.remaining = None
+    step.remaining = left = remaining(step)
+    for entry in step.entries:
+        entry.budget_remaining = left
     append(step, step.entries)
     if step.rt.ledger is not None:
         meter.settle(step, step.rt.ledger)
