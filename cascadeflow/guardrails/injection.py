@@ -291,7 +291,8 @@ class InjectionDetector:
             if m:
                 s, e = (m.start(), m.end()) if offset_ok else (0, len(clean))
                 signals.append((weight, s, e))
-        p = classifier.model().score_words(classifier.split_cjk(tokens, clean.isascii()))
+        plain = clean.isascii()  # its words are `tokens` themselves, whose set is `words`
+        p = classifier.model().score_words(classifier.split_cjk(tokens, plain), words if plain else None)
         if p >= CLASSIFIER_FLOOR:
             signals.append((p, 0, len(clean)))
         return signals
