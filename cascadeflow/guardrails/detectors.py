@@ -371,39 +371,43 @@ def _emails(text: str) -> list[Match]:
     where a match can start: where the local-part characters before an `@` begin (at most 64
     before it), or just after a `%` among them (the lookbehind refuses every other local-part
     character before a start). The same matches: every other position fails. A window with an
-    `@` every few characters is left to `finditer`."""
+    `@` every few characters is left to `finditer`. Only the windows are classified (one byte
+    per character, `local[i - lo]` for `text[i]`): a ticket with one address translates 320
+    characters, not the whole text (a 4 KB text: 35,000 instructions less)."""
     match = _PATTERNS["email"].match
-    local = text.encode("ascii", "replace").translate(_LOCAL)  # one byte per character
-    rfind, find = local.rfind, local.find
     out: list[Match] = []
     for lo, hi, marks in _around(text, "@", 64, 255):
         if len(marks) * 16 > hi - lo:  # an "@" every few characters: tried at each, in C
             out.extend(Match("email", m.start(), m.end()) for m in _PATTERNS["email"].finditer(text, lo, hi))
             continue
+        local = text[lo:hi].encode("ascii", "replace").translate(_LOCAL)
+        rfind, find = local.rfind, local.find
         resume = lo
         for at in marks:
             first = max(resume, at - 64)
             if first >= at:
                 continue
-            start = rfind(b"_", first, at) + 1 or first
+            start = rfind(b"_", first - lo, at - lo) + 1
+            start = start + lo if start else first
             m = match(text, start, hi)
-            if m is None and find(b"%", start, at) != -1:
-                m = _after_percent(text, local, start, at, hi)
+            if m is None and find(b"%", start - lo, at - lo) != -1:
+                m = _after_percent(text, local, lo, start, at, hi)
             if m is not None:
                 resume = m.end()
                 out.append(Match("email", m.start(), resume))
     return out
 
 
-def _after_percent(text: str, local: bytes, start: int, at: int, hi: int) -> re.Match[str] | None:
-    """The first e-mail that starts just after a `%` between `start` and `at`."""
+def _after_percent(text: str, local: bytes, lo: int, start: int, at: int, hi: int) -> re.Match[str] | None:
+    """The first e-mail that starts just after a `%` between `start` and `at` (`local`: the
+    classes of the window from `lo`)."""
     match, find = _PATTERNS["email"].match, local.find
-    percent = find(b"%", start, at)
+    percent = find(b"%", start - lo, at - lo)
     while percent != -1:
-        m = match(text, percent + 1, hi)
+        m = match(text, percent + lo + 1, hi)
         if m is not None:
             return m
-        percent = find(b"%", percent + 1, at)
+        percent = find(b"%", percent + 1, at - lo)
     return None
 
 
