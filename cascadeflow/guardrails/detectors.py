@@ -170,6 +170,11 @@ class PIIDetector:
 def _numeric(text: str, windows: list[tuple[int, int]], kind: str, kept: list[Match]) -> list[Match]:
     """The valid matches of a numeric `kind` inside `windows` that overlap none of `kept`."""
     pattern = _PATTERNS[kind]
+    if kind == "ip_address":
+        # only IPv4 addresses score here (`_ip`; IPv6 is searched apart), and one has three dots:
+        # a window with fewer is not searched (the IPv6 branch backtracks at every hex letter,
+        # most of this type's time in prose: a 4 KB ticket's scan, 3% fewer instructions)
+        windows = [w for w in windows if text.count(".", *w) >= 3]
     return _fresh(kind, (m for lo, hi in windows for m in pattern.finditer(text, lo, hi)), kept)
 
 
