@@ -8,9 +8,11 @@ compare them with the plain `(?<!X)X{n,}` form on texts drawn from their alphabe
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from functools import cache
+from pathlib import Path
 
 from cascadeflow.guardrails import classifier, encodings, injection
 from cascadeflow.guardrails.classifier import MIN_FEATURES, features, model, windows
@@ -86,10 +88,12 @@ def test_split_reads_ascii_text_as_the_separator_table_does(text: str) -> None:
 
 # the literal starts of the injection patterns, and words around them, in any case and spacing
 _START_WORDS = sorted({s for starts, _folded in injection._STARTS if starts for s in starts}
-                      | {"the", "you", "system", "SYS", "INST", "im_start", "|>", ":", "\n", ",", " "})
+                      | {"the", "you", "system", "SYS", "INST", "im_start", "|>", ":", "\n", ",", " ", "all",
+                         "previous", "instructions", "prompt", "rules", "mode", "developer", "now", "to",
+                         "restrictions", "everything", "above", "hidden", "only", "with", "word", "refunds"})
 
 
-@SETTINGS
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(st.sampled_from(_START_WORDS), st.text(max_size=3)), max_size=80),
        st.sampled_from(["lower", "upper", "title", "as written"]))
 def test_patterns_tried_at_their_starts_find_what_search_finds(parts: list[str], case: str) -> None:
@@ -100,6 +104,22 @@ def test_patterns_tried_at_their_starts_find_what_search_finds(parts: list[str],
     for index, (pattern, _weight) in enumerate(injection._COMPILED):
         plain, fast = pattern.search(clean), injection._search(index, clean, low, aligned)
         assert (plain and plain.span()) == (fast and fast.span())
+
+
+def test_patterns_tried_at_their_starts_find_what_search_finds_in_the_injection_sets() -> None:
+    data = Path(__file__).parent / "data"
+    texts = [json.loads(line)["text"] for name in ("injection.jsonl", "injection_handwritten.jsonl")
+             for line in (data / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    found = 0
+    for text in texts:
+        for variant in (text, text.upper(), text.title()):
+            clean = injection.normalise(variant)
+            low, aligned = clean.lower(), clean.isascii()
+            for index, (pattern, _weight) in enumerate(injection._COMPILED):
+                plain, fast = pattern.search(clean), injection._search(index, clean, low, aligned)
+                assert (plain and plain.span()) == (fast and fast.span()), (index, variant)
+                found += plain is not None
+    assert found > 500  # the sets hold many attack phrasings: most patterns are exercised
 
 
 def test_many_starts_fall_back_to_searching_from_the_first() -> None:
