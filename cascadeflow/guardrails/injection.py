@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from re import _constants as _c  # type: ignore[attr-defined]
+from re import _constants as _c  # type: ignore[attr-defined]  # (3.11 to 3.14 have both)
 from re import _parser  # type: ignore[attr-defined]
 from typing import Any
 
@@ -243,7 +243,10 @@ def _starts(pattern: re.Pattern[str]) -> tuple[tuple[str, ...] | None, bool]:
     None where it has none to search for; ASCII starts only (ignoring case, `s` also matches a
     long s and `k` a Kelvin sign: such text is searched whole)."""
     folded = bool(pattern.flags & re.IGNORECASE)
-    found = _prefixes(_parser.parse(pattern.pattern, pattern.flags))
+    try:  # `re`'s own parser is private: a Python that changes it gets the plain search
+        found = _prefixes(_parser.parse(pattern.pattern, pattern.flags))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None, folded
     if found is None or not all(map(str.isascii, found)) or "" in found:
         return None, folded
     return tuple({start.lower() if folded else start: None for start in found}), folded
