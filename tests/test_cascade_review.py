@@ -305,6 +305,20 @@ def test_raw_responses_of_a_cascade_are_judged_by_their_body(provider: Any, tmp_
     assert [r.model for r in provider.requests] == ["gpt-4o", "gpt-4o-mini"] * 2
 
 
+def test_a_raw_response_of_a_degraded_tier_parses_to_a_degraded_answer(provider: Any, tmp_path: Any) -> None:
+    """`degraded` was set on the raw response the SDK hands back, but the answer its `parse()`
+    returns (what the application reads) did not carry it."""
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[cascades.classify]\nmax_attempts = 1\n'
+        'tiers = [{ model = "openai/gpt-4o" }, { model = "openai/gpt-4o-mini", degraded = true }]\n')
+    provider.inject(model="gpt-4o", status=503)
+    cascadeflow.init(mode="enforce")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY)
+    raw = sdk.chat.completions.with_raw_response.create(model="classify", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = raw.parse()
+    assert answer.model == "gpt-4o-mini" and answer.degraded is True  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("mode", ["observe", "enforce"])
 def test_a_raw_streaming_call_to_a_cascade_is_refused_before_any_request(provider: Any, tmp_path: Any,
                                                                          mode: str) -> None:

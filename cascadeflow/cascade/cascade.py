@@ -660,8 +660,15 @@ _SECRET_MIN = 8
 
 
 def _mark(result: Any, degraded: bool) -> None:
-    with contextlib.suppress(AttributeError, TypeError, ValueError):  # takes no new attributes
-        result.degraded = degraded
+    """`degraded` on the answer; on a raw response, also on its parsed body, which the caller's
+    own `parse()` returns (the SDK keeps it)."""
+    targets = [result]
+    if hasattr(result, "http_response"):
+        with contextlib.suppress(Exception):  # judged by its body already: parsed, and kept
+            targets.append(_body(result))
+    for target in targets:
+        with contextlib.suppress(AttributeError, TypeError, ValueError):  # takes no new attributes
+            target.degraded = degraded
 
 
 def _static(text: str, client: str, degraded: bool) -> Any:
