@@ -265,8 +265,10 @@ class RedisStore:
         self._call(pipe.execute)
 
     def mark(self, key: str, until: float) -> bool:
-        expire = max(int(until) + 1, int(time.time()) + 1)
-        return bool(self._call(lambda: self.client.set(f"{PREFIX}m:{key}", 1, nx=True, exat=expire)))
+        # a relative expiry (`EX`, every Redis; `EXAT` needs 6.2, and older servers refused it,
+        # so budget alerts never fired there), counted on Redis's own clock
+        seconds = max(int(until) + 1 - int(time.time()), 1)
+        return bool(self._call(lambda: self.client.set(f"{PREFIX}m:{key}", 1, nx=True, ex=seconds)))
 
     def purge(self, now: float) -> dict[str, int]:
         """Nothing to do: every key expires with its window (Redis drops it)."""
