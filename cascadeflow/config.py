@@ -663,8 +663,14 @@ def _locate(code: Mapping[str, Any], env: Mapping[str, str], cwd: Path) -> tuple
         path, source = Path(env["CASCADEFLOW_CONFIG"]), "env"
     else:
         for candidate in (cwd / "cascadeflow.toml", cwd / "pyproject.toml"):
-            if candidate.is_file() and (candidate.name != "pyproject.toml"
-                                        or _configfile.has_tool_section(candidate)):
+            try:
+                found = candidate.is_file()
+            except OSError as exc:  # a working directory this user may not search (a service in /root)
+                raise ConfigError("config", str(candidate), "the working directory",
+                                  f"cannot look for a config file there ({exc.strerror}); run from a "
+                                  "directory this user may read, or name the file with "
+                                  "init(config=...) or CASCADEFLOW_CONFIG") from None
+            if found and (candidate.name != "pyproject.toml" or _configfile.has_tool_section(candidate)):
                 return candidate, "file"
         return None, "default"
     if not path.is_file():
