@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,37 @@ def half_open(key: str, settings: BreakerSettings, clock: Clock) -> CircuitBreak
     breaker.failure()
     clock.now += settings.recovery_timeout
     return breaker
+
+
+def forked_as_nobody(cwd: Path, body: Callable[[], Any]) -> Any:
+    """`body()`'s result (JSON), run in a forked child in `cwd`, as `nobody` when the tests run as
+    root, whom file modes do not stop (a user reading what another user's service wrote). A
+    child that raises fails the test with its traceback; it never returns into pytest."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.chdir(cwd)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            outcome = ["ok", body()]
+        except BaseException:
+            outcome = ["crash", traceback.format_exc()]
+        try:
+            os.write(write, json.dumps(outcome).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    kind, value = json.loads(b"".join(chunks))
+    assert kind == "ok", value
+    return value
 
 
 def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:

@@ -72,21 +72,29 @@ def registry(request: pytest.FixtureRequest) -> Any:
     return _registry(request.param, url, clock), clock
 
 
+async def _opened_behind_a_held_call(provider: Any, reg: Any, clock: Clock
+                                     ) -> tuple[Cascade, str, asyncio.Task[Any]]:
+    """gpt-4o, then gpt-4o-mini: a call to gpt-4o admitted while its breaker was closed is held
+    by the provider, and the next call's failure opens the breaker (threshold 1). The cascade,
+    gpt-4o's breaker key and the held call."""
+    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE,
+                      registry=reg, clock=clock,
+                      breaker=BreakerSettings(failure_threshold=1, recovery_timeout=1000))
+    provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))
+    held = asyncio.create_task(cascade.acomplete(messages=MESSAGES))  # admitted while closed
+    await on_the_wire(provider, "gpt-4o", 1, held)
+    provider.inject(Fault.parse("status=503,times=1,model=gpt-4o"))
+    await cascade.acomplete(messages=MESSAGES)  # the primary fails: its breaker opens
+    return cascade, deployment_key("openai/gpt-4o", provider.url), held
+
+
 async def test_a_late_success_of_a_call_admitted_closed_does_not_close_a_half_open_breaker(
         provider: Any, registry: Any) -> None:
     """A call sent while the breaker was closed answers after it opened and went half-open: that
     says nothing about whether the deployment recovered, so it must not close the breaker (no
     probe was sent, none succeeded); the probe slot stays for a real probe."""
     reg, clock = registry
-    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE,
-                      registry=reg, clock=clock,
-                      breaker=BreakerSettings(failure_threshold=1, recovery_timeout=1000))
-    key = deployment_key("openai/gpt-4o", provider.url)
-    provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))
-    slow = asyncio.create_task(cascade.acomplete(messages=MESSAGES))  # admitted while closed
-    await on_the_wire(provider, "gpt-4o", 1, slow)
-    provider.inject(Fault.parse("status=503,times=1,model=gpt-4o"))
-    await cascade.acomplete(messages=MESSAGES)  # the primary fails: its breaker opens
+    cascade, key, slow = await _opened_behind_a_held_call(provider, reg, clock)
     assert reg.get(key, cascade.breaker, clock).state == "open"
     clock.now = 1000.0  # half-open: one probe slot, none taken
     assert reg.get(key, cascade.breaker, clock).state == "half_open"
@@ -106,15 +114,7 @@ async def test_a_call_admitted_closed_and_cancelled_gives_back_no_probe_slot(pro
     probe slot, so it must give none back (a second probe would go to a deployment that may be
     down, past `half_open_max_calls`)."""
     reg, clock = registry
-    cascade = Cascade([tier(provider, "gpt-4o"), tier(provider, "gpt-4o-mini")], retry=ONCE,
-                      registry=reg, clock=clock,
-                      breaker=BreakerSettings(failure_threshold=1, recovery_timeout=1000))
-    key = deployment_key("openai/gpt-4o", provider.url)
-    provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))
-    early = asyncio.create_task(cascade.acomplete(messages=MESSAGES))  # admitted while closed
-    await on_the_wire(provider, "gpt-4o", 1, early)
-    provider.inject(Fault.parse("status=503,times=1,model=gpt-4o"))
-    await cascade.acomplete(messages=MESSAGES)  # opens the breaker
+    cascade, key, early = await _opened_behind_a_held_call(provider, reg, clock)
     clock.now = 1000.0
     provider.inject(Fault.parse("hold,times=1,model=gpt-4o"))
     probe = asyncio.create_task(cascade.acomplete(messages=MESSAGES))  # takes the one probe slot

@@ -11,6 +11,8 @@ import cascadeflow
 import pytest
 from cascadeflow import ConfigError
 
+from tests.conftest import forked_as_nobody
+
 
 def test_defaults_are_off_and_reported() -> None:
     report = cascadeflow.init()
@@ -384,43 +386,23 @@ def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path, name
 def test_a_working_directory_the_user_may_not_search_is_a_config_error(tmp_path: Path) -> None:
     """A service started in a directory its user may not read (`sudo -u app` from /root) raised
     PermissionError from deep inside the config lookup; it is now a ConfigError that names the
-    path and the way out. (Run in a forked child: as `nobody` when the tests run as root, whom
-    file modes do not stop.)"""
-    import json
-    import traceback
-
+    path and the way out."""
     cascadeflow.init()  # whatever init imports lazily is imported before the child drops rights
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o700)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        try:
-            os.close(read)
-            os.chdir(locked)
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            else:
-                locked.chmod(0)
-            try:
-                cascadeflow.init()
-                outcome = ["no error", ""]
-            except ConfigError as exc:
-                outcome = ["ConfigError", str(exc)]
-            os.write(write, json.dumps(outcome).encode())
-        except BaseException:
-            os.write(write, json.dumps(["crash", traceback.format_exc()]).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    locked.chmod(0o700)
-    kind, message = json.loads(b"".join(chunks))
-    assert kind == "ConfigError", message
+
+    as_root = os.geteuid() == 0  # (then the child runs as `nobody`, whom 0o700 keeps out)
+
+    def init_there() -> str:
+        if not as_root:
+            locked.chmod(0)
+        with pytest.raises(ConfigError) as refused:
+            cascadeflow.init()
+        return str(refused.value)
+
+    try:
+        message = forked_as_nobody(locked, init_there)
+    finally:
+        locked.chmod(0o700)
     assert str(locked / "cascadeflow.toml") in message and "Permission denied" in message
     assert "CASCADEFLOW_CONFIG" in message

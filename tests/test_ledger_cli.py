@@ -16,7 +16,7 @@ import pytest
 from cascadeflow.cli import main
 from cascadeflow.ledger import Settlement, SQLiteStore, UsageEvent
 
-from tests.conftest import chat_kwargs
+from tests.conftest import chat_kwargs, forked_as_nobody
 
 DAY = 86400.0
 
@@ -306,36 +306,18 @@ def _as_reader_only(folder: Path, argv: list[str]) -> tuple[int, str, str]:
     when the tests run as root, whom file modes do not stop): an operator reading a service's
     ledger. Its exit status, stdout and stderr."""
     import io
-    import os
     import sys
-    import traceback
+
+    def command() -> list[Any]:
+        out, err = io.StringIO(), io.StringIO()
+        sys.stdout, sys.stderr = out, err
+        return [main(argv), out.getvalue(), err.getvalue()]
 
     folder.chmod(0o555)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        try:
-            os.close(read)
-            os.chdir(folder)  # no config file there
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            out, err = io.StringIO(), io.StringIO()
-            sys.stdout, sys.stderr = out, err
-            status = main(argv)
-            os.write(write, json.dumps([status, out.getvalue(), err.getvalue()]).encode())
-        except BaseException:
-            os.write(write, json.dumps([99, "", traceback.format_exc()]).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    folder.chmod(0o755)
-    status, out, err = json.loads(b"".join(chunks))
+    try:
+        status, out, err = forked_as_nobody(folder, command)  # (no config file in `folder`)
+    finally:
+        folder.chmod(0o755)
     return status, out, err
 
 
