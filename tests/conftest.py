@@ -13,7 +13,14 @@ from typing import Any
 import cascadeflow
 import pytest
 from cascadeflow.breakers import breakers
-from cascadeflow.cascade import BreakerSettings, CircuitBreaker, InMemoryBreakerStore
+from cascadeflow.cascade import (
+    BreakerSettings,
+    CircuitBreaker,
+    InMemoryBreakerStore,
+    RetryPolicy,
+    Tier,
+    stop_after_attempt,
+)
 from cascadeflow.testing import redis as redis_testing
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -42,6 +49,17 @@ def chat_kwargs(provider: Any, content: str = "hello", model: str = "openai/gpt-
     """Arguments for a litellm chat call against the built-in provider."""
     return {"model": model, "messages": [{"role": "user", "content": content}],
             "api_base": provider.url, "api_key": "sk-test-not-a-real-key-0000", **extra}
+
+
+# the cascade tests' API key, support-ticket message and one-attempt retry policy
+KEY = "sk-test-not-a-real-key-0000"
+MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
+ONCE = RetryPolicy(stop=stop_after_attempt(1))
+
+
+def tier(provider: Any, model: str, **kwargs: Any) -> Tier:
+    """A cascade tier of `openai/<model>` on the built-in provider."""
+    return Tier(f"openai/{model}", params={"api_base": provider.url, "api_key": KEY}, **kwargs)
 
 
 class Clock:

@@ -22,28 +22,13 @@ from cascadeflow.cascade import (
     BreakerSettings,
     Cascade,
     ClientPool,
-    RetryPolicy,
     Tier,
     breakers,
-    stop_after_attempt,
 )
 from cascadeflow.ledger.breakerstore import open_redis_breakers
 from cascadeflow.testing import Fault, serve
 
-from tests.conftest import Clock, half_open
-
-KEY = "sk-test-not-a-real-key-0000"
-MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
-ONCE = RetryPolicy(stop=stop_after_attempt(1))
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    breakers.reset()
-
-
-def tier(provider: Any, model: str, **kwargs: Any) -> Tier:
-    return Tier(f"openai/{model}", params={"api_base": provider.url, "api_key": KEY}, **kwargs)
+from tests.conftest import KEY, MESSAGES, ONCE, Clock, half_open, tier
 
 
 async def on_the_wire(provider: Any, model: str, count: int, task: asyncio.Task[Any]) -> None:

@@ -18,7 +18,6 @@ from cascadeflow.cascade import (
     RetryPolicy,
     StreamInterrupted,
     Tier,
-    breakers,
     classify,
     clients,
     stop_after_attempt,
@@ -27,21 +26,7 @@ from cascadeflow.cascade import (
 from cascadeflow.telemetry import Alert
 from cascadeflow.testing import Fault
 
-from tests.conftest import Clock, half_open
-
-KEY = "sk-test-not-a-real-key-0000"
-MESSAGES = [{"role": "user", "content": "Classify: charged twice"}]
-ONCE = RetryPolicy(stop=stop_after_attempt(1))
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    breakers.reset()
-
-
-def tier(provider: Any, model: str, **kwargs: Any) -> Tier:
-    return Tier(f"openai/{model}", params={"api_base": provider.url, "api_key": KEY}, **kwargs)
-
+from tests.conftest import KEY, MESSAGES, ONCE, Clock, half_open, tier
 
 # -- 1. probes that never come back --------------------------------------------------------
 
