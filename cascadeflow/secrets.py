@@ -119,10 +119,28 @@ def _by_gate(formats: tuple[KeyFormat, ...]) -> tuple[tuple[str, tuple[KeyFormat
 _GROUPS = _by_gate(FORMATS)
 
 
+def _possible(formats: tuple[KeyFormat, ...]) -> re.Pattern[str]:
+    """What every text holding a secret contains: one of the gates' characters, or an anchor
+    of a format that has no gate (case-insensitive where the format lowers the text). One
+    search in C rules out most short texts (a one-word answer), which `find` would otherwise
+    walk group by group."""
+    gates = sorted({c for fmt in formats for c in fmt.gate})
+    parts = ["[" + "".join(map(re.escape, gates)) + "]"] if gates else []
+    for fmt in formats:
+        if not fmt.gate:
+            parts += [f"(?i:{re.escape(a)})" if fmt.lower else re.escape(a) for a in fmt.anchors]
+    return re.compile("|".join(parts))
+
+
+POSSIBLE = _possible(FORMATS)
+
+
 def find(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, kind) of every secret in `text`; overlaps possible. Linear: the text is
     searched for each anchor (a plain substring search, skipped when its gate character is
     absent), and an expression runs only where an anchor occurs, from that position."""
+    if POSSIBLE.search(text) is None:
+        return
     low = ""  # the text with A-Z lowered (positions unchanged), made when a format needs it
     for gate, formats in _GROUPS:
         if gate and not (gate in text if len(gate) == 1 else any(map(text.__contains__, gate))):

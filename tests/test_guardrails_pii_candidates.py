@@ -73,7 +73,9 @@ def _reference(text: str, types: tuple[str, ...]) -> list[Match]:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=TEXTS, types=st.sampled_from([PII_TYPES, ("phone",), ("ip_address", "phone"),
-                                          ("credit_card", "ssn"), ("email", "iban", "phone")]))
+                                          ("credit_card", "ssn"), ("email", "iban", "phone"),
+                                          ("credit_card", "ssn", "iban", "api_key"), ("email",),
+                                          ("ip_address",), ("api_key",)]))
 def test_the_scan_finds_what_every_position_tried_finds(text: str, types: tuple[str, ...]) -> None:
     assert PIIDetector(types).scan(text) == _reference(text, types)
 
@@ -92,3 +94,29 @@ def test_a_contact_export_gives_the_same_matches() -> None:
     "1234a@b.comABdana.example1@example.com123-45-6789::112/03/2026415-555-0123"])
 def test_matches_over_kept_ones_are_dropped(text: str) -> None:
     assert PIIDetector().scan(text) == _reference(text, PII_TYPES)
+
+
+# every anchor of every secret format, in its own case and others, and look-alikes without one
+ANCHORS = sorted({a for fmt in secrets.FORMATS for a in fmt.anchors})
+SECRET_PIECES = [*ANCHORS, *(a.upper() for a in ANCHORS), *(a.title() for a in ANCHORS), "Bearer ",
+                 "BASIC ", "bearer", "basi", "beare", "token", "key", "secret", "password", " ", "a", "Z",
+                 "é", "\u212a", "\u017f"]  # (the Kelvin sign and the long s fold to k and s)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(st.lists(st.sampled_from(SECRET_PIECES), max_size=12).map("".join),
+                      st.text(alphabet="abcdefghijklmnopqrstuvwxyzBGIJKS sk-_:=@/.é", max_size=60)))
+def test_a_text_the_secrets_precheck_rules_out_holds_no_anchor(text: str) -> None:
+    """`find` tries a format only where one of its anchors occurs (in the ASCII-lowered text
+    for formats that lower it) in a text holding one of its gate's characters; the one search
+    that spares it a text must find every such text."""
+    low = text.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"))
+    armed = any((not fmt.gate or any(c in text for c in fmt.gate)) and a in (low if fmt.lower else text)
+                for fmt in secrets.FORMATS for a in fmt.anchors)
+    if armed:
+        assert secrets.POSSIBLE.search(text) is not None
+
+
+@pytest.mark.parametrize("text", ["billing", "Thanks, your refund is on its way.", "", "é" * 50])
+def test_a_short_answer_without_digits_or_key_marks_has_nothing(text: str) -> None:
+    assert PIIDetector().scan(text) == [] == _reference(text, PII_TYPES)
