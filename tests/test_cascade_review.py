@@ -102,6 +102,36 @@ async def test_an_async_stream_that_ends_before_its_first_chunk_is_settled_at_on
     assert session.trace()[0]["status"] not in ("pending", "abandoned")
 
 
+def test_a_stream_cut_before_its_first_chunk_is_settled_at_once(provider: Any, no_gc: None) -> None:
+    """The connection dropped after the headers, before the first event: the read raises and the
+    cascade goes on to the next tier. The broken stream's step is settled by the read's error
+    (not left, with its worst-case reservation, to the garbage collector)."""
+    provider.inject(model="gpt-4o", cut_stream_after=0)
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(budget=1.0) as session:
+        text = "".join(c.choices[0].delta.content or "" for c in two_tiers(provider).complete(
+            messages=MESSAGES, stream=True))
+        assert "gpt-4o-mini" in text
+        cascadeflow.flush()
+        assert session.reserved == pytest.approx(0.0, abs=1e-12)
+    first = session.trace()[0]
+    assert first["model"] == "openai/gpt-4o"
+    assert first["status"] not in ("pending", "abandoned")
+
+
+async def test_an_async_stream_cut_before_its_first_chunk_is_settled_at_once(provider: Any,
+                                                                             no_gc: None) -> None:
+    provider.inject(model="gpt-4o", cut_stream_after=0)
+    cascadeflow.init(mode="enforce")
+    async with cascadeflow.run(budget=1.0) as session:
+        stream = await two_tiers(provider).acomplete(messages=MESSAGES, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+        assert "gpt-4o-mini" in text
+        cascadeflow.flush()
+        assert session.reserved == pytest.approx(0.0, abs=1e-12)
+    assert session.trace()[0]["status"] not in ("pending", "abandoned")
+
+
 # An Azure-style key: 32 hex digits, a format no pattern can tell from a hash or an id.
 PLAIN_KEY = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 
