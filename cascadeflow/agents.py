@@ -37,14 +37,7 @@ def run(*, budget: float | None = None, max_tool_calls: int | None = None, max_s
     if metadata is not None and not (isinstance(metadata, Mapping) and all(isinstance(k, str)
                                                                           for k in metadata)):
         raise ConfigError("metadata", metadata, "run()", "expected a dict with string keys")
-    outer = current()
-    # the config's defaults are for a top-level run; a nested one inherits from its parents
-    # instead (defaults again here would override what an outer run set explicitly)
-    base = rt.config.run if outer is None or outer.ambient else RunLimits()
-    if agent is not None and agent in rt.config.agents:
-        base = _merge(base, rt.config.agents[agent].model_dump(exclude_defaults=True),
-                      f"config agents.{agent}")
-    merged = _merge(base, given, "run()")
+    merged = _merge(_base(rt, current(), agent), given, "run()")
     rt.config.check_compliance(merged.compliance, "compliance",
                                "run()" if compliance is not None else "config")
     _check_guardrails(rt, merged.guardrails, "run()")
@@ -97,8 +90,7 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
 
         def open_session() -> Session:
             rt = current_runtime()
-            base = rt.config.agents.get(agent_name, RunLimits())
-            merged = _merge(base, given, source)
+            merged = _merge(_base(rt, current(), agent_name), given, source)
             rt.config.check_compliance(merged.compliance, "compliance", source)
             _check_guardrails(rt, merged.guardrails, source)
             return Session(merged, agent=agent_name, hooks=rt, max_entries=rt.config.run_max_entries)
@@ -227,6 +219,18 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
                 reset_current(token)
                 session.close()
     return agen
+
+
+def _base(rt: Runtime, outer: Session | None, agent: str | None) -> RunLimits:
+    """The limits a session starts from before its own: the config's defaults for a top-level
+    one (a run, or an agent called outside any run), nothing for a nested one (it inherits from
+    its parents: defaults again would override what an outer run set explicitly); then the
+    config's `[agents.<name>]`."""
+    base = rt.config.run if outer is None or outer.ambient else RunLimits()
+    if agent is not None and agent in rt.config.agents:
+        base = _merge(base, rt.config.agents[agent].model_dump(exclude_defaults=True),
+                      f"config agents.{agent}")
+    return base
 
 
 def _check_labels(**labels: Any) -> None:

@@ -334,3 +334,30 @@ def test_a_callable_without_a_name_asks_for_one() -> None:
     with cascadeflow.run() as session:
         assert fetch("q") == "q"
     assert session.trace()[0]["tool"] == "fetch"
+
+
+async def test_an_agent_called_outside_any_run_takes_the_run_defaults(
+        provider: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An @agent called while no run is open is the top-level session, as a top-level run() is:
+    the default budget and caps of init()/env/file apply to it (they were dropped, so a program
+    whose entry point is an agent ran unbudgeted under CASCADEFLOW_BUDGET). Nested under a run,
+    it inherits from the run instead."""
+    monkeypatch.setenv("CASCADEFLOW_BUDGET", "0.000001")
+    assert cascadeflow.init(mode="enforce", max_steps=5).sources["budget"] == "env"
+
+    @cascadeflow.agent(name="main")
+    def main() -> None:
+        litellm.completion(**chat_kwargs(provider), max_tokens=50)
+
+    @cascadeflow.agent(name="amain", max_steps=7)
+    async def amain() -> Any:
+        return cascadeflow.current_session().limits
+
+    with pytest.raises(cascadeflow.BudgetExceeded):
+        main()
+    assert provider.requests == []
+    limits = await amain()
+    assert (limits.budget, limits.max_steps) == (0.000001, 7)  # code wins over the default
+    with cascadeflow.run(budget=1.0, max_steps=10):
+        limits = await amain()
+    assert (limits.budget, limits.max_steps) == (None, 7)  # the run's limits apply through it
