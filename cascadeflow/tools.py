@@ -169,16 +169,29 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], start: Start, n
     @functools.wraps(fn)
     async def agen(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         handle = start(args, kwargs)
-        if handle is None:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
+        sent: Any = None
+        thrown: BaseException | None = None
+        if handle is None:  # off: exactly the function's generator (asend, athrow and aclose reach it)
+            inner = fn(*args, **kwargs)
+            try:
+                while True:
+                    try:
+                        item = await (inner.athrow(thrown) if thrown is not None else inner.asend(sent))
+                    except StopAsyncIteration:
+                        return
+                    thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        thrown = exc
+            finally:
+                await inner.aclose()
         _span_started(handle, name)
         current = handle.span is not None
         try:
             inner = fn(*args, **kwargs)
-            sent: Any = None
-            thrown: BaseException | None = None
             while True:
                 try:
                     item = await (inner.athrow(thrown) if thrown is not None else inner.asend(sent))

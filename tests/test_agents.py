@@ -361,3 +361,27 @@ async def test_an_agent_called_outside_any_run_takes_the_run_defaults(
     with cascadeflow.run(budget=1.0, max_steps=10):
         limits = await amain()
     assert (limits.budget, limits.max_steps) == (None, 7)  # the run's limits apply through it
+
+
+async def test_an_async_generator_tool_in_off_mode_is_the_function_itself() -> None:
+    """Off must behave exactly as without cascadeflow: an async generator @tool driven with
+    asend()/athrow() got None for every value sent and the thrown exception never reached it
+    (observe and enforce passed them on; off iterated the function with `async for`)."""
+    @cascadeflow.tool
+    async def accumulate() -> AsyncIterator[int]:
+        total = 0
+        while True:
+            try:
+                got = yield total
+            except ValueError:
+                got = -100
+            total += got or 0
+
+    for mode in ("off", "observe", "enforce"):
+        cascadeflow.init(mode=mode)
+        with cascadeflow.run():
+            steps = accumulate()
+            sent = [await steps.asend(None), await steps.asend(5), await steps.asend(7),
+                    await steps.athrow(ValueError())]
+            await steps.aclose()
+        assert sent == [0, 5, 12, -88], mode
