@@ -135,6 +135,21 @@ def test_an_injection_threshold_of_zero_is_kept() -> None:
     assert rule(threshold=0.4).threshold == 0.4
 
 
+def test_true_or_false_for_a_number_is_refused(tmp_path: Path) -> None:
+    """`threshold = true` read as 1.0 (an injection rule that never blocks) and `max_steps = true`
+    as a one-step cap; the policy file refuses a bool for a number as the config file does."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text('version = "1"\n[[profiles.p.input]]\nname = "inj"\n'
+                    'detector = "prompt_injection"\naction = "block"\nthreshold = true\n')
+    with pytest.raises(cascadeflow.ConfigError, match="expected a number") as info:
+        cascadeflow.init(mode="enforce", guardrails_file=path)
+    assert info.value.setting == "profiles.p.input.0.threshold (rule 'inj')"
+    assert info.value.value is True and str(path) in info.value.source
+    with pytest.raises(cascadeflow.ConfigError, match="expected a number") as info:
+        compile_policy({"version": "1", "profiles": {"p": {"max_steps": False}}}, "test")
+    assert info.value.setting == "profiles.p.max_steps"
+
+
 def test_yaml_policy_file(tmp_path: Path, provider: Any) -> None:
     path = tmp_path / "guardrails.yaml"
     path.write_text("version: y1\nprofiles:\n  cards:\n    input:\n      - name: cards\n"

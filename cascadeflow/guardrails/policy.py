@@ -22,7 +22,7 @@ from cascadeflow import _configfile
 from cascadeflow.errors import ConfigError
 from cascadeflow.guardrails.detectors import Detector, PIIDetector, RegexDetector, WordsDetector
 from cascadeflow.guardrails.injection import InjectionDetector
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger("cascadeflow.guardrails")
 Action = Literal["redact", "block", "alert", "rewrite", "log_only"]
@@ -33,6 +33,13 @@ Redaction = Literal["typed", "numbered", "reversible"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_bool(value: Any) -> Any:
+    """pydantic reads true as 1: `threshold = true` would be 1.0, a rule that never fires."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
 
 
 class RuleSpec(_Strict):
@@ -47,6 +54,8 @@ class RuleSpec(_Strict):
     message: str | None = None
     redaction: Redaction = "typed"
 
+    _threshold_no_bool = field_validator("threshold", mode="before")(_no_bool)
+
 
 class ProfileSpec(_Strict):
     input: tuple[RuleSpec, ...] = ()
@@ -55,6 +64,8 @@ class ProfileSpec(_Strict):
     tools_deny: tuple[str, ...] = ()
     max_steps: int | None = Field(default=None, ge=1)
     require_approval: tuple[str, ...] = ()
+
+    _max_steps_no_bool = field_validator("max_steps", mode="before")(_no_bool)
 
 
 class PolicySpec(_Strict):
