@@ -150,6 +150,24 @@ def test_true_or_false_for_a_number_is_refused(tmp_path: Path) -> None:
     assert info.value.setting == "profiles.p.max_steps"
 
 
+def test_a_pattern_that_matches_nothing_at_all_is_refused(provider: Any) -> None:
+    """A custom pattern that matches the empty string (`\\d*`, `(ORD-)?`) redacted a zero-width
+    match between every two characters: `[A]h[A]e[A]l...` went to the model. It is refused at
+    load, naming the rule, and a zero-width match (`\\b`) is never a finding."""
+    for detector in ("regex", "pii"):
+        with pytest.raises(cascadeflow.ConfigError, match="matches the empty string") as info:
+            compile_policy({"version": "1", "profiles": {"p": {"input": [
+                {"name": "ids", "detector": detector, "patterns": {"order": r"\d*"},
+                 "action": "redact"}]}}}, "test")
+        assert "rule 'ids'" in info.value.setting
+    policy = compile_policy({"version": "1", "profiles": {"p": {"input": [
+        {"name": "edges", "detector": "regex", "patterns": {"edge": r"\b"}, "action": "redact"},
+        {"name": "more", "detector": "pii", "types": [], "patterns": {"edge": r"\b"},
+         "action": "redact"}]}}}, "test")
+    for rule in policy.profiles["p"].input:
+        assert rule.detector.scan("hello world") == []
+
+
 def test_yaml_policy_file(tmp_path: Path, provider: Any) -> None:
     path = tmp_path / "guardrails.yaml"
     path.write_text("version: y1\nprofiles:\n  cards:\n    input:\n      - name: cards\n"

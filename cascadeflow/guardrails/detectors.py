@@ -126,7 +126,7 @@ class PIIDetector:
         if unknown:
             raise ValueError(f"unknown PII type(s) {unknown}; known: {list(PII_TYPES)}")
         self.types = tuple(types)
-        self.custom = {kind: re.compile(p) for kind, p in (patterns or {}).items()}
+        self.custom = _custom_patterns(patterns or {})
         self.words = _word_pattern(words)
         self.possible = None if self.custom or self.words is not None else _possible(self.types)
 
@@ -150,7 +150,7 @@ class PIIDetector:
         if "api_key" in types:
             yield [Match("api_key", start, end) for start, end in secrets.spans(text)]
         for kind, pattern in self.custom.items():
-            yield [Match(kind, m.start(), m.end()) for m in pattern.finditer(text)]
+            yield [Match(kind, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
         if self.words is not None:
             yield [Match("word", m.start(), m.end()) for m in self.words.finditer(text)]
         if "email" in types and "@" in text:
@@ -656,6 +656,17 @@ def _windows(text: str, digits: bytes | None) -> list[tuple[int, int]]:
     return out
 
 
+def _custom_patterns(patterns: dict[str, str]) -> dict[str, re.Pattern[str]]:
+    """A policy's own patterns, compiled. One that matches the empty string (`\\d*`) would
+    redact a zero-width match between every two characters: refused. (Zero-width matches of
+    the others, such as `\\b`, are skipped by the scans.)"""
+    compiled = {kind: re.compile(p) for kind, p in patterns.items()}
+    for kind, pattern in compiled.items():
+        if pattern.fullmatch("") is not None:
+            raise ValueError(f"pattern {kind!r} ({pattern.pattern!r}) matches the empty string")
+    return compiled
+
+
 def _word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
     items = sorted({w for w in words if w}, key=len, reverse=True)
     if not items:
@@ -687,8 +698,8 @@ class RegexDetector:
     def __init__(self, patterns: dict[str, str]) -> None:
         if not patterns:
             raise ValueError("a regex detector needs `patterns`")
-        self.patterns = {kind: re.compile(p) for kind, p in patterns.items()}
+        self.patterns = _custom_patterns(patterns)
 
     def scan(self, text: str) -> list[Match]:
         return [Match(kind, m.start(), m.end())
-                for kind, p in self.patterns.items() for m in p.finditer(text)]
+                for kind, p in self.patterns.items() for m in p.finditer(text) if m.end() > m.start()]
