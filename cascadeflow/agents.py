@@ -154,6 +154,7 @@ def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callabl
             inner = fn(*args, **kwargs)
         finally:
             reset_current(token)
+        error: BaseException | None = None
         try:
             sent: Any = None
             thrown: BaseException | None = None
@@ -172,13 +173,16 @@ def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callabl
                     raise
                 except BaseException as exc:
                     thrown = exc
+        except BaseException as exc:  # what ended the generator: its span ends with it
+            error = exc
+            raise
         finally:
             token = set_current(session)
             try:
                 inner.close()
             finally:
                 reset_current(token)
-                session.close()
+                session.close(error)
     return gen
 
 
@@ -193,6 +197,7 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
             inner = fn(*args, **kwargs)
         finally:
             reset_current(token)
+        error: BaseException | None = None
         try:
             sent: Any = None
             thrown: BaseException | None = None
@@ -211,13 +216,16 @@ def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: C
                     raise
                 except BaseException as exc:
                     thrown = exc
+        except BaseException as exc:  # what ended the generator: its span ends with it
+            error = exc
+            raise
         finally:
             token = set_current(session)
             try:
                 await inner.aclose()
             finally:
                 reset_current(token)
-                session.close()
+                session.close(error)
     return agen
 
 

@@ -636,3 +636,38 @@ def test_an_agent_or_run_that_raised_ends_its_span_with_the_error(otel: Otel) ->
         assert spans[name].attributes["error.type"] == "LookupError"
     assert spans["invoke_agent fine"].status.status_code == StatusCode.UNSET
     assert "error.type" not in spans["invoke_agent fine"].attributes
+
+
+async def test_a_generator_agent_that_raised_ends_its_span_with_the_error(otel: Otel) -> None:
+    """Generator and async generator agents closed their session without the exception that
+    ended them, so their `invoke_agent` span stayed UNSET; a consumer stopping early
+    (GeneratorExit) is not an error."""
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    @cascadeflow.agent(name="pages")
+    def pages() -> Iterator[int]:
+        yield 1
+        raise LookupError("no such page")
+
+    @cascadeflow.agent(name="apages")
+    async def apages() -> Any:
+        yield 1
+        raise KeyError("no such page")
+
+    @cascadeflow.agent(name="early")
+    def early() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    with pytest.raises(LookupError):
+        list(pages())
+    with pytest.raises(KeyError):
+        [item async for item in apages()]
+    first = early()
+    assert next(first) == 1
+    first.close()
+    spans = {s.name: s for s in otel.spans()}
+    for name, error in (("invoke_agent pages", "LookupError"), ("invoke_agent apages", "KeyError")):
+        assert spans[name].status.status_code == StatusCode.ERROR
+        assert spans[name].attributes["error.type"] == error
+    assert spans["invoke_agent early"].status.status_code == StatusCode.UNSET
