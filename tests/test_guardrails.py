@@ -168,6 +168,22 @@ def test_a_pattern_that_matches_nothing_at_all_is_refused(provider: Any) -> None
         assert rule.detector.scan("hello world") == []
 
 
+def test_an_empty_types_list_is_no_built_in_type() -> None:
+    """`types = []` beside custom `patterns` means only those patterns: it used to mean every
+    built-in type (an empty list read as not given), so the rule also redacted e-mail addresses,
+    phone numbers and IPs it was written to leave alone. A pii rule left detecting nothing is
+    refused."""
+    policy = compile_policy({"version": "1", "profiles": {"p": {"input": [
+        {"name": "ids", "detector": "pii", "types": [], "patterns": {"employee_id": r"EMP-\d{5}"},
+         "action": "redact"}]}}}, "test")
+    found = policy.profiles["p"].input[0].detector.scan("EMP-12345 mails jane@example.com")
+    assert [m.kind for m in found] == ["employee_id"]
+    with pytest.raises(cascadeflow.ConfigError, match="detects nothing") as info:
+        compile_policy({"version": "1", "profiles": {"p": {"output": [
+            {"name": "none", "detector": "pii", "types": [], "action": "redact"}]}}}, "test")
+    assert "rule 'none'" in info.value.setting
+
+
 def test_yaml_policy_file(tmp_path: Path, provider: Any) -> None:
     path = tmp_path / "guardrails.yaml"
     path.write_text("version: y1\nprofiles:\n  cards:\n    input:\n      - name: cards\n"

@@ -158,9 +158,12 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
 def _rule(r: RuleSpec, setting: str, source: str, stage: str) -> Rule:
     try:
         detector: Detector
-        if r.detector == "pii":
-            detector = PIIDetector(types=r.types or ("email", "phone", "credit_card", "ssn", "iban",
-                                                     "ip_address", "api_key"),
+        if r.detector == "pii":  # `types = []`: none of the built-in ones, only patterns and words
+            if r.types is not None and not (r.types or r.patterns or r.words):
+                raise ValueError("a pii rule with `types = []` and no `patterns` or `words` "
+                                 "detects nothing")
+            detector = PIIDetector(types=r.types if r.types is not None else
+                                   ("email", "phone", "credit_card", "ssn", "iban", "ip_address", "api_key"),
                                    patterns=r.patterns, words=r.words or ())
         elif r.detector == "prompt_injection":
             detector = InjectionDetector()
