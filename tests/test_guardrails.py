@@ -184,6 +184,19 @@ def test_an_empty_types_list_is_no_built_in_type() -> None:
     assert "rule 'none'" in info.value.setting
 
 
+def test_a_key_the_detector_does_not_read_is_refused() -> None:
+    """`words` on a regex rule, `patterns` on a words rule, `types` on a prompt-injection rule
+    were accepted and ignored: the rule did not catch what the file said it would."""
+    for detector, extra in (("regex", {"patterns": {"a": "x"}, "words": ["Project Falcon"]}),
+                            ("words", {"words": ["x"], "patterns": {"id": r"EMP-\d+"}}),
+                            ("words", {"words": ["x"], "types": ["email"]}),
+                            ("prompt_injection", {"types": ["email"]})):
+        with pytest.raises(cascadeflow.ConfigError, match="does not read") as info:
+            compile_policy({"version": "1", "profiles": {"p": {"input": [
+                {"name": "r", "detector": detector, "action": "block", **extra}]}}}, "test")
+        assert "rule 'r'" in info.value.setting, detector
+
+
 def test_yaml_policy_file(tmp_path: Path, provider: Any) -> None:
     path = tmp_path / "guardrails.yaml"
     path.write_text("version: y1\nprofiles:\n  cards:\n    input:\n      - name: cards\n"

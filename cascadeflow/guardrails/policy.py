@@ -155,7 +155,18 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
     return Policy(spec.version, profiles, source)
 
 
+# what each detector reads of `types`, `patterns` and `words` (a key it does not read would be
+# ignored: the rule would not catch what the file says it does)
+_READS = {"pii": {"types", "patterns", "words"}, "regex": {"patterns"}, "words": {"words"},
+          "prompt_injection": set()}
+
+
 def _rule(r: RuleSpec, setting: str, source: str, stage: str) -> Rule:
+    ignored = [key for key in ("types", "patterns", "words")
+               if getattr(r, key) is not None and key not in _READS[r.detector]]
+    if ignored:
+        raise ConfigError(setting, r.model_dump(exclude_none=True), source,
+                          f"a {r.detector} detector does not read {' or '.join(ignored)}")
     try:
         detector: Detector
         if r.detector == "pii":  # `types = []`: none of the built-in ones, only patterns and words
