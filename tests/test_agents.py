@@ -194,6 +194,37 @@ def test_irreversible_tool_needs_an_approver() -> None:
     assert asked == [("refund", ("A-1", 10.0), {}), ("refund", ("A-2", 500.0), {})]
 
 
+def test_the_approver_is_not_asked_for_a_tool_denied_anyway() -> None:
+    """The approver (often a person) was asked about an irreversible tool that the tool-call cap,
+    a deny list or the step cap denied whatever the answer: a refund approved and then not run.
+    It is asked only when its answer decides."""
+    asked: list[tuple[Any, ...]] = []
+
+    def approver(tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        asked.append(args)
+        return True
+
+    cascadeflow.init(mode="enforce", approver=approver)
+
+    @cascadeflow.tool(irreversible=True)
+    def refund(order_id: str) -> str:
+        return f"refunded {order_id}"
+
+    with cascadeflow.run(max_tool_calls=1) as capped:
+        assert refund("A-1") == "refunded A-1"
+        with pytest.raises(cascadeflow.ToolDenied, match="max_tool_calls_reached"):
+            refund("A-2")
+    with cascadeflow.run(tools_deny=["refund"]), \
+            pytest.raises(cascadeflow.ToolDenied, match="tool_not_allowed"):
+        refund("A-3")
+    with cascadeflow.run(max_steps=1):
+        assert refund("A-4") == "refunded A-4"
+        with pytest.raises(cascadeflow.StepLimitReached):
+            refund("A-5")
+    assert asked == [("A-1",), ("A-4",)]
+    assert [e["reason"] for e in capped.trace()] == ["ok", "max_tool_calls_reached"]
+
+
 def test_observe_never_asks_the_approver() -> None:
     asked: list[str] = []
 

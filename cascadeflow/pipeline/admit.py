@@ -31,7 +31,7 @@ from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.budget import WAIT
 from cascadeflow.policy.decision import Decision
-from cascadeflow.policy.tools import APPROVER_FAILED
+from cascadeflow.policy.tools import APPROVER_FAILED, WOULD_ASK
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 from cascadeflow.session import CURRENT
@@ -234,6 +234,9 @@ def _approve(step: Step) -> None:
     approver = rt.engine.approver
     if approver is None or not (request.irreversible or request.tool in step.view.approval_tools):
         return
+    first = rt.engine.decide_in(request, step.view)[0]
+    if first.reason != WOULD_ASK:  # the cap, a deny list or the step cap denies it whatever the
+        return  # approver says: a person is not asked to approve a refund that will not run
     args, kwargs = request.kwargs.get("args", ()), request.kwargs.get("kwargs", {})
     try:
         answer = approver(request.model, tuple(args), dict(kwargs))

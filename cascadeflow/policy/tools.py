@@ -12,6 +12,7 @@ from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 
 APPROVER_FAILED = "approver_failed"  # the approver raised or gave no bool: denied with `approver_error`
+WOULD_ASK = "would_need_approval"  # the approver's answer (not yet asked) decides
 
 
 def cap_reached(view: ChainView, executed: bool) -> SessionState | None:
@@ -92,7 +93,7 @@ def check_execution(engine: Context, request: Request, view: ChainView) -> Decis
                         message=f"the approver {error} for irreversible tool {name!r}: denied")
     if needs_approval and approved is not True:
         if engine.approver is not None and approved is None:  # observe mode does not ask it
-            return Decision("deny_tool", "would_need_approval", tools_denied=(name,),
+            return Decision("deny_tool", WOULD_ASK, tools_denied=(name,),
                             message=f"irreversible tool {name!r} would be put to the approver")
         why = "no approver is configured" if engine.approver is None else "the approver declined"
         return Decision("deny_tool", "tool_requires_approval", tools_denied=(name,),
