@@ -383,6 +383,31 @@ def test_execution_guardrails_from_the_policy_file(policy: Path) -> None:
             lookup("A-1")  # the profile's max_steps = 5; the two denied attempts were steps too
 
 
+def test_require_approval_takes_globs_as_the_tool_lists_do(tmp_path: Path) -> None:
+    """`require_approval = ["refund_*"]` beside `tools_deny = ["delete_*"]` matched no tool (it
+    compared names exactly while the lists take globs): refund_order ran unapproved."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text('version = "1"\n[profiles.ops]\ntools_deny = ["delete_*"]\n'
+                    'require_approval = ["refund_*"]\n')
+    asked: list[str] = []
+
+    def approver(tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        asked.append(tool)
+        return False
+
+    cascadeflow.init(mode="enforce", guardrails_file=path, approver=approver)
+    ran: list[str] = []
+
+    @cascadeflow.tool
+    def refund_order(order: str) -> None:
+        ran.append(order)
+
+    with cascadeflow.run(guardrails="ops"), pytest.raises(cascadeflow.ToolDenied) as denied:
+        refund_order("A-1")
+    assert denied.value.reason == "tool_requires_approval"
+    assert (asked, ran) == (["refund_order"], [])
+
+
 def test_export_findings(policy: Path, provider: Any, tmp_path: Path) -> None:
     cascadeflow.init(mode="observe", guardrails_file=policy)
     with cascadeflow.run(guardrails="triage") as session:

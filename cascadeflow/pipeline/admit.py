@@ -31,7 +31,7 @@ from cascadeflow.pipeline.runtime import Runtime, attempting
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.budget import WAIT
 from cascadeflow.policy.decision import Decision
-from cascadeflow.policy.tools import APPROVER_FAILED, WOULD_ASK
+from cascadeflow.policy.tools import APPROVER_FAILED, WOULD_ASK, needs_approval
 from cascadeflow.policy.view import ChainView
 from cascadeflow.request import Request
 from cascadeflow.session import CURRENT
@@ -232,7 +232,7 @@ def _approve(step: Step) -> None:
     """An irreversible tool (or one a guardrail profile lists) asks the approver, if there is one."""
     request, rt = step.request, step.rt
     approver = rt.engine.approver
-    if approver is None or not (request.irreversible or request.tool in step.view.approval_tools):
+    if approver is None or not needs_approval(request, step.view):
         return
     first = rt.engine.decide_in(request, step.view)[0]
     if first.reason != WOULD_ASK:  # the cap, a deny list or the step cap denies it whatever the

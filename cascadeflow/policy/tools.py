@@ -43,6 +43,12 @@ def not_allowed(name: str, view: ChainView) -> bool:
     return False
 
 
+def needs_approval(request: Request, view: ChainView) -> bool:
+    """An irreversible tool, or one a guardrail profile's `require_approval` names (globs, as
+    the tool lists take)."""
+    return request.irreversible or _listed(request.tool or request.model, view.approval_tools)
+
+
 def exempt(name: str, patterns: Sequence[str]) -> bool:
     """A tool the caps and lists leave alone: an agent framework's own (`tools_exempt`), such as
     pydantic-ai's `final_result` output tool or an Agents SDK `transfer_to_*` handoff. Stripping
@@ -85,13 +91,13 @@ def check_execution(engine: Context, request: Request, view: ChainView) -> Decis
     if view.tool_lists and not_allowed(name, view):
         return Decision("deny_tool", "tool_not_allowed", tools_denied=(name,),
                         message=f"tool {name!r} is not allowed here")
-    needs_approval = request.irreversible or name in view.approval_tools
+    needed = needs_approval(request, view)
     approved = request.kwargs.get("approved")
-    if needs_approval and approved == APPROVER_FAILED:
+    if needed and approved == APPROVER_FAILED:
         error = request.kwargs.get("approver_error", "raised an error")
         return Decision("deny_tool", "approver_error", tools_denied=(name,),
                         message=f"the approver {error} for irreversible tool {name!r}: denied")
-    if needs_approval and approved is not True:
+    if needed and approved is not True:
         if engine.approver is not None and approved is None:  # observe mode does not ask it
             return Decision("deny_tool", WOULD_ASK, tools_denied=(name,),
                             message=f"irreversible tool {name!r} would be put to the approver")
