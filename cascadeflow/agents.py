@@ -118,6 +118,12 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
                 session.close(exc)
                 raise
             reset_current(entered)
+            # a plain callable that hands back a generator (a sync decorator over a generator
+            # function): its body runs as it is iterated, in the same session, closed at its end
+            if inspect.isgenerator(result):
+                return _wrap_gen(lambda: result, lambda: session, attached=True)()
+            if inspect.isasyncgen(result):
+                return _wrap_async_gen(lambda: result, lambda: session, attached=True)()
             if inspect.isawaitable(result):
                 # a plain callable that hands back a coroutine (a lambda, a sync decorator): the
                 # work happens when it is awaited, so the same session is open again then (one
@@ -143,12 +149,13 @@ async def _awaited(session: Session, awaitable: Any) -> Any:
     return result
 
 
-def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session]
-              ) -> Callable[..., Generator[Any, Any, Any]]:
+def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callable[[], Session],
+              attached: bool = False) -> Callable[..., Generator[Any, Any, Any]]:
     @functools.wraps(fn)
     def gen(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         session = open_session()
-        session.attach(current())
+        if not attached:  # (a session opened by the call that made the generator is)
+            session.attach(current())
         token = set_current(session)
         try:
             inner = fn(*args, **kwargs)
@@ -186,12 +193,13 @@ def _wrap_gen(fn: Callable[..., Generator[Any, Any, Any]], open_session: Callabl
     return gen
 
 
-def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: Callable[[], Session]
-                    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+def _wrap_async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], open_session: Callable[[], Session],
+                    attached: bool = False) -> Callable[..., AsyncGenerator[Any, Any]]:
     @functools.wraps(fn)
     async def agen(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         session = open_session()
-        session.attach(current())
+        if not attached:  # (a session opened by the call that made the generator is)
+            session.attach(current())
         token = set_current(session)
         try:
             inner = fn(*args, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -416,3 +417,38 @@ async def test_an_async_generator_tool_in_off_mode_is_the_function_itself() -> N
                     await steps.athrow(ValueError())]
             await steps.aclose()
         assert sent == [0, 5, 12, -88], mode
+
+
+async def test_agents_whose_generator_is_made_by_a_plain_callable_keep_their_policy(
+        provider: Any) -> None:
+    """A sync decorator (functools.wraps over a plain function) over a generator or async
+    generator function hands the agent a generator object: the agent's session closed before
+    the generator's body ran, so its budget did not apply and its calls had no agent."""
+    cascadeflow.init(mode="enforce")
+
+    def passthrough(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+        return wrapper
+
+    def pages(query: str) -> Iterator[str]:
+        litellm.completion(**chat_kwargs(provider, query), max_tokens=50)
+        yield cascadeflow.current_session().agent or ""
+
+    async def apages(query: str) -> AsyncIterator[str]:
+        await litellm.acompletion(**chat_kwargs(provider, query), max_tokens=50)
+        yield cascadeflow.current_session().agent or ""
+
+    poor = cascadeflow.agent("pages", budget=0.000001)
+    with pytest.raises(cascadeflow.BudgetExceeded):
+        list(poor(passthrough(pages))("x"))
+    with pytest.raises(cascadeflow.BudgetExceeded):
+        [item async for item in poor(passthrough(apages))("x")]
+    assert provider.requests == []
+    rich = cascadeflow.agent("pages", budget=1.0)
+    with cascadeflow.run() as session:
+        assert list(rich(passthrough(pages))("x")) == ["pages"]
+        assert [item async for item in rich(passthrough(apages))("x")] == ["pages"]
+    assert [e["agent"] for e in session.trace()] == ["pages", "pages"]
+    assert all(child["ended"] is not None for child in session.summary()["sessions"].values())
