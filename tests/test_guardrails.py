@@ -408,6 +408,26 @@ def test_require_approval_takes_globs_as_the_tool_lists_do(tmp_path: Path) -> No
     assert (asked, ran) == (["refund_order"], [])
 
 
+def test_output_rules_judge_the_reasoning_text_a_chat_answer_carries(provider: Any) -> None:
+    """A reasoning model's `reasoning_content` reaches the application beside the answer
+    (litellm and the openai SDK both hand it over), but output rules did not read it: a card
+    number there passed the pci profile's block, an SSN the pii profile's redaction."""
+    provider.reply("Done.", when="pay", reasoning=f"The user's card is {CARD}.")
+    provider.reply("Noted.", when="note", reasoning="Their SSN is 123-45-6789.")
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(guardrails="pci"), pytest.raises(cascadeflow.GuardrailBlocked):
+        litellm.completion(**chat_kwargs(provider, "pay the bill"))
+    with cascadeflow.run(guardrails="pii") as session:
+        reply = litellm.completion(**chat_kwargs(provider, "note it"))
+    assert reply.choices[0].message.reasoning_content == "Their SSN is [SSN]."
+    assert [(e["rule"], e["stage"]) for e in session.findings()] == [("pii_egress", "output")]
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run(guardrails="pii") as session:
+        reply = litellm.completion(**chat_kwargs(provider, "note it"))
+    assert reply.choices[0].message.reasoning_content == "Their SSN is 123-45-6789."
+    assert [(e["rule"], e["applied"]) for e in session.findings()] == [("pii_egress", False)]
+
+
 def test_export_findings(policy: Path, provider: Any, tmp_path: Path) -> None:
     cascadeflow.init(mode="observe", guardrails_file=policy)
     with cascadeflow.run(guardrails="triage") as session:

@@ -183,8 +183,9 @@ def _arguments(operation: str, response: Any) -> list[tuple[Any, str, str]]:
 
 def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
     """(holder, field, text) of each non-empty text of an answer that the application receives:
-    every choice's message content or text, every text part of a responses answer (its
-    `output_text`, and the reasoning text some models return), in SDK objects or dicts alike."""
+    every choice's message content (and `reasoning_content`, which reasoning models add) or
+    text, every text part of a responses answer (its `output_text`, and the reasoning text some
+    models return), in SDK objects or dicts alike."""
     out: list[tuple[Any, str, str]] = []
     if operation == "responses":
         for item in get(response, "output") or ():
@@ -199,6 +200,9 @@ def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
         text = get(holder, name)
         if isinstance(text, str) and text:
             out.append((holder, name, text))
+        reasoning = None if message is None else get(message, "reasoning_content")
+        if isinstance(reasoning, str) and reasoning:  # what reasoning models add (DeepSeek, vLLM)
+            out.append((message, "reasoning_content", reasoning))
     return out
 
 

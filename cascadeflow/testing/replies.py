@@ -25,6 +25,7 @@ class Reply:
     tool_call: tuple[str, dict[str, Any]] | None = None
     finish_reason: str | None = None
     times: int | None = None
+    reasoning: str | None = None  # the message's `reasoning_content`, as reasoning models return it
 
     def matches(self, model: str, prompt: str) -> bool:
         if self.times is not None and self.times <= 0:
@@ -46,6 +47,7 @@ class Answer:
     cached_tokens: int
     choices: int = 1
     legacy: bool = False  # the request offered `functions` (the chat API's legacy form of tools)
+    reasoning: str | None = None  # a chat answer's `reasoning_content`
 
 
 def _schema_args(schema: dict[str, Any], hint: str) -> dict[str, Any]:
@@ -110,7 +112,8 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
     n = kwargs.get("n")
     n = n if isinstance(n, int) and n > 1 else 1
     out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model) * n
-    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n, _legacy(kwargs))
+    return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n, _legacy(kwargs),
+                  rule.reasoning if rule is not None else None)
 
 
 def _wanted_schema(kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -203,6 +206,8 @@ def new_id(prefix: str) -> str:
 
 def chat_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
+    if a.reasoning:
+        message["reasoning_content"] = a.reasoning
     if a.tool_call and a.legacy:
         message["function_call"] = {"name": a.tool_call[0], "arguments": a.tool_call[1]}
     elif a.tool_call:

@@ -160,9 +160,10 @@ class ProviderServer:
 
     def reply(self, content: str | None = None, *, when: str | None = None, model: str | None = None,
               tool_call: tuple[str, dict[str, Any]] | None = None, finish_reason: str | None = None,
-              times: int | None = None) -> Reply:
-        """Answer prompts containing `when` with `content` (or a tool call); first match wins."""
-        rule = Reply(content, when, model, tool_call, finish_reason, times)
+              times: int | None = None, reasoning: str | None = None) -> Reply:
+        """Answer prompts containing `when` with `content` (or a tool call); first match wins.
+        `reasoning`: the unstreamed chat answer's `reasoning_content`, as reasoning models add."""
+        rule = Reply(content, when, model, tool_call, finish_reason, times, reasoning)
         with self._lock:
             self._replies.append(rule)
         return rule
