@@ -93,6 +93,10 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
                     handle.rt.span_sent(handle.span)
             if inspect.isawaitable(result):  # a lambda or sync wrapper handing back a coroutine:
                 return _settled_when_awaited(handle, result)  # the work happens when awaited
+            if inspect.isgenerator(result):  # or a generator: the work happens as it is iterated
+                return _settled_when_exhausted(handle, result)
+            if inspect.isasyncgen(result):
+                return _settled_when_exhausted_async(handle, result)
             _done(handle)
             return result
         return cast(F, call)
@@ -109,6 +113,49 @@ async def _settled_when_awaited(handle: Handle, awaitable: Any) -> Any:
         raise
     _done(handle)
     return result
+
+
+def _settled_when_exhausted(handle: Handle, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """The step of a tool whose function returned a generator ends with it (a consumer that
+    stops early ends it as done, as a generator function's step does)."""
+    try:
+        result = yield from inner
+    except GeneratorExit:
+        _done(handle)
+        raise
+    except BaseException as exc:
+        _failed(handle, exc)
+        raise
+    _done(handle)
+    return result
+
+
+async def _settled_when_exhausted_async(handle: Handle, inner: AsyncGenerator[Any, Any]
+                                        ) -> AsyncGenerator[Any, Any]:
+    """`_settled_when_exhausted` for an async generator (asend, athrow and aclose relayed)."""
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            try:
+                item = await (inner.athrow(thrown) if thrown is not None else inner.asend(sent))
+            except StopAsyncIteration:
+                break
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                await inner.aclose()
+                _done(handle)
+                raise
+            except BaseException as exc:
+                thrown = exc
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        _failed(handle, exc)
+        raise
+    _done(handle)
 
 
 Start = Callable[[tuple[Any, ...], dict[str, Any]], "Handle | None"]

@@ -452,3 +452,47 @@ async def test_agents_whose_generator_is_made_by_a_plain_callable_keep_their_pol
         assert [item async for item in rich(passthrough(apages))("x")] == ["pages"]
     assert [e["agent"] for e in session.trace()] == ["pages", "pages"]
     assert all(child["ended"] is not None for child in session.summary()["sessions"].values())
+
+
+async def test_a_tool_whose_function_hands_back_a_generator_is_one_step_to_its_end() -> None:
+    """A sync decorator over a generator function hands @tool a generator object: the step
+    ended when the object was made, before its code ran, so an error it raised while iterated
+    was traced as a success (as generator functions' steps were before)."""
+    cascadeflow.init(mode="enforce")
+
+    def passthrough(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+        return wrapper
+
+    @cascadeflow.tool(name="pages")
+    @passthrough
+    def pages(n: int) -> Iterator[int]:
+        yield from range(n)
+        raise RuntimeError("page store down")
+
+    @cascadeflow.tool(name="apages")
+    @passthrough
+    async def apages(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+        raise RuntimeError("page store down")
+
+    @cascadeflow.tool(name="fine")
+    @passthrough
+    def fine(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with cascadeflow.run() as session:
+        with pytest.raises(RuntimeError):
+            list(pages(2))
+        with pytest.raises(RuntimeError):
+            [i async for i in apages(2)]
+        assert list(fine(3)) == [0, 1, 2]
+        early = fine(3)
+        assert next(early) == 0
+        early.close()
+    statuses = [(e["tool"], e["status"], e["error"]) for e in session.trace()]
+    assert statuses == [("pages", "error", "RuntimeError"), ("apages", "error", "RuntimeError"),
+                        ("fine", "ok", None), ("fine", "ok", None)]
