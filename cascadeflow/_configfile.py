@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cascadeflow.errors import ConfigError
+from cascadeflow.errors import MISSING, ConfigError
 from cascadeflow.secrets import MASK, masked_url, secret_key
 from pydantic import ValidationError
 
@@ -67,7 +67,8 @@ def error_at(exc: ValidationError, path: Path) -> ConfigError:
     loc = [str(p) for p in err["loc"]]
     where = place(path, loc)
     problem = err["msg"].removeprefix("Value error, ")
-    return ConfigError(".".join(loc) or "?", _shown(err.get("input"), loc), where, problem)
+    value = MISSING if err["type"] == "missing" else _shown(err.get("input"), loc)
+    return ConfigError(".".join(loc) or "?", value, where, problem)
 
 
 def _shown(value: Any, loc: list[str]) -> Any:

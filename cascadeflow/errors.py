@@ -11,6 +11,17 @@ class CascadeflowError(Exception):
     """Base class of every error raised by cascadeflow."""
 
 
+class _Missing:
+    """The value of a required setting that was not given: shown as `<missing>`, not as the
+    table it was missing from (which may hold word lists or other settings nobody asked about)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()
+
+
 class ConfigError(CascadeflowError, ValueError):
     """A setting has a bad value. Names the setting, the value and where it came from."""
 

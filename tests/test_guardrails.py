@@ -135,6 +135,23 @@ def test_an_injection_threshold_of_zero_is_kept() -> None:
     assert rule(threshold=0.4).threshold == 0.4
 
 
+def test_a_missing_key_is_shown_as_missing_not_as_the_table_around_it(tmp_path: Path) -> None:
+    """A policy file without `version` showed the whole file as the rejected value, word lists
+    and all (an internal project name, a merger's code name), in the error and every log line
+    that carries it."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text('[[profiles.p.input]]\nname = "leak"\ndetector = "words"\n'
+                    'words = ["project-zeus"]\naction = "block"\n')
+    with pytest.raises(cascadeflow.ConfigError, match="Field required") as info:
+        cascadeflow.init(mode="enforce", guardrails_file=path)
+    assert info.value.setting == "version" and str(path) in info.value.source
+    assert "project-zeus" not in str(info.value) and "version=<missing>" in str(info.value)
+    with pytest.raises(cascadeflow.ConfigError) as info:
+        compile_policy({"version": "1", "profiles": {"p": {"input": [{"detector": "words",
+                                                                       "words": ["project-zeus"]}]}}}, "test")
+    assert info.value.setting.startswith("profiles.p.input.0.") and "project-zeus" not in str(info.value)
+
+
 def test_true_or_false_for_a_number_is_refused(tmp_path: Path) -> None:
     """`threshold = true` read as 1.0 (an injection rule that never blocks) and `max_steps = true`
     as a one-step cap; the policy file refuses a bool for a number as the config file does."""

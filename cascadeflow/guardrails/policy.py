@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cascadeflow import _configfile
-from cascadeflow.errors import ConfigError
+from cascadeflow.errors import MISSING, ConfigError
 from cascadeflow.guardrails.detectors import Detector, PIIDetector, RegexDetector, WordsDetector
 from cascadeflow.guardrails.injection import InjectionDetector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -140,7 +140,8 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
             index = int(loc[3])
             if index < len(rules) and isinstance(rules[index], dict) and rules[index].get("name"):
                 where += f" (rule {rules[index]['name']!r})"
-        raise ConfigError(where, err.get("input"), source, err["msg"].removeprefix("Value error, ")) from None
+        value = MISSING if err["type"] == "missing" else err.get("input")
+        raise ConfigError(where, value, source, err["msg"].removeprefix("Value error, ")) from None
     profiles = {}
     for pname, p in spec.profiles.items():
         stages = {}
