@@ -152,6 +152,20 @@ def test_a_missing_key_is_shown_as_missing_not_as_the_table_around_it(tmp_path: 
     assert info.value.setting.startswith("profiles.p.input.0.") and "project-zeus" not in str(info.value)
 
 
+def test_two_rules_of_one_profile_stage_may_not_share_a_name() -> None:
+    """Two input rules named alike loaded, and their findings were counted as one rule's in
+    `findings_by_rule` and the audit: which rule fired could not be told."""
+    rule = {"name": "pii", "detector": "pii", "action": "redact"}
+    with pytest.raises(cascadeflow.ConfigError, match="another input rule of profile 'p'") as info:
+        compile_policy({"version": "1", "profiles": {"p": {"input": [rule, {**rule, "types": ["email"]}]}}},
+                       "test")
+    assert info.value.setting == "profiles.p.input[1].name" and info.value.value == "pii"
+    # the same name at the other stage, or in another profile, is a different rule
+    policy = compile_policy({"version": "1", "profiles": {"p": {"input": [rule], "output": [rule]},
+                                                          "q": {"input": [rule]}}}, "test")
+    assert [r.name for r in policy.profiles["p"].output] == ["pii"]
+
+
 def test_true_or_false_for_a_number_is_refused(tmp_path: Path) -> None:
     """`threshold = true` read as 1.0 (an injection rule that never blocks) and `max_steps = true`
     as a one-step cap; the policy file refuses a bool for a number as the config file does."""

@@ -149,6 +149,10 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
             rules = []
             for index, r in enumerate(getattr(p, stage)):
                 setting = f"profiles.{pname}.{stage}[{index}] (rule {r.name!r})"
+                if any(r.name == other.name for other in rules):  # findings are counted by name
+                    raise ConfigError(f"profiles.{pname}.{stage}[{index}].name", r.name, source,
+                                      f"another {stage} rule of profile {pname!r} has this name: "
+                                      f"their findings would be counted as one rule's")
                 rules.append(_rule(r, setting, source, stage))
             stages[stage] = tuple(rules)
         profiles[pname] = Profile(pname, stages["input"], stages["output"], p.tools_allow, p.tools_deny,
