@@ -343,3 +343,25 @@ def test_a_str_enum_model_is_recorded_as_its_name(provider: Any) -> None:
         client(provider).chat.completions.create(model=SdkModel.MINI, messages=MESSAGES)
     entry = session.trace()[0]
     assert type(entry["model"]) is str and entry["model"] == "gpt-4o-mini"
+
+
+def test_a_responses_call_that_names_no_model_is_still_a_step(provider: Any) -> None:
+    # the Responses API takes its model from a stored prompt when `model` is left out; the
+    # adapter read only calls naming one, so such a call was sent untraced, past max_steps and
+    # the budget
+    cascadeflow.init(mode="enforce", instrument=["openai"])
+    sdk = client(provider)
+    with cascadeflow.run(max_steps=1) as session:
+        with pytest.raises(openai.BadRequestError):  # the built-in provider wants a model
+            sdk.responses.create(input="hi", prompt={"id": "pmpt_abc"})
+        with pytest.raises(cascadeflow.StepLimitReached):
+            sdk.responses.create(input="hi", prompt={"id": "pmpt_abc"}, model=openai.omit, stream=True)
+    assert len(provider.requests) == 1
+    first, stop = session.trace()
+    assert (first["operation"], first["status"], first["error"]) == ("responses", "error", "BadRequestError")
+    assert (stop["action"], stop["reason"]) == ("stop", "max_steps_reached")
+    # its price is unknown until the response names the model: a budget cannot bound it
+    with cascadeflow.run(budget=1.0), pytest.raises(cascadeflow.BudgetExceeded) as caught:
+        sdk.responses.create(input="hi", prompt={"id": "pmpt_abc"})
+    assert caught.value.reason == "price_unknown" and "names no model" in str(caught.value)
+    assert len(provider.requests) == 1

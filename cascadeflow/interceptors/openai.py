@@ -102,7 +102,12 @@ def _adapter(operation: str) -> Any:
             return None
         model = kwargs.get("model")
         if not isinstance(model, str):
-            return None
+            if operation != "responses" or model:
+                return None
+            # left out (absent, None, or the SDK's falsy `omit`): the Responses API then takes
+            # the model from the stored prompt (`prompt={"id": ...}`); the call is still a step,
+            # its model unknown until the response names it
+            model = ""
         provider, base = _client_info(args[0])
         model = str.__str__(model)  # a str Enum's value, as the SDK sends it
         return Request(operation=operation, client="openai", model=model, kwargs=kwargs, args=args,

@@ -121,6 +121,7 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
 
 def unbounded(engine: Context, model: str, why: str) -> Decision:
     """A budgeted call whose cost cannot be bounded: the `unknown_price` setting decides."""
+    model = model or "a call that names no model (a Responses API stored prompt picks it)"
     if engine.config.unknown_price == "allow":
         return Decision("allow", "price_unknown", price_known=False,
                         message=f"{model}: {why}; sent unbudgeted (unknown_price='allow')")
