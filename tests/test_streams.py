@@ -327,3 +327,18 @@ def test_a_stream_left_at_its_last_event_settles_there(provider: Any) -> None:
     assert [e["usage_estimated"] for e in trace] == [False, False, True, False]
     assert all(e["tokens_out"] > 0 for e in trace)
     assert events is not None and chunks is not None and plain is not None  # no finaliser settled them
+
+
+def test_a_usage_chunk_asked_for_in_extra_body_is_waited_for(provider: Any) -> None:
+    """`stream_options` sent through `extra_body` reaches the provider as if named: a usage
+    chunk follows the finish reason. The step settled at the finish reason, before it, and was
+    charged an estimate (blind to reasoning tokens) instead of what the provider reported."""
+    cascadeflow.init(mode="enforce")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(budget=1.0) as session:
+        usage = [c.usage for c in sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+            extra_body={"stream_options": {"include_usage": True}}) if c.usage is not None]
+    [entry] = session.trace()
+    assert entry["status"] == "ok" and entry["usage_estimated"] is False
+    assert (entry["tokens_in"], entry["tokens_out"]) == (usage[0].prompt_tokens, usage[0].completion_tokens)

@@ -379,11 +379,15 @@ def _last_word(operation: str, chunk: Any) -> bool:
 
 def finish_is_last(operation: str, kwargs: Mapping[str, Any], stream: Any) -> bool:
     """Whether the chunk with the finish reason ends what is billed for an openai SDK stream:
-    one answer (`n` 1) and no usage chunk asked to follow it (`include_usage`). (litellm's
-    streams report their own end; it may add a usage chunk after the finish.)"""
+    one answer (`n` 1) and no usage chunk asked to follow it (`include_usage`), named or in
+    `extra_body`. (litellm's streams report their own end; it may add a usage chunk after the
+    finish.)"""
     if operation not in ("chat", "text_completion") or \
             type(stream).__module__.partition(".")[0] != "openai":
         return False
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, Mapping):  # the SDK sends its keys in the body, over the named ones
+        kwargs = {**kwargs, **extra}
     options = kwargs.get("stream_options")
     if isinstance(options, Mapping) and options.get("include_usage"):
         return False
