@@ -342,3 +342,23 @@ def test_a_usage_chunk_asked_for_in_extra_body_is_waited_for(provider: Any) -> N
     [entry] = session.trace()
     assert entry["status"] == "ok" and entry["usage_estimated"] is False
     assert (entry["tokens_in"], entry["tokens_out"]) == (usage[0].prompt_tokens, usage[0].completion_tokens)
+
+
+def test_a_streams_estimate_counts_the_request_as_sent(provider: Any) -> None:
+    """A stream with no usage chunk is charged an estimate of its input: that of the request
+    enforce sent, without the tools it denied, not of the one the caller asked for."""
+    def tool(name: str) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": name, "description": "x " * 200,
+                                                 "parameters": {"type": "object", "properties": {}}}}
+
+    cascadeflow.init(mode="enforce")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    with cascadeflow.run(budget=1.0, tools_deny=["refund"]) as session:
+        for tools in ([tool("lookup"), tool("refund")], [tool("lookup")]):
+            list(sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools,
+                                             stream=True))
+    denied, plain = session.trace()
+    assert denied["action"] == "deny_tool" and denied["usage_estimated"] is True
+    assert [len(b["tools"]) for b in provider.bodies()] == [1, 1]
+    assert denied["tokens_in"] == plain["tokens_in"]

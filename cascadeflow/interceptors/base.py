@@ -18,7 +18,13 @@ from typing import Any
 from cascadeflow.errors import ConfigError
 from cascadeflow.interceptors.inside import inside as _inside
 from cascadeflow.interceptors.raw import RawResponseProxy
-from cascadeflow.interceptors.streams import AsyncStreamProxy, SyncStreamProxy, enforce_settle, finish_is_last
+from cascadeflow.interceptors.streams import (
+    AsyncStreamProxy,
+    SyncStreamProxy,
+    enforce_settle,
+    finish_is_last,
+    sent_request,
+)
 from cascadeflow.pipeline import (
     CascadeRunner,
     Runtime,
@@ -306,7 +312,7 @@ def _accumulated(operation: str, events: list[Any]) -> StreamAccumulator:
 
 
 def _enforce_unread(step: Step) -> None:
-    finish(step, StreamAccumulator(step.request.operation).finish(step.request), status="unread")
+    finish(step, StreamAccumulator(step.request.operation).finish(sent_request(step)), status="unread")
 
 
 # -- observe: capture, send, hand back; the worker does the rest -----------------------------

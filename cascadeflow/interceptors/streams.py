@@ -24,6 +24,7 @@ from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, cut, fail, finish, output_cap, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
+from cascadeflow.request import Request
 from cascadeflow.usage import StreamAccumulator, get, provider_finished
 
 
@@ -399,9 +400,22 @@ def _finishes(chunk: Any) -> bool:
     return bool(choices) and get(choices[0], "finish_reason") is not None
 
 
+def sent_request(step: Step) -> Request:
+    """The request as enforce sent it (tools denied, prompt redacted, model switched): what a
+    stream's input is estimated from when its provider reports no usage."""
+    request = step.request
+    if step.kwargs is request.kwargs and step.model == request.model:
+        return request
+    sent = Request(request.operation, request.client, step.model, step.kwargs, request.provider,
+                   step.args, request.stream, request.api_base, reachable=request.reachable,
+                   pinned=request.pinned)
+    sent.stored_tokens = request.stored_tokens
+    return sent
+
+
 def enforce_settle(step: Step, acc: StreamAccumulator, error: BaseException | None, status: str) -> None:
     """How an enforce-mode stream settles: on the caller's thread, when it ends."""
-    usage = acc.finish(step.request)
+    usage = acc.finish(sent_request(step))
     if error is None:
         finish(step, usage)
     else:
