@@ -362,3 +362,30 @@ def test_a_streams_estimate_counts_the_request_as_sent(provider: Any) -> None:
     assert denied["action"] == "deny_tool" and denied["usage_estimated"] is True
     assert [len(b["tools"]) for b in provider.bodies()] == [1, 1]
     assert denied["tokens_in"] == plain["tokens_in"]
+
+
+def test_closing_or_cutting_a_litellm_stream_closes_its_connection(provider: Any) -> None:
+    """litellm's sync streams have no `close()` of their own: closing the stream (or a budget
+    cut, which must stop a provider that ignores max_tokens) left the provider's HTTP response
+    open, still being written, until the stream was garbage-collected."""
+    cascadeflow.init(mode="enforce")
+    provider.reply("lorem ipsum dolor " * 200, when="long answer")
+    with cascadeflow.run(budget=1.0) as session:
+        stream = litellm.completion(**chat_kwargs(provider), stream=True)
+        next(iter(stream))
+        sdk_stream = stream.completion_stream  # the openai SDK's stream litellm reads
+        stream.close()
+        assert sdk_stream.response.is_closed
+        cut = litellm.completion(**chat_kwargs(provider, "a long answer please"), stream=True,
+                                 max_tokens=30, extra_headers={"x-cascadeflow-fault": "ignore_max_tokens"})
+        sdk_stream = cut.completion_stream
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            for _ in cut:
+                pass
+        assert sdk_stream.response.is_closed
+        events = litellm.responses(model="openai/gpt-4o-mini", input="hi", stream=True,
+                                   api_base=provider.url, api_key=KEY)
+        next(iter(events))
+        events.close()
+        assert events.response.is_closed
+    assert [e["status"] for e in session.trace() if e["action"] == "allow"] == ["closed", "cut", "closed"]
