@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from typing import Any
@@ -389,3 +390,34 @@ def test_closing_or_cutting_a_litellm_stream_closes_its_connection(provider: Any
         events.close()
         assert events.response.is_closed
     assert [e["status"] for e in session.trace() if e["action"] == "allow"] == ["closed", "cut", "closed"]
+
+
+def test_a_litellm_stream_left_at_its_usage_chunk_settles_there(provider: Any) -> None:
+    """litellm's usage chunk (`include_usage`) carries one empty choice, where the openai SDK's
+    has none: a caller that stopped reading at it and kept the stream left the step pending,
+    its reservation held, until the stream was dropped."""
+    cascadeflow.init(mode="enforce")
+
+    async def read() -> Any:
+        stream = await litellm.acompletion(**chat_kwargs(provider), stream=True,
+                                           stream_options={"include_usage": True})
+        async for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                return stream, chunk.usage
+        raise AssertionError("no usage chunk")
+
+    with cascadeflow.run(budget=1.0) as session:
+        stream = litellm.completion(**chat_kwargs(provider), stream=True,
+                                    stream_options={"include_usage": True})
+        for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                usage = chunk.usage
+                break
+        entry = session.trace()[0]
+        assert entry["status"] == "ok" and entry["usage_estimated"] is False
+        assert (entry["tokens_in"], entry["tokens_out"]) == (usage.prompt_tokens, usage.completion_tokens)
+        held, usage = asyncio.run(read())
+        entry = session.trace()[1]
+        assert entry["status"] == "ok" and entry["usage_estimated"] is False
+        assert (entry["tokens_in"], entry["tokens_out"]) == (usage.prompt_tokens, usage.completion_tokens)
+    assert stream is not None and held is not None  # kept: no finaliser settled them

@@ -7,7 +7,8 @@ what was read before it.
 
 They forward every attribute they don't handle and report the wrapped class as their own, so
 `isinstance(stream, openai.Stream)` still holds. A stream is settled at the last event billed
-(`_last_word`, `finish_is_last`), when it is exhausted, when it raises, when it is closed (itself
+(`_last_word`, `finish_is_last`,
+`_usage_after_finish`), when it is exhausted, when it raises, when it is closed (itself
 or its HTTP response), or when it is garbage-collected half-read (status `abandoned`).
 """
 
@@ -25,7 +26,7 @@ from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, cut, fail, finish, output_cap, record_findings
 from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
 from cascadeflow.request import Request
-from cascadeflow.usage import StreamAccumulator, get, provider_finished
+from cascadeflow.usage import StreamAccumulator, delta_calls, get, provider_finished
 
 
 class StreamIncomplete(Exception):
@@ -152,7 +153,8 @@ class _Proxy:
         else:
             if self._editor is not None:
                 self._held.append(chunk)
-            if _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)):
+            if _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)) \
+                    or _usage_after_finish(self._acc, chunk):
                 self._end(finished=True)
             return None
         self._stopped(ending)
@@ -376,6 +378,20 @@ def _last_word(operation: str, chunk: Any) -> bool:
     if operation == "responses":
         return get(chunk, "type") in ("response.completed", "response.incomplete")
     return get(chunk, "choices") == [] and get(chunk, "usage") is not None
+
+
+def _usage_after_finish(acc: StreamAccumulator, chunk: Any) -> bool:
+    """litellm's usage chunk (`include_usage`), its last: it follows the finish reason, with
+    the usage and one empty choice (not none, as the openai SDK's, which `_last_word` reads)."""
+    if acc.operation not in ("chat", "text_completion") or acc.usage.finish_reason is None \
+            or not acc.usage_reported or get(chunk, "usage") is None:
+        return False
+    for choice in get(chunk, "choices") or ():
+        delta = get(choice, "delta")
+        if get(choice, "finish_reason") or get(choice, "text") or get(delta, "content") \
+                or delta_calls(delta):
+            return False
+    return True
 
 
 def finish_is_last(operation: str, kwargs: Mapping[str, Any], stream: Any) -> bool:
