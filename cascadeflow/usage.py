@@ -290,7 +290,8 @@ class StreamAccumulator:
             self.parts.append(get(event, "delta") or "")
         elif kind == "response.function_call_arguments.delta":
             self.tool_args.append(get(event, "delta") or "")
-        elif kind in ("response.completed", "response.incomplete"):
+        elif kind in ("response.completed", "response.incomplete") or \
+                (kind == "response.failed" and get(get(event, "response"), "usage") is not None):
             final = read_usage("responses", get(event, "response"))
             final.text = ""
             self.usage = final

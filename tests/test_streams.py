@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 from typing import Any
 
 import cascadeflow
@@ -421,3 +422,29 @@ def test_a_litellm_stream_left_at_its_usage_chunk_settles_there(provider: Any) -
         assert entry["status"] == "ok" and entry["usage_estimated"] is False
         assert (entry["tokens_in"], entry["tokens_out"]) == (usage.prompt_tokens, usage.completion_tokens)
     assert stream is not None and held is not None  # kept: no finaliser settled them
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_responses_stream_that_failed_is_an_error_charged_what_it_billed(provider: Any, mode: str) -> None:
+    """A Responses API stream the provider ended with `response.failed` (its usage in it) was
+    recorded as `truncated` (`StreamTruncated`) and charged a tiktoken estimate: the provider's
+    failure and its bill were both lost."""
+    failed = {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini",
+              "status": "failed", "output": [], "error": {"code": "server_error", "message": "boom"},
+              "usage": {"input_tokens": 10, "output_tokens": 50, "total_tokens": 60,
+                        "input_tokens_details": {"cached_tokens": 0},
+                        "output_tokens_details": {"reasoning_tokens": 0}}}
+    events = [{"type": "response.created", "sequence_number": 0,
+               "response": {**failed, "status": "in_progress", "usage": None, "error": None}},
+              {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "m",
+               "output_index": 0, "content_index": 0, "delta": "hello", "logprobs": []},
+              {"type": "response.failed", "sequence_number": 2, "response": failed}]
+    provider.inject(body="".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events))
+    cascadeflow.init(mode=mode)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(budget=1.0) as session:
+        got = [e.type for e in sdk.responses.create(model="gpt-4o-mini", input="hi", stream=True)]
+    assert got == ["response.created", "response.output_text.delta", "response.failed"]  # as sent
+    [entry] = session.trace()
+    assert (entry["status"], entry["error"]) == ("error", "ResponseFailed")
+    assert (entry["tokens_in"], entry["tokens_out"], entry["usage_estimated"]) == (10, 50, False)

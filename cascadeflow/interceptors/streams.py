@@ -33,6 +33,11 @@ class StreamIncomplete(Exception):
     """Recorded as the error of a stream that was closed or dropped before its end."""
 
 
+class ResponseFailed(Exception):
+    """Recorded as the error of a Responses API stream that ended with `response.failed`: the
+    provider's own error (its code and message), what it billed charged. Status `error`."""
+
+
 class StreamTruncated(Exception):
     """Recorded as the error of a stream that ran out before the provider finished it (no finish
     reason, no terminal event): the answer the caller read is incomplete. Status `truncated`."""
@@ -153,7 +158,9 @@ class _Proxy:
         else:
             if self._editor is not None:
                 self._held.append(chunk)
-            if _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)) \
+            if self._acc.operation == "responses" and get(chunk, "type") == "response.failed":
+                self._end(_failure(chunk), status="error")  # handed over: the caller reads it too
+            elif _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)) \
                     or _usage_after_finish(self._acc, chunk):
                 self._end(finished=True)
             return None
@@ -378,6 +385,13 @@ def _last_word(operation: str, chunk: Any) -> bool:
     if operation == "responses":
         return get(chunk, "type") in ("response.completed", "response.incomplete")
     return get(chunk, "choices") == [] and get(chunk, "usage") is not None
+
+
+def _failure(event: Any) -> ResponseFailed:
+    error = get(get(event, "response"), "error")
+    code, message = get(error, "code"), get(error, "message")
+    return ResponseFailed(f"the provider failed the response ({code or 'no code'}): "
+                          f"{message or 'no message'}")
 
 
 def _usage_after_finish(acc: StreamAccumulator, chunk: Any) -> bool:
