@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 from typing import Any
 
 import cascadeflow
@@ -365,3 +366,22 @@ def test_a_responses_call_that_names_no_model_is_still_a_step(provider: Any) -> 
         sdk.responses.create(input="hi", prompt={"id": "pmpt_abc"})
     assert caught.value.reason == "price_unknown" and "names no model" in str(caught.value)
     assert len(provider.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_background_response_is_charged_its_worst_case(provider: Any, mode: str) -> None:
+    # `responses.create(background=True)` answers at once, queued, with no usage: the answer is
+    # billed later, through calls cascadeflow never sees. It was recorded as an exact 0 USD, so
+    # background calls ran past any budget; it is charged its reservation, marked estimated
+    queued = {"id": "resp_bg", "object": "response", "created_at": 1, "model": "gpt-4o-mini",
+              "status": "queued", "background": True, "output": [], "usage": None, "error": None,
+              "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    provider.inject(body=json.dumps(queued), times=1)
+    cascadeflow.init(mode=mode)
+    with cascadeflow.run(budget=1.0) as session:
+        response = client(provider).responses.create(model="gpt-4o-mini", input="an essay",
+                                                     background=True)
+    assert response.status == "queued"
+    [entry] = session.trace()
+    assert entry["usage_estimated"] is True and entry["cost"] > 0
+    assert session.summary()["cost_total"] == entry["cost"]

@@ -142,8 +142,8 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
     calls = 0 if usage is None else tools.counted(usage.tool_names, usage.tool_calls,
                                                    step.view.tools_exempt)
     reservation = step.primary.reservation
-    if status == "unread" and step.cost is not None:  # billed, usage never seen: the worst case
-        step.cost = max(step.cost, reservation)
+    if (status == "unread" or _background(step, usage)) and step.cost is not None:
+        step.cost = max(step.cost, reservation)  # billed, usage never seen: the worst case
     cost = step.cost
     crossed: list[Session] = []
     with step.session.lock:
@@ -159,6 +159,17 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
     record.settled(step)
     for session in crossed:
         _alert(step, session)
+
+
+def _background(step: Step, usage: Usage | None) -> bool:
+    """A Responses API call made with `background=True`: answered at once, queued, no usage
+    yet; the provider bills the answer later, when no call of this process sees it. Charged
+    its worst case (its usage marked estimated), or a background call would cost nothing."""
+    if usage is None or step.request.operation != "responses" or usage.tokens_in or usage.tokens_out \
+            or usage.finish_reason not in ("queued", "in_progress"):
+        return False
+    usage.estimated = True
+    return True
 
 
 def _alert(step: Step, session: Session) -> None:
