@@ -33,6 +33,7 @@ class Usage:
     response_id: str | None = None
     estimated: bool = False
     text: str = ""
+    reasoning_text: str = ""  # a stream's `reasoning_content` deltas (reasoning models), for output rules
 
 
 def get(obj: Any, name: str, default: Any = None) -> Any:
@@ -217,12 +218,13 @@ def provider_finished(stream: Any, finish_seen: bool) -> bool:
 class StreamAccumulator:
     """Collects what a stream delivered so the step can be settled however the stream ends."""
 
-    __slots__ = ("calls", "chunks", "operation", "parts", "tool_args", "tool_ids", "tool_names", "usage",
-                 "usage_reported")
+    __slots__ = ("calls", "chunks", "operation", "parts", "thoughts", "tool_args", "tool_ids", "tool_names",
+                 "usage", "usage_reported")
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
         self.parts: list[str] = []
+        self.thoughts: list[str] = []  # reasoning_content deltas
         self.tool_args: list[str] = []
         self.tool_ids: set[Any] = set()
         self.tool_names: list[str] = []
@@ -256,6 +258,9 @@ class StreamAccumulator:
             else:
                 delta = get(choice, "delta")
                 text = get(delta, "content")
+                thought = get(delta, "reasoning_content")
+                if thought and isinstance(thought, str):
+                    self.thoughts.append(thought)
                 for call in delta_calls(delta):
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
@@ -301,6 +306,7 @@ class StreamAccumulator:
         """The usage: as reported by the stream, else counted with tiktoken and marked estimated."""
         usage = self.usage
         usage.text = "".join(self.parts)
+        usage.reasoning_text = "".join(self.thoughts)
         usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
         if self.tool_names and not usage.tool_names:
             usage.tool_names = tuple(self.tool_names)
@@ -310,6 +316,6 @@ class StreamAccumulator:
             return usage
         model = usage.model or request.model
         usage.tokens_in = billing.input_tokens(request, model, None, exact=True, margin=False) or 0
-        usage.tokens_out = tokens.count(usage.text + "".join(self.tool_args), model)
+        usage.tokens_out = tokens.count(usage.reasoning_text + usage.text + "".join(self.tool_args), model)
         usage.estimated = True
         return usage

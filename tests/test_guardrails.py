@@ -459,6 +459,43 @@ def test_output_rules_judge_the_reasoning_text_a_chat_answer_carries(provider: A
     assert [(e["rule"], e["applied"]) for e in session.findings()] == [("pii_egress", False)]
 
 
+def _thoughts(chunks: Any) -> str:
+    return "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
+                   for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_output_rules_judge_the_reasoning_a_stream_carries(provider: Any, client: str) -> None:
+    """Streamed, a reasoning model's `reasoning_content` deltas reached the application unjudged:
+    an SSN there passed the pii profile's redaction, a card number the pci profile's block, and
+    observe recorded no finding. They are judged and edited as the answer's text is."""
+    import openai
+
+    provider.reply("Noted.", when="note", reasoning="Their SSN is 123-45-6789, noted.")
+    provider.reply("Done.", when="pay", reasoning=f"The user's card is {CARD}.")
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test")
+
+    def stream(prompt: str) -> Any:
+        if client == "litellm":
+            return litellm.completion(**chat_kwargs(provider, prompt), stream=True)
+        return sdk.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                           messages=[{"role": "user", "content": prompt}])
+
+    cascadeflow.init(mode="enforce")
+    with cascadeflow.run(guardrails="pii") as session:
+        chunks = list(stream("note it"))
+    assert _thoughts(chunks) == "Their SSN is [SSN], noted."
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Noted."
+    assert [(e["rule"], e["stage"]) for e in session.findings()] == [("pii_egress", "output")]
+    with cascadeflow.run(guardrails="pci"), pytest.raises(cascadeflow.GuardrailBlocked):
+        got = _thoughts(stream("pay the bill"))
+    cascadeflow.init(mode="observe")
+    with cascadeflow.run(guardrails="pii") as session:
+        got = _thoughts(stream("note it"))
+    assert got == "Their SSN is 123-45-6789, noted."
+    assert [(e["rule"], e["applied"]) for e in session.findings()] == [("pii_egress", False)]
+
+
 def test_export_findings(policy: Path, provider: Any, tmp_path: Path) -> None:
     cascadeflow.init(mode="observe", guardrails_file=policy)
     with cascadeflow.run(guardrails="triage") as session:

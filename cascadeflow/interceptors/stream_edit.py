@@ -27,7 +27,7 @@ from cascadeflow.usage import delta_calls, get
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 _ARGUMENTS = ("response.function_call_arguments.delta", "response.function_call_arguments.done")
 
-Key = tuple[str, Any]  # ("text", choice index or (output, content) index) | ("args", call)
+Key = tuple[str, Any]  # ("text" | "reasoning", choice index or (output, content) index) | ("args", call)
 
 
 def put(obj: Any, name: str, value: Any) -> None:
@@ -128,6 +128,9 @@ class StreamEditor:
             if kind == "text":
                 put(delta, "content", (get(delta, "content") or "") + tail)
                 return
+            if kind == "reasoning":
+                put(delta, "reasoning_content", (get(delta, "reasoning_content") or "") + tail)
+                return
             for call in delta_calls(delta):
                 if get(call, "index", 0) == call_index:
                     function = get(call, "function")
@@ -167,6 +170,8 @@ class StreamEditor:
                     put(function, "arguments", released)
                     self._carry(("args", key), chunk)
         piece = get(delta, "content") if chat else get(choice, "text")
+        if chat and (self._placeholders is not None or self._rules):
+            in_args += self._thought(chunk, index, delta, piece, finished)
         found: tuple[list[Finding], str | None] = (in_args, None)
         if isinstance(piece, str) or finished:
             findings, guarded, release = self._text(index).release(piece if isinstance(piece, str) else "",
@@ -182,6 +187,31 @@ class StreamEditor:
         if finished:
             found = (found[0] + self._finish_choice(index), found[1])
         return found
+
+    def _thought(self, chunk: Any, index: Any, delta: Any, piece: Any, finished: bool) -> list[Finding]:
+        """A reasoning model's `reasoning_content` delta, judged as a text of its own (and the
+        run's placeholders restored in it, as in the answer). The reasoning ends where the
+        answer's text begins, or at the finish: what its rules held back is released then, to
+        the last chunk that carried a piece of it."""
+        thought = get(delta, "reasoning_content")
+        key: Key = ("reasoning", index)
+        if isinstance(thought, str) and thought:
+            text = self._texts.get(key)
+            if text is None:
+                text = self._texts[key] = _Text(self._rules, self._placeholders)
+            findings, _guarded, release = text.release(thought, finished)
+            put(delta, "reasoning_content", release)
+            if finished:
+                del self._texts[key]
+            else:
+                self._carry(key, chunk)
+            return findings
+        if key in self._texts and (finished or (isinstance(piece, str) and piece)):
+            findings, _guarded, release = self._texts.pop(key).release("", True)
+            self._late(key, release)
+            self._carriers.pop(key, None)
+            return findings
+        return []
 
     def _finish_choice(self, index: Any) -> list[Finding]:
         findings: list[Finding] = []

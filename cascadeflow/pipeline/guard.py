@@ -166,9 +166,9 @@ def output_texts(operation: str, response: Any) -> list[str]:
 
 
 def usage_texts(usage: Usage) -> list[str]:
-    """What output rules judge of a streamed answer, as its accumulator read it: the text and
-    the tool calls' arguments."""
-    return [text for text in (usage.text, *(call[2] for call in usage.calls)) if text]
+    """What output rules judge of a streamed answer, as its accumulator read it: the text, the
+    reasoning text a reasoning model streamed, and the tool calls' arguments."""
+    return [text for text in (usage.text, usage.reasoning_text, *(call[2] for call in usage.calls)) if text]
 
 
 def _arguments(operation: str, response: Any) -> list[tuple[Any, str, str]]:

@@ -243,6 +243,9 @@ def chat_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[di
             chunks.append({**base, "choices": [{"index": 0, "logprobs": None, "finish_reason": None,
                                                 "delta": {"tool_calls": [{"index": 0, "function": {
                                                     "arguments": piece}}]}}]})
+    for piece in _pieces(a.reasoning or ""):  # a reasoning model thinks aloud before it answers
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"reasoning_content": piece},
+                                            "logprobs": None, "finish_reason": None}]})
     for piece in _pieces(a.text):
         chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
                                             "finish_reason": None}]})
