@@ -45,3 +45,24 @@ def test_a_relative_path_is_reloaded_after_the_working_directory_changes(
     monkeypatch.chdir(tmp_path / "elsewhere")
     write(tmp_path / "conf" / "policy.toml", "v2", mtime_ns=10**18)
     assert store.current().version == "v2" and store.last_error is None
+
+
+def test_an_edit_that_keeps_the_version_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Findings carry the policy's version for the audit; an edit that changed the rules but
+    not the version was taken in silently, so findings made under two different policies
+    claimed the same one. It is still taken (a running service must get the fix), and said."""
+    path = tmp_path / "policy.toml"
+    write(path, "v1")
+    store = PolicyStore(path, interval=0)
+    write(path, "v1", "block")
+    with caplog.at_level("WARNING", logger="cascadeflow.guardrails"):
+        assert store.current().profiles["triage"].input[0].action == "block"
+    assert [r.getMessage() for r in caplog.records
+            if "its version" in r.getMessage()] == [
+        f"guardrail policy {path} changed but its version 'v1' did not: findings made before and "
+        f"after this edit name the same version; give each edit a version of its own"]
+    caplog.clear()
+    write(path, "v2", "block")  # a new version: nothing to say
+    with caplog.at_level("WARNING", logger="cascadeflow.guardrails"):
+        assert store.current().version == "v2"
+    assert not caplog.records

@@ -7,6 +7,7 @@ and reports the error; the version that judged each call is recorded with its fi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -238,6 +239,7 @@ class PolicyStore:
         self.last_error: str | None = None
         self._on_error = on_error
         self._mtime = self._stat()
+        self._digest = self._read_digest()
         self._checked = time.monotonic()
         self._lock = threading.Lock()
 
@@ -249,6 +251,13 @@ class PolicyStore:
         except OSError:
             return None
         return None if stat is None else (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def _read_digest(self) -> bytes | None:
+        """The file's content, hashed: an edit that keeps the version is told by it."""
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest() if self.path else None
+        except OSError:
+            return None
 
     def current(self) -> Policy:
         if self.path is not None and time.monotonic() - self._checked >= self.interval:
@@ -281,6 +290,13 @@ class PolicyStore:
                 log.error("%s", message)
                 if self._on_error is not None:
                     self._on_error("guardrail_profile_missing", message)
+            digest = self._read_digest()
+            if policy.version == self.policy.version and digest != self._digest:
+                # findings name the version for the audit: two policies under one name mislead it
+                log.warning("guardrail policy %s changed but its version %r did not: findings made "
+                            "before and after this edit name the same version; give each edit a "
+                            "version of its own", self.path, policy.version)
+            self._digest = digest
             self.policy = policy
             self.last_error = None
             return True
