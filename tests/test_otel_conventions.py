@@ -324,6 +324,32 @@ def test_spans_opened_inside_agents_tools_and_sends_nest(provider: Any, otel: Ot
     assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
 
 
+def test_agents_opened_under_an_application_span_or_a_tool_nest_under_it(otel: Otel) -> None:
+    """An `@agent` called inside a span the application opened within a run, or inside a
+    `@tool` (an agent used as a tool), has that span as its parent, not the run's."""
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="observe", **otel.providers)
+
+    @cascadeflow.agent(name="inner")
+    def inner() -> None:
+        return None
+
+    @cascadeflow.tool
+    def delegate() -> None:
+        inner()
+
+    with cascadeflow.run():
+        with app.start_as_current_span("app.handler"):
+            inner()
+        delegate()
+    spans = otel.spans()
+    by_id = {s.context.span_id: s.name for s in spans}
+    parents = sorted(by_id[s.parent.span_id] for s in spans if s.name == "invoke_agent inner")
+    assert parents == ["app.handler", "execute_tool delegate"]
+    assert {by_id[s.parent.span_id] for s in spans if s.name in ("app.handler", "execute_tool delegate")} \
+        == {"invoke_agent run"}
+
+
 async def test_async_agent_spans_are_current_in_their_own_tasks(provider: Any, otel: Otel) -> None:
     """Two async agents run at once: each one's code and sends nest under its own span."""
     import httpx

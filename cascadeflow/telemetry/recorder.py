@@ -76,7 +76,12 @@ class Telemetry:
             attributes[cv.CF_USER] = session.user
         if session.limits.budget is not None:
             attributes["cascadeflow.budget"] = session.limits.budget
-        parent = self._parent(session.parent)
+        # the current span is the parent (the enclosing session's, or one the application or a
+        # tool's step opened inside it); else, in a thread the context was not carried to, the
+        # enclosing session's span
+        parent = None
+        if not self._trace.get_current_span().get_span_context().is_valid:
+            parent = self._parent(session.parent)
         session.span = self.tracer.start_span(f"invoke_agent {name}",
                                               context=None if parent is None else parent[0],
                                               kind=self._trace.SpanKind.INTERNAL, attributes=attributes)
