@@ -169,6 +169,25 @@ def test_cost_points_name_the_model_as_the_gen_ai_points_do(provider: Any, otel:
     assert cost.attributes[ga.GEN_AI_REQUEST_MODEL] == duration == "gpt-4o-mini"
 
 
+def test_budget_utilization_buckets_tell_a_light_session_from_one_near_its_budget(
+        provider: Any, otel: Otel) -> None:
+    """Sessions that spent a quarter and most of their budget land in different buckets
+    of `cascadeflow.budget.utilization` (a share, 0 to 1 and beyond), so its quantiles mean
+    something."""
+    cascadeflow.init(mode="observe", **otel.providers)
+    with cascadeflow.run(budget=1.0) as first:
+        litellm.completion(**chat_kwargs(provider, "classify me"))
+    cost = first.summary()["cost_total"]
+    assert cost > 0
+    for share in (0.25, 0.85):
+        with cascadeflow.run(budget=cost / share):
+            litellm.completion(**chat_kwargs(provider, "classify me"))
+    [point] = otel.points("cascadeflow.budget.utilization")
+    assert point.count == 3
+    assert sum(1 for n in point.bucket_counts if n) == 3  # ~0, 0.25 and 0.85: three buckets
+    assert 1.0 in point.explicit_bounds  # whole budget spent, or more
+
+
 def test_embeddings_dimension_count_and_no_output_tokens(provider: Any, otel: Otel) -> None:
     cascadeflow.init(mode="observe", **otel.providers)
     client = openai.OpenAI(base_url=provider.url, api_key="test")

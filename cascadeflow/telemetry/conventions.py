@@ -105,3 +105,6 @@ METRIC_BREAKER_CHANGES = "cascadeflow.breaker.state_changes"
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
                  67108864)
+# a share of the budget: tenths up to all of it, then overspend (observe mode, clamped estimates);
+# the SDK's default boundaries (0, 5, 10, 25, ...) would put every session in one bucket
+UTILIZATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 5.0)

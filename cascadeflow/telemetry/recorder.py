@@ -58,7 +58,8 @@ class Telemetry:
         self.decisions = meter.create_counter(cv.METRIC_DECISIONS, unit="{decision}",
                                               description="Policy decisions by action and reason.")
         self.utilization = meter.create_histogram(
-            cv.METRIC_BUDGET_UTILIZATION, unit="1", description="Share of the budget a session spent.")
+            cv.METRIC_BUDGET_UTILIZATION, unit="1", description="Share of the budget a session spent.",
+            explicit_bucket_boundaries_advisory=cv.UTILIZATION_BUCKETS)
         self.alerts = meter.create_counter(cv.METRIC_ALERTS, unit="{alert}", description="Alerts raised.")
         self.breakers = meter.create_counter(cv.METRIC_BREAKER_CHANGES, unit="{change}",
                                              description="Circuit breaker state changes.")
