@@ -369,6 +369,32 @@ def test_agents_opened_under_an_application_span_or_a_tool_nest_under_it(otel: O
         == {"invoke_agent run"}
 
 
+def test_a_stopped_step_nests_under_the_span_current_where_it_was_stopped(provider: Any,
+                                                                          otel: Otel) -> None:
+    """A model call or tool that enforcement stops before sending gets its span under the
+    span the application opened inside the run, as a call that went out would."""
+    app = otel.tracer_provider.get_tracer("app")
+    cascadeflow.init(mode="enforce", max_tool_calls=0, **otel.providers)
+
+    @cascadeflow.tool
+    def lookup() -> None:
+        return None
+
+    with pytest.raises(cascadeflow.BudgetExceeded), cascadeflow.run(budget=1e-9), \
+            app.start_as_current_span("app.handler"):
+        litellm.completion(**chat_kwargs(provider, "classify me"))
+    with pytest.raises(cascadeflow.ToolDenied), cascadeflow.run(), \
+            app.start_as_current_span("app.tools"):
+        lookup()
+    spans = {s.name: s for s in otel.spans()}
+    chat, tool = spans["chat gpt-4o-mini"], spans["execute_tool lookup"]
+    assert chat.attributes[ea.ERROR_TYPE] == "BudgetExceeded"
+    assert tool.attributes[ea.ERROR_TYPE] == "ToolDenied"
+    assert chat.parent.span_id == spans["app.handler"].context.span_id
+    assert tool.parent.span_id == spans["app.tools"].context.span_id
+    assert chat.status.status_code == tool.status.status_code == StatusCode.ERROR
+
+
 async def test_async_agent_spans_are_current_in_their_own_tasks(provider: Any, otel: Otel) -> None:
     """Two async agents run at once: each one's code and sends nest under its own span."""
     import httpx

@@ -366,6 +366,16 @@ def _stop(step: Step, primary: Decision) -> PolicyStop:
     step.entries, step.entry = entries, entries[0]
     error = _stop_error(step, primary)
     step.stop_error = type(error).__name__
+    rt = step.rt
+    if rt.observer is not None:
+        # the stop's span gets its identity here, on the caller's thread, so that its parent is
+        # the span current where the call was made (one the application opened inside the run)
+        request = step.request
+        started = rt.span_started(step.session, request.operation,
+                                  request.tool or "" if request.operation == "tool" else step.model)
+        if started is not None:
+            rt.span_sent(started)
+        step.span = started
     step.post(record.stopped, step)
     return error
 
