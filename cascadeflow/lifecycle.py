@@ -274,6 +274,7 @@ def _runtime(config: Config, approver: Any, opened: _Opened) -> Runtime:
     cascades = build_cascades(config.cascades, f"file {config.config_file}") if config.cascades else {}
     runtime = Runtime(config, engine=Engine(config, approver=approver), cascades=cascades,
                       observer=telemetry, alert=opened.dispatcher.emit, ledger=opened.ledger)
+    opened.dispatcher.on_alert = runtime.alert_emitted  # the ledger's alerts are counted too
     if config.mode != "off":
         runtime.policies = _policy_store(config, runtime)
     return runtime

@@ -266,6 +266,27 @@ def test_budget_threshold_alert_reaches_sinks(provider: Any) -> None:
     assert alert.attributes["spent"] >= 0.5 * 0.00003
 
 
+def test_every_alert_is_counted_once_whoever_raised_it(provider: Any, otel: Any, tmp_path: Any) -> None:
+    """`cascadeflow.alerts` counts the ledger's alerts (a `[budgets.NAME]` crossing its
+    `alert_at`, then its limit) as well as the session's own `budget_threshold`, each once."""
+    _exporter, reader, providers = otel
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('[ledger]\npath = "ledger.db"\nflush_interval_s = 0.02\n[budgets.daily]\n'
+                      'scope = "global"\nwindow = "day"\nlimit = 0.00005\nmode = "observe"\n'
+                      'alert_at = 0.5\n')
+    received: list[Alert] = []
+    cascadeflow.init(mode="enforce", config=config, alerts=[received.append], budget_alert=0.5,
+                     **providers)
+    with cascadeflow.run(budget=0.00012):  # about 9e-6 a call: half of it spent by the 7th
+        for _ in range(8):
+            litellm.completion(**chat_kwargs(provider), max_tokens=40)
+    cascadeflow.flush()
+    kinds = sorted(a.kind for a in received)
+    assert kinds == ["budget_threshold", "budget_threshold", "budget_window_exceeded"]
+    counted = {p.attributes["cascadeflow.alert.kind"]: p.value for p in metrics(reader)["cascadeflow.alerts"]}
+    assert counted == {"budget_threshold": 2, "budget_window_exceeded": 1}
+
+
 def test_webhook_sink_posts_json() -> None:
     handler = type("Receiver", (_Receiver,), {"received": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -120,11 +120,17 @@ class Runtime:
                           getattr(hook, "__name__", hook), self.telemetry_errors)
 
     def emit(self, alert: Alert) -> None:
-        """Send an alert to the sinks (they run on their own thread) and count it."""
-        if self.observer is not None:
-            self.notify(self.observer.alert_raised, alert.kind)
+        """Send an alert to the sinks (they run on their own thread), which count it
+        (`alert_emitted`); with none, count it here."""
         if self._alert is not None:
             self._alert(alert)
+        else:
+            self.alert_emitted(alert)
+
+    def alert_emitted(self, alert: Alert) -> None:
+        """Count an alert on its way to the sinks, from the runtime or from the ledger."""
+        if self.observer is not None:
+            self.notify(self.observer.alert_raised, alert.kind)
 
     def breaker_changed(self, deployment: str, old: str, new: str) -> None:
         """A circuit breaker moved (on the thread of the call that moved it): count it, record

@@ -77,7 +77,9 @@ class Dispatcher:
         self.dropped = 0
         self.failed = 0
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=capacity)
-        self._on_alert = on_alert
+        # told of every alert emitted (its `cascadeflow.alerts` count), whoever raised it: the
+        # runtime or the ledger, which emits to the dispatcher directly
+        self.on_alert = on_alert
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -85,8 +87,8 @@ class Dispatcher:
         # alerts quote provider errors and file paths: mask secrets before any sink sees them
         alert = Alert(alert.kind, scrub(alert.message), alert.severity, alert.run_id, alert.step,
                       scrub(dict(alert.attributes)), alert.ts)
-        if self._on_alert is not None:
-            self._on_alert(alert)
+        if self.on_alert is not None:
+            self.on_alert(alert)
         if not self.sinks:
             return
         self._start()
