@@ -17,13 +17,14 @@ class Request:
     """One intercepted call: what was asked, of whom, through which client."""
 
     __slots__ = ("_counted", "_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
-                 "kwargs", "model", "operation", "pinned", "provider", "reachable", "stored_tokens", "stream",
-                 "tool")
+                 "kwargs", "method", "model", "operation", "pinned", "provider", "reachable", "stored_tokens",
+                 "stream", "tool")
 
     def __init__(self, operation: str, client: str, model: str, kwargs: dict[str, Any],
                  provider: str | None = None, args: tuple[Any, ...] = (), stream: bool = False,
                  api_base: str | None = None, tool: str | None = None, irreversible: bool = False,
-                 reachable: tuple[str, ...] | None = None, pinned: bool = False) -> None:
+                 reachable: tuple[str, ...] | None = None, pinned: bool = False,
+                 method: str = "create") -> None:
         self.operation = operation  # chat | text_completion | embeddings | responses | tool
         self.client = client  # litellm | openai | tool
         self.model = model
@@ -36,6 +37,7 @@ class Request:
         self.irreversible = irreversible
         self.reachable = reachable  # provider prefixes a switch may use; None = any
         self.pinned = pinned  # a cascade attempt: the cascade chose the model; no switching it
+        self.method = method  # the openai SDK's method it came through (`parse` does not call `create`)
         # input the provider holds and bills again (a Responses call's `previous_response_id`),
         # when this process settled that response; None when there is none or it is unknown
         self.stored_tokens: int | None = None

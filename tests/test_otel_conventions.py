@@ -528,6 +528,31 @@ def test_beside_the_reference_cascadeflow_defers_its_client_span(provider: Any, 
         instrumentor.uninstrument()
 
 
+def test_beside_the_reference_a_parse_call_keeps_cascadeflows_client_span(provider: Any,
+                                                                         otel: Otel) -> None:
+    """`chat.completions.parse` posts without going through `create`, which is all the
+    reference instrumentation wraps: nobody else reports it, so cascadeflow's CLIENT span and
+    gen_ai.client.* points stay."""
+    import pydantic
+
+    class Label(pydantic.BaseModel):
+        label: str
+
+    instrumentor = _reference(otel)
+    cascadeflow.init(mode="observe", **otel.providers)
+    try:
+        client = openai.OpenAI(base_url=provider.url, api_key="test")
+        client.chat.completions.parse(model="gpt-4o-mini", response_format=Label,
+                                      messages=[{"role": "user", "content": "classify"}])
+        [client_span] = _client_spans(otel)
+        assert client_span.instrumentation_scope.name == "cascadeflow"
+        assert client_span.name == "chat gpt-4o-mini"
+        assert len(_cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION)) == 1
+    finally:
+        cascadeflow.shutdown()
+        instrumentor.uninstrument()
+
+
 def test_never_keeps_cascadeflow_off_the_client_span_with_no_instrumentation(provider: Any,
                                                                              otel: Otel) -> None:
     """For an instrumentation cascadeflow cannot detect: its span is INTERNAL, no gen_ai.client.*."""

@@ -96,7 +96,7 @@ def _client_info(resource: Any) -> tuple[str, str | None]:
     return provider, None if base is None else str(base)
 
 
-def _adapter(operation: str) -> Any:
+def _adapter(operation: str, method: str) -> Any:
     def to_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
         if len(args) != 1:
             return None
@@ -112,7 +112,7 @@ def _adapter(operation: str) -> Any:
         model = str.__str__(model)  # a str Enum's value, as the SDK sends it
         return Request(operation=operation, client="openai", model=model, kwargs=kwargs, args=args,
                        provider=provider, stream=kwargs.get("stream") is True, api_base=base,
-                       reachable=(provider,))
+                       reachable=(provider,), method=method)
 
     return to_request
 
@@ -130,6 +130,6 @@ def instrument() -> bool:
         except (ImportError, AttributeError):
             continue
         if callable(getattr(owner, method, None)):
-            patch(owner, method, _maker(_adapter(operation), is_async, operation, "openai"))
+            patch(owner, method, _maker(_adapter(operation, method), is_async, operation, "openai"))
             _rebind(module, class_name, method, is_async)
     return True

@@ -43,6 +43,8 @@ class Duplicates:
             return False
         if request.client not in ("litellm", "openai"):
             return False
+        if request.method != "create":  # `parse` posts itself: the instrumentations never see it
+            return False
         module_name, class_name = _TARGETS[operation]
         module = sys.modules.get(module_name)  # not imported: not instrumented either
         owner = getattr(module, class_name, None)
