@@ -180,6 +180,28 @@ def test_content_capture_is_opt_in_and_scrubbed(provider: Any, otel: Any, tmp_pa
     assert all(ga.GEN_AI_INPUT_MESSAGES not in s.attributes for s in exporter.get_finished_spans())
 
 
+def test_captured_content_leaves_out_the_prompt_a_guardrail_blocked(provider: Any, otel: Any,
+                                                                     tmp_path: Any) -> None:
+    """With content capture on, a prompt an input rule blocks (for the card number it holds)
+    was never sent: its span carries the block, not the prompt."""
+    exporter, _reader, providers = otel
+    policy = tmp_path / "guardrails.toml"
+    policy.write_text('version = "1"\n[[profiles.cards.input]]\nname = "no_cards"\ndetector = "pii"\n'
+                      'types = ["credit_card"]\naction = "block"\nmessage = "no card numbers"\n')
+    cascadeflow.init(mode="enforce", capture_content=True, guardrails_file=policy, **providers)
+    card = "4111 1111 1111 1111"
+    with pytest.raises(cascadeflow.GuardrailBlocked), cascadeflow.run(guardrails="cards"):
+        litellm.completion(**chat_kwargs(provider, f"charge my card {card}"))
+    with cascadeflow.run(guardrails="cards"):
+        litellm.completion(**chat_kwargs(provider, "what is my balance"))
+    cascadeflow.flush()
+    blocked, sent = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o-mini"]
+    assert blocked.attributes[ea.ERROR_TYPE] == "GuardrailBlocked"
+    assert card not in json.dumps(dict(blocked.attributes))
+    assert ga.GEN_AI_INPUT_MESSAGES not in blocked.attributes
+    assert "what is my balance" in sent.attributes[ga.GEN_AI_INPUT_MESSAGES]
+
+
 def test_a_sampler_that_drops_gets_no_span_work_but_metrics_still_count(provider: Any) -> None:
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 

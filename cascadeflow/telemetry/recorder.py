@@ -277,7 +277,10 @@ class Telemetry:
                 if step.usage.response_id:
                     attributes[cv.RESPONSE_ID] = step.usage.response_id
             attributes[cv.CF_PRICE_KNOWN] = entry.price_known
-            if self.capture_content and step.content_allowed and not deferred:  # (dropped below)
+            # content of a call that went out: a stopped one's prompt was never sent (a guardrail's
+            # block stopped it for what it holds), and the trace keeps none for it either
+            if self.capture_content and step.content_allowed and not deferred \
+                    and step.stop_error is None:  # (deferred: dropped below)
                 attributes[cv.INPUT_MESSAGES] = json.dumps(scrub(input_messages(
                     request.operation, step.sent_prompt, step.kwargs)), default=str)
                 if usage is not None and request.operation != "embeddings":
