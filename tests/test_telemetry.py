@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -335,6 +336,24 @@ def test_webhook_sink_refuses_what_could_never_post(url: str, timeout: float) ->
     with pytest.raises(cascadeflow.ConfigError, match="WebhookSink") as info:
         WebhookSink(url, timeout=timeout)
     assert "SECRETPATH" not in str(info.value)  # a webhook URL is a credential
+
+
+def test_log_sink_takes_a_level_name_and_refuses_what_is_no_level(caplog: pytest.LogCaptureFixture) -> None:
+    """`LogSink(level="ERROR")` logs at ERROR (a name the logger itself would refuse, failing
+    every alert on the alert thread); what is no level is refused when the sink is made."""
+    from cascadeflow.errors import ConfigError
+    from cascadeflow.telemetry import Dispatcher, LogSink
+
+    dispatcher = Dispatcher([LogSink(level="error")])
+    with caplog.at_level(logging.INFO, logger="cascadeflow.alerts"):
+        dispatcher.emit(Alert("fallback", "tier down"))
+        dispatcher.close()
+    assert dispatcher.failed == 0
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "cascadeflow.alerts"] \
+        == [(logging.ERROR, "cascadeflow alert fallback: tier down")]
+    for bad in ("loud", 2.5, None):
+        with pytest.raises(ConfigError, match="LogSink level"):
+            LogSink(level=bad)  # type: ignore[arg-type]
 
 
 def test_a_failing_sink_never_fails_the_call(provider: Any) -> None:

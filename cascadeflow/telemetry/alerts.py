@@ -31,7 +31,14 @@ AlertSink = Callable[[Alert], None]
 class LogSink:
     """Writes each alert to the `cascadeflow.alerts` logger."""
 
-    def __init__(self, level: int = logging.WARNING) -> None:
+    def __init__(self, level: int | str = logging.WARNING) -> None:
+        # checked here: a level the logger refuses would fail every alert, on the alert thread
+        names = logging.getLevelNamesMapping()
+        if isinstance(level, str) and level.strip().upper() in names:
+            level = names[level.strip().upper()]
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise ConfigError("LogSink level", level, "LogSink()", "expected a logging level: an int "
+                              "(logging.WARNING) or a level name such as 'WARNING'")
         self.level = level
 
     def __call__(self, alert: Alert) -> None:
