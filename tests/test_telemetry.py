@@ -328,6 +328,28 @@ def test_webhook_sink_posts_json() -> None:
     assert KEY not in body.decode()
 
 
+def test_webhook_payload_keeps_the_receivers_credential_and_masks_the_alert() -> None:
+    """A payload function that puts the receiver's credential in the body (Pushover's
+    `token`) posts it as given; the alert's own text is still masked."""
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    app_token = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/1/messages.json",
+                           payload=lambda a: {"token": app_token, "user": "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+                                              "message": a.message})
+        sink(Alert("fallback", f"tier 0 failed with key {KEY}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(_path, body)] = handler.received
+    payload = json.loads(body)
+    assert payload["token"] == app_token
+    assert payload["message"] == "tier 0 failed with key [SECRET]"
+
+
 @pytest.mark.parametrize(("url", "timeout"), [
     ("hooks.slack.com/services/T0/B0/SECRETPATH", 5.0),  # no scheme: it never posted, silently
     ("file:///etc/hosts", 5.0), ("https:///services/SECRETPATH", 5.0),

@@ -28,6 +28,12 @@ log = logging.getLogger("cascadeflow.alerts")
 AlertSink = Callable[[Alert], None]
 
 
+def masked(alert: Alert) -> Alert:
+    """`alert` with secrets masked: alerts quote provider errors and file paths."""
+    return Alert(alert.kind, scrub(alert.message), alert.severity, alert.run_id, alert.step,
+                 scrub(dict(alert.attributes)), alert.ts)
+
+
 class LogSink:
     """Writes each alert to the `cascadeflow.alerts` logger."""
 
@@ -69,7 +75,9 @@ class WebhookSink:
                                               **a.as_dict()})
 
     def __call__(self, alert: Alert) -> None:
-        body = json.dumps(scrub(dict(self.payload(alert))), default=str).encode()
+        # the alert's own text is masked; what the payload function adds (a receiver's
+        # credential: Pushover's `token`, PagerDuty's `routing_key`) is the application's to send
+        body = json.dumps(dict(self.payload(masked(alert))), default=str).encode()
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             response.read()
@@ -91,9 +99,7 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def emit(self, alert: Alert) -> None:
-        # alerts quote provider errors and file paths: mask secrets before any sink sees them
-        alert = Alert(alert.kind, scrub(alert.message), alert.severity, alert.run_id, alert.step,
-                      scrub(dict(alert.attributes)), alert.ts)
+        alert = masked(alert)
         if self.on_alert is not None:
             self.on_alert(alert)
         if not self.sinks:
