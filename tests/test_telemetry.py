@@ -242,6 +242,21 @@ class _Receiver(BaseHTTPRequestHandler):
         return
 
 
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"])
+def test_an_otlp_protocol_cascadeflows_exporter_does_not_speak_is_refused(
+        monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """Asked for gRPC by the standard variable, cascadeflow's own HTTP exporter would post to
+    the gRPC collector port and fail in log lines only: `init()` says so instead."""
+    from cascadeflow.errors import ConfigError
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv(variable, "grpc")
+    with pytest.raises(ConfigError, match=f"{variable}.*grpc.*http/protobuf"):
+        cascadeflow.init(mode="observe")
+    monkeypatch.setenv(variable, "http/protobuf")
+    assert cascadeflow.init(mode="observe").telemetry == "otlp"
+
+
 def test_spans_arrive_through_the_real_otlp_exporter(provider: Any, monkeypatch: pytest.MonkeyPatch
                                                      ) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest

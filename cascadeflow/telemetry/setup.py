@@ -27,6 +27,10 @@ _closing: dict[int, threading.Event] = {}
 _closing_lock = threading.Lock()
 
 _ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# the protocol the standard variables may ask for; cascadeflow's own exporters speak only this
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+              "OTEL_EXPORTER_OTLP_PROTOCOL")
+_HTTP_PROTOBUF = "http/protobuf"
 
 
 @dataclass
@@ -114,6 +118,15 @@ def resolve(otel: bool | None, tracer_provider: Any, meter_provider: Any, source
 
 
 def _otlp(source: str) -> Providers:
+    for variable in _PROTOCOLS:
+        protocol = os.environ.get(variable, "").strip()
+        if protocol and protocol.lower() != _HTTP_PROTOBUF:
+            # else every export would go over HTTP to an endpoint that speaks another protocol
+            # (a gRPC collector port), failing in the exporter's log lines only
+            raise ConfigError(variable, protocol, f"env {variable}",
+                              "cascadeflow's own OTLP exporters send http/protobuf only; for "
+                              "another protocol configure a global TracerProvider and MeterProvider "
+                              "with its exporter, which cascadeflow then uses")
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
