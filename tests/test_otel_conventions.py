@@ -710,6 +710,41 @@ def test_a_generator_tools_span_covers_its_work_and_stays_out_of_the_consumer(ot
     assert tool.attributes[ea.ERROR_TYPE] == "RuntimeError"
 
 
+def test_an_agent_span_ends_when_the_agent_returned_not_when_its_span_is_built() -> None:
+    """Behind a span exporter that holds the telemetry worker up, an `invoke_agent` span still
+    ends when its agent returned, as step spans end when their steps did."""
+    import threading
+    import time
+
+    gate = threading.Event()
+
+    class Held(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            gate.wait(10)  # (set by the test; bounded so a failure cannot hang it)
+            return super().export(spans)
+
+    exporter = Held()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+
+    @cascadeflow.tool
+    def lookup() -> None:
+        return None
+
+    @cascadeflow.agent(name="triage")
+    def triage() -> None:
+        lookup()  # its span's export holds the worker until the gate opens
+
+    with cascadeflow.run():
+        triage()
+        returned = time.time_ns()
+        gate.set()
+    cascadeflow.flush()
+    [agent] = [s for s in exporter.get_finished_spans() if s.name == "invoke_agent triage"]
+    assert agent.start_time <= agent.end_time <= returned
+
+
 def test_an_agent_or_run_that_raised_ends_its_span_with_the_error(otel: Otel) -> None:
     """An `invoke_agent` span whose operation failed carries `error.type` and ERROR status, as
     the GenAI conventions ask; one that ended normally stays UNSET."""

@@ -100,7 +100,13 @@ class Telemetry:
         if session.failed is not None:  # the agent or run raised (a policy stop included)
             span.set_attribute(cv.ERROR_TYPE, session.failed)
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, session.failed))
-        span.end()
+        # when the session closed, not when the worker got here (behind a slow exporter); never
+        # before its start (`ended` is a float: a fraction of a microsecond off)
+        end = None if session.ended is None else int(session.ended * 1e9)
+        start = getattr(span, "start_time", None)
+        if end is not None and isinstance(start, int):
+            end = max(end, start)
+        span.end(end_time=end)
         session.span = None
         budget = session.limits.budget
         if budget:
