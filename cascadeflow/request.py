@@ -18,7 +18,7 @@ class Request:
 
     __slots__ = ("_counted", "_input_bound", "_prompt_text", "api_base", "args", "client", "irreversible",
                  "kwargs", "method", "model", "operation", "pinned", "provider", "reachable", "stored_tokens",
-                 "stream", "tool")
+                 "stream", "tool", "underneath")
 
     def __init__(self, operation: str, client: str, model: str, kwargs: dict[str, Any],
                  provider: str | None = None, args: tuple[Any, ...] = (), stream: bool = False,
@@ -38,6 +38,8 @@ class Request:
         self.reachable = reachable  # provider prefixes a switch may use; None = any
         self.pinned = pinned  # a cascade attempt: the cascade chose the model; no switching it
         self.method = method  # the openai SDK's method it came through (`parse` does not call `create`)
+        # intercepted libraries its send went through beneath it (litellm's, the openai SDK), once sent
+        self.underneath: list[str] | None = None
         # input the provider holds and bills again (a Responses call's `previous_response_id`),
         # when this process settled that response; None when there is none or it is unknown
         self.stored_tokens: int | None = None

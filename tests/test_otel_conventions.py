@@ -553,6 +553,27 @@ def test_beside_the_reference_a_parse_call_keeps_cascadeflows_client_span(provid
         instrumentor.uninstrument()
 
 
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("model", ["perplexity/sonar", "deepinfra/meta-llama/Llama-2-70b-chat-hf"])
+def test_beside_the_reference_litellm_providers_sent_through_the_openai_sdk_are_reported_once(
+        provider: Any, otel: Otel, mode: str, model: str) -> None:
+    """litellm sends more providers than `openai` and `azure` through the openai SDK: seen going
+    through it, their call is left to the instrumentation too (one CLIENT span, not two)."""
+    instrumentor = _reference(otel)
+    cascadeflow.init(mode=mode, **otel.providers)
+    try:
+        # a key of its own: litellm caches its openai clients per key and endpoint
+        litellm.completion(**chat_kwargs(provider, model=model, api_key=f"sk-sdk-{mode}-{model[:4]}-0000"))
+        [client_span] = _client_spans(otel)
+        assert client_span.instrumentation_scope.name != "cascadeflow"
+        [ours] = [s for s in otel.spans() if s.instrumentation_scope.name == "cascadeflow"]
+        assert ours.name.startswith("cascadeflow chat ")
+        assert _cascadeflow_points(otel, gm.GEN_AI_CLIENT_OPERATION_DURATION) == []
+    finally:
+        cascadeflow.shutdown()
+        instrumentor.uninstrument()
+
+
 def test_never_keeps_cascadeflow_off_the_client_span_with_no_instrumentation(provider: Any,
                                                                              otel: Otel) -> None:
     """For an instrumentation cascadeflow cannot detect: its span is INTERNAL, no gen_ai.client.*."""

@@ -370,7 +370,12 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if library not in _active or _inside.get():
+        underneath = _inside.get()
+        if underneath is not None:  # the outer call's step covers this one
+            if library not in underneath:
+                underneath.append(library)
+            return original(*args, **kwargs)
+        if library not in _active:
             return original(*args, **kwargs)
         rt = _runtime._installed  # `current()`, one frame less on every call
         if rt.mode == "off":
@@ -383,7 +388,7 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
                                    request.client, request.reachable, request.operation, _endpoint(request))
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
-            token = _inside.set(True)
+            token = _inside.set(cap.underneath)
             if rt.observer is not None:
                 cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
@@ -404,7 +409,8 @@ def sync_wrapper(original: Callable[..., Any], to_request: ToRequest, operation:
         if wanted is None:
             return original(*args, **kwargs)
         step = begin(rt, wanted)
-        token = _inside.set(True)
+        step.request.underneath = []
+        token = _inside.set(step.request.underneath)
         if rt.observer is not None:
             step.span = rt.span_started(step.session, operation, step.model)
         try:
@@ -428,7 +434,12 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
 
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if library not in _active or _inside.get():
+        underneath = _inside.get()
+        if underneath is not None:  # the outer call's step covers this one
+            if library not in underneath:
+                underneath.append(library)
+            return await original(*args, **kwargs)
+        if library not in _active:
             return await original(*args, **kwargs)
         rt = _runtime._installed  # `current()`, one frame less on every call
         if rt.mode == "off":
@@ -442,7 +453,7 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
                                           _endpoint(request))
         if not rt.enforce:
             cap = observe.capture(rt, to_request, args, kwargs, prompt_key)
-            token = _inside.set(True)
+            token = _inside.set(cap.underneath)
             if rt.observer is not None:
                 cap.span = rt.span_started(cap.session, operation, _model(kwargs))
             try:
@@ -459,7 +470,8 @@ def async_wrapper(original: Callable[..., Awaitable[Any]], to_request: ToRequest
         if wanted is None:
             return await original(*args, **kwargs)
         step = await abegin(rt, wanted)
-        token = _inside.set(True)
+        step.request.underneath = []
+        token = _inside.set(step.request.underneath)
         if rt.observer is not None:
             step.span = rt.span_started(step.session, operation, step.model)
         try:

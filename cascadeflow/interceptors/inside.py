@@ -9,4 +9,6 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-inside: ContextVar[bool] = ContextVar("cascadeflow_inside_call", default=False)
+# None outside; inside, the libraries whose intercepted methods the call reached underneath it
+# (litellm's call to `openai` went through the openai SDK, where its instrumentations see it)
+inside: ContextVar[list[str] | None] = ContextVar("cascadeflow_inside_call", default=None)

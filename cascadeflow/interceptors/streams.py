@@ -257,7 +257,7 @@ class SyncStreamProxy(_Proxy):
                 return chunk
             if self._exhausted:
                 raise self._over(StopIteration())
-            token = inside.set(True)  # what the library calls while the stream is read is this step
+            token = inside.set([])  # what the library calls while the stream is read is this step
             try:
                 try:
                     if self._iter is None:
@@ -305,7 +305,7 @@ class AsyncStreamProxy(_Proxy):
                 return chunk
             if self._exhausted:
                 raise self._over(StopAsyncIteration())
-            token = inside.set(True)
+            token = inside.set([])
             try:
                 try:
                     if self._iter is None:

@@ -30,7 +30,7 @@ class Capture:
     """A call as observe mode saw it on the caller's thread; `step` once the worker admitted it."""
 
     __slots__ = ("args", "kwargs", "make", "pinned", "policy", "prompt", "rt", "session", "span", "step",
-                 "t0")
+                 "t0", "underneath")
 
     def __init__(self, rt: Runtime, session: Session, make: MakeRequest, args: tuple[Any, ...],
                  kwargs: dict[str, Any], prompt: list[Any] | None, pinned: bool, t0: int) -> None:
@@ -46,6 +46,7 @@ class Capture:
         self.t0 = t0
         self.step: Step | None = None
         self.span: Any = None  # what telemetry started around the send
+        self.underneath: list[str] = []  # libraries the send reached beneath (`Request.underneath`)
 
 
 def capture(rt: Runtime, make: MakeRequest, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -124,6 +125,7 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
     if step is None:
         return
     step.span = cap.span  # set on the caller's thread before this task was queued
+    step.request.underneath = cap.underneath  # (filled in by the send, which is over)
     if error is not None:
         fail(step, error, usage, status, ended)
     elif usage is not None:

@@ -39,7 +39,8 @@ class Duplicates:
         operation = request.operation
         if operation not in _TARGETS:
             return False
-        if request.client == "litellm" and step.entry.provider not in _VIA_OPENAI_SDK:
+        if request.client == "litellm" and step.entry.provider not in _VIA_OPENAI_SDK \
+                and "openai" not in (request.underneath or ()):  # (perplexity, deepinfra, ...)
             return False
         if request.client not in ("litellm", "openai"):
             return False
