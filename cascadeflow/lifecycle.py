@@ -338,13 +338,17 @@ _CAPTURE_VALUES = {"true": True, "1": True, "yes": True, "span_only": True, "spa
 
 
 def _otel_capture(config: Config) -> bool:
-    """Content on spans: the cascadeflow setting or the conventional OpenTelemetry variable."""
+    """Content on spans: cascadeflow's own setting where one is given (init(), its variable, the
+    config file: an explicit no must not be turned into a yes by an environment shared with
+    other instrumented services), else the conventional OpenTelemetry variable."""
     raw = os.environ.get(CAPTURE_VAR, "")
     flag = _CAPTURE_VALUES.get(raw.strip().lower(), None if raw.strip() else False)
     if flag is None:
         raise ConfigError(CAPTURE_VAR, raw, f"env {CAPTURE_VAR}",
                           "expected true, false, span_only, event_only, span_and_event or no_content")
-    return config.capture_content or flag
+    if config.sources.get("capture_content", "default") != "default":
+        return config.capture_content
+    return flag
 
 
 @atexit.register

@@ -624,6 +624,24 @@ def test_capture_variable_values(provider: Any, otel: Otel, monkeypatch: pytest.
     assert (ga.GEN_AI_OUTPUT_MESSAGES in span.attributes) is captured
 
 
+@pytest.mark.parametrize(("given", "flag", "captured"), [
+    ({"capture_content": False}, "true", False), ({"capture_content": True}, "no_content", True),
+    ({}, "span_only", True)])
+def test_cascadeflow_s_own_capture_setting_beats_the_variable(
+        provider: Any, otel: Otel, monkeypatch: pytest.MonkeyPatch, given: dict[str, bool], flag: str,
+        captured: bool) -> None:
+    """`init(capture_content=False)` was overridden by the OpenTelemetry variable set to true
+    (`capture_content or flag`): a service that said no to prompt text on spans got it there
+    from an environment it shares with other instrumented services. A setting of cascadeflow's
+    own (init(), CASCADEFLOW_CAPTURE_CONTENT, the config file) decides; the variable decides
+    only where none is given."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", flag)
+    cascadeflow.init(mode="observe", **given, **otel.providers)
+    litellm.completion(**chat_kwargs(provider, "hello"))
+    [span] = otel.model_spans()
+    assert (ga.GEN_AI_INPUT_MESSAGES in span.attributes) is captured
+
+
 def test_capture_variable_is_validated(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "spans")
     with pytest.raises(cascadeflow.ConfigError) as error:
