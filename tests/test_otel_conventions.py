@@ -395,6 +395,26 @@ def test_a_stopped_step_nests_under_the_span_current_where_it_was_stopped(provid
     assert chat.status.status_code == tool.status.status_code == StatusCode.ERROR
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_an_output_rule_withholds_is_blocked_in_trace_and_span(provider: Any, otel: Otel,
+                                                                         stream: bool) -> None:
+    """A pci `block` on a streamed answer ended its step `blocked`, error GuardrailBlocked, span
+    ERROR; the same block on an unstreamed answer, which the caller also gets as the error,
+    was recorded `ok` with no error and an UNSET span: the withheld answer looked like a
+    success on every dashboard."""
+    provider.reply("Your card is 4242 4242 4242 4242.", when="card")
+    cascadeflow.init(mode="enforce", **otel.providers)
+    with cascadeflow.run(guardrails="pci") as session, pytest.raises(cascadeflow.GuardrailBlocked):
+        answer = litellm.completion(**chat_kwargs(provider, "my card"), stream=stream)
+        for _chunk in answer if stream else ():
+            pass
+    step = session.trace()[0]
+    assert (step["status"], step["error"]) == ("blocked", "GuardrailBlocked") and step["cost"] > 0
+    [span] = otel.model_spans()
+    assert span.attributes[ea.ERROR_TYPE] == "GuardrailBlocked"
+    assert span.status.status_code == StatusCode.ERROR
+
+
 async def test_async_agent_spans_are_current_in_their_own_tasks(provider: Any, otel: Otel) -> None:
     """Two async agents run at once: each one's code and sends nest under its own span."""
     import httpx

@@ -17,6 +17,7 @@ from typing import Any
 
 from cascadeflow import billing, tokens
 from cascadeflow.alert import Alert
+from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
@@ -48,20 +49,26 @@ def settle_output(step: Step, response: Any) -> None:
     originals go back into it (read here, before they do, so the trace never holds them) or
     the rules withheld it (read here, without its text)."""
     operation, arrived = step.request.operation, time.perf_counter_ns()
-    withheld, texts = True, []
+    withheld, texts, blocked = True, [], None
     try:
         if step.view.output_acts:
             guard.check_output(step, response)
         elif step.view.output_rules:  # rules that change nothing: their texts, read before restoring
             texts = guard.output_texts(operation, response)
         withheld = False
+    except GuardrailBlocked as exc:
+        blocked = exc
+        raise
     finally:  # a blocked answer is settled too, as the provider billed it
         usage = None
         if withheld or step.placeholders is not None:
             usage = read_usage(operation, response)
             if withheld:  # the trace keeps what the rules let through: none of a blocked answer's text
                 usage.text = ""
-        respond(step, response, operation, usage, arrived)
+        if blocked is not None:  # the caller gets the error: `blocked`, as a blocked stream is
+            fail(step, blocked, usage, status="blocked", ended=arrived)
+        else:
+            respond(step, response, operation, usage, arrived)
     if texts:
         step.post(guard.output_later, step, *texts)
     if step.placeholders is not None:
