@@ -744,6 +744,21 @@ def test_a_tracer_provider_that_is_not_the_sdks_nests_too(provider: Any, otel: O
     assert spans["app.in_tool"].parent.span_id == spans["execute_tool lookup"].context.span_id
 
 
+def test_a_foreign_tracer_s_span_of_a_call_observe_cannot_read_is_ended(provider: Any, otel: Otel) -> None:
+    """With a tracer that is not the SDK's, the step's span is a real one, started around the
+    send. A call whose arguments the adapter cannot read (here litellm is given the model twice
+    and raises) is not a step; its span was never ended: lost to every exporter, and kept open
+    by the application's provider."""
+    cascadeflow.init(mode="observe", tracer_provider=_ForeignProvider(otel.tracer_provider),
+                     meter_provider=otel.meter_provider)
+    kwargs = chat_kwargs(provider)
+    model = kwargs.pop("model")
+    with cascadeflow.run(), pytest.raises(TypeError):
+        litellm.completion(model, model=model, **kwargs)  # type: ignore[misc]
+    cascadeflow.flush()
+    assert [s.name for s in otel.spans() if s.name.startswith("chat")] == [f"chat {model}"]
+
+
 def test_a_generator_tools_span_covers_its_work_and_stays_out_of_the_consumer(otel: Otel) -> None:
     """The `execute_tool` span of a generator tool used to end before its code ran: the error
     it raised was not on it. Spans its first item opens nest under it; the consumer's own spans

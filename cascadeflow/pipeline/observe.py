@@ -111,11 +111,22 @@ def _admit(cap: Capture) -> None:
     cap.step = step
 
 
+def _no_step(cap: Capture) -> None:
+    """The call went through unrecorded (`_admit` could not read it): a span a tracer that is
+    not the SDK's started around its send ends. (Its settlement is queued after the send, when
+    `cap.span` is set; `_admit` may run before.)"""
+    if cap.span is not None:
+        cap.rt.span_dropped(cap.span)
+        cap.span = None
+
+
 def settle_response(cap: Capture, response: Any, operation: str, ended: int) -> None:
     """Worker task: settle an observed call from its response."""
     if cap.step is not None:
         _settle_usage(cap, read_usage(operation, response), None, "ok", ended,
                       guard.output_texts(operation, response))
+    else:
+        _no_step(cap)
 
 
 def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None, status: str,
@@ -123,6 +134,7 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
     """`texts`: every text of an unstreamed answer, for the output rules (else the usage's)."""
     step = cap.step
     if step is None:
+        _no_step(cap)
         return
     step.span = cap.span  # set on the caller's thread before this task was queued
     step.request.underneath = cap.underneath  # (filled in by the send, which is over)
@@ -139,7 +151,9 @@ def _settle_usage(cap: Capture, usage: Usage | None, error: BaseException | None
 def _settle_stream(cap: Capture, acc: StreamAccumulator, error: BaseException | None, status: str,
                    ended: int, cuts: bool) -> None:
     step = cap.step
-    if step is not None:
+    if step is None:
+        _no_step(cap)
+    else:
         usage = acc.finish(step.request)
         _settle_usage(cap, usage, error, status, ended)
         if cuts:

@@ -58,6 +58,10 @@ class Observer(Protocol):
     def step_sent(self, started: Any) -> None:
         """The send returned (or raised): the context `step_started` made current is left."""
 
+    def step_dropped(self, started: Any) -> None:
+        """On the worker: the call `step_started` was made for is no step (observe could not
+        read its arguments); a span already started for it ends."""
+
     def session_closed(self, session: Session) -> None: ...
 
     def step_recorded(self, step: StepRecord) -> None:

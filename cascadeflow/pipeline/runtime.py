@@ -241,6 +241,11 @@ class Runtime:
         except Exception:
             self._hook_failed(observer.step_sent)
 
+    def span_dropped(self, started: Any) -> None:
+        """The step `span_started` was made for is none (see `Observer.step_dropped`)."""
+        if self.observer is not None:
+            self.notify(self.observer.step_dropped, started)
+
 
 _installed = _BEFORE_INIT = Runtime(Config())
 

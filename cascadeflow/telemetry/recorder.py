@@ -143,6 +143,9 @@ class Telemetry:
     def step_sent(self, started: Started) -> None:
         self.spans.leave(started)
 
+    def step_dropped(self, started: Started) -> None:
+        self.spans.drop(started)
+
     # -- steps (on the background worker) -----------------------------------------------
     def step_recorded(self, step: StepRecord) -> None:
         """The step's span, built in one go with its real start and end times, and its metrics."""

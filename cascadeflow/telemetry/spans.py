@@ -197,6 +197,12 @@ class StepSpans:
             log.exception("cascadeflow could not leave a step's span context")
 
     # -- the worker ----------------------------------------------------------------------
+    def drop(self, started: Started) -> None:
+        """A started step that turned out to be none: the real span a tracer that is not the
+        SDK's started for it ends (the SDK's are only built later, so there is none to end)."""
+        if started.span is not None:
+            started.span.end()
+
     def build(self, started: Started, name: str, kind: Any, attributes: dict[str, Any],
               start_ns: int, end_ns: int, error: str | None) -> None:
         """The step's span, with the context the caller's thread made current."""
