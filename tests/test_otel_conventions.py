@@ -167,6 +167,10 @@ def test_cost_points_name_the_model_as_the_gen_ai_points_do(provider: Any, otel:
     [duration] = {p.attributes[ga.GEN_AI_REQUEST_MODEL] for p in durations}
     [cost] = otel.points("cascadeflow.cost")  # one series for the model, whichever client sent it
     assert cost.attributes[ga.GEN_AI_REQUEST_MODEL] == duration == "gpt-4o-mini"
+    # no agent, no project: left out, as the duration points leave them (an empty string was
+    # a series of its own that no other metric's points join)
+    assert ga.GEN_AI_AGENT_NAME not in cost.attributes and ga.GEN_AI_AGENT_NAME not in durations[0].attributes
+    assert "cascadeflow.project" not in cost.attributes
 
 
 def test_budget_utilization_buckets_tell_a_light_session_from_one_near_its_budget(

@@ -110,9 +110,10 @@ class Telemetry:
         session.span = None
         budget = session.limits.budget
         if budget:
-            self.utilization.record(session.spent / budget,
-                                    {cv.AGENT_NAME: session.agent or "run",
-                                     cv.CF_PROJECT: session.project or ""})
+            labels = {cv.AGENT_NAME: session.agent or "run"}
+            if session.project:
+                labels[cv.CF_PROJECT] = session.project
+            self.utilization.record(session.spent / budget, labels)
 
     def activate(self, span: Any) -> Any:
         """The session's span becomes current, so what the application opens inside nests."""
@@ -170,9 +171,13 @@ class Telemetry:
             return  # usage not known is not reported (a failed, stopped or unread call)
         if entry.cost:
             # the model as the other gen_ai points name it (on the wire), so they join
-            self.cost.add(entry.cost, {cv.REQUEST_MODEL: _wire_model(step),
-                                       cv.AGENT_NAME: entry.agent or "",
-                                       cv.CF_PROJECT: step.chain[-1].project or ""})
+            labels = {cv.REQUEST_MODEL: _wire_model(step)}
+            if entry.agent:  # left out when empty, as on the gen_ai.client.* points
+                labels[cv.AGENT_NAME] = entry.agent
+            project = step.chain[-1].project
+            if project:
+                labels[cv.CF_PROJECT] = project
+            self.cost.add(entry.cost, labels)
 
     def _client_metrics(self, step: StepRecord, operation: str, error: str | None,
                         usage: Usage | None) -> None:
