@@ -168,12 +168,14 @@ def _as_dict(obj: Any) -> dict[str, Any] | None:
 
 
 def _json(value: Any) -> str:
-    """A schema as compact JSON; a pydantic model class (the SDK's `parse`) by its JSON schema."""
+    """A schema as JSON with the usual spaces after `,` and `:` (a provider that renders it so
+    bills more tokens than for compact JSON, which tokenizes shorter); a pydantic model class
+    (the SDK's `parse`) by its JSON schema."""
     schema = getattr(value, "model_json_schema", None)
     if callable(schema):
         value = schema()
     try:
-        return json.dumps(value, separators=(",", ":"), default=str)
+        return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return str(value)
 

@@ -201,3 +201,19 @@ def test_unknown_price_setting_is_validated() -> None:
     with pytest.raises(cascadeflow.ConfigError) as caught:
         cascadeflow.init(mode="enforce", unknown_price="sometimes")
     assert caught.value.setting == "unknown_price" and caught.value.source == "init()"
+
+
+def test_a_clamped_answer_with_a_response_format_schema_stays_in_the_budget(provider: Any) -> None:
+    """Under a tight budget the answer is clamped to what the schema's worst case leaves; the
+    provider bills the schema as it renders it (spaced JSON), which has more tokens than the
+    compact JSON the bound used to tokenize: a long answer passed the budget."""
+    cascadeflow.init(mode="enforce")
+    provider.reply(" ".join(f"word{i}" for i in range(3000)))  # runs up to whatever max_tokens allows
+    fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": {
+        "type": "object", "properties": {f"f{i}": {"type": "string"} for i in range(40)}}}}
+    for budget in (0.002, 0.01):
+        with cascadeflow.run(budget=budget) as session:
+            litellm.completion(**chat_kwargs(provider, "Fill it in " * 30, model=MODEL,
+                                             response_format=fmt))
+        assert session.trace()[0]["reason"] == "max_tokens_clamped"
+        assert _billed(session) <= budget
