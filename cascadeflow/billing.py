@@ -9,7 +9,8 @@ that counts less than the bill can be overrun by one call, so every part is boun
   the tiktoken count plus a per-item margin;
 - images: the most the model's documented rule can charge for one image (`IMAGE_TOKENS`);
 - audio and files, which have no bound short of the model's context window: that window;
-- and never more than the context window, which caps what any request can be billed for.
+- and never more than the context window (one per input of an embeddings batch, each billed on
+  its own), which caps what any request can be billed for.
 
 `None` means no bound exists (an audio part for a model whose window is unknown): the budget
 rule then follows the `unknown_price` setting.
@@ -189,6 +190,8 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
     `margin=False` leaves the margins out: an estimate of the bill, not a bound (streams whose
     provider reports no usage).
     """
+    if window is not None:
+        window *= inputs(request)  # (an embeddings batch: every input up to the window)
     if plain(request):
         if not exact:
             most = request.input_bound()
@@ -210,6 +213,17 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
     most = (text + found.items * (tokens.MESSAGE_OVERHEAD + extra) + tokens.REPLY_PRIMING
             + found.schemas * schema + found.images * image_tokens(model) + (request.stored_tokens or 0))
     return most if window is None else min(most, window)
+
+
+def inputs(request: Request) -> int:
+    """How many inputs the request is billed for, each up to the context window: an embeddings
+    call embeds each item of a list (strings, or lists of token ids) on its own; otherwise 1."""
+    if request.operation != "embeddings":
+        return 1
+    prompt = request.prompt
+    if isinstance(prompt, list | tuple) and prompt and not isinstance(prompt[0], int):
+        return len(prompt)
+    return 1
 
 
 def choices(request: Request) -> int:

@@ -41,14 +41,15 @@ class Price:
         """The most one choice may answer: `max_tokens`, else the model's output limit."""
         return max_tokens or self.max_output_tokens or DEFAULT_MAX_OUTPUT
 
-    def most(self, max_tokens: int | None, choices: Any = 1) -> float | None:
-        """The most one call can cost: a full context window in, `max_tokens` (or the model's
-        output limit) out for each of `n` choices. None when the context window is unknown."""
+    def most(self, max_tokens: int | None, choices: Any = 1, inputs: int = 1) -> float | None:
+        """The most one call can cost: a full context window in for each of its `inputs` (an
+        embeddings batch), `max_tokens` (or the model's output limit) out for each of `n`
+        choices. None when the context window is unknown."""
         if self.max_input_tokens is None:
             return None
         max_out = self.output_limit(max_tokens)
         n = choices if isinstance(choices, int) and choices > 1 else 1
-        return self.max_input_tokens * self.input_bound + n * max_out * self.output
+        return self.max_input_tokens * max(inputs, 1) * self.input_bound + n * max_out * self.output
 
     def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, written: int = 0) -> float:
         """Cost of a call; of the input tokens, `cached` ones were read from the prompt cache and

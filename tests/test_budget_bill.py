@@ -217,3 +217,22 @@ def test_a_clamped_answer_with_a_response_format_schema_stays_in_the_budget(prov
                                              response_format=fmt))
         assert session.trace()[0]["reason"] == "max_tokens_clamped"
         assert _billed(session) <= budget
+
+
+def test_an_embeddings_batch_is_bounded_by_a_window_per_input(provider: Any) -> None:
+    """Each input of an embeddings batch may fill the model's context window and is billed on
+    its own: the worst case was one window for the whole batch (0.000164 USD for
+    text-embedding-3-small), so a batch of 60 long inputs was sent under a 0.001 budget and
+    billed 0.0043, and a second one after it."""
+    cascadeflow.init(mode="enforce")
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    batch = [f"customer order line item {i} " * 600 for i in range(60)]
+    price = PriceBook().price("text-embedding-3-small", "openai")
+    with cascadeflow.run(budget=0.001) as session:
+        with pytest.raises(cascadeflow.BudgetExceeded):
+            client.embeddings.create(model="text-embedding-3-small", input=batch)
+        answer = client.embeddings.create(model="text-embedding-3-small", input=batch[:2])
+    assert len(answer.data) == 2
+    assert [e["status"] for e in session.trace()] == ["stopped", "ok"]
+    billed = sum(price.cost(e["tokens_in"], 0) for e in session.trace() if e["status"] == "ok")
+    assert billed <= 0.001

@@ -55,7 +55,7 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
             pressured = session
     if pressured is None:
         ceiling = engine.ceiling(model, request.provider if model == request.model else None,
-                                 request.max_tokens, billing.choices(request))
+                                 request.max_tokens, billing.choices(request), billing.inputs(request))
         if ceiling is not None and ceiling.reservation * CEILING_SHARE <= remaining:
             return ceiling
     if pressured is not None and remaining > 0 and not request.pinned:

@@ -48,15 +48,15 @@ class Context:
             return view
         return view_of(tuple(chain), self.config, policy, shared, shared_budgets)
 
-    def ceiling(self, model: str, provider: str | None, asked: int | None, choices: Any
-                ) -> Decision | None:
+    def ceiling(self, model: str, provider: str | None, asked: int | None, choices: Any,
+                inputs: int = 1) -> Decision | None:
         """An `allow` reserving the most one call to `model` can cost (see `budget.ceiling`),
-        built once per (model, max_tokens, n); None when that maximum is unknown."""
-        key = (model, provider, asked, choices)
+        built once per (model, max_tokens, n, inputs); None when that maximum is unknown."""
+        key = (model, provider, asked, choices, inputs)
         if key in self._ceilings:
             return self._ceilings[key]
         price = self.priced(model, provider)[1]
-        worst = None if price is None else price.most(asked, choices)
+        worst = None if price is None else price.most(asked, choices, inputs)
         found = None if worst is None else Decision("allow", "ok", reservation=worst)
         if len(self._ceilings) > 4096:
             self._ceilings.clear()

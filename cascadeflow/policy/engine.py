@@ -136,7 +136,7 @@ class Engine(Context):
             return ([switch] if switch else [ALLOW]), 0.0
         model = switch.target_model if switch and switch.target_model else request.model
         ceiling = self.ceiling(model, request.provider if model == request.model else None,
-                               request.max_tokens, billing.choices(request))
+                               request.max_tokens, billing.choices(request), billing.inputs(request))
         if ceiling is None:
             return None, 0.0
         if switch is None:
