@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascadeflow import tokens
-from cascadeflow.request import PROMPT_KEYS, Request
+from cascadeflow.request import PROMPT_KEYS, Request, in_body
 
 TOOL_OVERHEAD = 12  # tokens a tool or response_format schema adds around its JSON (wrapper, separators)
 ITEM_MARGIN = 1  # per message, above the recipe's overhead: a bound must never undercount
@@ -230,8 +230,8 @@ def choices(request: Request) -> int:
     """How many answers are billed as output: `n`, or a text completion's `best_of` (the
     provider writes that many and returns the best `n`, billing them all)."""
     most = 1
-    for key in ("n", "best_of"):
-        value = request.kwargs.get(key)
+    for key in ("n", "best_of"):  # (also in `extra_body`, which the provider receives the same)
+        value = in_body(request.kwargs, key)
         if isinstance(value, int) and not isinstance(value, bool) and value > most:
             most = value
     return most

@@ -13,6 +13,33 @@ PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "in
                "embeddings": "input"}
 
 
+def in_body(kwargs: dict[str, Any], key: str) -> Any:
+    """`key` as the provider receives it: the argument, else the client's `extra_body` (which
+    both the openai SDK and litellm merge into the request body)."""
+    value = kwargs.get(key)
+    if not isinstance(value, int):  # (None, or the openai SDK's `omit`)
+        extra = kwargs.get("extra_body")
+        if isinstance(extra, dict) and isinstance(extra.get(key), int):
+            return extra[key]
+    return value
+
+
+def output_limit(kwargs: dict[str, Any]) -> int | None:
+    """The output limit a request's kwargs set, under any key, as an argument or in
+    `extra_body`: None when neither holds a number."""
+    for key in MAX_TOKEN_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, int):
+            return int(value)
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, dict):
+        for key in MAX_TOKEN_KEYS:
+            value = extra.get(key)
+            if isinstance(value, int):
+                return int(value)
+    return None
+
+
 class Request:
     """One intercepted call: what was asked, of whom, through which client."""
 
@@ -101,12 +128,7 @@ class Request:
     def max_tokens(self) -> int | None:
         """The output limit the caller set, whichever key holds it (read as `max_tokens_key`
         finds it, without calling it: the engine asks on every decision)."""
-        kwargs = self.kwargs
-        for key in MAX_TOKEN_KEYS:
-            value = kwargs.get(key)
-            if isinstance(value, int):
-                return int(value)
-        return None
+        return output_limit(self.kwargs)
 
     @property
     def max_tokens_key(self) -> str | None:

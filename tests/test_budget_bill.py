@@ -236,3 +236,19 @@ def test_an_embeddings_batch_is_bounded_by_a_window_per_input(provider: Any) -> 
     assert [e["status"] for e in session.trace()] == ["stopped", "ok"]
     billed = sum(price.cost(e["tokens_in"], 0) for e in session.trace() if e["status"] == "ok")
     assert billed <= 0.001
+
+
+@pytest.mark.parametrize("extra_body", [{"max_completion_tokens": 4000}, {"n": 3}])
+def test_limits_and_choices_in_extra_body_are_bounded(provider: Any, extra_body: dict[str, Any]) -> None:
+    """The openai SDK merges `extra_body` into the request body over the arguments: an output
+    limit there overrode the clamp (billed 0.04 USD on a 0.005 budget), and `n` there tripled
+    the output that one choice was reserved for."""
+    cascadeflow.init(mode="enforce")
+    provider.reply(" ".join(f"word{i}" for i in range(3000)))  # runs up to whatever max_tokens allows
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    with cascadeflow.run(budget=0.005) as session:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Write"}],
+                                       extra_body=extra_body)
+    assert session.trace()[0]["reason"] == "max_tokens_clamped"
+    assert _billed(session) <= 0.005
+    assert extra_body in ({"max_completion_tokens": 4000}, {"n": 3})  # the caller's dict is untouched

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascadeflow.policy.decision import Decision
-from cascadeflow.request import Request, tool_name
+from cascadeflow.request import MAX_TOKEN_KEYS, Request, tool_name
 
 
 def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, Any] | None = None
@@ -27,7 +27,14 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
             changed["model"] = target
         if decision.max_tokens is not None:
             changed = changed or dict(kwargs)
-            changed[request.max_tokens_key or _limit_key(request)] = decision.max_tokens
+            key = request.max_tokens_key
+            extra = kwargs.get("extra_body")
+            extra = extra if isinstance(extra, dict) else {}
+            inside = [k for k in MAX_TOKEN_KEYS if isinstance(extra.get(k), int)]
+            if inside:  # merged into the body over the argument: the clamp goes there too
+                changed["extra_body"] = {**extra, **dict.fromkeys(inside, decision.max_tokens)}
+            if key is not None or not inside:
+                changed[key or _limit_key(request)] = decision.max_tokens
         if decision.action == "deny_tool" and decision.tools_denied:
             changed = changed or dict(kwargs)
             strip_tools(changed, set(decision.tools_denied))

@@ -23,7 +23,7 @@ from cascadeflow.pipeline.step import Step
 from cascadeflow.policy import tools
 from cascadeflow.policy.decision import Decision
 from cascadeflow.pricing import DEFAULT_MAX_OUTPUT
-from cascadeflow.request import MAX_TOKEN_KEYS
+from cascadeflow.request import output_limit
 from cascadeflow.session import Session
 from cascadeflow.usage import Usage, carried_usage, read_usage
 
@@ -191,8 +191,7 @@ def _alert(step: Step, session: Session) -> None:
 def output_cap(step: Step) -> int:
     """Output tokens the step's reservation pays for: its `max_tokens` (as sent, after a clamp)
     or the model's limit the reservation assumed, times `n`. Enforce cuts a stream past it."""
-    kwargs = step.kwargs
-    asked = next((kwargs[k] for k in MAX_TOKEN_KEYS if isinstance(kwargs.get(k), int)), None)
+    asked = output_limit(step.kwargs)
     price = step.rt.engine.priced(step.model, step.provider)[1]
     limit = price.output_limit(asked) if price is not None else asked or DEFAULT_MAX_OUTPUT
     return int(limit) * billing.choices(step.request)
