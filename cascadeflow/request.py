@@ -14,29 +14,27 @@ PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "in
 
 
 def in_body(kwargs: dict[str, Any], key: str) -> Any:
-    """`key` as the provider receives it: the argument, else the client's `extra_body` (which
-    both the openai SDK and litellm merge into the request body)."""
-    value = kwargs.get(key)
-    if not isinstance(value, int):  # (None, or the openai SDK's `omit`)
-        extra = kwargs.get("extra_body")
-        if isinstance(extra, dict) and isinstance(extra.get(key), int):
-            return extra[key]
-    return value
+    """`key` as the provider receives it: the client's `extra_body` (which both the openai SDK
+    and litellm merge into the request body, over the arguments), else the argument."""
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, dict) and isinstance(extra.get(key), int):
+        return extra[key]
+    return kwargs.get(key)
 
 
 def output_limit(kwargs: dict[str, Any]) -> int | None:
-    """The output limit a request's kwargs set, under any key, as an argument or in
-    `extra_body`: None when neither holds a number."""
-    for key in MAX_TOKEN_KEYS:
-        value = kwargs.get(key)
-        if isinstance(value, int):
-            return int(value)
+    """The output limit a request's kwargs set, under any key, in `extra_body` (which the
+    provider receives over the arguments) or as an argument: None when neither holds one."""
     extra = kwargs.get("extra_body")
     if isinstance(extra, dict):
         for key in MAX_TOKEN_KEYS:
             value = extra.get(key)
             if isinstance(value, int):
                 return int(value)
+    for key in MAX_TOKEN_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, int):
+            return int(value)
     return None
 
 

@@ -252,3 +252,18 @@ def test_limits_and_choices_in_extra_body_are_bounded(provider: Any, extra_body:
     assert session.trace()[0]["reason"] == "max_tokens_clamped"
     assert _billed(session) <= 0.005
     assert extra_body in ({"max_completion_tokens": 4000}, {"n": 3})  # the caller's dict is untouched
+
+
+def test_a_limit_in_extra_body_wins_over_the_argument_as_on_the_wire(provider: Any) -> None:
+    """`max_completion_tokens=50` with `extra_body={"max_completion_tokens": 4000}`: the
+    provider receives 4000 (extra_body is merged over the arguments), but the bound read the
+    argument's 50, fitted the budget with it, and sent the call unclamped."""
+    cascadeflow.init(mode="enforce")
+    provider.reply(" ".join(f"word{i}" for i in range(3000)))
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    with cascadeflow.run(budget=0.005) as session:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Write"}],
+                                       max_completion_tokens=50,
+                                       extra_body={"max_completion_tokens": 4000})
+    assert session.trace()[0]["reason"] == "max_tokens_clamped"
+    assert _billed(session) <= 0.005
