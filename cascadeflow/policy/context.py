@@ -22,6 +22,9 @@ from cascadeflow.request import Request
 Approver = Callable[[str, tuple[Any, ...], dict[str, Any]], bool]
 
 
+_UNSEEN = Decision("allow", "unseen")  # a memo miss (None is a remembered answer: no maximum known)
+
+
 class Context:
     """Holds what the rules read besides the request and the sessions."""
 
@@ -53,8 +56,9 @@ class Context:
         """An `allow` reserving the most one call to `model` can cost (see `budget.ceiling`),
         built once per (model, max_tokens, n, inputs); None when that maximum is unknown."""
         key = (model, provider, asked, choices, inputs)
-        if key in self._ceilings:
-            return self._ceilings[key]
+        found = self._ceilings.get(key, _UNSEEN)  # one read: another thread may clear it meanwhile
+        if found is not _UNSEEN:
+            return found
         price = self.priced(model, provider)[1]
         worst = None if price is None else price.most(asked, choices, inputs)
         found = None if worst is None else Decision("allow", "ok", reservation=worst)
