@@ -352,3 +352,20 @@ def test_bad_ledger_input_names_argument_value_and_source(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["UPDATE run_entries SET entry = '{cut' WHERE rowid = 1",
+                                    "UPDATE events SET content = 'not json' WHERE id = 1"])
+def test_a_damaged_row_is_one_line_naming_the_ledger(damage: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # a row JSON cannot read (a file edited by hand, a disk error) raised a JSONDecodeError
+    # traceback out of `report` and `recommend`
+    db = write_synthetic_ledger(tmp_path / "l.db", 20, seed=1)
+    with sqlite3.connect(db) as conn:
+        conn.execute(damage)
+    for command in ("report", "recommend"):
+        assert main([command, f"--ledger={db}", "-o", str(tmp_path / "r.html")][:2 if command ==
+                    "recommend" else 4]) == 2
+        err = capsys.readouterr().err
+        assert f"--ledger='{db}'" in err and "not JSON" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ from typing import Any
 
 from cascadeflow.ledger.events import COLUMNS, OUTCOME_COLUMNS
 from cascadeflow.ledger.query import Reader, as_int
+from cascadeflow.ledger.store import StoreUnavailable
 
 CHUNK = 400  # runs read per query (two IN lists of this many stay under SQLite's 999 variables)
 IN_RUN = "(root_run_id IS NOT NULL OR root_step IS NULL)"  # not a call outside any run()
@@ -110,6 +111,15 @@ def outside(reader: Reader, query: RunQuery) -> tuple[int, float]:
     return as_int(count), float(cost) if isinstance(cost, int | float) else 0.0
 
 
+def loads(text: object, what: str) -> Any:
+    """A JSON column of the ledger read back; StoreUnavailable naming the row when it is not
+    JSON (a file edited by hand or damaged), not a JSONDecodeError out of the report."""
+    try:
+        return json.loads(text if isinstance(text, str | bytes) else str(text))
+    except ValueError as exc:
+        raise StoreUnavailable(f"{what} is not JSON ({exc}): the file is damaged") from None
+
+
 def _read(reader: Reader, schema: _Schema, keys: list[str]) -> Iterator[LedgerRun]:
     found = {k: LedgerRun(k) for k in keys}
     where, times = schema.of("events", len(keys))
@@ -127,7 +137,7 @@ def _read(reader: Reader, schema: _Schema, keys: list[str]) -> Iterator[LedgerRu
                 "SELECT root_run_id, run_id, step, ts, entry FROM run_entries WHERE root_run_id IN "
                 f"({marks}) ORDER BY rowid", keys):
             found[str(root)].entries.append({"run_id": run_id, "step": step, "ts": ts,
-                                             "entry": json.loads(str(entry))})
+                                             "entry": loads(entry, f"a run entry of run {root}")})
     if "outcomes" in schema.tables:
         where, times = schema.of("outcomes", len(keys))
         rows = reader.read(f"SELECT {schema.select('outcomes', OUTCOME_COLUMNS)} FROM outcomes "

@@ -11,7 +11,6 @@ end), and "budget left" per step is not kept.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from cascadeflow.entry import NOT_FALLBACKS, SIDE_OPERATIONS
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import StoreUnavailable
 from cascadeflow.ledger.query import ReadOnly
-from cascadeflow.ledger.runs import LedgerRun, RunQuery, outside, runs
+from cascadeflow.ledger.runs import LedgerRun, RunQuery, loads, outside, runs
 from cascadeflow.report.filters import RunFilter
 from cascadeflow.report.source import RunRecord
 
@@ -110,7 +109,8 @@ def _step(event: Mapping[str, Any], primaries: Mapping[tuple[str, int], Mapping[
     if primary is not None:
         entry.update({k: primary[k] for k in PRIMARY_FIELDS if k in primary})
     if event["content"] is not None:  # stored only when content capture was on
-        entry["content"] = json.loads(event["content"])
+        entry["content"] = loads(event["content"], f"the content of step {number} of run "
+                                                   f"{event['run_id']}")
     return entry
 
 
