@@ -4,6 +4,7 @@ events committed with exact numbers."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -412,3 +413,33 @@ def test_steps_takes_percentiles_without_holding_every_latency(
     assert peak < 4_000_000  # the latencies alone are 200,000 floats: 6.4 MB in a list
     assert (report["matched"], report["latency_samples"]) == (200_001, 200_000)
     assert report["latency_ms"] == {f"p{p}": percentile(latencies, p) for p in (50, 95, 99)}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="an operator's forget as root over a service's files")
+def test_forget_as_root_leaves_the_metering_file_to_its_service(service: Path,
+                                                                capsys: pytest.CaptureFixture[str]
+                                                                ) -> None:
+    """`forget` rewrites the metering file and renames the copy over it: run by root (the
+    ledger belongs to the service's user), the copy was root's, and the service, appending to
+    the file again after its restart, was refused (PermissionError: every usage event after it
+    lost to events_jsonl)."""
+    usage = service / "usage.jsonl"
+    usage.write_text("".join(json.dumps({"user": u, "cost": 0.1}) + "\n" for u in ("alice", "bob")))
+    usage.chmod(0o644)
+    (service / "cascadeflow.toml").write_text(
+        f'[ledger]\npath = "l.db"\nevents_jsonl = "{usage.name}"\n')
+    _ledger(service / "l.db", [_event(time.time()), _event(time.time(), user="bob")]).close()
+    for path in (service, usage, service / "l.db"):
+        os.chown(path, 65534, 65534)
+    assert main(["ledger", "forget", "--config", str(service / "cascadeflow.toml"), "--user",
+                 "bob", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"]["events_jsonl"] == 1
+    assert (usage.stat().st_uid, usage.stat().st_gid) == (65534, 65534)
+
+    def service_appends() -> str:
+        with usage.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"user": "carol"}) + "\n")
+        return usage.read_text()
+
+    lines = forked_as_nobody(service, service_appends).splitlines()
+    assert [json.loads(line)["user"] for line in lines] == ["alice", "carol"]

@@ -1,9 +1,10 @@
 """Deletion by data subject in the JSONL metering file (`[ledger] events_jsonl`).
 
 The file is rewritten beside itself and renamed over the original, so a crash leaves either the
-old file or the new one, never half of each. A process appending to the file at that moment
-keeps writing to the old one (its open handle), so run `forget` while no process meters into it,
-or run it again after they have restarted.
+old file or the new one, never half of each; the copy keeps the original's mode, owner and group
+(`forget` run as root must leave the file to the service that appends to it). A process appending
+to the file at that moment keeps writing to the old one (its open handle), so run `forget` while
+no process meters into it, or run it again after they have restarted.
 """
 
 from __future__ import annotations
@@ -37,12 +38,30 @@ def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> in
                     out.write(line)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, source.stat().st_mode & 0o7777)
+        _same_owner(temporary, source.stat())
         os.replace(temporary, source)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return removed
+
+
+def _same_owner(temporary: str, original: os.stat_result) -> None:
+    """Give the rewritten copy the original's mode, owner and group: `forget` run by root (or
+    another user) over a service's file left it root's, and the service, opening it again to
+    append, was refused. When this user may not hand it over, the original stays as it was."""
+    made = os.stat(temporary)
+    if (made.st_uid, made.st_gid) != (original.st_uid, original.st_gid):
+        try:
+            os.chown(temporary, original.st_uid, original.st_gid)
+        except PermissionError:
+            if made.st_uid == original.st_uid:  # ours: only its group could not be kept
+                os.chmod(temporary, original.st_mode & 0o7777)
+                return
+            raise PermissionError(f"cannot give the rewritten metering file back to its owner "
+                                  f"(uid {original.st_uid}, gid {original.st_gid}): run forget "
+                                  f"as that user or as root; the file is unchanged") from None
+    os.chmod(temporary, original.st_mode & 0o7777)  # after chown, which clears set-id bits
 
 
 def _user(line: str) -> object:
