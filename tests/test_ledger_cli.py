@@ -443,3 +443,22 @@ def test_forget_as_root_leaves_the_metering_file_to_its_service(service: Path,
 
     lines = forked_as_nobody(service, service_appends).splitlines()
     assert [json.loads(line)["user"] for line in lines] == ["alice", "carol"]
+
+
+def test_forget_keeps_a_metering_line_that_is_not_utf8(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A line another program wrote in Latin-1 made `forget` crash with a UnicodeDecodeError
+    traceback after it had deleted the user's rows in the ledger, leaving their lines in the
+    file. Such a line is no JSON this can know a user in: kept, byte for byte."""
+    usage = tmp_path / "usage.jsonl"
+    usage.write_bytes(b'{"user": "bob"}\nlegacy note caf\xe9\n{"user": "alice"}\n')
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "l.db"\nevents_jsonl = "usage.jsonl"\n')
+    _ledger(tmp_path / "l.db", [_event(time.time(), user="bob")]).close()
+    argv = ["ledger", "forget", "--config", str(tmp_path / "cascadeflow.toml"), "--user", "bob"]
+    assert main([*argv, "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"]["events_jsonl"] == 1
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == {
+        "events": 1, "run_entries": 0, "outcomes": 0, "counters": 0, "holds": 0, "slots": 0,
+        "marks": 0, "events_jsonl": 1}
+    assert usage.read_bytes() == b'legacy note caf\xe9\n{"user": "alice"}\n'

@@ -14,6 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# a line another program wrote in another encoding is read and written back byte for byte (it
+# names no user this can know of), not a UnicodeDecodeError after the ledger's rows are gone
+KEEP = "surrogateescape"
+
 
 def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> int:
     """Remove the lines of `user`'s events from the file (or, dry, count them). A line that is
@@ -23,14 +27,15 @@ def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> in
     source = Path(path)
     if not source.exists():
         return 0
-    with source.open(encoding="utf-8") as lines:
+    with source.open(encoding="utf-8", errors=KEEP) as lines:
         removed = sum(_user(line) == user for line in lines)
     if dry_run or not removed:
         return removed
     fd, temporary = tempfile.mkstemp(prefix=f".{source.name}.", dir=source.parent)
     removed = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out, source.open(encoding="utf-8") as lines:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=KEEP) as out, \
+                source.open(encoding="utf-8", errors=KEEP) as lines:
             for line in lines:
                 if _user(line) == user:
                     removed += 1
