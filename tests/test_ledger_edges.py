@@ -407,3 +407,35 @@ def test_shutdown_while_calls_wait_for_a_locked_ledger_does_not_crash(provider: 
                           capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("]")[-1].strip() == "4"  # every call came back, one way or another
+
+
+def test_a_full_queue_alerts_once_until_writes_resume(tmp_path: Path) -> None:
+    """While the ledger's file was locked (a long `purge`, a backup), every settlement the full
+    queue turned away raised its own alert: thousands of `ledger_write_failed` alerts, which
+    filled the alert queue (1000) and crowded out the others (a budget's threshold alert)."""
+    alerts: list[Alert] = []
+    ledger = Ledger(LedgerSpec(path=str(tmp_path / "ledger.db"), flush_interval_s=0.02,
+                               queue_size=5), Quotas({}, {}), alerts.append)
+
+    def burst(users: int) -> None:
+        blocker = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            for i in range(users):
+                ledger.settle(Settlement(event(f"u{i}"), time.time()))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert returns(ledger.flush)
+
+    burst(200)
+    dropped = ledger.stats()["ledger_dropped"]
+    assert dropped >= 190
+    full = [a for a in alerts if a.attributes.get("why") == "queue_full"]
+    assert len(full) == 1 and "ledger_dropped" in full[0].message
+    burst(200)  # writes resumed in between: the next overflow is news again
+    assert len([a for a in alerts if a.attributes.get("why") == "queue_full"]) == 2
+    ledger.close()
+    assert rows(tmp_path / "ledger.db", "SELECT COUNT(*) FROM events") == \
+        [(ledger.stats()["ledger_written"],)]
+    assert ledger.stats()["ledger_written"] + ledger.stats()["ledger_dropped"] == 400

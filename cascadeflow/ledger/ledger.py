@@ -50,6 +50,10 @@ class Ledger:
         self._closed = False  # a settlement after close is written by the writer all the same
         self._owed: list[Settlement] = []  # spend the shared store has not taken yet (writer's)
         self.counters_lost = 0
+        # the queue overflowed since the last commit: alerted once, not per dropped record (a
+        # locked file turned away thousands, whose alerts crowded out every other alert)
+        self._dropping = False
+        self._dropping_lock = threading.Lock()
         self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
                              spec.flush_interval_s)
 
@@ -127,6 +131,7 @@ class Ledger:
             self._owed = []
 
     def _committed(self, batch: Sequence[Settlement]) -> None:
+        self._dropping = False  # a write went through: the next overflow is news again
         events = [s.event for s in batch if s.event is not None]
         if events and (self.sinks or self.spec.events_jsonl):
             self._deliver(events)
@@ -220,6 +225,18 @@ class Ledger:
                               attributes={"why": "counters_lost", "count": count}))
 
     def _lost(self, why: str, count: int) -> None:
+        if why == "queue_full":  # one settlement at a time, on the callers' threads
+            with self._dropping_lock:
+                if self._dropping:
+                    return
+                self._dropping = True
+            self._alert(Alert("ledger_write_failed", f"the ledger's queue ({self.spec.queue_size} "
+                              f"records) is full: the writer cannot keep up or the file is "
+                              f"locked, and usage events are dropped; more drops are counted in "
+                              f"stats()['ledger_dropped'], not alerted again until a write "
+                              f"succeeds", severity="error",
+                              attributes={"why": why, "count": count}))
+            return
         self._alert(Alert("ledger_write_failed", f"{count} ledger records (usage events, run "
                           f"entries, outcomes) could not be written ({why}); budgets shared "
                           f"through the ledger miss the spend of those that were usage events",
