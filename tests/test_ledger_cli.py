@@ -462,3 +462,23 @@ def test_forget_keeps_a_metering_line_that_is_not_utf8(tmp_path: Path,
         "events": 1, "run_entries": 0, "outcomes": 0, "counters": 0, "holds": 0, "slots": 0,
         "marks": 0, "events_jsonl": 1}
     assert usage.read_bytes() == b'legacy note caf\xe9\n{"user": "alice"}\n'
+
+
+def test_forget_rewrites_the_metering_file_a_link_points_to(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """events_jsonl as a symbolic link (logs/usage.jsonl -> a data volume): the copy was renamed
+    over the link, so the file on the volume kept every line of the user `forget` reported
+    removed, and the link was gone."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    target = volume / "usage.jsonl"
+    target.write_text("".join(json.dumps({"user": u}) + "\n" for u in ("bob", "alice")))
+    (tmp_path / "usage.jsonl").symlink_to(target)
+    (tmp_path / "cascadeflow.toml").write_text('[ledger]\npath = "l.db"\nevents_jsonl = "usage.jsonl"\n')
+    _ledger(tmp_path / "l.db", [_event(time.time(), user="bob")]).close()
+    assert main(["ledger", "forget", "--config", str(tmp_path / "cascadeflow.toml"), "--user",
+                 "bob", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"]["events_jsonl"] == 1
+    assert (tmp_path / "usage.jsonl").is_symlink()
+    assert [json.loads(line)["user"] for line in target.read_text().splitlines()] == ["alice"]
+    assert sorted(p.name for p in volume.iterdir()) == ["usage.jsonl"]

@@ -27,6 +27,9 @@ def forget(path: str | os.PathLike[str], user: str, dry_run: bool = False) -> in
     source = Path(path)
     if not source.exists():
         return 0
+    # a symbolic link (logs/usage.jsonl -> a data volume): the file it points to is rewritten;
+    # renaming the copy over the link left the user's lines in that file, and the link gone
+    source = source.resolve()
     with source.open(encoding="utf-8", errors=KEEP) as lines:
         removed = sum(_user(line) == user for line in lines)
     if dry_run or not removed:
