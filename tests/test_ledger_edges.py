@@ -439,3 +439,33 @@ def test_a_full_queue_alerts_once_until_writes_resume(tmp_path: Path) -> None:
     assert rows(tmp_path / "ledger.db", "SELECT COUNT(*) FROM events") == \
         [(ledger.stats()["ledger_written"],)]
     assert ledger.stats()["ledger_written"] + ledger.stats()["ledger_dropped"] == 400
+
+
+def test_events_jsonl_follows_a_rotation_and_a_forget_while_the_ledger_runs(tmp_path: Path) -> None:
+    """The ledger kept the metering file open for good: once a consumer rotated it by renaming
+    (as docs/ledger-cli.md leaves rotation to the consumer), or `cascadeflow ledger forget`
+    rewrote it, every later event went on into the renamed or unlinked file, the first for
+    ever, the second lost with it. It now opens the path again when the file there changed."""
+    from cascadeflow.cli import main
+
+    usage = tmp_path / "usage.jsonl"
+    config = configure(tmp_path, f'events_jsonl = "{usage.name}"\n')
+    ledger = Ledger(LedgerSpec(path=str(tmp_path / "ledger.db"), flush_interval_s=0.02,
+                               events_jsonl=str(usage)), Quotas({}, {}), lambda alert: None)
+
+    def write(*users: str) -> None:
+        for user in users:
+            ledger.settle(Settlement(event(user), time.time()))
+        assert returns(ledger.flush)
+
+    def users(path: Path) -> list[str]:
+        return [json.loads(line)["user"] for line in path.read_text().splitlines()]
+
+    write("a")
+    usage.rename(tmp_path / "usage.jsonl.1")  # rotated by renaming
+    write("bob", "b")
+    assert users(tmp_path / "usage.jsonl.1") == ["a"] and users(usage) == ["bob", "b"]
+    assert main(["ledger", "forget", "--config", str(config), "--user", "bob"]) == 0
+    write("c")
+    ledger.close()
+    assert users(usage) == ["b", "c"]

@@ -2,9 +2,10 @@
 
 The file is rewritten beside itself and renamed over the original, so a crash leaves either the
 old file or the new one, never half of each; the copy keeps the original's mode, owner and group
-(`forget` run as root must leave the file to the service that appends to it). A process appending
-to the file at that moment keeps writing to the old one (its open handle), so run `forget` while
-no process meters into it, or run it again after they have restarted.
+(`forget` run as root must leave the file to the service that appends to it). The ledger of a
+running application opens the path again at its next batch once it names another file; a batch
+appended while the file is being rewritten goes into the old one, so run `forget` while the
+application is quiet.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ and raising alerts).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -162,9 +163,16 @@ class Ledger:
         """Append the rows to `events_jsonl` (`path`). A failure (a missing directory, no
         permission, a full disk) is counted as a sink's (`usage_sink_errors`, per row) and
         alerted once until a write succeeds again; it never keeps the other sinks or the budget
-        alerts from running. The file is opened again for the next batch."""
+        alerts from running. The file is opened again for the next batch, and whenever the
+        path no longer names the file held open: a consumer rotated it by renaming, or
+        `cascadeflow ledger forget` rewrote it (events written on into the old file were kept
+        in a rotated file for ever, or lost with the unlinked one)."""
         try:
             with self._jsonl_lock:
+                if self._jsonl is not None and _moved(path, self._jsonl):
+                    with suppress(OSError, ValueError):
+                        self._jsonl.close()
+                    self._jsonl = None
                 if self._jsonl is None:
                     self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
                 self._jsonl.write("".join(to_json(r) + "\n" for r in rows))
@@ -274,6 +282,17 @@ class Ledger:
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
                 "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
+
+
+def _moved(path: str, handle: IO[str]) -> bool:
+    """Whether `path` no longer names the file `handle` has open (renamed, replaced, removed):
+    one stat per batch, as logging's WatchedFileHandler does."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return True
+    held = os.fstat(handle.fileno())
+    return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
 
 def _alert_period(window: Window, now: float) -> tuple[int, int]:
