@@ -469,3 +469,32 @@ def test_events_jsonl_follows_a_rotation_and_a_forget_while_the_ledger_runs(tmp_
     write("c")
     ledger.close()
     assert users(usage) == ["b", "c"]
+
+
+def test_a_replaced_ledger_is_freed(tmp_path: Path) -> None:
+    """Each Writer registered its `_reset` as an at-fork hook, which Python never unregisters:
+    every ledger an `init()` replaced (a config reload, a test) stayed in memory with its
+    quotas, sinks and store objects, for the life of the process."""
+    import gc
+    import os
+    import weakref
+
+    refs = []
+    before = set(threading.enumerate())
+    for i in range(3):
+        ledger = Ledger(LedgerSpec(path=str(tmp_path / f"l{i}.db")), Quotas({}, {}), lambda a: None)
+        ledger.settle(Settlement(event("a"), time.time()))
+        ledger.close()
+        refs.append(weakref.ref(ledger))
+        del ledger
+    for thread in set(threading.enumerate()) - before:  # the writers' threads, ending
+        thread.join(10)
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    writer = Writer(lambda batch: None, lambda batch: None, lambda why, n: None)
+    writer.put(Settlement(event("b"), time.time()))
+    writer._closed = True  # as a child sees its parent's writer: reset there, not here
+    pid = os.fork()
+    if pid == 0:  # the hook ran in the child: a fresh queue, not closed
+        os._exit(0 if not writer._closed and not writer._queue else 1)
+    assert os.waitpid(pid, 0)[1] == 0

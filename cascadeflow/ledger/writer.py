@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -40,7 +41,10 @@ class Writer:
         self.dropped = 0  # not queued: the queue was full
         self.lost = 0  # queued, but the store refused them `RETRIES` times
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        # the fork hooks are never unregistered: a hook holding the writer kept it (and through
+        # `commit` its ledger, quotas and sinks) alive for good after every init() that replaced it
+        mine = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_if_alive(mine))
 
     def _reset(self) -> None:
         self._queue: deque[Settlement] = deque()
@@ -189,3 +193,10 @@ class Writer:
             self._closed = True
             self._cond.notify_all()
         return done
+
+
+def _reset_if_alive(writer: weakref.ref[Writer]) -> None:
+    """A forked child's writer starts with an empty queue and no thread (if it still exists)."""
+    alive = writer()
+    if alive is not None:
+        alive._reset()
