@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -189,7 +189,7 @@ def _steps(args: argparse.Namespace, target: Target, store: query.ReadOnly, afte
     zone = time_zone(target.spec.time_zone)
     _table(out, ("time", "run", "step", "user", "agent", "model", "status", "error", "tok in",
                  "tok out", "cost USD", "ms"),
-           [(datetime.fromtimestamp(query.as_float(r["ts"]), zone).strftime("%Y-%m-%d %H:%M:%S"),
+           [(_when(query.as_float(r["ts"]), zone),
              r["run_id"], r["step"], r["user"], r["agent"], r["model"], r["status"], r["error"],
              r["tokens_in"], r["tokens_out"],
              None if r["cost"] is None else f"{query.as_float(r['cost']):.6f}",
@@ -202,6 +202,14 @@ def _steps(args: argparse.Namespace, target: Target, store: query.ReadOnly, afte
     if similar is not None:
         _no_such_model(args.model, similar, out)
     return 0
+
+
+def _when(ts: float, zone: tzinfo) -> str:
+    """A step's time in the ledger's zone; a ts no calendar holds (a damaged or imported row,
+    in milliseconds) as the number it is."""
+    if not query.in_calendar(ts):
+        return repr(ts)
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _similar_models(store: query.Reader, model: str) -> list[str] | None:

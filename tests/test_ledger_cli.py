@@ -482,3 +482,22 @@ def test_forget_rewrites_the_metering_file_a_link_points_to(tmp_path: Path,
     assert (tmp_path / "usage.jsonl").is_symlink()
     assert [json.loads(line)["user"] for line in target.read_text().splitlines()] == ["alice"]
     assert sorted(p.name for p in volume.iterdir()) == ["usage.jsonl"]
+
+
+def test_an_event_time_out_of_the_calendar_is_named_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A row whose ts is in milliseconds (an import from another tool, a damaged file) made
+    `spend` crash with OverflowError in the window arithmetic and `steps` with ValueError
+    ('year 58864 is out of range') formatting the time."""
+    now = time.time()
+    _ledger(tmp_path / "l.db", [_event(now, cost=0.5), _event(now * 1000, user="bob")]).close()
+    argv = ["ledger", "spend", "--ledger", str(tmp_path / "l.db")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"ledger {tmp_path / 'l.db'}: an event's ts {now * 1000!r}" in err
+    assert "between the years" in err
+    assert main(["ledger", "steps", "--ledger", str(tmp_path / "l.db")]) == 0
+    table = capsys.readouterr().out
+    assert f"{now * 1000!r}" in table and "alice" in table
+    assert _cli(capsys, "steps", "--ledger", str(tmp_path / "l.db"))["matched"] == 2

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -161,6 +162,12 @@ def spend(store: Reader, by: str, window: Window, since: float | None = None) ->
     ((first, last),) = store.read("SELECT MIN(ts), MAX(ts) FROM events WHERE ts >= ?", (low,))
     if first is None:
         return []
+    for ts in (first, last):
+        if not in_calendar(as_float(ts)):  # it would walk day by day to the year 9999, then fail
+            where = f"ledger {store.path}: " if isinstance(store, ReadOnly) else ""
+            raise StoreUnavailable(f"{where}an event's ts {as_float(ts)!r} is not a time (epoch seconds) "
+                                   f"between the years 2 and 9998: a damaged or imported row? "
+                                   f"(`ledger steps` lists it)")
     out: list[Spend] = []
     for label, start, end in windows(window, as_float(first), as_float(last)):
         rows = store.read(
@@ -175,6 +182,15 @@ def spend(store: Reader, by: str, window: Window, since: float | None = None) ->
                 for g, calls, stopped, tokens_in, tokens_out, cached, uncached, cost, unpriced
                 in rows]
     return out
+
+
+_FIRST = datetime(2, 1, 1, tzinfo=UTC).timestamp()  # a day off either end: any zone's window fits
+_LAST = datetime(9998, 12, 31, tzinfo=UTC).timestamp()
+
+
+def in_calendar(ts: float) -> bool:
+    """Whether `ts` (epoch seconds) is a time whose windows and local date can be computed."""
+    return _FIRST <= ts <= _LAST
 
 
 @dataclass(frozen=True, slots=True)
