@@ -72,11 +72,18 @@ def two_tiers(provider: Any) -> Cascade:
                     Tier("openai/gpt-4o-mini", params=endpoint(provider))], retry=FAST)
 
 
-def test_a_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: Any, no_gc: None) -> None:
+# a stream that ends cleanly before its first event, and one whose connection drops after the
+# headers, before it (the read raises, and the cascade goes on to the next tier)
+BEFORE_THE_FIRST_CHUNK = [{"end_stream_after": 0}, {"cut_stream_after": 0}]
+
+
+@pytest.mark.parametrize("fault", BEFORE_THE_FIRST_CHUNK)
+def test_a_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: Any, no_gc: None,
+                                                                      fault: dict[str, int]) -> None:
     """The empty stream's step was left open: its worst-case reservation (0.16 USD for gpt-4o)
     held the budget until the garbage collector dropped the stream, and its trace entry said
-    `pending`, then `abandoned`."""
-    provider.inject(model="gpt-4o", end_stream_after=0)
+    `pending`, then `abandoned`. (The cut one was settled by the read's error already.)"""
+    provider.inject(model="gpt-4o", **fault)
     cascadeflow.init(mode="enforce")
     with cascadeflow.run(budget=1.0) as session:
         text = "".join(c.choices[0].delta.content or "" for c in two_tiers(provider).complete(
@@ -89,39 +96,10 @@ def test_a_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: 
     assert first["status"] not in ("pending", "abandoned")
 
 
-async def test_an_async_stream_that_ends_before_its_first_chunk_is_settled_at_once(provider: Any,
-                                                                                   no_gc: None) -> None:
-    provider.inject(model="gpt-4o", end_stream_after=0)
-    cascadeflow.init(mode="enforce")
-    async with cascadeflow.run(budget=1.0) as session:
-        stream = await two_tiers(provider).acomplete(messages=MESSAGES, stream=True)
-        text = "".join([c.choices[0].delta.content or "" async for c in stream])
-        assert "gpt-4o-mini" in text
-        cascadeflow.flush()
-        assert session.reserved == pytest.approx(0.0, abs=1e-12)
-    assert session.trace()[0]["status"] not in ("pending", "abandoned")
-
-
-def test_a_stream_cut_before_its_first_chunk_is_settled_at_once(provider: Any, no_gc: None) -> None:
-    """The connection dropped after the headers, before the first event: the read raises and the
-    cascade goes on to the next tier. The broken stream's step is settled by the read's error
-    (not left, with its worst-case reservation, to the garbage collector)."""
-    provider.inject(model="gpt-4o", cut_stream_after=0)
-    cascadeflow.init(mode="enforce")
-    with cascadeflow.run(budget=1.0) as session:
-        text = "".join(c.choices[0].delta.content or "" for c in two_tiers(provider).complete(
-            messages=MESSAGES, stream=True))
-        assert "gpt-4o-mini" in text
-        cascadeflow.flush()
-        assert session.reserved == pytest.approx(0.0, abs=1e-12)
-    first = session.trace()[0]
-    assert first["model"] == "openai/gpt-4o"
-    assert first["status"] not in ("pending", "abandoned")
-
-
-async def test_an_async_stream_cut_before_its_first_chunk_is_settled_at_once(provider: Any,
-                                                                             no_gc: None) -> None:
-    provider.inject(model="gpt-4o", cut_stream_after=0)
+@pytest.mark.parametrize("fault", BEFORE_THE_FIRST_CHUNK)
+async def test_an_async_stream_that_ends_before_its_first_chunk_is_settled_at_once(
+        provider: Any, no_gc: None, fault: dict[str, int]) -> None:
+    provider.inject(model="gpt-4o", **fault)
     cascadeflow.init(mode="enforce")
     async with cascadeflow.run(budget=1.0) as session:
         stream = await two_tiers(provider).acomplete(messages=MESSAGES, stream=True)
