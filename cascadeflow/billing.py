@@ -217,8 +217,9 @@ def input_tokens(request: Request, model: str, window: int | None, exact: bool, 
 
 def inputs(request: Request) -> int:
     """How many inputs the request is billed for, each up to the context window: an embeddings
-    call embeds each item of a list (strings, or lists of token ids) on its own; otherwise 1."""
-    if request.operation != "embeddings":
+    call embeds each item of a list (strings, or lists of token ids) on its own, and a text
+    completion answers each prompt of a list on its own; otherwise 1."""
+    if request.operation not in ("embeddings", "text_completion"):
         return 1
     prompt = request.prompt
     if isinstance(prompt, list | tuple) and prompt and not isinstance(prompt[0], int):
@@ -228,10 +229,11 @@ def inputs(request: Request) -> int:
 
 def choices(request: Request) -> int:
     """How many answers are billed as output: `n`, or a text completion's `best_of` (the
-    provider writes that many and returns the best `n`, billing them all)."""
+    provider writes that many and returns the best `n`, billing them all), for each prompt of
+    a text completion's list."""
     most = 1
     for key in ("n", "best_of"):  # (also in `extra_body`, which the provider receives the same)
         value = in_body(request.kwargs, key)
         if isinstance(value, int) and not isinstance(value, bool) and value > most:
             most = value
-    return most
+    return most * inputs(request) if request.operation == "text_completion" else most

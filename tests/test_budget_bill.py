@@ -267,3 +267,22 @@ def test_a_limit_in_extra_body_wins_over_the_argument_as_on_the_wire(provider: A
                                        extra_body={"max_completion_tokens": 4000})
     assert session.trace()[0]["reason"] == "max_tokens_clamped"
     assert _billed(session) <= 0.005
+
+
+def test_a_text_completion_of_several_prompts_is_bounded_for_each(provider: Any) -> None:
+    """The Completions API answers each prompt of a list on its own (n choices each) and bills
+    them all; the worst case was one prompt's, so three prompts under a budget that one fits
+    went out unclamped and were billed three answers."""
+    cascadeflow.init(mode="enforce")
+    provider.reply(" ".join(f"word{i}" for i in range(600)))  # past the clamp (about 650 tokens each)
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    price = PriceBook().price("gpt-3.5-turbo-instruct", "openai")
+    assert price is not None
+    with cascadeflow.run(budget=0.004) as session:
+        answer = client.completions.create(model="gpt-3.5-turbo-instruct", max_tokens=1000,
+                                           prompt=["Say hi", "Say ho", "Say hu"])
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    [entry] = session.trace()
+    assert entry["reason"] == "max_tokens_clamped"
+    assert entry["tokens_out"] == 3 * provider.answers[0][1].completion_tokens  # each ran to the clamp
+    assert price.cost(entry["tokens_in"], entry["tokens_out"]) <= 0.004

@@ -256,21 +256,37 @@ def chat_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[di
     return chunks
 
 
-def text_body(model: str, a: Answer, rid: str) -> dict[str, Any]:
+def text_body(model: str, answers: list[Answer], rid: str) -> dict[str, Any]:
+    """A text completion: one choice per prompt (a list of prompts is answered prompt by
+    prompt, as the Completions API does), the usage of them all."""
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"text": a.text, "index": 0, "logprobs": None, "finish_reason": a.finish_reason}],
-            "usage": _usage(a)}
+            "choices": [{"text": a.text, "index": i, "logprobs": None, "finish_reason": a.finish_reason}
+                        for i, a in enumerate(answers)],
+            "usage": _summed(answers)}
 
 
-def text_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[dict[str, Any]]:
+def text_chunks(model: str, answers: list[Answer], rid: str, include_usage: bool) -> list[dict[str, Any]]:
     base = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model}
-    chunks = [{**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]}
-              for p in _pieces(a.text)]
-    chunks.append({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
-                                        "finish_reason": a.finish_reason}]})
+    chunks = []
+    for i, a in enumerate(answers):
+        chunks += [{**base, "choices": [{"text": p, "index": i, "logprobs": None, "finish_reason": None}]}
+                   for p in _pieces(a.text)]
+        chunks.append({**base, "choices": [{"text": "", "index": i, "logprobs": None,
+                                            "finish_reason": a.finish_reason}]})
     if include_usage:
-        chunks.append({**base, "choices": [], "usage": _usage(a)})
+        chunks.append({**base, "choices": [], "usage": _summed(answers)})
     return chunks
+
+
+def _summed(answers: list[Answer]) -> dict[str, Any]:
+    """The usage of several answers billed as one response."""
+    usage = _usage(answers[0])
+    for a in answers[1:]:
+        more = _usage(a)
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            usage[key] += more[key]
+        usage["prompt_tokens_details"]["cached_tokens"] += a.cached_tokens
+    return usage
 
 
 def responses_body(model: str, a: Answer, rid: str) -> dict[str, Any]:

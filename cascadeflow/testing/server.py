@@ -322,11 +322,15 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._json(200, replies.chat_body(model, a, rid))
         elif path.endswith("/completions"):
-            a = self.provider._answer(model, body.get("prompt"), body)
+            prompt = body.get("prompt")
+            # a list of prompts (strings, or token lists) is answered, and billed, prompt by prompt
+            prompts = prompt if isinstance(prompt, list) and len(prompt) > 1 \
+                and not isinstance(prompt[0], int) else [prompt]
+            answers = [self.provider._answer(model, p, body) for p in prompts]
             if stream:
-                self._sse(replies.text_chunks(model, a, rid, include_usage), cut, end)
+                self._sse(replies.text_chunks(model, answers, rid, include_usage), cut, end)
             else:
-                self._json(200, replies.text_body(model, a, rid))
+                self._json(200, replies.text_body(model, answers, rid))
         elif path.endswith("/responses"):
             messages = body.get("input")
             if body.get("instructions"):
