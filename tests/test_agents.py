@@ -419,18 +419,21 @@ async def test_an_async_generator_tool_in_off_mode_is_the_function_itself() -> N
         assert sent == [0, 5, 12, -88], mode
 
 
+def passthrough(fn: Any) -> Any:
+    """A sync decorator over any function (functools.wraps): over a generator function, it hands
+    back the generator object from a plain callable."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 async def test_agents_whose_generator_is_made_by_a_plain_callable_keep_their_policy(
         provider: Any) -> None:
     """A sync decorator (functools.wraps over a plain function) over a generator or async
     generator function hands the agent a generator object: the agent's session closed before
     the generator's body ran, so its budget did not apply and its calls had no agent."""
     cascadeflow.init(mode="enforce")
-
-    def passthrough(fn: Any) -> Any:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
-        return wrapper
 
     def pages(query: str) -> Iterator[str]:
         litellm.completion(**chat_kwargs(provider, query), max_tokens=50)
@@ -459,12 +462,6 @@ async def test_a_tool_whose_function_hands_back_a_generator_is_one_step_to_its_e
     ended when the object was made, before its code ran, so an error it raised while iterated
     was traced as a success (as generator functions' steps were before)."""
     cascadeflow.init(mode="enforce")
-
-    def passthrough(fn: Any) -> Any:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
-        return wrapper
 
     @cascadeflow.tool(name="pages")
     @passthrough

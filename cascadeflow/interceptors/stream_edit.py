@@ -196,10 +196,7 @@ class StreamEditor:
         thought = get(delta, "reasoning_content")
         key: Key = ("reasoning", index)
         if isinstance(thought, str) and thought:
-            text = self._texts.get(key)
-            if text is None:
-                text = self._texts[key] = _Text(self._rules, self._placeholders)
-            findings, _guarded, release = text.release(thought, finished)
+            findings, _guarded, release = self._text(key).release(thought, finished)
             put(delta, "reasoning_content", release)
             if finished:
                 del self._texts[key]
