@@ -247,10 +247,15 @@ def wait_for(ready: Callable[[], bool], within_s: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.parametrize("interval", [0.02, 2.0])
 @pytest.mark.parametrize("then", ["init", "shutdown"])
 def test_a_call_in_flight_through_init_or_shutdown_keeps_its_event_and_releases_its_hold(
-        provider: Any, tmp_path: Path, then: str) -> None:
+        provider: Any, tmp_path: Path, then: str, interval: float) -> None:
+    # with a long flush interval the closed writer's thread lingered (a quarter interval) after
+    # shutdown(): the in-flight call's event went to its queue, and nothing waited for it
     config = configure(tmp_path, '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 5.0\n')
+    config.write_text(config.read_text().replace("flush_interval_s = 0.02",
+                                                 f"flush_interval_s = {interval}"))
     cascadeflow.init(mode="enforce", config=config)
 
     def spend(user: str) -> None:

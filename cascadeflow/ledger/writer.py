@@ -111,8 +111,9 @@ class Writer:
             with self._cond:
                 self._pending = 0
                 self._cond.notify_all()
-            if len(self._queue) < self.batch and not self._closed:
-                time.sleep(self.interval_s / 4)  # gather a batch rather than commit each call
+            with self._cond:  # gather a batch rather than commit each call; close wakes it
+                if len(self._queue) < self.batch and not self._closed:
+                    self._cond.wait(self.interval_s / 4)
 
     def _ended(self) -> None:
         """The thread is ending (closed, or killed by something `_write` does not catch, such
@@ -188,10 +189,17 @@ class Writer:
         return True
 
     def close(self, timeout: float | None = 5.0) -> bool:
+        """Write what is queued, then stop the thread. It is waited for: a settlement `put`
+        while it was still running went to its queue, and nothing would wait for that one (a
+        call in flight through `shutdown()` lost its event to the exit, or showed up late).
+        From then on each `put` writes on its caller's thread."""
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            thread = self._thread
+        if done and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)  # not after a timeout: it is stuck in a commit
         return done
 
 
