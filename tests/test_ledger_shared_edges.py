@@ -23,7 +23,7 @@ from cascadeflow.breakers import BreakerSettings, CircuitBreaker
 from cascadeflow.errors import ConfigError
 from cascadeflow.ledger import SQLiteStore, nano
 from cascadeflow.ledger.breakerstore import open_redis_breakers
-from cascadeflow.ledger.redis import _ACQUIRE, SOCKET_TIMEOUT_S, open_redis
+from cascadeflow.ledger.redis import _ACQUIRE, COOL_DOWN_S, SOCKET_TIMEOUT_S, open_redis
 from cascadeflow.ledger.store import Claim, Counter, Refusal, Settlement
 from cascadeflow.pipeline import shared
 from cascadeflow.windows import parse
@@ -274,3 +274,36 @@ def test_a_rolling_budget_over_its_alert_mark_alerts_once_per_window_not_per_buc
             assert cascadeflow.flush()
     cascadeflow.shutdown()
     assert [a.kind for a in alerts].count("budget_threshold") == 1
+
+
+def test_every_outage_of_the_store_raises_its_own_alert(provider: Any, tmp_path: Path) -> None:
+    """The first failure of each outage is alerted, not only the process's first: a second
+    outage, with calls going on unchecked (store_failure open), was silent until the 1000th
+    failure of the process."""
+    proc, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "{url}"\npath = "ledger.db"\n'
+                      f'store_failure = "open"\n\n[limits.per_user]\nscope = "user"\n'
+                      f'requests_per_minute = 1000\n')
+    alerts: list[Any] = []
+    cascadeflow.init(config=config, alerts=[alerts.append])
+    try:
+        with cascadeflow.run(user="u-1"):
+            litellm.completion(**chat_kwargs(provider))
+            for outage in (1, 2):
+                proc.kill()
+                proc.wait()
+                for _ in range(3):  # unchecked: one alert per outage, every failure counted
+                    litellm.completion(**chat_kwargs(provider))
+                assert cascadeflow.flush()
+                assert cascadeflow.stats()["ledger_store_errors"] == 3 * outage
+                assert [a.kind for a in alerts].count("store_unavailable") == outage
+                proc, _ = start_redis(tmp_path, port)
+                time.sleep(COOL_DOWN_S)  # calls fail fast for this long after a connection error
+                litellm.completion(**chat_kwargs(provider))  # checked again: the outage is over
+                assert cascadeflow.stats()["ledger_store_errors"] == 3 * outage
+    finally:
+        cascadeflow.shutdown()
+        proc.kill()
+        proc.wait()

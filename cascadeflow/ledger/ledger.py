@@ -43,6 +43,10 @@ class Ledger:
         self.sinks = list(sinks)
         self.sink_errors = 0
         self.store_errors = 0  # reads and holds the store refused on the caller's thread
+        # an outage is on (a read or hold failed, none succeeded since): its first failure is
+        # alerted, and again once the store answers and fails anew (each outage its own alert)
+        self._store_down = False
+        self._store_errors_lock = threading.Lock()
         self.hash_key = self.events.secret("prefix_hash_key")  # the same in every process
         self.cache = CacheWatch(alert)
         self._jsonl: IO[str] | None = None
@@ -66,6 +70,7 @@ class Ledger:
         """Read what every process settled and holds into the chain's budgets."""
         states = (*shares.budgets, *shares.watched)
         figures = self.store.figures([s.counter for s in states], now)
+        self._store_down = False
         for state, (settled, held) in zip(states, figures, strict=True):
             state.update(settled, held)
 
@@ -75,7 +80,17 @@ class Ledger:
         amount = nano(reservation) if reservation > 0 else 0
         claims = [Claim(b.counter, amount) for b in shares.budgets]
         claims += [Claim(r.counter, 0) for r in shares.rates]
-        return self.store.acquire(hold, claims, [slot for _, slot in shares.slots], now)
+        refusal = self.store.acquire(hold, claims, [slot for _, slot in shares.slots], now)
+        self._store_down = False
+        return refusal
+
+    def store_failed(self) -> bool:
+        """Count a read or hold the store refused; True when it is to be alerted: the first
+        failure of an outage (the first since the store last answered), then every thousandth."""
+        with self._store_errors_lock:
+            self.store_errors += 1
+            first, self._store_down = not self._store_down, True
+            return first or self.store_errors % 1000 == 0
 
     # -- the worker --------------------------------------------------------------------------
     def settle(self, settlement: Settlement) -> None:

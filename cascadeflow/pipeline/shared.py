@@ -108,10 +108,10 @@ def _rate_limited(shares: Shares, index: int, used: int) -> Decision:
 
 def _unreachable(step: Step, ledger: Ledger, exc: StoreUnavailable) -> Decision | None:
     """The store failed: count and alert; a stop when `store_failure` is closed."""
-    ledger.store_errors += 1
+    alert = ledger.store_failed()
     step.store_down = True
     closed = ledger.spec.store_failure == "closed"
-    if ledger.store_errors == 1 or ledger.store_errors % 1000 == 0:
+    if alert:
         step.rt.emit(Alert("store_unavailable", f"the ledger store failed ({exc}); "
                            f"{'calls under shared budgets stop' if closed else 'calls go on unchecked'}"
                            f" (store_failure={ledger.spec.store_failure!r})", severity="error",
