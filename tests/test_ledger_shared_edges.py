@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -303,6 +304,46 @@ def test_every_outage_of_the_store_raises_its_own_alert(provider: Any, tmp_path:
                 time.sleep(COOL_DOWN_S)  # calls fail fast for this long after a connection error
                 litellm.completion(**chat_kwargs(provider))  # checked again: the outage is over
                 assert cascadeflow.stats()["ledger_store_errors"] == 3 * outage
+    finally:
+        cascadeflow.shutdown()
+        proc.kill()
+        proc.wait()
+
+
+def test_a_forked_child_does_not_send_the_spend_its_parent_owes(provider: Any, tmp_path: Path) -> None:
+    """Spend Redis refused during an outage is owed by the process that made the calls: a child
+    forked while it was owed (a worker of a preloading server) sent it too, at its shutdown,
+    and the budget counted those calls twice."""
+    proc, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(f'mode = "enforce"\n\n[ledger]\nurl = "{url}"\npath = "ledger.db"\n'
+                      f'store_failure = "open"\n\n[budgets.daily]\nscope = "user"\n'
+                      f'window = "day"\nlimit = 1.0\n')
+    cascadeflow.init(config=config)
+    try:
+        proc.kill()
+        proc.wait()
+        with cascadeflow.run(user="u-1"):
+            litellm.completion(**chat_kwargs(provider))
+        assert cascadeflow.flush()
+        assert cascadeflow.stats()["ledger_counters_owed"] == 1
+        proc, _ = start_redis(tmp_path, port)
+        pid = os.fork()
+        if pid == 0:  # the child: made no call, owes nothing
+            code = 1
+            try:
+                cascadeflow.shutdown()
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        cascadeflow.shutdown()  # the parent sends what it owes, once
+        ((cost,),) = SQLiteStore(tmp_path / "ledger.db").read("SELECT cost FROM events")
+        store = open_redis(url, "test")
+        ((settled, held),) = store.figures([Counter("budget:daily:u-1", DAY, 10**9)], time.time())
+        store.close()
+        assert (settled, held) == (nano(float(cost), up=False), 0)  # type: ignore[arg-type]
     finally:
         cascadeflow.shutdown()
         proc.kill()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import IO, Any
@@ -61,6 +62,10 @@ class Ledger:
         self._dropping_lock = threading.Lock()
         self.writer = Writer(self._commit, self._committed, self._lost, spec.queue_size,
                              spec.flush_interval_s)
+        # a forked child owes none of its parent's spend: the parent sends it (each sent it, and
+        # the budget counted those calls twice); as the writer's hook, never unregistered, so weak
+        mine = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_owed(mine))
 
     # -- the caller's thread ---------------------------------------------------------------
     def shares(self, chain: tuple[Session, ...]) -> Shares | None:
@@ -297,6 +302,13 @@ class Ledger:
                 "ledger_lost": self.writer.lost, "ledger_store_errors": self.store_errors,
                 "ledger_counters_owed": len(self._owed), "ledger_counters_lost": self.counters_lost,
                 "usage_sink_errors": self.sink_errors}
+
+
+def _forget_owed(ledger: weakref.ref[Ledger]) -> None:
+    """In a forked child: the spend its parent owes the shared store stays the parent's."""
+    alive = ledger()
+    if alive is not None:
+        alive._owed = []
 
 
 def _moved(path: str, handle: IO[str]) -> bool:
