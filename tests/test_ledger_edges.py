@@ -503,3 +503,32 @@ def test_a_replaced_ledger_is_freed(tmp_path: Path) -> None:
     if pid == 0:  # the hook ran in the child: a fresh queue, not closed
         os._exit(0 if not writer._closed and not writer._queue else 1)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_a_thread_that_ended_leaves_no_ledger_connection_open(provider: Any, tmp_path: Path) -> None:
+    """Each thread reads and holds shared budgets on a connection of its own; one whose thread
+    ended was kept open until shutdown, so a server with a thread per request ran out of file
+    descriptors (two per thread: the file and its WAL) and the ledger failed every call."""
+    ledger = tmp_path / "ledger.db"
+    cascadeflow.init(mode="enforce", instrument=["openai"], config=configure(
+        tmp_path, '[budgets.daily]\nscope = "user"\nwindow = "day"\nlimit = 100.0\n'))
+
+    def request() -> None:
+        with cascadeflow.run(user="u-1"):
+            call(provider)
+
+    def held() -> int:
+        """Open files of this process on the ledger."""
+        return sum(1 for fd in Path("/proc/self/fd").iterdir() if fd.resolve() == ledger.resolve())
+
+    counts = []
+    for requests in (5, 20):
+        for _ in range(requests):  # one thread per request, one after another
+            thread = threading.Thread(target=request)
+            thread.start()
+            thread.join()
+        assert cascadeflow.flush()
+        counts.append(held())
+    assert counts[1] <= counts[0], counts  # not one more per request served
+    cascadeflow.shutdown()

@@ -7,8 +7,8 @@ WAL lets readers (`figures`, the CLI) run beside the writer; `synchronous=NORMAL
 durable against a process crash (what the tests kill) without an fsync per call, and against a
 power loss up to the last checkpoint.
 
-Each thread uses its own connection (sqlite3 connections are not shared between threads), and a
-forked child opens its own.
+Each thread uses its own connection (sqlite3 connections are not shared between threads), closed
+once that thread has ended (when the next connection is opened), and a forked child opens its own.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ class SQLiteStore:
         self.counters = counters  # False: events only (the counters live in Redis)
         self._local = threading.local()
         self._pid = os.getpid()
-        self._opened: list[sqlite3.Connection] = []  # every thread's, closed by `close`
+        # every thread's, with its thread: closed by `close`, or once its thread has ended (a
+        # server with a thread per request kept one open per request it ever served)
+        self._opened: dict[sqlite3.Connection, threading.Thread] = {}
         # connections a thread is using now, and those `close` left to that thread to close:
         # closing one under a thread in the middle of a statement crashes the interpreter
         self._guard = threading.Lock()
@@ -117,14 +119,19 @@ class SQLiteStore:
         if conn is not None and self._pid == os.getpid():
             return conn
         if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
-            self._local, self._pid, self._opened = threading.local(), os.getpid(), []
+            self._local, self._pid, self._opened = threading.local(), os.getpid(), {}
             self._guard, self._in_use, self._retired = threading.Lock(), set(), set()
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         self._local.conn = conn
-        self._opened.append(conn)
+        with self._guard:
+            for old, thread in list(self._opened.items()):
+                if not thread.is_alive() and old not in self._in_use:  # no thread can use it again
+                    old.close()
+                    del self._opened[old]
+            self._opened[conn] = threading.current_thread()
         return conn
 
     @contextmanager
@@ -263,7 +270,7 @@ class SQLiteStore:
                         self._retired.add(conn)
                     else:
                         conn.close()
-        self._local, self._opened = threading.local(), []
+        self._local, self._opened = threading.local(), {}
 
 
 def _figures(conn: sqlite3.Connection, counter: Counter, now: float) -> tuple[int, int]:
