@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -124,6 +125,12 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
                 return _wrap_gen(lambda: result, lambda: session, attached=True)()
             if inspect.isasyncgen(result):
                 return _wrap_async_gen(lambda: result, lambda: session, attached=True)()
+            if asyncio.isfuture(result):
+                # a task or future the call started (`asyncio.ensure_future`): handed back as it
+                # is, since the caller may cancel it or add callbacks; its work runs in the
+                # context it was made in, this session's, which closes when it is done
+                result.add_done_callback(functools.partial(_future_done, session))
+                return result
             if inspect.isawaitable(result):
                 # a plain callable that hands back a coroutine (a lambda, a sync decorator): the
                 # work happens when it is awaited, so the same session is open again then (one
@@ -134,6 +141,13 @@ def agent(name: str | Callable[..., Any] | None = None, *, budget: float | None 
         return cast(F, call)
 
     return decorate
+
+
+def _future_done(session: Session, future: asyncio.Future[Any]) -> None:
+    if session.mode == "off":  # reading its exception would silence asyncio's "never retrieved"
+        session.close()
+    else:
+        session.close(asyncio.CancelledError() if future.cancelled() else future.exception())
 
 
 async def _awaited(session: Session, awaitable: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -91,6 +92,10 @@ def tool(name: str | Callable[..., Any] | None = None, *, irreversible: bool = F
             finally:
                 if handle.span is not None:
                     handle.rt.span_sent(handle.span)
+            if asyncio.isfuture(result):  # a task it started: handed back as it is (the caller
+                # may cancel it or add callbacks), the step settled when it is done
+                result.add_done_callback(functools.partial(_future_settled, handle))
+                return result
             if inspect.isawaitable(result):  # a lambda or sync wrapper handing back a coroutine:
                 return _settled_when_awaited(handle, result)  # the work happens when awaited
             if inspect.isgenerator(result):  # or a generator: the work happens as it is iterated
@@ -113,6 +118,15 @@ async def _settled_when_awaited(handle: Handle, awaitable: Any) -> Any:
         raise
     _done(handle)
     return result
+
+
+def _future_settled(handle: Handle, future: asyncio.Future[Any]) -> None:
+    """The step of a tool whose function returned a task or future ends when that is done."""
+    error = asyncio.CancelledError() if future.cancelled() else future.exception()
+    if error is None:
+        _done(handle)
+    else:
+        _failed(handle, error)
 
 
 def _settled_when_exhausted(handle: Handle, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:

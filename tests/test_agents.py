@@ -493,3 +493,54 @@ async def test_a_tool_whose_function_hands_back_a_generator_is_one_step_to_its_e
     statuses = [(e["tool"], e["status"], e["error"]) for e in session.trace()]
     assert statuses == [("pages", "error", "RuntimeError"), ("apages", "error", "RuntimeError"),
                         ("fine", "ok", None), ("fine", "ok", None)]
+
+
+@pytest.mark.parametrize("mode", ["off", "observe", "enforce"])
+async def test_a_task_handed_back_by_an_agent_or_tool_stays_a_task(provider: Any, mode: str) -> None:
+    """A plain function that starts a task and hands it back (`asyncio.ensure_future`) used to get
+    a coroutine instead, in every mode, `off` included: `add_done_callback`, `cancel()` and
+    `done()` failed with AttributeError, and a task started and not awaited left its tool step
+    pending for good. The caller now gets the very task; the agent's session and the tool's
+    step end when it is done."""
+    import asyncio
+
+    cascadeflow.init(mode=mode)
+
+    async def answer(query: str) -> str:
+        await litellm.acompletion(**chat_kwargs(provider, query), max_tokens=50)
+        return cascadeflow.current_session().run_id
+
+    async def broken() -> None:
+        raise RuntimeError("backend down")
+
+    @cascadeflow.agent(name="starter", budget=1.0)
+    def starter(query: str) -> asyncio.Task[str]:
+        return asyncio.ensure_future(answer(query))
+
+    @cascadeflow.tool
+    def refresh(fail: bool = False) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(broken() if fail else answer("refresh"))
+
+    async with cascadeflow.run(budget=1.0) as outer:
+        task = starter("a")
+        assert isinstance(task, asyncio.Task)
+        done = asyncio.Event()
+        task.add_done_callback(lambda _: done.set())
+        agent_run = await task
+        await done.wait()
+        started = refresh()
+        assert isinstance(started, asyncio.Task)
+        await started
+        failing = refresh(fail=True)
+        assert isinstance(failing, asyncio.Task)
+        with pytest.raises(RuntimeError):
+            await failing
+        await asyncio.sleep(0)  # the task's done callbacks run
+    if mode == "off":
+        return
+    sessions = outer.summary()["sessions"]
+    assert list(sessions) == [agent_run] and sessions[agent_run]["ended"] is not None
+    tools = [(e["tool"], e["status"], e["error"]) for e in outer.trace() if e["operation"] == "tool"]
+    assert tools == [("refresh", "ok", None), ("refresh", "error", "RuntimeError")]
+    agent_steps = [e for e in outer.trace() if e["agent"] == "starter"]
+    assert [e["run_id"] for e in agent_steps] == [agent_run]
