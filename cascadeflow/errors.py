@@ -10,6 +10,18 @@ from cascadeflow.secrets import mask, scrub
 class CascadeflowError(Exception):
     """Base class of every error raised by cascadeflow."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and `copy` make an exception again as `type(self)(*self.args)`, which the
+        # subclasses' own arguments (a stop's `reason`, `run_id`, `step`) refuse: a stop raised in
+        # a process pool's worker broke the pool instead of reaching the caller. Made again
+        # without `__init__`, with its attributes as its state.
+        return (_rebuilt, (type(self), self.args), self.__dict__)
+
+
+def _rebuilt(cls: type[CascadeflowError], args: tuple[Any, ...]) -> CascadeflowError:
+    """An error as pickle or `copy` makes it again (its attributes follow as its state)."""
+    return cls.__new__(cls, *args)
+
 
 class _Missing:
     """The value of a required setting that was not given: shown as `<missing>`, not as the

@@ -373,3 +373,49 @@ def test_observe_judges_the_steps_after_a_would_be_denial_on_what_ran() -> None:
     assert observed[0] == enforced[0] == ("deny_tool", "tool_not_allowed")
     assert enforced[1] == ("allow", "ok")
     assert observed[1] == ("deny_tool", "max_tool_calls_reached")
+
+
+def _stop_in_a_worker_process(url: str) -> str:
+    """Run in a process pool: an agent step that enforce stops there."""
+    cascadeflow.init(mode="enforce")
+    client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(max_steps=1):
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    return "not stopped"
+
+
+def test_errors_survive_pickling_to_another_process(provider: Any) -> None:
+    """Every cascadeflow error took its own arguments in `__init__` (a stop's keyword-only
+    `reason`, `run_id`, `step`), so pickle and `copy` could not make it again: a stop raised in a
+    `ProcessPoolExecutor` worker (or a Celery or multiprocessing task) reached the parent as
+    `BrokenProcessPool` ("a result has failed to un-pickle"), and `copy.copy(stop)` raised
+    TypeError. They now come back as the same error, with their attributes."""
+    import copy
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    cascadeflow.init(mode="enforce")
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    stops: list[BaseException] = []
+    for limits in ({"max_steps": 1}, {"max_tool_calls": 0}):
+        with cascadeflow.run(**limits), pytest.raises(cascadeflow.PolicyStop) as info:
+            cascadeflow.tool(name="fetch")(lambda: None)()
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        stops.append(info.value)
+    with pytest.raises(cascadeflow.ConfigError) as bad:
+        cascadeflow.run(budget=-1)
+    failed = cascadeflow.AllProvidersFailed("every tier failed", [{"model": "openai/gpt-4o"}])
+    for error in (*stops, bad.value, failed):
+        for again in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+            assert type(again) is type(error) and str(again) == str(error)
+            assert vars(again) == vars(error)
+    assert isinstance(stops[0], cascadeflow.StepLimitReached)
+    assert isinstance(stops[1], cascadeflow.ToolDenied)
+
+    with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+          pytest.raises(cascadeflow.StepLimitReached) as remote):
+        pool.submit(_stop_in_a_worker_process, provider.url).result(timeout=120)
+    assert (remote.value.reason, remote.value.step) == ("max_steps_reached", 2)
+    assert remote.value.entry["status"] == "stopped"
