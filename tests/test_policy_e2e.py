@@ -102,6 +102,29 @@ def test_compliance_switch_openai_sdk_sends_a_bare_model_name(provider: Any, poo
     assert session.trace()[0]["target_model"] == "openai/gpt-4o"
 
 
+def test_a_switch_through_the_openai_sdk_records_the_model_it_sent(provider: Any, pool: Path) -> None:
+    """The openai SDK is sent a switch's target without litellm's `openai/` prefix, but the
+    trace recorded the prefixed name as the model called: the same model, called through one
+    client, was two models in `summary()["models"]`, the ledger's spend by model and its spans
+    (`gen_ai.request.model="openai/gpt-4o"`), and `cascadeflow ledger steps --model gpt-4o`
+    missed the switched calls. The model called is now the name sent."""
+    cascadeflow.init(mode="enforce")
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run() as session:
+        sdk.chat.completions.create(model="gpt-4o", max_tokens=10,
+                                    messages=[{"role": "user", "content": "x"}])
+        with cascadeflow.run(compliance="gdpr"):
+            sdk.chat.completions.create(model="gpt-3.5-turbo", max_tokens=10,
+                                        messages=[{"role": "user", "content": "x"}])
+    assert [body["model"] for body in sent(provider)] == ["gpt-4o", "gpt-4o"]
+    direct, switched = session.trace()
+    assert (switched["requested_model"], switched["target_model"]) == ("gpt-3.5-turbo", "openai/gpt-4o")
+    assert switched["model"] == direct["model"] == "gpt-4o"
+    assert switched["provider"] == "openai" and switched["cost"] == direct["cost"] > 0
+    assert list(session.summary()["models"]) == ["gpt-4o"]
+    assert session.summary()["models"]["gpt-4o"]["calls"] == 2
+
+
 def test_compliance_stop_openai_sdk(provider: Any, pool: Path) -> None:
     cascadeflow.init(mode="enforce")
     sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)

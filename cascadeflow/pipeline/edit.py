@@ -21,10 +21,7 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
     for decision in decisions:
         if decision.action == "switch_model" and decision.target_model:
             changed = changed or dict(kwargs)
-            target = decision.target_model
-            if request.client == "openai" and "/" in target:
-                target = target.split("/", 1)[1]
-            changed["model"] = target
+            changed["model"] = sent_model(request, decision.target_model)
         if decision.max_tokens is not None:
             changed = changed or dict(kwargs)
             key = request.max_tokens_key
@@ -42,6 +39,14 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
         changed = changed or dict(kwargs)
         changed.update(edited)
     return kwargs if changed is None else changed
+
+
+def sent_model(request: Request, target: str) -> str:
+    """The name a switch to `target` (a litellm name) sends: an openai SDK client takes it
+    without litellm's `provider/` prefix."""
+    if request.client == "openai" and "/" in target:
+        return target.split("/", 1)[1]
+    return target
 
 
 def _limit_key(request: Request) -> str:

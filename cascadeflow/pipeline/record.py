@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from cascadeflow.entry import Entry
 from cascadeflow.guardrails.scan import Finding
 from cascadeflow.pipeline import meter
+from cascadeflow.pipeline.edit import sent_model
 from cascadeflow.pipeline.step import Step
 from cascadeflow.policy.decision import Decision
 from cascadeflow.secrets import scrub
@@ -46,13 +47,16 @@ def decision_entry(step: Step, decision: Decision) -> Entry:
     rt, request = step.rt, step.request
     applied = rt.enforce and (decision.action != "allow" or decision.max_tokens is not None)
     target = decision.target_model
-    called = target if (target and rt.enforce) else request.model
+    # the model called is the name sent (an openai SDK client gets a switch's target bare, as
+    # it gets every model it calls): the same model must not be two in the totals and ledger
+    litellm_name = target if (target and rt.enforce) else request.model
+    called = request.model if litellm_name == request.model else sent_model(request, litellm_name)
     tool = request.operation == "tool"
     provider = request.provider
     if called != request.model or (provider is None and not tool):
         # a bare name: litellm's map knows its provider; one it does not know, sent to an
         # `api_base`, goes to an OpenAI-compatible server
-        provider = rt.engine.names(called, None)[0] or ("openai" if request.api_base else None)
+        provider = rt.engine.names(litellm_name, None)[0] or ("openai" if request.api_base else None)
     entry = Entry(
         action=decision.action, reason=decision.reason, applied=applied, mode=rt.mode,
         requested_model=None if tool else request.model, model=None if tool else called,
