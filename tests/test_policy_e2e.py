@@ -442,3 +442,41 @@ def test_errors_survive_pickling_to_another_process(provider: Any) -> None:
         pool.submit(_stop_in_a_worker_process, provider.url).result(timeout=120)
     assert (remote.value.reason, remote.value.step) == ("max_steps_reached", 2)
     assert remote.value.entry["status"] == "stopped"
+
+
+def test_a_stop_after_the_send_carries_its_own_entry(provider: Any, tmp_path: Path) -> None:
+    """A stop carries its trace entry, but a guardrail block and a stream cut carried the step's
+    `allow`/`ok` entry (an output block's still `pending`): `e.entry["reason"]` said `ok` where
+    `e.reason` said `words_word`. Each now carries the entry of the decision that stopped it,
+    as the trace has it."""
+    policy = tmp_path / "guardrails.toml"
+    policy.write_text('version = "t1"\n'
+                      '[[profiles.egress.input]]\nname = "no_banana"\ndetector = "words"\n'
+                      'words = ["banana"]\naction = "block"\n'
+                      '[[profiles.egress.output]]\nname = "no_reply"\ndetector = "words"\n'
+                      'words = ["Reply"]\naction = "block"\n')
+    cascadeflow.init(mode="enforce", guardrails_file=str(policy))
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+
+    def ask(content: str, **extra: Any) -> Any:
+        return sdk.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{"role": "user", "content": content}], **extra)
+
+    calls = [lambda: ask("banana split"), lambda: ask("hello"), lambda: list(ask("hello", stream=True)),
+             lambda: litellm.completion(**chat_kwargs(provider, "hello"))]
+    for call in calls:
+        with cascadeflow.run(guardrails="egress") as session, \
+                pytest.raises(cascadeflow.GuardrailBlocked) as info:
+            call()
+        entry = info.value.entry
+        assert (entry["action"], entry["reason"], entry["applied"]) == ("block", info.value.reason, True)
+        assert entry["rule"] in ("no_banana", "no_reply") and entry["step"] == info.value.step
+        mine = [e for e in session.trace() if e["action"] == "block"]
+        assert mine == [entry], [{k: (v, mine[0].get(k)) for k, v in entry.items() if mine[0].get(k) != v}]
+
+    provider.inject(ignore_max_tokens=True)
+    with cascadeflow.run(budget=0.01) as session, pytest.raises(cascadeflow.BudgetExceeded) as cut:
+        list(ask("hello", stream=True, max_tokens=3))
+    entry = cut.value.entry
+    assert (entry["action"], entry["reason"], entry["status"]) == ("stop", "budget_exceeded", "cut")
+    assert entry in session.trace()

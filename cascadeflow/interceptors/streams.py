@@ -20,11 +20,12 @@ from typing import Any
 
 from cascadeflow import tokens
 from cascadeflow.closing import aclose, close
+from cascadeflow.entry import Entry
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
-from cascadeflow.pipeline import Step, cut, fail, finish, output_cap, record_findings
-from cascadeflow.pipeline.guard import entry_dict, output_later, usage_texts
+from cascadeflow.pipeline import Step, cut, cut_entry, fail, finish, output_cap, record_findings
+from cascadeflow.pipeline.guard import output_later, usage_texts
 from cascadeflow.request import Request
 from cascadeflow.usage import StreamAccumulator, delta_calls, get, provider_finished
 
@@ -49,9 +50,9 @@ Settle = Callable[[StreamAccumulator, "BaseException | None", str], None]
 
 
 class _Proxy:
-    __slots__ = ("_acc", "_cap", "_done", "_editor", "_error", "_exhausted", "_finish_last", "_guarded",
-                 "_held", "_iter", "_late", "_next_check", "_out_bytes", "_seen", "_settle", "_step",
-                 "_wrapped")
+    __slots__ = ("_acc", "_cap", "_cut", "_done", "_editor", "_error", "_exhausted", "_finish_last",
+                 "_guarded", "_held", "_iter", "_late", "_next_check", "_out_bytes", "_seen", "_settle",
+                 "_step", "_wrapped")
 
     def __init__(self, wrapped: Any, operation: str, settle: Settle, late: Settle,
                  step: Step | None = None, finish_last: bool = False) -> None:
@@ -89,6 +90,7 @@ class _Proxy:
         self._cap = output_cap(step) if step is not None and step.rt.enforce and \
             step.primary.reservation else None
         self._out_bytes = 0
+        self._cut: Entry | None = None  # the entry of the stop that cut it
         self._seen = (0, 0)  # the accumulator's text parts and tool-call arguments counted so far
         self._next_check = self._cap or 0
 
@@ -115,11 +117,12 @@ class _Proxy:
             return None
         # the answer as far as it went, as the output rules let it through
         text = "".join(self._guarded if self._guarded is not None else acc.parts)
-        error = BudgetExceeded(
-            f"cascadeflow cut the stream of step {step.step_no}: its output passed the {cap} tokens "
-            f"its budget reservation pays for ({len(text)} characters received)",
-            reason="budget_exceeded", run_id=step.session.run_id, step=step.step_no,
-            entry=entry_dict(step))
+        message = (f"cascadeflow cut the stream of step {step.step_no}: its output passed the {cap} "
+                   f"tokens its budget reservation pays for ({len(text)} characters received)")
+        self._cut = entry = cut_entry(step, message)  # the stop's entry: the error's and the trace's
+        entry.status = "cut"
+        error = BudgetExceeded(message, reason="budget_exceeded", run_id=step.session.run_id,
+                               step=step.step_no, entry=entry.as_dict(step.step_no))
         error.text = text
         return error
 
@@ -133,12 +136,12 @@ class _Proxy:
         blocked = next((f for f in findings if f.action == "block"), None)
         if self._guarded is not None and blocked is None and guarded is not None:
             self._guarded.append(guarded)
-        if findings:
-            record_findings(step, findings)
+        recorded = record_findings(step, findings) if findings else []
         if blocked is None:
             return None
         return GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
-                                step=step.step_no, entry=entry_dict(step))
+                                step=step.step_no,
+                                entry=recorded[findings.index(blocked)].as_dict(step.step_no))
 
     def _arrived(self, chunk: Any) -> BaseException | None:
         """Account and edit a chunk just read. A budget cut or a block ends the stream here
@@ -150,7 +153,7 @@ class _Proxy:
             self._end(ending, status="cut")
             if self._step is not None:
                 self._step.halt()
-                self._step.post(cut, self._step, str(ending))
+                self._step.post(cut, self._step, str(ending), self._cut)
         elif (ending := self._check(chunk)) is not None:
             self._end(ending, status="blocked")
             if self._step is not None:

@@ -10,9 +10,9 @@ from cascadeflow.pipeline import observe
 from cascadeflow.pipeline.admit import abegin, begin
 from cascadeflow.pipeline.guard import record_findings
 from cascadeflow.pipeline.runtime import CascadeRunner, Runtime, attempting, current, initialised, install
-from cascadeflow.pipeline.settle import cut, fail, finish, output_cap, respond, settle_output
+from cascadeflow.pipeline.settle import cut, cut_entry, fail, finish, output_cap, respond, settle_output
 from cascadeflow.pipeline.step import Step
 
-__all__ = ["CascadeRunner", "Runtime", "Step", "abegin", "attempting", "begin", "current", "cut", "fail",
-           "finish", "initialised", "install", "observe", "output_cap", "record_findings", "respond",
-           "settle_output"]
+__all__ = ["CascadeRunner", "Runtime", "Step", "abegin", "attempting", "begin", "current", "cut",
+           "cut_entry", "fail", "finish", "initialised", "install", "observe", "output_cap",
+           "record_findings", "respond", "settle_output"]

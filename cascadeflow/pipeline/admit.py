@@ -382,9 +382,11 @@ def _stop(step: Step, primary: Decision) -> PolicyStop:
 
 def _stop_error(step: Step, decision: Decision) -> PolicyStop:
     run_id, number, entry = step.session.run_id, step.step_no, step.entry.as_dict(step.step_no)
-    if decision.action == "block":
+    if decision.action == "block":  # its entry is the finding of the rule that blocked
+        finding = next((e for e in step.entries if e.action == "block" and e.reason == decision.reason),
+                       step.entry)
         return GuardrailBlocked(decision.message, reason=decision.reason, run_id=run_id, step=number,
-                                entry=entry)
+                                entry=finding.as_dict(number))
     kind = ToolDenied if decision.action == "deny_tool" else _STOPS.get(decision.reason, PolicyStop)
     message = decision.message or decision.reason
     return kind(f"cascadeflow stopped step {number}: {message} ({decision.reason})",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cascadeflow.alert import Alert
+from cascadeflow.entry import Entry
 from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.guardrails.scan import Finding, json_safe, scan_prompt, scan_text, transform
 from cascadeflow.pipeline import record
@@ -74,17 +75,16 @@ def alert_findings(step: Step, findings: list[Finding]) -> None:
                                            "count": f.count}))
 
 
-def record_findings(step: Step, findings: list[Finding], on_worker: bool = False) -> None:
-    """Add output findings to the trace of every enclosing session, under the step's numbers."""
+def record_findings(step: Step, findings: list[Finding], on_worker: bool = False) -> list[Entry]:
+    """Add output findings to the trace of every enclosing session, under the step's numbers:
+    their entries, in order (a block raised on the caller's thread carries its own)."""
+    entries = [record.finding_entry(step, f) for f in findings]
     if on_worker:
-        _append_findings(step, findings)
+        record.append(step, entries)
     else:
-        step.post(_append_findings, step, findings)
+        step.post(record.append, step, entries)
     alert_findings(step, findings)
-
-
-def _append_findings(step: Step, findings: list[Finding]) -> None:
-    record.append(step, [record.finding_entry(step, f) for f in findings])
+    return entries
 
 
 def entry_dict(step: Step) -> dict[str, Any]:
@@ -117,12 +117,13 @@ def check_output(step: Step, response: Any) -> None:
     findings = [f for *_place, scan in scans for f in scan.findings]
     if not findings:
         return
-    record_findings(step, findings)
+    recorded = record_findings(step, findings)
     blocked = next((f for f in findings if f.action == "block"), None)
     if blocked is not None:
         step.halt()
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
-                               step=step.step_no, entry=entry_dict(step))
+                               step=step.step_no,
+                               entry=recorded[findings.index(blocked)].as_dict(step.step_no))
     for holder, name, text, scan in scans:
         if any(f.action in ("redact", "rewrite") for f in scan.findings):
             _put(holder, name, transform(text, scan))

@@ -17,6 +17,7 @@ from typing import Any
 
 from cascadeflow import billing, tokens
 from cascadeflow.alert import Alert
+from cascadeflow.entry import Entry
 from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.pipeline import guard, record
 from cascadeflow.pipeline.step import Step
@@ -214,9 +215,15 @@ def would_cut(step: Step, usage: Usage | None) -> None:
         f"tokens its budget reservation pays for")
 
 
-def cut(step: Step, message: str) -> None:
+def cut(step: Step, message: str, entry: Entry | None = None) -> None:
     """Worker task: the stop that cut the step's stream (enforce), or would have (observe), as
-    an entry after the step's own, so both modes' traces name the same decision."""
-    entry = record.decision_entry(step, Decision("stop", "budget_exceeded", message=message))
+    an entry after the step's own, so both modes' traces name the same decision (`entry`: the
+    one the enforce error carries)."""
+    entry = entry or cut_entry(step, message)
     entry.status = step.status
     record.append(step, [entry])
+
+
+def cut_entry(step: Step, message: str) -> Entry:
+    """The entry of the stop that cuts (or would cut) a stream: the trace's, and the error's."""
+    return record.decision_entry(step, Decision("stop", "budget_exceeded", message=message))
