@@ -286,3 +286,22 @@ def test_a_text_completion_of_several_prompts_is_bounded_for_each(provider: Any)
     assert entry["reason"] == "max_tokens_clamped"
     assert entry["tokens_out"] == 3 * provider.answers[0][1].completion_tokens  # each ran to the clamp
     assert price.cost(entry["tokens_in"], entry["tokens_out"]) <= 0.004
+
+
+def test_the_built_in_provider_bills_a_cut_answer_and_a_text_prompt_as_openai_does(
+        provider: Any) -> None:
+    """The tests above rely on the bill being OpenAI's: an answer cut at `max_tokens` is billed
+    the whole limit (the text ends at a word, and its own count billed less, so a clamp that
+    let the bill pass the budget went unseen), and a legacy text completion's prompt is billed
+    its own tokens, with no chat framing around it."""
+    provider.reply(" ".join(f"word{i}" for i in range(200)))
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-test-not-a-real-key-0000")
+    chat = client.chat.completions.create(model="gpt-4o", max_tokens=37,
+                                          messages=[{"role": "user", "content": "talk"}])
+    assert chat.choices[0].finish_reason == "length" and chat.usage is not None
+    assert chat.usage.completion_tokens == 37
+    text = client.completions.create(model="gpt-3.5-turbo-instruct", max_tokens=11, n=2,
+                                     prompt=["Say hi", "Say ho"])
+    assert [c.finish_reason for c in text.choices] == ["length"] * 4 and text.usage is not None
+    assert text.usage.completion_tokens == 2 * 2 * 11
+    assert text.usage.prompt_tokens == 2 * 2  # "Say" "hi", "Say" "ho"

@@ -28,6 +28,11 @@ RATES = {"gpt-4o-mini": (2833, 5667)}  # (base, per tile); others: (85, 170)
 
 def input_tokens(model: str, messages: Any, body: dict[str, Any]) -> int:
     """The prompt tokens the provider reports for this request."""
+    if "prompt" in body and "messages" not in body and "input" not in body:
+        # a legacy text completion bills its prompt's own tokens: no chat framing around it
+        parts = messages if isinstance(messages, list) else [messages]
+        return sum(1 if isinstance(p, int) else tokens.count(p, model) if isinstance(p, str) else 0
+                   for p in parts)
     total = PRIMING
     items = messages if isinstance(messages, list) else [] if messages is None else [messages]
     for item in items:

@@ -101,17 +101,21 @@ def answer(model: str, messages: Any, kwargs: dict[str, Any], replies: list[Repl
         finish = "function_call" if _legacy(kwargs) else "tool_calls"
     limit = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or kwargs.get(
         "max_output_tokens")
+    billed: int | None = None  # an answer cut at the limit is billed the whole limit, as OpenAI
+    # bills it (the text handed back ends at a word, so counting it billed less)
     if text and isinstance(limit, int) and tokens.count(text, model) > limit:
         enc_text = text.split(" ")
         while enc_text and tokens.count(" ".join(enc_text), model) > limit:
             enc_text.pop()
         text = " ".join(enc_text)
-        finish = "length"
+        finish, billed = "length", limit
     if rule is not None and rule.finish_reason:
         finish = rule.finish_reason
     n = kwargs.get("n")
     n = n if isinstance(n, int) and n > 1 else 1
-    out_tokens = tokens.count(text + (tool_call[1] if tool_call else ""), model) * n
+    if billed is None:
+        billed = tokens.count(text + (tool_call[1] if tool_call else ""), model)
+    out_tokens = billed * n
     return Answer(text, tool_call, finish, prompt_tokens, out_tokens, cached, n, _legacy(kwargs),
                   rule.reasoning if rule is not None else None)
 
@@ -257,18 +261,24 @@ def chat_chunks(model: str, a: Answer, rid: str, include_usage: bool) -> list[di
 
 
 def text_body(model: str, answers: list[Answer], rid: str) -> dict[str, Any]:
-    """A text completion: one choice per prompt (a list of prompts is answered prompt by
-    prompt, as the Completions API does), the usage of them all."""
+    """A text completion: `n` choices per prompt (a list of prompts is answered prompt by
+    prompt, as the Completions API does, the choices of prompt k at indexes k*n to k*n+n-1),
+    the usage of them all."""
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": [{"text": a.text, "index": i, "logprobs": None, "finish_reason": a.finish_reason}
-                        for i, a in enumerate(answers)],
+                        for i, a in _text_choices(answers)],
             "usage": _summed(answers)}
+
+
+def _text_choices(answers: list[Answer]) -> list[tuple[int, Answer]]:
+    """Each choice's index and the answer it repeats: every prompt's answer `n` times."""
+    return list(enumerate(a for a in answers for _ in range(a.choices)))
 
 
 def text_chunks(model: str, answers: list[Answer], rid: str, include_usage: bool) -> list[dict[str, Any]]:
     base = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model}
     chunks = []
-    for i, a in enumerate(answers):
+    for i, a in _text_choices(answers):
         chunks += [{**base, "choices": [{"text": p, "index": i, "logprobs": None, "finish_reason": None}]}
                    for p in _pieces(a.text)]
         chunks.append({**base, "choices": [{"text": "", "index": i, "logprobs": None,
