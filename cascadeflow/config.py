@@ -291,12 +291,16 @@ class LedgerSpec(_Strict):
         return url, f"env {self.url_env}"
 
 
+NANO_USD = 1e-9  # the unit the ledger's store counts spend in
+
+
 class BudgetSpec(_Strict):
     """`[budgets.NAME]`: a spend limit per user, project, agent, run or overall, per window."""
 
     scope: Scope
     window: str
-    limit: float = Field(gt=0, allow_inf_nan=False)  # USD
+    # USD; the store counts nano-USD, so a smaller limit would be 0 there
+    limit: float = Field(ge=NANO_USD, allow_inf_nan=False)
     alert_at: float | None = Field(default=0.8, gt=0, le=1)  # alert once per window at this share
     mode: Literal["inherit", "observe"] = "inherit"
     only: tuple[str, ...] = ()  # apply to these users / projects / agents only
@@ -314,7 +318,7 @@ class LimitSpec(_Strict):
     scope: Scope
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
-    usd_per_hour: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    usd_per_hour: float | None = Field(default=None, ge=NANO_USD, allow_inf_nan=False)
     only: tuple[str, ...] = ()
 
     @model_validator(mode="after")

@@ -73,6 +73,7 @@ def test_rolling_windows_count_every_bucket_they_overlap() -> None:
     ("window", '"weekly"', "budgets.daily.window"),
     ("scope", '"team"', "budgets.daily.scope"),
     ("limit", "0", "budgets.daily.limit"),
+    ("limit", "1e-12", "budgets.daily.limit"),  # under the store's unit, nano-USD: a limit of 0
     ("mode", '"enforce"', "budgets.daily.mode"),
 ])
 def test_a_bad_budget_names_its_key_and_file(tmp_path: Path, key: str, value: str,
