@@ -73,6 +73,8 @@ class _Opened:
             _closed_losses["ledger_dropped"] += self.ledger.writer.dropped
             _closed_losses["ledger_lost"] += self.ledger.writer.lost
             _closed_losses["ledger_counters_lost"] += self.ledger.counters_lost
+            _closed_losses["ledger_store_errors"] += self.ledger.store_errors
+            _closed_losses["usage_sink_errors"] += self.ledger.sink_errors
         self.dispatcher.close(FLUSH_AT_EXIT_S)
         _closed_losses["alerts_dropped"] += self.dispatcher.dropped
         _closed_losses["alert_sink_errors"] += self.dispatcher.failed
@@ -87,7 +89,8 @@ _lock = threading.RLock()
 _opened = _Opened(Dispatcher(()), None)
 # of dispatchers and ledgers already closed
 _closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
-                  "ledger_counters_lost": 0, "breaker_store_errors": 0, "telemetry_stalls": 0}
+                  "ledger_counters_lost": 0, "ledger_store_errors": 0, "usage_sink_errors": 0,
+                  "breaker_store_errors": 0, "telemetry_stalls": 0}
 
 
 def _path(setting: str, value: Any) -> Any:
@@ -231,11 +234,13 @@ def stats() -> dict[str, int]:
             "alert_sink_errors": _closed_losses["alert_sink_errors"] + opened.dispatcher.failed,
             "ledger_dropped": _closed_losses["ledger_dropped"] + ledger.get("ledger_dropped", 0),
             "ledger_lost": _closed_losses["ledger_lost"] + ledger.get("ledger_lost", 0),
-            "ledger_store_errors": ledger.get("ledger_store_errors", 0),
+            "ledger_store_errors": _closed_losses["ledger_store_errors"] + ledger.get(
+                "ledger_store_errors", 0),
             "ledger_counters_owed": ledger.get("ledger_counters_owed", 0),
             "ledger_counters_lost": _closed_losses["ledger_counters_lost"] + ledger.get(
                 "ledger_counters_lost", 0),
-            "usage_sink_errors": ledger.get("usage_sink_errors", 0),
+            "usage_sink_errors": _closed_losses["usage_sink_errors"] + ledger.get(
+                "usage_sink_errors", 0),
             "breaker_store_errors": _closed_losses["breaker_store_errors"] + (
                 opened.breakers.errors if opened.breakers is not None else 0)}
 

@@ -145,10 +145,16 @@ def test_a_usage_sink_that_raises_is_counted_and_never_breaks_calls(provider: An
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("billing is down")
 
+    before = cascadeflow.stats()["usage_sink_errors"]
     cascadeflow.init(mode="enforce", config=configure(tmp_path, ""), on_usage=[broken])
     call(provider)
     cascadeflow.flush()
-    assert cascadeflow.stats()["usage_sink_errors"] == 1
+    assert cascadeflow.stats()["usage_sink_errors"] == before + 1
+    # counted for the process, as every other loss is: a config reload does not forget it
+    cascadeflow.init(mode="enforce", config=configure(tmp_path, ""), on_usage=[broken])
+    assert cascadeflow.stats()["usage_sink_errors"] == before + 1
+    cascadeflow.shutdown()
+    assert cascadeflow.stats()["usage_sink_errors"] == before + 1
 
 
 def test_a_prompt_change_that_breaks_the_cache_raises_one_alert(provider: Any,
