@@ -19,6 +19,7 @@ import pytest
 from cascadeflow.alert import Alert
 from cascadeflow.cascade import Cascade, Tier
 from cascadeflow.guardrails import load, scan_text, transform
+from cascadeflow.testing import Fault
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -467,6 +468,44 @@ def test_alerts_a_hanging_sink_never_takes_are_counted(provider: Any,
     cascadeflow.shutdown()
     gate.set()
     assert cascadeflow.stats()["alerts_dropped"] >= 19  # the first may be in the sink's hands
+
+
+@pytest.mark.parametrize("then", ["init", "shutdown"])
+def test_an_alert_of_a_call_in_flight_through_init_or_shutdown_is_delivered_before_flush_returns(
+        provider: Any, then: str) -> None:
+    """The call's budget alert went to the closed dispatcher, which started a thread again for
+    it: nothing waited for that thread (flush() returned before the sink had it, and an exit
+    lost it), and it could take the closing thread's end marker, leaving that one behind."""
+    delivered: list[str] = []
+
+    def slow_sink(alert: Alert) -> None:
+        time.sleep(0.2)  # a webhook's round trip: longer than flush() took to return
+        delivered.append(alert.kind)
+
+    cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[slow_sink])
+    dropped = cascadeflow.stats()["alerts_dropped"]  # counted for the whole process
+
+    def spend() -> None:
+        with cascadeflow.run(budget=0.0001):  # spends past 1% of its budget: one alert
+            litellm.completion(**chat_kwargs(provider, "hello"))
+
+    provider.inject(Fault(hold=True, times=1))
+    in_flight = threading.Thread(target=spend)
+    in_flight.start()
+    deadline = time.monotonic() + 20
+    while not provider.requests:  # it waits for its answer
+        assert time.monotonic() < deadline, "the call never reached the provider"
+        time.sleep(0.01)
+    if then == "init":
+        cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[slow_sink])  # a reload
+    else:
+        cascadeflow.shutdown()
+    provider.release()
+    in_flight.join(20)
+    assert not in_flight.is_alive()
+    assert cascadeflow.flush(20)
+    assert delivered == ["budget_threshold"]
+    assert cascadeflow.stats()["alerts_dropped"] == dropped
 
 
 @pytest.mark.parametrize(("where", "error"), [("missing/trace.jsonl", FileNotFoundError),

@@ -97,26 +97,32 @@ class Dispatcher:
         self.on_alert = on_alert
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def emit(self, alert: Alert) -> None:
+        """Queue `alert` for the sinks. After `close` (a call that was in flight through
+        `init()` or `shutdown()`) it is delivered here, on the caller's thread: a thread started
+        again for it was waited for by nobody, and an exit lost its alert."""
         alert = masked(alert)
         if self.on_alert is not None:
             self.on_alert(alert)
         if not self.sinks:
             return
-        self._start()
-        try:
-            self._queue.put_nowait(alert)
-        except queue.Full:
-            self.dropped += 1
+        with self._lock:  # the lock `close` decides under: queued before its end marker, or not at all
+            if not self._closed:
+                self._start()
+                try:
+                    self._queue.put_nowait(alert)
+                except queue.Full:
+                    self.dropped += 1
+                return
+        self._deliver(alert)
 
     def _start(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cascadeflow-alerts", daemon=True)
-                self._thread.start()
+        """Start the thread (the caller holds `_lock`)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cascadeflow-alerts", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -124,14 +130,17 @@ class Dispatcher:
             try:
                 if alert is None:
                     return
-                for sink in self.sinks:
-                    try:
-                        sink(alert)
-                    except Exception:  # a broken sink must not stop the others
-                        self.failed += 1
-                        log.exception("cascadeflow alert sink %r failed", sink)
+                self._deliver(alert)
             finally:
                 self._queue.task_done()
+
+    def _deliver(self, alert: Alert) -> None:
+        for sink in self.sinks:
+            try:
+                sink(alert)
+            except Exception:  # a broken sink must not stop the others
+                self.failed += 1
+                log.exception("cascadeflow alert sink %r failed", sink)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until queued alerts are delivered (or `timeout` passes)."""
@@ -143,14 +152,23 @@ class Dispatcher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (at most `timeout` seconds), then stop. Alerts still queued
-        then (a sink that hangs) are counted in `dropped` and logged, never silently lost."""
+        then (a sink that hangs) are counted in `dropped` and logged, never silently lost. An
+        alert emitted meanwhile is queued before the thread's end marker and delivered before
+        this returns; one emitted later is delivered on its caller's thread."""
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
-        left = self._queue.qsize()
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+            marked = False
+            if thread is not None:
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(None)
+                    marked = True
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        left = 0 if thread is None or not thread.is_alive() else max(self._queue.qsize() - marked, 0)
         if left:
             self.dropped += left
             log.error("cascadeflow: %d alert(s) not delivered within %.1fs at shutdown "
                       "(a sink is hanging)", left, timeout)
-        if self._thread is not None:
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(None)
-            self._thread = None
