@@ -71,7 +71,11 @@ class Worker:
         self._runner = threading.Lock()  # held by whoever is running tasks: they run one at a time
         self._local = threading.local()  # `draining`: this thread is running tasks now
         self._pause = False  # a caller wants to run the tasks: the worker stops after its current one
-        self._stuck_at = -1  # `_done` when a caller last found the worker stuck in a task
+        self._stuck_at = -1  # `_done` when a bounded flush last timed out waiting for a task
+        # `_done` when a caller last could not take over from the worker within 50 ms: the
+        # worker is in a long task (a slow exporter, a loaded machine), not necessarily stuck,
+        # so this holds back helping only, never a flush
+        self._unhelpable_at = -1
 
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -91,7 +95,7 @@ class Worker:
         after the task it is running (tasks always run one at a time, in order). Call it only
         where no lock a task could take is held: at the entry of a call."""
         if len(self.queue) < self.help_at or getattr(self._local, "draining", False) \
-                or self._done == self._stuck_at:
+                or self._done == self._unhelpable_at:
             return
         self._pause = True
         try:
@@ -99,7 +103,7 @@ class Worker:
             # wedged exporter) must not hang the application: give up, and do not try again
             # until the worker has made progress
             if not self._runner.acquire(timeout=0.05):
-                self._stuck_at = self._done
+                self._unhelpable_at = self._done
                 return
             try:
                 self._drain()

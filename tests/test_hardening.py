@@ -21,7 +21,12 @@ from cascadeflow.cascade import Cascade, Tier
 from cascadeflow.guardrails import load, scan_text, transform
 from cascadeflow.testing import Fault
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from tests.conftest import chat_kwargs
 
@@ -360,6 +365,37 @@ def test_an_exporter_that_hangs_holds_up_no_shutdown_or_init(monkeypatch: pytest
         assert cascadeflow.stats()["telemetry_stalls"] > stalls
     finally:
         gate.set()
+
+
+def test_a_slow_exporter_is_waited_for_by_flush_after_calls_could_not_help_the_worker(
+        provider: Any) -> None:
+    """Calls outside any run() with a synchronous exporter slower than the calls: once 64 tasks
+    waited, a call's entry tried 50 ms to take over from the telemetry worker (busy in an
+    export) and marked it stuck, as if a flush had timed out on it. flush() and shutdown()
+    then returned at once without waiting for the spans (not even counting a stall), and an
+    exit lost them."""
+    gate = threading.Event()
+    exported: list[str] = []
+
+    class Slow(SpanExporter):  # a collector slower to answer than the application's calls
+        def export(self, spans: Any) -> SpanExportResult:
+            gate.wait(30)
+            exported.extend(span.name for span in spans)
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(Slow()))
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+    for _ in range(40):
+        litellm.completion(**chat_kwargs(provider, "hello"))
+    answers = threading.Timer(0.3, gate.set)  # the collector answers, later than flush() starts
+    answers.start()
+    try:
+        assert cascadeflow.flush()
+        assert exported == ["chat gpt-4o-mini"] * 40
+    finally:
+        gate.set()
+        answers.cancel()
 
 
 def test_a_long_run_keeps_a_bounded_trace_and_exact_totals() -> None:
