@@ -544,6 +544,37 @@ def test_an_alert_of_a_call_in_flight_through_init_or_shutdown_is_delivered_befo
     assert cascadeflow.stats()["alerts_dropped"] == dropped
 
 
+def test_a_forked_child_delivers_its_own_alerts(provider: Any, tmp_path: Path) -> None:
+    """A process that had raised an alert, then forked (a prefork server, a multiprocessing
+    pool): the child's dispatcher kept the parent's thread as started, which does not run
+    there, so the child's alerts were queued for nobody; each flush() waited its 5 s for them."""
+    received = tmp_path / "received.txt"
+
+    def sink(alert: Alert) -> None:
+        with received.open("a") as out:
+            out.write(f"{os.getpid()} {alert.kind}\n")
+
+    cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[sink])
+
+    def spend() -> None:
+        with cascadeflow.run(budget=0.0001):  # spends past 1% of its budget: one alert
+            litellm.completion(**chat_kwargs(provider, "hello"))
+
+    spend()
+    assert cascadeflow.flush(20)  # the parent's alert thread runs
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        try:
+            spend()
+            cascadeflow.flush(20)
+            os._exit(0 if f"{os.getpid()} budget_threshold" in received.read_text() else 1)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert received.read_text().splitlines() == [f"{os.getpid()} budget_threshold",
+                                                 f"{pid} budget_threshold"]
+
+
 @pytest.mark.parametrize(("where", "error"), [("missing/trace.jsonl", FileNotFoundError),
                                               (".", IsADirectoryError)])
 def test_a_save_that_cannot_write_names_the_path_asked_for(

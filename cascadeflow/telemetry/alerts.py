@@ -10,10 +10,12 @@ import contextlib
 import json
 import logging
 import math
+import os
 import queue
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,13 +93,23 @@ class Dispatcher:
         self.sinks = list(sinks)
         self.dropped = 0
         self.failed = 0
-        self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=capacity)
+        self.capacity = capacity
         # told of every alert emitted (its `cascadeflow.alerts` count), whoever raised it: the
         # runtime or the ledger, which emits to the dispatcher directly
         self.on_alert = on_alert
+        self._closed = False
+        self._reset()
+        # a forked child has no thread: the parent's, kept as started, took none of its alerts
+        # (never delivered, and each flush waited its whole timeout for them). The hook holds
+        # the dispatcher weakly: Python never unregisters one
+        mine = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_if_alive(mine))
+
+    def _reset(self) -> None:
+        """No thread and an empty queue (the parent delivers what it had queued)."""
+        self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=self.capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._closed = False
 
     def emit(self, alert: Alert) -> None:
         """Queue `alert` for the sinks. After `close` (a call that was in flight through
@@ -167,8 +179,15 @@ class Dispatcher:
                     marked = True
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(deadline - time.monotonic(), 0.0))
-        left = 0 if thread is None or not thread.is_alive() else max(self._queue.qsize() - marked, 0)
+        left = max(self._queue.qsize() - marked, 0)  # (the end marker, if the thread never took it)
         if left:
             self.dropped += left
             log.error("cascadeflow: %d alert(s) not delivered within %.1fs at shutdown "
                       "(a sink is hanging)", left, timeout)
+
+
+def _reset_if_alive(dispatcher: weakref.ref[Dispatcher]) -> None:
+    """A forked child's dispatcher starts with an empty queue and no thread (if it still exists)."""
+    alive = dispatcher()
+    if alive is not None:
+        alive._reset()
