@@ -116,9 +116,12 @@ def test_a_call_stops_when_the_wait_runs_out(provider: Any) -> None:
 def test_the_wait_runs_while_calls_keep_settling(provider: Any) -> None:
     """Calls with no max_tokens each reserve what is free, so they run one after another; the
     whole queue takes longer than budget_wait_s, but every settlement starts the wait again."""
-    cascadeflow.init(mode="enforce", budget_wait_s=1.0)
+    cascadeflow.init(mode="enforce", budget_wait_s=3.0)
     sequential = _sequential(provider)
-    provider.inject(model="gpt-4o", latency_ms=150)  # each call: 0.15 s; the queue: about 2 s
+    # each call: 0.5 s; the queue of about 9: 4.5 s at least, longer than the 3 s wait. A
+    # settlement every 0.5 s leaves a loaded machine 2.5 s of pauses (0.15 s calls under a 1 s
+    # wait left 0.85 s, and a loaded CI machine's pauses took it: about 1 run in 15 failed)
+    provider.inject(model="gpt-4o", latency_ms=500)
 
     async def main() -> tuple[Any, list[Any]]:
         async with cascadeflow.run(budget=BUDGET) as session:
