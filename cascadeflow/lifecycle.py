@@ -253,7 +253,8 @@ def flush(timeout: float | None = None) -> bool:
     Calls return before their records are written (the background worker writes them); a
     session's `summary()` and `trace()`, the end of an outermost `run()` and `shutdown()` wait
     for them. Call this before reading an exporter right after calls made outside any `run()`.
-    Returns False if `timeout` (seconds) passed first.
+    Returns False if `timeout` (seconds) passed first; without one, alerts and spans are waited
+    for 5 s at most (a sink or span processor that hangs), and False says some are still queued.
     """
     done = shared().flush(timeout)
     spans = telemetry()  # without a timeout, a span processor that hangs is not waited for again
@@ -263,7 +264,8 @@ def flush(timeout: float | None = None) -> bool:
         opened = _opened
     if opened.ledger is not None:
         done = opened.ledger.flush(timeout) and done
-    opened.dispatcher.flush(5.0 if timeout is None else timeout)
+    # alerts: at most 5 s without a timeout (a sink that hangs must not hang this), but said
+    done = opened.dispatcher.flush(5.0 if timeout is None else timeout) and done
     return done
 
 

@@ -575,6 +575,28 @@ def test_a_forked_child_delivers_its_own_alerts(provider: Any, tmp_path: Path) -
                                                  f"{pid} budget_threshold"]
 
 
+def test_flush_says_false_while_an_alert_is_still_on_its_way(provider: Any) -> None:
+    """flush(timeout) returned True while a slow sink had not taken the alert yet: the caller
+    was told everything was delivered."""
+    gate = threading.Event()
+    delivered: list[str] = []
+
+    def slow_sink(alert: Alert) -> None:
+        gate.wait(30)  # a webhook slower to answer than the flush waits
+        delivered.append(alert.kind)
+
+    cascadeflow.init(mode="observe", budget_alert=0.01, alerts=[slow_sink])
+    try:
+        with cascadeflow.run(budget=0.0001):  # spends past 1% of its budget: one alert
+            litellm.completion(**chat_kwargs(provider, "hello"))
+        assert cascadeflow.flush(0.2) is False
+        assert delivered == []
+    finally:
+        gate.set()
+    assert cascadeflow.flush(20) is True
+    assert delivered == ["budget_threshold"]
+
+
 @pytest.mark.parametrize(("where", "error"), [("missing/trace.jsonl", FileNotFoundError),
                                               (".", IsADirectoryError)])
 def test_a_save_that_cannot_write_names_the_path_asked_for(

@@ -154,13 +154,14 @@ class Dispatcher:
                 self.failed += 1
                 log.exception("cascadeflow alert sink %r failed", sink)
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until queued alerts are delivered (or `timeout` passes)."""
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued alerts are delivered; False when `timeout` passed first."""
         if self._thread is None:
-            return
+            return True
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)
+        return not self._queue.unfinished_tasks
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (at most `timeout` seconds), then stop. Alerts still queued
