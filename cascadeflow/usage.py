@@ -34,6 +34,9 @@ class Usage:
     estimated: bool = False
     text: str = ""
     reasoning_text: str = ""  # a stream's `reasoning_content` deltas (reasoning models), for output rules
+    # a stream's texts as output rules judge them, each on its own: each choice's text and
+    # reasoning, each responses text part, each tool call's arguments (of every choice)
+    texts: tuple[str, ...] = ()
 
 
 def get(obj: Any, name: str, default: Any = None) -> Any:
@@ -218,8 +221,8 @@ def provider_finished(stream: Any, finish_seen: bool) -> bool:
 class StreamAccumulator:
     """Collects what a stream delivered so the step can be settled however the stream ends."""
 
-    __slots__ = ("calls", "chunks", "operation", "parts", "thoughts", "tool_args", "tool_ids", "tool_names",
-                 "usage", "usage_reported")
+    __slots__ = ("calls", "chunks", "operation", "parts", "texts", "thoughts", "tool_args", "tool_ids",
+                 "tool_names", "usage", "usage_reported")
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
@@ -229,6 +232,10 @@ class StreamAccumulator:
         self.tool_ids: set[Any] = set()
         self.tool_names: list[str] = []
         self.calls: dict[Any, list[Any]] = {}  # first choice's calls by index: [id, name, argument parts]
+        # the pieces of each text output rules judge on its own, by part: ("text", choice),
+        # ("reasoning", choice), ("args", choice, call); responses: ("text", output, content),
+        # ("args", output). (`parts` interleaves the choices of an `n` > 1 stream.)
+        self.texts: dict[tuple[Any, ...], list[str]] = {}
         self.usage = Usage()
         self.chunks = 0
         self.usage_reported = False
@@ -261,6 +268,7 @@ class StreamAccumulator:
                 thought = get(delta, "reasoning_content")
                 if thought and isinstance(thought, str):
                     self.thoughts.append(thought)
+                    self._add_text(("reasoning", get(choice, "index", 0)), thought)
                 for call in delta_calls(delta):
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
@@ -270,13 +278,24 @@ class StreamAccumulator:
                     args = get(get(call, "function"), "arguments")
                     if args:
                         self.tool_args.append(args)
+                        if isinstance(args, str):
+                            self._add_text(("args", *key), args)
                     if key[0] == 0:
                         self._add_call(key[1], get(call, "id"), name, args)
             if text:
                 self.parts.append(text)
+                if isinstance(text, str):
+                    self._add_text(("text", get(choice, "index", 0)), text)
             reason = get(choice, "finish_reason")
             if reason:
                 usage.finish_reason = reason
+
+    def _add_text(self, key: tuple[Any, ...], piece: str) -> None:
+        pieces = self.texts.get(key)
+        if pieces is None:
+            self.texts[key] = [piece]
+        else:
+            pieces.append(piece)
 
     def _add_call(self, index: Any, call_id: Any, name: Any, args: Any) -> None:
         found = self.calls.get(index)
@@ -292,9 +311,15 @@ class StreamAccumulator:
     def _add_event(self, event: Any) -> None:
         kind = get(event, "type")
         if kind == "response.output_text.delta":
-            self.parts.append(get(event, "delta") or "")
+            delta = get(event, "delta") or ""
+            self.parts.append(delta)
+            if isinstance(delta, str):
+                self._add_text(("text", get(event, "output_index"), get(event, "content_index")), delta)
         elif kind == "response.function_call_arguments.delta":
-            self.tool_args.append(get(event, "delta") or "")
+            delta = get(event, "delta") or ""
+            self.tool_args.append(delta)
+            if isinstance(delta, str):
+                self._add_text(("args", get(event, "output_index")), delta)
         elif kind in ("response.completed", "response.incomplete") or \
                 (kind == "response.failed" and get(get(event, "response"), "usage") is not None):
             final = read_usage("responses", get(event, "response"))
@@ -307,6 +332,7 @@ class StreamAccumulator:
         usage = self.usage
         usage.text = "".join(self.parts)
         usage.reasoning_text = "".join(self.thoughts)
+        usage.texts = tuple(text for text in map("".join, self.texts.values()) if text)
         usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
         if self.tool_names and not usage.tool_names:
             usage.tool_names = tuple(self.tool_names)

@@ -115,3 +115,44 @@ def test_rules_that_change_nothing_record_every_choice(mode: str, action: str, p
     assert session.summary()["findings_by_rule"] == {"no_ssn": 3}
     if mode == "observe":  # recorded as what would have happened
         assert [f["applied"] for f in session.findings()] == [False] * 3
+
+
+def chunk(index: int, content: str | None, finish: str | None = None) -> str:
+    delta = {} if content is None else {"role": "assistant", "content": content}
+    return "data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                                  "model": "gpt-4o-mini", "choices": [
+                                      {"index": index, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+
+
+# two choices streamed as providers send them, their deltas interleaved: choice 0's SSN is
+# split across two of its deltas with one of choice 1's between them
+INTERLEAVED = (chunk(0, "Your SSN is 123-45-") + chunk(1, "Hello there") + chunk(0, "6789.")
+               + chunk(1, " friend") + chunk(0, None, "stop") + chunk(1, None, "stop") + "data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+@pytest.mark.parametrize(("mode", "action"), [("enforce", "log_only"), ("observe", "block")])
+def test_rules_that_change_nothing_judge_each_streamed_choice_on_its_own(
+        mode: str, action: str, client: str, provider: Any, tmp_path: Path) -> None:
+    """Read as one text, the interleaved deltas held `123-45-Hello there6789`: observe mode
+    recorded nothing where enforce blocks."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(POLICY.format(action=action))
+    cascadeflow.init(mode=mode, guardrails_file=path)
+    provider.inject(body=INTERLEAVED, times=1)
+    messages = [{"role": "user", "content": "my number?"}]
+    with cascadeflow.run(guardrails="support") as session:
+        if client == "litellm":
+            stream = litellm.completion(model="openai/gpt-4o-mini", messages=messages, n=2, stream=True,
+                                        api_base=provider.url, api_key=KEY)
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+            stream = sdk.chat.completions.create(model="gpt-4o-mini", n=2, stream=True,  # type: ignore[call-overload]
+                                                 messages=messages)
+        texts: dict[int, str] = {}
+        for part in stream:
+            for choice in part.choices:
+                texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    assert texts == {0: f"Your SSN is {SSN}.", 1: "Hello there friend"}
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1}

@@ -167,8 +167,12 @@ def output_texts(operation: str, response: Any) -> list[str]:
 
 
 def usage_texts(usage: Usage) -> list[str]:
-    """What output rules judge of a streamed answer, as its accumulator read it: the text, the
-    reasoning text a reasoning model streamed, and the tool calls' arguments."""
+    """What output rules judge of a streamed answer, as its accumulator read it, each text on its
+    own: each choice's text and the reasoning text a reasoning model streamed, each responses
+    text part, and each tool call's arguments (an `n` > 1 stream interleaves its choices' deltas:
+    read as one text, a number split across two of one choice's deltas would not be found)."""
+    if usage.texts:
+        return list(usage.texts)
     return [text for text in (usage.text, usage.reasoning_text, *(call[2] for call in usage.calls)) if text]
 
 
