@@ -35,8 +35,9 @@ class Usage:
     text: str = ""
     reasoning_text: str = ""  # a stream's `reasoning_content` deltas (reasoning models), for output rules
     # a stream's texts as output rules judge them, each on its own: each choice's text and
-    # reasoning, each responses text part, each tool call's arguments (of every choice)
+    # reasoning, each responses text part; and each tool call's arguments (of every choice)
     texts: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
 
 
 def get(obj: Any, name: str, default: Any = None) -> Any:
@@ -332,7 +333,10 @@ class StreamAccumulator:
         usage = self.usage
         usage.text = "".join(self.parts)
         usage.reasoning_text = "".join(self.thoughts)
-        usage.texts = tuple(text for text in map("".join, self.texts.values()) if text)
+        if self.texts:
+            joined = [(key[0], "".join(pieces)) for key, pieces in self.texts.items()]
+            usage.texts = tuple(text for kind, text in joined if text and kind != "args")
+            usage.arguments = tuple(text for kind, text in joined if text and kind == "args")
         usage.tool_calls = max(usage.tool_calls, len(self.tool_ids))
         if self.tool_names and not usage.tool_names:
             usage.tool_names = tuple(self.tool_names)

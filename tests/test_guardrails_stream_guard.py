@@ -13,6 +13,7 @@ import openai
 import pytest
 from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.guardrails import compile_policy, scan_text, transform
+from cascadeflow.guardrails.scan import scan_json
 from cascadeflow.guardrails.stream import WINDOW, StreamGuard
 
 KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 7 + "Kk"
@@ -22,8 +23,8 @@ RULE = {"name": "secrets_out", "detector": "pii", "types": ["api_key", "credit_c
 RULES = compile_policy({"version": "t", "profiles": {"p": {"output": [RULE]}}}, "test").profiles["p"].output
 
 
-def streamed(text: str, size: int) -> tuple[str, int]:
-    guard = StreamGuard(RULES, edit=True)
+def streamed(text: str, size: int, in_json: bool = False) -> tuple[str, int]:
+    guard = StreamGuard(RULES, edit=True, json=in_json)
     out, count = [], 0
     pieces = [text[i:i + size] for i in range(0, len(text), size)]
     for index, piece in enumerate(pieces):
@@ -40,6 +41,22 @@ def test_a_stream_gets_what_the_rules_make_of_the_whole_answer(size: int) -> Non
     whole = scan_text(RULES, TEXT, "output")
     assert streamed(TEXT, size) == (transform(TEXT, whole), len(whole.hits))
     assert "[API_KEY] for the call" in streamed(TEXT, size)[0]
+
+
+# a tool call's arguments: JSON escapes (`\\`, `\"`, `\u00e9`, `\n`) next to what the rules find
+ARGUMENTS = json.dumps({"note": "Jos\u00e9\\" * 20 + "\nana@example.com \"SSN\" 123-45-6789\n" + "\u00e9" * 30
+                                + "ok\tcard 4242 4242 4242 4242"})
+
+
+@pytest.mark.parametrize("size", range(1, 23))
+def test_streamed_json_arguments_get_what_the_rules_make_of_the_whole_document(size: int) -> None:
+    """No cut of the stream splits an escape, wherever the pieces end."""
+    whole = scan_json(RULES, ARGUMENTS, "output")
+    assert len(whole.hits) == 3
+    text, count = streamed(ARGUMENTS, size, in_json=True)
+    assert (text, count) == (transform(ARGUMENTS, whole, json=True), 3)
+    assert json.loads(text) == {"note": "Jos\u00e9\\" * 20 + "\n[EMAIL] \"SSN\" [SSN]\n" + "\u00e9" * 30
+                                + "ok\tcard [CREDIT_CARD]"}
 
 
 def test_a_long_key_streamed_never_reaches_the_application(provider: Any, tmp_path: Path) -> None:

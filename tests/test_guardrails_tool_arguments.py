@@ -14,6 +14,7 @@ import litellm
 import openai
 import pytest
 from cascadeflow.errors import GuardrailBlocked
+from cascadeflow.guardrails import compile_policy, scan_prompt
 
 SSN = "123-45-6789"
 KEY = "sk-test-0000000000000000"
@@ -138,3 +139,73 @@ def test_a_legacy_function_calls_arguments_get_the_output_rules(stream: bool, pr
             arguments = response.choices[0].message.function_call.arguments
     assert json.loads(arguments) == EXPECTED
     assert session.summary()["findings_by_rule"] == {"no_ssn": 1, "no_rivals": 1}
+
+
+# what a model writes in a tool call: its JSON escapes a line break (`\n`) and non-ASCII
+# letters (`\u00e9`, the way `json.dumps` writes them) right before an address and a phone number
+WRITTEN = {"note": "Hi Jos\u00e9,\nbob@example.com\n+44 20 7946 0958"}
+PII_POLICY = """
+version = "t2"
+
+[profiles.support]
+[[profiles.support.{stage}]]
+name = "pii"
+detector = "pii"
+types = ["email", "phone"]
+action = "redact"
+{extra}
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_tool_calls_escapes_are_read_as_what_they_stand_for(client: str, stream: bool, provider: Any,
+                                                              tmp_path: Path) -> None:
+    """Read as written, `\\nbob@example.com` held the address `nbob@example.com`: its redaction
+    left `\\[EMAIL]`, an invalid escape, and the agent could not parse the arguments; and
+    `\\n+44 20 7946 0958` held no phone number at all, which went out as the model wrote it."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(PII_POLICY.format(stage="output", extra=""))
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.reply(tool_call=("lookup", WRITTEN))
+    with cascadeflow.run(guardrails="support") as session:
+        arguments = chat_arguments(client, provider, stream)
+    assert json.loads(arguments) == {"note": "Hi Jos\u00e9,\n[EMAIL]\n[PHONE]"}
+    assert session.summary()["findings_by_rule"] == {"pii": 2}
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_tool_calls_sent_back_are_read_as_what_they_stand_for(mode: str, provider: Any,
+                                                              tmp_path: Path) -> None:
+    """The history's tool-call arguments, JSON too: the provider saw the phone number, and the
+    placeholder it got stood for `nbob@example.com` (the application would get that back)."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(PII_POLICY.format(stage="input", extra='redaction = "reversible"'))
+    cascadeflow.init(mode=mode, guardrails_file=path)
+    messages = [{"role": "user", "content": "write to bob@example.com"},
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "lookup", "arguments": json.dumps(WRITTEN)}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sent"}]
+    with cascadeflow.run(guardrails="support") as session:
+        litellm.completion(model="openai/gpt-4o-mini", messages=messages, api_base=provider.url, api_key=KEY)
+    sent = provider.requests[0].json["messages"]
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"pii": 3}
+    if mode == "observe":  # recorded, nothing changed
+        assert sent[0] == messages[0] and sent[1]["tool_calls"] == messages[1]["tool_calls"]
+        return
+    assert sent[0]["content"] == "write to [EMAIL_1]"  # the same address, the same placeholder
+    assert json.loads(sent[1]["tool_calls"][0]["function"]["arguments"]) == \
+        {"note": "Hi Jos\u00e9,\n[EMAIL_1]\n[PHONE_1]"}
+
+
+def test_an_input_rewrite_keeps_the_historys_tool_call_arguments_valid_json() -> None:
+    rules = compile_policy({"version": "t", "profiles": {"p": {"input": [
+        {"name": "rivals", "detector": "words", "words": ["Globex"], "action": "rewrite",
+         "replacement": 'a "trusted" partner'}]}}}, "test").profiles["p"].input
+    messages = [{"role": "assistant", "content": None, "tool_calls": [{
+        "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps(ARGS)}}]}]
+    _findings, edited = scan_prompt(rules, messages, True)
+    assert json.loads(edited[0]["tool_calls"][0]["function"]["arguments"]) == \
+        {"note": f'SSN {SSN} from a "trusted" partner'}

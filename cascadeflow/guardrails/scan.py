@@ -6,12 +6,15 @@ can be kept and shared without becoming a store of the PII it describes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
+from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import attrgetter, ge, itemgetter
 from typing import Any, NamedTuple
@@ -158,6 +161,64 @@ def scan_text(rules: Sequence[Rule], text: str, stage: str) -> Scan:
     return Scan(hits, findings(hits, text, stage) if hits else [])
 
 
+def scan_json(rules: Sequence[Rule], text: str, stage: str) -> Scan:
+    """`scan_text` over JSON text (a tool call's arguments), read through `json_view`: what
+    the document's strings say, at the document's own offsets, for `transform(..., json=True)`."""
+    view = json_view(text)
+    scan = scan_text(rules, view, stage)
+    return scan if view is text or not scan.hits else Scan(outside_escapes(scan.hits, text), scan.findings)
+
+
+_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+
+
+def json_view(text: str) -> str:
+    """JSON text with each escape sequence (`\\n`, `\\"`, `\\u00e9`) blanked to as many spaces.
+    Read as it is written, `"Hi,\\nbob@example.com"` holds the address `nbob@example.com` (and
+    its redaction would leave `\\[EMAIL]`, an invalid escape) and `"Call\\n+44 20 7946 0958"`
+    no phone number at all; blanked, the escapes separate words as the characters they stand
+    for do, and every offset is still the document's."""
+    if "\\" not in text:
+        return text
+    return _ESCAPE.sub(_blank, text)
+
+
+def _blank(m: re.Match[str]) -> str:
+    return " " * (m.end() - m.start())
+
+
+def outside_escapes(hits: Sequence[Hit], text: str) -> list[Hit]:
+    """`hits` (found in `json_view(text)`) widened where one starts or ends inside an escape
+    sequence of `text`, so that an edit never leaves half of one (a custom pattern may match
+    the spaces an escape was blanked to)."""
+    escapes = [m.span() for m in _ESCAPE.finditer(text)]
+    if not escapes:
+        return list(hits)
+    starts = [a for a, _b in escapes]
+    out: list[Hit] = []
+    for rule, match in hits:
+        start, end = match.start, match.end
+        i = bisect_right(starts, start) - 1
+        if i >= 0 and start < escapes[i][1]:
+            start = escapes[i][0]
+        i = bisect_right(starts, end - 1) - 1
+        if i >= 0 and end < escapes[i][1]:
+            end = escapes[i][1]
+        out.append((rule, match if (start, end) == (match.start, match.end)
+                    else match._replace(start=start, end=end)))
+    return out
+
+
+def escape_start(text: str, at: int) -> int:
+    """`at`, moved back to the start of the escape sequence of JSON `text` it would split."""
+    if "\\" not in text[max(at - 5, 0):at]:  # an escape is at most 6 characters (`\\u00e9`)
+        return at
+    for m in _ESCAPE.finditer(text):  # from the start: `\\\\` is one escape
+        if m.end() > at:
+            return m.start() if m.start() < at else at
+    return at
+
+
 class ScanCache:
     """Input scans of texts seen before: an agent sends its whole conversation on every call,
     so without this each turn would scan every earlier message again (quadratic in the
@@ -190,11 +251,14 @@ class ScanCache:
 INPUTS = ScanCache()
 
 
-def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders | None = None) -> str:
+def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders | None = None,
+              json: bool = False) -> str:
     """Apply redact and rewrite (the rule's replacement), right to left. Redact writes typed
     placeholders (`[EMAIL]`); a rule with `redaction` numbered or reversible writes the run's
     numbered ones from `placeholders` (`[EMAIL_1]`), which `Placeholders.restore` turns back into
-    the originals for the application where the rule is reversible."""
+    the originals for the application where the rule is reversible. `json`: `text` is JSON (a
+    tool call's arguments, scanned with `scan_json`): a replacement is written as JSON string
+    content, and a placeholder stands for the value the document's escapes spell."""
     if isinstance(hits, Scan):
         hits = hits.hits
     done = _typed(text, hits, placeholders is not None)
@@ -210,7 +274,7 @@ def transform(text: str, hits: Scan | Sequence[Hit], placeholders: Placeholders 
                 new = typed[match.kind] = f"[{match.kind.upper()}]"
             edits.append((match.start, match.end, new))
         elif action in ("redact", "rewrite"):
-            edits.append((match.start, match.end, _replacement(rule, match, text, placeholders)))
+            edits.append((match.start, match.end, _replacement(rule, match, text, placeholders, json)))
     edits.sort(reverse=True)
     if not edits:
         return text
@@ -253,19 +317,17 @@ def _typed(text: str, hits: Sequence[Hit], numbered: bool) -> str | None:
     return "".join(pieces)
 
 
-def json_safe(rules: Sequence[Rule]) -> tuple[Rule, ...]:
-    """`rules` for text inside a JSON document (a tool call's arguments): a rewrite rule's
-    replacement written as JSON string content, so a quote in it cannot break the document
-    (redaction's placeholders need no escaping)."""
-    return tuple(replace(r, replacement=json.dumps(r.replacement)[1:-1])
-                 if r.action == "rewrite" and r.replacement is not None else r for r in rules)
-
-
-def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None) -> str:
+def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders | None,
+                 in_json: bool) -> str:
     if rule.action == "rewrite":
-        return rule.replacement or ""
+        replacement = rule.replacement or ""
+        return json.dumps(replacement)[1:-1] if in_json else replacement  # (a quote cannot break it)
     if placeholders is not None and rule.redaction != "typed":
-        return placeholders.label(match.kind, text[match.start:match.end], rule.redaction == "reversible")
+        value = text[match.start:match.end]
+        if in_json and "\\" in value:
+            with contextlib.suppress(ValueError):  # (what the escapes spell)
+                value = json.loads(f'"{value}"')
+        return placeholders.label(match.kind, value, rule.redaction == "reversible")
     return f"[{match.kind.upper()}]"
 
 
@@ -344,12 +406,15 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
     if placeholders is not None:  # the application's own `[EMAIL_1]`, anywhere in the prompt
         for _container, _key, text in places:
             placeholders.reserve(text)
-    for index, (_container, _key, text) in enumerate(places):
-        scan = INPUTS.scan(rules, key, text)
+    for index, (_container, name, text) in enumerate(places):
+        in_json = name == "arguments"  # a tool call's JSON arguments: read through `json_view`
+        view = json_view(text) if in_json else text
+        scan = INPUTS.scan(rules, key, view)
         if scan.hits:
             found.extend(scan.findings)
             if edit and any(r.action in ("redact", "rewrite") for r, _m in scan.hits):
-                edits.append((index, transform(text, scan, placeholders)))
+                hits = scan.hits if view is text else outside_escapes(scan.hits, text)
+                edits.append((index, transform(text, hits, placeholders, in_json)))
     if not edits:
         return found, prompt
     edited = _copy(prompt)

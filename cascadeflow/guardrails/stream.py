@@ -14,15 +14,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascadeflow.guardrails.policy import Rule
-from cascadeflow.guardrails.scan import Finding, Hit, findings, matches, transform
+from cascadeflow.guardrails.scan import (
+    Finding,
+    Hit,
+    escape_start,
+    findings,
+    json_view,
+    matches,
+    outside_escapes,
+    transform,
+)
 
 WINDOW = 64
 MAX_HELD = 4096  # the most a match still growing at the end of the text can hold back
 
 
 class StreamGuard:
-    def __init__(self, rules: Sequence[Rule], edit: bool, window: int = WINDOW) -> None:
+    def __init__(self, rules: Sequence[Rule], edit: bool, window: int = WINDOW, json: bool = False) -> None:
         self.rules = tuple(rules)
+        self.json = json  # the text is JSON (a tool call's arguments): read through `json_view`
         self.edit = edit and any(r.action in ("redact", "rewrite", "block") for r in rules)
         self.window = window
         self._held = ""  # edit mode: text not yet released, as it arrived
@@ -55,13 +65,18 @@ class StreamGuard:
         released: everything but the last `window` characters, and the matches that run to the
         end of what has arrived (they may go on), up to `MAX_HELD`."""
         end = len(pending)
-        hits = matches(self.rules, pending)
+        view = json_view(pending) if self.json else pending  # JSON: escapes read as what they stand for
+        hits = matches(self.rules, view)
+        if view is not pending:
+            hits = outside_escapes(hits, pending)
         open_at = end if final or end > MAX_HELD else _open(hits, end)
         done = [(r, m) for r, m in hits if m.end <= open_at]  # matches no later text can change
         fresh = self._new(done)
-        found = findings(fresh, pending, "output") if fresh else []
+        found = findings(fresh, view, "output") if fresh else []
         cut = end if final else _clear(done, max(open_at - self.window, 0))
-        release = transform(pending[:cut], [(r, m) for r, m in done if m.end <= cut])
+        if view is not pending and cut < end:  # nor half of an escape (the next text starts at its end)
+            cut = escape_start(pending, cut)
+        release = transform(pending[:cut], [(r, m) for r, m in done if m.end <= cut], json=self.json)
         self._held = pending[cut:]
         self._offset += cut
         return found, release

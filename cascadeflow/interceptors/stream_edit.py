@@ -20,7 +20,7 @@ from typing import Any
 
 from cascadeflow.guardrails.placeholders import Placeholders, Restorer
 from cascadeflow.guardrails.policy import Rule
-from cascadeflow.guardrails.scan import Finding, json_safe
+from cascadeflow.guardrails.scan import Finding
 from cascadeflow.guardrails.stream import StreamGuard
 from cascadeflow.usage import delta_calls, get
 
@@ -45,7 +45,7 @@ class _Text:
     __slots__ = ("guard", "restorer")
 
     def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None, json: bool = False) -> None:
-        self.guard = StreamGuard(json_safe(rules) if json else rules, edit=True) if rules else None
+        self.guard = StreamGuard(rules, edit=True, json=json) if rules else None
         self.restorer = Restorer(placeholders, json=json) if placeholders is not None else None
 
     def release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 from cascadeflow.alert import Alert
 from cascadeflow.entry import Entry
 from cascadeflow.errors import GuardrailBlocked
-from cascadeflow.guardrails.scan import Finding, json_safe, scan_prompt, scan_text, transform
+from cascadeflow.guardrails.scan import Finding, json_view, scan_json, scan_prompt, scan_text, transform
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
@@ -108,13 +108,13 @@ def check_output(step: Step, response: Any) -> None:
     if not (places or calls):
         return
     if not (step.rt.enforce and view.output_acts):
-        step.post(output_later, step, *(text for _holder, _name, text in places + calls))
+        step.post(output_later, step, *output_texts(operation, response))
         return
-    in_json = json_safe(view.output_rules) if calls else ()
-    scans = [(holder, name, text, scan_text(view.output_rules, text, "output"))
+    scans = [(holder, name, text, scan_text(view.output_rules, text, "output"), False)
              for holder, name, text in places]
-    scans += [(holder, name, text, scan_text(in_json, text, "output")) for holder, name, text in calls]
-    findings = [f for *_place, scan in scans for f in scan.findings]
+    scans += [(holder, name, text, scan_json(view.output_rules, text, "output"), True)
+              for holder, name, text in calls]
+    findings = [f for *_place, scan, _json in scans for f in scan.findings]
     if not findings:
         return
     recorded = record_findings(step, findings)
@@ -124,9 +124,9 @@ def check_output(step: Step, response: Any) -> None:
         raise GuardrailBlocked(blocked.message, reason=blocked.reason, run_id=step.session.run_id,
                                step=step.step_no,
                                entry=recorded[findings.index(blocked)].as_dict(step.step_no))
-    for holder, name, text, scan in scans:
+    for holder, name, text, scan, in_json in scans:
         if any(f.action in ("redact", "rewrite") for f in scan.findings):
-            _put(holder, name, transform(text, scan))
+            _put(holder, name, transform(text, scan, json=in_json))
 
 
 def restore_output(step: Step, response: Any) -> None:
@@ -162,8 +162,9 @@ def output_later(step: Step, *texts: str) -> None:
 
 def output_texts(operation: str, response: Any) -> list[str]:
     """Every text of an unstreamed answer that output rules judge: its texts (see `_places`)
-    and its tool calls' arguments."""
-    return [text for _holder, _name, text in _places(operation, response) + _arguments(operation, response)]
+    and its tool calls' arguments (read through `json_view`, as enforce reads them)."""
+    return [text for _holder, _name, text in _places(operation, response)] + \
+        [json_view(text) for _holder, _name, text in _arguments(operation, response)]
 
 
 def usage_texts(usage: Usage) -> list[str]:
@@ -171,9 +172,10 @@ def usage_texts(usage: Usage) -> list[str]:
     own: each choice's text and the reasoning text a reasoning model streamed, each responses
     text part, and each tool call's arguments (an `n` > 1 stream interleaves its choices' deltas:
     read as one text, a number split across two of one choice's deltas would not be found)."""
-    if usage.texts:
-        return list(usage.texts)
-    return [text for text in (usage.text, usage.reasoning_text, *(call[2] for call in usage.calls)) if text]
+    if usage.texts or usage.arguments:
+        return [*usage.texts, *map(json_view, usage.arguments)]
+    return [text for text in (usage.text, usage.reasoning_text) if text] + \
+        [json_view(call[2]) for call in usage.calls if call[2]]
 
 
 def _arguments(operation: str, response: Any) -> list[tuple[Any, str, str]]:
