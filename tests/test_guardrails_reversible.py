@@ -289,3 +289,35 @@ def test_streamed_responses_function_call_arguments_get_the_originals(
     completed = [o.arguments for e in events if e.type == "response.completed" for o in e.response.output]
     assert [json.loads(a) for a in (deltas, *done, *completed)] == [want] * 3
     assert_private(recorded(session, spans, tmp_path))
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_reasoning_answer_sent_back_carries_no_original(client: str, provider: Any,
+                                                         spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    """The originals go back into a reasoning model's `reasoning_content` too; an agent that
+    appends the message to its history sent them to the provider, as the input rules did not
+    read that field."""
+    start(tmp_path, spans)
+    provider.inject(times=1, body=json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "Done for [EMAIL_1].",
+            "reasoning_content": "The customer [EMAIL_1] wants a refund."}}]}))
+    messages: list[Any] = [{"role": "user", "content": f"Refund {EMAIL}"}]
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+
+    def ask() -> Any:
+        if client == "litellm":
+            return litellm.completion(model="openai/gpt-4o-mini", messages=messages, api_base=provider.url,
+                                      api_key="sk-test-0000000000000000").choices[0].message
+        return sdk.chat.completions.create(model="gpt-4o-mini", messages=messages).choices[0].message
+
+    with cascadeflow.run(guardrails="support"):
+        message = ask()
+        assert message.reasoning_content == f"The customer {EMAIL} wants a refund."  # the application's
+        messages += [message, {"role": "user", "content": "Thanks"}]
+        ask()
+    assert_private(sent(provider))
+    assert provider.requests[1].json["messages"][1]["reasoning_content"] == \
+        "The customer [EMAIL_1] wants a refund."

@@ -333,9 +333,9 @@ def _replacement(rule: Rule, match: Match, text: str, placeholders: Placeholders
 
 def _texts(value: Any) -> list[tuple[Any, Any, str]]:
     """(container, key, text) for every text the provider reads in messages / prompt / input, to
-    read and replace: a message's content, a Responses tool result (`output`), the arguments of
-    tool calls sent back (chat's legacy `function_call` too), in dicts or in the SDK's own
-    objects (read as their dicts)."""
+    read and replace: a message's content (and a reasoning model's `reasoning_content`), a
+    Responses tool result (`output`), the arguments of tool calls sent back (chat's legacy
+    `function_call` too), in dicts or in the SDK's own objects (read as their dicts)."""
     out: list[tuple[Any, Any, str]] = []
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -347,6 +347,10 @@ def _texts(value: Any) -> list[tuple[Any, Any, str]]:
                 continue
             _strings(message, "content", out)
             _strings(message, "output", out)  # {"type": "function_call_output", "output": ...}
+            # a reasoning model's answer sent back as it came (the originals of reversible
+            # placeholders were put back into it, as into its content)
+            if isinstance(message.get("reasoning_content"), str):
+                out.append((message, "reasoning_content", message["reasoning_content"]))
             if isinstance(message.get("arguments"), str):  # {"type": "function_call", ...}
                 out.append((message, "arguments", message["arguments"]))
             calls = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
