@@ -156,3 +156,46 @@ def test_rules_that_change_nothing_judge_each_streamed_choice_on_its_own(
     assert texts == {0: f"Your SSN is {SSN}.", 1: "Hello there friend"}
     cascadeflow.flush()
     assert session.summary()["findings_by_rule"] == {"no_ssn": 1}
+
+
+async def read_choices(stream: Any, is_async: bool) -> dict[int, str]:
+    texts: dict[int, str] = {}
+    parts = [part async for part in stream] if is_async else list(stream)
+    for part in parts:
+        for choice in part.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    return texts
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_every_streamed_choice_reaches_the_application_through_litellm(
+        is_async: bool, provider: Any, tmp_path: Path) -> None:
+    """litellm hands over the finish reason of an `n` > 1 stream's first choice only: the
+    others never ended for the output rules, which held their last 64 characters back until
+    the stream was over, and then dropped them (here, choice 1's whole text)."""
+    start(tmp_path)
+    provider.inject(body=INTERLEAVED.replace("Your SSN is 123-45-", "Hello").replace("6789.", " you")
+                    .replace("Hello there", f"SSN {SSN[:7]}").replace(" friend", f"{SSN[7:]} kept"), times=1)
+    kwargs: dict[str, Any] = {"model": "openai/gpt-4o-mini", "n": 2, "stream": True, "api_base": provider.url,
+                              "api_key": KEY, "messages": [{"role": "user", "content": "my number?"}]}
+    with cascadeflow.run(guardrails="support") as session:
+        stream = await litellm.acompletion(**kwargs) if is_async else litellm.completion(**kwargs)
+        texts = await read_choices(stream, is_async)
+    assert texts == {0: "Hello you", 1: "SSN [SSN] kept"}
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1}
+    call = next(e for e in session.trace() if e["operation"] == "chat")
+    assert call["status"] == "ok"
+
+
+def test_a_block_in_a_streamed_choice_litellm_did_not_end_withholds_it(provider: Any, tmp_path: Path) -> None:
+    """Choice 1 ends with the SSN: it is judged whole only once the stream is over."""
+    start(tmp_path, action="block")
+    provider.inject(body=INTERLEAVED.replace("Your SSN is 123-45-", "Hello").replace("6789.", " you")
+                    .replace("Hello there", f"SSN {SSN[:7]}").replace(" friend", SSN[7:]), times=1)
+    seen: list[str] = []
+    with cascadeflow.run(guardrails="support"), pytest.raises(GuardrailBlocked):
+        for part in litellm.completion(model="openai/gpt-4o-mini", n=2, stream=True, api_base=provider.url,
+                                       api_key=KEY, messages=[{"role": "user", "content": "my number?"}]):
+            seen += [choice.delta.content or "" for choice in part.choices]
+    assert SSN[7:] not in "".join(seen) and SSN[:7] not in "".join(seen)

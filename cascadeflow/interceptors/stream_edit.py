@@ -76,6 +76,7 @@ class StreamEditor:
         self._args: dict[Any, _Text] = {}  # tool call -> its arguments' rules and restorer
         self._handed: dict[Key, list[str]] = {}  # responses part -> what the caller was handed
         self._carriers: dict[Key, Any] = {}  # open part -> the last chunk that carried a piece
+        self._deferred: list[tuple[Key, str, Any]] | None = None  # late releases `finish` holds back
         # something may be released late: a rule that redacts, rewrites or blocks (a block must
         # come before any of what it found is handed over) or placeholders to restore (rules
         # that only alert or log change nothing, and the stream is handed over as it comes)
@@ -107,9 +108,14 @@ class StreamEditor:
     def _late(self, key: Key, tail: str) -> None:
         """Text of a part released after the chunk that should have carried it: appended to
         the part's carrier (still held by the proxy)."""
+        if self._deferred is not None:  # (`finish`: appended once no rule blocks)
+            self._deferred.append((key, tail, self._carriers.get(key)))
+            return
+        self._append(key, tail, self._carriers.get(key))
+
+    def _append(self, key: Key, tail: str, carrier: Any) -> None:
         if key in self._handed:
             self._handed[key].append(tail)
-        carrier = self._carriers.get(key)
         if not tail or carrier is None:
             return
         kind, index = key
@@ -187,6 +193,42 @@ class StreamEditor:
         if finished:
             found = (found[0] + self._finish_choice(index), found[1])
         return found
+
+    def finish(self) -> tuple[list[Finding], str | None]:
+        """The provider finished the stream: every part still open is over too (the client
+        may have dropped its end), so what its rules and placeholders hold is released to its
+        carrier, unless a rule blocks it. (The output rules' findings, the text they let
+        through.)"""
+        self._deferred = []
+        try:
+            found = self._end_open(lambda key: True) if self.operation == "responses" else self._finish_all()
+        finally:
+            deferred, self._deferred = self._deferred, None
+        if not any(f.action == "block" for f in found[0]):  # (a blocked stream hands none of it over)
+            for key, tail, carrier in deferred:
+                self._append(key, tail, carrier)
+        return found
+
+    def _finish_all(self) -> tuple[list[Finding], str | None]:
+        findings: list[Finding] = []
+        guarded: list[str] = []
+        choices = [k for k in self._texts if not isinstance(k, tuple)]
+        choices += [k[1] for k in self._texts if isinstance(k, tuple) and k[1] not in choices]
+        choices += [k[0] for k in self._args if k[0] not in choices]
+        for index in choices:
+            thought = self._texts.pop(("reasoning", index), None)
+            if thought is not None:
+                found, _guarded, release = thought.release("", True)
+                findings += found
+                self._late(("reasoning", index), release)
+            text = self._texts.get(index)
+            if text is not None:
+                found, let_through, release = text.release("", True)
+                findings += found
+                guarded.append(let_through)
+                self._late(("text", index), release)
+            findings += self._finish_choice(index)
+        return findings, "".join(guarded) if guarded else None
 
     def _thought(self, chunk: Any, index: Any, delta: Any, piece: Any, finished: bool) -> list[Finding]:
         """A reasoning model's `reasoning_content` delta, judged as a text of its own (and the

@@ -22,6 +22,7 @@ from cascadeflow import tokens
 from cascadeflow.closing import aclose, close
 from cascadeflow.entry import Entry
 from cascadeflow.errors import BudgetExceeded, GuardrailBlocked
+from cascadeflow.guardrails.scan import Finding
 from cascadeflow.interceptors.inside import inside
 from cascadeflow.interceptors.stream_edit import StreamEditor
 from cascadeflow.pipeline import Step, cut, cut_entry, fail, finish, output_cap, record_findings
@@ -132,7 +133,13 @@ class _Proxy:
         editor, step = self._editor, self._step
         if editor is None or step is None:
             return None
-        findings, guarded = editor.edit(chunk)
+        return self._judged(*editor.edit(chunk))
+
+    def _judged(self, findings: list[Finding], guarded: str | None) -> GuardrailBlocked | None:
+        """Record what the editor's rules found; the error a block ends the stream with."""
+        step = self._step
+        if step is None:
+            return None
         blocked = next((f for f in findings if f.action == "block"), None)
         if self._guarded is not None and blocked is None and guarded is not None:
             self._guarded.append(guarded)
@@ -165,9 +172,27 @@ class _Proxy:
                 self._end(_failure(chunk), status="error")  # handed over: the caller reads it too
             elif _last_word(self._acc.operation, chunk) or (self._finish_last and _finishes(chunk)) \
                     or _usage_after_finish(self._acc, chunk):
-                self._end(finished=True)
-            return None
+                ending = self._release_all()
+                if ending is None:
+                    self._end(finished=True)
+            if ending is None:
+                return None
         self._stopped(ending)
+        return ending
+
+    def _release_all(self) -> GuardrailBlocked | None:
+        """The provider finished the stream: what the editor still holds of any part is final,
+        released to the part's carrier (a client may drop a part's own end: litellm hands over
+        the finish reason of an `n` > 1 stream's first choice only, and the others' last
+        characters stayed held until the stream was over, then were lost). A block it finds
+        ends the stream, settled as blocked."""
+        if self._editor is None or self._done:
+            return None
+        ending = self._judged(*self._editor.finish())
+        if ending is not None:
+            self._end(ending, status="blocked")
+            if self._step is not None:
+                self._step.halt()
         return ending
 
     def _failed(self, error: Exception) -> None:
@@ -176,8 +201,15 @@ class _Proxy:
         self._stopped(error)
 
     def _ran_out(self) -> None:
-        """The provider's stream ended: settled, what is held is handed out."""
+        """The provider's stream ended: settled, what is held is handed out (with what the
+        editor still held, when the provider finished it)."""
         self._exhausted = True
+        if self._editor is not None and not self._done and \
+                provider_finished(self._wrapped, self._acc.usage.finish_reason is not None):
+            ending = self._release_all()
+            if ending is not None:
+                self._stopped(ending)
+                return
         self._end()
 
     def _ready(self) -> Any:
