@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -230,6 +231,10 @@ class ScanCache:
         self.max_text = max_text
         self._entries: dict[tuple[tuple[int, ...], str], tuple[Sequence[Rule], Scan]] = {}
         self._chars = 0
+        # calls on many threads share the cache: entries are added and forgotten under it (two
+        # threads forgetting the same oldest entry raised KeyError, or RuntimeError from a dict
+        # that changed while another read its first key, out of the caller's LLM call)
+        self._lock = threading.Lock()
 
     def scan(self, rules: Sequence[Rule], key: tuple[int, ...], text: str) -> Scan:
         """`scan_text(rules, text, "input")`, remembered under `key` (the rules' identities)."""
@@ -238,13 +243,16 @@ class ScanCache:
         cached = self._entries.get((key, text))
         if cached is not None and cached[0] == rules:  # ids can be reused once rules are gone
             return cached[1]
-        scan = scan_text(rules, text, "input")
-        self._entries[(key, text)] = (rules, scan)
-        self._chars += len(text)
-        while self._chars > self.max_chars and self._entries:
-            (_key, old), _value = next(iter(self._entries.items()))
-            del self._entries[(_key, old)]
-            self._chars -= len(old)
+        scan = scan_text(rules, text, "input")  # (outside the lock: the scan is the slow part)
+        with self._lock:
+            if (key, text) not in self._entries:
+                self._chars += len(text)
+            self._entries[(key, text)] = (rules, scan)
+            entries = self._entries
+            while self._chars > self.max_chars and entries:
+                oldest = next(iter(entries))
+                del entries[oldest]
+                self._chars -= len(oldest[1])
         return scan
 
 
