@@ -321,6 +321,11 @@ class StreamAccumulator:
             self.tool_args.append(delta)
             if isinstance(delta, str):
                 self._add_text(("args", get(event, "output_index")), delta)
+        elif kind == "response.custom_tool_call_input.delta":  # a custom tool's input: plain text
+            delta = get(event, "delta") or ""
+            self.tool_args.append(delta)
+            if isinstance(delta, str):
+                self._add_text(("input", get(event, "output_index")), delta)
         elif kind in ("response.completed", "response.incomplete") or \
                 (kind == "response.failed" and get(get(event, "response"), "usage") is not None):
             final = read_usage("responses", get(event, "response"))

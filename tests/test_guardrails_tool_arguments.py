@@ -209,3 +209,125 @@ def test_an_input_rewrite_keeps_the_historys_tool_call_arguments_valid_json() ->
     _findings, edited = scan_prompt(rules, messages, True)
     assert json.loads(edited[0]["tool_calls"][0]["function"]["arguments"]) == \
         {"note": f'SSN {SSN} from a "trusted" partner'}
+
+
+# a custom tool (`{"type": "custom"}`): the model writes its input as free-form text, no JSON
+SQL = f"UPDATE users SET ssn = '{SSN}' WHERE email = '[EMAIL_1]'"
+CUSTOM_POLICY = """
+version = "t3"
+
+[profiles.support]
+[[profiles.support.input]]
+name = "pii_reversible"
+detector = "pii"
+types = ["email"]
+action = "redact"
+redaction = "reversible"
+
+[[profiles.support.output]]
+name = "no_ssn"
+detector = "pii"
+types = ["ssn"]
+action = "redact"
+"""
+CUSTOM_ITEM = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "run_sql",
+               "input": SQL}
+
+
+def custom_events() -> str:
+    final = json.loads(responses_body([CUSTOM_ITEM]))
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": {**final, "output": [],
+                                                                             "status": "in_progress"}},
+                                    {"type": "response.output_item.added", "output_index": 0,
+                                     "item": {**CUSTOM_ITEM, "input": ""}}]
+    events += [{"type": "response.custom_tool_call_input.delta", "item_id": "ctc_1", "output_index": 0,
+                "delta": SQL[i:i + 7]} for i in range(0, len(SQL), 7)]
+    events += [{"type": "response.custom_tool_call_input.done", "item_id": "ctc_1", "output_index": 0,
+                "input": SQL},
+               {"type": "response.output_item.done", "output_index": 0, "item": CUSTOM_ITEM},
+               {"type": "response.completed", "response": final}]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n"
+                   for n, e in enumerate(events))
+
+
+def responses_body(output: list[dict[str, Any]]) -> str:
+    return json.dumps({"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini",
+                       "status": "completed", "output": output, "parallel_tool_calls": True,
+                       "tool_choice": "auto", "tools": [],
+                       "usage": {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14,
+                                 "input_tokens_details": {"cached_tokens": 0},
+                                 "output_tokens_details": {"reasoning_tokens": 0}}})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_custom_tool_calls_input_gets_the_rules_and_the_originals(stream: bool, provider: Any,
+                                                                   tmp_path: Path) -> None:
+    """A custom tool call's input is what an agent executes, like a function call's arguments:
+    the SSN in it went out, and the placeholder stayed in it."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(CUSTOM_POLICY)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.inject(body=custom_events() if stream else responses_body([CUSTOM_ITEM]), times=1)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    want = "UPDATE users SET ssn = '[SSN]' WHERE email = 'dana@example.com'"
+    with cascadeflow.run(guardrails="support") as session:
+        answer = sdk.responses.create(model="gpt-4o-mini", input="Store the SSN of dana@example.com",
+                                      tools=[{"type": "custom", "name": "run_sql"}], stream=stream)
+        if stream:
+            events = list(answer)
+            deltas = "".join(e.delta for e in events if e.type == "response.custom_tool_call_input.delta")
+            done = [e.input for e in events if e.type == "response.custom_tool_call_input.done"]
+            items = [e.item.input for e in events if e.type == "response.output_item.done"]
+            final = [e.response.output[0].input for e in events if e.type == "response.completed"]
+            assert [deltas, *done, *items, *final] == [want] * 4
+        else:
+            assert answer.output[0].input == want
+    assert provider.requests[0].json["input"] == "Store the SSN of [EMAIL_1]"
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"pii_reversible": 1, "no_ssn": 1}
+
+
+def test_a_custom_tool_call_sent_back_carries_no_original(provider: Any, tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(CUSTOM_POLICY)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    history = [{"role": "user", "content": "Store it for dana@example.com"},
+               {**CUSTOM_ITEM, "input": "SELECT 1 WHERE email = 'dana@example.com'"},
+               {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"}]
+    with cascadeflow.run(guardrails="support"):
+        sdk.responses.create(model="gpt-4o-mini", input=history)  # type: ignore[arg-type]
+    assert provider.requests[0].json["input"][1]["input"] == "SELECT 1 WHERE email = '[EMAIL_1]'"
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_chat_custom_tool_call_gets_the_rules_and_goes_back_redacted(client: str, provider: Any,
+                                                                       tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(CUSTOM_POLICY)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.inject(times=1, body=json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "custom", "custom": {"name": "run_sql", "input": SQL}}]}}]}))
+    messages: list[Any] = [{"role": "user", "content": "Store the SSN of dana@example.com"}]
+    tools = [{"type": "custom", "custom": {"name": "run_sql"}}]
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+
+    def ask() -> Any:
+        if client == "litellm":
+            return litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=tools,
+                                      api_base=provider.url, api_key=KEY).choices[0].message
+        return sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[call-overload]
+                                           tools=tools).choices[0].message
+
+    with cascadeflow.run(guardrails="support"):
+        message = ask()
+        assert message.tool_calls[0].custom.input == \
+            "UPDATE users SET ssn = '[SSN]' WHERE email = 'dana@example.com'"
+        messages += [message, {"role": "tool", "tool_call_id": "call_1", "content": "done"}]
+        ask()
+    assert provider.requests[1].json["messages"][1]["tool_calls"][0]["custom"]["input"] == \
+        "UPDATE users SET ssn = '[SSN]' WHERE email = '[EMAIL_1]'"

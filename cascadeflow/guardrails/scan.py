@@ -343,7 +343,8 @@ def _texts(value: Any) -> list[tuple[Any, Any, str]]:
     """(container, key, text) for every text the provider reads in messages / prompt / input, to
     read and replace: a message's content (and a reasoning model's `reasoning_content`), a
     Responses tool result (`output`), the arguments of tool calls sent back (chat's legacy
-    `function_call` too), in dicts or in the SDK's own objects (read as their dicts)."""
+    `function_call` too) and custom tool calls' input, in dicts or in the SDK's own objects
+    (read as their dicts)."""
     out: list[tuple[Any, Any, str]] = []
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -361,10 +362,16 @@ def _texts(value: Any) -> list[tuple[Any, Any, str]]:
                 out.append((message, "reasoning_content", message["reasoning_content"]))
             if isinstance(message.get("arguments"), str):  # {"type": "function_call", ...}
                 out.append((message, "arguments", message["arguments"]))
-            calls = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
-            for function in [*calls, message.get("function_call")]:  # (the legacy form: one call)
+            calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
+            for function in [*(c.get("function") for c in calls), message.get("function_call")]:
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                    out.append((function, "arguments", function["arguments"]))
+                    out.append((function, "arguments", function["arguments"]))  # (legacy: one call)
+            # a custom tool's free-form input: {"type": "custom_tool_call", "input": ...}, or a
+            # chat tool call's {"type": "custom", "custom": {"input": ...}}
+            for custom in [message if message.get("type") == "custom_tool_call" else None,
+                           *(c.get("custom") for c in calls)]:
+                if isinstance(custom, dict) and isinstance(custom.get("input"), str):
+                    out.append((custom, "input", custom["input"]))
     return out
 
 

@@ -26,6 +26,8 @@ from cascadeflow.usage import delta_calls, get
 
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 _ARGUMENTS = ("response.function_call_arguments.delta", "response.function_call_arguments.done")
+# a custom tool's free-form input (plain text, not JSON), streamed as a call's arguments are
+_CUSTOM = ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done")
 
 Key = tuple[str, Any]  # ("text" | "reasoning", choice index or (output, content) index) | ("args", call)
 
@@ -93,11 +95,13 @@ class StreamEditor:
             text = self._texts[key] = _Text(self._rules, self._placeholders)
         return text
 
-    def _edit_args(self, key: Any, piece: str, finished: bool) -> tuple[list[Finding], str]:
-        """A tool call's arguments: the output rules' findings, and what the caller gets now."""
+    def _edit_args(self, key: Any, piece: str, finished: bool,
+                   json: bool = True) -> tuple[list[Finding], str]:
+        """A tool call's arguments (`json`; else a custom tool's input): the output rules'
+        findings, and what the caller gets now."""
         args = self._args.get(key)
         if args is None:
-            args = self._args[key] = _Text(self._rules, self._placeholders, json=True)
+            args = self._args[key] = _Text(self._rules, self._placeholders, json=json)
         findings, _guarded, release = args.release(piece, finished)
         return findings, release
 
@@ -280,7 +284,7 @@ class StreamEditor:
             found = self._end_text(key)
             put(event, "text", "".join(self._handed.get(("text", key), ())))
             return found
-        if kind in _ARGUMENTS:
+        if kind in _ARGUMENTS or kind in _CUSTOM:
             if self._placeholders is not None or self._rules:
                 return self._arguments(event, kind), None
             return [], None
@@ -326,14 +330,15 @@ class StreamEditor:
 
     def _arguments(self, event: Any, kind: str) -> list[Finding]:
         key = get(event, "output_index")
-        if kind == "response.function_call_arguments.delta":
-            findings, released = self._edit_args(key, get(event, "delta") or "", False)
+        custom = kind in _CUSTOM
+        if kind.endswith(".delta"):
+            findings, released = self._edit_args(key, get(event, "delta") or "", False, json=not custom)
             put(event, "delta", released)
             self._handed.setdefault(("args", key), []).append(released)
             self._carry(("args", key), event)
             return findings
         findings = self._end_args(key)
-        put(event, "arguments", "".join(self._handed.get(("args", key), ())))
+        put(event, "input" if custom else "arguments", "".join(self._handed.get(("args", key), ())))
         return findings
 
     def _end_args(self, key: Any) -> list[Finding]:
@@ -356,5 +361,7 @@ class StreamEditor:
         for content_index, part in enumerate(get(item, "content") or []):
             self._part(index, content_index, part)
         handed = self._handed.get(("args", index))
-        if handed is not None and isinstance(get(item, "arguments"), str):
-            put(item, "arguments", "".join(handed))
+        if handed is not None:
+            for name in ("arguments", "input"):  # (a function call's, a custom tool call's)
+                if isinstance(get(item, name), str):
+                    put(item, name, "".join(handed))

@@ -192,7 +192,7 @@ def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
     """(holder, field, text) of each non-empty text of an answer that the application receives:
     every choice's message content (and `reasoning_content`, which reasoning models add) or
     text, every text part of a responses answer (its `output_text`, and the reasoning text some
-    models return), in SDK objects or dicts alike."""
+    models return), and the input of each custom tool call, in SDK objects or dicts alike."""
     out: list[tuple[Any, str, str]] = []
     if operation == "responses":
         for item in get(response, "output") or ():
@@ -200,6 +200,7 @@ def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
                 text = get(part, "text")
                 if isinstance(text, str) and text:
                     out.append((part, "text", text))
+            _custom_input(item, out)
         return out
     for choice in get(response, "choices") or ():
         message = get(choice, "message")
@@ -210,7 +211,19 @@ def _places(operation: str, response: Any) -> list[tuple[Any, str, str]]:
         reasoning = None if message is None else get(message, "reasoning_content")
         if isinstance(reasoning, str) and reasoning:  # what reasoning models add (DeepSeek, vLLM)
             out.append((message, "reasoning_content", reasoning))
+        for call in (None if message is None else get(message, "tool_calls")) or ():
+            _custom_input(get(call, "custom"), out)
     return out
+
+
+def _custom_input(holder: Any, out: list[tuple[Any, str, str]]) -> None:
+    """The free-form input of a custom tool call (`type: "custom"` tools: the Responses API's
+    `custom_tool_call` item, chat's `custom` call): plain text an agent executes, not JSON."""
+    if holder is None or (get(holder, "type") not in (None, "custom_tool_call")):
+        return
+    text = get(holder, "input")
+    if isinstance(text, str) and text:
+        out.append((holder, "input", text))
 
 
 def _put(holder: Any, name: str, value: str) -> None:
