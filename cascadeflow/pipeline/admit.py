@@ -214,13 +214,15 @@ def _conclude(step: Step, decisions: list[Decision], patient: bool = True) -> bo
 
 
 def _admitted(step: Step, edited: Any) -> Step:
-    """Raise the stop, or alert findings and apply the edits the decisions ask for."""
+    """Alert findings, then raise the stop or apply the edits the decisions ask for. (A step that
+    a block rule or a budget stops alerts too: an `alert` rule's finding in it is recorded, and
+    its sinks hear of it, as they do of an output finding in an answer that is then blocked.)"""
+    if step.findings:
+        guard.alert_findings(step, step.findings)
     error = step.stop_pending
     if error is not None:
         raise error
     request = step.request
-    if step.findings:
-        guard.alert_findings(step, step.findings)
     primary = step.decisions[0]
     if edited is not None or len(step.decisions) > 1 or primary.action != "allow" \
             or primary.max_tokens is not None:
