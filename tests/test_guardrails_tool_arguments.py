@@ -331,3 +331,28 @@ def test_a_chat_custom_tool_call_gets_the_rules_and_goes_back_redacted(client: s
         ask()
     assert provider.requests[1].json["messages"][1]["tool_calls"][0]["custom"]["input"] == \
         "UPDATE users SET ssn = '[SSN]' WHERE email = '[EMAIL_1]'"
+
+
+def test_a_tool_result_written_as_json_is_read_as_what_it_says(provider: Any, tmp_path: Path) -> None:
+    """A tool result is often JSON: the phone number after its `\\n` went to the provider, and
+    the placeholder of the address after one stood for `nbob@example.com`, which the
+    application would have got back."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(PII_POLICY.format(stage="input", extra='redaction = "reversible"'))
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    result = json.dumps({"customer": WRITTEN["note"]})
+    messages = [{"role": "user", "content": "who is it? write to bob@example.com"},
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": result}]
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support"):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        sdk.responses.create(model="gpt-4o-mini", input=[  # type: ignore[arg-type]
+            {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": result}])
+    chat, responses = (json.loads(r.body) for r in provider.requests)
+    want = {"customer": "Hi Jos\u00e9,\n[EMAIL_1]\n[PHONE_1]"}
+    assert chat["messages"][0]["content"] == "who is it? write to [EMAIL_1]"
+    assert json.loads(chat["messages"][2]["content"]) == want
+    assert json.loads(responses["input"][1]["output"]) == want

@@ -171,6 +171,9 @@ def scan_json(rules: Sequence[Rule], text: str, stage: str) -> Scan:
 
 
 _ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+# a prompt text written as JSON, with escapes in it: a tool result such as `{"notes": "Called
+# from\\n+44 20 7946 0958"}` is read through `json_view` as a tool call's arguments are
+_JSON_TEXT = re.compile(r"\s*[\[{](?=.*\\)", re.DOTALL)
 
 
 def json_view(text: str) -> str:
@@ -426,7 +429,7 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
         for _container, _key, text in places:
             placeholders.reserve(text)
     for index, (_container, name, text) in enumerate(places):
-        in_json = name == "arguments"  # a tool call's JSON arguments: read through `json_view`
+        in_json = name == "arguments" or _JSON_TEXT.match(text) is not None  # read through `json_view`
         view = json_view(text) if in_json else text
         scan = INPUTS.scan(rules, key, view)
         if scan.hits:
