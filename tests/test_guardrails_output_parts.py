@@ -199,3 +199,41 @@ def test_a_block_in_a_streamed_choice_litellm_did_not_end_withholds_it(provider:
                                        api_key=KEY, messages=[{"role": "user", "content": "my number?"}]):
             seen += [choice.delta.content or "" for choice in part.choices]
     assert SSN[7:] not in "".join(seen) and SSN[:7] not in "".join(seen)
+
+
+# an answer in JSON mode: its `\n` stands right before a phone number and an address
+JSON_ANSWER = json.dumps({"reply": "Call me:\n+44 20 7946 0958\nbob@example.com"})
+PHONE_POLICY = """
+version = "o2"
+
+[profiles.support]
+[[profiles.support.output]]
+name = "contacts"
+detector = "pii"
+types = ["phone", "email"]
+action = "{action}"
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_an_answer_written_as_json_is_read_through_its_escapes(mode: str, stream: bool, provider: Any,
+                                                               tmp_path: Path) -> None:
+    """Read as written, the phone number after `\\n` was no phone number: it reached the
+    application, and `\\nbob@example.com` was redacted to `\\[EMAIL]`, which broke the JSON."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(PHONE_POLICY.format(action="redact"))
+    cascadeflow.init(mode=mode, guardrails_file=path)
+    provider.reply(JSON_ANSWER)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        answer = sdk.chat.completions.create(model="gpt-4o-mini", stream=stream,  # type: ignore[call-overload]
+                                             messages=[{"role": "user", "content": "json please"}])
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices) if stream \
+            else answer.choices[0].message.content
+    cascadeflow.flush()
+    assert sum(session.summary()["findings_by_rule"].values()) == 2
+    if mode == "observe":
+        assert text == JSON_ANSWER
+    else:
+        assert json.loads(text) == {"reply": "Call me:\n[PHONE]\n[EMAIL]"}

@@ -176,6 +176,12 @@ _ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 _JSON_TEXT = re.compile(r"\s*[\[{](?=.*\\)", re.DOTALL)
 
 
+def json_text(text: str) -> bool:
+    """Whether a text is written as JSON with escapes in it (a tool result, an answer in JSON
+    mode): read it through `json_view`."""
+    return _JSON_TEXT.match(text) is not None
+
+
 def json_view(text: str) -> str:
     """JSON text with each escape sequence (`\\n`, `\\"`, `\\u00e9`) blanked to as many spaces.
     Read as it is written, `"Hi,\\nbob@example.com"` holds the address `nbob@example.com` (and
@@ -429,7 +435,7 @@ def scan_prompt(rules: Sequence[Rule], prompt: Any, edit: bool, placeholders: Pl
         for _container, _key, text in places:
             placeholders.reserve(text)
     for index, (_container, name, text) in enumerate(places):
-        in_json = name == "arguments" or _JSON_TEXT.match(text) is not None  # read through `json_view`
+        in_json = name == "arguments" or json_text(text)  # read through `json_view`
         view = json_view(text) if in_json else text
         scan = INPUTS.scan(rules, key, view)
         if scan.hits:

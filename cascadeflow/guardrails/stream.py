@@ -30,9 +30,12 @@ MAX_HELD = 4096  # the most a match still growing at the end of the text can hol
 
 
 class StreamGuard:
-    def __init__(self, rules: Sequence[Rule], edit: bool, window: int = WINDOW, json: bool = False) -> None:
+    def __init__(self, rules: Sequence[Rule], edit: bool, window: int = WINDOW,
+                 json: bool | None = False) -> None:
         self.rules = tuple(rules)
-        self.json = json  # the text is JSON (a tool call's arguments): read through `json_view`
+        # the text is JSON (a tool call's arguments), read through `json_view`; None: it is
+        # when it starts as a JSON document (an answer in JSON mode), decided by its first piece
+        self.json = json
         self.edit = edit and any(r.action in ("redact", "rewrite", "block") for r in rules)
         self.window = window
         self._held = ""  # edit mode: text not yet released, as it arrived
@@ -65,6 +68,8 @@ class StreamGuard:
         released: everything but the last `window` characters, and the matches that run to the
         end of what has arrived (they may go on), up to `MAX_HELD`."""
         end = len(pending)
+        if self.json is None and pending.strip():
+            self.json = pending.lstrip()[:1] in ("{", "[")
         view = json_view(pending) if self.json else pending  # JSON: escapes read as what they stand for
         hits = matches(self.rules, view)
         if view is not pending:
@@ -76,7 +81,7 @@ class StreamGuard:
         cut = end if final else _clear(done, max(open_at - self.window, 0))
         if view is not pending and cut < end:  # nor half of an escape (the next text starts at its end)
             cut = escape_start(pending, cut)
-        release = transform(pending[:cut], [(r, m) for r, m in done if m.end <= cut], json=self.json)
+        release = transform(pending[:cut], [(r, m) for r, m in done if m.end <= cut], json=bool(self.json))
         self._held = pending[cut:]
         self._offset += cut
         return found, release

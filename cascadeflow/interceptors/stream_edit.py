@@ -47,7 +47,8 @@ class _Text:
     __slots__ = ("guard", "restorer")
 
     def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None, json: bool = False) -> None:
-        self.guard = StreamGuard(rules, edit=True, json=json) if rules else None
+        # (a text is read as JSON when it starts as a document: an answer in JSON mode)
+        self.guard = StreamGuard(rules, edit=True, json=json or None) if rules else None
         self.restorer = Restorer(placeholders, json=json) if placeholders is not None else None
 
     def release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:

@@ -13,7 +13,15 @@ from typing import Any
 from cascadeflow.alert import Alert
 from cascadeflow.entry import Entry
 from cascadeflow.errors import GuardrailBlocked
-from cascadeflow.guardrails.scan import Finding, json_view, scan_json, scan_prompt, scan_text, transform
+from cascadeflow.guardrails.scan import (
+    Finding,
+    json_text,
+    json_view,
+    scan_json,
+    scan_prompt,
+    scan_text,
+    transform,
+)
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
 from cascadeflow.request import PROMPT_KEYS, Request
@@ -110,8 +118,9 @@ def check_output(step: Step, response: Any) -> None:
     if not (step.rt.enforce and view.output_acts):
         step.post(output_later, step, *output_texts(operation, response))
         return
-    scans = [(holder, name, text, scan_text(view.output_rules, text, "output"), False)
-             for holder, name, text in places]
+    scans = [(holder, name, text, scan_json(view.output_rules, text, "output"), True) if json_text(text)
+             else (holder, name, text, scan_text(view.output_rules, text, "output"), False)
+             for holder, name, text in places]  # (an answer in JSON mode: read through its escapes)
     scans += [(holder, name, text, scan_json(view.output_rules, text, "output"), True)
               for holder, name, text in calls]
     findings = [f for *_place, scan, _json in scans for f in scan.findings]
@@ -163,8 +172,13 @@ def output_later(step: Step, *texts: str) -> None:
 def output_texts(operation: str, response: Any) -> list[str]:
     """Every text of an unstreamed answer that output rules judge: its texts (see `_places`)
     and its tool calls' arguments (read through `json_view`, as enforce reads them)."""
-    return [text for _holder, _name, text in _places(operation, response)] + \
+    return [_readable(text) for _holder, _name, text in _places(operation, response)] + \
         [json_view(text) for _holder, _name, text in _arguments(operation, response)]
+
+
+def _readable(text: str) -> str:
+    """A text as output rules read it: through its escapes where it is written as JSON."""
+    return json_view(text) if json_text(text) else text
 
 
 def usage_texts(usage: Usage) -> list[str]:
@@ -173,8 +187,8 @@ def usage_texts(usage: Usage) -> list[str]:
     text part, and each tool call's arguments (an `n` > 1 stream interleaves its choices' deltas:
     read as one text, a number split across two of one choice's deltas would not be found)."""
     if usage.texts or usage.arguments:
-        return [*usage.texts, *map(json_view, usage.arguments)]
-    return [text for text in (usage.text, usage.reasoning_text) if text] + \
+        return [*map(_readable, usage.texts), *map(json_view, usage.arguments)]
+    return [_readable(text) for text in (usage.text, usage.reasoning_text) if text] + \
         [json_view(call[2]) for call in usage.calls if call[2]]
 
 
