@@ -321,6 +321,11 @@ class StreamAccumulator:
             self.tool_args.append(delta)
             if isinstance(delta, str):
                 self._add_text(("args", get(event, "output_index")), delta)
+        elif kind == "response.reasoning_text.delta":  # reasoning text some models stream (gpt-oss)
+            delta = get(event, "delta") or ""
+            if isinstance(delta, str):
+                self.thoughts.append(delta)
+                self._add_text(("reasoning", get(event, "output_index"), get(event, "content_index")), delta)
         elif kind == "response.custom_tool_call_input.delta":  # a custom tool's input: plain text
             delta = get(event, "delta") or ""
             self.tool_args.append(delta)

@@ -237,3 +237,62 @@ def test_an_answer_written_as_json_is_read_through_its_escapes(mode: str, stream
         assert text == JSON_ANSWER
     else:
         assert json.loads(text) == {"reply": "Call me:\n[PHONE]\n[EMAIL]"}
+
+
+THOUGHT = f"The customer's SSN is {SSN}; answer briefly."
+REASONING = {"type": "reasoning", "id": "rs_1", "summary": [],
+             "content": [{"type": "reasoning_text", "text": THOUGHT}]}
+MESSAGE = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+           "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}
+
+
+def reasoning_events() -> str:
+    """A Responses stream whose first item is reasoning text (gpt-oss, served by vLLM)."""
+    final = json.loads(responses_body([REASONING, MESSAGE]))
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**final, "output": [], "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**REASONING, "content": []}},
+        {"type": "response.content_part.added", "item_id": "rs_1", "output_index": 0, "content_index": 0,
+         "part": {"type": "reasoning_text", "text": ""}}]
+    events += [{"type": "response.reasoning_text.delta", "item_id": "rs_1", "output_index": 0,
+                "content_index": 0, "delta": THOUGHT[i:i + 5]} for i in range(0, len(THOUGHT), 5)]
+    events += [{"type": "response.reasoning_text.done", "item_id": "rs_1", "output_index": 0,
+                "content_index": 0, "text": THOUGHT},
+               {"type": "response.content_part.done", "item_id": "rs_1", "output_index": 0,
+                "content_index": 0, "part": REASONING["content"][0]},  # type: ignore[index]
+               {"type": "response.output_item.done", "output_index": 0, "item": REASONING},
+               {"type": "response.output_item.added", "output_index": 1, "item": {**MESSAGE, "content": []}},
+               {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1,
+                "content_index": 0, "delta": "Done.", "logprobs": []},
+               {"type": "response.output_text.done", "item_id": "msg_1", "output_index": 1,
+                "content_index": 0, "text": "Done.", "logprobs": []},
+               {"type": "response.output_item.done", "output_index": 1, "item": MESSAGE},
+               {"type": "response.completed", "response": final}]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n"
+                   for n, e in enumerate(events))
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_streamed_responses_reasoning_text_gets_the_output_rules(mode: str, provider: Any,
+                                                                 tmp_path: Path) -> None:
+    """Unstreamed, a reasoning item's text was judged (and redacted); streamed, its
+    `response.reasoning_text.delta` events passed as the provider sent them."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(POLICY.format(action="redact"))
+    cascadeflow.init(mode=mode, guardrails_file=path, capture_content=True)
+    provider.inject(body=reasoning_events(), times=1)
+    sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    with cascadeflow.run(guardrails="support") as session:
+        events = list(sdk.responses.create(model="gpt-4o-mini", input="why?", stream=True))
+    handed = {"deltas": "".join(e.delta for e in events if e.type == "response.reasoning_text.delta"),
+              "done": next(e.text for e in events if e.type == "response.reasoning_text.done"),
+              "part": next(e.part.text for e in events if e.type == "response.content_part.done"),
+              "item": next(e.item.content[0].text for e in events if e.type == "response.output_item.done"),
+              "completed": next(e.response.output[0].content[0].text for e in events
+                                if e.type == "response.completed")}
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"no_ssn": 1}
+    want = THOUGHT if mode == "observe" else THOUGHT.replace(SSN, "[SSN]")
+    assert handed == dict.fromkeys(handed, want)
+    call = next(e for e in session.trace() if e["operation"] == "responses")
+    assert call["content"]["completion"] == "Done."  # the answer's text, not its reasoning

@@ -26,6 +26,9 @@ from cascadeflow.usage import delta_calls, get
 
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 _ARGUMENTS = ("response.function_call_arguments.delta", "response.function_call_arguments.done")
+# a text part as it streams: the answer's, and the reasoning text some models return (gpt-oss)
+_TEXT_DELTAS = ("response.output_text.delta", "response.reasoning_text.delta")
+_TEXT_DONES = ("response.output_text.done", "response.reasoning_text.done")
 # a custom tool's free-form input (plain text, not JSON), streamed as a call's arguments are
 _CUSTOM = ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done")
 
@@ -80,6 +83,7 @@ class StreamEditor:
         self._handed: dict[Key, list[str]] = {}  # responses part -> what the caller was handed
         self._carriers: dict[Key, Any] = {}  # open part -> the last chunk that carried a piece
         self._deferred: list[tuple[Key, str, Any]] | None = None  # late releases `finish` holds back
+        self._thoughts: set[Any] = set()  # responses parts of reasoning text
         # something may be released late: a rule that redacts, rewrites or blocks (a block must
         # come before any of what it found is handed over) or placeholders to restore (rules
         # that only alert or log change nothing, and the stream is handed over as it comes)
@@ -273,14 +277,17 @@ class StreamEditor:
         """One event of the Responses API."""
         kind = get(event, "type")
         kind = getattr(kind, "value", kind)  # litellm's event types are str enums
-        if kind == "response.output_text.delta":
+        if kind in _TEXT_DELTAS:
             key = (get(event, "output_index"), get(event, "content_index"))
             findings, guarded, release = self._text(key).release(get(event, "delta") or "", False)
             put(event, "delta", release)
             self._handed.setdefault(("text", key), []).append(release)
             self._carry(("text", key), event)
-            return findings, guarded
-        if kind == "response.output_text.done":
+            if kind == "response.output_text.delta":
+                return findings, guarded
+            self._thoughts.add(key)  # reasoning text: judged and restored, not the answer's text
+            return findings, None
+        if kind in _TEXT_DONES:
             key = (get(event, "output_index"), get(event, "content_index"))
             found = self._end_text(key)
             put(event, "text", "".join(self._handed.get(("text", key), ())))
@@ -313,7 +320,7 @@ class StreamEditor:
         self._handed.setdefault(("text", key), [])
         self._late(("text", key), release)
         self._carriers.pop(("text", key), None)
-        return findings, guarded
+        return findings, None if key in self._thoughts else guarded
 
     def _end_open(self, which: Callable[[tuple[Any, ...]], bool]) -> tuple[list[Finding], str | None]:
         """Parts still open when their item or the response ends (no `done` event came);
