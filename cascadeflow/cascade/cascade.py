@@ -35,7 +35,7 @@ from cascadeflow.breakers import (
     breakers,
     deployment_key,
 )
-from cascadeflow.cascade.clients import ClientPool, clients
+from cascadeflow.cascade.clients import ClientPool, Lease, clients
 from cascadeflow.cascade.streams import AsyncCascadeStream, SyncCascadeStream, empty_start, static_chunk
 from cascadeflow.cascade.tiers import (
     Deployment,
@@ -174,10 +174,12 @@ class Cascade:
             pick, t0 = value, self._clock()
             token = attempting.set(True)
             self.load.started(pick.key)
+            lease: Lease | None = None
             try:
-                result = call(**state.arguments(pick, is_async=False))
-                if state.stream:
-                    result = state.peek_sync(pick, result)
+                arguments, lease = state.arguments(pick, is_async=False)
+                result = call(**arguments)
+                if state.stream:  # the stream gives the client back when it is done with it
+                    result, lease = state.peek_sync(pick, result, lease), None
             except Exception as exc:
                 state.failed_or_stopped(pick, exc, t0)
             except BaseException:  # interrupted: the attempt says nothing about the deployment
@@ -188,6 +190,8 @@ class Cascade:
                     return result
             finally:
                 attempting.reset(token)
+                if lease is not None:
+                    lease.release()
         return state.exhausted()
 
     async def arun(self, call: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any],
@@ -221,13 +225,17 @@ class Cascade:
         # reset, not left to a task of its own: from Python 3.12 `wait_for` awaits in the
         # caller's task, where a flag left set would pin every later call of that task
         token = attempting.set(True)
+        lease: Lease | None = None
         try:
-            result = await call(**state.arguments(pick, is_async=True))
-            if state.stream:
-                result = await state.peek_async(pick, result)
+            arguments, lease = state.arguments(pick, is_async=True)
+            result = await call(**arguments)
+            if state.stream:  # the stream gives the client back when it is done with it
+                result, lease = await state.peek_async(pick, result, lease), None
             return result
         finally:
             attempting.reset(token)
+            if lease is not None:
+                await lease.arelease()
 
 
 class _Run:
@@ -371,7 +379,9 @@ class _Run:
         return any(key not in tried and self.breaker(key).state != "open"
                    for key in (self.key(tier_, d) for d in deployments))
 
-    def arguments(self, pick: Pick, is_async: bool) -> dict[str, Any]:
+    def arguments(self, pick: Pick, is_async: bool) -> tuple[dict[str, Any], Lease | None]:
+        """The attempt's arguments, and the lease on the pooled client they carry (to release
+        when the attempt, or the stream it returns, is done)."""
         model = pick.deployment.model
         if self.client == "openai" and "/" in model:
             model = model.split("/", 1)[1]
@@ -384,12 +394,12 @@ class _Run:
             args = {**self.kwargs, **pick.tier.params, **pick.deployment.params, "model": model,
                     "timeout": timeout}
             args.setdefault("max_retries", 0)  # the cascade retries; the SDK underneath must not
-            pooled = self.c.pool.client(model, args, is_async)
-            if pooled is not None:  # the deployment's one client; the timeout goes per request
-                args["client"] = pooled
-            return args
+            lease = self.c.pool.lease(model, args, is_async)
+            if lease is not None:  # the deployment's one client; the timeout goes per request
+                args["client"] = lease.client
+            return args, lease
         # an SDK client calls its own base_url with its own key: tier endpoints do not apply
-        return {**self.kwargs, "model": model, "timeout": timeout}
+        return {**self.kwargs, "model": model, "timeout": timeout}, None
 
     # -- outcomes ------------------------------------------------------------------------------
     def abandon(self, pick: Pick) -> None:
@@ -552,7 +562,7 @@ class _Run:
     # empty stream is closed at once: left open, its step (and its worst-case reservation)
     # would wait for the garbage collector. One that breaks later raises, and counts as a
     # failure of its deployment (its first chunk counted as a success).
-    def peek_sync(self, pick: Pick, stream: Any) -> Any:
+    def peek_sync(self, pick: Pick, stream: Any, lease: Lease | None = None) -> Any:
         iterator = iter(stream)
         first = next(iterator, _END)
         if first is _END or empty_start(stream, first):
@@ -560,9 +570,10 @@ class _Run:
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return SyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
                                  functools.partial(_conceal, secrets=self.secrets(pick)),
-                                 functools.partial(self.breaker(pick.key).failure, pick.ticket))
+                                 functools.partial(self.breaker(pick.key).failure, pick.ticket),
+                                 lease)
 
-    async def peek_async(self, pick: Pick, stream: Any) -> Any:
+    async def peek_async(self, pick: Pick, stream: Any, lease: Lease | None = None) -> Any:
         iterator = stream.__aiter__()
         first = await anext(iterator, _END)
         if first is _END or empty_start(stream, first):
@@ -570,7 +581,8 @@ class _Run:
             raise EmptyStream(f"the stream from {pick.tier.label} ended before its first chunk")
         return AsyncCascadeStream(first, iterator, stream, pick.tier.label, pick.tier.degraded,
                                   functools.partial(_conceal, secrets=self.secrets(pick)),
-                                  functools.partial(self.breaker(pick.key).failure, pick.ticket))
+                                  functools.partial(self.breaker(pick.key).failure, pick.ticket),
+                                  lease)
 
 
 _END = object()  # what `next` gives back for a stream that had nothing

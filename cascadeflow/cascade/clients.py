@@ -11,6 +11,13 @@ Its HTTP client verifies certificates as litellm's would (`ssl_verify`); an appl
 Providers litellm reaches over its own HTTP handler (Anthropic, Bedrock, Vertex, ...) already pool
 connections independently of the timeout and are left to it. Async clients belong to the event loop
 they were made on: the pool keeps one per loop and forgets it with the loop.
+
+A cascade's attempt takes its client on a `Lease` and gives it back when the attempt ends (a stream
+it returned: when the stream ends, is closed or is collected). `close()` / `aclose()` (what
+`cascadeflow.shutdown()` calls) close the clients no one is using and leave the pool empty, so a
+call after them gets a fresh client; a client still in use is closed by its last user instead:
+closed under an attempt in flight, it failed that attempt with a connection error, the cascade sent
+the request again (billed twice) and the deployment's breaker counted a failure it never made.
 """
 
 from __future__ import annotations
@@ -35,7 +42,35 @@ class ClientPool:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, Any]] = \
             weakref.WeakKeyDictionary()
         self._providers: dict[tuple[str, str | None], str | None] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._users: dict[int, int] = {}  # id(client): the leases out on it
+        self._retired: dict[int, Any] = {}  # closed by `close()` while in use: its last user closes it
+
+    def lease(self, model: str, arguments: Mapping[str, Any], is_async: bool) -> Lease | None:
+        """`client()` for one attempt: the client is not closed under it until it is released."""
+        with self._lock:  # reentrant: `client()` takes it again
+            found = self.client(model, arguments, is_async)
+            if found is None:
+                return None
+            self._users[id(found)] = self._users.get(id(found), 0) + 1
+        return Lease(self, found, is_async)
+
+    def _release(self, client: Any) -> Any | None:
+        """One lease on `client` given back: the client when it is now to be closed."""
+        with self._lock:
+            left = self._users.get(id(client), 0) - 1
+            if left > 0:
+                self._users[id(client)] = left
+                return None
+            self._users.pop(id(client), None)
+            return self._retired.pop(id(client), None)
+
+    def _retire(self, client: Any) -> bool:
+        """Whether `client` is in use (then its last user closes it); the lock is held."""
+        if id(client) not in self._users:
+            return False
+        self._retired[id(client)] = client
+        return True
 
     def client(self, model: str, arguments: Mapping[str, Any], is_async: bool) -> Any | None:
         """The client for litellm's `client=` argument, or None when litellm should pick its own:
@@ -91,27 +126,59 @@ class ClientPool:
         return provider
 
     def close(self) -> None:
-        """Close the sync clients, and async ones whose event loop is no longer running."""
+        """Close the sync clients, and async ones whose event loop is no longer running; one in
+        use is closed when its last attempt (or stream) is done. Later calls get new clients."""
         with self._lock:
-            sync, self._sync = list(self._sync.values()), {}
-            loops = list(self._async.items())
+            sync = [c for c in self._sync.values() if not self._retire(c)]
+            self._sync = {}
+            loops = [(loop, [c for c in clients.values() if not self._retire(c)])
+                     for loop, clients in self._async.items()]
             self._async = weakref.WeakKeyDictionary()
         for client in sync:
             client.close()
         for loop, clients in loops:
             if loop.is_closed() or loop.is_running():
                 continue  # a closed loop's sockets went with it; a running one closes its own
-            for client in clients.values():
+            for client in clients:
                 loop.run_until_complete(client.close())
 
     async def aclose(self) -> None:
-        """Close the sync clients and this event loop's async clients."""
+        """Close the sync clients and this event loop's async clients (those in use: when done)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            clients = self._async.pop(loop, {})
-        for client in clients.values():
+            clients = [c for c in self._async.pop(loop, {}).values() if not self._retire(c)]
+        for client in clients:
             await client.close()
         self.close()
+
+
+class Lease:
+    """A pooled client taken for one attempt, or for the stream it returned: `release()` (sync
+    clients, and wherever no coroutine can run) or `await arelease()` gives it back, once."""
+
+    def __init__(self, pool: ClientPool, client: Any, is_async: bool) -> None:
+        self.client = client
+        self._pool: ClientPool | None = pool
+        self._is_async = is_async
+
+    def _give_back(self) -> Any | None:
+        pool, self._pool = self._pool, None
+        return None if pool is None else pool._release(self.client)
+
+    def release(self) -> None:
+        """Give the client back; a retired sync client is closed. A retired async client cannot
+        be closed without its event loop and is dropped, as `close()` drops those of a loop
+        that is running."""
+        retired = self._give_back()
+        if retired is not None and not self._is_async:
+            retired.close()
+
+    async def arelease(self) -> None:
+        retired = self._give_back()
+        if retired is not None and self._is_async:
+            await retired.close()
+        elif retired is not None:
+            retired.close()
 
 
 def _new(key: Key, is_async: bool) -> Any:

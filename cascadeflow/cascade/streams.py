@@ -6,10 +6,12 @@ with what was received, never a silent switch to another model mid-answer. A sto
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
+from cascadeflow.cascade.clients import Lease
 from cascadeflow.closing import aclose, close
 from cascadeflow.errors import CascadeflowError, PolicyStop
 from cascadeflow.secrets import mask
@@ -71,9 +73,14 @@ class _Peeked:
     """What both kinds share: the peeked chunk, the text so far, whether the provider finished."""
 
     def __init__(self, first: Any, stream: Any, tier: str, degraded: bool,
-                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None) -> None:
+                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None,
+                 lease: Lease | None = None) -> None:
         """`conceal` masks the secrets an error's text may quote (the key the call was sent);
-        `broken` tells the deployment's breaker that the stream broke midway."""
+        `broken` tells the deployment's breaker that the stream broke midway; `lease` holds the
+        pooled client the stream reads through, given back when the stream ends, breaks, is
+        closed, or is collected unfinished (or at exit)."""
+        self._lease = lease
+        self._released = None if lease is None else weakref.finalize(self, lease.release)
         self._pending: list[Any] = [first]
         self._conceal = conceal
         self._broken = broken
@@ -96,6 +103,16 @@ class _Peeked:
                                  "before the provider finished it: the answer is incomplete",
                                  "".join(self._received), self.tier, failure="truncated")
 
+    def _done(self) -> None:
+        """The client is given back (a sync one: closed if `shutdown()` retired it meanwhile)."""
+        if self._released is not None:
+            self._released()
+
+    async def _adone(self) -> None:
+        if self._released is not None and self._released.detach() is not None:
+            assert self._lease is not None
+            await self._lease.arelease()
+
     def _broke(self, exc: BaseException) -> StreamInterrupted:
         if self._broken is not None:
             self._broken()
@@ -107,8 +124,9 @@ class SyncCascadeStream(_Peeked):
     """Yields the peeked first chunk, then the rest; a mid-stream failure raises StreamInterrupted."""
 
     def __init__(self, first: Any, iterator: Iterator[Any], stream: Any, tier: str, degraded: bool,
-                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None) -> None:
-        super().__init__(first, stream, tier, degraded, conceal, broken)
+                 conceal: Callable[[str], str] = mask, broken: Callable[[], None] | None = None,
+                 lease: Lease | None = None) -> None:
+        super().__init__(first, stream, tier, degraded, conceal, broken, lease)
         self._iterator = iterator
 
     def __iter__(self) -> SyncCascadeStream:
@@ -120,6 +138,7 @@ class SyncCascadeStream(_Peeked):
         try:
             chunk = next(self._iterator)
         except StopIteration:
+            self._done()
             error = self._ended()
             if error is not None:
                 raise error from None
@@ -127,11 +146,15 @@ class SyncCascadeStream(_Peeked):
         except PolicyStop:  # the policy cut it (a budget, a guardrail): not the deployment's fault
             raise
         except Exception as exc:
+            self._done()
             raise self._broke(exc) from exc
         return self._seen(chunk)
 
     def close(self) -> None:
-        close(self._stream)
+        try:
+            close(self._stream)
+        finally:
+            self._done()
 
     def __enter__(self) -> SyncCascadeStream:
         return self
@@ -144,8 +167,8 @@ class SyncCascadeStream(_Peeked):
 class AsyncCascadeStream(_Peeked):
     def __init__(self, first: Any, iterator: AsyncIterator[Any], stream: Any, tier: str,
                  degraded: bool, conceal: Callable[[str], str] = mask,
-                 broken: Callable[[], None] | None = None) -> None:
-        super().__init__(first, stream, tier, degraded, conceal, broken)
+                 broken: Callable[[], None] | None = None, lease: Lease | None = None) -> None:
+        super().__init__(first, stream, tier, degraded, conceal, broken, lease)
         self._iterator = iterator
 
     def __aiter__(self) -> AsyncCascadeStream:
@@ -157,6 +180,7 @@ class AsyncCascadeStream(_Peeked):
         try:
             chunk = await self._iterator.__anext__()
         except StopAsyncIteration:
+            await self._adone()
             error = self._ended()
             if error is not None:
                 raise error from None
@@ -164,14 +188,18 @@ class AsyncCascadeStream(_Peeked):
         except PolicyStop:  # the policy cut it (a budget, a guardrail): not the deployment's fault
             raise
         except Exception as exc:
+            await self._adone()
             raise self._broke(exc) from exc
         return self._seen(chunk)
 
     async def aclose(self) -> None:
-        await aclose(self._stream)
+        try:
+            await aclose(self._stream)
+        finally:
+            await self._adone()
 
     async def close(self) -> None:  # the openai SDK's AsyncStream is closed with `await close()`
-        await aclose(self._stream)
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncCascadeStream:
         return self
