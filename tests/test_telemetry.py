@@ -292,6 +292,66 @@ def test_spans_arrive_through_the_real_otlp_exporter(provider: Any, monkeypatch:
     assert any(path == "/v1/metrics" for path, _ in handler.received)
 
 
+def _exported(received: list[tuple[str, bytes]]) -> tuple[set[str], set[str]]:
+    """The span names and the names of metrics with data points an OTLP receiver was sent."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans, metrics = set(), set()
+    for path, body in received:
+        if path == "/v1/traces":
+            for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for scope in resource_spans.scope_spans:
+                    spans.update(span.name for span in scope.spans)
+        elif path == "/v1/metrics":
+            for resource_metrics in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+                for scope in resource_metrics.scope_metrics:
+                    metrics.update(m.name for m in scope.metrics
+                                   if m.histogram.data_points or m.sum.data_points)
+    return spans, metrics
+
+
+@pytest.mark.parametrize("reload", [False, True], ids=["shutdown", "init"])
+def test_a_call_in_flight_through_shutdown_still_exports_over_otlp(
+        provider: Any, monkeypatch: pytest.MonkeyPatch, reload: bool) -> None:
+    """cascadeflow's own OTLP providers are shut down by `shutdown()` and a reloading `init()`;
+    a call in flight then recorded its spans and metrics on them when it ended, and the shut-down
+    processors dropped them. They are exported as they come instead, before `flush()` returns."""
+    from cascadeflow.testing import Fault
+
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert cascadeflow.init(mode="observe").telemetry == "otlp"
+        provider.inject(Fault.parse("hold,times=1"))
+
+        def call() -> None:
+            with cascadeflow.run():
+                litellm.completion(**chat_kwargs(provider))
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        while not provider.requests:
+            threading.Event().wait(0.005)
+        if reload:
+            monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+            assert cascadeflow.init(mode="observe").telemetry is None
+        else:
+            cascadeflow.shutdown()
+        provider.release()
+        caller.join(30)
+        assert cascadeflow.flush(10)
+        spans, metrics = _exported(handler.received)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {"invoke_agent run", "chat gpt-4o-mini"} <= spans
+    assert "gen_ai.client.operation.duration" in metrics
+
+
 def test_budget_threshold_alert_reaches_sinks(provider: Any) -> None:
     received: list[Alert] = []
     cascadeflow.init(mode="observe", alerts=[received.append], budget_alert=0.5)

@@ -114,6 +114,7 @@ class Telemetry:
             if session.project:
                 labels[cv.CF_PROJECT] = session.project
             self.utilization.record(session.spent / budget, labels)
+        self.providers.deliver_late()
 
     def activate(self, span: Any) -> Any:
         """The session's span becomes current, so what the application opens inside nests."""
@@ -167,9 +168,8 @@ class Telemetry:
                            deferred)
         if not deferred:  # else the other instrumentation records gen_ai.client.* for it
             self._client_metrics(step, operation, error, usage)
-        if tool or usage is None:
-            return  # usage not known is not reported (a failed, stopped or unread call)
-        if entry.cost:
+        # usage not known is not reported (a failed, stopped or unread call)
+        if not tool and usage is not None and entry.cost:
             # the model as the other gen_ai points name it (on the wire), so they join
             labels = {cv.REQUEST_MODEL: _wire_model(step)}
             if entry.agent:  # left out when empty, as on the gen_ai.client.* points
@@ -178,6 +178,7 @@ class Telemetry:
             if project:
                 labels[cv.CF_PROJECT] = project
             self.cost.add(entry.cost, labels)
+        self.providers.deliver_late()
 
     def _client_metrics(self, step: StepRecord, operation: str, error: str | None,
                         usage: Usage | None) -> None:
@@ -331,13 +332,16 @@ class Telemetry:
                 continue
             self.decisions.add(1, {cv.CF_ACTION: entry.action, cv.CF_REASON: entry.reason,
                                    cv.CF_APPLIED: entry.applied})
+        self.providers.deliver_late()
 
     def breaker_changed(self, deployment: str, old: str, new: str) -> None:
         self.breakers.add(1, {"cascadeflow.deployment": deployment, "cascadeflow.breaker.from": old,
                               "cascadeflow.breaker.to": new})
+        self.providers.deliver_late()
 
     def alert_raised(self, kind: str) -> None:
         self.alerts.add(1, {"cascadeflow.alert.kind": kind})
+        self.providers.deliver_late()
 
 
 def _known_usage(step: StepRecord) -> Usage | None:

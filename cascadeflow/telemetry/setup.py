@@ -39,6 +39,22 @@ class Providers:
     meter_provider: Any
     origin: str  # "code" | "app" | "otlp"
     owned: bool  # created by cascadeflow: flushed and shut down by `shutdown()`
+    # of cascadeflow's own OTLP providers: the reader to collect again for what a call in flight
+    # through `close` records after it (its exporter outlives the shutdown)
+    reader: Any = None
+    closed: bool = False
+
+    def deliver_late(self) -> None:
+        """After `close`, export what was just recorded, here and now: a call in flight through
+        `shutdown()` or a reloading `init()` records its spans and metrics on these providers, and
+        those cascadeflow made were shut down (their spans go out as they end, see `_late_spans`;
+        metrics are collected here). The exporter's own timeout bounds it."""
+        if not self.closed or self.reader is None:
+            return
+        try:
+            self.reader.collect()
+        except Exception:
+            log.exception("cascadeflow: exporting metrics recorded after shutdown failed")
 
     def flush(self) -> None:
         for provider in (self.tracer_provider, self.meter_provider):
@@ -76,6 +92,7 @@ class Providers:
         return False
 
     def _close(self) -> None:
+        self.closed = True  # from here on what a call in flight records is delivered as it comes
         self.flush()
         if self.owned:
             for provider in (self.tracer_provider, self.meter_provider):
@@ -137,12 +154,122 @@ def _otlp(source: str) -> Providers:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     # shut down by `shutdown()` or at exit by cascadeflow, after what is queued is handed over
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    tracer_provider.add_span_processor(_late_spans(OTLPSpanExporter()))
+    metrics = OTLPMetricExporter()
+    reader = PeriodicExportingMetricReader(_kept_metrics(metrics))
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
-    return Providers(tracer_provider, meter_provider, "otlp", owned=True)
+    return Providers(tracer_provider, meter_provider, "otlp", owned=True, reader=reader)
+
+
+# cascadeflow's own providers are shut down by `shutdown()` and a reloading `init()` while a call
+# may still be in flight on another thread or task; it records its spans and metrics on them when
+# it ends. Their exporters therefore outlive the shutdown (which stops the batching threads), and
+# what comes later is exported as it comes, on the thread recording it, as the closed ledger
+# writer and alert dispatcher deliver theirs: dropped by the shut-down processors, it was lost.
+def _late_spans(exporter: Any) -> Any:
+    """A batch span processor whose exporter outlives its shutdown: after it, each span is
+    exported as it ends."""
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    class Kept(SpanExporter):  # the batch processor's `shutdown()` leaves it open for late spans
+        def export(self, spans: Any) -> Any:
+            return exporter.export(spans)
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(exporter.force_flush(timeout_millis))
+
+        def shutdown(self) -> None:
+            return None
+
+    class LateSpans(SpanProcessor):
+        def __init__(self) -> None:
+            self._batch: Any = BatchSpanProcessor(Kept())
+            self._closed = False
+            self._lock = threading.Lock()
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            self._batch.on_start(span, parent_context=parent_context)
+
+        def on_end(self, span: Any) -> None:
+            with self._lock:  # queued before the batch's shutdown took its queue, or exported here
+                if not self._closed:
+                    self._batch.on_end(span)
+                    return
+            if span.context is not None and span.context.trace_flags.sampled:
+                try:
+                    exporter.export((span,))
+                except Exception:
+                    log.exception("cascadeflow: exporting a span ended after shutdown failed")
+
+        def shutdown(self) -> None:
+            with self._lock:
+                self._closed = True
+            self._batch.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(self._batch.force_flush(timeout_millis))
+
+    return LateSpans()
+
+
+def _kept_metrics(exporter: Any) -> Any:
+    """`_Kept` for a metric exporter (its reader asks for its temporality and aggregation)."""
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
+    class KeptMetrics(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__(preferred_temporality=exporter._preferred_temporality,
+                             preferred_aggregation=exporter._preferred_aggregation)
+
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+            return exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return bool(exporter.force_flush(timeout_millis=timeout_millis))
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            return None
+
+    return KeptMetrics()
+
+
+class _LateSpans:
+    """A batch span processor until shut down; after, each span is exported as it ends."""
+
+    def __init__(self, batch: Any, exporter: Any) -> None:
+        self._batch = batch
+        self._exporter = exporter
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self._batch.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        ending = getattr(self._batch, "_on_ending", None)
+        if callable(ending):
+            ending(span)
+
+    def on_end(self, span: Any) -> None:
+        with self._lock:  # queued before the batch's shutdown took its queue, or exported here
+            if not self._closed:
+                self._batch.on_end(span)
+                return
+        if span.context is not None and span.context.trace_flags.sampled:
+            try:
+                self._exporter.export((span,))
+            except Exception:
+                log.exception("cascadeflow: exporting a span ended after shutdown failed")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._batch.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self._batch.force_flush(timeout_millis))
