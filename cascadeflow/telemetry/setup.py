@@ -218,13 +218,14 @@ def _late_spans(exporter: Any) -> Any:
 
 
 def _kept_metrics(exporter: Any) -> Any:
-    """`_Kept` for a metric exporter (its reader asks for its temporality and aggregation)."""
+    """A metric exporter that outlives its reader's shutdown, as `_late_spans` keeps the span
+    exporter (the reader asks it for the exporter's temporality and aggregation)."""
     from opentelemetry.sdk.metrics.export import MetricExporter
 
     class KeptMetrics(MetricExporter):
         def __init__(self) -> None:
-            super().__init__(preferred_temporality=exporter._preferred_temporality,
-                             preferred_aggregation=exporter._preferred_aggregation)
+            super().__init__(preferred_temporality=getattr(exporter, "_preferred_temporality", None),
+                             preferred_aggregation=getattr(exporter, "_preferred_aggregation", None))
 
         def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
             return exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
@@ -237,39 +238,3 @@ def _kept_metrics(exporter: Any) -> Any:
 
     return KeptMetrics()
 
-
-class _LateSpans:
-    """A batch span processor until shut down; after, each span is exported as it ends."""
-
-    def __init__(self, batch: Any, exporter: Any) -> None:
-        self._batch = batch
-        self._exporter = exporter
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        self._batch.on_start(span, parent_context=parent_context)
-
-    def _on_ending(self, span: Any) -> None:
-        ending = getattr(self._batch, "_on_ending", None)
-        if callable(ending):
-            ending(span)
-
-    def on_end(self, span: Any) -> None:
-        with self._lock:  # queued before the batch's shutdown took its queue, or exported here
-            if not self._closed:
-                self._batch.on_end(span)
-                return
-        if span.context is not None and span.context.trace_flags.sampled:
-            try:
-                self._exporter.export((span,))
-            except Exception:
-                log.exception("cascadeflow: exporting a span ended after shutdown failed")
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._closed = True
-        self._batch.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self._batch.force_flush(timeout_millis))
