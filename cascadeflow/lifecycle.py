@@ -186,6 +186,7 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
         else:
             instrumented = interceptors.instrument(resolved.instrument)
         breakers.use(opened.breakers)
+        runtime.take_over(current())  # what the process measured stays; shutdown() forgets it
         install(runtime)
         previous, _opened = _opened, opened
     previous.close()

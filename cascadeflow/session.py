@@ -38,7 +38,9 @@ CURRENT: ContextVar[Session | None] = ContextVar("cascadeflow_session", default=
 class SessionHooks(Protocol):
     """What a session tells the runtime that made it (telemetry, the background worker)."""
 
-    mode: str
+    def in_force(self) -> str:
+        """The mode the session's next call gets: that of the runtime installed now (a later
+        `init()` may have replaced the one that opened it)."""
 
     def opened(self, session: Session) -> None: ...
 
@@ -60,7 +62,8 @@ class SessionHooks(Protocol):
 class _Detached:
     """Hooks of a session made outside any runtime (tests of the policy engine, tools)."""
 
-    mode = "off"
+    def in_force(self) -> str:
+        return "off"
 
     def opened(self, session: Session) -> None:
         return None
@@ -107,7 +110,7 @@ class Session:
         self.span: Any = None  # the OpenTelemetry span while the session is open
         self.alerted = False  # the budget-threshold alert went out
         self.hooks = hooks
-        self.mode = hooks.mode
+        self._mode: str | None = None  # the mode in force when it closed (`mode`)
         self._token: Token[Session | None] | None = None
         self._activation: Any = None  # its span made current, while the session is
         # (step number, entry): one append, so a reader never sees a number without its entry
@@ -132,6 +135,7 @@ class Session:
         self.stopped = False
         self.failed: str | None = None  # the type of the exception that left the session's block
         self.actions: dict[str, int] = {}
+        self.modes: dict[str, int] = {}  # trace entries per mode they ran in
         self.findings_by_rule: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
         self.models: dict[str, dict[str, Any]] = {}
@@ -202,6 +206,7 @@ class Session:
                     self.hooks.deactivate(self._activation)
             self._token = self._activation = None
         if self._t1 is None:
+            self._mode = self.hooks.in_force()
             self._placeholders = None  # the originals are forgotten with the run (calls hold their own)
             self._t1 = time.perf_counter()
             self.ended = time.time()
@@ -209,6 +214,27 @@ class Session:
                 self._record["ended"] = self.ended
             if not self.ambient:
                 self.hooks.closed(self)
+
+    @property
+    def mode(self) -> str:
+        """The mode in force for this session: while it is open, the mode its next call gets
+        (the latest `init()`'s); once closed, the one in force when it closed. Each trace entry
+        says the mode it ran in."""
+        return self._mode if self._mode is not None else self.hooks.in_force()
+
+    def rehome(self, hooks: SessionHooks, limits: RunLimits) -> None:
+        """Move to the runtime a later `init()` installs, keeping the totals and the trace: the
+        ambient session, whose next calls take the new settings."""
+        self.hooks = hooks
+        self.limits = limits
+        self.policy_view = None
+
+    def keep(self, max_entries: int | None) -> None:
+        """Keep the latest `max_entries` trace entries from now on (every one with None); the
+        worker calls it, in order with the entries it adds."""
+        trace = self._trace
+        if (trace.maxlen if isinstance(trace, deque) else None) != (max_entries or None):
+            self._trace = deque(trace, maxlen=max_entries) if max_entries else list(trace)
 
     def placeholders(self) -> Placeholders:
         """The numbered placeholders of this run and every run under it (the outermost run
@@ -244,6 +270,7 @@ class Session:
         self._trace.append((step, entry))
         self.entries += 1
         self.actions[entry.action] = self.actions.get(entry.action, 0) + 1
+        self.modes[entry.mode] = self.modes.get(entry.mode, 0) + 1
         if entry.operation == "guardrail" and entry.extra:
             rule = entry.extra["rule"]  # an entry stands for `count` matches of its rule and kind
             self.findings_by_rule[rule] = self.findings_by_rule.get(rule, 0) + entry.extra.get("count", 1)
@@ -331,6 +358,7 @@ class Session:
                 "budget": budget,
                 "budget_remaining": None if budget is None else budget - self.spent,
                 "actions": dict(self.actions),
+                "modes": dict(self.modes),
                 "reasons": dict(self.reasons),
                 "models": {k: dict(v) for k, v in dict(self.models).items()},
                 "guardrail_findings": sum(self.findings_by_rule.values()),

@@ -76,6 +76,18 @@ class Runtime:
                                                              "max_tool_calls": None}),
                                max_entries=config.ambient_max_entries, ambient=True, hooks=self)
 
+    def take_over(self, previous: Runtime) -> None:
+        """What the process measured outlives an `init()` that replaces `previous`: the ambient
+        session (its totals, trace and run id), the latencies observed and the Responses ids
+        settled, which calls still in flight under `previous` keep adding to. This runtime's
+        settings apply to the ambient session's next calls."""
+        self.engine.latency = previous.engine.latency
+        self.stored = previous.stored
+        ambient = previous.ambient
+        ambient.rehome(self, self.ambient.limits)
+        self.worker.submit(ambient.keep, self.config.ambient_max_entries)  # between its entries
+        self.ambient = ambient
+
     # -- what steps read -------------------------------------------------------------------
     def policy(self) -> Policy | None:
         """The guardrail policy in force now (hot-reloaded from its file)."""
@@ -184,6 +196,9 @@ class Runtime:
             self.observed(self.observer.decisions_made, [entry])
 
     # -- SessionHooks: what sessions tell the runtime ----------------------------------------
+    def in_force(self) -> str:
+        return _installed.mode
+
     def opened(self, session: Session) -> None:
         if self.observer is not None:
             self.notify(self.observer.session_opened, session)
