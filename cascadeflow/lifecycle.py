@@ -90,7 +90,7 @@ _opened = _Opened(Dispatcher(()), None)
 # of dispatchers and ledgers already closed
 _closed_losses = {"alerts_dropped": 0, "alert_sink_errors": 0, "ledger_dropped": 0, "ledger_lost": 0,
                   "ledger_counters_lost": 0, "ledger_store_errors": 0, "usage_sink_errors": 0,
-                  "breaker_store_errors": 0, "telemetry_stalls": 0}
+                  "breaker_store_errors": 0, "telemetry_stalls": 0, "telemetry_errors": 0}
 
 
 def _path(setting: str, value: Any) -> Any:
@@ -187,9 +187,10 @@ def init(mode: str | None = None, *, config: str | os.PathLike[str] | None = Non
             instrumented = interceptors.instrument(resolved.instrument)
         breakers.use(opened.breakers)
         runtime.take_over(current())  # what the process measured stays; shutdown() forgets it
-        install(runtime)
+        replaced = install(runtime)
         previous, _opened = _opened, opened
     previous.close()
+    _closed_losses["telemetry_errors"] += replaced.telemetry_errors  # its hooks have run (close)
     # atexit runs last-registered first, and the OpenTelemetry SDK's providers shut themselves
     # down at exit from where they were made (before this init): come after them, so what is
     # still queued at exit reaches their processors before they stop
@@ -210,9 +211,10 @@ def shutdown() -> None:
     with _lock:
         interceptors.uninstrument()
         breakers.use(None)
-        install(Runtime(Config()))
+        replaced = install(Runtime(Config()))
         previous, _opened = _opened, _Opened(Dispatcher(()), None)
     previous.close()
+    _closed_losses["telemetry_errors"] += replaced.telemetry_errors
     cascade_clients.close()
 
 
@@ -228,7 +230,8 @@ def stats() -> dict[str, int]:
     with _lock:
         opened = _opened
     ledger = opened.ledger.stats() if opened.ledger is not None else {}
-    return {"telemetry_errors": current().telemetry_errors, "tasks_dropped": worker.dropped,
+    return {"telemetry_errors": _closed_losses["telemetry_errors"] + current().telemetry_errors,
+            "tasks_dropped": worker.dropped,
             "tasks_failed": worker.failed, "telemetry_dropped": spans.dropped,
             "telemetry_stalls": spans.stalls + _closed_losses["telemetry_stalls"],
             "alerts_dropped": _closed_losses["alerts_dropped"] + opened.dispatcher.dropped,

@@ -14,6 +14,7 @@ import cascadeflow
 import litellm
 import openai
 import pytest
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from tests.conftest import KEY, chat_kwargs
 
@@ -140,3 +141,26 @@ def test_shutdown_starts_the_ambient_session_afresh(provider: Any) -> None:
     cascadeflow.init(mode="observe")
     after = cascadeflow.current_session()
     assert after is not before and after.summary()["steps"] == 0
+
+
+class _Exploding(SpanProcessor):
+    """A user's span processor with a bug."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        raise RuntimeError("processor bug")
+
+
+def test_stats_count_telemetry_errors_across_a_reinit(provider: Any) -> None:
+    """`stats()` counts for the whole process, but `telemetry_errors` went back to 0 at every
+    `init()` (the other counts did not)."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(_Exploding())
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+    litellm.completion(**chat_kwargs(provider))
+    assert cascadeflow.flush(20)
+    errors = cascadeflow.stats()["telemetry_errors"]
+    assert errors >= 1
+    cascadeflow.init(mode="observe", tracer_provider=tracer_provider)
+    assert cascadeflow.stats()["telemetry_errors"] == errors
+    cascadeflow.shutdown()
+    assert cascadeflow.stats()["telemetry_errors"] == errors
