@@ -164,3 +164,31 @@ def test_stats_count_telemetry_errors_across_a_reinit(provider: Any) -> None:
     assert cascadeflow.stats()["telemetry_errors"] == errors
     cascadeflow.shutdown()
     assert cascadeflow.stats()["telemetry_errors"] == errors
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_call_in_flight_through_a_reload_that_adds_a_profile(provider: Any, tmp_path: Path,
+                                                              mode: str) -> None:
+    """The reload makes a profile of its file the default: the call started before it is
+    settled under the runtime it started with, whose configuration has no such profile."""
+    reloaded = tmp_path / "reloaded.toml"
+    reloaded.write_text('[compliance.internal]\nmodels = ["openai/*"]\n')
+    cascadeflow.init(mode=mode)
+    failed = cascadeflow.stats()["tasks_failed"]  # counted for the whole process
+    provider.inject(hold=True, times=1)
+    answers: list[Any] = []
+    in_flight = threading.Thread(
+        target=lambda: answers.append(litellm.completion(**chat_kwargs(provider))))
+    in_flight.start()
+    deadline = time.monotonic() + 20
+    while not provider.requests:
+        assert time.monotonic() < deadline, "the call never reached the provider"
+        time.sleep(0.01)
+    cascadeflow.init(mode=mode, config=reloaded, compliance="internal")
+    provider.release()
+    in_flight.join(20)
+    assert not in_flight.is_alive() and len(answers) == 1
+    litellm.completion(**chat_kwargs(provider))
+    assert cascadeflow.flush(20)
+    assert [e["mode"] for e in cascadeflow.current_session().trace()] == [mode, mode]
+    assert cascadeflow.stats()["tasks_failed"] == failed

@@ -128,7 +128,7 @@ def stopped(step: Step) -> None:
     observer = step.rt.observer
     if observer is not None:
         if step.request.operation != "tool":
-            step.content_allowed = step.rt.capture_allowed(step.chain)
+            step.content_allowed = step.rt.capture_allowed(step.view)
         step.rt.observed(observer.step_recorded, step)
 
 
@@ -160,7 +160,7 @@ def settled(step: Step) -> None:
         session.tally(entry)
     rt = step.rt
     if usage is not None and step.request.operation != "tool":
-        step.content_allowed = rt.capture_allowed(step.chain)
+        step.content_allowed = rt.capture_allowed(step.view)
         if rt.config.capture_content and step.content_allowed:
             entry.content = {"prompt": scrub(step.sent_prompt), "completion": scrub(usage.text)}
     if rt.ledger is not None:

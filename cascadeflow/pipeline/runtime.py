@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -99,14 +99,12 @@ class Runtime:
         shares = None if self.ledger is None else self.ledger.shares(chain)
         return self.engine.view(chain, policy, shares, () if shares is None else shares.budgets)
 
-    def capture_allowed(self, chain: Sequence[Session]) -> bool:
-        """No enclosing compliance profile forbids storing prompt content."""
-        profiles = self.view(tuple(chain), self.policy()).profiles
-        return all(self.config.compliance[p].capture_content for p in profiles)
-
-    def capture_content(self, chain: Sequence[Session]) -> bool:
-        """Content goes into the trace: opted in, and allowed here."""
-        return self.config.capture_content and self.capture_allowed(chain)
+    def capture_allowed(self, view: ChainView) -> bool:
+        """No compliance profile of the chain `view` was made for (under this runtime's config,
+        when the step was admitted) forbids storing prompt content. The chain's sessions are not
+        read again: a later `init()` may have given the ambient session a profile this runtime's
+        config does not have."""
+        return all(self.config.compliance[p].capture_content for p in view.profiles)
 
     def notify(self, hook: Callable[..., Any], *args: Any) -> Any:
         """Call a telemetry hook and return what it returns. Its failure (a span processor or
