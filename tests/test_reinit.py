@@ -192,3 +192,20 @@ def test_a_call_in_flight_through_a_reload_that_adds_a_profile(provider: Any, tm
     assert cascadeflow.flush(20)
     assert [e["mode"] for e in cascadeflow.current_session().trace()] == [mode, mode]
     assert cascadeflow.stats()["tasks_failed"] == failed
+
+
+def test_a_run_whose_profile_a_reload_removed_is_refused_clearly(provider: Any,
+                                                                 tmp_path: Path) -> None:
+    """A run opened with a profile of the config file, continued after an `init()` whose config
+    has no such profile: its next call raised a bare `KeyError` from deep in the policy engine."""
+    first = tmp_path / "first.toml"
+    first.write_text('[compliance.internal]\nmodels = ["openai/*"]\n')
+    cascadeflow.init(mode="enforce", config=first)
+    with cascadeflow.run(compliance="internal"):
+        litellm.completion(**chat_kwargs(provider))
+        cascadeflow.init(mode="enforce")  # a reload without the profile
+        with pytest.raises(cascadeflow.ConfigError) as caught:
+            litellm.completion(**chat_kwargs(provider))
+    assert (caught.value.setting, caught.value.value) == ("compliance", "internal")
+    assert "init()" in str(caught.value)
+    assert len(provider.requests) == 1  # nothing was sent unchecked

@@ -55,6 +55,9 @@ def view_of(chain: tuple[SessionState, ...], config: Config, policy: Policy | No
     if cached is not None and cached[0] is config and cached[2] is policy:
         view: ChainView = cached[1]
         return view
+    for s in chain:  # run() checked it against the config of then: a later init() may lack it
+        config.check_compliance(s.limits.compliance, "compliance",
+                                "a session opened before the latest init()")
     profiles = tuple(sorted({s.limits.compliance for s in chain if s.limits.compliance}))
     chosen: dict[str, Profile] = {}
     caps = [(s, s.limits.max_steps) for s in chain if s.limits.max_steps is not None]
