@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
 from cascadeflow.guardrails import classifier, encodings, injection
-from cascadeflow.guardrails.classifier import MIN_FEATURES, features, model, windows
+from cascadeflow.guardrails.classifier import MIN_FEATURES, REPEATS, features, model, windows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,14 +32,23 @@ def by_name() -> dict[str, float]:
 
 
 def plain_score(tokens: list[str]) -> float:
-    """The classifier's score, each window's features listed and looked up one by one."""
+    """The classifier's score, each window's features listed and looked up one by one (a word's
+    occurrences past its `REPEATS`-th in the window, with the pairs they start, only lower it)."""
     if not tokens:
         return 0.0
     weights = by_name()
     best = -math.inf
     for start, end in windows(len(tokens)):
-        feats = features(tokens[start:end])
-        best = max(best, sum(weights.get(f, 0.0) for f in feats) / math.sqrt(max(len(feats), MIN_FEATURES)))
+        part = tokens[start:end]
+        feats = features(part)
+        seen: Counter[str] = Counter()
+        total = 0.0
+        for at, word in enumerate(part):  # a word past its REPEATS-th time adds nothing above zero
+            pair = weights.get(f"{word} {part[at + 1]}", 0.0) if at + 1 < len(part) else 0.0
+            weight = weights.get(word, 0.0) + pair
+            seen[word] += 1
+            total += weight if seen[word] <= REPEATS else min(weight, 0.0)
+        best = max(best, total / math.sqrt(max(len(feats), MIN_FEATURES)))
     z = model().bias + best
     return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
 
@@ -128,3 +138,10 @@ def test_many_starts_fall_back_to_searching_from_the_first() -> None:
     for index, (pattern, _weight) in enumerate(injection._COMPILED):
         plain, fast = pattern.search(clean), injection._search(index, clean, clean.lower(), True)
         assert (plain and plain.span()) == (fast and fast.span())
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from([*_vocabulary()[:5], "ignore", "instructions", "test", "word", "the"]),
+                max_size=260))
+def test_the_classifier_scores_repeated_words_as_its_feature_list_does(tokens: list[str]) -> None:
+    assert abs(model().score_words(tokens) - plain_score(tokens)) < 1e-9

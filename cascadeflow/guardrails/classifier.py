@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,6 +26,12 @@ STRIDE = WINDOW // 2
 # a short text is scored as if padded to 8 words with neutral ones: two words ("and now?") say
 # too little to be judged on their own
 MIN_FEATURES = 15
+# a word adds to its window's suspicion only its first `REPEATS` times there (its later
+# occurrences, and the pairs they start, count only where they lower the score): the weights are
+# learned from prose, where a word seldom comes back more than a few times in 48, so a linear sum
+# over "test test test ..." or a pasted log line repeated would read a mildly suspect word
+# (`test`, `word`) dozens of times over and block an ordinary user
+REPEATS = 3
 MODEL_FILE = "injection_model.json.gz"
 # punctuation separates words; apostrophes and hyphens inside words are kept as they are written,
 # and so are + / = (an encoded payload stays one word: the injection detector splits text once,
@@ -92,10 +99,14 @@ class Model:
     words: dict[str, float]
     pairs: dict[tuple[str, str], float]
     starts: dict[tuple[str, str], float] = field(init=False, repr=False, compare=False)
+    # the words whose weight, or that of a pair they start, is above zero
+    raising: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         word = self.words.get
         object.__setattr__(self, "starts", {k: word(k[0], 0.0) + v for k, v in self.pairs.items()})
+        object.__setattr__(self, "raising", frozenset(
+            [w for w, v in self.words.items() if v > 0] + [a for (a, _b), v in self.pairs.items() if v > 0]))
 
     @property
     def weights(self) -> dict[str | tuple[str, ...], float]:
@@ -135,11 +146,42 @@ class Model:
             return 0.0
         both = self.positions(tokens, distinct)
         if len(tokens) <= WINDOW:
-            best = sum(both) / math.sqrt(max(2 * len(tokens) - 1, MIN_FEATURES))
+            total = sum(both)
+            best = (total - self.lost(tokens, both, 0, len(tokens))) / math.sqrt(max(2 * len(tokens) - 1,
+                                                                                  MIN_FEATURES))
         else:
-            best = max(self.window_sums(tokens, both)) / math.sqrt(2 * WINDOW - 1)
+            # `lost` only lowers a window's sum: windows are read from the highest sum down, until
+            # one's sum is no higher than the best found (most text: the first one or two)
+            sums = self.window_sums(tokens, both)
+            starts = windows(len(tokens))
+            best = -math.inf
+            for index in sorted(range(len(sums)), key=sums.__getitem__, reverse=True):
+                if sums[index] <= best:
+                    break
+                start, end = starts[index]
+                best = max(best, sums[index] - self.lost(tokens, both, start, end))
+            best /= math.sqrt(2 * WINDOW - 1)
         z = self.bias + best
         return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+    def lost(self, tokens: list[str], both: list[float], start: int, end: int) -> float:
+        """What the window `tokens[start:end]` loses to `REPEATS`: the positive weight of each
+        occurrence of a word that has `REPEATS` earlier ones in the window (its word and the pair
+        it starts; the window's last word starts no pair of it). Zero, after one count of the
+        window's words in C, where no word there comes back more than `REPEATS` times."""
+        lost = 0.0
+        raising = self.raising
+        for word, n in Counter(tokens[start:end]).items():
+            if n <= REPEATS or word not in raising:
+                continue
+            at = start - 1
+            for seen in range(n):
+                at = tokens.index(word, at + 1, end)
+                if seen >= REPEATS:
+                    weight = self.words.get(word, 0.0) if at == end - 1 else both[at]
+                    if weight > 0:
+                        lost += weight
+        return lost
 
     def window_sums(self, tokens: list[str], both: list[float]) -> list[float]:
         """The feature weight of each window of `windows(len(tokens))`, in C-level passes.
