@@ -122,6 +122,22 @@ class Restorer:
         return self._restore(held)
 
 
+def json_start(text: str) -> bool | None:
+    """Whether a text that starts as `text` does is a JSON document (an answer in JSON mode):
+    it opens with `{`, or with `[` and what starts a JSON value (`[EMAIL_1] wrote ...` and
+    `[see below]` are prose); None while too little of it has arrived to tell."""
+    start = text.lstrip()
+    if not start:
+        return None
+    if start[0] != "[":
+        return start[0] == "{"
+    rest = start[1:].lstrip()
+    return (rest[0] in _JSON_VALUE_STARTS) if rest else None
+
+
+_JSON_VALUE_STARTS = frozenset('{["-0123456789tfn]')
+
+
 def _tag(kind: str) -> str:
     """A kind's name as a placeholder's tag: capitals, digits and underscores, starting with a
     capital and at most `_TAG` long, so that `restore` and a stream's `Restorer` know it (a

@@ -21,7 +21,7 @@ from operator import attrgetter, ge, itemgetter
 from typing import Any, NamedTuple
 
 from cascadeflow.guardrails.detectors import Match
-from cascadeflow.guardrails.placeholders import Placeholders
+from cascadeflow.guardrails.placeholders import Placeholders, json_start
 from cascadeflow.guardrails.policy import Rule
 
 # Hashes are keyed so that a hash of a card number cannot be reversed by trying every card.
@@ -180,6 +180,21 @@ def json_text(text: str) -> bool:
     """Whether a text is written as JSON with escapes in it (a tool result, an answer in JSON
     mode): read it through `json_view`."""
     return _JSON_TEXT.match(text) is not None
+
+
+def json_answer(text: str) -> bool:
+    """Whether a whole text (an unstreamed answer) is written as JSON: it starts as a document
+    (`json_start`) and has escapes in it (it may have been cut short) or parses: edits in it are
+    written as JSON string content, as they are in a streamed answer that starts as one."""
+    if not json_start(text):
+        return False
+    if "\\" in text:
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def json_view(text: str) -> str:

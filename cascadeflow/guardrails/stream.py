@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cascadeflow.guardrails.placeholders import json_start
 from cascadeflow.guardrails.policy import Rule
 from cascadeflow.guardrails.scan import (
     Finding,
@@ -68,8 +69,10 @@ class StreamGuard:
         released: everything but the last `window` characters, and the matches that run to the
         end of what has arrived (they may go on), up to `MAX_HELD`."""
         end = len(pending)
-        if self.json is None and pending.strip():
-            self.json = pending.lstrip()[:1] in ("{", "[")
+        if self.json is None:  # (a text that starts as a JSON document: an answer in JSON mode)
+            self.json = json_start(pending)
+            if self.json is None and final:
+                self.json = False
         view = json_view(pending) if self.json else pending  # JSON: escapes read as what they stand for
         hits = matches(self.rules, view)
         if view is not pending:

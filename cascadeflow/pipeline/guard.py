@@ -15,6 +15,7 @@ from cascadeflow.entry import Entry
 from cascadeflow.errors import GuardrailBlocked
 from cascadeflow.guardrails.scan import (
     Finding,
+    json_answer,
     json_text,
     json_view,
     scan_json,
@@ -118,9 +119,10 @@ def check_output(step: Step, response: Any) -> None:
     if not (step.rt.enforce and view.output_acts):
         step.post(output_later, step, *output_texts(operation, response))
         return
-    scans = [(holder, name, text, scan_json(view.output_rules, text, "output"), True) if json_text(text)
+    scans = [(holder, name, text, scan_json(view.output_rules, text, "output"), True) if json_answer(text)
              else (holder, name, text, scan_text(view.output_rules, text, "output"), False)
-             for holder, name, text in places]  # (an answer in JSON mode: read through its escapes)
+             for holder, name, text in places]  # (an answer in JSON mode: read through its escapes,
+    # its edits written as JSON string content)
     scans += [(holder, name, text, scan_json(view.output_rules, text, "output"), True)
               for holder, name, text in calls]
     findings = [f for *_place, scan, _json in scans for f in scan.findings]
