@@ -57,6 +57,18 @@ def ask(client: str, provider: Any, content: str, stream: bool) -> str:
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_restored_value_is_written_as_json_string_content(client: str, stream: bool, provider: Any,
+                                                            tmp_path: Path) -> None:
+    start(tmp_path)
+    provider.reply('{"folder": "[PATH_1]", "note": "kept"}', when="Describe")
+    with cascadeflow.run(guardrails="support"):
+        answer = ask(client, provider, f"Describe the folder {PATH} as JSON", stream)
+    assert PATH not in json.dumps(provider.bodies())
+    assert json.loads(answer) == {"folder": PATH, "note": "kept"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
 def test_a_rewrite_in_json_without_escapes_is_written_as_json_string_content(
         client: str, stream: bool, provider: Any, tmp_path: Path) -> None:
     start(tmp_path)

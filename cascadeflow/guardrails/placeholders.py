@@ -100,16 +100,26 @@ class Restorer:
     """`Placeholders.restore` over streamed text: a placeholder split across chunks (`[EMA` then
     `IL_1]`) is held back until its end arrives, so the caller never sees half of one. Only what
     can still become a placeholder is held (a `[` then capitals, digits and underscores, at most
-    `LONGEST` characters); `json`: the text is a tool call's JSON arguments (`restore_json`)."""
+    `LONGEST` characters); `json`: the text is a tool call's JSON arguments (`restore_json`);
+    None: it is when it starts as a JSON document (an answer in JSON mode, `json_start`), which
+    is decided before any of it is released."""
 
-    def __init__(self, placeholders: Placeholders, json: bool = False) -> None:
+    def __init__(self, placeholders: Placeholders, json: bool | None = False) -> None:
         self.placeholders = placeholders
-        self._restore = placeholders.restore_json if json else placeholders.restore
+        self._json = json
         self._held = ""
+
+    def _restore(self, text: str) -> str:
+        return self.placeholders.restore_json(text) if self._json else self.placeholders.restore(text)
 
     def feed(self, piece: str) -> str:
         """The restored text that can be released now."""
         text = self._held + piece
+        if self._json is None:
+            self._json = json_start(text)
+            if self._json is None:  # (only blanks and a "[" so far)
+                self._held = text
+                return ""
         cut = text.rfind("[")
         if cut == -1 or len(text) - cut > LONGEST or _PREFIX.fullmatch(text, cut) is None:
             cut = len(text)
@@ -119,6 +129,8 @@ class Restorer:
     def finish(self) -> str:
         """What is held back, restored, at the end of the stream."""
         held, self._held = self._held, ""
+        if self._json is None:
+            self._json = False
         return self._restore(held)
 
 

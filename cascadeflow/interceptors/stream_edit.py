@@ -45,14 +45,16 @@ def put(obj: Any, name: str, value: Any) -> None:
 
 class _Text:
     """One part's text on its way to the caller: the output rules, then the placeholders
-    (`json`: a tool call's arguments, where edits are written as JSON string content)."""
+    (`json`: a tool call's arguments, where edits and originals are written as JSON string
+    content; otherwise a text is read as JSON when it starts as a document: an answer in JSON
+    mode)."""
 
     __slots__ = ("guard", "restorer")
 
     def __init__(self, rules: Sequence[Rule], placeholders: Placeholders | None, json: bool = False) -> None:
         # (a text is read as JSON when it starts as a document: an answer in JSON mode)
         self.guard = StreamGuard(rules, edit=True, json=json or None) if rules else None
-        self.restorer = Restorer(placeholders, json=json) if placeholders is not None else None
+        self.restorer = Restorer(placeholders, json=json or None) if placeholders is not None else None
 
     def release(self, piece: str, finished: bool) -> tuple[list[Finding], str, str]:
         """(findings, the text the rules let through, the text the caller gets now)."""

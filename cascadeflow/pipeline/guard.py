@@ -148,7 +148,8 @@ def restore_output(step: Step, response: Any) -> None:
     if placeholders is None:
         return
     for holder, name, text in _places(step.request.operation, response):
-        _put(holder, name, placeholders.restore(text))
+        restore = placeholders.restore_json if json_answer(text) else placeholders.restore  # (JSON mode)
+        _put(holder, name, restore(text))
     for holder in _calls(step.request.operation, response):
         arguments = get(holder, "arguments")
         if isinstance(arguments, str):
