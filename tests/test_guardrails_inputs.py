@@ -116,3 +116,57 @@ def test_calls_on_many_threads_share_the_input_scan_cache_safely() -> None:
         sys.setswitchinterval(interval)
     assert errors == []
     assert 0 < cache._chars <= 200 and cache._chars == sum(len(text) for _key, text in cache._entries)
+
+
+def lookup_tool(description: str, parameter: str = "what to look up",
+                responses: bool = False) -> dict[str, Any]:
+    parameters = {"type": "object", "properties": {"q": {"type": "string", "description": parameter}}}
+    if responses:
+        return {"type": "function", "name": "lookup", "description": description, "parameters": parameters}
+    return {"type": "function", "function": {"name": "lookup", "description": description,
+                                             "parameters": parameters}}
+
+
+@pytest.mark.parametrize("where", ["tool", "parameter"])
+def test_an_injection_in_a_tool_description_is_blocked(sdk: openai.OpenAI, provider: Any, where: str) -> None:
+    """The model reads the tools' descriptions (an MCP server's, written by a third party)."""
+    tool = lookup_tool(INJECTION) if where == "tool" else lookup_tool("Look up a customer", INJECTION)
+    with cascadeflow.run(guardrails="default"), pytest.raises(cascadeflow.GuardrailBlocked):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                    tools=[tool])  # type: ignore[list-item]
+    with cascadeflow.run(guardrails="default"), pytest.raises(cascadeflow.GuardrailBlocked):
+        sdk.responses.create(model="gpt-4o-mini", input="hi",
+                             tools=[lookup_tool(INJECTION, responses=True)])  # type: ignore[list-item]
+    assert provider.requests == []
+
+
+def test_pii_in_a_tool_description_is_redacted_in_a_copy(sdk: openai.OpenAI, provider: Any) -> None:
+    tools = [lookup_tool(f"Look up a customer (test SSN {SSN})"), lookup_tool("Other", f"not {SSN}")]
+    tools[1]["function"]["name"] = "other"
+    before = json.dumps(tools)
+    with cascadeflow.run(guardrails="default"):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"hi {SSN}"}],
+                                    tools=tools)  # type: ignore[arg-type]
+        sdk.responses.create(model="gpt-4o-mini", input="hi", instructions=f"SSN {SSN}",
+                             tools=[lookup_tool(f"SSN {SSN}", responses=True)])  # type: ignore[list-item]
+    chat, responses = (r.json for r in provider.requests)
+    assert SSN not in json.dumps([chat, responses])
+    assert chat["tools"][0]["function"]["description"] == "Look up a customer (test SSN [SSN])"
+    assert chat["tools"][1]["function"]["parameters"]["properties"]["q"]["description"] == "not [SSN]"
+    assert chat["messages"][0]["content"] == "hi [SSN]"
+    assert responses["tools"][0]["description"] == "SSN [SSN]"
+    assert responses["instructions"] == "SSN [SSN]" and responses["input"] == "hi"
+    assert json.dumps(tools) == before  # the caller's tools are left as they were
+
+
+def test_a_denied_tool_with_an_edited_description_is_still_removed(sdk: openai.OpenAI, provider: Any) -> None:
+    tools = [lookup_tool(f"Look up a customer (test SSN {SSN})")]
+    provider.reply(tool_call=("lookup", {"q": "x"}), when="first")
+    with cascadeflow.run(guardrails="default", max_tool_calls=1):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "first"}],
+                                    tools=tools)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "again"}],
+                                    tools=tools)  # type: ignore[arg-type]
+    first, second = (r.json for r in provider.requests)
+    assert first["tools"][0]["function"]["description"] == "Look up a customer (test SSN [SSN])"
+    assert "tools" not in second and SSN not in json.dumps(second)

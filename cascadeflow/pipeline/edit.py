@@ -15,9 +15,11 @@ from cascadeflow.request import MAX_TOKEN_KEYS, Request, tool_name
 def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, Any] | None = None
           ) -> dict[str, Any]:
     """The kwargs to send: a copy with switches, clamps, tool removals and the arguments the
-    input guardrails edited (the prompt, `instructions`)."""
+    input guardrails edited (the prompt, `instructions`, tool descriptions)."""
     kwargs = request.kwargs
     changed: dict[str, Any] | None = None
+    if edited is not None:  # first: a tool denied below is removed from edited tools too
+        changed = {**kwargs, **edited}
     for decision in decisions:
         if decision.action == "switch_model" and decision.target_model:
             changed = changed or dict(kwargs)
@@ -35,9 +37,6 @@ def apply(request: Request, decisions: Sequence[Decision], edited: Mapping[str, 
         if decision.action == "deny_tool" and decision.tools_denied:
             changed = changed or dict(kwargs)
             strip_tools(changed, set(decision.tools_denied))
-    if edited is not None:
-        changed = changed or dict(kwargs)
-        changed.update(edited)
     return kwargs if changed is None else changed
 
 

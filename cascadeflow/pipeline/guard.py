@@ -25,7 +25,7 @@ from cascadeflow.guardrails.scan import (
 )
 from cascadeflow.pipeline import record
 from cascadeflow.pipeline.step import Step
-from cascadeflow.request import PROMPT_KEYS, Request
+from cascadeflow.request import PROMPT_KEYS, TOOL_KEYS, Request
 from cascadeflow.usage import Usage, get, message_calls
 
 
@@ -33,13 +33,14 @@ def scan_input(step: Step) -> dict[str, Any] | None:
     """Input rules over the prompt, on the caller's thread (enforce with acting rules).
 
     Sets `step.findings`; returns the edited arguments (the prompt, a Responses call's
-    `instructions`) when a redact/rewrite rule matched, else None.
+    `instructions`, the tools whose descriptions changed) when a redact/rewrite rule matched,
+    else None.
     """
     view = step.view
     rules = view.input_rules
     edit = any(r.action in ("redact", "rewrite") for r in rules)
     placeholders = step.session.placeholders() if view.input_numbered else None
-    read, instructions = _inputs(step.request)
+    read, instructions, described = _inputs(step.request)
     findings, edited = scan_prompt(rules, read, edit, placeholders)
     step.findings = findings
     if placeholders is not None and placeholders.restoring:  # the answer may name any of the run's
@@ -47,20 +48,78 @@ def scan_input(step: Step) -> dict[str, Any] | None:
     if not (edit and any(f.action in ("redact", "rewrite") for f in findings)):
         return None
     key = PROMPT_KEYS[step.request.operation]
-    if not instructions:
+    if not (instructions or described):
         return {key: edited}
     prompt = step.request.prompt
-    return {"instructions": edited[0], key: edited[1:] if isinstance(prompt, list) else edited[1]}
+    out: dict[str, Any] = {}
+    if described:  # the tool descriptions, read after the prompt
+        texts, edited = edited[len(edited) - len(described):], edited[:len(edited) - len(described)]
+        out.update(_described(step.request, described, texts))
+        if not instructions and not isinstance(prompt, list):
+            edited = edited[0]
+    if instructions:
+        out["instructions"] = edited[0]
+        edited = edited[1:] if isinstance(prompt, list) else edited[1]
+    if prompt is not None or key in step.request.kwargs:
+        out[key] = edited
+    return out
 
 
-def _inputs(request: Request) -> tuple[Any, bool]:
-    """What the input rules read, and whether a Responses call's `instructions` lead it (they
-    reach the model like a system message)."""
+Place = tuple[str, tuple[Any, ...], str]  # (kwargs key, path inside it, text)
+
+
+def _inputs(request: Request) -> tuple[Any, bool, list[Place]]:
+    """What the input rules read, whether a Responses call's `instructions` lead it (they
+    reach the model like a system message), and the tool descriptions that end it (the model
+    reads them too: a tool a third party describes, an MCP server's, can carry instructions)."""
     instructions = request.kwargs.get("instructions") if request.operation == "responses" else None
-    if not isinstance(instructions, str):
-        return request.prompt, False
+    lead = isinstance(instructions, str)
+    described: list[Place] = []
+    for key in TOOL_KEYS if request.operation in ("chat", "responses") else ():
+        _descriptions(request.kwargs.get(key), (), key, described)
     prompt = request.prompt
-    return [instructions, *(prompt if isinstance(prompt, list) else [prompt])], True
+    if not (lead or described):
+        return prompt, False, []
+    read = [*([instructions] if lead else []), *(prompt if isinstance(prompt, list) else [prompt]),
+            *(text for _key, _path, text in described)]
+    return read, lead, described
+
+
+def _descriptions(value: Any, path: tuple[Any, ...], key: str, out: list[Place]) -> None:
+    """Every `description` text in a tool definition (the tool's, its parameters')."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if name == "description" and isinstance(item, str):
+                out.append((key, (*path, name), item))
+            elif isinstance(item, dict | list):
+                _descriptions(item, (*path, name), key, out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _descriptions(item, (*path, index), key, out)
+
+
+def _described(request: Request, described: list[Place], texts: list[Any]) -> dict[str, Any]:
+    """Copies of the tool lists whose descriptions an input rule edited (the caller's are left
+    as they are)."""
+    out: dict[str, Any] = {}
+    for (key, path, old), new in zip(described, texts, strict=True):
+        if new == old:
+            continue
+        if key not in out:
+            out[key] = _plain_copy(request.kwargs[key])
+        holder = out[key]
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] = new
+    return out
+
+
+def _plain_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_copy(v) for v in value]
+    return value
 
 
 def input_later(step: Step) -> None:
