@@ -273,14 +273,22 @@ class StreamAccumulator:
                 for call in delta_calls(delta):
                     key = (get(choice, "index", 0), get(call, "index", 0))
                     self.tool_ids.add(key)
-                    name = get(get(call, "function"), "name")
+                    custom = get(call, "custom")  # a custom tool's input: plain text
+                    name = get(custom if custom is not None else get(call, "function"), "name")
                     if name:
                         self.tool_names.append(name)
-                    args = get(get(call, "function"), "arguments")
-                    if args:
-                        self.tool_args.append(args)
-                        if isinstance(args, str):
-                            self._add_text(("args", *key), args)
+                    if custom is not None:
+                        args = get(custom, "input")
+                        if args:
+                            self.tool_args.append(args)
+                            if isinstance(args, str):
+                                self._add_text(("input", *key), args)
+                    else:
+                        args = get(get(call, "function"), "arguments")
+                        if args:
+                            self.tool_args.append(args)
+                            if isinstance(args, str):
+                                self._add_text(("args", *key), args)
                     if key[0] == 0:
                         self._add_call(key[1], get(call, "id"), name, args)
             if text:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cascadeflow
@@ -356,3 +357,43 @@ def test_a_tool_result_written_as_json_is_read_as_what_it_says(provider: Any, tm
     assert chat["messages"][0]["content"] == "who is it? write to [EMAIL_1]"
     assert json.loads(chat["messages"][2]["content"]) == want
     assert json.loads(responses["input"][1]["output"]) == want
+
+
+def chat_custom_events() -> str:
+    """A chat stream whose tool call is a custom tool's: its input streams in `custom.input`."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return "data: " + json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                                      "model": "gpt-4o-mini", "choices": [choice]}) + "\n\n"
+    first = {"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "custom", "custom": {"name": "run_sql", "input": ""}}]}
+    pieces = [chunk({"tool_calls": [{"index": 0, "custom": {"input": SQL[i:i + 7]}}]})
+              for i in range(0, len(SQL), 7)]
+    return chunk(first) + "".join(pieces) + chunk({}, "tool_calls") + "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_streamed_chat_custom_tool_calls_input_gets_the_rules_and_the_originals(
+        client: str, provider: Any, tmp_path: Path) -> None:
+    path = tmp_path / "guardrails.toml"
+    path.write_text(CUSTOM_POLICY)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    provider.inject(body=chat_custom_events(), times=1)
+    messages = [{"role": "user", "content": "Store the SSN of dana@example.com"}]
+    tools = [{"type": "custom", "custom": {"name": "run_sql"}}]
+    with cascadeflow.run(guardrails="support") as session:
+        if client == "litellm":
+            stream = litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=tools,
+                                        api_base=provider.url, api_key=KEY, stream=True)
+        else:
+            sdk = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+            stream = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages,  # type: ignore[call-overload]
+                                                 tools=tools, stream=True)
+        calls = [call for chunk in stream if chunk.choices
+                 for call in chunk.choices[0].delta.tool_calls or ()]
+    custom = [call.custom if client == "litellm" else SimpleNamespace(**call.custom) for call in calls]
+    assert "".join(c.input or "" for c in custom) == \
+        "UPDATE users SET ssn = '[SSN]' WHERE email = 'dana@example.com'"
+    assert provider.requests[0].json["messages"][0]["content"] == "Store the SSN of [EMAIL_1]"
+    cascadeflow.flush()
+    assert session.summary()["findings_by_rule"] == {"pii_reversible": 1, "no_ssn": 1}

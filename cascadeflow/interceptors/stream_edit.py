@@ -72,6 +72,13 @@ class _Text:
         return findings, guarded, release
 
 
+def _call_text(call: Any) -> tuple[Any, str]:
+    """Where a chat tool-call delta carries its text: a function call's JSON `arguments`, or a
+    custom tool call's plain-text `input` (`{"type": "custom", "custom": {"input": ...}}`)."""
+    custom = get(call, "custom")
+    return (get(call, "function"), "arguments") if custom is None else (custom, "input")
+
+
 class StreamEditor:
     """Edits one stream's chunks in place, in order (`edit`); `holds(chunk)` says whether a
     chunk must wait, because a release may still be appended to it."""
@@ -150,8 +157,8 @@ class StreamEditor:
                 return
             for call in delta_calls(delta):
                 if get(call, "index", 0) == call_index:
-                    function = get(call, "function")
-                    put(function, "arguments", (get(function, "arguments") or "") + tail)
+                    holder, name = _call_text(call)
+                    put(holder, name, (get(holder, name) or "") + tail)
                     return
 
     # -- chunks -------------------------------------------------------------------------
@@ -178,13 +185,13 @@ class StreamEditor:
         in_args: list[Finding] = []
         if chat and (self._placeholders is not None or self._rules):
             for call in delta_calls(delta):
-                function = get(call, "function")
-                arguments = get(function, "arguments")
+                holder, name = _call_text(call)
+                arguments = get(holder, name)
                 if isinstance(arguments, str):
                     key = (index, get(call, "index", 0))
-                    found_here, released = self._edit_args(key, arguments, False)
+                    found_here, released = self._edit_args(key, arguments, False, json=name == "arguments")
                     in_args += found_here
-                    put(function, "arguments", released)
+                    put(holder, name, released)
                     self._carry(("args", key), chunk)
         piece = get(delta, "content") if chat else get(choice, "text")
         if chat and (self._placeholders is not None or self._rules):
