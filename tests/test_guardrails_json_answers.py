@@ -11,6 +11,7 @@ from typing import Any
 import cascadeflow
 import litellm
 import openai
+import pydantic
 import pytest
 
 PATH = "C:\\Users\\dana"  # a custom pattern's value with backslashes
@@ -86,3 +87,52 @@ def test_plain_text_that_starts_with_a_placeholder_gets_the_original_as_written(
     with cascadeflow.run(guardrails="support"):
         answer = ask("openai", provider, f"Describe the folder {PATH}", stream)
     assert answer == f'{PATH} is "yours"; we "may" refund you'
+
+
+SSN_POLICY = """
+version = "j2"
+
+[profiles.support]
+[[profiles.support.input]]
+name = "emails"
+detector = "pii"
+types = ["email"]
+action = "redact"
+redaction = "reversible"
+
+[[profiles.support.output]]
+name = "no_ssn"
+detector = "pii"
+types = ["ssn"]
+action = "redact"
+"""
+
+
+class Note(pydantic.BaseModel):
+    note: str
+
+
+def test_what_parse_hands_over_parsed_is_the_edited_answer(provider: Any, tmp_path: Path) -> None:
+    """`parse()` parses the answer before cascadeflow edits it: `parsed` kept the SSN a rule
+    redacted from the content, and the placeholder whose original went back into it."""
+    path = tmp_path / "guardrails.toml"
+    path.write_text(SSN_POLICY)
+    cascadeflow.init(mode="enforce", guardrails_file=path)
+    written = json.dumps({"note": "SSN 123-45-6789 for [EMAIL_1]"})
+    want = Note(note="SSN [SSN] for dana@example.com")
+    provider.reply(written, when="Note")
+    provider.reply(tool_call=("Note", json.loads(written)), when="Call")
+    sdk = openai.OpenAI(base_url=provider.url, api_key="sk-test-0000000000000000", max_retries=0)
+    with cascadeflow.run(guardrails="support"):
+        chat = sdk.chat.completions.parse(model="gpt-4o-mini", response_format=Note,
+                                          messages=[{"role": "user", "content": "Note for dana@example.com"}])
+        called = sdk.chat.completions.parse(
+            model="gpt-4o-mini", tools=[openai.pydantic_function_tool(Note)],
+            messages=[{"role": "user", "content": "Call for dana@example.com"}])
+        responses = sdk.responses.parse(model="gpt-4o-mini", input="Note for dana@example.com",
+                                        text_format=Note)
+    assert chat.choices[0].message.parsed == want
+    [call] = called.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == want
+    assert responses.output_parsed == want
+    assert "123-45-6789" not in repr([chat, called, responses])

@@ -8,6 +8,7 @@ background worker: it changes nothing, so the caller need not wait for it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cascadeflow.alert import Alert
@@ -305,5 +306,27 @@ def _custom_input(holder: Any, out: list[tuple[Any, str, str]]) -> None:
 def _put(holder: Any, name: str, value: str) -> None:
     if isinstance(holder, dict):
         holder[name] = value
-    else:
-        setattr(holder, name, value)
+        return
+    changed = getattr(holder, name, None) != value
+    setattr(holder, name, value)
+    # the openai SDK's `parse()` hands over the answer parsed too (`message.parsed`, a tool call's
+    # `parsed_arguments`, a Responses text part's `parsed`): parsed again from the edited text, so
+    # it carries neither what a rule redacted nor a placeholder whose original went back
+    parsed_name = _PARSED.get(name)
+    if changed and parsed_name is not None and getattr(holder, parsed_name, None) is not None:
+        setattr(holder, parsed_name, _reparsed(getattr(holder, parsed_name), value))
+
+
+_PARSED = {"content": "parsed", "text": "parsed", "arguments": "parsed_arguments"}
+
+
+def _reparsed(old: Any, text: str) -> Any:
+    """`text` parsed as `old` was (its pydantic model's, or plain JSON); None where the edited
+    text no longer parses as that (a redaction in a field a schema constrains)."""
+    validate = getattr(type(old), "model_validate_json", None)
+    try:
+        if callable(validate):
+            return validate(text)
+        return json.loads(text) if isinstance(old, dict | list) else None
+    except ValueError:  # (pydantic's ValidationError is one)
+        return None
