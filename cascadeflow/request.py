@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from cascadeflow import tokens
@@ -53,6 +54,13 @@ class Request:
         self.operation = operation  # chat | text_completion | embeddings | responses | tool
         self.client = client  # litellm | openai | tool
         self.model = model
+        key = PROMPT_KEYS.get(operation)
+        prompt = kwargs.get(key) if key is not None else None
+        if key is not None and isinstance(prompt, tuple | Iterator):
+            # messages as a tuple or a generator, which both clients take and send as a JSON list:
+            # a list here (in the call's own kwargs, which are what is sent), so that the
+            # guardrails read it and a generator is not used up by the first reader
+            kwargs[key] = list(prompt)
         self.kwargs = kwargs
         self.provider = provider
         self.args = args  # positional arguments to send as they came (the SDK resource)

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import cascadeflow
+import litellm
 import openai
 import pytest
 from cascadeflow.guardrails import load
@@ -170,3 +171,23 @@ def test_a_denied_tool_with_an_edited_description_is_still_removed(sdk: openai.O
     first, second = (r.json for r in provider.requests)
     assert first["tools"][0]["function"]["description"] == "Look up a customer (test SSN [SSN])"
     assert "tools" not in second and SSN not in json.dumps(second)
+
+
+@pytest.mark.parametrize("shape", ["tuple", "generator"])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_messages_given_as_a_tuple_or_a_generator_are_read(sdk: openai.OpenAI, provider: Any, client: str,
+                                                            shape: str) -> None:
+    """Both clients take any iterable of messages and send it as a list; the input rules read
+    only lists, so an SSN in a tuple of messages went out as it was."""
+    def messages() -> Any:
+        items = [{"role": "user", "content": f"my ssn {SSN}"}]
+        return tuple(items) if shape == "tuple" else (m for m in items)
+    with cascadeflow.run(guardrails="default"):
+        if client == "litellm":
+            litellm.completion(model="openai/gpt-4o-mini", messages=messages(), api_base=provider.url,
+                               api_key=KEY)
+        else:
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=messages())
+        sdk.responses.create(model="gpt-4o-mini", input=messages())
+    assert [r.json.get("messages", r.json.get("input")) for r in provider.requests] == \
+        [[{"role": "user", "content": "my ssn [SSN]"}]] * 2
