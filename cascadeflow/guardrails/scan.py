@@ -386,14 +386,23 @@ def _texts(value: Any) -> list[tuple[Any, Any, str]]:
                 out.append((message, "reasoning_content", message["reasoning_content"]))
             if isinstance(message.get("arguments"), str):  # {"type": "function_call", ...}
                 out.append((message, "arguments", message["arguments"]))
-            calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
-            for function in [*(c.get("function") for c in calls), message.get("function_call")]:
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                    out.append((function, "arguments", function["arguments"]))  # (legacy: one call)
+            # (most messages have none of what follows: each is looked for, nothing is built)
+            calls = message.get("tool_calls")
+            if calls:
+                calls = [c for c in calls if isinstance(c, dict)]
+                for call in calls:
+                    function = call.get("function")
+                    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                        out.append((function, "arguments", function["arguments"]))
+            legacy = message.get("function_call")  # (the legacy form: one call)
+            if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+                out.append((legacy, "arguments", legacy["arguments"]))
             # a custom tool's free-form input: {"type": "custom_tool_call", "input": ...}, or a
             # chat tool call's {"type": "custom", "custom": {"input": ...}}
-            for custom in [message if message.get("type") == "custom_tool_call" else None,
-                           *(c.get("custom") for c in calls)]:
+            if message.get("type") == "custom_tool_call" and isinstance(message.get("input"), str):
+                out.append((message, "input", message["input"]))
+            for call in calls or ():
+                custom = call.get("custom")
                 if isinstance(custom, dict) and isinstance(custom.get("input"), str):
                     out.append((custom, "input", custom["input"]))
     return out
