@@ -125,11 +125,11 @@ class ModelSpec(_Strict):
     """A model in the candidate pool; prices override litellm's map (per token, USD)."""
 
     quality: float | None = Field(default=None, ge=0, le=1)
-    latency_ms: float | None = Field(default=None, gt=0)
-    input_cost_per_token: float | None = Field(default=None, ge=0)
-    output_cost_per_token: float | None = Field(default=None, ge=0)
-    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
-    cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    input_cost_per_token: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    output_cost_per_token: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cache_creation_input_token_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_output_tokens: int | None = Field(default=None, ge=1)
     tags: tuple[str, ...] = ()
 

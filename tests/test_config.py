@@ -406,3 +406,21 @@ def test_a_working_directory_the_user_may_not_search_is_a_config_error(tmp_path:
         locked.chmod(0o700)
     assert str(locked / "cascadeflow.toml") in message and "Permission denied" in message
     assert "CASCADEFLOW_CONFIG" in message
+
+
+@pytest.mark.parametrize("key", ["input_cost_per_token", "output_cost_per_token",
+                                 "cache_read_input_token_cost", "cache_creation_input_token_cost",
+                                 "latency_ms"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_a_model_price_or_latency_prior_that_is_not_finite_is_refused(
+        tmp_path: Path, key: str, value: str) -> None:
+    # `input_cost_per_token = inf` was taken: every step then cost inf USD (the summary's
+    # cost_total too), and in enforce any budget stopped the first call
+    (tmp_path / "cascadeflow.toml").write_text(
+        f'mode = "observe"\n[models."openai/our-private-model"]\n{key} = {value}\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    err = info.value
+    assert err.setting == f"models.openai/our-private-model.{key}"
+    assert err.source.endswith("cascadeflow.toml line 3")
+
