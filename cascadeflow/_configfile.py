@@ -74,8 +74,9 @@ def error_at(exc: ValidationError, path: Path) -> ConfigError:
 def _shown(value: Any, loc: list[str]) -> Any:
     """The rejected value as the error shows it: a `url` (its password) masked, on its own or
     in the table it was rejected with; the value of a key named like a secret (`api_key =
-    "..."` where `api_key_env` belongs) masked whole, whatever its format."""
-    if loc and secret_key(loc[-1]) and value is not None:
+    "..."` where `api_key_env` belongs) masked whole, whatever its format. A price per token
+    (`input_cost_per_token`) is named like a secret (`..._token`) but is none: it is shown."""
+    if loc and secret_key(loc[-1]) and not loc[-1].endswith("_per_token") and value is not None:
         return MASK
     if loc and loc[-1] == "url" and isinstance(value, str):
         return masked_url(value)

@@ -424,3 +424,15 @@ def test_a_model_price_or_latency_prior_that_is_not_finite_is_refused(
     assert err.setting == f"models.openai/our-private-model.{key}"
     assert err.source.endswith("cascadeflow.toml line 3")
 
+
+def test_a_rejected_price_is_shown_in_the_error(tmp_path: Path) -> None:
+    # a price per token is no secret: the error names the value, not `[SECRET]` (the key ends
+    # in `_token`, as secret keys such as `bearer_token` do)
+    (tmp_path / "cascadeflow.toml").write_text(
+        'mode = "observe"\n[models."openai/our-private-model"]\ninput_cost_per_token = -0.5\n'
+        'output_cost_per_token = 0.001\n')
+    with pytest.raises(ConfigError) as info:
+        cascadeflow.init()
+    err = info.value
+    assert err.setting == "models.openai/our-private-model.input_cost_per_token"
+    assert err.value == -0.5 and "-0.5" in str(err) and "SECRET" not in str(err)
