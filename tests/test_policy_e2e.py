@@ -480,3 +480,22 @@ def test_a_stop_after_the_send_carries_its_own_entry(provider: Any, tmp_path: Pa
     entry = cut.value.entry
     assert (entry["action"], entry["reason"], entry["status"]) == ("stop", "budget_exceeded", "cut")
     assert entry in session.trace()
+
+
+def test_a_cold_first_call_does_not_switch_away_from_the_model_for_good(
+        provider: Any, pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One slow call of the model asked for switched every later call away from it: it was
+    # never called again, so never measured again. Its sample is forgotten once it has not
+    # been refreshed for FORGET_AFTER_S (0 here: at the next observation) and it is tried again.
+    monkeypatch.setattr("cascadeflow.latency.FORGET_AFTER_S", 0.0)
+    pool.write_text(POOL.replace('quality = 0.78', 'quality = 0.78\nlatency_ms = 40'))
+    cascadeflow.init(mode="enforce")
+    provider.inject(model="gpt-4o", latency_ms=150, times=1)  # the cold first call
+    with cascadeflow.run(max_latency_ms=100) as session:
+        for _ in range(3):
+            litellm.completion(**chat_kwargs(provider, model="openai/gpt-4o"), max_tokens=10)
+    first, second, third = session.trace()
+    assert first["action"] == "allow" and first["latency_ms"] >= 150
+    assert (second["action"], second["reason"]) == ("switch_model", "latency_target_exceeded")
+    assert (third["action"], third["model"]) == ("allow", "openai/gpt-4o")
+    assert [body["model"] for body in sent(provider)] == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]

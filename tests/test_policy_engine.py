@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from cascadeflow import config as cfg
 from cascadeflow.config import RunLimits
+from cascadeflow.latency import FORGET_AFTER_S, LatencyStats
 from cascadeflow.policy import Engine
+from cascadeflow.policy.decision import ALLOW
 from cascadeflow.request import Request
 from cascadeflow.session import Session
 
@@ -241,3 +243,35 @@ def test_several_decisions_on_one_step(engine: Engine) -> None:
     decisions = engine.decide(chat("openai/gpt-4o", tools=TOOLS), c)
     assert actions(decisions) == [("deny_tool", "max_tool_calls_reached"), ("allow", "max_tokens_clamped")]
     assert decisions[0].reservation > 0 and decisions[0].max_tokens == decisions[1].max_tokens
+
+
+def test_a_slow_sample_is_forgotten_so_a_model_avoided_for_it_is_tried_again(tmp_path: Path) -> None:
+    # A model that decisions route away from is never called, so never measured again: one
+    # cold call kept it out of latency switches (as a candidate) or switched away from it (as
+    # the model asked for) for the life of the process. Samples not refreshed for
+    # FORGET_AFTER_S are forgotten, and the prior counts again.
+    now = [0.0]
+    path = tmp_path / "pool.toml"
+    path.write_text(POOL)
+    stats = LatencyStats(clock=lambda: now[0])
+    engine = Engine(cfg.resolve({"config": str(path), "mode": "enforce"}, environ={}), latency=stats)
+    limits = chain({"max_latency_ms": 600})
+    stats.observe("openai/gpt-4o-mini", 5000.0)  # the candidate's cold first call
+    stats.observe("anthropic/claude-3-5-haiku-20241022", 5000.0)
+    stats.observe("openai/gpt-4o", 2500.0)  # the model asked for: over the target
+    assert engine.decide(chat(max_tokens=5), limits) == [ALLOW]  # nothing known to be faster
+    now[0] = FORGET_AFTER_S / 2
+    stats.observe("openai/gpt-4o", 2500.0)  # still called, still slow: kept
+    assert engine.decide(chat(max_tokens=5), limits) == [ALLOW]
+    now[0] = FORGET_AFTER_S + 1
+    stats.observe("openai/gpt-4o", 2500.0)  # the candidates' cold samples are forgotten
+    [d] = engine.decide(chat(max_tokens=5), limits)
+    assert (d.action, d.reason) == ("switch_model", "latency_target_exceeded")
+    assert d.target_model == "openai/gpt-4o-mini"  # its prior (450 ms) counts again
+    for step in range(1, 4):  # every call now goes to gpt-4o-mini, and it is fast
+        now[0] = FORGET_AFTER_S + 1 + step * FORGET_AFTER_S / 2
+        stats.observe("openai/gpt-4o-mini", 100.0)
+    # gpt-4o was not called for FORGET_AFTER_S: its slow sample is forgotten and it is asked
+    # for again (its prior, 900 ms, is over the target: a switch, as at startup)
+    assert stats.expected("openai/gpt-4o") is None
+    assert stats.expected("openai/gpt-4o-mini") == 100.0
