@@ -259,6 +259,7 @@ class StreamAccumulator:
             usage.cached_tokens = _int(get(get(reported, "prompt_tokens_details"), "cached_tokens"))
             usage.reasoning_tokens = _int(get(get(reported, "completion_tokens_details"),
                                               "reasoning_tokens"))
+            usage.cache_write_tokens = _int(get(reported, "cache_creation_input_tokens"))
             self.usage_reported = True
         for choice in get(chunk, "choices") or ():
             if self.operation == "text_completion":

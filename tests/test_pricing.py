@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import cascadeflow
 import litellm
+import openai
 import pytest
 from cascadeflow.pricing import Price, PriceBook
 from cascadeflow.usage import read_usage
@@ -71,3 +73,44 @@ def test_prompt_cache_writes_are_charged_at_their_price() -> None:
     billed = litellm.completion_cost(completion_response=response, model="claude-sonnet-4-5")
     assert cost == pytest.approx(billed)
     assert price.input_bound == price.cache_write  # what a budget reserves per input token
+
+
+CACHED_USAGE = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+                "cache_creation_input_tokens": 800, "cache_read_input_tokens": 0,
+                "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 800}}
+
+
+def _cache_write_stream(model: str) -> str:
+    base = {"id": "chatcmpl-cw", "object": "chat.completion.chunk", "created": 1, "model": model}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"},
+                                    "finish_reason": None}]},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+              {**base, "choices": [], "usage": CACHED_USAGE}]
+    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_streams_prompt_cache_writes_are_charged_at_their_price(provider: Any, client: str) -> None:
+    """A stream's final usage chunk reports the tokens written to the prompt cache (litellm's
+    Anthropic streams, as `cache_creation_input_tokens`) as the unstreamed answer does. Streams
+    charged them at the input price: the step, the summary and the budget got 16% too little."""
+    model = "claude-haiku-4-5"
+    provider.inject(body=_cache_write_stream(model))
+    cascadeflow.init(mode="observe")
+    messages = [{"role": "user", "content": "hello"}]
+    with cascadeflow.run() as session:
+        if client == "litellm":
+            stream = litellm.completion(model=f"openai/{model}", messages=messages, stream=True,
+                                        stream_options={"include_usage": True},
+                                        api_base=provider.url, api_key="sk-test")
+        else:
+            stream = openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                model=model, messages=messages, stream=True, stream_options={"include_usage": True})
+        for _ in stream:
+            pass
+    [entry] = session.trace()
+    price = PriceBook().price(model)
+    assert price is not None and price.cache_write is not None and price.cache_write > price.input
+    expected = 200 * price.input + 800 * price.cache_write + 10 * price.output
+    assert entry["cost"] == pytest.approx(expected)
+    assert session.summary()["cost_total"] == pytest.approx(expected)
