@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cascadeflow.config import ModelSpec
 
@@ -31,10 +32,26 @@ class Price:
     max_output_tokens: int | None = None
     max_input_tokens: int | None = None  # the context window: no prompt is billed beyond it
     cache_write: float | None = None  # writing the prompt cache (Anthropic: 1.25x the input price)
+    # Long-context tiers, lowest threshold first: a prompt of more than `threshold` tokens is
+    # billed at the tier's prices, all of its tokens and its answer (litellm's map:
+    # `input_cost_per_token_above_200k_tokens`, ...: Gemini 2.5 Pro, gpt-5.4)
+    tiers: tuple[Tier, ...] = ()
+
+    def at(self, tokens_in: float) -> Price:
+        """The prices a prompt of `tokens_in` tokens is billed at (its long-context tier's)."""
+        found = self
+        for tier in self.tiers:
+            if tokens_in > tier.threshold:
+                found = Price(tier.input, tier.output,
+                              self.cache_read if tier.cache_read is None else tier.cache_read,
+                              self.max_output_tokens, self.max_input_tokens,
+                              self.cache_write if tier.cache_write is None else tier.cache_write)
+        return found
 
     @property
     def input_bound(self) -> float:
-        """The most one input token can cost: a prompt may be written to the cache whole."""
+        """The most one input token can cost: a prompt may be written to the cache whole (at
+        these prices: `at(tokens).input_bound` for a prompt of up to `tokens` tokens)."""
         return self.input if self.cache_write is None else max(self.input, self.cache_write)
 
     def output_limit(self, max_tokens: int | None) -> int:
@@ -49,11 +66,18 @@ class Price:
             return None
         max_out = self.output_limit(max_tokens)
         n = choices if isinstance(choices, int) and choices > 1 else 1
-        return self.max_input_tokens * max(inputs, 1) * self.input_bound + n * max_out * self.output
+        rated = self.at(self.max_input_tokens)
+        return self.max_input_tokens * max(inputs, 1) * max(self.input_bound, rated.input_bound) \
+            + n * max_out * max(self.output, rated.output)
 
     def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, written: int = 0) -> float:
         """Cost of a call; of the input tokens, `cached` ones were read from the prompt cache and
-        `written` ones written to it, each at its own price when the map has one."""
+        `written` ones written to it, each at its own price when the map has one; a prompt
+        longer than a long-context tier's threshold at that tier's prices."""
+        if self.tiers:
+            rated = self.at(tokens_in)
+            if rated is not self:
+                return rated.cost(tokens_in, tokens_out, cached, written)
         if cached <= 0 and written <= 0:
             return tokens_in * self.input + tokens_out * self.output
         cached = min(max(cached, 0), tokens_in)
@@ -62,6 +86,42 @@ class Price:
         write_price = self.input if self.cache_write is None else self.cache_write
         return ((tokens_in - cached - written) * self.input + cached * read_price + written * write_price
                 + tokens_out * self.output)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Prices for prompts of more than `threshold` tokens; None: the base price."""
+
+    threshold: float
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+_TIER_KEY = re.compile(r"^input_cost_per_token_above_(\d+(?:\.\d+)?)(k?)_tokens$")
+
+
+def _tiers(entry: Mapping[str, Any], inp: float, out: float) -> tuple[Tier, ...]:
+    """The long-context tiers of a map entry (standard service tier), lowest threshold first."""
+    found = []
+    for key, value in entry.items():
+        match = _TIER_KEY.match(key) if isinstance(key, str) else None
+        if match is None or not _number(value):
+            continue
+        label = match.group(1) + match.group(2)
+        threshold = float(match.group(1)) * (1000 if match.group(2) else 1)
+        tier_out = entry.get(f"output_cost_per_token_above_{label}_tokens")
+        read = entry.get(f"cache_read_input_token_cost_above_{label}_tokens")
+        write = entry.get(f"cache_creation_input_token_cost_above_{label}_tokens")
+        found.append(Tier(threshold, float(value), float(tier_out) if _number(tier_out) else out,
+                          float(read) if _number(read) else None,
+                          float(write) if _number(write) else None))
+    return tuple(sorted(found, key=lambda t: t.threshold))
+
+
+def _number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _lock = threading.Lock()
@@ -137,10 +197,14 @@ class PriceBook:
         max_in = entry.get("max_input_tokens")
         cache_write = spec.cache_creation_input_token_cost if spec and \
             spec.cache_creation_input_token_cost is not None else entry.get("cache_creation_input_token_cost")
+        overridden = spec is not None and (spec.input_cost_per_token is not None
+                                           or spec.output_cost_per_token is not None)
+        # (a price set in the config is the price: the map's tiers are of the map's prices)
+        tiers = () if overridden else _tiers(entry, float(inp), float(out or 0.0))
         return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
                      int(max_out) if isinstance(max_out, int | float) else None,
                      int(max_in) if isinstance(max_in, int | float) else None,
-                     float(cache_write) if isinstance(cache_write, int | float) else None)
+                     float(cache_write) if isinstance(cache_write, int | float) else None, tiers)
 
     def provider_of(self, model: str) -> str | None:
         """The provider litellm's map names for a model without a provider prefix."""

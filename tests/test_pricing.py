@@ -10,6 +10,7 @@ import cascadeflow
 import litellm
 import openai
 import pytest
+from cascadeflow.config import resolve
 from cascadeflow.pricing import Price, PriceBook
 from cascadeflow.usage import read_usage
 from litellm.types.utils import ModelResponse
@@ -114,3 +115,52 @@ def test_a_streams_prompt_cache_writes_are_charged_at_their_price(provider: Any,
     expected = 200 * price.input + 800 * price.cache_write + 10 * price.output
     assert entry["cost"] == pytest.approx(expected)
     assert session.summary()["cost_total"] == pytest.approx(expected)
+
+
+def _long_prompt_body(model: str, prompt_tokens: int) -> str:
+    return json.dumps({"id": "chatcmpl-long", "object": "chat.completion", "created": 1, "model": model,
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": "ok"}}],
+                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1000,
+                                 "total_tokens": prompt_tokens + 1000}})
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_long_prompt_is_charged_at_its_long_context_tier(provider: Any, client: str) -> None:
+    """gpt-5.4 bills a prompt of more than 272k tokens at twice the input price (and more for
+    the answer); Gemini 2.5 Pro above 200k. Such calls were charged at the base prices: half
+    the bill in the trace, summary and budget, and the budget's worst case was half too."""
+    model = "gpt-5.4"
+    cascadeflow.init(mode="observe")
+    messages = [{"role": "user", "content": "hello"}]
+    with cascadeflow.run() as session:
+        for prompt_tokens in (300_000, 100_000):
+            provider.inject(body=_long_prompt_body(model, prompt_tokens), times=1)
+            if client == "litellm":
+                litellm.completion(model=f"openai/{model}", messages=messages,
+                                   api_base=provider.url, api_key="sk-test")
+            else:
+                openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                    model=model, messages=messages)
+    long, short = session.trace()
+    price = PriceBook().price(model, "openai")
+    assert price is not None and price.tiers
+    [tier] = price.tiers
+    assert tier.threshold == 272_000 and tier.input > price.input and tier.output > price.output
+    assert long["cost"] == pytest.approx(300_000 * tier.input + 1000 * tier.output)
+    assert short["cost"] == pytest.approx(100_000 * price.input + 1000 * price.output)
+    assert long["cost"] == pytest.approx(sum(litellm.cost_per_token(
+        model=model, prompt_tokens=300_000, completion_tokens=1000)))
+    assert session.summary()["cost_total"] == pytest.approx(long["cost"] + short["cost"])
+    # the most one call can cost: a full context window, billed at the tier's prices
+    assert price.max_input_tokens is not None and price.max_output_tokens is not None
+    assert price.most(None) == pytest.approx(price.max_input_tokens * tier.input
+                                             + price.max_output_tokens * tier.output)
+
+
+def test_a_configured_price_drops_the_maps_long_context_tiers(tmp_path: Path) -> None:
+    (tmp_path / "cascadeflow.toml").write_text(
+        '[models."openai/gpt-5.4"]\ninput_cost_per_token = 0.001\noutput_cost_per_token = 0.002\n')
+    price = PriceBook(resolve({"mode": "observe"}, environ={}).models).price("gpt-5.4", "openai")
+    assert price is not None and price.tiers == ()
+    assert price.cost(300_000, 10) == pytest.approx(300_000 * 0.001 + 10 * 0.002)

@@ -94,14 +94,17 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
     if bound is None:
         return unbounded(engine, model, "its input has audio or file parts and its context "
                                         "window is unknown")
-    out_price = price.output * n
-    worst = bound * price.input_bound + max_out * out_price
+    # (a prompt of up to `bound` tokens: billed at most at the long-context tier `bound` is in)
+    rated = price.at(bound)
+    in_price = max(price.input_bound, rated.input_bound)
+    out_price = max(price.output, rated.output) * n
+    worst = bound * in_price + max_out * out_price
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
     tokens_in = bound
     if provider in _TIKTOKEN_PROVIDERS:
         tokens_in = billing.input_tokens(request, model, price.max_input_tokens, exact=True) or bound
-    in_cost = tokens_in * price.input_bound
+    in_cost = tokens_in * in_price
     if embeddings or out_price <= 0:
         worst = in_cost + max_out * out_price
         if worst <= remaining:
