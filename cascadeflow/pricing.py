@@ -36,6 +36,8 @@ class Price:
     # billed at the tier's prices, all of its tokens and its answer (litellm's map:
     # `input_cost_per_token_above_200k_tokens`, ...: Gemini 2.5 Pro, gpt-5.4)
     tiers: tuple[Tier, ...] = ()
+    audio_input: float | None = None  # audio tokens of the prompt (`input_cost_per_audio_token`)
+    audio_output: float | None = None  # audio tokens of the answer (`output_cost_per_audio_token`)
 
     def at(self, tokens_in: float) -> Price:
         """The prices a prompt of `tokens_in` tokens is billed at (its long-context tier's)."""
@@ -45,14 +47,20 @@ class Price:
                 found = Price(tier.input, tier.output,
                               self.cache_read if tier.cache_read is None else tier.cache_read,
                               self.max_output_tokens, self.max_input_tokens,
-                              self.cache_write if tier.cache_write is None else tier.cache_write)
+                              self.cache_write if tier.cache_write is None else tier.cache_write,
+                              (), self.audio_input, self.audio_output)
         return found
 
     @property
     def input_bound(self) -> float:
-        """The most one input token can cost: a prompt may be written to the cache whole (at
-        these prices: `at(tokens).input_bound` for a prompt of up to `tokens` tokens)."""
-        return self.input if self.cache_write is None else max(self.input, self.cache_write)
+        """The most one input token can cost: a prompt may be written to the cache whole, or
+        be audio (at these prices: `at(tokens).input_bound` for a prompt of up to `tokens`)."""
+        return max(self.input, self.cache_write or 0.0, self.audio_input or 0.0)
+
+    @property
+    def output_bound(self) -> float:
+        """The most one output token can cost: an answer may be audio."""
+        return max(self.output, self.audio_output or 0.0)
 
     def output_limit(self, max_tokens: int | None) -> int:
         """The most one choice may answer: `max_tokens`, else the model's output limit."""
@@ -68,16 +76,24 @@ class Price:
         n = choices if isinstance(choices, int) and choices > 1 else 1
         rated = self.at(self.max_input_tokens)
         return self.max_input_tokens * max(inputs, 1) * max(self.input_bound, rated.input_bound) \
-            + n * max_out * max(self.output, rated.output)
+            + n * max_out * max(self.output_bound, rated.output_bound)
 
-    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, written: int = 0) -> float:
+    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, written: int = 0,
+             audio_in: int = 0, audio_out: int = 0) -> float:
         """Cost of a call; of the input tokens, `cached` ones were read from the prompt cache and
-        `written` ones written to it, each at its own price when the map has one; a prompt
-        longer than a long-context tier's threshold at that tier's prices."""
+        `written` ones written to it, and `audio_in` (of the output, `audio_out`) were audio,
+        each at its own price when the map has one; a prompt longer than a long-context tier's
+        threshold at that tier's prices."""
         if self.tiers:
             rated = self.at(tokens_in)
             if rated is not self:
-                return rated.cost(tokens_in, tokens_out, cached, written)
+                return rated.cost(tokens_in, tokens_out, cached, written, audio_in, audio_out)
+        if audio_in > 0 or audio_out > 0:
+            audio_in = min(audio_in, max(tokens_in - max(cached, 0) - max(written, 0), 0))
+            audio_out = min(max(audio_out, 0), tokens_out)
+            return self.cost(tokens_in - audio_in, tokens_out - audio_out, cached, written) \
+                + audio_in * (self.input if self.audio_input is None else self.audio_input) \
+                + audio_out * (self.output if self.audio_output is None else self.audio_output)
         if cached <= 0 and written <= 0:
             return tokens_in * self.input + tokens_out * self.output
         cached = min(max(cached, 0), tokens_in)
@@ -201,10 +217,14 @@ class PriceBook:
                                            or spec.output_cost_per_token is not None)
         # (a price set in the config is the price: the map's tiers are of the map's prices)
         tiers = () if overridden else _tiers(entry, float(inp), float(out or 0.0))
+        audio_in = None if overridden else entry.get("input_cost_per_audio_token")
+        audio_out = None if overridden else entry.get("output_cost_per_audio_token")
         return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
                      int(max_out) if isinstance(max_out, int | float) else None,
                      int(max_in) if isinstance(max_in, int | float) else None,
-                     float(cache_write) if isinstance(cache_write, int | float) else None, tiers)
+                     float(cache_write) if isinstance(cache_write, int | float) else None, tiers,
+                     float(audio_in) if _number(audio_in) else None,
+                     float(audio_out) if _number(audio_out) else None)
 
     def provider_of(self, model: str) -> str | None:
         """The provider litellm's map names for a model without a provider prefix."""

@@ -25,6 +25,8 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    audio_tokens_in: int = 0  # of tokens_in, audio (priced apart)
+    audio_tokens_out: int = 0  # of tokens_out, audio
     tool_calls: int = 0
     tool_names: tuple[str, ...] = ()  # of the tool calls, where the response names them
     calls: tuple[ToolCall, ...] = ()  # the first choice's tool calls: (id, name, arguments)
@@ -78,7 +80,7 @@ def fields(obj: Any) -> dict[str, Any]:
 
 _NAMES = ("id", "model", "usage", "choices", "message", "content", "text", "tool_calls", "function_call",
           "finish_reason", "prompt_tokens", "completion_tokens", "prompt_tokens_details",
-          "completion_tokens_details", "cached_tokens", "reasoning_tokens",
+          "completion_tokens_details", "cached_tokens", "reasoning_tokens", "audio_tokens",
           "cache_creation_input_tokens")
 
 
@@ -100,9 +102,11 @@ def read_usage(operation: str, response: Any) -> Usage:
         details = u.get("prompt_tokens_details")
         if details is not None:
             out.cached_tokens = _int(fields(details).get("cached_tokens"))
+            out.audio_tokens_in = _int(fields(details).get("audio_tokens"))
         details = u.get("completion_tokens_details")
         if details is not None:
             out.reasoning_tokens = _int(fields(details).get("reasoning_tokens"))
+            out.audio_tokens_out = _int(fields(details).get("audio_tokens"))
         out.cache_write_tokens = _int(u.get("cache_creation_input_tokens"))
     choices = r.get("choices")
     if choices:
@@ -260,6 +264,8 @@ class StreamAccumulator:
             usage.reasoning_tokens = _int(get(get(reported, "completion_tokens_details"),
                                               "reasoning_tokens"))
             usage.cache_write_tokens = _int(get(reported, "cache_creation_input_tokens"))
+            usage.audio_tokens_in = _int(get(get(reported, "prompt_tokens_details"), "audio_tokens"))
+            usage.audio_tokens_out = _int(get(get(reported, "completion_tokens_details"), "audio_tokens"))
             self.usage_reported = True
         for choice in get(chunk, "choices") or ():
             if self.operation == "text_completion":

@@ -164,3 +164,58 @@ def test_a_configured_price_drops_the_maps_long_context_tiers(tmp_path: Path) ->
     price = PriceBook(resolve({"mode": "observe"}, environ={}).models).price("gpt-5.4", "openai")
     assert price is not None and price.tiers == ()
     assert price.cost(300_000, 10) == pytest.approx(300_000 * 0.001 + 10 * 0.002)
+
+
+AUDIO_USAGE = {"prompt_tokens": 1200, "completion_tokens": 500, "total_tokens": 1700,
+               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 1000},
+               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400}}
+
+
+def _audio_body(model: str, stream: bool) -> str:
+    if not stream:
+        return json.dumps({"id": "chatcmpl-au", "object": "chat.completion", "created": 1, "model": model,
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "ok"}}],
+                           "usage": AUDIO_USAGE})
+    base = {"id": "chatcmpl-au", "object": "chat.completion.chunk", "created": 1, "model": model}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"},
+                                    "finish_reason": None}]},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+              {**base, "choices": [], "usage": AUDIO_USAGE}]
+    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_audio_tokens_are_charged_at_the_audio_prices(provider: Any, client: str, stream: bool) -> None:
+    """gpt-audio bills audio tokens (`prompt_tokens_details.audio_tokens`, and of the answer
+    `completion_tokens_details.audio_tokens`) at 12.8x and 6.4x the text prices. They were
+    charged as text: an audio call was recorded (and settled against its budget) at a
+    fraction of its bill."""
+    model = "gpt-audio"
+    provider.inject(body=_audio_body(model, stream))
+    cascadeflow.init(mode="observe")
+    messages = [{"role": "user", "content": "hello"}]
+    extra: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    with cascadeflow.run() as session:
+        if client == "litellm":
+            answer = litellm.completion(model=f"openai/{model}", messages=messages,
+                                        api_base=provider.url, api_key="sk-test", **extra)
+        else:
+            answer = openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                model=model, messages=messages, **extra)
+        if stream:
+            for _ in answer:
+                pass
+    [entry] = session.trace()
+    price = PriceBook().price(model, "openai")
+    assert price is not None and price.audio_input is not None and price.audio_output is not None
+    assert price.audio_input > price.input and price.audio_output > price.output
+    expected = (200 * price.input + 1000 * price.audio_input
+                + 100 * price.output + 400 * price.audio_output)
+    assert entry["cost"] == pytest.approx(expected)
+    assert session.summary()["cost_total"] == pytest.approx(expected)
+    # a budget's worst case prices every token as the dearer kind
+    assert price.max_input_tokens is not None and price.max_output_tokens is not None
+    assert price.most(None) == pytest.approx(price.max_input_tokens * price.audio_input
+                                             + price.max_output_tokens * price.audio_output)

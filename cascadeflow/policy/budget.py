@@ -97,7 +97,7 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
     # (a prompt of up to `bound` tokens: billed at most at the long-context tier `bound` is in)
     rated = price.at(bound)
     in_price = max(price.input_bound, rated.input_bound)
-    out_price = max(price.output, rated.output) * n
+    out_price = max(price.output_bound, rated.output_bound) * n
     worst = bound * in_price + max_out * out_price
     if bounded and worst <= remaining:
         return Decision("allow", "ok", reservation=worst)
