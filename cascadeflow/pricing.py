@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -38,6 +38,18 @@ class Price:
     tiers: tuple[Tier, ...] = ()
     audio_input: float | None = None  # audio tokens of the prompt (`input_cost_per_audio_token`)
     audio_output: float | None = None  # audio tokens of the answer (`output_cost_per_audio_token`)
+    # prices of the service tiers the map prices apart (OpenAI's `service_tier="priority"`,
+    # `"flex"`): (name, price)
+    service_tiers: tuple[tuple[str, Price], ...] = ()
+
+    def for_tier(self, service_tier: Any) -> Price:
+        """The prices of a call served at `service_tier` (as the response reports it, or the
+        request asks for it); these when the map has none for it."""
+        if self.service_tiers and isinstance(service_tier, str):
+            for name, price in self.service_tiers:
+                if name == service_tier:
+                    return price
+        return self
 
     def at(self, tokens_in: float) -> Price:
         """The prices a prompt of `tokens_in` tokens is billed at (its long-context tier's)."""
@@ -115,21 +127,23 @@ class Tier:
     cache_write: float | None = None
 
 
-_TIER_KEY = re.compile(r"^input_cost_per_token_above_(\d+(?:\.\d+)?)(k?)_tokens$")
+_TIER_KEY = re.compile(r"^input_cost_per_token_above_(\d+(?:\.\d+)?)(k?)_tokens(_priority|_flex)?$")
+SERVICE_TIERS = ("priority", "flex")  # the service tiers litellm's map prices apart
 
 
-def _tiers(entry: Mapping[str, Any], inp: float, out: float) -> tuple[Tier, ...]:
-    """The long-context tiers of a map entry (standard service tier), lowest threshold first."""
+def _tiers(entry: Mapping[str, Any], inp: float, out: float, suffix: str = "") -> tuple[Tier, ...]:
+    """The long-context tiers of a map entry (of a service tier: `suffix` `_priority`),
+    lowest threshold first."""
     found = []
     for key, value in entry.items():
         match = _TIER_KEY.match(key) if isinstance(key, str) else None
-        if match is None or not _number(value):
+        if match is None or not _number(value) or (match.group(3) or "") != suffix:
             continue
         label = match.group(1) + match.group(2)
         threshold = float(match.group(1)) * (1000 if match.group(2) else 1)
-        tier_out = entry.get(f"output_cost_per_token_above_{label}_tokens")
-        read = entry.get(f"cache_read_input_token_cost_above_{label}_tokens")
-        write = entry.get(f"cache_creation_input_token_cost_above_{label}_tokens")
+        tier_out = entry.get(f"output_cost_per_token_above_{label}_tokens{suffix}")
+        read = entry.get(f"cache_read_input_token_cost_above_{label}_tokens{suffix}")
+        write = entry.get(f"cache_creation_input_token_cost_above_{label}_tokens{suffix}")
         found.append(Tier(threshold, float(value), float(tier_out) if _number(tier_out) else out,
                           float(read) if _number(read) else None,
                           float(write) if _number(write) else None))
@@ -219,14 +233,35 @@ class PriceBook:
         tiers = () if overridden else _tiers(entry, float(inp), float(out or 0.0))
         audio_in = None if overridden else entry.get("input_cost_per_audio_token")
         audio_out = None if overridden else entry.get("output_cost_per_audio_token")
-        return Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
+        base = Price(float(inp), float(out or 0.0), None if cache_read is None else float(cache_read),
                      int(max_out) if isinstance(max_out, int | float) else None,
                      int(max_in) if isinstance(max_in, int | float) else None,
                      float(cache_write) if isinstance(cache_write, int | float) else None, tiers,
                      float(audio_in) if _number(audio_in) else None,
                      float(audio_out) if _number(audio_out) else None)
+        if overridden:
+            return base
+        served = tuple((name, found) for name in SERVICE_TIERS
+                       if (found := _service_tier(entry, base, name)) is not None)
+        return replace(base, service_tiers=served) if served else base
 
     def provider_of(self, model: str) -> str | None:
         """The provider litellm's map names for a model without a provider prefix."""
         entry = _model_map().get(model)
         return entry.get("litellm_provider") if isinstance(entry, dict) else None
+
+
+def _service_tier(entry: Mapping[str, Any], base: Price, name: str) -> Price | None:
+    """The prices of service tier `name` (`input_cost_per_token_priority`, ...), each falling
+    back to the standard one; None when the map prices no input for it."""
+    inp = entry.get(f"input_cost_per_token_{name}")
+    if not _number(inp):
+        return None
+    out = entry.get(f"output_cost_per_token_{name}")
+    read = entry.get(f"cache_read_input_token_cost_{name}")
+    write = entry.get(f"cache_creation_input_token_cost_{name}")
+    output = float(out) if _number(out) else base.output
+    return replace(base, input=float(inp), output=output,
+                   cache_read=float(read) if _number(read) else base.cache_read,
+                   cache_write=float(write) if _number(write) else base.cache_write,
+                   tiers=_tiers(entry, float(inp), output, f"_{name}"))

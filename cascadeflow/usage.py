@@ -27,6 +27,7 @@ class Usage:
     cache_write_tokens: int = 0
     audio_tokens_in: int = 0  # of tokens_in, audio (priced apart)
     audio_tokens_out: int = 0  # of tokens_out, audio
+    service_tier: str | None = None  # as the response reports it (`priority` is billed higher)
     tool_calls: int = 0
     tool_names: tuple[str, ...] = ()  # of the tool calls, where the response names them
     calls: tuple[ToolCall, ...] = ()  # the first choice's tool calls: (id, name, arguments)
@@ -80,8 +81,12 @@ def fields(obj: Any) -> dict[str, Any]:
 
 _NAMES = ("id", "model", "usage", "choices", "message", "content", "text", "tool_calls", "function_call",
           "finish_reason", "prompt_tokens", "completion_tokens", "prompt_tokens_details",
-          "completion_tokens_details", "cached_tokens", "reasoning_tokens", "audio_tokens",
+          "completion_tokens_details", "cached_tokens", "reasoning_tokens", "audio_tokens", "service_tier",
           "cache_creation_input_tokens")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int:
@@ -93,7 +98,7 @@ def read_usage(operation: str, response: Any) -> Usage:
     if operation == "responses":
         return _responses_usage(response)
     r = fields(response)
-    out = Usage(model=r.get("model"), response_id=r.get("id"))
+    out = Usage(model=r.get("model"), response_id=r.get("id"), service_tier=_str(r.get("service_tier")))
     usage = r.get("usage")
     if usage is not None:
         u = fields(usage)
@@ -186,7 +191,8 @@ def _call(call: Any) -> ToolCall:
 
 def _responses_usage(response: Any) -> Usage:
     usage = get(response, "usage")
-    out = Usage(model=get(response, "model"), response_id=get(response, "id"))
+    out = Usage(model=get(response, "model"), response_id=get(response, "id"),
+                service_tier=_str(get(response, "service_tier")))
     out.tokens_in = _int(get(usage, "input_tokens"))
     out.tokens_out = _int(get(usage, "output_tokens"))
     out.cached_tokens = _int(get(get(usage, "input_tokens_details"), "cached_tokens"))
@@ -253,6 +259,10 @@ class StreamAccumulator:
             usage.model = model
         if usage.response_id is None:
             usage.response_id = get(chunk, "id")
+        if self.operation != "responses":
+            tier = get(chunk, "service_tier")
+            if isinstance(tier, str):
+                usage.service_tier = tier
         if self.operation == "responses":
             self._add_event(chunk)
             return

@@ -219,3 +219,60 @@ def test_audio_tokens_are_charged_at_the_audio_prices(provider: Any, client: str
     assert price.max_input_tokens is not None and price.max_output_tokens is not None
     assert price.most(None) == pytest.approx(price.max_input_tokens * price.audio_input
                                              + price.max_output_tokens * price.audio_output)
+
+
+def _tier_body(model: str, tier: str) -> str:
+    return json.dumps({"id": "chatcmpl-st", "object": "chat.completion", "created": 1, "model": model,
+                       "service_tier": tier,
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": "ok"}}],
+                       "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}})
+
+
+@pytest.mark.parametrize("client", ["litellm", "openai"])
+def test_a_priority_call_is_charged_and_reserved_at_the_priority_prices(provider: Any, client: str) -> None:
+    """OpenAI bills `service_tier="priority"` at twice gpt-5's prices, and the response says
+    it was served so. Such calls were charged at the standard prices (half the bill), and
+    a budget reserved for them at the standard prices too."""
+    model = "gpt-5"
+    price = PriceBook().price(model, "openai")
+    assert price is not None
+    priority = price.for_tier("priority")
+    assert priority.input > price.input and priority.output > price.output
+    cascadeflow.init(mode="enforce")
+    messages = [{"role": "user", "content": "hello"}]
+    with cascadeflow.run(budget=100.0) as session:
+        for tier in ("priority", "default"):
+            provider.inject(body=_tier_body(model, tier), times=1)
+            if client == "litellm":
+                litellm.completion(model=f"openai/{model}", messages=messages, service_tier=tier,
+                                   max_tokens=200, api_base=provider.url, api_key="sk-test")
+            else:
+                openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                    model=model, messages=messages, service_tier=tier, max_tokens=200)
+    fast, standard = session.trace()
+    assert fast["cost"] == pytest.approx(1000 * priority.input + 100 * priority.output)
+    assert standard["cost"] == pytest.approx(1000 * price.input + 100 * price.output)
+    assert fast["cost"] == pytest.approx(sum(litellm.cost_per_token(
+        model=model, prompt_tokens=1000, completion_tokens=100, service_tier="priority")))
+    # a budget that pays for the shortest useful answer (16 tokens) at the standard prices
+    # but not at the priority ones: the priority call is stopped before it is sent
+    budget = 20 * price.input + 16 * price.output + 0.4 * 16 * (priority.output - price.output)
+    with cascadeflow.run(budget=budget) as session:
+        with pytest.raises(cascadeflow.BudgetExceeded) as info:
+            if client == "litellm":
+                litellm.completion(model=f"openai/{model}", messages=messages, service_tier="priority",
+                                   max_tokens=200, api_base=provider.url, api_key="sk-test")
+            else:
+                openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                    model=model, messages=messages, service_tier="priority", max_tokens=200)
+        assert info.value.reason == "budget_exceeded"
+        provider.inject(body=_tier_body(model, "default"), times=1)
+        if client == "litellm":
+            litellm.completion(model=f"openai/{model}", messages=messages, max_tokens=200,
+                               api_base=provider.url, api_key="sk-test")
+        else:
+            openai.OpenAI(base_url=provider.url, api_key="sk-test").chat.completions.create(
+                model=model, messages=messages, max_tokens=200)
+    assert [(e["action"], e["reason"]) for e in session.trace()] == [
+        ("stop", "budget_exceeded"), ("allow", "max_tokens_clamped")]

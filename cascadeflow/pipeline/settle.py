@@ -143,8 +143,9 @@ def _settle(step: Step, usage: Usage | None, status: str) -> None:
         if price is None:
             step.price_known, step.cost = False, None
         else:
-            step.cost = price.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens,
-                                   usage.cache_write_tokens, usage.audio_tokens_in, usage.audio_tokens_out)
+            served = price.for_tier(usage.service_tier)  # (`priority` is billed higher)
+            step.cost = served.cost(usage.tokens_in, usage.tokens_out, usage.cached_tokens,
+                                    usage.cache_write_tokens, usage.audio_tokens_in, usage.audio_tokens_out)
     if usage is not None and usage.response_id and step.request.operation == "responses":
         rt.stored.settled(str(usage.response_id), usage.tokens_in + usage.tokens_out)
     calls = 0 if usage is None else tools.counted(usage.tool_names, usage.tool_calls,

@@ -55,7 +55,8 @@ def check(engine: Context, request: Request, view: ChainView, model: str, patien
             pressured = session
     if pressured is None:
         ceiling = engine.ceiling(model, request.provider if model == request.model else None,
-                                 request.max_tokens, billing.choices(request), billing.inputs(request))
+                                 request.max_tokens, billing.choices(request), billing.inputs(request),
+                                 billing.service_tier(request))
         if ceiling is not None and ceiling.reservation * CEILING_SHARE <= remaining:
             return ceiling
     if pressured is not None and remaining > 0 and not request.pinned:
@@ -85,6 +86,7 @@ def _fit(engine: Context, request: Request, model: str, remaining: float) -> Dec
     provider, price = engine.priced(model, request.provider if model == request.model else None)
     if price is None:
         return unbounded(engine, model, "no price is known for it")
+    price = price.for_tier(billing.service_tier(request))
     embeddings = request.operation == "embeddings"
     asked = request.max_tokens
     max_out = 0 if embeddings else price.output_limit(asked)

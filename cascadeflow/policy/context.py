@@ -52,14 +52,17 @@ class Context:
         return view_of(tuple(chain), self.config, policy, shared, shared_budgets)
 
     def ceiling(self, model: str, provider: str | None, asked: int | None, choices: Any,
-                inputs: int = 1) -> Decision | None:
+                inputs: int = 1, service_tier: str | None = None) -> Decision | None:
         """An `allow` reserving the most one call to `model` can cost (see `budget.ceiling`),
-        built once per (model, max_tokens, n, inputs); None when that maximum is unknown."""
-        key = (model, provider, asked, choices, inputs)
+        built once per (model, max_tokens, n, inputs, service tier); None when that maximum is
+        unknown."""
+        key = (model, provider, asked, choices, inputs, service_tier)
         found = self._ceilings.get(key, _UNSEEN)  # one read: another thread may clear it meanwhile
         if found is not _UNSEEN:
             return found
         price = self.priced(model, provider)[1]
+        if price is not None:
+            price = price.for_tier(service_tier)
         worst = None if price is None else price.most(asked, choices, inputs)
         found = None if worst is None else Decision("allow", "ok", reservation=worst)
         if len(self._ceilings) > 4096:

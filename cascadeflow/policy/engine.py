@@ -68,7 +68,7 @@ class Engine(Context):
             key = (request.model, request.provider, request.reachable, request.pinned, request.operation,
                    kwargs.get("max_tokens"), kwargs.get("max_completion_tokens"),
                    kwargs.get("max_output_tokens"), kwargs.get("n"), kwargs.get("best_of"),
-                   self.latency.version)
+                   billing.service_tier(request), self.latency.version)
             plan = view.plans.get(key)
             if plan is None:
                 if len(view.plans) >= MEMO_SIZE:
@@ -136,7 +136,8 @@ class Engine(Context):
             return ([switch] if switch else [ALLOW]), 0.0
         model = switch.target_model if switch and switch.target_model else request.model
         ceiling = self.ceiling(model, request.provider if model == request.model else None,
-                               request.max_tokens, billing.choices(request), billing.inputs(request))
+                               request.max_tokens, billing.choices(request), billing.inputs(request),
+                               billing.service_tier(request))
         if ceiling is None:
             return None, 0.0
         if switch is None:
