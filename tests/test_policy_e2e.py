@@ -499,3 +499,23 @@ def test_a_cold_first_call_does_not_switch_away_from_the_model_for_good(
     assert (second["action"], second["reason"]) == ("switch_model", "latency_target_exceeded")
     assert (third["action"], third["model"]) == ("allow", "openai/gpt-4o")
     assert [body["model"] for body in sent(provider)] == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
+
+
+def test_a_failing_model_is_not_taken_for_a_fast_one(provider: Any, pool: Path) -> None:
+    # An error's latency was observed as the model's: a rate-limited gpt-4o-mini answering
+    # 429 at once looked fastest, so the latency target switched every slow gpt-4o call to it,
+    # and each of them failed (and its quick error kept it looking fast).
+    cascadeflow.init(mode="enforce")
+    provider.inject(model="gpt-4o-mini", status=429)
+    provider.inject(model="gpt-4o", latency_ms=150)
+    client = openai.OpenAI(base_url=provider.url, api_key=KEY, max_retries=0)
+    messages = [{"role": "user", "content": "hello"}]
+    with cascadeflow.run(max_latency_ms=100) as session:
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=5)
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=5)
+    failed, slow, again = session.trace()
+    assert failed["error"] == "RateLimitError" and slow["latency_ms"] >= 150
+    assert (again["action"], again["model"], again["error"]) == ("allow", "gpt-4o", None)
+    assert [body["model"] for body in sent(provider)] == ["gpt-4o-mini", "gpt-4o", "gpt-4o"]

@@ -86,11 +86,20 @@ def finish(step: Step, usage: Usage, status: str = "ok", ended: int | None = Non
 def fail(step: Step, exc: BaseException, usage: Usage | None = None, status: str = "error",
          ended: int | None = None) -> None:
     """Settle a call that raised (or a stream that broke): the error type is recorded, and the
-    usage of a billed response that the client rejected after it arrived is charged."""
+    usage of a billed response that the client rejected after it arrived is charged.
+
+    Its latency is observed for latency targets and KPIs only when a whole response arrived (a
+    blocked answer, one the client rejected): an error's latency (an instant 429) says nothing
+    of the model's speed, and would make a failing model look fastest and draw the calls."""
+    if step.settled:
+        return
+    answered = status == "blocked"
+    if usage is None and step.request.operation != "tool":
+        usage = carried_usage(step.request.operation, exc)
+        answered = usage is not None
+    step.answered = answered
     if _arrived(step, ended):
         step.error = type(exc).__name__
-        if usage is None and step.request.operation != "tool":
-            usage = carried_usage(step.request.operation, exc)
         step.post(_settle, step, usage, status)
 
 
@@ -108,7 +117,7 @@ def _arrived(step: Step, ended: int | None) -> bool:
 
 
 def _observe_latency(step: Step) -> None:
-    if step.request.operation != "tool":
+    if step.request.operation != "tool" and step.answered:
         engine = step.rt.engine
         latency = (step.t1 - step.t0) / 1e6
         engine.latency.observe(engine.names(step.model, step.provider)[2], latency)

@@ -50,6 +50,7 @@ class Step:
     usage: Usage | None = None
     latency_ms: float | None = None
     t1 = 0  # perf_counter_ns when the response (or the error) arrived
+    answered = True  # a whole response arrived: its latency is the model's (an error's is not)
     cost: float | None = 0.0
     price_known = True
     status = "ok"
