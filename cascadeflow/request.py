@@ -56,7 +56,8 @@ class Request:
         self.model = model
         key = PROMPT_KEYS.get(operation)
         prompt = kwargs.get(key) if key is not None else None
-        if key is not None and isinstance(prompt, tuple | Iterator):
+        if key is not None and not isinstance(prompt, list | str | dict | None) \
+                and isinstance(prompt, tuple | Iterator):  # (the ABC's check only for the rare)
             # messages as a tuple or a generator, which both clients take and send as a JSON list:
             # a list here (in the call's own kwargs, which are what is sent), so that the
             # guardrails read it and a generator is not used up by the first reader

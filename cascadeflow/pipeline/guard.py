@@ -77,7 +77,9 @@ def _inputs(request: Request) -> tuple[Any, bool, list[Place]]:
     lead = isinstance(instructions, str)
     described: list[Place] = []
     for key in TOOL_KEYS if request.operation in ("chat", "responses") else ():
-        _descriptions(request.kwargs.get(key), (), key, described)
+        tools = request.kwargs.get(key)
+        if tools:
+            _descriptions(tools, (), key, described)
     prompt = request.prompt
     if not (lead or described):
         return prompt, False, []
