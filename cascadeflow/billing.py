@@ -243,8 +243,4 @@ def service_tier(request: Request) -> str | None:
     """`priority` when the request asks for it (in `extra_body` or as the argument), which the
     provider bills higher; else None: the standard prices bound the call (a cheaper tier's
     call may be served, and billed, at the standard one)."""
-    extra = request.kwargs.get("extra_body")
-    asked = extra.get("service_tier") if isinstance(extra, dict) else None
-    if asked is None:
-        asked = request.kwargs.get("service_tier")
-    return "priority" if asked == "priority" else None
+    return "priority" if in_body(request.kwargs, "service_tier", str) == "priority" else None

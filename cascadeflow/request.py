@@ -14,11 +14,12 @@ PROMPT_KEYS = {"chat": "messages", "text_completion": "prompt", "responses": "in
                "embeddings": "input"}
 
 
-def in_body(kwargs: dict[str, Any], key: str) -> Any:
+def in_body(kwargs: dict[str, Any], key: str, kind: type = int) -> Any:
     """`key` as the provider receives it: the client's `extra_body` (which both the openai SDK
-    and litellm merge into the request body, over the arguments), else the argument."""
+    and litellm merge into the request body, over the arguments) where it holds a `kind` there,
+    else the argument."""
     extra = kwargs.get("extra_body")
-    if isinstance(extra, dict) and isinstance(extra.get(key), int):
+    if isinstance(extra, dict) and isinstance(extra.get(key), kind):
         return extra[key]
     return kwargs.get(key)
 
